@@ -1,0 +1,110 @@
+"""wasmplug: load third-party extensions as sandboxed WebAssembly components.
+
+>>> from wasmplug import PluginHost
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._errors import BuildError as BuildError
+from ._errors import CacheError as CacheError
+from ._errors import CapabilityError as CapabilityError
+from ._errors import ErrorResult as ErrorResult
+from ._errors import FuelExhausted as FuelExhausted
+from ._errors import HostFunctionError as HostFunctionError
+from ._errors import InstantiationError as InstantiationError
+from ._errors import InvalidComponentError as InvalidComponentError
+from ._errors import KeyFormatError as KeyFormatError
+from ._errors import LinkError as LinkError
+from ._errors import LoadError as LoadError
+from ._errors import ManifestError as ManifestError
+from ._errors import PluginClosedError as PluginClosedError
+from ._errors import PluginError as PluginError
+from ._errors import PluginFault as PluginFault
+from ._errors import PluginQuarantinedError as PluginQuarantinedError
+from ._errors import PluginTimeout as PluginTimeout
+from ._errors import PluginTrapped as PluginTrapped
+from ._errors import ReentrantCallError as ReentrantCallError
+from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
+from ._errors import SignatureError as SignatureError
+from ._errors import SignatureInvalidError as SignatureInvalidError
+from ._errors import SignatureMissingError as SignatureMissingError
+from ._errors import StaleResourceError as StaleResourceError
+from ._errors import UnsignedPluginError as UnsignedPluginError
+from ._errors import UntrustedKeyError as UntrustedKeyError
+from ._errors import WasmplugError as WasmplugError
+from ._errors import WitTypeError as WitTypeError
+from ._errors import WitValueError as WitValueError
+from ._grants import DirGrant as DirGrant
+from ._grants import Grants as Grants
+from ._host import PluginHost as PluginHost
+from ._limits import Limits as Limits
+from ._limits import RestartPolicy as RestartPolicy
+from ._manifest import FilesystemRequest as FilesystemRequest
+from ._manifest import Manifest as Manifest
+from ._plugin import Exports as Exports
+from ._plugin import Plugin as Plugin
+from ._resources import Resource as Resource
+from ._signing import PublicKey as PublicKey
+from ._signing import SecretKey as SecretKey
+from ._supervisor import FaultRecord as FaultRecord
+from ._supervisor import PluginMetrics as PluginMetrics
+from ._values import Err as Err
+from ._values import Ok as Ok
+from ._values import Some as Some
+from ._values import Variant as Variant
+
+try:
+    __version__ = version("wasmplug")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BuildError",
+    "CacheError",
+    "CapabilityError",
+    "DirGrant",
+    "Err",
+    "ErrorResult",
+    "Exports",
+    "FaultRecord",
+    "FilesystemRequest",
+    "FuelExhausted",
+    "Grants",
+    "HostFunctionError",
+    "InstantiationError",
+    "InvalidComponentError",
+    "KeyFormatError",
+    "Limits",
+    "LinkError",
+    "LoadError",
+    "Manifest",
+    "ManifestError",
+    "Ok",
+    "Plugin",
+    "PluginClosedError",
+    "PluginError",
+    "PluginFault",
+    "PluginHost",
+    "PluginMetrics",
+    "PluginQuarantinedError",
+    "PluginTimeout",
+    "PluginTrapped",
+    "PublicKey",
+    "ReentrantCallError",
+    "Resource",
+    "ResourceLimitExceeded",
+    "RestartPolicy",
+    "SecretKey",
+    "SignatureError",
+    "SignatureInvalidError",
+    "SignatureMissingError",
+    "Some",
+    "StaleResourceError",
+    "UnsignedPluginError",
+    "UntrustedKeyError",
+    "Variant",
+    "WasmplugError",
+    "WitTypeError",
+    "WitValueError",
+    "__version__",
+]

@@ -1,0 +1,354 @@
+"""Every exception wasmplug raises, in one place.
+
+The hierarchy says whose fault a failure was, in the manner of trio's
+``ClosedResourceError`` ("you closed it") versus ``BrokenResourceError``
+("it broke")::
+
+    WasmplugError                       root: catch this to catch every wasmplug failure
+    ├── ManifestError (ValueError)      the manifest is malformed; lists every problem at once
+    ├── LoadError                       a component could not be turned into a Plugin
+    │   ├── InvalidComponentError (ValueError)  not a valid component binary / WAT
+    │   ├── UnsignedPluginError         no signature, and allow_unsigned was not given
+    │   ├── LinkError                   imports that are missing, undeclared or not granted
+    │   └── InstantiationError          start-up failed (start code trapped, limits too low)
+    ├── CapabilityError                 a grant names something the host cannot honour
+    ├── WitTypeError (TypeError)        a value does not have the WIT type's Python shape
+    ├── WitValueError (ValueError)      a value has the right shape but is out of range
+    ├── CacheError                      the compile cache directory is unusable
+    ├── BuildError                      building a component from source failed
+    ├── SignatureError                  a wasmsign2 signature could not be made, read or trusted
+    │   ├── SignatureMissingError       the binary (or detached signature) holds no signature
+    │   ├── SignatureInvalidError       none verifies: wrong key, tampered bytes, malformed data
+    │   ├── UntrustedKeyError           a signature verifies, but with a key that is not trusted
+    │   └── KeyFormatError (ValueError) key bytes are not a supported Ed25519 key encoding
+    └── PluginError                     a call into a plugin did not return a value
+        ├── ErrorResult                 the export returned ``err(E)``; ``.value`` is E (no fault)
+        ├── PluginClosedError           you closed the plugin or its host ("you closed it")
+        ├── PluginQuarantinedError      the restart policy gave up; calls fail fast until reset()
+        ├── ReentrantCallError          a host function called back into the same plugin
+        ├── StaleResourceError          a resource handle outlived the instance that made it
+        └── PluginFault                 the instance broke and was discarded ("it broke")
+            ├── PluginTrapped           guest trap: unreachable, out-of-bounds, stack overflow...
+            ├── PluginTimeout           the per-call epoch deadline passed (Limits.timeout_ms)
+            ├── FuelExhausted           the per-call fuel budget ran out (Limits.fuel)
+            ├── ResourceLimitExceeded   memory/table limit hit and the guest gave up
+            └── HostFunctionError       a host function the app provided raised; see __cause__
+
+Every :class:`PluginError` carries ``.plugin`` (the plugin's name) and
+``.export`` (the WIT export name, or ``None``); they are attached in one place,
+around every call, by the plugin's call context. Low-level causes
+(``wasmtime.WasmtimeError``) are kept in ``__cause__`` and never raised bare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "BuildError",
+    "CacheError",
+    "CapabilityError",
+    "ErrorResult",
+    "FuelExhausted",
+    "HostFunctionError",
+    "InstantiationError",
+    "InvalidComponentError",
+    "KeyFormatError",
+    "LinkError",
+    "LoadError",
+    "ManifestError",
+    "PluginClosedError",
+    "PluginError",
+    "PluginFault",
+    "PluginQuarantinedError",
+    "PluginTimeout",
+    "PluginTrapped",
+    "ReentrantCallError",
+    "ResourceLimitExceeded",
+    "SignatureError",
+    "SignatureInvalidError",
+    "SignatureMissingError",
+    "StaleResourceError",
+    "UnsignedPluginError",
+    "UntrustedKeyError",
+    "WasmplugError",
+    "WitTypeError",
+    "WitValueError",
+]
+
+
+class WasmplugError(Exception):
+    """Root of every exception raised by wasmplug."""
+
+    __module__ = "wasmplug"
+
+
+class ManifestError(WasmplugError, ValueError):
+    """A plugin manifest (``wasmplug.toml``) is invalid.
+
+    All problems are collected before raising, so one run shows every fix
+    needed.
+
+    Attributes:
+        source: Where the manifest came from (a path, or ``"<embedded>"``).
+        problems: One ``"key: message"`` string per problem, in file order.
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"invalid manifest {source}: {count} {noun}\n{lines}")
+
+
+class LoadError(WasmplugError):
+    """A component could not be loaded as a plugin."""
+
+    __module__ = "wasmplug"
+
+
+class InvalidComponentError(LoadError, ValueError):
+    """The bytes are not a valid WebAssembly component (or WAT text)."""
+
+    __module__ = "wasmplug"
+
+
+class UnsignedPluginError(LoadError):
+    """The component carries no signature and ``allow_unsigned=True`` was not given."""
+
+    __module__ = "wasmplug"
+
+
+class LinkError(LoadError):
+    """The component's imports cannot be satisfied under the current grants.
+
+    Attributes:
+        problems: One message per offending import, each naming the interface
+            or function and why it was refused (not provided, not declared in
+            the manifest, not granted, or a signature mismatch).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, plugin: str, problems: Sequence[str]) -> None:
+        self.plugin = plugin
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"cannot link plugin {plugin!r}:\n{lines}")
+
+
+class InstantiationError(LoadError):
+    """Instantiating the component failed (its start code trapped, or a limit is too low)."""
+
+    __module__ = "wasmplug"
+
+
+class CapabilityError(WasmplugError):
+    """A grant or policy cannot be applied (for example a preopen's host directory is missing)."""
+
+    __module__ = "wasmplug"
+
+
+class WitTypeError(WasmplugError, TypeError):
+    """A Python value does not have the shape its WIT type needs.
+
+    The message names the function, the parameter (or field path) and the
+    WIT type, for example ``add: parameter 'a' expects s32 (int), got str``.
+    """
+
+    __module__ = "wasmplug"
+
+
+class WitValueError(WasmplugError, ValueError):
+    """A Python value has the right shape but is outside its WIT type's range."""
+
+    __module__ = "wasmplug"
+
+
+class CacheError(WasmplugError):
+    """The compile cache directory is unusable (not private, not writable)."""
+
+    __module__ = "wasmplug"
+
+
+class BuildError(WasmplugError):
+    """Building a component from source (componentize-py, jco) failed.
+
+    Attributes:
+        output: The tool's combined stdout/stderr, for display.
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, message: str, output: str = "") -> None:
+        self.output = output
+        super().__init__(message if not output else f"{message}\n{output}")
+
+
+class PluginError(WasmplugError):
+    """A call into a plugin did not produce a return value.
+
+    Attributes:
+        plugin: The plugin's name, or ``None`` if not yet known.
+        export: The export being called (WIT name), or ``None``.
+    """
+
+    __module__ = "wasmplug"
+    plugin: str | None = None
+    export: str | None = None
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        where = []
+        if self.plugin is not None:
+            where.append(f"plugin {self.plugin!r}")
+        if self.export is not None:
+            where.append(f"export {self.export!r}")
+        return f"{', '.join(where)}: {base}" if where else base
+
+
+class ErrorResult(PluginError):
+    """The export returned the ``err`` case of its ``result<T, E>`` return type.
+
+    This is the plugin answering "no", not a fault: the instance is kept.
+
+    Attributes:
+        value: The error payload, converted to Python (``None`` for ``result<T>``).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        super().__init__(f"returned err({value!r})")
+
+
+class PluginClosedError(PluginError):
+    """The plugin (or its host) was closed by the application before this call."""
+
+    __module__ = "wasmplug"
+
+
+class PluginQuarantinedError(PluginError):
+    """Too many faults in the restart policy's window; calls fail fast until ``reset()``."""
+
+    __module__ = "wasmplug"
+
+
+class ReentrantCallError(PluginError):
+    """A host function tried to call back into the plugin that is calling it.
+
+    Component instances are not re-entrant (Component Model), so this is
+    refused instead of deadlocking or poisoning the instance.
+    """
+
+    __module__ = "wasmplug"
+
+
+class StaleResourceError(PluginError, ValueError):
+    """A resource handle was used after the instance that created it was discarded."""
+
+    __module__ = "wasmplug"
+
+
+class PluginFault(PluginError):
+    """The plugin instance broke during the call and has been discarded.
+
+    The next call runs on a fresh instance (subject to the restart policy).
+
+    Attributes:
+        fault: Short fault class name (``"trap"``, ``"timeout"``, ``"fuel"``,
+            ``"resource-limit"``, ``"host-function"``).
+        wasm_backtrace: The guest backtrace reported by wasmtime, or ``""``.
+    """
+
+    __module__ = "wasmplug"
+    fault: str = "fault"
+
+    def __init__(self, message: str, *, wasm_backtrace: str = "") -> None:
+        self.wasm_backtrace = wasm_backtrace
+        super().__init__(message)
+
+
+class PluginTrapped(PluginFault):
+    """The guest trapped (unreachable, out-of-bounds access, stack overflow, panic...).
+
+    Attributes:
+        trap: The trap description from wasmtime, e.g.
+            ``"wasm `unreachable` instruction executed"``.
+    """
+
+    __module__ = "wasmplug"
+    fault = "trap"
+
+    def __init__(self, trap: str, *, wasm_backtrace: str = "") -> None:
+        self.trap = trap
+        super().__init__(f"trapped: {trap}", wasm_backtrace=wasm_backtrace)
+
+
+class PluginTimeout(PluginFault):
+    """The call ran past its epoch deadline (``Limits.timeout_ms``)."""
+
+    __module__ = "wasmplug"
+    fault = "timeout"
+
+
+class FuelExhausted(PluginFault):
+    """The call consumed its whole fuel budget (``Limits.fuel``)."""
+
+    __module__ = "wasmplug"
+    fault = "fuel"
+
+
+class ResourceLimitExceeded(PluginFault):
+    """A memory or table limit was hit and the guest could not continue."""
+
+    __module__ = "wasmplug"
+    fault = "resource-limit"
+
+
+class HostFunctionError(PluginFault):
+    """A host function provided by the application raised; the exception is ``__cause__``."""
+
+    __module__ = "wasmplug"
+    fault = "host-function"
+
+
+class SignatureError(WasmplugError):
+    """A wasmsign2 signature could not be created, read or trusted."""
+
+    __module__ = "wasmplug"
+
+
+class SignatureMissingError(SignatureError):
+    """The component has no ``signature`` section (or the detached signature holds none)."""
+
+    __module__ = "wasmplug"
+
+
+class SignatureInvalidError(SignatureError):
+    """No signature verifies with the given key.
+
+    The message names the key id (hex) and the reason: signed only by other
+    keys, content modified after signing, a bad signature, or malformed
+    signature data.
+    """
+
+    __module__ = "wasmplug"
+
+
+class UntrustedKeyError(SignatureError):
+    """A signature is valid, but the key that made it is not trusted."""
+
+    __module__ = "wasmplug"
+
+
+class KeyFormatError(SignatureError, ValueError):
+    """Key bytes are not a supported Ed25519 encoding (wasmsign2 raw, PEM/DER or OpenSSH)."""
+
+    __module__ = "wasmplug"

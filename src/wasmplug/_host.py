@@ -1,0 +1,432 @@
+"""PluginHost: the engine, caches and host interfaces that plugins are loaded into."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, final
+
+import wasmtime
+from wasmtime import WasmtimeError
+from wasmtime.component import Component, Linker
+
+from . import _signing
+from . import _wasm_sections as ws
+from ._cache import CompileCache, default_cache_dir
+from ._engine import EpochTicker, make_engine
+from ._errors import (
+    CapabilityError,
+    InvalidComponentError,
+    LinkError,
+    ManifestError,
+    SignatureError,
+    UnsignedPluginError,
+    UntrustedKeyError,
+)
+from ._grants import Grants, resolve
+from ._hostfuncs import HostInterface, find_provider, link_imports, semver_compatible
+from ._limits import Limits, RestartPolicy
+from ._manifest import SIDECAR_NAME, Manifest
+from ._plugin import Plugin
+from ._wit import ComponentShape, FuncSig, InterfaceShape, read_shape
+
+__all__ = ["MANIFEST_SECTION", "PluginHost"]
+
+log = logging.getLogger("wasmplug")
+
+MANIFEST_SECTION = "wasmplug-manifest"
+"""Name of the custom section that carries an embedded manifest (TOML text)."""
+
+_WASI_HTTP = "wasi:http/"
+
+
+def _default_name(path: Path | None) -> str:
+    stem = path.stem if path is not None else "plugin"
+    name = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"plugin-{name}" if name else "plugin"
+    return name
+
+
+@final
+class PluginHost:
+    """Owns the wasmtime Engine, the compile cache, the epoch ticker and the host
+    interfaces; loads plugins into sandboxes.
+
+    Use it as a context manager, or call :meth:`close`, which is idempotent and
+    also runs at interpreter exit.
+
+    Args:
+        limits: Default limits for every plugin, and the ceiling a manifest
+            cannot exceed. Defaults to :class:`Limits` ().
+        restart_policy: Default restart policy for every plugin.
+        trusted_keys: Publisher keys whose signatures are accepted: wasmsign2
+            raw, PEM or OpenSSH bytes, or :class:`wasmplug.PublicKey`.
+        cache_dir: Where compiled components are cached; defaults to
+            ``platformdirs.user_cache_dir("wasmplug")/compiled``. ``False``
+            disables the on-disk cache.
+        consume_fuel: Enable fuel metering engine-wide (needed for
+            ``Limits.fuel``; costs some speed in every plugin).
+        tick_ms: Epoch tick, the resolution of ``Limits.timeout_ms``, in ms.
+        max_workers: Threads for :meth:`Plugin.acall` and parallel compiles.
+
+    Raises:
+        CacheError: if ``cache_dir`` is unusable (not private or not writable).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        restart_policy: RestartPolicy | None = None,
+        trusted_keys: Iterable[bytes | _signing.PublicKey] = (),
+        cache_dir: str | os.PathLike[str] | bool | None = None,
+        consume_fuel: bool = False,
+        tick_ms: float = 1.0,
+        max_workers: int | None = None,
+    ) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.restart_policy = restart_policy if restart_policy is not None else RestartPolicy()
+        self.trusted_keys = tuple(
+            k if isinstance(k, _signing.PublicKey) else _signing.load_public_key(k)
+            for k in trusted_keys
+        )
+        self._consume_fuel = consume_fuel
+        self._engine, settings = make_engine(consume_fuel=consume_fuel)
+        if cache_dir is False:
+            self._cache: CompileCache | None = None
+        else:
+            directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)  # type: ignore[arg-type]
+            self._cache = CompileCache(directory, settings)
+        self._components: dict[str, Component] = {}
+        self._compile_lock = threading.Lock()
+        self._providers: dict[str, HostInterface] = {}
+        self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
+        self._ticker = EpochTicker(self._engine, tick_ms)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
+            thread_name_prefix="wasmplug",
+        )
+        self._closed = False
+        atexit.register(self.close)
+
+    # -- host interfaces ------------------------------------------------------------
+
+    def provide(self, interface: str, impl: Any, *, sensitive: bool = False) -> None:
+        """Implement a WIT interface (or a world-level function) that plugins import.
+
+        Args:
+            interface: The WIT interface name, ``"demo:plugin/host@0.1.0"``; or
+                the name of a world-level function import.
+            impl: An object whose snake_case methods implement the interface's
+                functions, or a mapping of WIT (kebab-case) or snake_case names to
+                callables; for a world-level function, the callable itself.
+                Resources are classes: attribute ``PascalCase`` or key
+                ``kebab-case``; their methods are instance methods.
+            sensitive: If true, a plugin gets the interface only when its
+                grants name it (``Grants(host_interfaces={...})``).
+
+        Plugins loaded later see it; a plugin importing a compatible version
+        (same major, or same minor for ``0.x``) is linked to it.
+        """
+        self._check_open()
+        self._providers[interface] = HostInterface(interface, impl, sensitive)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        allow_unsigned: bool = False,
+        manifest: Manifest | None = None,
+        grants: Grants | None = None,
+        limits: Limits | None = None,
+        restart_policy: RestartPolicy | None = None,
+        pool_size: int = 1,
+    ) -> Plugin:
+        """Verify, compile (or load from cache), link and instantiate a plugin.
+
+        Args:
+            source: Path to a ``.wasm`` component, or its bytes (binary or WAT text).
+            allow_unsigned: Load a component that has no trusted signature.
+                Without it, only components signed (wasmsign2 format) by one of
+                ``trusted_keys`` load.
+            manifest: The manifest to use. Otherwise the embedded
+                ``wasmplug-manifest`` section, then a sidecar ``wasmplug.toml``
+                next to the file, then an empty manifest (no capabilities)
+                named after the file.
+            grants: What this plugin may have (default: nothing).
+            limits: This plugin's limits (default: the host's). A manifest may
+                lower them, never raise them.
+            restart_policy: This plugin's restart policy (default: the host's).
+            pool_size: Maximum instances for concurrent calls (>= 1).
+
+        Returns:
+            The loaded plugin, with one instance already created.
+
+        Raises:
+            InvalidComponentError: the bytes are not a valid component.
+            UnsignedPluginError: no signature, and ``allow_unsigned`` is false.
+            UntrustedKeyError: signed, but not by a trusted key.
+            SignatureInvalidError: the signature does not match the content.
+            ManifestError: the manifest is invalid.
+            LinkError: imports that are not provided, not declared or not granted.
+            CapabilityError: a grant cannot be honoured (missing directory...).
+            InstantiationError: the component failed to start (start code
+                trapped, or a limit is below what it needs).
+            PluginClosedError: the host is closed.
+        """
+        self._check_open()
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        path, data = self._read(source)
+        if not allow_unsigned:
+            self._verify(data, path)
+        manifest = manifest or self._manifest_for(data, path)
+        sha = hashlib.sha256(data).hexdigest()
+        component = self._compile(data, sha, manifest.name)
+        shape = read_shape(self._engine, component)
+        grants = grants or Grants()
+        sandbox = resolve(manifest, grants)
+        effective = manifest.limits.capped_by(limits or self.limits)
+        if effective.fuel is not None and not self._consume_fuel:
+            raise CapabilityError(
+                f"plugin {manifest.name!r} has a fuel limit, but the host was created "
+                "without consume_fuel=True"
+            )
+        linker, linked, uses_wasi = self._link(component, shape, manifest, grants)
+        plugin = Plugin(
+            host=self,
+            component=component,
+            shape=shape,
+            manifest=manifest,
+            sandbox=sandbox,
+            limits=effective,
+            linker=linker,
+            linked=linked,
+            uses_wasi=uses_wasi,
+            pool_size=pool_size,
+            restart_policy=restart_policy or self.restart_policy,
+            sha256=sha,
+        )
+        # Create the first instance now, so start-up failures surface at load time.
+        plugin._slots.put(plugin._checkout_first())
+        self._plugins.add(plugin)
+        for note in sandbox.denied:
+            log.info("plugin %s: %s", manifest.name, note)
+        return plugin
+
+    def precompile(self, sources: Iterable[str | os.PathLike[str] | bytes]) -> list[str]:
+        """Compile several components in parallel threads and cache them.
+
+        Returns:
+            The SHA-256 (hex) of each component, in order.
+
+        Raises:
+            InvalidComponentError: if any source is not a valid component.
+        """
+        self._check_open()
+        items = [self._read(s) for s in sources]
+        shas = [hashlib.sha256(data).hexdigest() for _, data in items]
+        futures = [
+            self._executor.submit(self._compile, data, sha, _default_name(path))
+            for (path, data), sha in zip(items, shas, strict=True)
+        ]
+        for fut in futures:
+            fut.result()
+        return shas
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        """The plugins loaded by this host that are still open."""
+        return [p for p in self._plugins if not p.closed]
+
+    def _read(self, source: str | os.PathLike[str] | bytes) -> tuple[Path | None, bytes]:
+        if isinstance(source, bytes | bytearray):
+            data = bytes(source)
+            if data.lstrip()[:1] == b"(":
+                try:
+                    data = bytes(wasmtime.wat2wasm(data.decode()))
+                except (WasmtimeError, UnicodeDecodeError) as e:
+                    raise InvalidComponentError(f"invalid WAT text: {e}") from None
+            return None, data
+        path = Path(source)
+        try:
+            return path, path.read_bytes()
+        except OSError as e:
+            raise InvalidComponentError(f"cannot read {path}: {e}") from None
+
+    def _verify(self, data: bytes, path: Path | None) -> None:
+        where = str(path) if path else "component"
+        try:
+            present = _signing.signatures(data)
+        except SignatureError:
+            present = []
+        if not present:
+            raise UnsignedPluginError(
+                f"{where} is not signed; sign it with `wasmplug sign` and trust the key "
+                "(PluginHost(trusted_keys=...)), or pass allow_unsigned=True for development"
+            )
+        if not self.trusted_keys:
+            raise UntrustedKeyError(
+                f"{where} is signed by key(s) "
+                f"{', '.join((s.key_id or b'').hex() or '(anonymous)' for s in present)}, "
+                "but this host trusts no keys (PluginHost(trusted_keys=...))"
+            )
+        failures = []
+        for key in self.trusted_keys:
+            try:
+                _signing.verify(data, key)
+                return
+            except SignatureError as e:
+                failures.append(e)
+        first = failures[0]
+        raise type(first)(f"{where}: {'; '.join(map(str, failures))}") from first
+
+    def _manifest_for(self, data: bytes, path: Path | None) -> Manifest:
+        try:
+            embedded = ws.get_custom_section(data, MANIFEST_SECTION)
+        except InvalidComponentError:
+            embedded = None
+        if embedded is not None:
+            try:
+                text = embedded.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError("<embedded>", ["not UTF-8 text"]) from None
+            return Manifest.from_toml(text, source=f"{path or 'component'} (embedded)")
+        if path is not None:
+            sidecar = path.with_name(SIDECAR_NAME)
+            if sidecar.is_file():
+                return Manifest.from_path(sidecar)
+        return Manifest(name=_default_name(path))
+
+    def _compile(self, data: bytes, sha: str, name: str) -> Component:
+        with self._compile_lock:
+            cached = self._components.get(sha)
+        if cached is not None:
+            return cached
+        component = None
+        if self._cache is not None:
+            payload = self._cache.get(sha)
+            if payload is not None:
+                try:
+                    component = Component.deserialize(self._engine, payload)
+                except WasmtimeError as e:
+                    log.warning("cache entry for %s unusable (%s); recompiling", name, e)
+        if component is None:
+            start = time.perf_counter()
+            if len(data) > 1_000_000:
+                log.info(
+                    "compiling %s (%.1f MB); this takes a few seconds the first time",
+                    name,
+                    len(data) / 1e6,
+                )
+            try:
+                component = Component(self._engine, data)
+            except WasmtimeError as e:
+                raise InvalidComponentError(f"{name}: not a valid component: {e}") from None
+            log.info("compiled %s in %.2f s", name, time.perf_counter() - start)
+            if self._cache is not None:
+                self._cache.put(sha, bytes(component.serialize()))
+        with self._compile_lock:
+            return self._components.setdefault(sha, component)
+
+    def _link(
+        self, component: Component, shape: ComponentShape, manifest: Manifest, grants: Grants
+    ) -> tuple[Linker, Any, bool]:
+        problems: list[str] = []
+        uses_wasi = needs_traps = False
+        interfaces: dict[str, tuple[InterfaceShape, HostInterface]] = {}
+        for name, iface in shape.imports.items():
+            if name.startswith("wasi:"):
+                uses_wasi = True
+                needs_traps |= name.startswith(_WASI_HTTP)
+                continue
+            provider = self._check_import(name, manifest, grants, problems)
+            if provider is not None:
+                interfaces[name] = (iface, provider)
+        functions: dict[str, tuple[FuncSig, Any]] = {}
+        for sig in shape.import_functions:
+            provider = self._check_import(sig.name, manifest, grants, problems)
+            if provider is not None:
+                functions[sig.name] = (sig, provider.impl)
+        if problems:
+            raise LinkError(manifest.name, problems)
+        linker = Linker(self._engine)
+        if uses_wasi:
+            linker.add_wasip2()
+        linked, link_problems = link_imports(linker, interfaces, functions)
+        if link_problems:
+            raise LinkError(manifest.name, link_problems)
+        if needs_traps:
+            # wasi:http is never linked for real (it has no host allow-list); a
+            # component that imports it still instantiates, and calls trap.
+            linker.define_unknown_imports_as_traps(component)
+        return linker, linked, uses_wasi
+
+    def _check_import(
+        self, name: str, manifest: Manifest, grants: Grants, problems: list[str]
+    ) -> HostInterface | None:
+        declared = any(semver_compatible(name, d) for d in manifest.host_interfaces)
+        provider = find_provider(name, self._providers)
+        if not declared:
+            problems.append(
+                f"{name}: imported but not declared in the manifest "
+                "([capabilities] host-interfaces)"
+            )
+        if provider is None:
+            problems.append(f"{name}: not provided by the application (PluginHost.provide)")
+        elif provider.sensitive and not any(
+            semver_compatible(name, g) or g == provider.name for g in grants.host_interfaces
+        ):
+            problems.append(
+                f"{name}: sensitive interface not granted (Grants(host_interfaces=...))"
+            )
+        return provider if declared and not problems else None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from ._errors import PluginClosedError
+
+            raise PluginClosedError("the PluginHost is closed")
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close every plugin, stop the ticker and worker threads. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for plugin in list(self._plugins):
+            plugin.close()
+        self._ticker.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._components.clear()
+
+    def __enter__(self) -> PluginHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<wasmplug.PluginHost {len(self.plugins)} plugin(s) {state}>"

@@ -1,0 +1,112 @@
+"""Resource limits and the restart policy, as frozen value types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = ["Limits", "RestartPolicy"]
+
+WASM_PAGE = 65536
+"""Size of one WebAssembly linear-memory page, in bytes."""
+
+
+def _positive_or_none(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ValueError(
+            f"Limits.{attribute.name} must be a positive number or None, got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Per-plugin resource limits. ``None`` means "no limit of this kind".
+
+    A plugin never gets more than the application allows: when a manifest
+    also asks for limits, the effective limit of each kind is the smaller one
+    (see :meth:`capped_by`).
+
+    Attributes:
+        timeout_ms: Wall-clock budget of one call, in milliseconds, enforced by
+            an epoch deadline (resolution: the host's tick, 1 ms by default).
+            Exceeding it raises :class:`~wasmplug.PluginTimeout`.
+        memory_bytes: Maximum linear memory of one instance, in bytes (all
+            memories together). ``memory.grow`` past it fails (returns -1) in the
+            guest. componentize-py components need about 12.3 MiB (197 pages)
+            just to instantiate.
+        fuel: Fuel budget of one call (roughly, Wasm instructions). Needs
+            ``PluginHost(consume_fuel=True)``; exhausting it raises
+            :class:`~wasmplug.FuelExhausted`.
+        table_elements: Maximum elements of any one table.
+        instances: Maximum core instances per store.
+        tables: Maximum tables per store.
+        memories: Maximum linear memories per store.
+    """
+
+    __module__ = "wasmplug"
+
+    timeout_ms: float | None = attrs.field(default=1000, validator=_positive_or_none)
+    memory_bytes: int | None = attrs.field(default=256 * 2**20, validator=_positive_or_none)
+    fuel: int | None = attrs.field(default=None, validator=_positive_or_none)
+    table_elements: int | None = attrs.field(default=100_000, validator=_positive_or_none)
+    instances: int | None = attrs.field(default=None, validator=_positive_or_none)
+    tables: int | None = attrs.field(default=None, validator=_positive_or_none)
+    memories: int | None = attrs.field(default=None, validator=_positive_or_none)
+
+    @classmethod
+    def unlimited(cls) -> Limits:
+        """Limits with every kind switched off (for trusted, first-party components)."""
+        return cls(timeout_ms=None, memory_bytes=None, table_elements=None)
+
+    def capped_by(self, ceiling: Limits) -> Limits:
+        """Return these limits with each kind lowered to ``ceiling``'s where that is smaller."""
+
+        def cap(a: float | None, b: float | None) -> float | None:
+            if a is None:
+                return b
+            if b is None:
+                return a
+            return min(a, b)
+
+        values = {
+            field.name: cap(getattr(self, field.name), getattr(ceiling, field.name))
+            for field in attrs.fields(Limits)
+        }
+        return Limits(**values)  # type: ignore[arg-type]
+
+
+@attrs.frozen(kw_only=True)
+class RestartPolicy:
+    """What happens after a plugin instance faults.
+
+    The faulty instance is always discarded. The next call instantiates a
+    fresh one after a backoff that doubles with each consecutive fault
+    (``backoff_initial_ms * 2**(n-1)``, capped at ``backoff_max_ms``). If
+    ``max_faults`` faults happen within ``window_s`` seconds, the plugin is
+    quarantined: every call raises :class:`~wasmplug.PluginQuarantinedError`
+    until :meth:`wasmplug.Plugin.reset`. This mirrors Envoy's ``FAIL_RELOAD``
+    with backoff; a successful call resets the consecutive-fault count.
+
+    Attributes:
+        max_faults: Faults within the window that trigger quarantine (>= 1).
+        window_s: Length of the sliding window, in seconds.
+        backoff_initial_ms: Delay before the first restart after a fault, in ms.
+        backoff_max_ms: Upper bound of the restart delay, in ms.
+    """
+
+    __module__ = "wasmplug"
+
+    max_faults: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    window_s: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    backoff_initial_ms: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    backoff_max_ms: float = attrs.field(default=1000.0, validator=attrs.validators.ge(0))
+
+    def backoff_ms(self, consecutive_faults: int) -> float:
+        """Delay before re-instantiating after ``consecutive_faults`` faults in a row, in ms."""
+        if consecutive_faults <= 0 or self.backoff_initial_ms == 0:
+            return 0.0
+        delay = self.backoff_initial_ms * 2.0 ** (consecutive_faults - 1)
+        return float(min(delay, self.backoff_max_ms))

@@ -1,0 +1,601 @@
+"""A loaded plugin: typed export calls, an instance pool, and crash isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import queue
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+from wasmtime import WasmtimeError
+from wasmtime.component import Component, ExportIndex, Linker
+
+from . import _callctx
+from . import _ffi as f
+from ._convert import lifter, lowerer, needs_free, scalar
+from ._errors import (
+    ErrorResult,
+    HostFunctionError,
+    PluginClosedError,
+    PluginError,
+    PluginFault,
+    PluginQuarantinedError,
+    ReentrantCallError,
+    StaleResourceError,
+    WitTypeError,
+    WitValueError,
+)
+from ._faults import classify
+from ._grants import EffectiveSandbox
+from ._hostfuncs import Linked
+from ._instance import Instance
+from ._limits import Limits, RestartPolicy
+from ._manifest import Manifest
+from ._resources import Resource
+from ._supervisor import PluginMetrics, Supervisor
+from ._values import Err
+from ._wit import ComponentShape, FuncSig, ResourceRef, ResultT, contains_handles, snake
+
+if TYPE_CHECKING:
+    from ._host import PluginHost
+
+__all__ = ["Exports", "Plugin"]
+
+E = TypeVar("E", bound=PluginError)
+
+byref = ctypes.byref
+_swap = _callctx.swap
+_current = _callctx.current
+_tls = _callctx._tls
+_func_call = f.func_call
+_set_deadline = f.set_epoch_deadline
+_set_fuel = f.set_fuel
+_val_delete = f.val_delete
+
+
+class ExportFunc:
+    """One export's cached signature and converters (built once per plugin)."""
+
+    __slots__ = (
+        "all_scalar",
+        "converts",
+        "free_params",
+        "free_result",
+        "has_handles",
+        "index",
+        "lift",
+        "lowers",
+        "name",
+        "nparams",
+        "nresults",
+        "param_names",
+        "plugin",
+        "result_scalar",
+        "returns_result",
+        "scalars",
+        "sig",
+    )
+
+    def __init__(self, plugin: Plugin, index: int, name: str, sig: FuncSig) -> None:
+        self.plugin = plugin
+        self.index = index
+        self.name = name
+        self.sig = sig
+        self.nparams = len(sig.params)
+        self.param_names = [n for n, _ in sig.params]
+        self.lowers = [lowerer(t) for _, t in sig.params]
+        self.lift = None if sig.result is None else lifter(sig.result)
+        self.nresults = 0 if sig.result is None else 1
+        self.free_params = any(needs_free(t) for _, t in sig.params)
+        self.free_result = needs_free(sig.result)
+        self.returns_result = isinstance(sig.result, ResultT)
+        self.has_handles = contains_handles([t for _, t in sig.params])
+        # Fast path: fixed-size primitives are written through ctypes aliases of
+        # the argument slots (see _convert.scalar).
+        self.scalars = [scalar(t) for _, t in sig.params]
+        self.all_scalar = all(s is not None for s in self.scalars)
+        self.converts = [s[2] for s in self.scalars if s is not None]
+        self.result_scalar = scalar(sig.result)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.plugin._invoke(self, args)
+
+    def __repr__(self) -> str:
+        return f"<export {self.name}: {self.sig}>"
+
+
+class _Buffers:
+    """Reusable canonical-ABI argument/result storage for one export on one instance.
+
+    ``slots[i]`` is a ctypes scalar aliasing the payload of argument ``i`` when
+    that argument is a fixed-size primitive (its kind tag is written once,
+    here); ``rslot`` does the same for a scalar result.
+    """
+
+    __slots__ = ("param_refs", "params", "pvals", "result", "rref", "rslot", "slots")
+
+    def __init__(self, ex: ExportFunc) -> None:
+        self.params = (f.Val * max(ex.nparams, 1))()
+        self.pvals = [self.params[i] for i in range(ex.nparams)]
+        self.param_refs = [byref(v) for v in self.pvals]
+        self.slots: list[Any] = []
+        for val, info in zip(self.pvals, ex.scalars, strict=True):
+            if info is None:
+                self.slots.append(None)
+                continue
+            val.kind = info[0]
+            self.slots.append(info[1].from_address(ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET))
+        self.result = f.Val()
+        self.rref = byref(self.result)
+        rinfo = ex.result_scalar
+        self.rslot = (
+            None
+            if rinfo is None
+            else rinfo[1].from_address(ctypes.addressof(self.result) + f.VAL_PAYLOAD_OFFSET)
+        )
+
+
+class Exports:
+    """Attribute access to a plugin's exports: ``plugin.exports.greet("x")``.
+
+    World-level functions are attributes (kebab-case → snake_case); exported
+    interfaces are attributes by their short name (``plugin.exports.api.run``)
+    and items by full name (``plugin.exports["demo:plugin/api@0.1.0"].run``).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(
+                f"no export {name!r}; have: {', '.join(sorted(self._items))}"
+            ) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+
+def _short_interface_name(name: str) -> str:
+    return snake(name.split("/")[-1].split("@")[0])
+
+
+@final
+class Plugin:
+    """A loaded plugin. Created by :meth:`PluginHost.load`, never directly.
+
+    Calls are thread-safe. Each call runs on an instance from a pool of at most
+    ``pool_size`` instances (created lazily), so calls on different instances run
+    in parallel: ctypes releases the GIL while Wasm runs. Instances keep state
+    between calls; with ``pool_size > 1`` consecutive calls may see different
+    instances, so use it for stateless plugins.
+
+    Any fault discards the faulty instance; the next call gets a fresh one
+    after the restart policy's backoff, or fails fast with
+    :class:`PluginQuarantinedError` once the crash-loop limit is reached.
+
+    Attributes:
+        name: The plugin's name (from its manifest).
+        manifest: The plugin's manifest.
+        limits: The effective limits (manifest requests capped by the application).
+        sandbox: The effective capabilities (declared ∩ granted).
+        sha256: Hex SHA-256 of the component bytes.
+        exports: Attribute-style access to exports.
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(
+        self,
+        *,
+        host: PluginHost,
+        component: Component,
+        shape: ComponentShape,
+        manifest: Manifest,
+        sandbox: EffectiveSandbox,
+        limits: Limits,
+        linker: Linker,
+        linked: Linked,
+        uses_wasi: bool,
+        pool_size: int,
+        restart_policy: RestartPolicy,
+        sha256: str,
+    ) -> None:
+        self._host = host
+        self._component = component
+        self.shape = shape
+        self.manifest = manifest
+        self.name = manifest.name
+        self.sandbox = sandbox
+        self.limits = limits
+        self.sha256 = sha256
+        self._linker = linker
+        self._linked = linked
+        self._uses_wasi = uses_wasi
+        self._closed = False
+        self._supervisor = Supervisor(restart_policy)
+        self._retired_calls = 0
+        self._instances: set[Instance] = set()
+        self._instances_lock = threading.Lock()
+        self._slots: queue.SimpleQueue[Instance | None] = queue.SimpleQueue()
+        for _ in range(pool_size):
+            self._slots.put(None)
+        self.pool_size = pool_size
+        timeout = limits.timeout_ms
+        self._deadline_ticks = host._ticker.deadline_ticks(timeout) if timeout else 2**62
+        self._fuel = limits.fuel if host._consume_fuel and limits.fuel is not None else None
+        self._exports_list: list[ExportFunc] = []
+        self._export_indices: list[ExportIndex] = []
+        self._by_name: dict[str, ExportFunc] = {}
+        self._build_exports()
+
+    # -- construction -------------------------------------------------------------
+
+    def _build_exports(self) -> None:
+        component = self._component
+        attrs_root: dict[str, Any] = {}
+        for iface_name, iface in self.shape.exports.items():
+            parent = component.get_export_index(iface_name)
+            assert parent is not None
+            members: dict[str, Any] = {}
+            for sig in iface.functions:
+                ex = self._add_export(f"{iface_name}#{sig.name}", sig, parent)
+                members[snake(sig.name)] = ex
+            attrs_root[_short_interface_name(iface_name)] = Exports(members)
+            attrs_root[iface_name] = attrs_root[_short_interface_name(iface_name)]
+        for sig in self.shape.export_functions:
+            attrs_root[snake(sig.name)] = self._add_export(sig.name, sig, None)
+        self.exports = Exports(attrs_root)
+
+    def _add_export(self, name: str, sig: FuncSig, parent: ExportIndex | None) -> ExportFunc:
+        func_name = name.rpartition("#")[2]
+        index = self._component.get_export_index(func_name, parent)
+        assert index is not None
+        ex = ExportFunc(self, len(self._exports_list), name, sig)
+        self._exports_list.append(ex)
+        self._export_indices.append(index)
+        self._by_name[name] = ex
+        return ex
+
+    def _resource_type_id(self, ref: ResourceRef) -> int:
+        return self._linked.resource_types[(ref.interface, ref.name)]
+
+    # -- the call path ------------------------------------------------------------
+
+    def call(self, export: str, *args: Any) -> Any:
+        """Call an export by its WIT name.
+
+        Args:
+            export: ``"greet"`` for a world-level function, or
+                ``"demo:plugin/api@0.1.0#run"`` for a function of an exported interface.
+            *args: Python values, one per WIT parameter (see the type table in the docs).
+
+        Returns:
+            The converted result; ``None`` for a function without one. For a
+            ``result<T, E>`` return type, the ``ok`` payload.
+
+        Raises:
+            WitTypeError: an argument has the wrong Python type (names the parameter).
+            WitValueError: an argument is out of range for its WIT type.
+            ErrorResult: the export returned ``err(E)``; ``.value`` is E.
+            PluginTrapped: the guest trapped. The instance was discarded.
+            PluginTimeout: the call exceeded ``Limits.timeout_ms``.
+            FuelExhausted: the call exceeded ``Limits.fuel``.
+            ResourceLimitExceeded: the guest hit a memory or table limit.
+            HostFunctionError: a host function raised; the exception is ``__cause__``.
+            PluginQuarantinedError: too many faults; call :meth:`reset`.
+            PluginClosedError: the plugin or its host was closed.
+            ReentrantCallError: called from a host function of this same plugin.
+            InstantiationError: a fresh instance could not be created.
+            KeyboardInterrupt: re-raised here if a host function raised it.
+        """
+        ex = self._by_name.get(export)
+        if ex is None:
+            raise self._unknown_export(export)
+        return self._invoke(ex, args)
+
+    async def acall(self, export: str, *args: Any) -> Any:
+        """Like :meth:`call`, but runs in the host's worker threads; awaiting does not
+        block the event loop. Cancelling the awaiting task does not stop the Wasm
+        call (it ends at its deadline); it only stops waiting for it.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._host._executor, functools.partial(self.call, export, *args)
+        )
+
+    def _unknown_export(self, export: str) -> PluginError:
+        err = PluginError(f"no export named {export!r}; exports are: {', '.join(self._by_name)}")
+        err.plugin = self.name
+        return err
+
+    def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        if self._closed:
+            raise self._error(PluginClosedError("plugin is closed"), ex)
+        if len(args) != ex.nparams:
+            raise WitTypeError(
+                f"{self.name}: {ex.name} takes {ex.nparams} argument(s) "
+                f"({', '.join(ex.param_names)}), got {len(args)}"
+            )
+        cur = _current()
+        if cur is not None and cur.plugin is self:
+            raise self._error(
+                ReentrantCallError("called from inside one of its own host calls"), ex
+            )
+        if self._supervisor.quarantined:
+            raise self._quarantined(ex)
+        if ex.has_handles:
+            inst = self._checkout_for(args)
+            if inst is not None:
+                try:
+                    return self._run(inst, ex, args)
+                finally:
+                    inst.lock.release()
+        inst = self._checkout()
+        try:
+            return self._run(inst, ex, args)
+        finally:
+            inst.lock.release()
+            if inst.alive:
+                self._slots.put(inst)
+
+    def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        buf = inst.buffers[ex.index]
+        if buf is None:
+            buf = inst.buffers[ex.index] = _Buffers(ex)
+        i = 0
+        try:
+            if ex.all_scalar:
+                slots, converts = buf.slots, ex.converts
+                for i in range(ex.nparams):
+                    slots[i].value = converts[i](args[i])
+            else:
+                pvals = buf.pvals
+                for i, lower in enumerate(ex.lowers):
+                    lower(args[i], pvals[i], inst)
+        except (WitTypeError, WitValueError) as e:
+            if ex.free_params:
+                for ref in buf.param_refs[:i]:
+                    _val_delete(ref)
+            raise type(e)(
+                f"{self.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
+            ).with_traceback(None) from None
+        ctx = inst.context
+        ticker = self._host._ticker
+        # The deadline is absolute (epoch + ticks); while the epoch has not moved
+        # since it was set, it still grants the full budget, so skip the FFI call.
+        epoch = ticker.epoch
+        if inst.deadline_epoch != epoch:
+            _set_deadline(ctx, self._deadline_ticks)
+            inst.deadline_epoch = epoch
+        if self._fuel is not None:
+            _set_fuel(ctx, self._fuel)
+        inst.host_exc = None
+        in_flight = ticker.in_flight
+        tls = _tls
+        prev = getattr(tls, "inst", None)
+        tls.inst = inst
+        in_flight.add(inst)
+        err = _func_call(inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults)
+        in_flight.discard(inst)
+        tls.inst = prev
+        if ex.free_params:
+            for ref in buf.param_refs:
+                _val_delete(ref)
+        if err:
+            self._fault(inst, ex, err)
+        inst.calls += 1
+        sup = self._supervisor
+        if sup.consecutive:
+            sup.record_success()
+        rslot = buf.rslot
+        if rslot is not None:
+            post = ex.result_scalar[3]  # type: ignore[index]
+            return rslot.value if post is None else post(rslot.value)
+        lift = ex.lift
+        if lift is None:
+            return None
+        if ex.free_result:
+            try:
+                value = lift(buf.result, inst)
+            finally:
+                _val_delete(buf.rref)
+        else:
+            value = lift(buf.result, inst)
+        if ex.returns_result:
+            if value.__class__ is Err:
+                raise self._error(ErrorResult(value.value), ex)
+            return value.value
+        return value
+
+    def _fault(self, inst: Instance, ex: ExportFunc | None, err_ptr: Any) -> None:
+        """Discard ``inst`` and raise the fault that ``err_ptr`` describes."""
+        cause = WasmtimeError._from_ptr(err_ptr)
+        host_exc = inst.host_exc
+        inst.host_exc = None
+        tail = inst.stderr.tail
+        self._discard(inst)
+        if host_exc is not None and not isinstance(host_exc, Exception):
+            # KeyboardInterrupt / SystemExit: count the fault, then let it propagate
+            # in the calling thread now that Wasm has unwound.
+            fault = HostFunctionError(f"host function raised {type(host_exc).__name__}")
+            self._supervisor.record_fault(self._error(fault, ex))
+            raise host_exc
+        exc: PluginFault
+        if host_exc is not None:
+            exc = HostFunctionError(f"host function raised {type(host_exc).__name__}: {host_exc}")
+            exc.__cause__ = host_exc
+        else:
+            exc = classify(
+                str(cause), guest_stderr=tail, memory_limited=self.limits.memory_bytes is not None
+            )
+            exc.__cause__ = cause
+        self._supervisor.record_fault(self._error(exc, ex))
+        raise exc
+
+    def _error(self, exc: E, ex: ExportFunc | None) -> E:
+        exc.plugin = self.name
+        exc.export = None if ex is None else ex.name
+        return exc
+
+    def _quarantined(self, ex: ExportFunc | None) -> PluginError:
+        last = self._supervisor.last_fault
+        why = f"; last fault: {last.kind}: {last.message}" if last else ""
+        policy = self._supervisor.policy
+        return self._error(
+            PluginQuarantinedError(
+                f"quarantined after {policy.max_faults} faults in {policy.window_s:g} s"
+                f"{why}; call reset() to try again"
+            ),
+            ex,
+        )
+
+    # -- the instance pool ----------------------------------------------------------
+
+    def _checkout(self) -> Instance:
+        slots = self._slots
+        while True:
+            try:
+                item = slots.get_nowait()
+            except queue.Empty:
+                item = slots.get()
+            if item is None:
+                try:
+                    item = self._new_instance()
+                except BaseException:
+                    slots.put(None)
+                    raise
+            item.lock.acquire()
+            if item.alive:
+                return item
+            item.lock.release()  # discarded while we waited; its slot came back as None
+
+    def _checkout_first(self) -> Instance:
+        """Create the first instance at load time (so start-up failures surface early)."""
+        self._slots.get_nowait()
+        try:
+            return self._new_instance()
+        except BaseException:
+            self._slots.put(None)
+            raise
+
+    def _checkout_for(self, args: tuple[Any, ...]) -> Instance | None:
+        """Lock the instance that owns the first resource argument (or return None)."""
+        for arg in args:
+            if isinstance(arg, Resource):
+                inst: Instance = arg._inst
+                if inst.plugin is not self:
+                    raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
+                inst.lock.acquire()
+                if not inst.alive:
+                    inst.lock.release()
+                    raise StaleResourceError(
+                        f"{arg.type_name} handle belongs to an instance that was discarded"
+                    )
+                return inst
+        return None
+
+    def _new_instance(self) -> Instance:
+        if self._closed:
+            raise PluginClosedError("plugin is closed")
+        if self._supervisor.quarantined:
+            raise self._quarantined(None)
+        self._supervisor.before_instantiate()
+        inst = Instance(self)
+        with self._instances_lock:
+            self._instances.add(inst)
+        return inst
+
+    def _discard(self, inst: Instance) -> None:
+        """Close an instance whose lock the caller holds, and free its pool slot."""
+        with self._instances_lock:
+            self._instances.discard(inst)
+            self._retired_calls += inst.calls
+        inst.close()
+        self._slots.put(None)
+
+    def _drop_resource(self, inst: Instance, ptr: Any) -> None:
+        if _current() is inst:
+            raise ReentrantCallError("cannot drop a resource from inside a call on its instance")
+        with inst.lock:
+            if not inst.alive:
+                return
+            prev = _swap(inst)
+            try:
+                inst.drop_resource(ptr)
+            except WasmtimeError as e:
+                self._discard(inst)
+                raise self._error(classify(str(e)), None) from e
+            finally:
+                _swap(prev)
+
+    # -- lifecycle and health ------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called (on this plugin or its host)."""
+        return self._closed
+
+    def metrics(self) -> PluginMetrics:
+        """A snapshot of this plugin's counters."""
+        sup = self._supervisor
+        with self._instances_lock:
+            live = list(self._instances)
+            calls = self._retired_calls + sum(i.calls for i in live)
+        return PluginMetrics(
+            calls=calls,
+            faults=dict(sup.faults),
+            restarts=sup.restarts,
+            instances=len(live),
+            quarantined=sup.quarantined,
+            last_fault=sup.last_fault,
+        )
+
+    def reset(self) -> None:
+        """Lift quarantine and discard idle instances, so the next call starts fresh."""
+        self._supervisor.reset()
+        self._drain(wait=False)
+
+    def _drain(self, *, wait: bool) -> None:
+        with self._instances_lock:
+            live = list(self._instances)
+        for inst in live:
+            if inst.lock.acquire(blocking=wait):
+                try:
+                    if inst.alive:
+                        self._discard(inst)
+                finally:
+                    inst.lock.release()
+
+    def close(self) -> None:
+        """Close the plugin: wait for running calls, then free every instance. Idempotent.
+
+        Later calls raise :class:`PluginClosedError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._drain(wait=True)
+
+    def __enter__(self) -> Plugin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<wasmplug.Plugin {self.name} {self.manifest.version} {state}>"

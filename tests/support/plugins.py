@@ -1,0 +1,27 @@
+"""Real componentize-py test plugins, built on demand and cached by content.
+
+The first build of a plugin takes ~10 s (componentize-py) and the result is
+cached under ``platformdirs.user_cache_dir("wasmplug")/builds``; later calls
+return the cached path in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wasmplug._build import build_python_component
+
+PLUGINS_DIR = Path(__file__).parent.parent / "plugins"
+GREETER_DIR = PLUGINS_DIR / "greeter"
+GREETER_WORLD = "greeter"
+GREETER_HOST_INTERFACE = "demo:plugin/host@0.1.0"
+GREETER_API_INTERFACE = "demo:plugin/api@0.1.0"
+
+
+def build_greeter() -> Path:
+    """Build (or fetch from the build cache) the ``greeter`` test plugin.
+
+    Returns:
+        Path of the ~18 MB component file in the build cache.
+    """
+    return build_python_component(GREETER_DIR, wit_path=GREETER_DIR / "wit", world=GREETER_WORLD)
