@@ -54,6 +54,7 @@ _func_call = f.func_call
 _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
+_BOOL = f.BOOL
 
 
 class ExportFunc:
@@ -412,7 +413,10 @@ class Plugin:
             try:
                 value = lift(buf.result, inst)
             finally:
+                # wasmtime assigns into the result slot on the next call, dropping
+                # whatever is there: leave a plain bool, not dangling pointers.
                 _val_delete(buf.rref)
+                buf.result.kind = _BOOL
         else:
             value = lift(buf.result, inst)
         if ex.returns_result:
