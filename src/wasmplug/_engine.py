@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from wasmtime import Config, Engine
 
@@ -58,14 +59,23 @@ class EpochTicker:
     def _run(self) -> None:
         stop, in_flight, increment = self._stop, self.in_flight, self.engine.increment_epoch
         tick_s, idle_s = self._tick_s, self._idle_s
+        base = time.monotonic()
+        ticks = 0
         while True:
             if in_flight:
-                increment()
-                self.epoch += 1
+                # Catch up on wall-clock time: a sleep of one tick overshoots by
+                # timer slack, and counting sleeps would stretch every deadline.
+                due = int((time.monotonic() - base) / tick_s)
+                while ticks < due:
+                    increment()
+                    ticks += 1
+                    self.epoch += 1
                 if stop.wait(tick_s):
                     return
-            elif stop.wait(idle_s):
-                return
+            else:
+                if stop.wait(idle_s):
+                    return
+                base, ticks = time.monotonic(), 0
 
     def close(self) -> None:
         """Stop the thread (idempotent)."""
