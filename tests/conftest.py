@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wasmplug import Grants, Manifest, Plugin, PluginHost
-
 from support.plugins import GREETER_HOST_INTERFACE, build_greeter
+from wasmplug import Grants, Manifest, Plugin, PluginHost
 
 
 @pytest.fixture
@@ -54,9 +53,7 @@ def greeter_manifest(**capabilities: object) -> Manifest:
 
 
 @pytest.fixture
-def load_greeter(
-    shared_host: PluginHost, greeter_wasm: Path
-) -> Iterator[object]:
+def load_greeter(shared_host: PluginHost, greeter_wasm: Path) -> Iterator[object]:
     """``load_greeter(grants=..., manifest=..., **load_kwargs) -> Plugin``; closed after the test."""
     loaded: list[Plugin] = []
 

@@ -3,7 +3,8 @@
 >>> from wasmplug import PluginHost
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._errors import BuildError as BuildError
 from ._errors import CacheError as CacheError
@@ -54,8 +55,8 @@ from ._values import Some as Some
 from ._values import Variant as Variant
 
 try:
-    __version__ = version("wasmplug")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("wasmplug")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [

@@ -1,0 +1,29 @@
+"""The public API: one name per line in wasmplug/__init__.py, all of it in __all__."""
+
+from __future__ import annotations
+
+import wasmplug
+
+
+def test_all_matches_public_names() -> None:
+    public = {name for name in dir(wasmplug) if not name.startswith("_")}
+    assert set(wasmplug.__all__) - {"__version__"} == public
+    assert wasmplug.__all__ == sorted(wasmplug.__all__, key=lambda n: (n.startswith("_"), n))
+
+
+def test_public_classes_claim_the_package_module() -> None:
+    for name in wasmplug.__all__:
+        obj = getattr(wasmplug, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "wasmplug", name
+
+
+def test_every_exception_derives_from_the_root() -> None:
+    for name in wasmplug.__all__:
+        obj = getattr(wasmplug, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException) and obj is not wasmplug.Err:
+            assert issubclass(obj, wasmplug.WasmplugError), name
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(wasmplug.__version__, str)
