@@ -54,7 +54,7 @@ def greeter_manifest(**capabilities: object) -> Manifest:
 
 @pytest.fixture
 def load_greeter(shared_host: PluginHost, greeter_wasm: Path) -> Iterator[object]:
-    """``load_greeter(grants=..., manifest=..., **load_kwargs) -> Plugin``; closed after the test."""
+    """``load_greeter(grants=..., manifest=..., **kwargs) -> Plugin``; closed after the test."""
     loaded: list[Plugin] = []
 
     def load(
