@@ -10,7 +10,7 @@ grant, never from the plugin. WASI is linked with a capability-less
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +50,18 @@ def _dirs(value: Mapping[str, DirGrant | str | os.PathLike[str]]) -> dict[str, D
     }
 
 
+def _str_map(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+def _str_set(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Grants:
     """What the application allows one plugin to have.
@@ -66,9 +78,9 @@ class Grants:
 
     __module__ = "wasmplug"
     filesystem: Mapping[str, DirGrant] = attrs.field(factory=dict, converter=_dirs)
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
-    host_interfaces: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
-    allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    host_interfaces: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)
+    allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
     @classmethod
     def none(cls) -> Grants:
