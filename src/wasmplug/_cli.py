@@ -28,6 +28,7 @@ from typing import Any
 
 from . import _signing
 from . import _wasm_sections as ws
+from ._cli_sign import add_commands as add_signing_commands
 from ._errors import (
     CapabilityError,
     ErrorResult,
@@ -228,6 +229,8 @@ def _parser() -> argparse.ArgumentParser:
         "--memory-bytes", type=int, default=256 * 2**20, help="linear memory limit, bytes"
     )
     p.set_defaults(func=cmd_call)
+
+    add_signing_commands(sub)
     return parser
 
 

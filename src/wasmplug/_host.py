@@ -279,11 +279,12 @@ class PluginHost:
                 f"{where} is not signed; sign it with `wasmplug sign` and trust the key "
                 "(PluginHost(trusted_keys=...)), or pass allow_unsigned=True for development"
             )
-        if not self.trusted_keys:
+        signers = sorted({(s.key_id or b"").hex() or "(anonymous)" for s in present})
+        trusted_ids = {k.key_id for k in self.trusted_keys}
+        if not any(s.key_id is None or s.key_id in trusted_ids for s in present):
             raise UntrustedKeyError(
-                f"{where} is signed by key(s) "
-                f"{', '.join((s.key_id or b'').hex() or '(anonymous)' for s in present)}, "
-                "but this host trusts no keys (PluginHost(trusted_keys=...))"
+                f"{where} is signed by key id(s) {', '.join(signers)}, none of which is trusted "
+                "(PluginHost(trusted_keys=...))"
             )
         failures = []
         for key in self.trusted_keys:
