@@ -21,6 +21,7 @@ from typing import Union
 
 __all__ = [
     "LIBC",
+    "LIBC_EXPORTS",
     "RET",
     "Enum",
     "Flags",
@@ -33,6 +34,8 @@ __all__ = [
     "Tuple",
     "Variant",
     "component",
+    "echo_body",
+    "flat",
 ]
 
 RET = 16
@@ -161,7 +164,7 @@ def size(t: Ty) -> int:
         return _align_to(end, align(t))
     if isinstance(t, Flags):
         n = len(t.names)
-        return 1 if n <= 8 else 2 if n <= 16 else 4 * ((n + 31) // 32)
+        return 1 if n <= 8 else 2 if n <= 16 else 4
     return _align_to(_payload_offset(t) + max([0, *map(size, _present(t))]), align(t))
 
 
@@ -190,7 +193,7 @@ def flat(t: Ty) -> list[str]:
     if isinstance(t, Record | Tuple):
         return [v for ft in _fields(t) for v in flat(ft)]
     if isinstance(t, Flags):
-        return ["i32"] * ((len(t.names) + 31) // 32)
+        return ["i32"]
     joined: list[str] = []
     for c in _present(t):
         for i, v in enumerate(flat(c)):
@@ -231,10 +234,8 @@ def store(t: Ty, offset: int, exprs: list[str], base: str = f"(i32.const {RET})"
             at += size(ft)
             i += n
         return out
-    if isinstance(t, Flags):
-        if len(t.names) <= 32:
-            return [f"({_STORE_N[size(t)]} offset={offset} {base} {exprs[0]})"]
-        return [f"(i32.store offset={offset + 4 * k} {base} {e})" for k, e in enumerate(exprs)]
+    if isinstance(t, Flags):  # wasmparser allows at most 32 flags: one i32
+        return [f"({_STORE_N[size(t)]} offset={offset} {base} {exprs[0]})"]
     cases = _cases(t)
     joined = flat(t)[1:]
     out = [f"({_STORE_N[_disc_size(len(cases))]} offset={offset} {base} {exprs[0]})"]
@@ -450,9 +451,7 @@ def component(exports: list[Func], imports: dict[str, list[Func]] | None = None)
     host_with = ""
     if imports:
         names = " ".join(
-            f'(export "{n}" (func $low-{n}))'
-            for fs in imports.values()
-            for n in [f.name for f in fs]
+            f'(export "{fn.name}" (func $low-{fn.name}))' for fs in imports.values() for fn in fs
         )
         host_with = f' (with "host" (instance {names}))'
     parts.append("  (core module $M")

@@ -285,11 +285,14 @@ def _link_interface(
         type_id = next(_ids) & 0xFFFFFFFF
         linked.resource_types[(shape.name, res.name)] = type_id
         raw = res.name.encode()
+        # Keep the ResourceType alive across the call: a temporary would be freed
+        # as soon as .ptr() returns, and wasmtime would read a dangling pointer.
+        rtype = ResourceType.host(type_id)
         err = f.linker_instance_add_resource(
             li.ptr(),
             raw,
             len(raw),
-            ResourceType.host(type_id).ptr(),
+            rtype.ptr(),
             _DROP_HOST_RESOURCE,
             None,
             _NOOP_FINALIZER,

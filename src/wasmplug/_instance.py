@@ -49,6 +49,7 @@ class Instance:
         "__weakref__",
         "alive",
         "buffers",
+        "caller",
         "calls",
         "context",
         "deadline_epoch",
@@ -67,6 +68,9 @@ class Instance:
         self.plugin = plugin
         self.alive = True
         self.host_exc: BaseException | None = None
+        # The instance this thread was running when this one was entered (a host
+        # function calling another plugin), so re-entry anywhere up the chain is seen.
+        self.caller: Instance | None = None
         self.host_reps: set[int] = set()
         self.calls = 0
         self.deadline_epoch = -1
@@ -109,6 +113,7 @@ class Instance:
         ticks = ticker.deadline_ticks(max(10_000.0, 10 * timeout) if timeout else 10_000.0)
         self.store.set_epoch_deadline(ticks)
         prev = _callctx.swap(self)
+        self.caller = prev
         ticker.in_flight.add(self)
         try:
             return plugin._linker.instantiate(self.store, plugin._component)

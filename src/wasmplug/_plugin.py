@@ -34,7 +34,7 @@ from ._hostfuncs import Linked
 from ._instance import Instance
 from ._limits import Limits, RestartPolicy
 from ._manifest import Manifest
-from ._resources import Resource
+from ._resources import Resource, end_moves, track_moves
 from ._supervisor import PluginMetrics, Supervisor
 from ._values import Err
 from ._wit import ComponentShape, FuncSig, ResourceRef, ResultT, contains_handles, snake
@@ -332,32 +332,47 @@ class Plugin:
                 f"({', '.join(ex.param_names)}), got {len(args)}"
             )
         cur = _current()
-        if cur is not None and cur.plugin is self:
+        if cur is not None and self._running_here(cur):
             raise self._error(
                 ReentrantCallError("called from inside one of its own host calls"), ex
             )
         if self._supervisor.quarantined:
             raise self._quarantined(ex)
-        if ex.has_handles:
-            inst = self._checkout_for(args)
-            if inst is not None:
-                try:
-                    return self._run(inst, ex, args)
-                finally:
-                    inst.lock.release()
-        inst = self._checkout()
+        try:
+            if ex.has_handles:
+                inst = self._checkout_for(args)
+                if inst is not None:
+                    try:
+                        return self._run(inst, ex, args)
+                    finally:
+                        inst.lock.release()
+            inst = self._checkout()
+        except PluginError as e:
+            # Closed or quarantined while waiting for an instance, or a stale handle.
+            raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
         try:
             return self._run(inst, ex, args)
         finally:
+            if self._closed and inst.alive:
+                self._discard(inst)  # close() was called from inside this call
             inst.lock.release()
             if inst.alive:
                 self._slots.put(inst)
+
+    def _running_here(self, cur: Instance | None) -> bool:
+        """Whether this thread is inside a call on this plugin (``cur`` and its callers)."""
+        while cur is not None:
+            if cur.plugin is self:
+                return True
+            cur = cur.caller
+        return False
 
     def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         buf = inst.buffers[ex.index]
         if buf is None:
             buf = inst.buffers[ex.index] = _Buffers(ex)
         i = 0
+        moved = track_moves() if ex.has_handles else None
         try:
             if ex.all_scalar:
                 slots, converts = buf.slots, ex.converts
@@ -371,9 +386,13 @@ class Plugin:
             if ex.free_params:
                 for ref in buf.param_refs[:i]:
                     _val_delete(ref)
+            if moved is not None:  # the call never happened: own handles stay with Python
+                end_moves(moved, undo=True)
             raise type(e)(
                 f"{self.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
             ).with_traceback(None) from None
+        if moved is not None:
+            end_moves(moved, undo=False)
         ctx = inst.context
         ticker = self._host._ticker
         # The deadline is absolute (epoch + ticks); while the epoch has not moved
@@ -389,6 +408,7 @@ class Plugin:
         tls = _tls
         prev = getattr(tls, "inst", None)
         tls.inst = inst
+        inst.caller = prev
         in_flight.add(inst)
         err = _func_call(inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults)
         in_flight.discard(inst)
@@ -532,12 +552,18 @@ class Plugin:
         self._slots.put(None)
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:
-        if _current() is inst:
-            raise ReentrantCallError("cannot drop a resource from inside a call on its instance")
+        cur = _current()
+        while cur is not None:
+            if cur is inst:
+                raise ReentrantCallError(
+                    "cannot drop a resource from inside a call on its instance"
+                )
+            cur = cur.caller
         with inst.lock:
             if not inst.alive:
                 return
             prev = _swap(inst)
+            inst.caller = prev
             try:
                 inst.drop_resource(ptr)
             except WasmtimeError as e:
@@ -576,8 +602,15 @@ class Plugin:
     def _drain(self, *, wait: bool) -> None:
         with self._instances_lock:
             live = list(self._instances)
+        # Never wait for an instance this thread is running (close() from a host
+        # function): the call discards it when it returns.
+        here: set[Instance] = set()
+        cur = _current()
+        while cur is not None:
+            here.add(cur)
+            cur = cur.caller
         for inst in live:
-            if inst.lock.acquire(blocking=wait):
+            if inst.lock.acquire(blocking=wait and inst not in here):
                 try:
                     if inst.alive:
                         self._discard(inst)

@@ -12,14 +12,17 @@
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import Any
 
 from . import _ffi as f
 from ._errors import StaleResourceError, WitTypeError, WitValueError
-from ._hostfuncs import host_object, register_host_object
+from ._hostfuncs import forget_host_objects, host_object, register_host_object
 from ._wit import HandleT
 
-__all__ = ["Resource", "lift_handle", "lower_handle"]
+__all__ = ["Resource", "end_moves", "lift_handle", "lower_handle", "track_moves"]
+
+_moves = threading.local()
 
 
 class Resource:
@@ -125,10 +128,32 @@ def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
     ptr = value._checked_ptr(inst)
     if ty.owned:
         value._ptr = None  # ownership moves into the guest
-        val.of.resource = ptr
+        moved = getattr(_moves, "pending", None)
+        if moved is None:
+            val.of.resource = ptr
+        else:  # lowering a call's arguments: keep the original in case a later one fails
+            moved.append((value, ptr))
+            val.of.resource = f.resource_any_clone(ptr)
     else:
         val.of.resource = f.resource_any_clone(ptr)
     val.kind = f.RESOURCE
+
+
+def track_moves() -> list[tuple[Resource, Any]]:
+    """Record the own handles that lowering a call's arguments moves (this thread)."""
+    moved: list[tuple[Resource, Any]] = []
+    _moves.pending = moved
+    return moved
+
+
+def end_moves(moved: list[tuple[Resource, Any]], *, undo: bool) -> None:
+    """Stop recording; ``undo`` gives the handles back (the lowered values were deleted)."""
+    _moves.pending = None
+    for value, ptr in moved:
+        if undo:
+            value._ptr = ptr
+        else:
+            f.resource_any_delete(ptr)
 
 
 def lift_handle(inst: Any, ty: HandleT, val: Any) -> Any:
@@ -142,5 +167,9 @@ def lift_handle(inst: Any, ty: HandleT, val: Any) -> Any:
             raise WitValueError(f"bad {ref.name} handle from guest: {f.error_message(err)}")
         rep = f.resource_host_rep(host)
         f.resource_host_delete(host)
-        return host_object(rep)
+        obj = host_object(rep)
+        if ty.owned:  # the guest gave its handle away: nothing refers to this rep any more
+            forget_host_objects({rep})
+            inst.host_reps.discard(rep)
+        return obj
     return Resource._new(inst, f.resource_any_clone(ptr), ref.name, ty.owned)
