@@ -34,7 +34,7 @@ from ._hostfuncs import Linked
 from ._instance import Instance
 from ._limits import Limits, RestartPolicy
 from ._manifest import Manifest
-from ._resources import Resource, end_moves, track_moves
+from ._resources import Resource, end_borrows, end_moves, track_moves
 from ._supervisor import PluginMetrics, Supervisor
 from ._values import Err
 from ._wit import ComponentShape, FuncSig, ResourceRef, ResultT, contains_handles, snake
@@ -388,6 +388,7 @@ class Plugin:
                     _val_delete(ref)
             if moved is not None:  # the call never happened: own handles stay with Python
                 end_moves(moved, undo=True)
+                end_borrows(inst)
             raise type(e)(
                 f"{self.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
             ).with_traceback(None) from None
@@ -413,6 +414,8 @@ class Plugin:
         err = _func_call(inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults)
         in_flight.discard(inst)
         tls.inst = prev
+        if moved is not None:
+            end_borrows(inst)
         if ex.free_params:
             for ref in buf.param_refs:
                 _val_delete(ref)

@@ -20,7 +20,14 @@ from ._errors import StaleResourceError, WitTypeError, WitValueError
 from ._hostfuncs import forget_host_objects, host_object, register_host_object
 from ._wit import HandleT
 
-__all__ = ["Resource", "end_moves", "lift_handle", "lower_handle", "track_moves"]
+__all__ = [
+    "Resource",
+    "end_borrows",
+    "end_moves",
+    "lift_handle",
+    "lower_handle",
+    "track_moves",
+]
 
 _moves = threading.local()
 
@@ -114,6 +121,10 @@ def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
             raise WitTypeError(f"expects {ty} (an instance of the provided {ref.name} class)")
         rep = register_host_object(value)
         inst.host_reps.add(rep)
+        if not ty.owned:
+            borrows = getattr(_moves, "borrows", None)
+            if borrows is not None:  # released when the call returns (see end_borrows)
+                borrows.append(rep)
         host = f.resource_host_new(ty.owned, rep, type_id)
         out = f.ResourceAnyPtr()
         err = f.resource_host_to_any(inst.context, host, ctypes.byref(out))
@@ -140,10 +151,26 @@ def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
 
 
 def track_moves() -> list[tuple[Resource, Any]]:
-    """Record the own handles that lowering a call's arguments moves (this thread)."""
+    """Record the own handles that lowering a call's arguments moves (this thread),
+    and the host objects it lends as ``borrow`` (see :func:`end_borrows`)."""
     moved: list[tuple[Resource, Any]] = []
     _moves.pending = moved
+    _moves.borrows = []
     return moved
+
+
+def end_borrows(inst: Any) -> None:
+    """The call returned: host objects lent to it as ``borrow`` are no longer reachable.
+
+    A ``borrow`` handle cannot outlive the call it was passed to (Component
+    Model rule), so their reps are released instead of piling up until the
+    instance is discarded.
+    """
+    borrows = getattr(_moves, "borrows", None)
+    _moves.borrows = None
+    if borrows:
+        forget_host_objects(set(borrows))
+        inst.host_reps.difference_update(borrows)
 
 
 def end_moves(moved: list[tuple[Resource, Any]], *, undo: bool) -> None:
