@@ -25,3 +25,23 @@ def build_greeter() -> Path:
         Path of the ~18 MB component file in the build cache.
     """
     return build_python_component(GREETER_DIR, wit_path=GREETER_DIR / "wit", world=GREETER_WORLD)
+
+
+GREETER_JS_DIR = PLUGINS_DIR / "greeter-js"
+GREETER_JS_WORLD = "greeter-js"
+
+
+def build_greeter_js() -> Path:
+    """Build (or fetch from the build cache) the ``greeter-js`` componentize-js test plugin.
+
+    The first call installs the pinned componentize-js with npm (~30 s, once per
+    machine) and builds (~10-40 s); both need ``node`` and ``npm`` on ``PATH``.
+
+    Returns:
+        Path of the ~12 MB component file in the build cache.
+    """
+    from wasmplug._build import build_js_component
+
+    return build_js_component(
+        GREETER_JS_DIR / "app.js", wit_path=GREETER_JS_DIR / "wit", world=GREETER_JS_WORLD
+    )
