@@ -26,10 +26,12 @@ from ._errors import PluginTimeout as PluginTimeout
 from ._errors import PluginTrapped as PluginTrapped
 from ._errors import ReentrantCallError as ReentrantCallError
 from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
+from ._errors import RevokedError as RevokedError
 from ._errors import SignatureError as SignatureError
 from ._errors import SignatureInvalidError as SignatureInvalidError
 from ._errors import SignatureMissingError as SignatureMissingError
 from ._errors import StaleResourceError as StaleResourceError
+from ._errors import TrustStoreError as TrustStoreError
 from ._errors import UnsignedPluginError as UnsignedPluginError
 from ._errors import UntrustedKeyError as UntrustedKeyError
 from ._errors import WasmplugError as WasmplugError
@@ -49,6 +51,8 @@ from ._signing import PublicKey as PublicKey
 from ._signing import SecretKey as SecretKey
 from ._supervisor import FaultRecord as FaultRecord
 from ._supervisor import PluginMetrics as PluginMetrics
+from ._trust import TrustedKey as TrustedKey
+from ._trust import TrustStore as TrustStore
 from ._values import Err as Err
 from ._values import Ok as Ok
 from ._values import Some as Some
@@ -95,12 +99,16 @@ __all__ = [
     "Resource",
     "ResourceLimitExceeded",
     "RestartPolicy",
+    "RevokedError",
     "SecretKey",
     "SignatureError",
     "SignatureInvalidError",
     "SignatureMissingError",
     "Some",
     "StaleResourceError",
+    "TrustStore",
+    "TrustStoreError",
+    "TrustedKey",
     "UnsignedPluginError",
     "UntrustedKeyError",
     "Variant",

@@ -15,11 +15,13 @@ The hierarchy says whose fault a failure was, in the manner of trio's
     ├── WitTypeError (TypeError)        a value does not have the WIT type's Python shape
     ├── WitValueError (ValueError)      a value has the right shape but is out of range
     ├── CacheError                      the compile cache directory is unusable
+    ├── TrustStoreError                 the trust store file cannot be read or parsed
     ├── BuildError                      building a component from source failed
     ├── SignatureError                  a wasmsign2 signature could not be made, read or trusted
     │   ├── SignatureMissingError       the binary (or detached signature) holds no signature
     │   ├── SignatureInvalidError       none verifies: wrong key, tampered bytes, malformed data
     │   ├── UntrustedKeyError           a signature verifies, but with a key that is not trusted
+    │   ├── RevokedError                the signer's key or the component digest is revoked
     │   └── KeyFormatError (ValueError) key bytes are not a supported Ed25519 key encoding
     └── PluginError                     a call into a plugin did not return a value
         ├── ErrorResult                 the export returned ``err(E)``; ``.value`` is E (no fault)
@@ -66,10 +68,12 @@ __all__ = [
     "PluginTrapped",
     "ReentrantCallError",
     "ResourceLimitExceeded",
+    "RevokedError",
     "SignatureError",
     "SignatureInvalidError",
     "SignatureMissingError",
     "StaleResourceError",
+    "TrustStoreError",
     "UnsignedPluginError",
     "UntrustedKeyError",
     "WasmplugError",
@@ -350,5 +354,17 @@ class UntrustedKeyError(SignatureError):
 
 class KeyFormatError(SignatureError, ValueError):
     """Key bytes are not a supported Ed25519 encoding (wasmsign2 raw, PEM/DER or OpenSSH)."""
+
+    __module__ = "wasmplug"
+
+
+class RevokedError(SignatureError):
+    """The component's digest, or the key that signed it, is on the revocation list."""
+
+    __module__ = "wasmplug"
+
+
+class TrustStoreError(WasmplugError):
+    """The trust store file exists but cannot be read or parsed."""
 
     __module__ = "wasmplug"

@@ -28,15 +28,13 @@ from ._errors import (
     InvalidComponentError,
     LinkError,
     ManifestError,
-    SignatureError,
-    UnsignedPluginError,
-    UntrustedKeyError,
 )
 from ._grants import Grants, resolve
 from ._hostfuncs import HostInterface, find_provider, link_imports, semver_compatible
 from ._limits import Limits, RestartPolicy
 from ._manifest import SIDECAR_NAME, Manifest
 from ._plugin import Plugin
+from ._trust import TrustedKey, TrustStore, as_trusted
 from ._wit import ComponentShape, FuncSig, InterfaceShape, read_shape
 
 __all__ = ["MANIFEST_SECTION", "PluginHost"]
@@ -69,8 +67,11 @@ class PluginHost:
         limits: Default limits for every plugin, and the ceiling a manifest
             cannot exceed. Defaults to :class:`Limits` ().
         restart_policy: Default restart policy for every plugin.
-        trusted_keys: Publisher keys whose signatures are accepted: wasmsign2
-            raw, PEM or OpenSSH bytes, or :class:`wasmplug.PublicKey`.
+        trusted_keys: Publisher keys the application trusts in code:
+            :class:`TrustedKey` (with name scopes), :class:`PublicKey`, or key-file
+            bytes (wasmsign2 raw, PEM or OpenSSH; any plugin name).
+        trust_store: Keys and revocations trusted on this machine; defaults to
+            the user's store (``wasmplug trust ...``), read on first use.
         cache_dir: Where compiled components are cached; defaults to
             ``platformdirs.user_cache_dir("wasmplug")/compiled``. ``False``
             disables the on-disk cache.
@@ -90,7 +91,8 @@ class PluginHost:
         *,
         limits: Limits | None = None,
         restart_policy: RestartPolicy | None = None,
-        trusted_keys: Iterable[bytes | _signing.PublicKey] = (),
+        trusted_keys: Iterable[TrustedKey | _signing.PublicKey | bytes] = (),
+        trust_store: TrustStore | None = None,
         cache_dir: str | os.PathLike[str] | bool | None = None,
         consume_fuel: bool = False,
         tick_ms: float = 1.0,
@@ -98,10 +100,8 @@ class PluginHost:
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         self.restart_policy = restart_policy if restart_policy is not None else RestartPolicy()
-        self.trusted_keys = tuple(
-            k if isinstance(k, _signing.PublicKey) else _signing.load_public_key(k)
-            for k in trusted_keys
-        )
+        self.trusted_keys = tuple(as_trusted(k) for k in trusted_keys)
+        self._trust_store = trust_store
         self._consume_fuel = consume_fuel
         self._engine, settings = make_engine(consume_fuel=consume_fuel)
         if cache_dir is False:
@@ -179,8 +179,10 @@ class PluginHost:
         Raises:
             InvalidComponentError: the bytes are not a valid component.
             UnsignedPluginError: no signature, and ``allow_unsigned`` is false.
-            UntrustedKeyError: signed, but not by a trusted key.
+            UntrustedKeyError: signed, but not by a trusted key whose scope covers
+                the plugin's name.
             SignatureInvalidError: the signature does not match the content.
+            RevokedError: the component or its signer's key is revoked.
             ManifestError: the manifest is invalid.
             LinkError: imports that are not provided, not declared or not granted.
             CapabilityError: a grant cannot be honoured (missing directory...).
@@ -192,9 +194,11 @@ class PluginHost:
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         path, data = self._read(source)
-        if not allow_unsigned:
-            self._verify(data, path)
         manifest = manifest or self._manifest_for(data, path)
+        if not allow_unsigned:
+            self.trust_store.verify(
+                data, manifest.name, extra_keys=self.trusted_keys, where=str(path or "component")
+            )
         sha = hashlib.sha256(data).hexdigest()
         component = self._compile(data, sha, manifest.name)
         shape = read_shape(self._engine, component)
@@ -268,33 +272,12 @@ class PluginHost:
         except OSError as e:
             raise InvalidComponentError(f"cannot read {path}: {e}") from None
 
-    def _verify(self, data: bytes, path: Path | None) -> None:
-        where = str(path) if path else "component"
-        try:
-            present = _signing.signatures(data)
-        except SignatureError:
-            present = []
-        if not present:
-            raise UnsignedPluginError(
-                f"{where} is not signed; sign it with `wasmplug sign` and trust the key "
-                "(PluginHost(trusted_keys=...)), or pass allow_unsigned=True for development"
-            )
-        signers = sorted({(s.key_id or b"").hex() or "(anonymous)" for s in present})
-        trusted_ids = {k.key_id for k in self.trusted_keys}
-        if not any(s.key_id is None or s.key_id in trusted_ids for s in present):
-            raise UntrustedKeyError(
-                f"{where} is signed by key id(s) {', '.join(signers)}, none of which is trusted "
-                "(PluginHost(trusted_keys=...))"
-            )
-        failures = []
-        for key in self.trusted_keys:
-            try:
-                _signing.verify(data, key)
-                return
-            except SignatureError as e:
-                failures.append(e)
-        first = failures[0]
-        raise type(first)(f"{where}: {'; '.join(map(str, failures))}") from first
+    @property
+    def trust_store(self) -> TrustStore:
+        """The machine's trust store (loaded on first use)."""
+        if self._trust_store is None:
+            self._trust_store = TrustStore()
+        return self._trust_store
 
     def _manifest_for(self, data: bytes, path: Path | None) -> Manifest:
         try:
