@@ -51,6 +51,7 @@ from ._signing import PublicKey as PublicKey
 from ._signing import SecretKey as SecretKey
 from ._supervisor import FaultRecord as FaultRecord
 from ._supervisor import PluginMetrics as PluginMetrics
+from ._trust import TrustDecision as TrustDecision
 from ._trust import TrustedKey as TrustedKey
 from ._trust import TrustStore as TrustStore
 from ._values import Err as Err
@@ -106,6 +107,7 @@ __all__ = [
     "SignatureMissingError",
     "Some",
     "StaleResourceError",
+    "TrustDecision",
     "TrustStore",
     "TrustStoreError",
     "TrustedKey",

@@ -248,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginError as e:
         code, message = EXIT_FAULT, str(e)
     except (WasmplugError, OSError) as e:
-        code, message = (EXIT_REFUSED if isinstance(e, OSError) else EXIT_INTERNAL), str(e)
+        # Unreadable files, trust store or cache: nothing was loaded.
+        code, message = EXIT_REFUSED, str(e)
     # One line on stderr: multi-line messages (a LinkError's list) are joined.
     first, *rest = [ln.strip(" -") for ln in message.strip().splitlines() if ln.strip()] or ["?"]
     print(f"wasmplug: error: {' '.join([first, '; '.join(rest)]).strip()}", file=sys.stderr)

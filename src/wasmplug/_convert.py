@@ -289,11 +289,11 @@ def _field_getter(name: str) -> Callable[[Any], Any]:
                 return v[name]
             if attr in v:
                 return v[attr]
-            raise WitTypeError(f"field {name!r} is missing")
+            raise WitTypeError("is missing")
         try:
             return getattr(v, attr)
         except AttributeError:
-            raise WitTypeError(f"field {name!r} is missing") from None
+            raise WitTypeError("is missing") from None
 
     return get
 

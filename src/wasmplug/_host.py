@@ -34,6 +34,7 @@ from ._hostfuncs import HostInterface, find_provider, link_imports, semver_compa
 from ._limits import Limits, RestartPolicy
 from ._manifest import SIDECAR_NAME, Manifest
 from ._plugin import Plugin
+from ._signing import PublicKey
 from ._trust import TrustedKey, TrustStore, as_trusted
 from ._wit import ComponentShape, FuncSig, InterfaceShape, read_shape
 
@@ -65,7 +66,7 @@ class PluginHost:
 
     Args:
         limits: Default limits for every plugin, and the ceiling a manifest
-            cannot exceed. Defaults to :class:`Limits` ().
+            cannot exceed. Defaults to ``Limits()``.
         restart_policy: Default restart policy for every plugin.
         trusted_keys: Publisher keys the application trusts in code:
             :class:`TrustedKey` (with name scopes), :class:`PublicKey`, or key-file
@@ -91,7 +92,7 @@ class PluginHost:
         *,
         limits: Limits | None = None,
         restart_policy: RestartPolicy | None = None,
-        trusted_keys: Iterable[TrustedKey | _signing.PublicKey | bytes] = (),
+        trusted_keys: Iterable[TrustedKey | PublicKey | bytes] = (),
         trust_store: TrustStore | None = None,
         cache_dir: str | os.PathLike[str] | bool | None = None,
         consume_fuel: bool = False,

@@ -80,7 +80,12 @@ def find_provider(name: str, providers: Mapping[str, HostInterface]) -> HostInte
     if exact is not None:
         return exact
     candidates = [p for key, p in providers.items() if semver_compatible(name, key)]
-    return max(candidates, key=lambda p: p.name, default=None)
+    return max(candidates, key=lambda p: _version_key(p.name), default=None)
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    match = _VERSION_RE.match(_split(name)[1] or "")
+    return tuple(map(int, match.groups())) if match else ()
 
 
 # ---------------------------------------------------------------------------

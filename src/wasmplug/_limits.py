@@ -33,8 +33,8 @@ class Limits:
         timeout_ms: Wall-clock budget of one call, in milliseconds, enforced by
             an epoch deadline (resolution: the host's tick, 1 ms by default).
             Exceeding it raises :class:`~wasmplug.PluginTimeout`.
-        memory_bytes: Maximum linear memory of one instance, in bytes (all
-            memories together). ``memory.grow`` past it fails (returns -1) in the
+        memory_bytes: Maximum size of each linear memory, in bytes
+            (``memories`` bounds how many there are). ``memory.grow`` past it fails (returns -1) in the
             guest. componentize-py components need about 12.3 MiB (197 pages)
             just to instantiate.
         fuel: Fuel budget of one call (roughly, Wasm instructions). Needs

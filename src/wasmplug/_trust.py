@@ -36,7 +36,7 @@ from ._errors import (
 )
 from ._signing import PublicKey
 
-__all__ = ["TrustStore", "TrustedKey", "Verified", "default_trust_path"]
+__all__ = ["TrustDecision", "TrustStore", "TrustedKey", "default_trust_path"]
 
 
 def default_trust_path() -> Path:
@@ -77,7 +77,7 @@ class TrustedKey:
 
 
 @attrs.frozen
-class Verified:
+class TrustDecision:
     """The outcome of a successful trust check.
 
     Attributes:
@@ -85,6 +85,7 @@ class Verified:
         sha256: Hex SHA-256 of the whole component file.
     """
 
+    __module__ = "wasmplug"
     key: TrustedKey
     sha256: str
 
@@ -102,7 +103,8 @@ class TrustStore:
     """Trusted publisher keys and revocations, persisted as JSON.
 
     Args:
-        path: The store file; defaults to :func:`default_trust_path`. A missing
+        path: The store file; defaults to
+            ``platformdirs.user_config_dir("wasmplug")/trust.json``. A missing
             file is an empty store.
 
     Raises:
@@ -192,7 +194,7 @@ class TrustStore:
         *,
         extra_keys: Iterable[TrustedKey] = (),
         where: str = "component",
-    ) -> Verified:
+    ) -> TrustDecision:
         """Check that ``data`` is signed by a trusted, unrevoked key whose scope covers
         ``plugin_name``.
 
@@ -239,7 +241,7 @@ class TrustStore:
                     failures.append(str(e))
                 continue
             if key.covers(plugin_name):
-                return Verified(key, sha)
+                return TrustDecision(key, sha)
             out_of_scope.append(key)
         if out_of_scope:
             key = out_of_scope[0]
