@@ -18,6 +18,7 @@ import pytest
 from wasmtime import WasmtimeError
 
 from wasmplug import (
+    CapabilityError,
     FuelExhausted,
     HostFunctionError,
     InstantiationError,
@@ -31,6 +32,8 @@ from wasmplug import (
     PluginTrapped,
     ReentrantCallError,
     ResourceLimitExceeded,
+    WitTypeError,
+    WitValueError,
 )
 from wasmplug._faults import classify, split_backtrace
 
@@ -244,6 +247,11 @@ def test_fuel_exhaustion(tmp_path: Path) -> None:
 # -- resource limits ---------------------------------------------------------------------
 
 
+def test_fuel_limit_needs_a_fuel_host(host: PluginHost) -> None:
+    with pytest.raises(CapabilityError, match="consume_fuel=True"):
+        load(host, limits=Limits(fuel=10_000))
+
+
 def test_memory_grow_fails_at_the_limit(host: PluginHost) -> None:
     plugin = load(host, limits=Limits(memory_bytes=4 * PAGE))
     assert plugin.call("grow-max") == 4, "memory.grow returns -1 exactly at the limit"
@@ -337,6 +345,36 @@ def test_host_function_keyboard_interrupt_is_reraised(host: PluginHost) -> None:
     assert plugin.metrics().faults == {"host-function": 1}
 
 
+def test_host_function_system_exit_is_reraised(host: PluginHost) -> None:
+    def cb(x: int) -> int:
+        if x == 0:
+            raise SystemExit(3)
+        return x + 1
+
+    plugin = load(host, cb)
+    with pytest.raises(SystemExit) as info:
+        plugin.call("call-cb", 0)
+    assert info.value.code == 3
+    assert_healthy(plugin)
+
+
+@pytest.mark.parametrize(
+    ("returned", "cause"),
+    [("nope", WitTypeError), (None, WitTypeError), (-1, WitValueError), (2**32, WitValueError)],
+    ids=["str", "none", "negative", "too-big"],
+)
+def test_host_function_bad_return_value(
+    host: PluginHost, returned: object, cause: type[Exception]
+) -> None:
+    plugin = load(host, lambda x: returned)  # type: ignore[arg-type,return-value]
+    with pytest.raises(HostFunctionError) as info:
+        plugin.call("call-cb", 1)
+    assert type(info.value.__cause__) is cause
+    assert "u32" in str(info.value.__cause__)
+    assert_attributed(info.value, "call-cb")
+    assert plugin.call("add", 1, 1) == 2
+
+
 @pytest.mark.parametrize("pool_size", [1, 2], ids=["pool-1", "pool-2"])
 def test_reentrant_call_is_refused_without_deadlock(host: PluginHost, pool_size: int) -> None:
     plugins: list[Plugin] = []
@@ -370,6 +408,34 @@ def test_reentrant_call_is_refused_without_deadlock(host: PluginHost, pool_size:
     assert cause.export == "add"
     reentry["on"] = False
     assert_healthy(plugin)
+
+
+def test_indirect_reentry_through_another_plugin_is_refused(host: PluginHost) -> None:
+    """a -> host -> b -> host -> a: refused like direct re-entry, never a deadlock."""
+    plugins: dict[str, Plugin] = {}
+    plugins["a"] = load(host, lambda x: int(plugins["b"].call("call-cb", x)))
+    plugins["b"] = load(host, lambda x: int(plugins["a"].call("add", x, 1)))
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            plugins["a"].call("call-cb", 1)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "a -> b -> a deadlocked"
+    [exc] = outcome
+    assert isinstance(exc, HostFunctionError)
+    inner = exc.__cause__
+    assert isinstance(inner, HostFunctionError), "b's host function failed"
+    assert isinstance(inner.__cause__, ReentrantCallError)
+    assert inner.__cause__.export == "add"
+    # b -> a alone is fine: only re-entry is refused.
+    assert plugins["b"].call("call-cb", 1) == 2
+    assert plugins["a"].call("add", 1, 1) == 2
 
 
 # -- canonical ABI -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from wasmplug import (
     Manifest,
     Plugin,
     PluginClosedError,
+    PluginError,
     PluginHost,
     PluginQuarantinedError,
     PluginTimeout,
@@ -258,6 +260,83 @@ def test_close_after_fault_and_context_manager(host: PluginHost) -> None:
     assert plugin.closed
     with pytest.raises(PluginClosedError):
         plugin.call("add", 1, 1)
+
+
+def test_close_from_inside_a_host_function(host: PluginHost) -> None:
+    """close() cannot wait for the call it is made from; it must not deadlock."""
+    plugins: list[Plugin] = []
+    outcome: list[object] = []
+
+    def entered() -> None:
+        if plugins:
+            plugins[0].close()
+
+    host.provide("entered", entered)
+    plugins.append(
+        host.load(
+            SUPERVISED_WAT.encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="supervised", host_interfaces=("entered",)),
+        )
+    )
+    plugin = plugins[0]
+
+    def run() -> None:
+        try:
+            outcome.append(plugin.call("add", 20, 22))
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "close() from a host function deadlocked"
+    assert outcome == [42], "the call in progress completes"
+    assert plugin.closed
+    assert plugin.metrics().instances == 0, "its instance was freed when the call returned"
+    with pytest.raises(PluginClosedError):
+        plugin.call("add", 1, 1)
+
+
+def test_waiting_callers_get_attributed_errors(host: PluginHost) -> None:
+    """A call waiting for the only instance fails with .plugin and .export set when
+    the plugin is quarantined meanwhile."""
+    started, release = threading.Event(), threading.Event()
+
+    def entered() -> None:
+        started.set()
+        release.wait(timeout=10)
+        raise RuntimeError("fault while another caller waits")
+
+    host.provide("entered", entered)
+    plugin = host.load(
+        SUPERVISED_WAT.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="supervised", host_interfaces=("entered",)),
+        restart_policy=RestartPolicy(max_faults=1),
+    )
+    errors: list[BaseException] = []
+
+    def call(export: str, *args: int) -> None:
+        try:
+            plugin.call(export, *args)
+        except BaseException as e:
+            errors.append(e)
+
+    first = threading.Thread(target=call, args=("boom",))
+    first.start()
+    assert started.wait(timeout=10)
+    second = threading.Thread(target=call, args=("divide", 4, 2))
+    second.start()
+    time.sleep(0.05)  # let the second caller block on the pool (not required to pass)
+    release.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert len(errors) == 2
+    by_export = {e.export: e for e in errors if isinstance(e, PluginError)}
+    assert isinstance(by_export["boom"], HostFunctionError)
+    assert isinstance(by_export["divide"], PluginQuarantinedError)
+    assert by_export["divide"].plugin == "supervised"
 
 
 def test_host_close_closes_plugins(tmp_path: Path) -> None:

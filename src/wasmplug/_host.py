@@ -19,7 +19,6 @@ import wasmtime
 from wasmtime import WasmtimeError
 from wasmtime.component import Component, Linker
 
-from . import _signing
 from . import _wasm_sections as ws
 from ._cache import CompileCache, default_cache_dir
 from ._engine import EpochTicker, make_engine

@@ -111,6 +111,7 @@ class _Orphan:
     """Stands in for an instance when a host function runs outside any known call."""
 
     host_exc: BaseException | None = None
+    host_func: str = ""
 
 
 def _trampoline(
@@ -136,9 +137,10 @@ def _trampoline(
             raise TypeError(f"{hf.qualname} has no WIT result but returned {type(out).__name__}")
         return 0
     except BaseException as e:
+        name = hf.qualname if hf is not None else "?"
         if getattr(inst, "host_exc", None) is None:
             inst.host_exc = e
-        name = hf.qualname if hf is not None else "?"
+            inst.host_func = name
         return f.new_error(f"host function {name} raised {type(e).__name__}: {e}")
 
 

@@ -55,6 +55,7 @@ class Instance:
         "deadline_epoch",
         "funcs",
         "host_exc",
+        "host_func",
         "host_reps",
         "instance",
         "lock",
@@ -68,6 +69,7 @@ class Instance:
         self.plugin = plugin
         self.alive = True
         self.host_exc: BaseException | None = None
+        self.host_func = ""  # the host function that raised host_exc
         # The instance this thread was running when this one was entered (a host
         # function calling another plugin), so re-entry anywhere up the chain is seen.
         self.caller: Instance | None = None

@@ -34,9 +34,9 @@ class Limits:
             an epoch deadline (resolution: the host's tick, 1 ms by default).
             Exceeding it raises :class:`~wasmplug.PluginTimeout`.
         memory_bytes: Maximum size of each linear memory, in bytes
-            (``memories`` bounds how many there are). ``memory.grow`` past it fails (returns -1) in the
-            guest. componentize-py components need about 12.3 MiB (197 pages)
-            just to instantiate.
+            (``memories`` bounds how many there are). ``memory.grow`` past it
+            fails (returns -1) in the guest. componentize-py components need
+            about 12.3 MiB (197 pages) just to instantiate.
         fuel: Fuel budget of one call (roughly, Wasm instructions). Needs
             ``PluginHost(consume_fuel=True)``; exhausting it raises
             :class:`~wasmplug.FuelExhausted`.

@@ -405,6 +405,9 @@ class Plugin:
         if self._fuel is not None:
             _set_fuel(ctx, self._fuel)
         inst.host_exc = None
+        stderr = inst.stderr
+        if stderr.tail:
+            stderr.tail = ""  # classify a fault by this call's output only
         in_flight = ticker.in_flight
         tls = _tls
         prev = getattr(tls, "inst", None)
@@ -458,12 +461,16 @@ class Plugin:
         if host_exc is not None and not isinstance(host_exc, Exception):
             # KeyboardInterrupt / SystemExit: count the fault, then let it propagate
             # in the calling thread now that Wasm has unwound.
-            fault = HostFunctionError(f"host function raised {type(host_exc).__name__}")
+            fault = HostFunctionError(
+                f"host function {inst.host_func} raised {type(host_exc).__name__}"
+            )
             self._supervisor.record_fault(self._error(fault, ex))
             raise host_exc
         exc: PluginFault
         if host_exc is not None:
-            exc = HostFunctionError(f"host function raised {type(host_exc).__name__}: {host_exc}")
+            exc = HostFunctionError(
+                f"host function {inst.host_func} raised {type(host_exc).__name__}: {host_exc}"
+            )
             exc.__cause__ = host_exc
         else:
             exc = classify(

@@ -82,7 +82,9 @@ class Supervisor:
             self.faults[exc.fault] += 1
             self.consecutive += 1
             self.pending_restart = True
-            self.last_fault = FaultRecord(exc.fault, str(exc), exc.export, time.time())
+            # Exception.__str__: the message without the "plugin ..., export ...:" prefix.
+            message = Exception.__str__(exc)
+            self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())
             window = self._window
             window.append(now)
             while window and now - window[0] > self.policy.window_s:
