@@ -61,6 +61,7 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Iterable"),
     ("py:class", "collections.abc.Sequence"),
     ("py:class", "collections.abc.Mapping"),
+    ("py:class", "enum.Enum"),  # base class of wasmplug.Capability
     # The type variable of the generic value classes Ok/Err/Some ("Bases: Generic[T]");
     # a private module-level TypeVar with no page of its own.
     ("py:obj", "wasmplug._values.T"),

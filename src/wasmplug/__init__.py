@@ -6,6 +6,8 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._capabilities import Capability as Capability
+from ._capabilities import Permission as Permission
 from ._errors import BuildError as BuildError
 from ._errors import CacheError as CacheError
 from ._errors import CapabilityError as CapabilityError
@@ -39,6 +41,10 @@ from ._errors import WitTypeError as WitTypeError
 from ._errors import WitValueError as WitValueError
 from ._grants import DirGrant as DirGrant
 from ._grants import Grants as Grants
+from ._grantstore import GrantPolicy as GrantPolicy
+from ._grantstore import GrantStore as GrantStore
+from ._grantstore import PermissionRequest as PermissionRequest
+from ._grantstore import StoredDecision as StoredDecision
 from ._host import PluginHost as PluginHost
 from ._limits import Limits as Limits
 from ._limits import RestartPolicy as RestartPolicy
@@ -67,6 +73,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "BuildError",
     "CacheError",
+    "Capability",
     "CapabilityError",
     "DirGrant",
     "Err",
@@ -75,6 +82,8 @@ __all__ = [
     "FaultRecord",
     "FilesystemRequest",
     "FuelExhausted",
+    "GrantPolicy",
+    "GrantStore",
     "Grants",
     "HostFunctionError",
     "InstantiationError",
@@ -86,6 +95,8 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Ok",
+    "Permission",
+    "PermissionRequest",
     "Plugin",
     "PluginClosedError",
     "PluginError",
@@ -107,6 +118,7 @@ __all__ = [
     "SignatureMissingError",
     "Some",
     "StaleResourceError",
+    "StoredDecision",
     "TrustDecision",
     "TrustStore",
     "TrustStoreError",

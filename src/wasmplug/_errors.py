@@ -10,12 +10,17 @@ The hierarchy says whose fault a failure was, in the manner of trio's
     │   ├── InvalidComponentError (ValueError)  not a valid component binary / WAT
     │   ├── UnsignedPluginError         no signature, and allow_unsigned was not given
     │   ├── LinkError                   imports that are missing, undeclared or not granted
-    │   └── InstantiationError          start-up failed (start code trapped, limits too low)
+    │   ├── InstantiationError          start-up failed (start code trapped, limits too low)
+    │   ├── RollbackError               install refused: lower than the highest version seen
+    │   ├── VersionConflictError        install refused: same version, different bytes
+    │   ├── NameConflictError           install refused: the name belongs to another publisher
+    │   └── PluginNotFoundError (LookupError)  no installed or discoverable plugin by that name
     ├── CapabilityError                 a grant names something the host cannot honour
     ├── WitTypeError (TypeError)        a value does not have the WIT type's Python shape
     ├── WitValueError (ValueError)      a value has the right shape but is out of range
     ├── CacheError                      the compile cache directory is unusable
     ├── TrustStoreError                 the trust store file cannot be read or parsed
+    ├── RegistryError                   the plugin registry's index cannot be read or parsed
     ├── BuildError                      building a component from source failed
     ├── SignatureError                  a wasmsign2 signature could not be made, read or trusted
     │   ├── SignatureMissingError       the binary (or detached signature) holds no signature
@@ -60,15 +65,19 @@ __all__ = [
     "LinkError",
     "LoadError",
     "ManifestError",
+    "NameConflictError",
     "PluginClosedError",
     "PluginError",
     "PluginFault",
+    "PluginNotFoundError",
     "PluginQuarantinedError",
     "PluginTimeout",
     "PluginTrapped",
     "ReentrantCallError",
+    "RegistryError",
     "ResourceLimitExceeded",
     "RevokedError",
+    "RollbackError",
     "SignatureError",
     "SignatureInvalidError",
     "SignatureMissingError",
@@ -76,6 +85,7 @@ __all__ = [
     "TrustStoreError",
     "UnsignedPluginError",
     "UntrustedKeyError",
+    "VersionConflictError",
     "WasmplugError",
     "WitTypeError",
     "WitValueError",
@@ -365,6 +375,55 @@ class RevokedError(SignatureError):
 
 
 class TrustStoreError(WasmplugError):
-    """The trust store file exists but cannot be read or parsed."""
+    """A trust-store or grant-store file exists but cannot be read or parsed."""
+
+    __module__ = "wasmplug"
+
+
+class RegistryError(WasmplugError):
+    """The plugin registry's ``index.json`` cannot be read or parsed.
+
+    The registry refuses to change anything until the file is fixed or removed,
+    so a damaged index is never overwritten with a partial one.
+    """
+
+    __module__ = "wasmplug"
+
+
+class RollbackError(LoadError):
+    """Install refused: the version is lower than the highest one installed of that name.
+
+    Rollback protection: the registry remembers the highest version it has
+    installed per plugin name (even after ``remove``), so an old, possibly
+    vulnerable release cannot silently replace a newer one. Pass ``force=True``
+    (``wasmplug install --force``) to downgrade deliberately.
+    """
+
+    __module__ = "wasmplug"
+
+
+class VersionConflictError(LoadError):
+    """Install refused: that version is already installed with different bytes (sha256).
+
+    A version number must name one build. Bump the version, or pass
+    ``force=True`` to replace the installed build.
+    """
+
+    __module__ = "wasmplug"
+
+
+class NameConflictError(LoadError):
+    """Install refused: the plugin name is already held by another publisher key.
+
+    Raised when a signed plugin would take over a name installed from a
+    different key (or an unsigned build would replace a signed one), and when
+    a plugin name resolves to several different files of the same version.
+    """
+
+    __module__ = "wasmplug"
+
+
+class PluginNotFoundError(LoadError, LookupError):
+    """No installed (or discoverable) plugin matches the requested name and version."""
 
     __module__ = "wasmplug"

@@ -21,6 +21,7 @@ from wasmtime.component import Component, Linker
 
 from . import _wasm_sections as ws
 from ._cache import CompileCache, default_cache_dir
+from ._capabilities import requested_permissions
 from ._engine import EpochTicker, make_engine
 from ._errors import (
     CapabilityError,
@@ -29,6 +30,7 @@ from ._errors import (
     ManifestError,
 )
 from ._grants import Grants, resolve
+from ._grantstore import GrantPolicy, PermissionRequest
 from ._hostfuncs import HostInterface, find_provider, link_imports, semver_compatible
 from ._limits import Limits, RestartPolicy
 from ._manifest import SIDECAR_NAME, Manifest
@@ -72,6 +74,9 @@ class PluginHost:
             bytes (wasmsign2 raw, PEM or OpenSSH; any plugin name).
         trust_store: Keys and revocations trusted on this machine; defaults to
             the user's store (``wasmplug trust ...``), read on first use.
+        policy: Decides grants for plugins loaded without explicit ``grants``
+            (static grants, a prompt, remembered answers). The default grants
+            nothing and remembers nothing.
         cache_dir: Where compiled components are cached; defaults to
             ``platformdirs.user_cache_dir("wasmplug")/compiled``. ``False``
             disables the on-disk cache.
@@ -93,6 +98,7 @@ class PluginHost:
         restart_policy: RestartPolicy | None = None,
         trusted_keys: Iterable[TrustedKey | PublicKey | bytes] = (),
         trust_store: TrustStore | None = None,
+        policy: GrantPolicy | None = None,
         cache_dir: str | os.PathLike[str] | bool | None = None,
         consume_fuel: bool = False,
         tick_ms: float = 1.0,
@@ -102,6 +108,7 @@ class PluginHost:
         self.restart_policy = restart_policy if restart_policy is not None else RestartPolicy()
         self.trusted_keys = tuple(as_trusted(k) for k in trusted_keys)
         self._trust_store = trust_store
+        self.policy = policy if policy is not None else GrantPolicy(store=False)
         self._consume_fuel = consume_fuel
         self._engine, settings = make_engine(consume_fuel=consume_fuel)
         if cache_dir is False:
@@ -167,7 +174,8 @@ class PluginHost:
                 ``wasmplug-manifest`` section, then a sidecar ``wasmplug.toml``
                 next to the file, then an empty manifest (no capabilities)
                 named after the file.
-            grants: What this plugin may have (default: nothing).
+            grants: What this plugin may have. Default: what the host's ``policy``
+                decides (which, by default, is nothing).
             limits: This plugin's limits (default: the host's). A manifest may
                 lower them, never raise them.
             restart_policy: This plugin's restart policy (default: the host's).
@@ -195,14 +203,16 @@ class PluginHost:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         path, data = self._read(source)
         manifest = manifest or self._manifest_for(data, path)
-        if not allow_unsigned:
-            self.trust_store.verify(
-                data, manifest.name, extra_keys=self.trusted_keys, where=str(path or "component")
-            )
         sha = hashlib.sha256(data).hexdigest()
+        trusted: TrustedKey | None = None
+        if not allow_unsigned:
+            trusted = self.trust_store.verify(
+                data, manifest.name, extra_keys=self.trusted_keys, where=str(path or "component")
+            ).key
+        if grants is None:
+            grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
         component = self._compile(data, sha, manifest.name)
         shape = read_shape(self._engine, component)
-        grants = grants or Grants()
         sandbox = resolve(manifest, grants)
         effective = manifest.limits.capped_by(limits or self.limits)
         if effective.fuel is not None and not self._consume_fuel:
@@ -231,6 +241,25 @@ class PluginHost:
         for note in sandbox.denied:
             log.info("plugin %s: %s", manifest.name, note)
         return plugin
+
+    def _permission_request(
+        self, manifest: Manifest, sha: str, key: TrustedKey | None
+    ) -> PermissionRequest:
+        sensitive = frozenset(
+            name
+            for name in manifest.host_interfaces
+            if (p := find_provider(name, self._providers)) is not None and p.sensitive
+        )
+        permissions = requested_permissions(manifest, sensitive)
+        return PermissionRequest(
+            plugin=manifest.name,
+            version=manifest.version,
+            publisher=None if key is None else key.key_id,
+            publisher_name="" if key is None else key.name,
+            sha256=sha,
+            permissions=permissions,
+            new=permissions,
+        )
 
     def precompile(self, sources: Iterable[str | os.PathLike[str] | bytes]) -> list[str]:
         """Compile several components in parallel threads and cache them.

@@ -3,7 +3,7 @@
 A :class:`TrustStore` lives in ``platformdirs.user_config_dir("wasmplug")/trust.json``
 (machine-managed; edit it with ``wasmplug trust ...``). Applications can also
 pass keys in code (``PluginHost(trusted_keys=...)``). Each key may be scoped
-to plugin-name patterns (``acme:*``, shell-style as in :mod:`fnmatch`), and a
+to plugin-name patterns (``acme:*``, shell-style as in ``fnmatch``), and a
 revocation list names keys (by key id) and component digests (SHA-256).
 
 The name a scope is checked against is the plugin's manifest name. An
