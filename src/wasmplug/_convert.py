@@ -264,72 +264,99 @@ def _lower_list(t: ListT) -> Lower:
         n = len(v)
         lst = val.of.list
         f.vallist_new_uninit(byref(lst), n)
-        data = lst.data
-        i = 0
-        try:
-            for i in range(n):
-                elem(v[i], data[i], b)
-        except BaseException as e:
-            _abandon(data, i, n)
-            val.kind = f.LIST
-            f.val_delete(byref(val))
-            val.kind = f.BOOL
-            raise _prefixed(f"item {i}", e) from None
-        val.kind = f.LIST
+        _fill(val, f.LIST, lst.data, [elem] * n, v, b, "item")
 
     return lower
 
 
-def _field_getter(name: str) -> Callable[[Any], Any]:
-    attr = snake(name)
+def _fill(val: Any, kind: int, data: Any, lowers: list[Lower], v: Any, b: Any, what: str) -> None:
+    """Lower ``v[i]`` into ``data[i]`` (a freshly allocated list/tuple payload of ``val``).
 
-    def get(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            if name in v:
-                return v[name]
-            if attr in v:
-                return v[attr]
-            raise WitTypeError("is missing")
-        try:
-            return getattr(v, attr)
-        except AttributeError:
-            raise WitTypeError("is missing") from None
+    On failure the unfilled slots are marked ``bool``, the container is
+    deleted, ``val`` is left as a plain ``bool``, and the error names the slot.
+    """
+    i = 0
+    try:
+        for i, lower in enumerate(lowers):
+            lower(v[i], data[i], b)
+    except BaseException as e:
+        _abandon(data, i, len(lowers))
+        val.kind = kind
+        f.val_delete(byref(val))
+        val.kind = f.BOOL
+        raise _prefixed(f"{what} {i}", e) from None
+    val.kind = kind
 
-    return get
+
+def _field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
+    if mapping:
+        if name in v:
+            return v[name]
+        if attr in v:
+            return v[attr]
+        raise WitTypeError("is missing")
+    try:
+        return getattr(v, attr)
+    except AttributeError:
+        raise WitTypeError("is missing") from None
 
 
 def _lower_record(t: RecordT) -> Lower:
-    fields = [(n.encode(), _field_getter(n), lowerer(ft), n) for n, ft in t.fields]
+    fields = [(name_vec(n), n, snake(n), lowerer(ft)) for n, ft in t.fields]
     n = len(fields)
+    copy_vec = f.byte_vec_copy
 
     def lower(v: Any, val: Any, b: Any) -> None:
         if isinstance(v, str | bytes | int | float | list | tuple) or v is None:
             raise _type_error(t, v)
+        mapping = v.__class__ is dict or isinstance(v, Mapping)
         rec = val.of.record
         f.valrecord_new_uninit(byref(rec), n)
         data = rec.data
         i = 0
         try:
             for i in range(n):
-                raw_name, get, low, _ = fields[i]
+                name_ref, name, attr, low = fields[i]
                 entry = data[i]
-                f.bytes_to_vec(raw_name, entry.name)
+                copy_vec(byref(entry.name), name_ref)
                 try:
-                    low(get(v), entry.val, b)
+                    low(_field_value(v, name, attr, mapping), entry.val, b)
                 except BaseException:
                     entry.val.kind = f.BOOL
                     raise
         except BaseException as e:
             for j in range(i + 1, n):
-                f.bytes_to_vec(b"", data[j].name)
+                copy_vec(byref(data[j].name), _EMPTY_NAME)
                 data[j].val.kind = f.BOOL
             val.kind = f.RECORD
             f.val_delete(byref(val))
             val.kind = f.BOOL
-            raise _prefixed(f"field {fields[i][3]!r}", e) from None
+            raise _prefixed(f"field {fields[i][1]!r}", e) from None
         val.kind = f.RECORD
 
     return lower
+
+
+_NAME_VECS: dict[str, Any] = {}
+
+
+def name_vec(name: str) -> Any:
+    """A persistent ``wasm_byte_vec_t`` holding ``name`` (by reference), to copy from.
+
+    Record field names, variant cases, enum and flag names are owned by the
+    value that carries them and freed with it, so every value needs its own
+    copy; copying from a prepared vector is one FFI call instead of two.
+    These few vectors live as long as the process (one per distinct name).
+    """
+    ref = _NAME_VECS.get(name)
+    if ref is None:
+        vec = f.ByteVec()
+        f.bytes_to_vec(name.encode(), vec)
+        ref = _NAME_VECS[name] = byref(vec)
+    return ref
+
+
+_EMPTY_NAME = name_vec("")
 
 
 def _lower_tuple(t: TupleT) -> Lower:
@@ -341,18 +368,7 @@ def _lower_tuple(t: TupleT) -> Lower:
             raise WitTypeError(f"expects {t} (tuple of {n}), got {type(v).__name__}")
         tup = val.of.tuple
         f.valtuple_new_uninit(byref(tup), n)
-        data = tup.data
-        i = 0
-        try:
-            for i in range(n):
-                elems[i](v[i], data[i], b)
-        except BaseException as e:
-            _abandon(data, i, n)
-            val.kind = f.TUPLE
-            f.val_delete(byref(val))
-            val.kind = f.BOOL
-            raise _prefixed(f"element {i}", e) from None
-        val.kind = f.TUPLE
+        _fill(val, f.TUPLE, tup.data, elems, v, b, "element")
 
     return lower
 

@@ -69,6 +69,7 @@ set_fuel = b._wasmtime_context_set_fuel
 val_delete = b._wasmtime_component_val_delete
 val_new = b._wasmtime_component_val_new
 byte_vec_new_uninitialized = b._wasm_byte_vec_new_uninitialized
+byte_vec_copy = b._wasm_byte_vec_copy
 vallist_new_uninit = b._wasmtime_component_vallist_new_uninit
 vallist_new = b._wasmtime_component_vallist_new
 valrecord_new_uninit = b._wasmtime_component_valrecord_new_uninit
