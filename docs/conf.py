@@ -62,6 +62,8 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Sequence"),
     ("py:class", "collections.abc.Mapping"),
     ("py:class", "enum.Enum"),  # base class of wasmplug.Capability
+    ("py:class", "ssl.SSLContext"),  # HttpCapability(ssl_context=...)
+    ("py:class", "httpx.BaseTransport"),  # HttpCapability(transport=...), for tests
     # The type variable of the generic value classes Ok/Err/Some ("Bases: Generic[T]");
     # a private module-level TypeVar with no page of its own.
     ("py:obj", "wasmplug._values.T"),

@@ -46,6 +46,7 @@ from ._grantstore import GrantStore as GrantStore
 from ._grantstore import PermissionRequest as PermissionRequest
 from ._grantstore import StoredDecision as StoredDecision
 from ._host import PluginHost as PluginHost
+from ._http import HttpCapability as HttpCapability
 from ._limits import Limits as Limits
 from ._limits import RestartPolicy as RestartPolicy
 from ._manifest import FilesystemRequest as FilesystemRequest
@@ -86,6 +87,7 @@ __all__ = [
     "GrantStore",
     "Grants",
     "HostFunctionError",
+    "HttpCapability",
     "InstantiationError",
     "InvalidComponentError",
     "KeyFormatError",

@@ -32,6 +32,7 @@ from ._errors import (
 from ._grants import Grants, resolve
 from ._grantstore import GrantPolicy, PermissionRequest
 from ._hostfuncs import HostInterface, find_provider, link_imports, semver_compatible
+from ._http import HTTP_INTERFACE, HttpCapability
 from ._limits import Limits, RestartPolicy
 from ._manifest import SIDECAR_NAME, Manifest
 from ._plugin import Plugin
@@ -119,6 +120,10 @@ class PluginHost:
         self._components: dict[str, Component] = {}
         self._compile_lock = threading.Lock()
         self._providers: dict[str, HostInterface] = {}
+        # The outbound HTTP capability is built in; each plugin's own allow-list
+        # (declared ∩ granted) is checked on every request. provide() may replace it.
+        self._http = HttpCapability()
+        self._providers[HTTP_INTERFACE] = HostInterface(HTTP_INTERFACE, self._http)
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
         self._ticker = EpochTicker(self._engine, tick_ms)
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -392,7 +397,10 @@ class PluginHost:
     def _check_import(
         self, name: str, manifest: Manifest, grants: Grants, problems: list[str]
     ) -> HostInterface | None:
-        declared = any(semver_compatible(name, d) for d in manifest.host_interfaces)
+        declared = any(semver_compatible(name, d) for d in manifest.host_interfaces) or (
+            # Declaring outbound hosts declares the HTTP interface that uses them.
+            semver_compatible(name, HTTP_INTERFACE) and bool(manifest.allowed_outbound_hosts)
+        )
         provider = find_provider(name, self._providers)
         if not declared:
             problems.append(
@@ -431,6 +439,7 @@ class PluginHost:
         for plugin in list(self._plugins):
             plugin.close()
         self._ticker.close()
+        self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._components.clear()
 

@@ -44,6 +44,7 @@ import attrs
 
 from ._errors import ManifestError
 from ._limits import Limits
+from ._urlpattern import PatternError, parse_pattern
 
 __all__ = ["FilesystemRequest", "Manifest"]
 
@@ -55,9 +56,6 @@ SEMVER_RE = re.compile(
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 INTERFACE_RE = re.compile(rf"^(?:{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID})$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HOST_PATTERN_RE = re.compile(
-    r"^(\*|https?|\*)://(\*|(\*\.)?[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(\*|\d{1,5}))?/?$"
-)
 
 SIDECAR_NAME = "wasmplug.toml"
 
@@ -344,9 +342,11 @@ def check_guest_path(path: str) -> str | None:
 
 
 def _check_host_pattern(pattern: str) -> str | None:
-    if not HOST_PATTERN_RE.match(pattern):
+    try:
+        parse_pattern(pattern)
+    except PatternError as e:
         return (
             f"{pattern!r} is not a host pattern like 'https://api.example.com' "
-            "or 'https://*.example.org:8443'"
+            f"or 'https://*.example.org:8443' ({e})"
         )
     return None
