@@ -60,6 +60,7 @@ nitpick_ignore = [
     ("py:class", "pathlib.Path"),
     ("py:class", "collections.abc.Iterable"),
     ("py:class", "collections.abc.Sequence"),
+    ("py:class", "collections.abc.Callable"),
     ("py:class", "collections.abc.Mapping"),
     ("py:class", "enum.Enum"),  # base class of wasmplug.Capability
     ("py:class", "ssl.SSLContext"),  # HttpCapability(ssl_context=...)

@@ -20,15 +20,19 @@ from ._errors import KeyFormatError as KeyFormatError
 from ._errors import LinkError as LinkError
 from ._errors import LoadError as LoadError
 from ._errors import ManifestError as ManifestError
+from ._errors import NameConflictError as NameConflictError
 from ._errors import PluginClosedError as PluginClosedError
 from ._errors import PluginError as PluginError
 from ._errors import PluginFault as PluginFault
+from ._errors import PluginNotFoundError as PluginNotFoundError
 from ._errors import PluginQuarantinedError as PluginQuarantinedError
 from ._errors import PluginTimeout as PluginTimeout
 from ._errors import PluginTrapped as PluginTrapped
 from ._errors import ReentrantCallError as ReentrantCallError
+from ._errors import RegistryError as RegistryError
 from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from ._errors import RevokedError as RevokedError
+from ._errors import RollbackError as RollbackError
 from ._errors import SignatureError as SignatureError
 from ._errors import SignatureInvalidError as SignatureInvalidError
 from ._errors import SignatureMissingError as SignatureMissingError
@@ -36,6 +40,7 @@ from ._errors import StaleResourceError as StaleResourceError
 from ._errors import TrustStoreError as TrustStoreError
 from ._errors import UnsignedPluginError as UnsignedPluginError
 from ._errors import UntrustedKeyError as UntrustedKeyError
+from ._errors import VersionConflictError as VersionConflictError
 from ._errors import WasmplugError as WasmplugError
 from ._errors import WitTypeError as WitTypeError
 from ._errors import WitValueError as WitValueError
@@ -53,6 +58,8 @@ from ._manifest import FilesystemRequest as FilesystemRequest
 from ._manifest import Manifest as Manifest
 from ._plugin import Exports as Exports
 from ._plugin import Plugin as Plugin
+from ._registry import PluginInfo as PluginInfo
+from ._registry import Registry as Registry
 from ._resources import Resource as Resource
 from ._signing import PublicKey as PublicKey
 from ._signing import SecretKey as SecretKey
@@ -96,6 +103,7 @@ __all__ = [
     "LoadError",
     "Manifest",
     "ManifestError",
+    "NameConflictError",
     "Ok",
     "Permission",
     "PermissionRequest",
@@ -104,16 +112,21 @@ __all__ = [
     "PluginError",
     "PluginFault",
     "PluginHost",
+    "PluginInfo",
     "PluginMetrics",
+    "PluginNotFoundError",
     "PluginQuarantinedError",
     "PluginTimeout",
     "PluginTrapped",
     "PublicKey",
     "ReentrantCallError",
+    "Registry",
+    "RegistryError",
     "Resource",
     "ResourceLimitExceeded",
     "RestartPolicy",
     "RevokedError",
+    "RollbackError",
     "SecretKey",
     "SignatureError",
     "SignatureInvalidError",
@@ -128,6 +141,7 @@ __all__ = [
     "UnsignedPluginError",
     "UntrustedKeyError",
     "Variant",
+    "VersionConflictError",
     "WasmplugError",
     "WitTypeError",
     "WitValueError",

@@ -28,6 +28,8 @@ from typing import Any
 
 from . import _signing
 from . import _wasm_sections as ws
+from ._cli_grants import add_commands as add_grants_commands
+from ._cli_registry import add_commands as add_registry_commands
 from ._cli_sign import add_commands as add_signing_commands
 from ._errors import (
     CapabilityError,
@@ -231,6 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_call)
 
     add_signing_commands(sub)
+    add_grants_commands(sub)
+    add_registry_commands(sub)
     return parser
 
 
