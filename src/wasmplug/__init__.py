@@ -44,6 +44,7 @@ from ._errors import VersionConflictError as VersionConflictError
 from ._errors import WasmplugError as WasmplugError
 from ._errors import WitTypeError as WitTypeError
 from ._errors import WitValueError as WitValueError
+from ._exports import Exports as Exports
 from ._grants import DirGrant as DirGrant
 from ._grants import Grants as Grants
 from ._grantstore import GrantPolicy as GrantPolicy
@@ -56,7 +57,6 @@ from ._limits import Limits as Limits
 from ._limits import RestartPolicy as RestartPolicy
 from ._manifest import FilesystemRequest as FilesystemRequest
 from ._manifest import Manifest as Manifest
-from ._plugin import Exports as Exports
 from ._plugin import Plugin as Plugin
 from ._registry import PluginInfo as PluginInfo
 from ._registry import Registry as Registry

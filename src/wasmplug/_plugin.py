@@ -7,7 +7,6 @@ import ctypes
 import functools
 import queue
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from wasmtime import WasmtimeError
@@ -15,7 +14,6 @@ from wasmtime.component import Component, ExportIndex, Linker
 
 from . import _callctx
 from . import _ffi as f
-from ._convert import lifter, lowerer, needs_free, scalar
 from ._errors import (
     ErrorResult,
     HostFunctionError,
@@ -28,6 +26,7 @@ from ._errors import (
     WitTypeError,
     WitValueError,
 )
+from ._exports import Buffers, ExportFunc, Exports, short_interface_name
 from ._faults import classify
 from ._grants import EffectiveSandbox
 from ._hostfuncs import Linked
@@ -37,12 +36,12 @@ from ._manifest import Manifest
 from ._resources import Resource, end_borrows, end_moves, track_moves
 from ._supervisor import PluginMetrics, Supervisor
 from ._values import Err
-from ._wit import ComponentShape, FuncSig, ResourceRef, ResultT, contains_handles, snake
+from ._wit import ComponentShape, FuncSig, ResourceRef, snake
 
 if TYPE_CHECKING:
     from ._host import PluginHost
 
-__all__ = ["Exports", "Plugin"]
+__all__ = ["Plugin"]
 
 E = TypeVar("E", bound=PluginError)
 
@@ -55,123 +54,6 @@ _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
 _BOOL = f.BOOL
-
-
-class ExportFunc:
-    """One export's cached signature and converters (built once per plugin)."""
-
-    __slots__ = (
-        "all_scalar",
-        "converts",
-        "free_params",
-        "free_result",
-        "has_handles",
-        "index",
-        "lift",
-        "lowers",
-        "name",
-        "nparams",
-        "nresults",
-        "param_names",
-        "plugin",
-        "result_scalar",
-        "returns_result",
-        "scalars",
-        "sig",
-    )
-
-    def __init__(self, plugin: Plugin, index: int, name: str, sig: FuncSig) -> None:
-        self.plugin = plugin
-        self.index = index
-        self.name = name
-        self.sig = sig
-        self.nparams = len(sig.params)
-        self.param_names = [n for n, _ in sig.params]
-        self.lowers = [lowerer(t) for _, t in sig.params]
-        self.lift = None if sig.result is None else lifter(sig.result)
-        self.nresults = 0 if sig.result is None else 1
-        self.free_params = any(needs_free(t) for _, t in sig.params)
-        self.free_result = needs_free(sig.result)
-        self.returns_result = isinstance(sig.result, ResultT)
-        self.has_handles = contains_handles([t for _, t in sig.params])
-        # Fast path: fixed-size primitives are written through ctypes aliases of
-        # the argument slots (see _convert.scalar).
-        self.scalars = [scalar(t) for _, t in sig.params]
-        self.all_scalar = all(s is not None for s in self.scalars)
-        self.converts = [s[2] for s in self.scalars if s is not None]
-        self.result_scalar = scalar(sig.result)
-
-    def __call__(self, *args: Any) -> Any:
-        return self.plugin._invoke(self, args)
-
-    def __repr__(self) -> str:
-        return f"<export {self.name}: {self.sig}>"
-
-
-class _Buffers:
-    """Reusable canonical-ABI argument/result storage for one export on one instance.
-
-    ``slots[i]`` is a ctypes scalar aliasing the payload of argument ``i`` when
-    that argument is a fixed-size primitive (its kind tag is written once,
-    here); ``rslot`` does the same for a scalar result.
-    """
-
-    __slots__ = ("param_refs", "params", "pvals", "result", "rref", "rslot", "slots")
-
-    def __init__(self, ex: ExportFunc) -> None:
-        self.params = (f.Val * max(ex.nparams, 1))()
-        self.pvals = [self.params[i] for i in range(ex.nparams)]
-        self.param_refs = [byref(v) for v in self.pvals]
-        self.slots: list[Any] = []
-        for val, info in zip(self.pvals, ex.scalars, strict=True):
-            if info is None:
-                self.slots.append(None)
-                continue
-            val.kind = info[0]
-            self.slots.append(info[1].from_address(ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET))
-        self.result = f.Val()
-        self.rref = byref(self.result)
-        rinfo = ex.result_scalar
-        self.rslot = (
-            None
-            if rinfo is None
-            else rinfo[1].from_address(ctypes.addressof(self.result) + f.VAL_PAYLOAD_OFFSET)
-        )
-
-
-class Exports:
-    """Attribute access to a plugin's exports: ``plugin.exports.greet("x")``.
-
-    World-level functions are attributes (kebab-case → snake_case); exported
-    interfaces are attributes by their short name (``plugin.exports.api.run``)
-    and items by full name (``plugin.exports["demo:plugin/api@0.1.0"].run``).
-    """
-
-    __module__ = "wasmplug"
-
-    def __init__(self, items: dict[str, Any]) -> None:
-        self._items = items
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise AttributeError(
-                f"no export {name!r}; have: {', '.join(sorted(self._items))}"
-            ) from None
-
-    def __getitem__(self, name: str) -> Any:
-        return self._items[name]
-
-    def __dir__(self) -> list[str]:
-        return sorted(self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-
-def _short_interface_name(name: str) -> str:
-    return snake(name.split("/")[-1].split("@")[0])
 
 
 @final
@@ -255,8 +137,8 @@ class Plugin:
             for sig in iface.functions:
                 ex = self._add_export(f"{iface_name}#{sig.name}", sig, parent)
                 members[snake(sig.name)] = ex
-            attrs_root[_short_interface_name(iface_name)] = Exports(members)
-            attrs_root[iface_name] = attrs_root[_short_interface_name(iface_name)]
+            attrs_root[short_interface_name(iface_name)] = Exports(members)
+            attrs_root[iface_name] = attrs_root[short_interface_name(iface_name)]
         for sig in self.shape.export_functions:
             attrs_root[snake(sig.name)] = self._add_export(sig.name, sig, None)
         self.exports = Exports(attrs_root)
@@ -370,7 +252,7 @@ class Plugin:
     def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         buf = inst.buffers[ex.index]
         if buf is None:
-            buf = inst.buffers[ex.index] = _Buffers(ex)
+            buf = inst.buffers[ex.index] = Buffers(ex)
         i = 0
         moved = track_moves() if ex.has_handles else None
         try:

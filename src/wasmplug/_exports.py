@@ -1,0 +1,135 @@
+"""Exports of a loaded plugin: cached signatures, converters and call buffers."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _ffi as f
+from ._convert import lifter, lowerer, needs_free, scalar
+from ._wit import FuncSig, ResultT, contains_handles, snake
+
+if TYPE_CHECKING:
+    from ._plugin import Plugin
+
+__all__ = ["ExportFunc", "Exports", "short_interface_name"]
+
+byref = ctypes.byref
+
+
+class ExportFunc:
+    """One export's cached signature and converters (built once per plugin)."""
+
+    __slots__ = (
+        "all_scalar",
+        "converts",
+        "free_params",
+        "free_result",
+        "has_handles",
+        "index",
+        "lift",
+        "lowers",
+        "name",
+        "nparams",
+        "nresults",
+        "param_names",
+        "plugin",
+        "result_scalar",
+        "returns_result",
+        "scalars",
+        "sig",
+    )
+
+    def __init__(self, plugin: Plugin, index: int, name: str, sig: FuncSig) -> None:
+        self.plugin = plugin
+        self.index = index
+        self.name = name
+        self.sig = sig
+        self.nparams = len(sig.params)
+        self.param_names = [n for n, _ in sig.params]
+        self.lowers = [lowerer(t) for _, t in sig.params]
+        self.lift = None if sig.result is None else lifter(sig.result)
+        self.nresults = 0 if sig.result is None else 1
+        self.free_params = any(needs_free(t) for _, t in sig.params)
+        self.free_result = needs_free(sig.result)
+        self.returns_result = isinstance(sig.result, ResultT)
+        self.has_handles = contains_handles([t for _, t in sig.params])
+        # Fast path: fixed-size primitives are written through ctypes aliases of
+        # the argument slots (see _convert.scalar).
+        self.scalars = [scalar(t) for _, t in sig.params]
+        self.all_scalar = all(s is not None for s in self.scalars)
+        self.converts = [s[2] for s in self.scalars if s is not None]
+        self.result_scalar = scalar(sig.result)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.plugin._invoke(self, args)
+
+    def __repr__(self) -> str:
+        return f"<export {self.name}: {self.sig}>"
+
+
+class Buffers:
+    """Reusable canonical-ABI argument/result storage for one export on one instance.
+
+    ``slots[i]`` is a ctypes scalar aliasing the payload of argument ``i`` when
+    that argument is a fixed-size primitive (its kind tag is written once,
+    here); ``rslot`` does the same for a scalar result.
+    """
+
+    __slots__ = ("param_refs", "params", "pvals", "result", "rref", "rslot", "slots")
+
+    def __init__(self, ex: ExportFunc) -> None:
+        self.params = (f.Val * max(ex.nparams, 1))()
+        self.pvals = [self.params[i] for i in range(ex.nparams)]
+        self.param_refs = [byref(v) for v in self.pvals]
+        self.slots: list[Any] = []
+        for val, info in zip(self.pvals, ex.scalars, strict=True):
+            if info is None:
+                self.slots.append(None)
+                continue
+            val.kind = info[0]
+            self.slots.append(info[1].from_address(ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET))
+        self.result = f.Val()
+        self.rref = byref(self.result)
+        rinfo = ex.result_scalar
+        self.rslot = (
+            None
+            if rinfo is None
+            else rinfo[1].from_address(ctypes.addressof(self.result) + f.VAL_PAYLOAD_OFFSET)
+        )
+
+
+class Exports:
+    """Attribute access to a plugin's exports: ``plugin.exports.greet("x")``.
+
+    World-level functions are attributes (kebab-case → snake_case); exported
+    interfaces are attributes by their short name (``plugin.exports.api.run``)
+    and items by full name (``plugin.exports["demo:plugin/api@0.1.0"].run``).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(
+                f"no export {name!r}; have: {', '.join(sorted(self._items))}"
+            ) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+
+def short_interface_name(name: str) -> str:
+    return snake(name.split("/")[-1].split("@")[0])
