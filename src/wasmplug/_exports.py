@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _ffi as f
-from ._convert import lifter, lowerer, needs_free, scalar
-from ._wit import FuncSig, ResultT, contains_handles, snake
+from ._convert import needs_free
+from ._lift import lifter
+from ._lower import lowerer, scalar
+from ._wit import FuncSig, Prim, ResultT, contains_handles, snake
 
 if TYPE_CHECKING:
     from ._plugin import Plugin
@@ -33,6 +36,7 @@ class ExportFunc:
         "name",
         "nparams",
         "nresults",
+        "numbers",
         "param_names",
         "plugin",
         "result_scalar",
@@ -56,17 +60,54 @@ class ExportFunc:
         self.returns_result = isinstance(sig.result, ResultT)
         self.has_handles = contains_handles([t for _, t in sig.params])
         # Fast path: fixed-size primitives are written through ctypes aliases of
-        # the argument slots (see _convert.scalar).
+        # the argument slots (see _lower.scalar).
         self.scalars = [scalar(t) for _, t in sig.params]
         self.all_scalar = all(s is not None for s in self.scalars)
         self.converts = [s[2] for s in self.scalars if s is not None]
         self.result_scalar = scalar(sig.result)
+        self.numbers = _numbers_struct(sig)
 
     def __call__(self, *args: Any) -> Any:
         return self.plugin._invoke(self, args)
 
     def __repr__(self) -> str:
         return f"<export {self.name}: {self.sig}>"
+
+
+_STRUCT_CODES = {
+    "s8": "b", "u8": "B", "s16": "h", "u16": "H", "s32": "i", "u32": "I",
+    "s64": "q", "u64": "Q", "f32": "f", "f64": "d",
+}  # fmt: skip
+
+
+def _numbers_struct(sig: FuncSig) -> tuple[struct.Struct, tuple[type, ...], list[int]] | None:
+    """For a signature of only integer/float parameters: a ``struct.Struct`` that
+    writes every argument (kind byte and payload) into the argument array in one
+    C call, the Python classes the arguments may have, and the kind bytes.
+
+    ``struct`` range-checks integers itself (``struct.error``); on any error the
+    caller falls back to the per-parameter converters, which name the parameter.
+    """
+    codes = []
+    kinds = []
+    for _, t in sig.params:
+        info = scalar(t)
+        if info is None or not isinstance(t, Prim) or t.name not in _STRUCT_CODES:
+            return None
+        codes.append(_STRUCT_CODES[t.name])
+        kinds.append(info[0])
+    if not codes:
+        return None
+    fmt = "<"
+    pos = 0
+    for i, code in enumerate(codes):
+        start = i * f.VAL_SIZE
+        if start > pos:
+            fmt += f"{start - pos}x"
+        fmt += f"B{f.VAL_PAYLOAD_OFFSET - 1}x{code}"
+        pos = start + f.VAL_PAYLOAD_OFFSET + struct.calcsize("<" + code)
+    floats = any(c in "fd" for c in codes)
+    return struct.Struct(fmt), ((int, float) if floats else (int,)), kinds
 
 
 class Buffers:
@@ -77,7 +118,18 @@ class Buffers:
     here); ``rslot`` does the same for a scalar result.
     """
 
-    __slots__ = ("param_refs", "params", "pvals", "result", "rref", "rslot", "slots")
+    __slots__ = (
+        "packed",
+        "param_refs",
+        "params",
+        "pvals",
+        "raw",
+        "result",
+        "rref",
+        "rslot",
+        "scalar_pairs",
+        "slots",
+    )
 
     def __init__(self, ex: ExportFunc) -> None:
         self.params = (f.Val * max(ex.nparams, 1))()
@@ -90,6 +142,12 @@ class Buffers:
                 continue
             val.kind = info[0]
             self.slots.append(info[1].from_address(ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET))
+        # For ExportFunc.numbers: the array as bytes, and [kind0, arg0, kind1, arg1...].
+        self.raw = memoryview(self.params).cast("B")
+        self.packed = [x for k in (ex.numbers[2] if ex.numbers else ()) for x in (k, 0)]
+        self.scalar_pairs = (
+            list(zip(self.slots, ex.converts, strict=False)) if ex.all_scalar else []
+        )
         self.result = f.Val()
         self.rref = byref(self.result)
         rinfo = ex.result_scalar

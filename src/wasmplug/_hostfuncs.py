@@ -26,7 +26,9 @@ from wasmtime.component import Linker, LinkerInstance, ResourceType
 
 from . import _callctx
 from . import _ffi as f
-from ._convert import Lift, Lower, lifter, lowerer
+from ._convert import Lift, Lower
+from ._lift import lifter
+from ._lower import lowerer
 from ._values import Err, Ok
 from ._wit import FuncSig, InterfaceShape, ResultT, pascal, snake
 

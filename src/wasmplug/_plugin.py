@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import functools
 import queue
+import struct
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -54,6 +55,24 @@ _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
 _BOOL = f.BOOL
+
+
+def _pack_numbers(
+    numbers: tuple[struct.Struct, tuple[type, ...], list[int]], buf: Buffers, args: Any
+) -> bool:
+    """Write all-number arguments in one C call; ``False`` means "use the converters"
+    (a bool, a non-number or an out-of-range value: they produce the precise error)."""
+    packer, allowed, _ = numbers
+    for a in args:
+        if a.__class__ not in allowed:
+            return False
+    packed = buf.packed
+    packed[1::2] = args
+    try:
+        packer.pack_into(buf.raw, 0, *packed)
+    except struct.error:
+        return False
+    return True
 
 
 @final
@@ -117,6 +136,7 @@ class Plugin:
         for _ in range(pool_size):
             self._slots.put(None)
         self.pool_size = pool_size
+        self._ticker = host._ticker
         timeout = limits.timeout_ms
         self._deadline_ticks = host._ticker.deadline_ticks(timeout) if timeout else 2**62
         self._fuel = limits.fuel if host._consume_fuel and limits.fuel is not None else None
@@ -213,7 +233,7 @@ class Plugin:
                 f"{self.name}: {ex.name} takes {ex.nparams} argument(s) "
                 f"({', '.join(ex.param_names)}), got {len(args)}"
             )
-        cur = _current()
+        cur = getattr(_tls, "inst", None)
         if cur is not None and self._running_here(cur):
             raise self._error(
                 ReentrantCallError("called from inside one of its own host calls"), ex
@@ -256,10 +276,12 @@ class Plugin:
         i = 0
         moved = track_moves() if ex.has_handles else None
         try:
-            if ex.all_scalar:
-                slots, converts = buf.slots, ex.converts
-                for i in range(ex.nparams):
-                    slots[i].value = converts[i](args[i])
+            numbers = ex.numbers
+            if numbers is not None and _pack_numbers(numbers, buf, args):
+                pass  # every argument written by one struct.pack_into
+            elif ex.all_scalar:
+                for i, (slot, convert) in enumerate(buf.scalar_pairs):
+                    slot.value = convert(args[i])
             else:
                 pvals = buf.pvals
                 for i, lower in enumerate(ex.lowers):
@@ -277,7 +299,7 @@ class Plugin:
         if moved is not None:
             end_moves(moved, undo=False)
         ctx = inst.context
-        ticker = self._host._ticker
+        ticker = self._ticker
         # The deadline is absolute (epoch + ticks); while the epoch has not moved
         # since it was set, it still grants the full budget, so skip the FFI call.
         epoch = ticker.epoch
@@ -286,7 +308,7 @@ class Plugin:
             inst.deadline_epoch = epoch
         if self._fuel is not None:
             _set_fuel(ctx, self._fuel)
-        inst.host_exc = None
+        # inst.host_exc is None here: _fault() consumes it after every failed call.
         stderr = inst.stderr
         if stderr.tail:
             stderr.tail = ""  # classify a fault by this call's output only
