@@ -12,7 +12,7 @@ from wasmplug import (
     PluginHost,
     UnsignedPluginError,
 )
-from wasmplug._hostfuncs import semver_compatible
+from wasmplug._semver import semver_compatible
 
 IFACE = "demo:x/host@0.1.0"
 

@@ -31,11 +31,12 @@ from ._errors import (
 )
 from ._grants import Grants, resolve
 from ._grantstore import GrantPolicy, PermissionRequest
-from ._hostfuncs import HostInterface, find_provider, link_imports, semver_compatible
+from ._hostfuncs import HostInterface, find_provider, link_imports
 from ._http import HTTP_INTERFACE, HttpCapability
 from ._limits import Limits, RestartPolicy
 from ._manifest import SIDECAR_NAME, Manifest
 from ._plugin import Plugin
+from ._semver import semver_compatible
 from ._signing import PublicKey
 from ._trust import TrustedKey, TrustStore, as_trusted
 from ._wit import ComponentShape, FuncSig, InterfaceShape, read_shape

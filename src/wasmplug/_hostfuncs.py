@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,10 +28,11 @@ from . import _ffi as f
 from ._convert import Lift, Lower
 from ._lift import lifter
 from ._lower import lowerer
+from ._semver import interface_version_key, semver_compatible
 from ._values import Err, Ok
 from ._wit import FuncSig, InterfaceShape, ResultT, pascal, snake
 
-__all__ = ["HostInterface", "Linked", "find_provider", "link_imports", "semver_compatible"]
+__all__ = ["HostInterface", "Linked", "find_provider", "link_imports"]
 
 
 @attrs.frozen
@@ -44,50 +44,13 @@ class HostInterface:
     sensitive: bool = False
 
 
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
-
-
-def _split(name: str) -> tuple[str, str | None]:
-    base, _, version = name.partition("@")
-    return base, version or None
-
-
-def semver_compatible(wanted: str, offered: str) -> bool:
-    """Whether an import of ``wanted`` can be satisfied by ``offered`` (interface names).
-
-    Same package and interface, and versions compatible under Cargo/wasmtime
-    semver rules: equal major for ``>=1``, equal minor for ``0.x``, equal patch
-    for ``0.0.x``. Unversioned names match only unversioned names.
-    """
-    wbase, wver = _split(wanted)
-    obase, over = _split(offered)
-    if wbase != obase:
-        return False
-    if wver is None or over is None:
-        return wver == over
-    wm, om = _VERSION_RE.match(wver), _VERSION_RE.match(over)
-    if wm is None or om is None:
-        return wver == over
-    w, o = tuple(map(int, wm.groups())), tuple(map(int, om.groups()))
-    if w[0] > 0:
-        return w[0] == o[0]
-    if w[1] > 0:
-        return o[0] == 0 and w[1] == o[1]
-    return o[:2] == (0, 0) and w[2] == o[2]
-
-
 def find_provider(name: str, providers: Mapping[str, HostInterface]) -> HostInterface | None:
     """The provider for import ``name``: exact name first, then the newest compatible version."""
     exact = providers.get(name)
     if exact is not None:
         return exact
     candidates = [p for key, p in providers.items() if semver_compatible(name, key)]
-    return max(candidates, key=lambda p: _version_key(p.name), default=None)
-
-
-def _version_key(name: str) -> tuple[int, ...]:
-    match = _VERSION_RE.match(_split(name)[1] or "")
-    return tuple(map(int, match.groups())) if match else ()
+    return max(candidates, key=lambda p: interface_version_key(p.name), default=None)
 
 
 # ---------------------------------------------------------------------------

@@ -44,15 +44,12 @@ import attrs
 
 from ._errors import ManifestError
 from ._limits import Limits
+from ._semver import SEMVER_RE
 from ._urlpattern import PatternError, parse_pattern
 
 __all__ = ["FilesystemRequest", "Manifest"]
 
 NAME_RE = re.compile(r"^(?:[a-z][a-z0-9]*(?:-[a-z0-9]+)*:)?[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
-)
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 INTERFACE_RE = re.compile(rf"^(?:{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID})$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -40,7 +40,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -68,8 +67,8 @@ from ._errors import (
     VersionConflictError,
 )
 from ._host import MANIFEST_SECTION
-from ._hostfuncs import semver_compatible
-from ._manifest import SEMVER_RE, Manifest
+from ._manifest import Manifest
+from ._semver import matches_spec, semver_compatible, version_key
 from ._trust import TrustedKey, TrustStore, as_trusted
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "default_registry_dir", "version_key"]
@@ -81,46 +80,12 @@ ENTRY_POINT_GROUP = "wasmplug.plugins"
 attribute (or a callable returning one) that is a path or Traversable to a ``.wasm``."""
 
 _FORMAT = 1
-_SPEC_RE = re.compile(r"^(=|\^)?(\d+)(?:\.(\d+)(?:\.(\d+)(-[0-9A-Za-z.-]+)?)?)?$")
 Source = Literal["registry", "dir", "entry-point"]
 
 
 def default_registry_dir() -> Path:
     """``platformdirs.user_data_dir("wasmplug")/registry``."""
     return Path(platformdirs.user_data_dir("wasmplug")) / "registry"
-
-
-def version_key(version: str) -> tuple[Any, ...]:
-    """A sort key giving semver precedence (build metadata ignored, pre-releases first)."""
-    m = SEMVER_RE.match(version)
-    if m is None:
-        raise ValueError(f"{version!r} is not a semantic version")
-    core = tuple(int(g) for g in m.groups())
-    pre = version.split("+", 1)[0].partition("-")[2]
-    if not pre:
-        return (*core, 1, ())
-    ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
-    return (*core, 0, ids)
-
-
-def _matches(version: str, spec: str) -> bool:
-    m = _SPEC_RE.match(spec.strip())
-    if m is None:
-        raise ValueError(f"{spec!r} is not a version spec like '1.2', '^0.3.1' or '=1.2.3'")
-    op, major, minor, patch, pre = m.groups()
-    if op == "=":
-        return version_key(version) == version_key(spec.strip()[1:])
-    key = version_key(version)
-    low = (int(major), int(minor or 0), int(patch or 0))
-    if key[3] == 0 and (pre is None or key[:3] != low):
-        return False  # pre-releases only match a spec naming that pre-release
-    if key < version_key(f"{low[0]}.{low[1]}.{low[2]}{pre or ''}"):
-        return False
-    if low[0] > 0 or minor is None:
-        return bool(key[0] == low[0])
-    if low[1] > 0 or patch is None:
-        return bool(key[:2] == low[:2])
-    return bool(key[:3] == low)
 
 
 @attrs.frozen
@@ -269,7 +234,7 @@ class Registry:
         if version_spec is None:
             pool = [i for i in versions if version_key(i.version)[3] == 1] or versions
         else:
-            pool = [i for i in versions if _matches(i.version, version_spec)]
+            pool = [i for i in versions if matches_spec(i.version, version_spec)]
         if not pool:
             have = ", ".join(i.version for i in versions) or "none"
             wanted = f" matching {version_spec!r}" if version_spec else ""
@@ -469,7 +434,7 @@ class Registry:
         found = [
             (info, data)
             for info, data in self._discover(dirs, True, None)
-            if info.name == name and (not spec or _matches(info.version, spec))
+            if info.name == name and (not spec or matches_spec(info.version, spec))
         ]
         if not found:
             where = ", ".join(map(str, dirs)) + ", " if dirs else ""
