@@ -14,7 +14,7 @@ from wasmplug import Grants, Manifest, PluginHost, _signing
 from wasmplug import _wasm_sections as ws
 from wasmplug._cli import main
 from wasmplug._grantstore import GrantPolicy, GrantStore, PermissionRequest
-from wasmplug._host import MANIFEST_SECTION
+from wasmplug._manifest import MANIFEST_SECTION
 
 WAT = """
 (component

@@ -42,7 +42,7 @@ from wasmplug._errors import (
     RollbackError,
     VersionConflictError,
 )
-from wasmplug._host import MANIFEST_SECTION
+from wasmplug._manifest import MANIFEST_SECTION
 from wasmplug._registry import Registry
 from wasmplug._semver import matches_spec, version_key
 

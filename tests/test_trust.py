@@ -20,7 +20,7 @@ from wasmplug import (
     _signing,
 )
 from wasmplug import _wasm_sections as ws
-from wasmplug._host import MANIFEST_SECTION
+from wasmplug._manifest import MANIFEST_SECTION
 
 WAT = """
 (component
@@ -137,3 +137,22 @@ def test_store_remove_and_malformed_file(tmp_path: Path, pair: _signing.KeyPair)
 def test_scopes_cannot_be_empty(pair: _signing.KeyPair) -> None:
     with pytest.raises(ValueError, match="scope"):
         TrustedKey(pair.public_key, ())
+
+
+def test_install_then_load_installed(
+    tmp_path: Path, store: TrustStore, pair: _signing.KeyPair
+) -> None:
+    from wasmplug import PluginNotFoundError, Registry
+
+    registry = Registry(tmp_path / "registry")
+    with host_for(tmp_path, store, pair.public_key) as host:
+        info = host.install(signed("acme:tool", pair), registry=registry)
+        assert (info.name, info.version, info.key_id) == ("acme:tool", "1.0.0", pair.key_id.hex())
+        assert host.load_installed("acme:tool", registry=registry).call("one") == 1
+        assert host.load_installed("acme:tool", "1", registry=registry).name == "acme:tool"
+        with pytest.raises(PluginNotFoundError):
+            host.load_installed("acme:other", registry=registry)
+        # Revoking the key after install: loading verifies again and refuses.
+        store.revoke_key(pair.key_id.hex())
+        with pytest.raises(RevokedError):
+            host.load_installed("acme:tool", registry=registry)

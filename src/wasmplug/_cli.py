@@ -44,10 +44,10 @@ from ._errors import (
     WitValueError,
 )
 from ._grants import DirGrant, Grants
-from ._host import MANIFEST_SECTION, PluginHost
+from ._host import PluginHost
 from ._jsonvalues import from_json, to_json
 from ._limits import Limits
-from ._manifest import Manifest
+from ._manifest import MANIFEST_SECTION, Manifest
 from ._wit import ComponentShape, FuncSig, read_shape
 
 __all__ = ["main"]

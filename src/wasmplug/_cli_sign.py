@@ -16,8 +16,7 @@ from pathlib import Path
 from . import _signing
 from . import _wasm_sections as ws
 from ._errors import KeyFormatError, SignatureError
-from ._host import MANIFEST_SECTION
-from ._manifest import Manifest
+from ._manifest import MANIFEST_SECTION, Manifest
 
 __all__ = ["add_commands", "write_atomic"]
 

@@ -28,25 +28,25 @@ from ._errors import (
     InvalidComponentError,
     LinkError,
     ManifestError,
+    PluginNotFoundError,
 )
 from ._grants import Grants, resolve
 from ._grantstore import GrantPolicy, PermissionRequest
 from ._hostfuncs import HostInterface, find_provider, link_imports
 from ._http import HTTP_INTERFACE, HttpCapability
 from ._limits import Limits, RestartPolicy
-from ._manifest import SIDECAR_NAME, Manifest
+from ._manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest
 from ._plugin import Plugin
+from ._registry import PluginInfo, Registry
 from ._semver import semver_compatible
 from ._signing import PublicKey
 from ._trust import TrustedKey, TrustStore, as_trusted
 from ._wit import ComponentShape, FuncSig, InterfaceShape, read_shape
 
-__all__ = ["MANIFEST_SECTION", "PluginHost"]
+__all__ = ["PluginHost"]
 
 log = logging.getLogger("wasmplug")
 
-MANIFEST_SECTION = "wasmplug-manifest"
-"""Name of the custom section that carries an embedded manifest (TOML text)."""
 
 _WASI_HTTP = "wasi:http/"
 
@@ -247,6 +247,72 @@ class PluginHost:
         for note in sandbox.denied:
             log.info("plugin %s: %s", manifest.name, note)
         return plugin
+
+    def install(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        registry: Registry | None = None,
+        allow_unsigned: bool = False,
+        force: bool = False,
+    ) -> PluginInfo:
+        """Verify, check, precompile (into this host's cache) and install a plugin.
+
+        Uses this host's trust store and ``trusted_keys``. See :meth:`Registry.install`
+        for the checks and the errors raised.
+
+        Args:
+            source: A ``.wasm`` path or its bytes (with an embedded manifest).
+            registry: Where to install; default: the user's registry.
+            allow_unsigned: Install without a trusted signature (recorded as unsigned).
+            force: Override rollback, version- and name-conflict refusals.
+        """
+        self._check_open()
+        return (registry or Registry()).install(
+            source,
+            trust_store=self.trust_store,
+            trusted_keys=self.trusted_keys,
+            allow_unsigned=allow_unsigned,
+            force=force,
+            compile=self._precompile_one,
+        )
+
+    def _precompile_one(self, data: bytes) -> None:
+        self.precompile([data])
+
+    def load_installed(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        registry: Registry | None = None,
+        allow_unsigned: bool = False,
+        grants: Grants | None = None,
+        limits: Limits | None = None,
+        restart_policy: RestartPolicy | None = None,
+        pool_size: int = 1,
+    ) -> Plugin:
+        """Load an installed plugin by name: the highest version matching ``version``
+        (a Cargo-style spec such as ``"1.2"``; default: the highest installed).
+
+        The file is verified again (keys may have been revoked since install).
+        Other arguments are as for :meth:`load`.
+
+        Raises:
+            PluginNotFoundError: nothing installed matches.
+            Everything :meth:`load` raises.
+        """
+        info = (registry or Registry()).get(name, version)
+        if info.path is None:
+            raise PluginNotFoundError(f"{name}: installed entry has no file")
+        return self.load(
+            info.path,
+            allow_unsigned=allow_unsigned,
+            grants=grants,
+            limits=limits,
+            restart_policy=restart_policy,
+            pool_size=pool_size,
+        )
 
     def _permission_request(
         self, manifest: Manifest, sha: str, key: TrustedKey | None

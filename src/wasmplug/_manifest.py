@@ -55,6 +55,10 @@ INTERFACE_RE = re.compile(rf"^(?:{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID})$"
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 SIDECAR_NAME = "wasmplug.toml"
+"""File name of a development-time manifest next to an unpacked ``.wasm``."""
+
+MANIFEST_SECTION = "wasmplug-manifest"
+"""Name of the custom section that carries an embedded manifest (TOML text)."""
 
 
 @attrs.frozen

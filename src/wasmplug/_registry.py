@@ -66,8 +66,7 @@ from ._errors import (
     UnsignedPluginError,
     VersionConflictError,
 )
-from ._host import MANIFEST_SECTION
-from ._manifest import Manifest
+from ._manifest import MANIFEST_SECTION, Manifest
 from ._semver import matches_spec, semver_compatible, version_key
 from ._trust import TrustedKey, TrustStore, as_trusted
 
