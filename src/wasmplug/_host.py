@@ -299,8 +299,8 @@ class PluginHost:
         Other arguments are as for :meth:`load`.
 
         Raises:
-            PluginNotFoundError: nothing installed matches.
-            Everything :meth:`load` raises.
+            PluginNotFoundError: nothing installed matches; otherwise whatever
+                :meth:`load` raises.
         """
         info = (registry or Registry()).get(name, version)
         if info.path is None:
