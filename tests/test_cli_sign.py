@@ -135,6 +135,8 @@ def test_grants_list_and_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "acme:one" in capsys.readouterr().out
     assert cli("grants", "list", "--json", "--store", str(store)) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed[0]["grants"]["env"] == {"A": "1"}
+    assert listed[0]["grants"]["env"] == {"A": "***"}  # secrets stay hidden by default
+    assert cli("grants", "list", "--json", "--show-values", "--store", str(store)) == 0
+    assert json.loads(capsys.readouterr().out)[0]["grants"]["env"] == {"A": "1"}
     assert cli("grants", "revoke", "acme:one", "--store", str(store)) == 0
     assert GrantStore(store).list() == []

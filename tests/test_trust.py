@@ -156,3 +156,44 @@ def test_install_then_load_installed(
         store.revoke_key(pair.key_id.hex())
         with pytest.raises(RevokedError):
             host.load_installed("acme:tool", registry=registry)
+
+
+def test_revoking_the_content_digest_covers_re_signed_copies(
+    tmp_path: Path, store: TrustStore, pair: _signing.KeyPair
+) -> None:
+    from wasmplug._trust import content_sha256
+
+    other = _signing.generate_keypair()
+    data = signed("acme:tool", pair)
+    resigned = _signing.sign(_signing.strip_signature(data), other.secret_key, key_id=other.key_id)
+    assert content_sha256(data) == content_sha256(resigned)
+    store.revoke_digest(content_sha256(data))
+    with host_for(tmp_path, store, pair.public_key, other.public_key) as host:
+        for blob in (data, resigned):
+            with pytest.raises(RevokedError, match="content sha256"):
+                host.load(blob)
+        with pytest.raises(RevokedError):
+            host.load(data, allow_unsigned=True)  # revoked beats allow_unsigned
+
+
+def test_a_running_host_sees_revocations_made_later(tmp_path: Path, pair: _signing.KeyPair) -> None:
+    path = tmp_path / "trust.json"
+    with TrustStore(path).modify() as s:
+        s.add(TrustedKey(pair.public_key))
+    with host_for(tmp_path, TrustStore(path)) as host:
+        assert host.load(signed("acme:tool", pair)).call("one") == 1
+        with TrustStore(path).modify() as other_process:  # e.g. `wasmplug trust revoke`
+            other_process.revoke_key(pair.key_id.hex())
+        with pytest.raises(RevokedError):
+            host.load(signed("acme:tool", pair))
+
+
+def test_public_key_from_pem_bytes(pair: _signing.KeyPair) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from wasmplug import PublicKey
+
+    pem = pair.public_key._key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert PublicKey.from_bytes(pem) == pair.public_key

@@ -48,6 +48,7 @@ from ._host import PluginHost
 from ._jsonvalues import from_json, to_json
 from ._limits import Limits
 from ._manifest import MANIFEST_SECTION, Manifest
+from ._trust import TrustStore, content_sha256
 from ._wit import ComponentShape, FuncSig, read_shape
 
 __all__ = ["main"]
@@ -118,6 +119,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "path": str(path),
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "content-sha256": content_sha256(data),
         "manifest": _manifest_json(manifest, embedded),
         "signatures": [(s.key_id or b"").hex() or "(anonymous)" for s in sigs],
         **_describe(shape),
@@ -126,6 +128,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return EXIT_OK
     print(f"{info['path']}  {info['size']} bytes  sha256 {info['sha256']}")
+    print(f"content sha256 (without signatures) {info['content-sha256']}")
     m = info["manifest"]
     print(f"manifest ({m['source']}): {manifest.name} {manifest.version}")
     for key in ("host-interfaces", "env", "filesystem", "allowed-outbound-hosts"):
@@ -165,7 +168,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     for spec in args.grant:
         _parse_grant(spec, raw)
     limits = Limits(timeout_ms=args.timeout_ms, memory_bytes=args.memory_bytes)
-    with PluginHost(cache_dir=args.cache_dir, limits=limits) as host:
+    store = TrustStore(args.trust_store) if args.trust_store else None
+    with PluginHost(cache_dir=args.cache_dir, limits=limits, trust_store=store) as host:
         plugin = host.load(
             Path(args.path),
             allow_unsigned=args.allow_unsigned,
@@ -219,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("export", help="WIT name: 'greet' or 'ns:pkg/iface@1.0.0#func'")
     p.add_argument("args", nargs="*", help="one JSON value per parameter")
     p.add_argument("--allow-unsigned", action="store_true", help="load without a signature")
+    p.add_argument("--trust-store", help="trust store file (default: the user config dir)")
     p.add_argument(
         "--grant",
         action="append",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+from typing import Any
 
 from ._grantstore import GrantStore, grants_to_json
 
@@ -23,7 +24,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
                         "publisher": d.publisher,
                         "sha256": d.sha256,
                         "answered": sorted(d.answered),
-                        "grants": grants_to_json(d.grants),
+                        "grants": _masked(grants_to_json(d.grants), args.show_values),
                         "decided-at": d.decided_at,
                     }
                     for d in decisions
@@ -48,6 +49,13 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _masked(grants: dict[str, Any], show: bool) -> dict[str, Any]:
+    """Granted environment values are secrets: shown only with --show-values."""
+    if not show:
+        grants = {**grants, "env": dict.fromkeys(grants["env"], "***")}
+    return grants
+
+
 def cmd_grants_revoke(args: argparse.Namespace) -> int:
     count = GrantStore(args.store).revoke(args.plugin, args.sha256)
     print(f"forgot {count} decision(s) for {args.plugin}; it will be asked again")
@@ -60,6 +68,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     gsub = grants.add_subparsers(dest="grants_command", required=True)
     p = gsub.add_parser("list", help="show remembered decisions")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--show-values", action="store_true", help="print granted env values")
     p.add_argument("--store", help="grants file (default: the user data dir)")
     p.set_defaults(func=cmd_grants_list)
     p = gsub.add_parser("revoke", help="forget the decisions for a plugin")

@@ -143,8 +143,8 @@ def cmd_trust_add(args: argparse.Namespace) -> int:
     key = _signing.load_public_key(Path(args.keyfile).read_bytes())
     trusted = TrustedKey(key, tuple(args.scope or ("*",)), args.name or "")
     store = _store(args)
-    store.add(trusted)
-    store.save()
+    with store.modify():
+        store.add(trusted)
     scopes = ", ".join(trusted.scopes)
     print(f"trusted key {trusted.key_id} ({trusted.name or 'unnamed'}) for plugins: {scopes}")
     if trusted.scopes == ("*",):
@@ -179,26 +179,26 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
 
 def cmd_trust_remove(args: argparse.Namespace) -> int:
     store = _store(args)
-    if not store.remove(args.key_id.lower()):
-        raise _usage(f"no trusted key with id {args.key_id} in {store.path}")
-    store.save()
+    with store.modify():
+        if not store.remove(args.key_id.lower()):
+            raise _usage(f"no trusted key with id {args.key_id} in {store.path}")
     print(f"no longer trusting key {args.key_id.lower()}")
     return 0
 
 
 def cmd_trust_revoke(args: argparse.Namespace) -> int:
     store = _store(args)
-    if args.key is not None:
-        if not _HEX_RE.match(args.key):
-            raise _usage(f"--key {args.key!r} is not a hex key id")
-        store.revoke_key(args.key)
-        what = f"key {args.key.lower()}"
-    else:
-        if not (_HEX_RE.match(args.digest) and len(args.digest) == 64):
-            raise _usage(f"--digest {args.digest!r} is not a hex SHA-256 (64 digits)")
-        store.revoke_digest(args.digest)
-        what = f"sha256 {args.digest.lower()}"
-    store.save()
+    if args.key is not None and not _HEX_RE.match(args.key):
+        raise _usage(f"--key {args.key!r} is not a hex key id")
+    if args.key is None and not (_HEX_RE.match(args.digest) and len(args.digest) == 64):
+        raise _usage(f"--digest {args.digest!r} is not a hex SHA-256 (64 digits)")
+    with store.modify():
+        if args.key is not None:
+            store.revoke_key(args.key)
+            what = f"key {args.key.lower()}"
+        else:
+            store.revoke_digest(args.digest)
+            what = f"sha256 {args.digest.lower()}"
     print(f"revoked {what}: it is refused by install and load from now on")
     return 0
 

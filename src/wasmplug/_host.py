@@ -29,13 +29,16 @@ from ._errors import (
     LinkError,
     ManifestError,
     PluginNotFoundError,
+    RevokedError,
+    SignatureError,
+    UnsignedPluginError,
 )
 from ._grants import Grants, resolve
 from ._grantstore import GrantPolicy, PermissionRequest
 from ._hostfuncs import HostInterface, find_provider, link_imports
 from ._http import HTTP_INTERFACE, HttpCapability
 from ._limits import Limits, RestartPolicy
-from ._manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest
+from ._manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest, declares_import
 from ._plugin import Plugin
 from ._registry import PluginInfo, Registry
 from ._semver import semver_compatible
@@ -210,11 +213,7 @@ class PluginHost:
         path, data = self._read(source)
         manifest = manifest or self._manifest_for(data, path)
         sha = hashlib.sha256(data).hexdigest()
-        trusted: TrustedKey | None = None
-        if not allow_unsigned:
-            trusted = self.trust_store.verify(
-                data, manifest.name, extra_keys=self.trusted_keys, where=str(path or "component")
-            ).key
+        trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
         if grants is None:
             grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
         component = self._compile(data, sha, manifest.name)
@@ -373,6 +372,25 @@ class PluginHost:
         except OSError as e:
             raise InvalidComponentError(f"cannot read {path}: {e}") from None
 
+    def _verify(
+        self, data: bytes, name: str, path: Path | None, *, required: bool
+    ) -> TrustedKey | None:
+        """The trusted key that signed ``data``; ``None`` (only if not ``required``)
+        when there is none, so an unsigned load still records a signer it can prove."""
+        store = self.trust_store
+        store.refresh()
+        try:
+            decision = store.verify(
+                data, name, extra_keys=self.trusted_keys, where=str(path or "component")
+            )
+        except RevokedError:
+            raise  # revoked is refused even with allow_unsigned
+        except (SignatureError, UnsignedPluginError):
+            if required:
+                raise
+            return None
+        return decision.key
+
     @property
     def trust_store(self) -> TrustStore:
         """The machine's trust store (loaded on first use)."""
@@ -464,10 +482,7 @@ class PluginHost:
     def _check_import(
         self, name: str, manifest: Manifest, grants: Grants, problems: list[str]
     ) -> HostInterface | None:
-        declared = any(semver_compatible(name, d) for d in manifest.host_interfaces) or (
-            # Declaring outbound hosts declares the HTTP interface that uses them.
-            semver_compatible(name, HTTP_INTERFACE) and bool(manifest.allowed_outbound_hosts)
-        )
+        declared = declares_import(manifest, name)
         provider = find_provider(name, self._providers)
         if not declared:
             problems.append(

@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import httpx
 
 from . import _callctx
+from ._manifest import HTTP_INTERFACE
 from ._urlpattern import DEFAULT_PORTS, HostPattern, compile_patterns, first_match
 from ._values import Err, Variant
 
@@ -43,9 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("wasmplug.http")
-
-HTTP_INTERFACE = "wasmplug:host/http@0.1.0"
-"""The WIT interface :class:`HttpCapability` implements."""
 
 DEFAULT_TIMEOUT_MS = 10_000
 """Longest a request may take, redirects and body included, unless configured (10 s)."""

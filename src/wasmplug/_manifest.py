@@ -44,7 +44,7 @@ import attrs
 
 from ._errors import ManifestError
 from ._limits import Limits
-from ._semver import SEMVER_RE
+from ._semver import SEMVER_RE, semver_compatible
 from ._urlpattern import PatternError, parse_pattern
 
 __all__ = ["FilesystemRequest", "Manifest"]
@@ -53,6 +53,9 @@ NAME_RE = re.compile(r"^(?:[a-z][a-z0-9]*(?:-[a-z0-9]+)*:)?[a-z][a-z0-9]*(?:-[a-
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 INTERFACE_RE = re.compile(rf"^(?:{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID})$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+HTTP_INTERFACE = "wasmplug:host/http@0.1.0"
+"""The built-in outbound HTTP interface (``src/wasmplug/wit/http.wit``)."""
 
 SIDECAR_NAME = "wasmplug.toml"
 """File name of a development-time manifest next to an unpacked ``.wasm``."""
@@ -327,6 +330,18 @@ class _Validator:
                 values[attr] = v
         base = {"timeout_ms": None, "memory_bytes": None, "table_elements": None}
         return Limits(**{**base, **values})
+
+
+def declares_import(manifest: Manifest, name: str) -> bool:
+    """Whether ``manifest`` declares the (non-WASI) import ``name``.
+
+    An import is declared when a semver-compatible name is listed in
+    ``host-interfaces``; declaring ``allowed-outbound-hosts`` also declares
+    the built-in ``wasmplug:host/http`` interface that uses them.
+    """
+    if any(semver_compatible(name, d) for d in manifest.host_interfaces):
+        return True
+    return semver_compatible(name, HTTP_INTERFACE) and bool(manifest.allowed_outbound_hosts)
 
 
 def check_guest_path(path: str) -> str | None:

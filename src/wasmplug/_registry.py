@@ -66,8 +66,8 @@ from ._errors import (
     UnsignedPluginError,
     VersionConflictError,
 )
-from ._manifest import MANIFEST_SECTION, Manifest
-from ._semver import matches_spec, semver_compatible, version_key
+from ._manifest import MANIFEST_SECTION, Manifest, declares_import
+from ._semver import matches_spec, version_key
 from ._trust import TrustedKey, TrustStore, as_trusted
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "default_registry_dir", "version_key"]
@@ -340,8 +340,7 @@ class Registry:
             f"{item.name}: imported ({item.kind}) but not declared in the manifest "
             "([capabilities] host-interfaces)"
             for item in c.component.imports
-            if not item.name.startswith("wasi:")
-            and not any(semver_compatible(item.name, d) for d in c.manifest.host_interfaces)
+            if not item.name.startswith("wasi:") and not declares_import(c.manifest, item.name)
         ]
         if problems:
             raise LinkError(name, problems)

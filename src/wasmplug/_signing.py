@@ -101,6 +101,15 @@ class PublicKey:
         if len(self.raw) != 32:
             raise KeyFormatError(f"an Ed25519 public key is 32 bytes, got {len(self.raw)}")
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PublicKey:
+        """Load a key file's bytes: wasmsign2 raw, PEM/DER or OpenSSH.
+
+        Raises:
+            KeyFormatError: the bytes are none of these, or not Ed25519.
+        """
+        return load_public_key(data)
+
     def to_wasmsign2_bytes(self) -> bytes:
         """The wasmsign2 raw encoding, ``0x01 || pk``."""
         return bytes([_PK_TAG]) + self.raw

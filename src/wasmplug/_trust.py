@@ -13,12 +13,14 @@ publisher cannot be impersonated by renaming a file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,16 @@ class TrustDecision:
     sha256: str
 
 
+def content_sha256(data: bytes) -> str:
+    """SHA-256 (hex) of a component without its signature section: the same for
+    every signed copy of the same bytes.
+
+    Raises:
+        InvalidComponentError: ``data`` is not a well-formed binary.
+    """
+    return hashlib.sha256(_signing.strip_signature(data)).hexdigest()
+
+
 def as_trusted(value: TrustedKey | PublicKey | bytes) -> TrustedKey:
     """Accept a :class:`TrustedKey`, a :class:`PublicKey`, or key-file bytes (any scope)."""
     if isinstance(value, TrustedKey):
@@ -118,32 +130,71 @@ class TrustStore:
         self.keys: list[TrustedKey] = []
         self.revoked_keys: set[str] = set()
         self.revoked_digests: set[str] = set()
+        self._stamp: tuple[int, int] | None = None
         self._load()
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed since it was read (one ``stat`` when it did not).
+
+        A long-running host calls this before every trust check, so a key
+        revoked with ``wasmplug trust revoke`` takes effect without a restart.
+        """
+        if self._file_stamp() != self._stamp:
+            self._load()
+
     def _load(self) -> None:
+        self._stamp = self._file_stamp()
+        keys: list[TrustedKey] = []
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
+            self.keys, self.revoked_keys, self.revoked_digests = [], set(), set()
             return
         except OSError as e:
             raise TrustStoreError(f"cannot read trust store {self.path}: {e}") from None
         try:
             data = json.loads(raw)
             for entry in data.get("keys", []):
-                self.keys.append(
+                keys.append(
                     TrustedKey(
                         PublicKey(bytes.fromhex(entry["public-key"])),
                         tuple(entry.get("scopes", ["*"])),
                         entry.get("name", ""),
                     )
                 )
-            self.revoked_keys = set(data.get("revoked-keys", []))
-            self.revoked_digests = set(data.get("revoked-digests", []))
+            revoked_keys = set(data.get("revoked-keys", []))
+            revoked_digests = set(data.get("revoked-digests", []))
         except (ValueError, KeyError, TypeError, AttributeError, SignatureError) as e:
             raise TrustStoreError(f"trust store {self.path} is malformed: {e}") from None
+        self.keys, self.revoked_keys, self.revoked_digests = keys, revoked_keys, revoked_digests
+
+    @contextlib.contextmanager
+    def modify(self) -> Iterator[TrustStore]:
+        """Lock the file, re-read it, let the caller change this store, then save.
+
+        Use it for edits that may race with another process (the CLI does):
+        ``with store.modify(): store.add(key)``. Nothing is written if the
+        block raises.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._load()
+            yield self
+            self.save()
 
     def save(self) -> None:
-        """Write the store atomically (temporary file + ``os.replace``), mode 0o600."""
+        """Write the store atomically (temporary file + ``os.replace``), mode 0o600.
+
+        The last writer wins; prefer :meth:`modify` when several processes may edit.
+        """
         data: dict[str, Any] = {
             "keys": [
                 {
@@ -164,10 +215,12 @@ class TrustStore:
                 json.dump(data, fh, indent=2)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._stamp = self._file_stamp()
 
     def add(self, key: TrustedKey) -> None:
         """Trust ``key`` (replacing an entry with the same key id). Call :meth:`save` to persist."""
@@ -180,11 +233,18 @@ class TrustStore:
         return len(self.keys) != before
 
     def revoke_key(self, key_id: str) -> None:
-        """Refuse everything signed by this key id, even if trusted in code."""
+        """Stop accepting signatures by this key id, even where it is trusted in code.
+
+        A file also signed by another trusted, unrevoked key whose scope covers it
+        still loads: that publisher vouches for it.
+        """
         self.revoked_keys.add(key_id.lower())
 
     def revoke_digest(self, sha256: str) -> None:
-        """Refuse the component file with this SHA-256 (hex)."""
+        """Refuse a component by SHA-256 (hex): either the file's digest, or its
+        *content* digest (the file without its signature section, as shown by
+        ``wasmplug inspect``). Revoking the content digest also refuses copies
+        re-signed with other keys."""
         self.revoked_digests.add(sha256.lower())
 
     def verify(
@@ -214,6 +274,10 @@ class TrustStore:
         sha = hashlib.sha256(data).hexdigest()
         if sha in self.revoked_digests:
             raise RevokedError(f"{where}: component sha256 {sha} is revoked")
+        if self.revoked_digests:
+            content = content_sha256(data)
+            if content in self.revoked_digests:
+                raise RevokedError(f"{where}: component content sha256 {content} is revoked")
         try:
             present = _signing.signatures(data)
         except SignatureError as e:
