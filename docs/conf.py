@@ -61,6 +61,7 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Iterable"),
     ("py:class", "collections.abc.Sequence"),
     ("py:class", "collections.abc.Callable"),
+    ("py:class", "collections.abc.Iterator"),
     ("py:class", "collections.abc.Mapping"),
     ("py:class", "enum.Enum"),  # base class of wasmplug.Capability
     ("py:class", "ssl.SSLContext"),  # HttpCapability(ssl_context=...)
