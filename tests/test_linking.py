@@ -156,3 +156,23 @@ WASI_HTTP = b"""
 def test_wasi_http_is_linked_as_traps_never_for_real(host: PluginHost) -> None:
     plugin = host.load(WASI_HTTP, allow_unsigned=True)
     assert plugin.call("ok") == 1
+
+
+TYPES_ONLY = b"""
+(component
+  (import "demo:x/types@0.1.0" (instance $t
+    (type $r (record (field "a" u32)))
+    (export "r" (type (eq $r)))
+  ))
+  (core module $m (func (export "one") (result i32) i32.const 1))
+  (core instance $i (instantiate $m))
+  (func (export "one") (result u32) (canon lift (core func $i "one")))
+)
+"""
+
+
+def test_a_types_only_interface_needs_a_declaration_but_no_provider(host: PluginHost) -> None:
+    declared = Manifest(name="t", host_interfaces=("demo:x/types@0.1.0",))
+    assert host.load(TYPES_ONLY, allow_unsigned=True, manifest=declared).call("one") == 1
+    with pytest.raises(LinkError, match="not declared"):
+        host.load(TYPES_ONLY, allow_unsigned=True, manifest=Manifest(name="t"))

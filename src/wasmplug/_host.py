@@ -457,6 +457,12 @@ class PluginHost:
                 uses_wasi = True
                 needs_traps |= name.startswith(_WASI_HTTP)
                 continue
+            # An interface of type definitions only has nothing to call, so it
+            # needs no provider; it must still be declared, as install requires.
+            types_only = not iface.functions and not iface.resources
+            if types_only and declares_import(manifest, name):
+                interfaces[name] = (iface, HostInterface(name, {}))
+                continue
             provider = self._check_import(name, manifest, grants, problems)
             if provider is not None:
                 interfaces[name] = (iface, provider)
