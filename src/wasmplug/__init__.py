@@ -6,6 +6,7 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._callctx import current_plugin as current_plugin
 from ._capabilities import Capability as Capability
 from ._capabilities import Permission as Permission
 from ._errors import BuildError as BuildError
@@ -146,4 +147,5 @@ __all__ = [
     "WitTypeError",
     "WitValueError",
     "__version__",
+    "current_plugin",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["current", "swap"]
+__all__ = ["current", "current_plugin", "swap"]
 
 _tls = threading.local()
 
@@ -19,6 +19,17 @@ _tls = threading.local()
 def current() -> Any:
     """The instance whose Wasm code is running on this thread, or ``None``."""
     return getattr(_tls, "inst", None)
+
+
+def current_plugin() -> Any:
+    """The :class:`~wasmplug.Plugin` whose call is running on this thread, or ``None``.
+
+    Host functions use it to tell which plugin called them (for per-plugin
+    state or permissions), the way :class:`~wasmplug.HttpCapability` finds the
+    caller's allow-list.
+    """
+    inst = getattr(_tls, "inst", None)
+    return None if inst is None else inst.plugin
 
 
 def swap(inst: Any) -> Any:

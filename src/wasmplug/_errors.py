@@ -279,10 +279,14 @@ class PluginFault(PluginError):
         fault: Short fault class name (``"trap"``, ``"timeout"``, ``"fuel"``,
             ``"resource-limit"``, ``"host-function"``).
         wasm_backtrace: The guest backtrace reported by wasmtime, or ``""``.
+        guest_stderr: The tail of what the instance wrote to stderr during the
+            call (e.g. a componentize-py guest's Python traceback), or ``""``.
     """
 
     __module__ = "wasmplug"
     fault: str = "fault"
+
+    guest_stderr: str = ""
 
     def __init__(self, message: str, *, wasm_backtrace: str = "") -> None:
         self.wasm_backtrace = wasm_backtrace

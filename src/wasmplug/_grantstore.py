@@ -203,6 +203,24 @@ class GrantStore:
         return len(doomed)
 
 
+def merge_grants(earlier: Grants, answer: Grants | None) -> Grants:
+    """Combine an earlier answer with a new one (the new one wins where both speak).
+
+    A prompt asked again because a plugin requests more may answer only for
+    what is new (``PermissionRequest.new``); what was granted before stays.
+    """
+    if answer is None:
+        return earlier
+    return Grants(
+        filesystem={**earlier.filesystem, **answer.filesystem},
+        env={**earlier.env, **answer.env},
+        host_interfaces=earlier.host_interfaces | answer.host_interfaces,
+        allowed_outbound_hosts=tuple(
+            dict.fromkeys([*earlier.allowed_outbound_hosts, *answer.allowed_outbound_hosts])
+        ),
+    )
+
+
 @attrs.define
 class GrantPolicy:
     """How a host decides what a plugin gets when ``load()`` is not given explicit grants.
@@ -211,8 +229,9 @@ class GrantPolicy:
        patterns, first match wins) are used as they are, without prompting.
     2. Otherwise a remembered decision for this exact (name, publisher, sha256)
        is used if it answered everything the plugin now asks for.
-    3. Otherwise :attr:`prompt` is asked (with what is new) and its answer
-       remembered; with no prompt the plugin gets nothing.
+    3. Otherwise :attr:`prompt` is asked (with what is new) and its answer,
+       merged with any earlier answer for the same binary, remembered; with no
+       prompt the plugin gets nothing.
 
     Attributes:
         grants: Plugin-name pattern (``fnmatch``) → grants.
@@ -295,11 +314,20 @@ class GrantPolicy:
         request = attrs.evolve(
             request, new=tuple(p for p in request.permissions if _perm_key(p) not in answered)
         )
-        granted = self.prompt(request) or Grants()
+        answer = self.prompt(request)
+        if previous is not None:
+            granted = merge_grants(previous.grants, answer)
+        else:
+            granted = answer or Grants()
         if store is not None:
             store.put(
                 StoredDecision(
-                    request.plugin, request.publisher, request.sha256, wanted, granted, time.time()
+                    request.plugin,
+                    request.publisher,
+                    request.sha256,
+                    wanted | answered,
+                    granted,
+                    time.time(),
                 )
             )
         return granted

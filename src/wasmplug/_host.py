@@ -239,6 +239,7 @@ class PluginHost:
             pool_size=pool_size,
             restart_policy=restart_policy or self.restart_policy,
             sha256=sha,
+            publisher=None if trusted is None else trusted.key_id,
         )
         # Create the first instance now, so start-up failures surface at load time.
         plugin._slots.put(plugin._checkout_first())

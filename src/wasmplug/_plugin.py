@@ -95,6 +95,7 @@ class Plugin:
         limits: The effective limits (manifest requests capped by the application).
         sandbox: The effective capabilities (declared ∩ granted).
         sha256: Hex SHA-256 of the component bytes.
+        publisher: Key id (hex) of the trusted key that signed it, or ``None``.
         exports: Attribute-style access to exports.
     """
 
@@ -115,6 +116,7 @@ class Plugin:
         pool_size: int,
         restart_policy: RestartPolicy,
         sha256: str,
+        publisher: str | None = None,
     ) -> None:
         self._host = host
         self._component = component
@@ -124,6 +126,7 @@ class Plugin:
         self.sandbox = sandbox
         self.limits = limits
         self.sha256 = sha256
+        self.publisher = publisher
         self._linker = linker
         self._linked = linked
         self._uses_wasi = uses_wasi
@@ -381,6 +384,7 @@ class Plugin:
                 str(cause), guest_stderr=tail, memory_limited=self.limits.memory_bytes is not None
             )
             exc.__cause__ = cause
+        exc.guest_stderr = tail
         self._supervisor.record_fault(self._error(exc, ex))
         raise exc
 
