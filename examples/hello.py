@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.plugins import GREETER_DIR  # noqa: E402
-
 from wasmplug import (  # noqa: E402
     ErrorResult,
     FilesystemRequest,

@@ -28,6 +28,7 @@ from typing import Any
 
 from . import _signing
 from . import _wasm_sections as ws
+from ._cli_author import add_commands as add_author_commands
 from ._cli_grants import add_commands as add_grants_commands
 from ._cli_registry import add_commands as add_registry_commands
 from ._cli_sign import add_commands as add_signing_commands
@@ -240,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     add_signing_commands(sub)
     add_grants_commands(sub)
     add_registry_commands(sub)
+    add_author_commands(sub)
     return parser
 
 

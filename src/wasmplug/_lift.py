@@ -118,13 +118,17 @@ def _lift_tuple(t: TupleT) -> Lift:
 
 
 def _lift_variant(t: VariantT) -> Lift:
-    cases = {name: None if ct is None else lifter(ct) for name, ct in t.cases}
+    # Keyed by the raw case-name bytes: no UTF-8 decode per value.
+    cases = {name.encode(): (name, None if ct is None else lifter(ct)) for name, ct in t.cases}
+    string_at = ctypes.string_at
 
     def lift(val: Any, b: Any) -> Variant:
         var = val.of.variant
-        name = _string(var.discriminant)
-        low = cases[name]
-        return Variant(name, None if low is None else low(var.val.contents, b))
+        disc = var.discriminant
+        name, low = cases[string_at(disc.data, disc.size)]
+        if low is None:
+            return Variant(name)
+        return Variant(name, low(var.val.contents, b))
 
     return lift
 

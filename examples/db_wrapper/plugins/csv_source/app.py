@@ -1,0 +1,469 @@
+"""csv-source: a foreign-data-wrapper plugin that serves CSV files from ``/data``.
+
+World ``wasmplug-demo:fdw/file-source@0.1.0`` (``examples/db_wrapper/wit/fdw.wit``).
+The only file access is the read-only directory the application grants as
+``/data``; paths that try to leave it are refused with ``invalid-option``
+before anything is opened (the sandbox would deny them anyway).
+
+Options (CREATE VIRTUAL TABLE ... USING ...(key = value)):
+
+- ``file`` (required): a path relative to ``/data``, or absolute under ``/data``.
+- ``types``: ``"col:integer,col2:real,col3:text"``, overriding inferred types.
+- ``delimiter``: one character, default ``","``.
+- ``nulls``: comma-separated spellings of NULL, default ``"NA,"`` (``NA`` and
+  the empty string).
+
+The first line is the header. Column types are inferred from the first 200
+rows: every non-null value an integer -> ``integer``; every one a number ->
+``real``; otherwise ``text``. A value that does not parse as its column's type
+is returned as text, never dropped. Unknown options are ignored (logged as a
+warning), like Supabase Wrappers.
+
+Build: ``componentize-py -d ../../wit -w wasmplug-demo:fdw/file-source@0.1.0
+componentize app`` (``examples/db_wrapper/build.py`` does this, cached).
+"""
+
+import csv
+import operator
+import os
+import posixpath
+import re
+
+import wit_world
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import host
+from wit_world.imports.types import (
+    Cell_Bool,
+    Cell_F64,
+    Cell_Null,
+    Cell_S64,
+    Cell_String,
+    Column,
+    FdwError_InvalidOption,
+    FdwError_Io,
+    FdwError_Other,
+    FdwError_Parse,
+    Op,
+)
+
+DATA_DIR = "/data"
+SAMPLE_ROWS = 200
+KNOWN_OPTIONS = ("file", "types", "delimiter", "nulls")
+TYPE_NAMES = ("integer", "real", "text")
+MAX_SCANS = 1024
+CELL_CACHE = 4096  # distinct raw strings remembered per column and scan
+S64_MIN, S64_MAX = -(2**63), 2**63 - 1
+
+NULL = Cell_Null()
+INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+REAL_RE = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+
+OPS = {
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+}
+
+_warned: set[str] = set()
+
+
+def invalid(msg: str) -> Err:
+    return Err(FdwError_InvalidOption(msg))
+
+
+# -- options and schema ------------------------------------------------------------------
+
+
+class Table:
+    """A CSV file's resolved options and schema."""
+
+    def __init__(self, path, delimiter, nulls, names, types, stamp):
+        self.path = path
+        self.delimiter = delimiter
+        self.nulls = nulls  # frozenset, always including None (a missing field)
+        self.names = names
+        self.types = types
+        self.index = {name: i for i, name in enumerate(names)}
+        self.stamp = stamp
+
+
+_tables: dict[tuple, Table] = {}
+
+
+def resolve_path(value: str) -> str:
+    if not value:
+        raise invalid("option 'file' is empty")
+    if "\0" in value:
+        raise invalid("option 'file' contains a NUL byte")
+    if ".." in value.replace("\\", "/").split("/"):
+        raise invalid(f"file {value!r}: '..' is not allowed; files are read from {DATA_DIR} only")
+    path = posixpath.normpath(posixpath.join(DATA_DIR, value))
+    if path != DATA_DIR and not path.startswith(DATA_DIR + "/"):
+        raise invalid(f"file {value!r} is outside {DATA_DIR}, the only directory readable")
+    return path
+
+
+def parse_options(options):
+    opts = dict(options)
+    for key in opts:
+        if key not in KNOWN_OPTIONS and key not in _warned:
+            _warned.add(key)
+            host.log(host.Level.WARNING, f"csv-source: ignoring unknown option {key!r}")
+    if "file" not in opts:
+        raise invalid("option 'file' is required (a CSV file under /data)")
+    path = resolve_path(opts["file"])
+    delimiter = opts.get("delimiter", ",")
+    if delimiter in ("\\t", "tab"):
+        delimiter = "\t"
+    if len(delimiter) != 1 or delimiter in '\r\n"':
+        raise invalid(f"option 'delimiter' must be one character, got {delimiter!r}")
+    nulls = frozenset(opts.get("nulls", "NA,").split(",")) | {None}
+    overrides = {}
+    for item in filter(None, (s.strip() for s in opts.get("types", "").split(","))):
+        name, sep, type_name = item.rpartition(":")
+        type_name = type_name.strip().lower()
+        if not sep or not name.strip() or type_name not in TYPE_NAMES:
+            raise invalid(
+                f"option 'types': {item!r} is not 'column:type' with type one of "
+                + ", ".join(TYPE_NAMES)
+            )
+        overrides[name.strip()] = type_name
+    return path, delimiter, nulls, overrides
+
+
+def open_file(path: str):
+    try:
+        # utf-8 (not utf-8-sig: that codec is not in componentize-py's stdlib); a
+        # byte-order mark is stripped from the header instead.
+        return open(path, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        hint = "" if os.path.isdir(DATA_DIR) else f" ({DATA_DIR} is not granted to this plugin)"
+        raise Err(FdwError_Io(f"{path}: no such file{hint}")) from None
+    except IsADirectoryError:
+        raise Err(FdwError_Io(f"{path} is a directory")) from None
+    except OSError as e:
+        raise Err(FdwError_Io(f"cannot open {path}: {e.strerror or e}")) from None
+
+
+def infer_type(values) -> str:
+    seen = False
+    integer = True
+    for v in values:
+        seen = True
+        if integer and INT_RE.match(v) and S64_MIN <= int(v) <= S64_MAX:
+            continue
+        integer = False
+        if not REAL_RE.match(v):
+            return "text"
+    if not seen:
+        return "text"
+    return "integer" if integer else "real"
+
+
+def load_table(options) -> Table:
+    """Parse options, read the header and infer types (cached per options and file version)."""
+    path, delimiter, nulls, overrides = parse_options(options)
+    try:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None  # open_file() below reports the problem
+    key = (tuple(options), stamp)
+    table = _tables.get(key)
+    if table is not None:
+        return table
+    with open_file(path) as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if not header:
+                raise Err(FdwError_Parse(f"{path}: empty file (the first line must be a header)"))
+            sample = []
+            for row in reader:
+                if row:
+                    sample.append(row)
+                    if len(sample) >= SAMPLE_ROWS:
+                        break
+        except csv.Error as e:
+            raise Err(FdwError_Parse(f"{path}, line {reader.line_num}: {e}")) from None
+        except UnicodeDecodeError as e:
+            raise Err(FdwError_Parse(f"{path}: not UTF-8 text ({e.reason})")) from None
+    header[0] = header[0].removeprefix("\ufeff")
+    names, used = [], set()
+    for i, raw in enumerate(header):
+        name = raw.strip() or f"column_{i + 1}"
+        base, n = name, 2
+        while name in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name)
+        names.append(name)
+    unknown = [c for c in overrides if c not in used]
+    if unknown:
+        raise invalid(
+            f"option 'types' names unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"the columns are {', '.join(names)}"
+        )
+    types = []
+    for i, name in enumerate(names):
+        if name in overrides:
+            types.append(overrides[name])
+        else:
+            col = (row[i] for row in sample if i < len(row) and row[i] not in nulls)
+            types.append(infer_type(col))
+    if len(_tables) > 64:
+        _tables.clear()
+    table = _tables[key] = Table(path, delimiter, nulls, names, types, stamp)
+    return table
+
+
+# -- converters ------------------------------------------------------------------------
+
+
+def text_or_number(s: str):
+    """A value that did not parse as its column's type: a number if it is one, else text."""
+    if INT_RE.match(s):
+        v = int(s)
+        if S64_MIN <= v <= S64_MAX:
+            return Cell_S64(v)
+    if REAL_RE.match(s):
+        return Cell_F64(float(s))
+    return Cell_String(s)
+
+
+def converter(type_name: str, nulls):
+    """A function raw CSV field (or None) -> cell, remembering up to CELL_CACHE fields."""
+    cache = {}
+
+    if type_name == "integer":
+
+        def make(s):
+            try:
+                v = int(s)
+            except ValueError:
+                return text_or_number(s)
+            return Cell_S64(v) if S64_MIN <= v <= S64_MAX else Cell_String(s)
+
+    elif type_name == "real":
+
+        def make(s):
+            try:
+                return Cell_F64(float(s))
+            except ValueError:
+                return Cell_String(s)
+
+    else:
+        make = Cell_String
+
+    def convert(s):
+        cell = cache.get(s)
+        if cell is None:
+            cell = NULL if s in nulls else make(s)
+            if len(cache) < CELL_CACHE:
+                cache[s] = cell
+        return cell
+
+    return convert
+
+
+def cell_value(cell):
+    """The comparable Python value of a cell: None, int, float or str."""
+    t = type(cell)
+    if t is Cell_Null:
+        return None
+    if t is Cell_Bool:
+        return int(cell.value)
+    return cell.value
+
+
+def make_test(op, qv):
+    """A predicate over a row's cell with SQL semantics (NULL never matches).
+
+    Numbers compare numerically and text as text (BINARY collation). When the
+    row's value and the qualifier's have different kinds, the row is kept:
+    SQLite re-checks every row, so keeping is always correct.
+    """
+    fn = OPS[op]
+    want_str = isinstance(qv, str)
+
+    def test(cell):
+        v = cell_value(cell)
+        if v is None:
+            return False
+        if isinstance(v, str) != want_str:
+            return True
+        return fn(v, qv)
+
+    return test
+
+
+# -- scans ------------------------------------------------------------------------------
+
+
+class Scan:
+    def __init__(self, scan_id, table, ctx):
+        self.id = scan_id
+        self.table = table
+        width = len(table.names)
+        convs = [converter(t, table.nulls) for t in table.types]
+        self.out = []
+        for name in ctx.columns:
+            i = table.index.get(name)
+            if i is None:
+                raise invalid(f"unknown column {name!r} (columns: {', '.join(table.names)})")
+            self.out.append((i, convs[i]))
+        self.quals = []
+        for q in ctx.quals:
+            i = table.index.get(q.column)
+            if i is None:
+                raise invalid(
+                    f"qualifier on unknown column {q.column!r} (columns: {', '.join(table.names)})"
+                )
+            qv = cell_value(q.value)
+            if qv is None:
+                continue  # `col op NULL` is never true; leave such rows to SQLite
+            self.quals.append((i, convs[i], make_test(q.op, qv)))
+        self.limit = ctx.limit
+        self.width = width
+        self.rows_read = 0
+        self.rows_returned = 0
+        self.file = None
+        self.reader = None
+        self.done = False
+        self.matched = 0  # matching rows returned in the current pass
+        self.open()
+
+    def open(self):
+        self.close()
+        self.file = open_file(self.table.path)
+        self.reader = csv.reader(self.file, delimiter=self.table.delimiter)
+        self.done = False
+        self.matched = 0
+        try:
+            next(self.reader, None)  # the header
+        except (csv.Error, UnicodeDecodeError) as e:
+            self.close()
+            raise Err(FdwError_Parse(f"{self.table.path}: {e}")) from None
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+        self.file = self.reader = None
+
+    def next_batch(self, max_rows):
+        if self.done:
+            return []
+        want = max(1, max_rows)
+        if self.limit is not None:
+            want = min(want, self.limit - self.matched)
+        batch = []
+        if want > 0:
+            out, quals, width = self.out, self.quals, self.width
+            read = 0
+            reader = self.reader
+            try:
+                for row in reader:
+                    if not row:
+                        continue  # a blank line
+                    read += 1
+                    if len(row) < width:
+                        row = row + [None] * (width - len(row))
+                    if quals:
+                        for i, conv, test in quals:
+                            if not test(conv(row[i])):
+                                break
+                        else:
+                            batch.append([conv(row[i]) for i, conv in out])
+                    else:
+                        batch.append([conv(row[i]) for i, conv in out])
+                    if len(batch) >= want:
+                        break
+                else:
+                    self.done = True
+            except csv.Error as e:
+                raise Err(
+                    FdwError_Parse(f"{self.table.path}, line {reader.line_num}: {e}")
+                ) from None
+            except UnicodeDecodeError as e:
+                raise Err(
+                    FdwError_Parse(f"{self.table.path}: not UTF-8 text ({e.reason})")
+                ) from None
+            except OSError as e:
+                raise Err(FdwError_Io(f"reading {self.table.path}: {e}")) from None
+            finally:
+                self.rows_read += read
+        self.matched += len(batch)
+        self.rows_returned += len(batch)
+        if self.limit is not None and self.matched >= self.limit:
+            self.done = True
+        if self.done:
+            self.close()
+        host.stat(self.id, "rows-read", self.rows_read)
+        host.stat(self.id, "rows-returned", self.rows_returned)
+        return batch
+
+
+_scans: dict[int, Scan] = {}
+_next_id = 1
+
+
+def get_scan(scan_id: int) -> Scan:
+    scan = _scans.get(scan_id)
+    if scan is None:
+        raise Err(FdwError_Other(f"no open scan with id {scan_id}"))
+    return scan
+
+
+def guarded(method):
+    """Turn an unexpected exception into err(other) instead of a trap (which would
+    discard the instance and every open scan)."""
+
+    def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except Err:
+            raise
+        except Exception as e:
+            msg = f"{method.__name__}: {type(e).__name__}: {e}"
+            host.log(host.Level.ERROR, f"csv-source: {msg}")
+            raise Err(FdwError_Other(msg)) from None
+
+    return wrapper
+
+
+class Source(exports.Source):
+    @guarded
+    def init(self, options):
+        table = load_table(options)
+        return [Column(n, t) for n, t in zip(table.names, table.types, strict=True)]
+
+    @guarded
+    def begin_scan(self, ctx):
+        global _next_id
+        if len(_scans) >= MAX_SCANS:
+            raise Err(FdwError_Other(f"too many open scans ({MAX_SCANS}); call end-scan"))
+        table = load_table(ctx.options)
+        scan_id = _next_id
+        _next_id = _next_id % 0xFFFFFFFF + 1
+        _scans[scan_id] = Scan(scan_id, table, ctx)
+        return scan_id
+
+    @guarded
+    def iter_scan(self, scan, max_rows):
+        return get_scan(scan).next_batch(max_rows)
+
+    @guarded
+    def re_scan(self, scan):
+        get_scan(scan).open()
+
+    def end_scan(self, scan):
+        s = _scans.pop(scan, None)
+        if s is not None:
+            s.close()
+
+
+class WitWorld(wit_world.WitWorld):
+    pass

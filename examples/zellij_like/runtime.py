@@ -1,0 +1,149 @@
+"""One pane's plugin: its wasmplug Plugin, subscriptions, permissions and host calls.
+
+Every call into a pane's plugin runs on that pane's own worker thread, so a
+plugin stuck in a loop blocks nothing but itself until its time limit ends the
+call. Host functions run on that thread too, inside the plugin's call: they
+only record what the plugin asked for (:attr:`Pane.effects`); the application
+acts on it on the event loop once the call has returned. That is also the rule
+wasmplug sets: a host function must not call back into a plugin.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from wasmplug import Err, Plugin, PluginHost, Variant, WasmplugError
+
+from .layout import PaneSpec
+from .permissions import CALL_NEEDS
+
+__all__ = ["HOST_INTERFACE", "TYPES_INTERFACE", "HostImpl", "Pane", "current_pane"]
+
+HOST_INTERFACE = "wasmplug-demo:zellij/host@0.1.0"
+TYPES_INTERFACE = "wasmplug-demo:zellij/types@0.1.0"
+
+_tls = threading.local()
+
+
+def current_pane() -> Pane:
+    """The pane whose plugin is calling (set by :meth:`Pane.call_sync` on its thread)."""
+    pane = getattr(_tls, "pane", None)
+    if pane is None:
+        raise RuntimeError("host function called outside a pane call")
+    return pane  # type: ignore[no-any-return]
+
+
+class Pane:
+    """A plugin running in a pane."""
+
+    def __init__(self, spec: PaneSpec, path: Path) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.path = path
+        self.plugin: Plugin | None = None
+        self.subscriptions: set[str] = set()
+        self.granted: set[str] = set()
+        self.pending_permission = False
+        self.held: list[Variant] = []
+        self.effects: list[tuple[Any, ...]] = []
+        self.error: tuple[str, str] | None = None  # (fault class, message)
+        self.error_at = 0.0  # time.monotonic() of the last fault
+        self.output = ""
+        self.timers: list[Any] = []  # Textual timer handles, or ms values in manual mode
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=spec.id)
+        self.tab: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self, host: PluginHost) -> None:
+        """Load (verify, compile, instantiate) the plugin; blocking."""
+        self.plugin = host.load(
+            self.path,
+            grants=self.spec.grants,
+            limits=self.spec.limits,
+            restart_policy=self.spec.restart,
+        )
+
+    def forget_state(self) -> None:
+        """What a fresh instance starts without (it subscribes and asks again in load)."""
+        self.subscriptions.clear()
+        self.held.clear()
+        self.effects.clear()
+        self.pending_permission = False
+        self.timers.clear()
+
+    def close(self) -> None:
+        if self.plugin is not None:
+            self.plugin.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- calls -------------------------------------------------------------------------
+
+    def call_sync(self, export: str, *args: Any) -> Any:
+        """Call an export on this thread, as the current pane. Raises wasmplug errors."""
+        if self.plugin is None:
+            raise RuntimeError(f"pane {self.id}: plugin not loaded")
+        prev = getattr(_tls, "pane", None)
+        _tls.pane = self
+        try:
+            return self.plugin.call(export, *args)
+        finally:
+            _tls.pane = prev
+
+    def guarded(self, export: str, *args: Any) -> tuple[bool, Any]:
+        """Run on the pane's thread: (True, result), or (False, exception) after a fault.
+
+        Calls queued behind a fault are skipped (the pane shows its error until restarted).
+        """
+        if self.error is not None and export != "load":
+            return False, None
+        try:
+            return True, self.call_sync(export, *args)
+        except WasmplugError as e:
+            self.error = (type(e).__name__, str(e))
+            self.error_at = time.monotonic()
+            return False, e
+
+
+class HostImpl:
+    """``wasmplug-demo:zellij/host``: one instance serves every pane (see :func:`current_pane`)."""
+
+    def subscribe(self, kinds: list[str]) -> None:
+        current_pane().subscriptions.update(kinds)
+
+    def unsubscribe(self, kinds: list[str]) -> None:
+        current_pane().subscriptions.difference_update(kinds)
+
+    def request_permission(self, permissions: list[str]) -> None:
+        pane = current_pane()
+        pane.pending_permission = True  # hold events back from now on
+        pane.effects.append(("permission", list(permissions)))
+
+    def set_timeout(self, ms: int) -> None:
+        current_pane().effects.append(("timer", ms))
+
+    @staticmethod
+    def _check(call: str) -> Pane:
+        pane = current_pane()
+        need = CALL_NEEDS[call]
+        if need not in pane.granted:
+            raise Err(f"permission {need} not granted")
+        return pane
+
+    def post_message(self, to: str, name: str, payload: str) -> None:
+        self._check("post-message").effects.append(("message", to, name, payload))
+
+    def run_command(self, argv: list[str], id: int) -> None:
+        if not argv:
+            raise Err("empty command")
+        self._check("run-command").effects.append(("command", list(argv), id))
+
+    def switch_tab(self, position: int) -> None:
+        self._check("switch-tab").effects.append(("switch-tab", position))
+
+    def open_file(self, path: str) -> None:
+        self._check("open-file").effects.append(("open-file", path))

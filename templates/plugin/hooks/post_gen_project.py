@@ -1,0 +1,12 @@
+"""Keep the files of the chosen language and world, remove the others."""
+
+import shutil
+from pathlib import Path
+
+LANGUAGE = "{{ cookiecutter.language }}"
+WORLD = "{{ cookiecutter.world }}"
+
+root = Path.cwd()
+(root / ("app.js" if LANGUAGE == "python" else "app.py")).unlink()
+if WORLD != "db-source":
+    shutil.rmtree(root / "wit" / "deps")

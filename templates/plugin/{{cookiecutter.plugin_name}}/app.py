@@ -1,0 +1,97 @@
+{% if cookiecutter.world == "minimal" -%}
+"""Guest code of the {{ cookiecutter.plugin_name }} plugin, built with componentize-py.
+
+componentize-py generates the `wit_world` package from `wit/world.wit` at build time:
+`WitWorld` holds the world's own exports, `wit_world.imports.host` the host's
+functions. Raising `Err(value)` returns the `err` case of a `result`; any other
+uncaught exception traps (the host raises `PluginTrapped`).
+
+Build with `wasmplug build`; test with `python -m pytest`.
+"""
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import host
+
+
+class WitWorld(wit_world.WitWorld):
+    def greet(self, name: str) -> str:
+        host.log(f"greeting {name}")
+        return f"Hello, {name}!"
+
+    def count_words(self, text: str) -> int:
+        words = text.split()
+        if not words:
+            raise Err("no words")
+        return len(words)
+{%- else -%}
+"""Guest code of the {{ cookiecutter.plugin_name }} plugin: a data source for the db_wrapper demo.
+
+It serves one computed table, `n` and `square` for n in 1..rows (option `rows`,
+default 10), through the `wasmplug-demo:fdw/source` interface (see wit/world.wit and
+examples/db_wrapper in the wasmplug repository). componentize-py generates the
+`wit_world` package from the WIT at build time.
+
+Build with `wasmplug build`; test with `python -m pytest`.
+"""
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import host
+from wit_world.imports.types import Cell_S64, Cell_String, Column, FdwError_InvalidOption
+
+COLUMNS = {"n": "integer", "square": "integer"}
+
+
+class _Scan:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.rows = _option(ctx.options, "rows")
+        self.next = 1
+
+
+def _option(options, key, default="10"):
+    value = dict(options).get(key, default)
+    if not value.isdigit():
+        raise Err(FdwError_InvalidOption(f"{key} must be a number, got {value!r}"))
+    return int(value)
+
+
+_scans = {}
+
+
+class Source(exports.Source):
+    def init(self, options):
+        _option(options, "rows")
+        return [Column(name, type_name) for name, type_name in COLUMNS.items()]
+
+    def begin_scan(self, ctx):
+        scan_id = len(_scans) + 1
+        _scans[scan_id] = _Scan(ctx)
+        host.log(host.Level.INFO, f"scan {scan_id} of {_scans[scan_id].rows} rows")
+        return scan_id
+
+    def iter_scan(self, scan, max_rows):
+        state = _scans[scan]
+        last = state.rows
+        if state.ctx.limit is not None:
+            last = min(last, state.ctx.limit)
+        rows = []
+        while state.next <= last and len(rows) < max_rows:
+            n = state.next
+            values = {"n": n, "square": n * n}
+            rows.append([_cell(values.get(col)) for col in state.ctx.columns])
+            state.next += 1
+        host.stat(scan, "rows-returned", state.next - 1)
+        return rows
+
+    def re_scan(self, scan):
+        _scans[scan].next = 1
+
+    def end_scan(self, scan):
+        _scans.pop(scan, None)
+
+
+def _cell(value):
+    return Cell_S64(value) if isinstance(value, int) else Cell_String(str(value))
+{%- endif %}

@@ -1,0 +1,95 @@
+{% if cookiecutter.world == "minimal" -%}
+"""Tests of the {{ cookiecutter.plugin_name }} plugin, run on the real component.
+
+The fixtures come from wasmplug's pytest plugin (`wasmplug.testing`, installed with
+wasmplug): `load_plugin` builds the project (cached by content) and loads it into
+a fresh PluginHost, unsigned, with the grants and limits you pass.
+"""
+
+import pytest
+
+from wasmplug import ErrorResult, Limits
+from wasmplug.testing import RecordingHost
+
+HOST = "{{ cookiecutter.namespace }}:{{ cookiecutter.plugin_name }}/host@{{ cookiecutter.version }}"
+
+
+@pytest.fixture
+def log():
+    return RecordingHost()
+
+
+@pytest.fixture
+def plugin(load_plugin, log):
+    return load_plugin(provide={HOST: log}, limits=Limits(timeout_ms=1000))
+
+
+def test_greet(plugin, log):
+    assert plugin.call("greet", "world") == "Hello, world!"
+    assert log.calls_to("log") == [("greeting world",)]
+
+
+def test_count_words(plugin):
+    assert plugin.exports.count_words("one two  three") == 3
+
+
+def test_count_words_err(plugin):
+    with pytest.raises(ErrorResult) as info:
+        plugin.call("count-words", "   ")
+    assert info.value.value == "no words"
+{%- else -%}
+"""Tests of the {{ cookiecutter.plugin_name }} data source, run on the real component.
+
+The fixtures come from wasmplug's pytest plugin (`wasmplug.testing`, installed with
+wasmplug): `load_plugin` builds the project (cached by content) and loads it into
+a fresh PluginHost, unsigned, with the grants and limits you pass.
+"""
+
+import pytest
+
+from wasmplug import ErrorResult, Variant
+from wasmplug.testing import RecordingHost
+
+TYPES = "wasmplug-demo:fdw/types@0.1.0"
+HOST = "wasmplug-demo:fdw/host@0.1.0"
+SOURCE = "wasmplug-demo:fdw/source@0.1.0"
+
+
+@pytest.fixture
+def host_services():
+    return RecordingHost(now_micros=0)
+
+
+@pytest.fixture
+def plugin(load_plugin, host_services):
+    return load_plugin(provide={TYPES: {}, HOST: host_services})
+
+
+def scan(plugin, rows, columns=("n", "square"), limit=None):
+    ctx = {"options": [("rows", str(rows))], "columns": list(columns), "quals": [], "limit": limit}
+    scan_id = plugin.call(f"{SOURCE}#begin-scan", ctx)
+    batch = plugin.call(f"{SOURCE}#iter-scan", scan_id, 100)
+    plugin.call(f"{SOURCE}#end-scan", scan_id)
+    return batch
+
+
+def test_init_describes_columns(plugin):
+    columns = plugin.call(f"{SOURCE}#init", [("rows", "3")])
+    assert [(c.name, c.type_name) for c in columns] == [("n", "integer"), ("square", "integer")]
+
+
+def test_scan_returns_rows(plugin, host_services):
+    rows = scan(plugin, 3)
+    assert rows == [[Variant("s64", n), Variant("s64", n * n)] for n in (1, 2, 3)]
+    assert host_services.calls_to("stat")[-1][1:] == ("rows-returned", 3)
+
+
+def test_limit_is_pushed_down(plugin):
+    assert len(scan(plugin, 10, columns=("n",), limit=2)) == 2
+
+
+def test_bad_option_is_an_err(plugin):
+    with pytest.raises(ErrorResult) as info:
+        plugin.call(f"{SOURCE}#init", [("rows", "many")])
+    assert info.value.value.case == "invalid-option"
+{%- endif %}

@@ -1,0 +1,370 @@
+"""examples/zellij_like: headless Textual pilot tests of the plugin workspace.
+
+The six plugins are built once (componentize-py, cached by content in the user
+cache; ~1-4 min the first time) and signed with a demo key in a session
+directory. Timers are fired explicitly (``manual_timers=True``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+pytest.importorskip("textual")
+
+from examples.zellij_like import build
+from examples.zellij_like.__main__ import make_app
+from examples.zellij_like.app import PaneView, PermissionScreen, Workspace
+
+from wasmplug import PluginHost, Variant
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = (140, 40)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # Textual runs on asyncio
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    # Kept in the user cache, with its demo key, so that the signed files (and
+    # therefore wasmtime's compile cache entries) are the same in every session.
+    state = Path(platformdirs.user_cache_dir("wasmplug")) / "zellij_like-tests"
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    build.prepare(state)  # build (cached) + pack + sign every plugin
+    return state
+
+
+@pytest.fixture(scope="session")
+def host(state_dir: Path):
+    with PluginHost(trusted_keys=[build.demo_trusted_key(state_dir)]) as h:
+        yield h
+
+
+def write_layout(tmp: Path, *, browser_grants: str = '"open-files"') -> Path:
+    browse = tmp / "browse"
+    (browse / "docs").mkdir(parents=True, exist_ok=True)
+    (browse / "notes.txt").write_text("first line of notes\n")
+    (browse / "docs" / "readme.md").write_text("# inside docs\n")
+    path = tmp / "layout.toml"
+    path.write_text(
+        f"""
+[top]
+plugin = "tab-bar"
+permissions = ["read-application-state"]
+[bottom]
+plugin = "status-bar"
+permissions = ["read-application-state"]
+[[tabs]]
+name = "main"
+columns = 2
+[[tabs.panes]]
+plugin = "file-browser"
+title = "files"
+dirs = {{ "/host" = "browse" }}
+permissions = [{browser_grants}]
+[[tabs.panes]]
+plugin = "todo"
+permissions = ["message-plugins"]
+dirs = {{ "/data" = "data/todo:rw" }}
+[[tabs.panes]]
+plugin = "clock"
+[[tabs.panes]]
+plugin = "misbehaving"
+limits = {{ memory-mib = 32, timeout-ms = 1500 }}
+restart = {{ max-faults = 2, window-s = 60 }}
+[[tabs]]
+name = "second"
+[[tabs.panes]]
+plugin = "clock"
+id = "clock-2"
+"""
+    )
+    return path
+
+
+def new_app(tmp: Path, state_dir: Path, host: PluginHost, **kw: str) -> Workspace:
+    # A per-test state dir that shares the session's signed plugins and key.
+    local = tmp / "state"
+    if not local.exists():
+        local.mkdir()
+        for sub in ("keys", "packed"):
+            shutil.copytree(state_dir / sub, local / sub)
+    return make_app(
+        layout_path=write_layout(tmp, **kw), state_dir=local, host=host, manual_timers=True
+    )
+
+
+def screen_text(app: Workspace) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def pane_text(app: Workspace, pane_id: str) -> str:
+    return str(app.view(app.panes[pane_id]).render())
+
+
+async def settled(app: Workspace, pilot) -> str:
+    await app.settle()
+    await pilot.pause()
+    return screen_text(app)
+
+
+async def test_startup_focus_and_status_bar(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        text = await settled(app, pilot)
+        assert "ERROR IN PLUGIN" not in text
+        assert "NORMAL" in text
+        assert "pane: files" in text
+        assert "1:main" in text
+        assert "2:second" in text
+        assert "tick 0" in text  # clock
+        assert isinstance(app.focused, PaneView)
+        assert app.focused.pane.id == "file-browser"
+        await pilot.press("tab")
+        text = await settled(app, pilot)
+        assert app.focused.pane.id == "todo"
+        assert "pane: todo" in text
+        await pilot.press("shift+tab", "shift+tab")
+        text = await settled(app, pilot)
+        assert app.focused.pane.id == "misbehaving"
+        assert "pane: misbehaving" in text
+        await pilot.press("ctrl+g")
+        text = await settled(app, pilot)
+        assert "LOCKED" in text
+
+
+async def test_clock_updates_on_timer_events(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        assert "tick 0" in pane_text(app, "clock")
+        assert app.fire_timers("clock") == 1
+        await settled(app, pilot)
+        assert "tick 1" in pane_text(app, "clock")
+        assert app.fire_timers("clock") == 1  # the plugin set a new timeout
+        text = await settled(app, pilot)
+        assert "tick 2" in text
+
+
+async def test_file_browser_sees_the_granted_folder_only(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        text = await settled(app, pilot)
+        files = pane_text(app, "file-browser")
+        assert "/host" in files
+        assert "docs/" in files
+        assert "notes.txt" in files
+        assert "open-files: granted" in files
+        await pilot.press("enter")  # into docs/
+        await settled(app, pilot)
+        assert "/host/docs" in pane_text(app, "file-browser")
+        assert "readme.md" in pane_text(app, "file-browser")
+        await pilot.press("backspace", "backspace")  # up, and never above /host
+        await settled(app, pilot)
+        files = pane_text(app, "file-browser")
+        assert "/host/docs" not in files
+        assert "notes.txt" in files
+        await pilot.press("down", "enter")  # open notes.txt
+        await settled(app, pilot)
+        files = pane_text(app, "file-browser")
+        assert "opened /host/notes.txt" in files
+        assert "first line of notes" in files
+        assert app.opened == [("file-browser", "/host/notes.txt")]
+        await pilot.press("e")  # /etc/passwd does not exist inside the sandbox
+        text = await settled(app, pilot)
+        assert "/etc/passwd: FileNotFoundError" in pane_text(app, "file-browser")
+        assert "root:" not in text
+
+
+async def test_permission_prompt_is_answered_and_remembered(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host, browser_grants="")
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        assert isinstance(app.screen, PermissionScreen)
+        await pilot.pause()
+        text = str(app.screen.query_one("#question").render())
+        assert "file-browser 0.1.0 (pane file-browser, signed by zellij_like demo)" in text
+        assert "Open files: ask the workspace to open files" in text
+        assert "open-files: pending" in pane_text(app, "file-browser")
+        app.fire_timers("clock")  # other panes keep working while the prompt is up
+        await pilot.press("y")
+        await settled(app, pilot)
+        assert not isinstance(app.screen, PermissionScreen)
+        assert "open-files: granted" in pane_text(app, "file-browser")
+        assert "tick 1" in pane_text(app, "clock")
+    decisions = app.policy.store.list()
+    assert [d.plugin for d in decisions] == ["file-browser"]
+
+    again = new_app(tmp_path, state_dir, host, browser_grants="")
+    async with again.run_test(size=SIZE) as pilot:
+        await settled(again, pilot)
+        assert not isinstance(again.screen, PermissionScreen)  # remembered: no prompt
+        assert "open-files: granted" in pane_text(again, "file-browser")
+
+
+async def test_denied_permission_blocks_the_host_call(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host, browser_grants="")
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("n")
+        await settled(app, pilot)
+        assert "open-files: denied" in pane_text(app, "file-browser")
+        await pilot.press("down", "enter")  # notes.txt: the host refuses to open it
+        await settled(app, pilot)
+        assert "cannot open: permission open-files not granted" in pane_text(app, "file-browser")
+        assert app.opened == []
+
+
+async def test_panic_shows_error_pane_and_r_restarts(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("shift+tab")  # focus the misbehaving pane
+        await pilot.press("x")
+        await settled(app, pilot)
+        assert "keys seen: 1" in pane_text(app, "misbehaving")
+        await pilot.press("p")
+        await settled(app, pilot)
+        err = pane_text(app, "misbehaving")
+        assert "ERROR IN PLUGIN" in err
+        assert "PluginTrapped" in err
+        assert "panic on key p" in err
+        app.fire_timers("clock")  # the other panes keep updating
+        await pilot.press("shift+tab", "shift+tab", "a", "enter", "tab", "tab")  # todo works
+        await settled(app, pilot)
+        assert "tick 1" in pane_text(app, "clock")
+        assert "[ ] a" in pane_text(app, "todo")
+        await pilot.press("r")
+        await settled(app, pilot)
+        assert "keys seen: 0" in pane_text(app, "misbehaving")  # a fresh instance
+        # A second fault within the window quarantines it (RestartPolicy max-faults = 2).
+        await pilot.press("p")
+        await settled(app, pilot)
+        await pilot.press("r")
+        await settled(app, pilot)
+        err = pane_text(app, "misbehaving")
+        assert "PluginQuarantinedError" in err
+        assert "press R" in err
+        await pilot.press("R")
+        await settled(app, pilot)
+        assert "keys seen: 0" in pane_text(app, "misbehaving")
+
+
+async def test_infinite_loop_times_out_without_freezing_the_ui(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("shift+tab")
+        # What pressing "l" does (pilot.press would wait for the app to be idle):
+        app.spawn(app.deliver(app.panes["misbehaving"], Variant("key", "l")))
+        await asyncio.sleep(0.05)  # the plugin now spins until its 1500 ms limit
+        app.action_focus_pane(1)  # the UI still answers meanwhile
+        app.fire_timers("clock")  # and the other plugins still run
+        while "tick 1" not in pane_text(app, "clock"):
+            await asyncio.sleep(0.01)
+        answered_at = time.monotonic()
+        assert app.focused.pane.id == "file-browser"
+        await settled(app, pilot)
+        err = pane_text(app, "misbehaving")
+        assert "ERROR IN PLUGIN" in err
+        assert "PluginTimeout" in err
+        assert answered_at < app.panes["misbehaving"].error_at  # before the loop ended
+        assert "tick 1" in pane_text(app, "clock")
+
+
+async def test_todo_survives_restarts_and_messages_the_status_bar(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("tab", *"buy milk", "enter", *"write docs", "enter", "ctrl+o")
+        text = await settled(app, pilot)
+        todo = pane_text(app, "todo")
+        assert "[ ] buy milk" in todo
+        assert "[x] write docs" in todo
+        assert "todo: 1 open" in text  # post-message to the status-bar's pipe
+    saved = tmp_path / "data" / "todo" / "todo.json"
+    assert "buy milk" in saved.read_text()
+    again = new_app(tmp_path, state_dir, host)
+    async with again.run_test(size=SIZE) as pilot:
+        await settled(again, pilot)
+        assert "[ ] buy milk" in pane_text(again, "todo")
+
+
+async def test_tabs_switch_and_save_a_screenshot(tmp_path, state_dir, host):
+    app = new_app(tmp_path, state_dir, host)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("ctrl+t")
+        text = await settled(app, pilot)
+        assert app.active_tab == 1
+        assert app.focused.pane.id == "clock-2"
+        assert "clock-2" in text
+        assert "misbehaving" not in text
+        svg = app.export_screenshot()
+        assert svg.startswith("<svg")
+        assert "second" in svg
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_tmux_smoke(tmp_path, state_dir):
+    """Run the real app in a real terminal (tmux), press keys, read the screen."""
+    local = tmp_path / "state"
+    local.mkdir()
+    for sub in ("keys", "packed"):
+        shutil.copytree(state_dir / sub, local / sub)
+    layout = write_layout(tmp_path)
+    session = f"zellij-like-{time.monotonic_ns()}"
+    cmd = (
+        f"cd {ROOT} && {sys.executable} -m examples.zellij_like "
+        f"--layout {layout} --state-dir {local}"
+    )
+    tmux = ["tmux", "-L", session]
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", session, "-x", "140", "-y", "40", cmd], check=True
+    )
+
+    def capture() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+
+    def wait_for(needle: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = capture()
+            if needle in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{needle!r} not on screen:\n{capture()}")
+
+    try:
+        wait_for("keys seen: 0")
+        subprocess.run([*tmux, "send-keys", "-t", session, "BTab"], check=True)
+        wait_for("pane: misbehaving")
+        subprocess.run([*tmux, "send-keys", "-t", session, "p"], check=True)
+        wait_for("ERROR IN PLUGIN")
+        subprocess.run([*tmux, "send-keys", "-t", session, "r"], check=True)
+        screen = wait_for("keys seen: 0")
+        assert "ERROR IN PLUGIN" not in screen
+        subprocess.run([*tmux, "send-keys", "-t", session, "C-q"], check=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            alive = subprocess.run([*tmux, "has-session", "-t", session], capture_output=True)
+            if alive.returncode != 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the app did not quit on ctrl+q")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
