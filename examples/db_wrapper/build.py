@@ -44,7 +44,7 @@ from pathlib import Path
 
 from wasmplug import PluginHost, PluginNotFoundError, Registry, TrustedKey, UntrustedKeyError
 from wasmplug._build import build_python_component
-from wasmplug._cli_sign import write_atomic
+from wasmplug._fsutil import write_atomic
 from wasmplug._manifest import MANIFEST_SECTION, Manifest
 from wasmplug._signing import (
     PublicKey,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wasmplug import TrustedKey
 from wasmplug._build import build_python_component
-from wasmplug._cli_sign import write_atomic
+from wasmplug._fsutil import write_atomic
 from wasmplug._manifest import MANIFEST_SECTION, Manifest
 from wasmplug._signing import PublicKey, SecretKey, generate_keypair, load_secret_key, sign
 from wasmplug._wasm_sections import with_custom_section

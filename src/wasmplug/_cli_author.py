@@ -24,8 +24,8 @@ import attrs
 
 from . import _wasm_sections as ws
 from ._build import build_js_component, build_python_component
-from ._cli_sign import write_atomic
 from ._errors import BuildError
+from ._fsutil import write_atomic
 from ._manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest
 
 __all__ = [

@@ -9,35 +9,15 @@ the other, and the files are interchangeable.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from . import _signing
 from . import _wasm_sections as ws
 from ._errors import KeyFormatError, SignatureError
+from ._fsutil import write_atomic
 from ._manifest import MANIFEST_SECTION, Manifest
 
-__all__ = ["add_commands", "write_atomic"]
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``.
-
-    An interrupted write leaves either the old file or none, never half a file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["add_commands"]
 
 
 def cmd_pack(args: argparse.Namespace) -> int:

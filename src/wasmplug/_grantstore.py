@@ -15,7 +15,6 @@ import fcntl
 import fnmatch
 import json
 import os
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +26,7 @@ import platformdirs
 
 from ._capabilities import Permission
 from ._errors import ManifestError, TrustStoreError
+from ._fsutil import write_atomic
 from ._grants import DirGrant, Grants
 
 __all__ = ["GrantPolicy", "GrantStore", "PermissionRequest", "StoredDecision"]
@@ -139,17 +139,8 @@ class GrantStore:
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".grants-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # 0600: the file holds granted environment values.
+        write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True).encode(), mode=0o600)
 
     @staticmethod
     def _key(plugin: str, publisher: str | None, sha256: str) -> str:

@@ -19,7 +19,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from ._errors import (
     UnsignedPluginError,
     UntrustedKeyError,
 )
+from ._fsutil import write_atomic
 from ._signing import PublicKey
 
 __all__ = ["TrustDecision", "TrustStore", "TrustedKey", "default_trust_path"]
@@ -209,17 +209,7 @@ class TrustStore:
             "revoked-digests": sorted(self.revoked_digests),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=2).encode(), mode=0o600)
         self._stamp = self._file_stamp()
 
     def add(self, key: TrustedKey) -> None:
