@@ -20,10 +20,11 @@ import pytest
 pytest.importorskip("textual")
 
 from examples.zellij_like import build
-from examples.zellij_like.__main__ import make_app
+from examples.zellij_like.__main__ import enable_watch, make_app
 from examples.zellij_like.app import PaneView, PermissionScreen, Workspace
 
 from wasmplug import PluginHost, Variant
+from wasmplug._cli_sign import write_atomic
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,6 +315,94 @@ async def test_tabs_switch_and_save_a_screenshot(tmp_path, state_dir, host):
         svg = app.export_screenshot()
         assert svg.startswith("<svg")
         assert "second" in svg
+
+
+def replace_wasm(path: Path) -> None:
+    """What a rebuild does to a signed plugin: an atomic write of (here the same) bytes."""
+    write_atomic(path, path.read_bytes())
+
+
+async def clock_at_tick_2(app: Workspace, pilot) -> None:
+    await settled(app, pilot)
+    for _ in range(2):
+        app.fire_timers("clock")
+        await settled(app, pilot)
+    assert "tick 2" in pane_text(app, "clock")
+
+
+async def test_watch_reloads_a_changed_plugin_simulated(tmp_path, state_dir, host):
+    """--watch, with the file events fed in by the test (no file system watcher)."""
+    batches: asyncio.Queue[set[tuple[object, str]]] = asyncio.Queue()
+
+    async def changes():
+        while True:
+            yield await batches.get()
+
+    app = new_app(tmp_path, state_dir, host)
+    local = tmp_path / "state"
+    enable_watch(app, local, changes=changes())
+    clock_wasm = local / "packed" / "clock.wasm"
+    async with app.run_test(size=SIZE) as pilot:
+        await clock_at_tick_2(app, pilot)
+        old = app.panes["clock"].plugin
+        # An atomic write shows up as its temporary file plus the final name,
+        # sometimes twice: each pane reloads once.
+        replace_wasm(clock_wasm)
+        await batches.put(
+            {
+                ("added", str(clock_wasm)),
+                ("modified", str(clock_wasm)),
+                ("deleted", str(local / "packed" / ".clock.wasm.tmp")),
+            }
+        )
+        while app.panes["clock-2"].reloads == 0:  # both panes run the clock plugin
+            await asyncio.sleep(0.01)
+        await settled(app, pilot)
+        clock = app.panes["clock"]
+        assert clock.reloads == 1
+        assert clock.plugin is not None
+        assert clock.plugin is not old
+        assert "tick 0" in pane_text(app, "clock")  # a fresh instance...
+        assert app.view(clock).border_subtitle == "reloaded 1x"
+        assert app.fire_timers("clock") == 1  # ...that set its timer again in load
+        await pilot.press("tab", *"still here", "enter")  # the other panes kept running
+        await settled(app, pilot)
+        assert "tick 1" in pane_text(app, "clock")
+        assert "[ ] still here" in pane_text(app, "todo")
+        assert {p.id: p.reloads for p in app.panes.values() if p.reloads} == {
+            "clock": 1,
+            "clock-2": 1,
+        }
+        assert "ERROR IN PLUGIN" not in screen_text(app)
+
+
+async def test_watch_reloads_a_changed_plugin_through_watchfiles(tmp_path, state_dir, host):
+    """--watch for real: watchfiles sees the signed .wasm replaced and the pane reloads."""
+    pytest.importorskip("watchfiles")
+    app = new_app(tmp_path, state_dir, host)
+    local = tmp_path / "state"
+    enable_watch(app, local, sources=False, debounce_ms=50)
+    clock_wasm = local / "packed" / "clock.wasm"
+    async with app.run_test(size=SIZE) as pilot:
+        await clock_at_tick_2(app, pilot)
+        # The watcher starts in a worker; until it runs, a change can go unseen,
+        # so replace the file again every 0.5 s (each write is one more event).
+        deadline = time.monotonic() + 5
+        while app.panes["clock-2"].reloads == 0:  # both panes run the clock plugin
+            assert time.monotonic() < deadline, "the panes were not reloaded"
+            replace_wasm(clock_wasm)
+            for _ in range(50):
+                if app.panes["clock-2"].reloads:
+                    break
+                await asyncio.sleep(0.01)
+        await settled(app, pilot)
+        assert app.panes["clock"].reloads >= 1
+        assert "tick 0" in pane_text(app, "clock")  # a fresh instance
+        await pilot.press("tab", *"go on", "enter")  # the other panes kept running
+        await settled(app, pilot)
+        assert "[ ] go on" in pane_text(app, "todo")
+        assert app.panes["todo"].reloads == 0
+        assert "ERROR IN PLUGIN" not in screen_text(app)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

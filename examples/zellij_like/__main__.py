@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from wasmplug import GrantStore, PluginHost
 
@@ -42,27 +44,76 @@ def make_app(
     )
 
 
-async def watch(app: Workspace, state_dir: Path) -> None:
-    """``--watch``: rebuild a plugin when its source changes, reload it when its
-    signed ``.wasm`` changes."""
-    import watchfiles
+Changes = set[tuple[Any, str]]
+"""One batch of file changes, as ``watchfiles.awatch`` yields them: ``{(Change, path)}``."""
 
+
+async def apply_changes(app: Workspace, state_dir: Path, changes: Changes) -> list[str]:
+    """Handle one batch of file changes; returns the ids of the panes reloaded.
+
+    A signed ``.wasm`` in ``state_dir/packed`` that changed (and still exists)
+    reloads every pane running that plugin, once per batch. A plugin source
+    (``.py``) that changed is rebuilt and re-signed, which the next batch sees.
+    """
     packed = state_dir / "packed"
     sources = {str(path): name for name, path in build.PLUGINS.items()}
-    async for changes in watchfiles.awatch(packed, *sources, debounce=300):
-        for _change, changed in changes:
-            path = Path(changed)
-            if path.parent == packed and path.suffix == ".wasm":
-                for spec in app.panes_for_plugin(path.stem):
-                    await app.reload(spec.id, path)
-            elif path.suffix == ".py":
-                name = next((n for d, n in sources.items() if changed.startswith(d)), None)
-                if name is not None and app.panes_for_plugin(name):
-                    app.notify(f"rebuilding {name}...", title="--watch")
-                    try:
-                        await asyncio.to_thread(build.prepare, state_dir, [name])
-                    except Exception as e:  # a broken plugin source must not end the app
-                        app.notify(f"{name}: {e}", title="build failed", severity="error")
+    wasm: dict[Path, None] = {}
+    rebuild: dict[str, None] = {}
+    for _change, changed in changes:
+        path = Path(changed)
+        if path.parent == packed and path.suffix == ".wasm":
+            wasm[path] = None
+        elif path.suffix == ".py":
+            name = next((n for d, n in sources.items() if changed.startswith(d)), None)
+            if name is not None and app.panes_for_plugin(name):
+                rebuild[name] = None
+    reloaded = []
+    for path in wasm:
+        if not path.is_file():  # deleted, or the temporary name of an atomic write
+            continue
+        for spec in app.panes_for_plugin(path.stem):
+            await app.reload(spec.id, path)
+            reloaded.append(spec.id)
+    for name in rebuild:
+        app.notify(f"rebuilding {name}...", title="--watch")
+        try:
+            await asyncio.to_thread(build.prepare, state_dir, [name])
+        except Exception as e:  # a broken plugin source must not end the app
+            app.notify(f"{name}: {e}", title="build failed", severity="error")
+    return reloaded
+
+
+async def watch(
+    app: Workspace,
+    state_dir: Path,
+    *,
+    changes: AsyncIterator[Changes] | None = None,
+    sources: bool = True,
+    debounce_ms: int = 300,
+) -> None:
+    """``--watch``: rebuild a plugin when its source changes, reload it when its
+    signed ``.wasm`` changes.
+
+    Args:
+        changes: Batches of changes to handle instead of watching the file
+            system with watchfiles (for tests).
+        sources: Also watch the plugins' source folders (else ``packed/`` only).
+    """
+    if changes is None:
+        import watchfiles
+
+        paths = [state_dir / "packed"]
+        if sources:
+            paths += [path for path in build.PLUGINS.values() if path.is_dir()]
+        changes = watchfiles.awatch(*paths, debounce=debounce_ms)
+    async for batch in changes:
+        await apply_changes(app, state_dir, batch)
+
+
+def enable_watch(app: Workspace, state_dir: Path, **kw: Any) -> None:
+    """Start :func:`watch` as a worker once the app runs (``--watch``)."""
+    state_dir = Path(state_dir).resolve()
+    app.call_later(lambda: app.run_worker(watch(app, state_dir, **kw), exclusive=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     app = make_app(layout_path=args.layout, state_dir=args.state_dir, progress=print)
     if args.watch:
-        state_dir = args.state_dir.resolve()
-        app.call_later(lambda: app.run_worker(watch(app, state_dir), exclusive=True))
+        enable_watch(app, args.state_dir)
     with app.host:
         app.run()
     return 0

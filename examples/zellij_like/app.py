@@ -554,7 +554,10 @@ class Workspace(App[None]):
         pane = self.panes[pane_id]
         old = pane.plugin
         pane.path, pane.plugin, pane.error = path, None, None
-        self.view(pane).remove_class("crashed")
+        pane.reloads += 1
+        view = self.view(pane)
+        view.remove_class("crashed")
+        view.border_subtitle = f"reloaded {pane.reloads}x"
         if old is not None:
             await asyncio.to_thread(old.close)
         await self.start(pane)

@@ -53,9 +53,10 @@ class Pane:
         self.error: tuple[str, str] | None = None  # (fault class, message)
         self.error_at = 0.0  # time.monotonic() of the last fault
         self.output = ""
-        self.timers: list[Any] = []  # Textual timer handles, or ms values in manual mode
+        self.timers: list[Any] = []  # Textual timer handles, or fire callbacks in manual mode
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=spec.id)
         self.tab: int | None = None
+        self.reloads = 0  # how often --watch swapped in a new .wasm
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -74,6 +75,10 @@ class Pane:
         self.held.clear()
         self.effects.clear()
         self.pending_permission = False
+        for timer in self.timers:  # the old instance's timers must not reach the new one
+            stop = getattr(timer, "stop", None)
+            if stop is not None:
+                stop()
         self.timers.clear()
 
     def close(self) -> None:
