@@ -29,12 +29,14 @@ from wasmplug._testing import Call, RecordingHost, assert_faults, find_project
 
 pytest.importorskip("cookiecutter")
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 # -- template ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("language", ["python", "javascript"])
-@pytest.mark.parametrize("world", ["minimal", "db-source"])
+@pytest.mark.parametrize("world", ["minimal", "db-source", "pane"])
 def test_new_renders_a_complete_project(tmp_path: Path, world: str, language: str) -> None:
     assert main(["new", "word-count", "--world", world, "--language", language,
                  "-o", str(tmp_path)]) == 0  # fmt: skip
@@ -44,13 +46,25 @@ def test_new_renders_a_complete_project(tmp_path: Path, world: str, language: st
     app = "app.py" if language == "python" else "app.js"
     assert {p.name for p in root.iterdir()} == {"README.md", "wasmplug.toml", "wit", "tests", app}
     assert "{{" not in (root / app).read_text() + (root / "wit" / "world.wit").read_text()
-    assert (root / "wit" / "deps").is_dir() == (world == "db-source")
+    assert (root / "wit" / "deps").is_dir() == (world != "minimal")
     if world == "minimal":
         assert project.world == "acme:word-count/plugin@0.1.0"
         assert "# env = [" in (root / "wasmplug.toml").read_text()  # commented examples
-    else:
+    elif world == "db-source":
         assert project.world == "wasmplug-demo:fdw/file-source@0.1.0"
         assert "interface source" in (root / "wit" / "world.wit").read_text()
+    else:
+        assert project.world == "wasmplug-demo:zellij/plugin@0.1.0"
+        zellij = ROOT / "examples" / "zellij_like" / "wit" / "zellij.wit"
+        assert (root / "wit" / "world.wit").read_text().strip() == zellij.read_text().strip()
+        assert project.manifest.host_interfaces == (
+            "wasmplug-demo:zellij/types@0.1.0",
+            "wasmplug-demo:zellij/host@0.1.0",
+        )
+        for export in ("load", "update", "render", "pipe"):
+            assert f"def {export}(" in (root / app).read_text() or (
+                f"export function {export}(" in (root / app).read_text()
+            )
     compile((root / "tests" / "test_plugin.py").read_text(), "test_plugin.py", "exec")
 
 
@@ -190,6 +204,13 @@ def test_python_project_new_build_test_sign_load(tmp_path: Path, capsys: Any) ->
 @pytest.mark.slow
 def test_db_source_project_builds_and_passes_its_tests(tmp_path: Path) -> None:
     root = new_project("squares", world="db-source", output_dir=tmp_path)
+    build_project(root)
+    _generated_tests(root)
+
+
+@pytest.mark.slow
+def test_pane_project_builds_and_passes_its_tests(tmp_path: Path) -> None:
+    root = new_project("my-pane", world="pane", output_dir=tmp_path)
     build_project(root)
     _generated_tests(root)
 

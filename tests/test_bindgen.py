@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +212,48 @@ def test_greeter_bindings_type_check_and_run(tmp_path: Path, greeter_wasm: Path)
         for name in ("user_app", "greeter_bindings"):
             sys.modules.pop(name, None)
     assert result == ("Hello, typed!", 41, "blue", ["greeting typed"], "division by zero")
+
+
+# -- the db_wrapper example's committed bindings ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_WRAPPER = ROOT / "examples" / "db_wrapper"
+_FIRST_LINE = re.compile(r'^"""Typed bindings for ``[^`]*`` \(sha256 [0-9a-f]+\)', re.M)
+
+
+def _normalise(code: str) -> str:
+    # The docstring names the component file and its hash, which change with any edit of
+    # the plugin's app.py; only the types matter here.
+    return _FIRST_LINE.sub('"""Typed bindings for ``<component>``', code, count=1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("componentize-py") is None, reason="componentize-py not found")
+def test_db_wrapper_bindings_up_to_date_and_strict(tmp_path: Path) -> None:
+    """``examples/db_wrapper/bindings.py`` is ``wasmplug bindgen`` of the current csv-source
+    component (plus its header comment); set WASMPLUG_REGEN_BINDINGS=1 to rewrite it."""
+    pytest.importorskip("mypy")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from examples.db_wrapper import build
+
+    component = build.build_plugins(progress=None)["csv-source"]
+    out = tmp_path / "bindings.py"
+    assert main(["bindgen", str(component), "-o", str(out)]) == 0
+    committed_path = DB_WRAPPER / "bindings.py"
+    committed = committed_path.read_text()
+    header, sep, _ = committed.partition("# fmt: off\n")
+    assert sep, "bindings.py lost its header comment (ending with '# fmt: off')"
+    expected = header + sep + out.read_text()
+    if os.environ.get("WASMPLUG_REGEN_BINDINGS"):
+        committed_path.write_text(expected)
+        committed = expected
+    assert _normalise(committed) == _normalise(expected), (
+        "examples/db_wrapper/bindings.py is stale; regenerate it with "
+        "WASMPLUG_REGEN_BINDINGS=1 python -m pytest tests/test_bindgen.py -k db_wrapper"
+    )
+
+    # The bindings and the example modules that use them pass mypy --strict.
+    users = [committed_path, DB_WRAPPER / "fdw.py", DB_WRAPPER / "vtable.py"]
+    proc = _mypy(tmp_path, users)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

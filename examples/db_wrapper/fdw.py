@@ -24,6 +24,8 @@ import attrs
 
 from wasmplug import PluginError, PluginFault, PluginHost, Variant
 
+from .bindings import HostImports, Level, provide_host, provide_types
+
 __all__ = [
     "HOST_INTERFACE",
     "SOURCE_INTERFACE",
@@ -260,6 +262,9 @@ _current = _Current()
 class HostServices:
     """Implements ``wasmplug-demo:fdw/host``: ``log``, ``now-micros`` and ``stat``.
 
+    It is the ``HostImports`` protocol of the generated ``bindings`` module
+    (``wasmplug bindgen``), which provides it, converting the WIT values.
+
     One instance is provided to the :class:`~wasmplug.PluginHost`. Host
     functions run on the thread that called into the plugin, so
     :meth:`calling` (a thread-local) tells ``stat`` which scan it belongs to.
@@ -272,8 +277,8 @@ class HostServices:
         "error": logging.ERROR,
     }
 
-    def log(self, level: str, msg: str) -> None:
-        plugin_log.log(self._LEVELS.get(level, logging.INFO), "%s: %s", _current.plugin, msg)
+    def log(self, level: Level, msg: str) -> None:
+        plugin_log.log(self._LEVELS.get(level.value, logging.INFO), "%s: %s", _current.plugin, msg)
 
     def now_micros(self) -> int:
         return time.time_ns() // 1000
@@ -298,6 +303,7 @@ class HostServices:
     def install(cls, host: PluginHost) -> HostServices:
         """Provide the interface to ``host`` (plugins loaded afterwards link to it)."""
         services = cls()
-        host.provide(TYPES_INTERFACE, {})
-        host.provide(HOST_INTERFACE, services)
+        impl: HostImports = services  # mypy checks it against the generated protocol
+        provide_types(host)
+        provide_host(host, impl)
         return services

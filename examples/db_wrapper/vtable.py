@@ -27,7 +27,8 @@ statement gets a fresh one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import apsw
@@ -44,6 +45,7 @@ from wasmplug import (
     WasmplugError,
 )
 
+from .bindings import PluginExports
 from .fdw import (
     SOURCE_INTERFACE,
     FdwError,
@@ -196,24 +198,35 @@ class WasmTable:
         self.module = module
         self.name = name
         self.plugin = plugin
+        # Typed exports from the generated bindings. begin-scan and iter-scan go through
+        # plugin.call: the scan context is fdw.ScanContext, and rows stay bridge Variants
+        # (no per-cell conversion on the hot path).
+        self.source = PluginExports(plugin).source
         self.options = tuple(options)
         self.columns: list[tuple[str, str]] = []  # (name, affinity)
         # Bumped on every fault: the instance holding earlier scans is gone.
         self.generation = 0
 
-    def call(self, func: str, record: ScanRecord | None, *args: Any) -> Any:
-        """Call ``source.<func>``; an ``err`` or a fault becomes :class:`FdwError`."""
+    @contextmanager
+    def calling(self, func: str, record: ScanRecord | None) -> Iterator[None]:
+        """Around a call of ``source.<func>``: an ``err`` or a fault becomes :class:`FdwError`."""
         with HostServices.calling(self.plugin.name, record):
             try:
-                return self.plugin.call(f"{SOURCE_INTERFACE}#{func}", *args)
+                yield
             except PluginError as e:
                 if isinstance(e, PluginFault):
                     self.generation += 1
                 raise FdwError.from_plugin_error(self.name, self.plugin.name, func, e) from e
 
+    def call(self, func: str, record: ScanRecord | None, *args: Any) -> Any:
+        """Call ``source.<func>`` untyped (see :meth:`calling`)."""
+        with self.calling(func, record):
+            return self.plugin.call(f"{SOURCE_INTERFACE}#{func}", *args)
+
     def init(self) -> str:
         """Ask the plugin for the columns; return the ``CREATE TABLE`` for SQLite."""
-        columns = self.call("init", None, list(self.options))
+        with self.calling("init", None):
+            columns = self.source.init(list(self.options))
         problems = []
         for col in columns:
             if col.type_name not in _AFFINITY:
@@ -331,7 +344,9 @@ class WasmCursor:
         self.record, self.rows, self.pos, self.rowid, self.eof = record, [], 0, 0, False
         if alive and context == self.context:
             record.rescan = True
-            table.call("re-scan", record, self.scan_id)
+            assert self.scan_id is not None
+            with table.calling("re-scan", record):
+                table.source.re_scan(self.scan_id)
         else:
             self._end()
             self.generation = table.generation
@@ -384,7 +399,8 @@ class WasmCursor:
         if scan_id is None or self.generation != self.table.generation:
             return  # never started, or it lived in an instance that has been discarded
         try:
-            self.table.call("end-scan", self.record, scan_id)
+            with self.table.calling("end-scan", self.record):
+                self.table.source.end_scan(scan_id)
         except apsw.Error as e:
             log.warning("%s", e)
 

@@ -48,7 +48,7 @@ TEMPLATE_DIR = (
 )
 """The cookiecutter template (in a source checkout or editable install)."""
 
-WORLDS = ("minimal", "db-source")
+WORLDS = ("minimal", "db-source", "pane")
 """``--world`` choices of ``wasmplug new`` (see ``templates/plugin/cookiecutter.json``)."""
 
 LANGUAGES = ("python", "javascript")

@@ -8,5 +8,5 @@ WORLD = "{{ cookiecutter.world }}"
 
 root = Path.cwd()
 (root / ("app.js" if LANGUAGE == "python" else "app.py")).unlink()
-if WORLD != "db-source":
+if WORLD == "minimal":  # the db-source and pane WITs use wasmplug:host/http
     shutil.rmtree(root / "wit" / "deps")

@@ -22,7 +22,7 @@ export function countWords(text) {
   }
   return words.length;
 }
-{%- else -%}
+{%- elif cookiecutter.world == "db-source" -%}
 // Guest code of the {{ cookiecutter.plugin_name }} plugin: a data source for the
 // db_wrapper demo, built with componentize-js. It serves one computed table,
 // `n` and `square` for n in 1..rows (option `rows`, default 10).
@@ -82,4 +82,43 @@ export const source = {
     scans.delete(scan);
   },
 };
+{%- else -%}
+// Guest code of the {{ cookiecutter.plugin_name }} plugin: a pane for the zellij_like
+// demo, built with componentize-js. `load`, `update`, `render` and `pipe` are the
+// module's named exports; events are `{ tag, val }` objects and enums strings.
+// `update` and `pipe` return true to ask for a re-render.
+import { subscribe } from "wasmplug-demo:zellij/host@0.1.0";
+
+const state = { title: "{{ cookiecutter.plugin_name }}", keys: 0, last: "-", message: "-" };
+
+export function load(config) {
+  const found = config.find(([key]) => key === "title");
+  if (found) {
+    state.title = found[1];
+  }
+  subscribe(["key"]);
+}
+
+export function update(ev) {
+  if (ev.tag === "key") {
+    state.keys += 1;
+    state.last = ev.val;
+    return true;
+  }
+  return false;
+}
+
+export function render(rows, cols) {
+  const lines = [
+    state.title,
+    `keys: ${state.keys} (last: ${state.last})`,
+    `message: ${state.message}`,
+  ];
+  return lines.slice(0, rows).map((line) => line.slice(0, cols)).join("\n");
+}
+
+export function pipe(msg) {
+  state.message = `${msg.name}: ${msg.payload} (from ${msg.source})`;
+  return true;
+}
 {%- endif %}

@@ -24,7 +24,7 @@ class WitWorld(wit_world.WitWorld):
         if not words:
             raise Err("no words")
         return len(words)
-{%- else -%}
+{%- elif cookiecutter.world == "db-source" -%}
 """Guest code of the {{ cookiecutter.plugin_name }} plugin: a data source for the db_wrapper demo.
 
 It serves one computed table, `n` and `square` for n in 1..rows (option `rows`,
@@ -94,4 +94,46 @@ class Source(exports.Source):
 
 def _cell(value):
     return Cell_S64(value) if isinstance(value, int) else Cell_String(str(value))
+{%- else -%}
+"""Guest code of the {{ cookiecutter.plugin_name }} plugin: a pane for the zellij_like demo.
+
+The host calls `load` once with the pane's configuration, `update` for each event
+the plugin subscribed to, `render` to draw the pane and `pipe` for messages from
+other plugins (see wit/world.wit and examples/zellij_like in the wasmplug
+repository). `update` and `pipe` return True to ask for a re-render.
+componentize-py generates the `wit_world` package from the WIT at build time.
+
+Build with `wasmplug build`; test with `python -m pytest`.
+"""
+
+import wit_world
+from wit_world.imports import host
+from wit_world.imports.types import Event_Key, EventKind
+
+state = {"title": "{{ cookiecutter.plugin_name }}", "keys": 0, "last": "-", "message": "-"}
+
+
+class WitWorld(wit_world.WitWorld):
+    def load(self, config):
+        state["title"] = dict(config).get("title", state["title"])
+        host.subscribe([EventKind.KEY])
+
+    def update(self, ev):
+        if isinstance(ev, Event_Key):
+            state["keys"] += 1
+            state["last"] = ev.value
+            return True
+        return False
+
+    def render(self, rows, cols):
+        lines = [
+            state["title"],
+            f"keys: {state['keys']} (last: {state['last']})",
+            f"message: {state['message']}",
+        ]
+        return "\n".join(line[:cols] for line in lines[:rows])
+
+    def pipe(self, msg):
+        state["message"] = f"{msg.name}: {msg.payload} (from {msg.source})"
+        return True
 {%- endif %}

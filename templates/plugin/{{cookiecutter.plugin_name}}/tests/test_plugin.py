@@ -37,7 +37,7 @@ def test_count_words_err(plugin):
     with pytest.raises(ErrorResult) as info:
         plugin.call("count-words", "   ")
     assert info.value.value == "no words"
-{%- else -%}
+{%- elif cookiecutter.world == "db-source" -%}
 """Tests of the {{ cookiecutter.plugin_name }} data source, run on the real component.
 
 The fixtures come from wasmplug's pytest plugin (`wasmplug.testing`, installed with
@@ -92,4 +92,51 @@ def test_bad_option_is_an_err(plugin):
     with pytest.raises(ErrorResult) as info:
         plugin.call(f"{SOURCE}#init", [("rows", "many")])
     assert info.value.value.case == "invalid-option"
+{%- else -%}
+"""Tests of the {{ cookiecutter.plugin_name }} pane, run on the real component.
+
+The fixtures come from wasmplug's pytest plugin (`wasmplug.testing`, installed with
+wasmplug): `load_plugin` builds the project (cached by content) and loads it into
+a fresh PluginHost, unsigned, with the grants and limits you pass.
+"""
+
+import pytest
+
+from wasmplug import Variant
+from wasmplug.testing import RecordingHost
+
+TYPES = "wasmplug-demo:zellij/types@0.1.0"
+HOST = "wasmplug-demo:zellij/host@0.1.0"
+
+
+@pytest.fixture
+def host_calls():
+    return RecordingHost()
+
+
+@pytest.fixture
+def plugin(load_plugin, host_calls):
+    plugin = load_plugin(provide={TYPES: {}, HOST: host_calls})
+    plugin.call("load", [("title", "My pane")])
+    return plugin
+
+
+def test_load_subscribes_to_keys(plugin, host_calls):
+    assert host_calls.calls_to("subscribe") == [(["key"],)]
+
+
+def test_key_events_rerender(plugin):
+    assert plugin.call("update", Variant("key", "a")) is True
+    assert plugin.call("update", Variant("timer", 1.0)) is False
+    assert plugin.call("render", 10, 80).splitlines()[:2] == ["My pane", "keys: 1 (last: a)"]
+
+
+def test_render_fits_the_pane(plugin):
+    assert plugin.call("render", 1, 4) == "My p"
+
+
+def test_pipe_shows_the_message(plugin):
+    msg = {"source": "host", "name": "greet", "payload": "hello"}
+    assert plugin.call("pipe", msg) is True
+    assert "message: greet: hello (from host)" in plugin.call("render", 10, 80)
 {%- endif %}
