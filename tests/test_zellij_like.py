@@ -1,6 +1,6 @@
 """examples/zellij_like: headless Textual pilot tests of the plugin workspace.
 
-The six plugins are built once (componentize-py, cached by content in the user
+The seven plugins are built once (componentize-py, cached by content in the user
 cache; ~1-4 min the first time) and signed with a demo key in a session
 directory. Timers are fired explicitly (``manual_timers=True``).
 """
@@ -8,9 +8,11 @@ directory. Timers are fired explicitly (``manual_timers=True``).
 from __future__ import annotations
 
 import asyncio
+import http.server
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,7 +96,9 @@ id = "clock-2"
     return path
 
 
-def new_app(tmp: Path, state_dir: Path, host: PluginHost, **kw: str) -> Workspace:
+def new_app(
+    tmp: Path, state_dir: Path, host: PluginHost, layout: Path | None = None, **kw: str
+) -> Workspace:
     # A per-test state dir that shares the session's signed plugins and key.
     local = tmp / "state"
     if not local.exists():
@@ -102,7 +106,10 @@ def new_app(tmp: Path, state_dir: Path, host: PluginHost, **kw: str) -> Workspac
         for sub in ("keys", "packed"):
             shutil.copytree(state_dir / sub, local / sub)
     return make_app(
-        layout_path=write_layout(tmp, **kw), state_dir=local, host=host, manual_timers=True
+        layout_path=layout or write_layout(tmp, **kw),
+        state_dir=local,
+        host=host,
+        manual_timers=True,
     )
 
 
@@ -315,6 +322,104 @@ async def test_tabs_switch_and_save_a_screenshot(tmp_path, state_dir, host):
         svg = app.export_screenshot()
         assert svg.startswith("<svg")
         assert "second" in svg
+
+
+class TextServer(http.server.ThreadingHTTPServer):
+    """A local HTTP server (127.0.0.1, a free port) answering every GET with one text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text.encode()
+        self.paths: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(server.text)))
+                self.end_headers()
+                self.wfile.write(server.text)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> TextServer:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def write_fetch_layout(tmp: Path, url: str, *, granted: bool) -> Path:
+    tmp.mkdir(exist_ok=True)
+    path = tmp / "fetch-layout.toml"
+    perms = '"web-access"' if granted else ""
+    path.write_text(
+        f"""
+[[tabs]]
+name = "web"
+[[tabs.panes]]
+plugin = "fetch"
+config = {{ url = "{url}" }}
+permissions = [{perms}]
+"""
+    )
+    return path
+
+
+async def test_fetch_plugin_needs_web_access_for_http(tmp_path, state_dir, host):
+    """The web-plugin world: wasmplug:host/http is allowed only after web-access is granted."""
+    with TextServer("hello from the local server\nsecond line\n") as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hello.txt"
+        layout = write_fetch_layout(tmp_path, url, granted=True)
+        app = new_app(tmp_path, state_dir, host, layout=layout)
+        async with app.run_test(size=SIZE) as pilot:
+            await settled(app, pilot)
+            assert not isinstance(app.screen, PermissionScreen)  # pre-granted in the layout
+            text = pane_text(app, "fetch")
+            assert "web-access: granted" in text
+            assert "status 200: hello from the local server" in text
+            assert "second line" not in text
+            sandbox = app.panes["fetch"].plugin.sandbox
+            assert sandbox.allowed_outbound_hosts == ("http://127.0.0.1:*",)
+        assert server.paths == ["/hello.txt"]
+
+        server.paths.clear()
+        layout = write_fetch_layout(tmp_path / "denied", url, granted=False)
+        app = new_app(tmp_path / "denied", state_dir, host, layout=layout)
+        async with app.run_test(size=SIZE) as pilot:
+            await settled(app, pilot)
+            assert isinstance(app.screen, PermissionScreen)
+            assert "Web access: make web requests" in str(
+                app.screen.query_one("#question").render()
+            )
+            await pilot.press("n")
+            await settled(app, pilot)
+            text = pane_text(app, "fetch")
+            assert "web-access: denied" in text
+            assert "error: denied" in text
+            assert "127.0.0.1" in text
+            assert app.panes["fetch"].plugin.sandbox.allowed_outbound_hosts == ()
+            await pilot.press("f")  # asking again changes nothing
+            await settled(app, pilot)
+            assert "fetches: 2" in pane_text(app, "fetch")
+            assert "error: denied" in pane_text(app, "fetch")
+        assert server.paths == []  # nothing reached the server
+
+        # Allowed at the prompt: the pane is loaded again with the HTTP grant.
+        layout = write_fetch_layout(tmp_path / "allowed", url, granted=False)
+        app = new_app(tmp_path / "allowed", state_dir, host, layout=layout)
+        async with app.run_test(size=SIZE) as pilot:
+            await settled(app, pilot)
+            await pilot.press("y")
+            await settled(app, pilot)
+            assert "status 200: hello from the local server" in pane_text(app, "fetch")
+        assert server.paths == ["/hello.txt"]
 
 
 def replace_wasm(path: Path) -> None:

@@ -396,6 +396,15 @@ class Workspace(App[None]):
             granted |= granted_names(grants) & set(need)
         pane.granted |= granted
         pane.pending_permission = False
+        if pane.web_grant_stale():
+            # web-access was just granted: the HTTP grant (the manifest's
+            # allowed-outbound-hosts) is given at load time, so load it again.
+            # Its load() asks again, and is answered at once from pane.granted.
+            old, pane.plugin = pane.plugin, None
+            if old is not None:  # after any call still running on the pane's thread
+                await asyncio.get_running_loop().run_in_executor(pane.executor, old.close)
+            await self.start(pane)
+            return
         await self.deliver(pane, Variant("permission-result", set(wanted) <= pane.granted))
         held, pane.held = pane.held, []
         for event in held:

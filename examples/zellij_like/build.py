@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 WIT_DIR = HERE / "wit"
 PLUGINS: dict[str, Path] = {
     name: HERE / "plugins" / name.replace("-", "_")
-    for name in ("status-bar", "tab-bar", "clock", "file-browser", "todo", "misbehaving")
+    for name in ("status-bar", "tab-bar", "clock", "file-browser", "todo", "misbehaving", "fetch")
 }
 """Plugin name -> its directory (``app.py`` + ``wasmplug.toml``)."""
 

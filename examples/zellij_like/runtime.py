@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wasmplug import Err, Plugin, PluginHost, Variant, WasmplugError
+import attrs
+
+from wasmplug import Err, Grants, Plugin, PluginHost, Variant, WasmplugError
 
 from .layout import PaneSpec
 from .permissions import CALL_NEEDS
@@ -57,17 +59,44 @@ class Pane:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=spec.id)
         self.tab: int | None = None
         self.reloads = 0  # how often --watch swapped in a new .wasm
+        self.outbound: tuple[str, ...] = ()  # the hosts the manifest declares (seen at load)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def open(self, host: PluginHost) -> None:
-        """Load (verify, compile, instantiate) the plugin; blocking."""
-        self.plugin = host.load(
+        """Load (verify, compile, instantiate) the plugin; blocking.
+
+        A plugin whose manifest declares outbound hosts is loaded again with
+        them granted if ``web-access`` is already granted (pre-granted in the
+        layout, or answered before a reload).
+        """
+        self.plugin = self._load(host)
+        self.outbound = tuple(self.plugin.manifest.allowed_outbound_hosts)
+        if self.web_grant_stale():
+            self.plugin.close()
+            self.plugin = self._load(host)
+
+    def _load(self, host: PluginHost) -> Plugin:
+        return host.load(
             self.path,
-            grants=self.spec.grants,
+            grants=self.grants(),
             limits=self.spec.limits,
             restart_policy=self.spec.restart,
         )
+
+    def grants(self) -> Grants:
+        """The layout's grants, plus the declared outbound hosts once ``web-access`` is granted."""
+        if "web-access" in self.spec.permissions | self.granted and self.outbound:
+            return attrs.evolve(self.spec.grants, allowed_outbound_hosts=self.outbound)
+        return self.spec.grants
+
+    def web_grant_stale(self) -> bool:
+        """``web-access`` is granted but the running instance lacks the HTTP grant
+        (grants are fixed when a plugin is loaded, so it must be loaded again)."""
+        if self.plugin is None or not self.outbound:
+            return False
+        has = set(self.plugin.sandbox.allowed_outbound_hosts)
+        return "web-access" in self.spec.permissions | self.granted and has != set(self.outbound)
 
     def forget_state(self) -> None:
         """What a fresh instance starts without (it subscribes and asks again in load)."""
@@ -105,6 +134,8 @@ class Pane:
         Calls queued behind a fault are skipped (the pane shows its error until restarted).
         """
         if self.error is not None and export != "load":
+            return False, None
+        if self.plugin is None:  # being loaded again (see Workspace.resolve_permission)
             return False, None
         try:
             return True, self.call_sync(export, *args)
