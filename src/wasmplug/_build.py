@@ -30,6 +30,7 @@ from pathlib import Path
 import platformdirs
 
 from ._errors import BuildError
+from ._fsutil import fsync_dir
 
 __all__ = [
     "build_cache_key",
@@ -179,19 +180,7 @@ def _commit(tmp: Path, dest: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Fsync ``directory`` (making renames in it durable), where the OS allows it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # directories cannot be fsynced everywhere (e.g. Windows)
-        pass
+    fsync_dir(dest.parent)
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
@@ -383,7 +372,7 @@ def _install_js_tools(progress: Callable[[str], None] | None) -> Path:
             if not (dest / _NODE_SCRIPT_NAME).is_file():
                 raise BuildError(f"cannot move the npm tooling into {dest}: {e}") from e
             shutil.rmtree(tmp, ignore_errors=True)  # a concurrent install won the race
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -20,13 +20,13 @@ import logging
 import os
 import stat
 import struct
-import tempfile
 from pathlib import Path
 
 import platformdirs
 import wasmtime
 
 from ._errors import CacheError
+from ._fsutil import write_atomic
 
 __all__ = ["CompileCache"]
 
@@ -118,15 +118,7 @@ class CompileCache:
         """Store a serialized component atomically. Failures are logged, not raised."""
         path = self.path_for(component_sha256)
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, hashlib.sha256(payload).digest())
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".cwasm")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(header)
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, header + payload, mode=0o600)
         except OSError as e:
             log.warning("cannot write compile-cache entry %s: %s", path, e)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

@@ -66,6 +66,7 @@ from ._errors import (
     UnsignedPluginError,
     VersionConflictError,
 )
+from ._fsutil import fsync_dir
 from ._manifest import MANIFEST_SECTION, Manifest, declares_import
 from ._semver import matches_spec, version_key
 from ._trust import TrustedKey, TrustStore, as_trusted
@@ -160,14 +161,6 @@ def _info(c: _Candidate, source: Source, path: Path | None, origin: str) -> Plug
         path, c.manifest, tuple(c.component.import_names), tuple(c.component.export_names),
         source, origin,
     )  # fmt: skip
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -573,7 +566,7 @@ class Registry:
         while target.exists():
             target = target_dir / f"plugin-{sha[:12]}-{secrets.token_hex(3)}.wasm"
         os.rename(staged, target)
-        _fsync_dir(target_dir)
+        fsync_dir(target_dir)
         return target.relative_to(self.root).as_posix()
 
     def _commit_index(self, index: dict[str, Any], stage: Path) -> None:
@@ -581,7 +574,7 @@ class Registry:
         tmp = stage / "index.json"
         _write_synced(tmp, json.dumps(index, indent=2, sort_keys=True).encode() + b"\n")
         os.replace(tmp, self.index_path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._remove_unreferenced(index)
 
     def _remove_unreferenced(self, index: dict[str, Any]) -> None:
