@@ -251,7 +251,10 @@ def _add_func(li: LinkerInstance, qualname: str, sig: FuncSig, invoke: Any) -> N
 
 
 def _link_interface(
-    li: LinkerInstance, shape: InterfaceShape, impl: Any, linked: Linked, problems: list[str]
+    li: LinkerInstance,
+    shape: InterfaceShape,
+    invokes: Mapping[str, Callable[[list[Any]], Any]],
+    linked: Linked,
 ) -> None:
     for res in shape.resources:
         type_id = next(_ids) & 0xFFFFFFFF
@@ -272,9 +275,7 @@ def _link_interface(
         if err:
             raise RuntimeError(f"linking resource {res.name}: {f.error_message(err)}")
     for sig in shape.functions:
-        invoke = _resolve_func(shape.name, sig, impl, problems)
-        if invoke is not None and not problems:
-            _add_func(li, f"{shape.name}#{sig.name}", sig, invoke)
+        _add_func(li, f"{shape.name}#{sig.name}", sig, invokes[sig.name])
 
 
 def link_imports(
@@ -289,23 +290,29 @@ def link_imports(
         functions: World-level function imports: name → (signature, callable).
 
     Returns:
-        ``(linked, problems)``; when ``problems`` is non-empty nothing usable was linked.
+        ``(linked, problems)``; when ``problems`` is non-empty nothing was linked.
     """
     linked = Linked()
     problems: list[str] = []
-    # Resolve everything first so that all problems are reported together.
-    for shape, provider in interfaces.values():
+    # Resolve everything first, so that all problems are reported together.
+    invokes: dict[str, dict[str, Callable[[list[Any]], Any]]] = {}
+    for name, (shape, provider) in interfaces.items():
+        resolved = invokes[name] = {}
         for sig in shape.functions:
-            _resolve_func(shape.name, sig, provider.impl, problems)
-    for sig, fn in functions.values():
-        _resolve_func("", sig, fn, problems)
+            invoke = _resolve_func(shape.name, sig, provider.impl, problems)
+            if invoke is not None:
+                resolved[sig.name] = invoke
+    root_invokes = {}
+    for name, (sig, fn) in functions.items():
+        invoke = _resolve_func("", sig, fn, problems)
+        if invoke is not None:
+            root_invokes[name] = invoke
     if problems:
         return linked, problems
     with linker.root() as root:
-        for name, (shape, provider) in interfaces.items():
+        for name, (shape, _) in interfaces.items():
             with root.add_instance(name) as li:
-                _link_interface(li, shape, provider.impl, linked, problems)
-        for name, (sig, fn) in functions.items():
-            invoke = _resolve_func("", sig, fn, problems)
-            _add_func(root, name, sig, invoke)
+                _link_interface(li, shape, invokes[name], linked)
+        for name, (sig, _) in functions.items():
+            _add_func(root, name, sig, root_invokes[name])
     return linked, problems
