@@ -284,8 +284,8 @@ class TrustStore:
         usable = [k for k in candidates if k.key_id not in self.revoked_keys]
         out_of_scope: list[TrustedKey] = []
         failures: list[str] = []
+        anonymous = any(s.key_id is None for s in present)
         for key in usable:
-            anonymous = any(s.key_id is None for s in present)
             if key.key_id not in signer_ids and not anonymous:
                 continue
             try:
