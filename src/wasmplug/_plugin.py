@@ -57,6 +57,16 @@ _val_delete = f.val_delete
 _BOOL = f.BOOL
 
 
+def _call_chain(cur: Instance | None) -> list[Instance]:
+    """The instances this thread is running: ``cur`` and the ones that called into it
+    through host functions (innermost first)."""
+    chain = []
+    while cur is not None:
+        chain.append(cur)
+        cur = cur.caller
+    return chain
+
+
 def _pack_numbers(
     numbers: tuple[struct.Struct, tuple[type, ...], list[int]], buf: Buffers, args: Any
 ) -> bool:
@@ -266,11 +276,7 @@ class Plugin:
 
     def _running_here(self, cur: Instance | None) -> bool:
         """Whether this thread is inside a call on this plugin (``cur`` and its callers)."""
-        while cur is not None:
-            if cur.plugin is self:
-                return True
-            cur = cur.caller
-        return False
+        return any(inst.plugin is self for inst in _call_chain(cur))
 
     def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         buf = inst.buffers[ex.index]
@@ -470,13 +476,8 @@ class Plugin:
         self._slots.put(None)
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:
-        cur = _current()
-        while cur is not None:
-            if cur is inst:
-                raise ReentrantCallError(
-                    "cannot drop a resource from inside a call on its instance"
-                )
-            cur = cur.caller
+        if inst in _call_chain(_current()):
+            raise ReentrantCallError("cannot drop a resource from inside a call on its instance")
         with inst.lock:
             if not inst.alive:
                 return
@@ -522,11 +523,7 @@ class Plugin:
             live = list(self._instances)
         # Never wait for an instance this thread is running (close() from a host
         # function): the call discards it when it returns.
-        here: set[Instance] = set()
-        cur = _current()
-        while cur is not None:
-            here.add(cur)
-            cur = cur.caller
+        here = set(_call_chain(_current()))
         for inst in live:
             if inst.lock.acquire(blocking=wait and inst not in here):
                 try:
