@@ -68,7 +68,7 @@ nitpick_ignore = [
     ("py:class", "httpx.BaseTransport"),  # HttpCapability(transport=...), for tests
     # The type variable of the generic value classes Ok/Err/Some ("Bases: Generic[T]");
     # a private module-level TypeVar with no page of its own.
-    ("py:obj", "wasmplug._values.T"),
+    ("py:obj", "wasmplug._bridge.values.T"),
     ("py:class", "T"),
 ]
 

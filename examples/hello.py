@@ -32,7 +32,7 @@ from wasmplug import (  # noqa: E402
     PluginFault,
     PluginHost,
 )
-from wasmplug._build import build_python_component  # noqa: E402
+from wasmplug.authoring._build import build_python_component  # noqa: E402
 
 
 def main() -> None:

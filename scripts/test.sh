@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # The README's test command: installs everything the suite needs, then runs it.
 # Works on a fresh machine with Python 3.11 and pip: Python packages come from
-# PyPI (the dev extra), tmux from Debian for the terminal smoke test, and the
-# test plugins are built on first use into the user cache dir (not the clone).
+# PyPI (the dev extra); Debian packages (tmux for the terminal smoke test, node
+# and npm for the componentize-js plugin) are installed when missing; the test
+# plugins are built on first use into the user cache dir (not the clone).
+# In CI (CI=true) a skipped test fails the run (tests/support/skip_policy.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev]"
-if ! command -v tmux >/dev/null 2>&1; then
+
+# command -> Debian package(s) that provide it
+declare -A NEEDED=([tmux]=tmux [node]=nodejs [npm]=npm)
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        (apt-get update -qq && apt-get install -y -qq tmux >/dev/null) \
-            || echo "note: could not install tmux; the terminal smoke test will be skipped"
+        echo "installing from Debian: ${missing[*]}"
+        (apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null) \
+            || echo "note: could not install ${missing[*]}; tests that need them will skip (and fail in CI)"
     else
-        echo "note: tmux is missing; the terminal smoke test will be skipped"
+        echo "note: missing ${missing[*]}; tests that need them will skip (and fail in CI)"
     fi
 fi
 exec python -m pytest "$@"

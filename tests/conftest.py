@@ -15,6 +15,8 @@ import pytest
 from support.plugins import GREETER_HOST_INTERFACE, build_greeter
 from wasmplug import Grants, Manifest, Plugin, PluginHost
 
+pytest_plugins = ["support.skip_policy", "pytester"]
+
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[PluginHost]:
@@ -73,3 +75,4 @@ def load_greeter(shared_host: PluginHost, greeter_wasm: Path) -> Iterator[object
     yield load
     for plugin in loaded:
         plugin.close()
+

@@ -43,10 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wasmplug import PluginHost, PluginNotFoundError, Registry, TrustedKey, UntrustedKeyError
-from wasmplug._build import build_python_component
 from wasmplug._fsutil import write_atomic
-from wasmplug._manifest import MANIFEST_SECTION, Manifest
-from wasmplug._signing import (
+from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
+from wasmplug._trust.signing import (
     PublicKey,
     SecretKey,
     generate_keypair,
@@ -54,7 +53,8 @@ from wasmplug._signing import (
     load_secret_key,
     sign,
 )
-from wasmplug._wasm_sections import with_custom_section
+from wasmplug._trust.wasm_sections import with_custom_section
+from wasmplug.authoring._build import build_python_component
 
 __all__ = ["PLUGINS", "WIT_DIR", "build_plugins", "demo_keypair", "demo_trusted_key", "prepare"]
 

@@ -1,7 +1,7 @@
 """Build, pack and sign the zellij_like pane plugins.
 
 Each plugin under ``plugins/`` is a Python app built with componentize-py against
-``wit/`` by :func:`wasmplug._build.build_python_component`, which caches by
+``wit/`` by :func:`wasmplug.authoring._build.build_python_component`, which caches by
 content in the user cache (the first build takes ~10 s per plugin, later ones
 ~1 ms). :func:`prepare` then embeds each plugin's ``wasmplug.toml`` (as
 ``wasmplug pack`` does) and signs the result with a demo key kept in
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wasmplug import TrustedKey
-from wasmplug._build import build_python_component
 from wasmplug._fsutil import write_atomic
-from wasmplug._manifest import MANIFEST_SECTION, Manifest
-from wasmplug._signing import PublicKey, SecretKey, generate_keypair, load_secret_key, sign
-from wasmplug._wasm_sections import with_custom_section
+from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
+from wasmplug._trust.signing import PublicKey, SecretKey, generate_keypair, load_secret_key, sign
+from wasmplug._trust.wasm_sections import with_custom_section
+from wasmplug.authoring._build import build_python_component
 
 __all__ = ["PLUGINS", "WIT_DIR", "build_plugins", "demo_trusted_key", "manifest", "prepare"]
 

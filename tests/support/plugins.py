@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wasmplug._build import build_python_component
+from wasmplug.authoring._build import build_python_component
 
 PLUGINS_DIR = Path(__file__).parent.parent / "plugins"
 GREETER_DIR = PLUGINS_DIR / "greeter"
@@ -40,7 +40,7 @@ def build_greeter_js() -> Path:
     Returns:
         Path of the ~12 MB component file in the build cache.
     """
-    from wasmplug._build import build_js_component
+    from wasmplug.authoring._build import build_js_component
 
     return build_js_component(
         GREETER_JS_DIR / "app.js", wit_path=GREETER_JS_DIR / "wit", world=GREETER_JS_WORLD

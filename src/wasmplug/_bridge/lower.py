@@ -1,0 +1,439 @@
+"""Lowering: Python values → canonical-ABI values (see :mod:`._convert`)."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wasmplug._errors import WitTypeError, WitValueError
+
+from . import ffi as f
+from .convert import INT_RANGES, Lower, prefixed, type_error
+from .values import Err, Ok, Some, Variant
+from .wit import (
+    EnumT,
+    FlagsT,
+    HandleT,
+    ListT,
+    OptionT,
+    Prim,
+    RecordT,
+    ResultT,
+    TupleT,
+    VariantT,
+    WitType,
+    snake,
+)
+
+__all__ = ["lowerer", "name_vec", "scalar"]
+
+byref = ctypes.byref
+
+
+Convert = Callable[[Any], Any]
+"""``convert(value) -> raw``: validate a scalar and return what its ctypes slot stores."""
+
+_SCALAR_CTYPES: dict[str, tuple[int, Any]] = {
+    "bool": (f.BOOL, ctypes.c_bool),
+    "s8": (f.S8, ctypes.c_int8),
+    "u8": (f.U8, ctypes.c_uint8),
+    "s16": (f.S16, ctypes.c_int16),
+    "u16": (f.U16, ctypes.c_uint16),
+    "s32": (f.S32, ctypes.c_int32),
+    "u32": (f.U32, ctypes.c_uint32),
+    "s64": (f.S64, ctypes.c_int64),
+    "u64": (f.U64, ctypes.c_uint64),
+    "f32": (f.F32, ctypes.c_float),
+    "f64": (f.F64, ctypes.c_double),
+    "char": (f.CHAR, ctypes.c_uint32),
+}
+
+
+def _int_converter(t: Prim) -> Convert:
+    _, lo, hi = INT_RANGES[t.name]
+
+    def convert(v: Any) -> int:
+        if v.__class__ is not int and (not isinstance(v, int) or isinstance(v, bool)):
+            raise type_error(t, v)
+        if not lo <= v <= hi:
+            raise WitValueError(f"expects {t}: {v} is outside [{lo}, {hi}]")
+        return int(v)
+
+    return convert
+
+
+def scalar(t: WitType | None) -> tuple[int, Any, Convert, Callable[[Any], Any] | None] | None:
+    """For a fixed-size primitive, ``(kind, ctype, convert, post_lift)``; else ``None``.
+
+    The bridge keeps one ctypes object aliasing the payload of each scalar
+    argument slot, so lowering a scalar is one ``slot.value = convert(v)``
+    (the kind tag is written once, when the slot is created). ``post_lift``
+    turns the slot's raw value into Python (``chr`` for ``char``), if needed.
+    """
+    if not isinstance(t, Prim) or t.name not in _SCALAR_CTYPES:
+        return None
+    kind, ctype = _SCALAR_CTYPES[t.name]
+    name = t.name
+    if name in INT_RANGES:
+        return kind, ctype, _int_converter(t), None
+    if name == "bool":
+
+        def convert_bool(v: Any) -> bool:
+            if v.__class__ is not bool:
+                raise type_error(t, v)
+            return bool(v)
+
+        return kind, ctype, convert_bool, None
+    if name == "char":
+
+        def convert_char(v: Any) -> int:
+            if not isinstance(v, str) or len(v) != 1:
+                raise type_error(t, v)
+            code = ord(v)
+            if 0xD800 <= code <= 0xDFFF:
+                raise WitValueError(
+                    f"expects char: U+{code:04X} is a surrogate, not a scalar value"
+                )
+            return code
+
+        return kind, ctype, convert_char, chr
+
+    def convert_float(v: Any) -> float:
+        if v.__class__ is not float and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise type_error(t, v)
+        return float(v)
+
+    return kind, ctype, convert_float, None
+
+
+def _lower_prim(t: Prim) -> Lower:
+    info = scalar(t)
+    if info is not None:
+        kind, _, convert, _ = info
+        attr = "boolean" if t.name == "bool" else "character" if t.name == "char" else t.name
+
+        def lower_scalar(v: Any, val: Any, _b: Any) -> None:
+            raw = convert(v)
+            val.kind = kind
+            setattr(val.of, attr, raw)
+
+        return lower_scalar
+
+    def lower_string(v: Any, val: Any, _b: Any) -> None:
+        if not isinstance(v, str):
+            raise type_error(t, v)
+        try:
+            data = v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise WitValueError(f"expects string: not encodable as UTF-8 ({e.reason})") from None
+        f.bytes_to_vec(data, val.of.string)
+        val.kind = f.STRING
+
+    return lower_string
+
+
+def _abandon(data: Any, start: int, stop: int) -> None:
+    """Mark uninitialised slots as ``bool`` so deleting their container is safe."""
+    for j in range(start, stop):
+        data[j].kind = f.BOOL
+
+
+def _lower_bytes(t: ListT) -> Lower:
+    size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
+    u8 = bytes([f.U8])
+
+    def lower(v: Any, val: Any, _b: Any) -> None:
+        if not isinstance(v, bytes | bytearray | memoryview):
+            if not isinstance(v, list | tuple):
+                raise type_error(t, v)
+            try:
+                v = bytes(v)
+            except (TypeError, ValueError):
+                raise WitValueError(f"expects {t}: items must be ints in [0, 255]") from None
+        n = len(v)
+        # Build the whole array of u8 values in one buffer with strided slice
+        # assignment, instead of one ctypes write per byte.
+        buf = bytearray(n * size)
+        buf[0::size] = u8 * n
+        buf[offset::size] = v
+        arr = (f.Val * n).from_buffer(buf) if n else None
+        f.vallist_new(byref(val.of.list), n, arr)
+        val.kind = f.LIST
+
+    return lower
+
+
+def _lower_list(t: ListT) -> Lower:
+    if t.element == Prim("u8"):
+        return _lower_bytes(t)
+    elem = lowerer(t.element)
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if not isinstance(v, list | tuple):
+            raise type_error(t, v)
+        n = len(v)
+        lst = val.of.list
+        f.vallist_new_uninit(byref(lst), n)
+        _fill(val, f.LIST, lst.data, [elem] * n, v, b, "item")
+
+    return lower
+
+
+def _fill(val: Any, kind: int, data: Any, lowers: list[Lower], v: Any, b: Any, what: str) -> None:
+    """Lower ``v[i]`` into ``data[i]`` (a freshly allocated list/tuple payload of ``val``).
+
+    On failure the unfilled slots are marked ``bool``, the container is
+    deleted, ``val`` is left as a plain ``bool``, and the error names the slot.
+    """
+    i = 0
+    try:
+        for i, lower in enumerate(lowers):
+            lower(v[i], data[i], b)
+    except BaseException as e:
+        _abandon(data, i, len(lowers))
+        val.kind = kind
+        f.val_delete(byref(val))
+        val.kind = f.BOOL
+        raise prefixed(f"{what} {i}", e) from None
+    val.kind = kind
+
+
+def _field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
+    if mapping:
+        if name in v:
+            return v[name]
+        if attr in v:
+            return v[attr]
+        raise WitTypeError("is missing")
+    try:
+        return getattr(v, attr)
+    except AttributeError:
+        raise WitTypeError("is missing") from None
+
+
+def _lower_record(t: RecordT) -> Lower:
+    fields = [(name_vec(n), n, snake(n), lowerer(ft)) for n, ft in t.fields]
+    n = len(fields)
+    copy_vec = f.byte_vec_copy
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if isinstance(v, str | bytes | int | float | list | tuple) or v is None:
+            raise type_error(t, v)
+        mapping = v.__class__ is dict or isinstance(v, Mapping)
+        rec = val.of.record
+        f.valrecord_new_uninit(byref(rec), n)
+        data = rec.data
+        i = 0
+        try:
+            for i in range(n):
+                name_ref, name, attr, low = fields[i]
+                entry = data[i]
+                copy_vec(byref(entry.name), name_ref)
+                try:
+                    low(_field_value(v, name, attr, mapping), entry.val, b)
+                except BaseException:
+                    entry.val.kind = f.BOOL
+                    raise
+        except BaseException as e:
+            for j in range(i + 1, n):
+                copy_vec(byref(data[j].name), _EMPTY_NAME)
+                data[j].val.kind = f.BOOL
+            val.kind = f.RECORD
+            f.val_delete(byref(val))
+            val.kind = f.BOOL
+            raise prefixed(f"field {fields[i][1]!r}", e) from None
+        val.kind = f.RECORD
+
+    return lower
+
+
+_NAME_VECS: dict[str, Any] = {}
+
+
+def name_vec(name: str) -> Any:
+    """A persistent ``wasm_byte_vec_t`` holding ``name`` (by reference), to copy from.
+
+    Record field names, variant cases, enum and flag names are owned by the
+    value that carries them and freed with it, so every value needs its own
+    copy; copying from a prepared vector is one FFI call instead of two.
+    These few vectors live as long as the process (one per distinct name).
+    """
+    ref = _NAME_VECS.get(name)
+    if ref is None:
+        vec = f.ByteVec()
+        f.bytes_to_vec(name.encode(), vec)
+        ref = _NAME_VECS[name] = byref(vec)
+    return ref
+
+
+_EMPTY_NAME = name_vec("")
+
+
+def _lower_tuple(t: TupleT) -> Lower:
+    elems = [lowerer(et) for et in t.elements]
+    n = len(elems)
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if not isinstance(v, tuple | list) or len(v) != n:
+            raise WitTypeError(f"expects {t} (tuple of {n}), got {type(v).__name__}")
+        tup = val.of.tuple
+        f.valtuple_new_uninit(byref(tup), n)
+        _fill(val, f.TUPLE, tup.data, elems, v, b, "element")
+
+    return lower
+
+
+def _boxed(low: Lower, v: Any, b: Any) -> Any:
+    """Lower ``v`` into a fresh heap-allocated value and return the pointer."""
+    tmp = f.Val()
+    low(v, tmp, b)
+    return f.val_new(byref(tmp))
+
+
+def _lower_variant(t: VariantT) -> Lower:
+    cases = {name: (name.encode(), None if ct is None else lowerer(ct)) for name, ct in t.cases}
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if not isinstance(v, Variant):
+            raise type_error(t, v)
+        case = cases.get(v.case)
+        if case is None:
+            raise WitValueError(f"expects {t}: no case named {v.case!r}")
+        raw_name, low = case
+        payload = None
+        if low is not None:
+            try:
+                payload = _boxed(low, v.value, b)
+            except (WitTypeError, WitValueError) as e:
+                raise prefixed(f"case {v.case!r}", e) from None
+        elif v.value is not None:
+            raise WitValueError(f"expects {t}: case {v.case!r} has no payload")
+        var = val.of.variant
+        f.bytes_to_vec(raw_name, var.discriminant)
+        var.val = payload
+        val.kind = f.VARIANT
+
+    return lower
+
+
+def _enum_name(v: Any) -> Any:
+    return v.value if isinstance(v, enum.Enum) else v
+
+
+def _lower_enum(t: EnumT) -> Lower:
+    names = {n: n.encode() for n in t.names}
+
+    def lower(v: Any, val: Any, _b: Any) -> None:
+        name = _enum_name(v)
+        if not isinstance(name, str):
+            raise type_error(t, v)
+        raw = names.get(name)
+        if raw is None:
+            raise WitValueError(f"expects {t}: {name!r} is not one of its cases")
+        f.bytes_to_vec(raw, val.of.enumeration)
+        val.kind = f.ENUM
+
+    return lower
+
+
+def _lower_flags(t: FlagsT) -> Lower:
+    names = {n: n.encode() for n in t.names}
+
+    def lower(v: Any, val: Any, _b: Any) -> None:
+        if isinstance(v, str) or not isinstance(v, set | frozenset | list | tuple):
+            raise type_error(t, v)
+        chosen = sorted({_enum_name(x) for x in v}, key=str)
+        for name in chosen:
+            if name not in names:
+                raise WitValueError(f"expects {t}: {name!r} is not one of its flags")
+        flags = val.of.flags
+        f.valflags_new_uninit(byref(flags), len(chosen))
+        for i, name in enumerate(chosen):
+            f.bytes_to_vec(names[name], flags.data[i])
+        val.kind = f.FLAGS
+
+    return lower
+
+
+def _lower_option(t: OptionT) -> Lower:
+    low = lowerer(t.payload)
+    nested = isinstance(t.payload, OptionT)
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if v is None:
+            val.of.option = None
+        else:
+            if nested:
+                if not isinstance(v, Some):
+                    raise WitTypeError(f"expects {t}: wrap the outer some in wasmplug.Some")
+                v = v.value
+            elif isinstance(v, Some):
+                v = v.value
+            val.of.option = _boxed(low, v, b)
+        val.kind = f.OPTION
+
+    return lower
+
+
+def _lower_result(t: ResultT) -> Lower:
+    ok = None if t.ok is None else lowerer(t.ok)
+    err = None if t.err is None else lowerer(t.err)
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if isinstance(v, Ok):
+            is_ok, low, payload = True, ok, v.value
+        elif isinstance(v, Err):
+            is_ok, low, payload = False, err, v.value
+        else:
+            raise type_error(t, v)
+        if low is None:
+            if payload is not None:
+                raise WitValueError(f"expects {t}: this case carries no payload")
+            boxed = None
+        else:
+            try:
+                boxed = _boxed(low, payload, b)
+            except (WitTypeError, WitValueError) as e:
+                raise prefixed("ok" if is_ok else "err", e) from None
+        res = val.of.result
+        res.is_ok = is_ok
+        res.val = boxed
+        val.kind = f.RESULT
+
+    return lower
+
+
+def _lower_handle(t: HandleT) -> Lower:
+    def lower(v: Any, val: Any, b: Any) -> None:
+        b.lower_handle(t, v, val)
+
+    return lower
+
+
+def lowerer(t: WitType) -> Lower:
+    """Build the lowerer for WIT type ``t``.
+
+    Raises:
+        NotImplementedError: for types wasmplug cannot convert (future, stream).
+    """
+    if isinstance(t, Prim):
+        return _lower_prim(t)
+    if isinstance(t, ListT):
+        return _lower_list(t)
+    if isinstance(t, RecordT):
+        return _lower_record(t)
+    if isinstance(t, TupleT):
+        return _lower_tuple(t)
+    if isinstance(t, VariantT):
+        return _lower_variant(t)
+    if isinstance(t, EnumT):
+        return _lower_enum(t)
+    if isinstance(t, FlagsT):
+        return _lower_flags(t)
+    if isinstance(t, OptionT):
+        return _lower_option(t)
+    if isinstance(t, ResultT):
+        return _lower_result(t)
+    return _lower_handle(t)

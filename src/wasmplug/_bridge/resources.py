@@ -1,0 +1,203 @@
+"""Resource handles (``own<R>`` / ``borrow<R>``) crossing the bridge.
+
+* Guest-defined resources (exported by the plugin) reach the application as
+  :class:`Resource` handles, bound to the instance that created them.
+  Passing one to a call routes that call to its instance. After the instance
+  is discarded (a fault, ``reset()``, ``close()``) the handle is stale and
+  using it raises :class:`~wasmplug.StaleResourceError`.
+* Host-defined resources (imported by the plugin) are plain Python objects of
+  the class the application provided; the guest sees an opaque handle.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+from wasmplug._errors import StaleResourceError, WitTypeError, WitValueError
+
+from . import ffi as f
+from .hostfuncs import forget_host_objects, host_object, register_host_object
+from .wit import HandleT
+
+__all__ = [
+    "Resource",
+    "end_borrows",
+    "end_moves",
+    "lift_handle",
+    "lower_handle",
+    "track_moves",
+]
+
+_moves = threading.local()
+
+
+class Resource:
+    """A handle to a resource that lives inside a plugin instance.
+
+    Handles are created by the bridge, never by the application. Use them as
+    arguments to the plugin's exports (``[method]...`` functions and others).
+    ``close()`` drops an owned handle, running the guest's destructor.
+
+    Attributes:
+        type_name: The resource's WIT name, e.g. ``"counter"``.
+        owned: ``True`` for ``own<R>``.
+    """
+
+    __module__ = "wasmplug"
+    __slots__ = ("__weakref__", "_inst", "_ptr", "owned", "type_name")
+    _inst: Any
+    _ptr: Any
+    owned: bool
+    type_name: str
+
+    def __init__(self) -> None:
+        raise TypeError("Resource handles are created by wasmplug, not by applications")
+
+    @classmethod
+    def _new(cls, inst: Any, ptr: Any, type_name: str, owned: bool) -> Resource:
+        self = cls.__new__(cls)
+        self._inst = inst
+        self._ptr = ptr
+        self.type_name = type_name
+        self.owned = owned
+        return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether the handle can still be used (its instance is alive and it was not moved)."""
+        return self._ptr is not None and self._inst.alive
+
+    def _checked_ptr(self, inst: Any) -> Any:
+        if self._ptr is None:
+            raise StaleResourceError(
+                f"{self.type_name} handle was already moved into the plugin or closed"
+            )
+        if not self._inst.alive:
+            raise StaleResourceError(
+                f"{self.type_name} handle belongs to an instance that was discarded"
+            )
+        if inst is not self._inst:
+            raise WitValueError(f"{self.type_name} handle belongs to another plugin instance")
+        return self._ptr
+
+    def close(self) -> None:
+        """Drop an owned handle (runs the guest destructor); idempotent.
+
+        Raises:
+            PluginError: if the guest destructor faults.
+        """
+        if self._ptr is None:
+            return
+        ptr, self._ptr = self._ptr, None
+        if self.owned and self._inst.alive:
+            self._inst.plugin._drop_resource(self._inst, ptr)
+        f.resource_any_delete(ptr)
+
+    def __enter__(self) -> Resource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        ptr = getattr(self, "_ptr", None)
+        if ptr is not None:
+            self._ptr = None
+            f.resource_any_delete(ptr)
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "stale"
+        kind = "own" if self.owned else "borrow"
+        return f"<wasmplug.Resource {kind}<{self.type_name}> {state}>"
+
+
+def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
+    """Write ``value`` as an ``own``/``borrow`` handle of ``ty`` into ``val``."""
+    ref = ty.resource
+    if ref.imported:
+        type_id = inst.plugin._resource_type_id(ref)
+        if isinstance(value, Resource) or value is None:
+            raise WitTypeError(f"expects {ty} (an instance of the provided {ref.name} class)")
+        rep = register_host_object(value)
+        inst.host_reps.add(rep)
+        if not ty.owned:
+            borrows = getattr(_moves, "borrows", None)
+            if borrows is not None:  # released when the call returns (see end_borrows)
+                borrows.append(rep)
+        host = f.resource_host_new(ty.owned, rep, type_id)
+        out = f.ResourceAnyPtr()
+        err = f.resource_host_to_any(inst.context, host, ctypes.byref(out))
+        f.resource_host_delete(host)
+        if err:
+            raise WitValueError(f"cannot pass {ref.name}: {f.error_message(err)}")
+        val.of.resource = out
+        val.kind = f.RESOURCE
+        return
+    if not isinstance(value, Resource):
+        raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(value).__name__}")
+    ptr = value._checked_ptr(inst)
+    if ty.owned:
+        value._ptr = None  # ownership moves into the guest
+        moved = getattr(_moves, "pending", None)
+        if moved is None:
+            val.of.resource = ptr
+        else:  # lowering a call's arguments: keep the original in case a later one fails
+            moved.append((value, ptr))
+            val.of.resource = f.resource_any_clone(ptr)
+    else:
+        val.of.resource = f.resource_any_clone(ptr)
+    val.kind = f.RESOURCE
+
+
+def track_moves() -> list[tuple[Resource, Any]]:
+    """Record the own handles that lowering a call's arguments moves (this thread),
+    and the host objects it lends as ``borrow`` (see :func:`end_borrows`)."""
+    moved: list[tuple[Resource, Any]] = []
+    _moves.pending = moved
+    _moves.borrows = []
+    return moved
+
+
+def end_borrows(inst: Any) -> None:
+    """The call returned: host objects lent to it as ``borrow`` are no longer reachable.
+
+    A ``borrow`` handle cannot outlive the call it was passed to (Component
+    Model rule), so their reps are released instead of piling up until the
+    instance is discarded.
+    """
+    borrows = getattr(_moves, "borrows", None)
+    _moves.borrows = None
+    if borrows:
+        forget_host_objects(set(borrows))
+        inst.host_reps.difference_update(borrows)
+
+
+def end_moves(moved: list[tuple[Resource, Any]], *, undo: bool) -> None:
+    """Stop recording; ``undo`` gives the handles back (the lowered values were deleted)."""
+    _moves.pending = None
+    for value, ptr in moved:
+        if undo:
+            value._ptr = ptr
+        else:
+            f.resource_any_delete(ptr)
+
+
+def lift_handle(inst: Any, ty: HandleT, val: Any) -> Any:
+    """Read an ``own``/``borrow`` handle out of ``val`` (cloning; the caller frees ``val``)."""
+    ref = ty.resource
+    ptr = val.of.resource
+    if ref.imported:
+        host = f.ResourceHostPtr()
+        err = f.resource_any_to_host(inst.context, ptr, ctypes.byref(host))
+        if err:
+            raise WitValueError(f"bad {ref.name} handle from guest: {f.error_message(err)}")
+        rep = f.resource_host_rep(host)
+        f.resource_host_delete(host)
+        obj = host_object(rep)
+        if ty.owned:  # the guest gave its handle away: nothing refers to this rep any more
+            forget_host_objects({rep})
+            inst.host_reps.discard(rep)
+        return obj
+    return Resource._new(inst, f.resource_any_clone(ptr), ref.name, ty.owned)

@@ -1,0 +1,272 @@
+"""The ``wasmplug`` command line.
+
+Exit codes (stable, documented in ``docs/cli.md``):
+
+====  =========================================================================
+0     success
+1     unexpected internal error (a bug: please report it)
+2     usage error: bad flags, bad JSON, unknown export, wrong argument types
+3     refused: the component was not loaded (invalid file, unsigned or
+      untrusted signature, bad manifest, imports not provided/declared/granted)
+4     plugin fault: trap, timeout, fuel, resource limit, host function error,
+      start-up failure, quarantine
+5     the export returned ``err(E)``; E is printed as JSON on stdout
+====  =========================================================================
+
+Failures print one line, ``wasmplug: error: ...``, on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wasmplug._bridge.jsonvalues import from_json, to_json
+from wasmplug._bridge.wit import ComponentShape, FuncSig, read_shape
+from wasmplug._errors import (
+    CapabilityError,
+    ErrorResult,
+    InstantiationError,
+    LoadError,
+    ManifestError,
+    PluginError,
+    SignatureError,
+    WasmplugError,
+    WitTypeError,
+    WitValueError,
+)
+from wasmplug._runtime.host import PluginHost
+from wasmplug._sandbox.grants import DirGrant, Grants
+from wasmplug._sandbox.limits import Limits
+from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
+from wasmplug._trust import signing as _signing
+from wasmplug._trust import wasm_sections as ws
+from wasmplug._trust.store import TrustStore, content_sha256
+
+from .author import add_commands as add_author_commands
+from .grants import add_commands as add_grants_commands
+from .registry import add_commands as add_registry_commands
+from .sign import add_commands as add_signing_commands
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAULT, EXIT_ERR_RESULT = 0, 1, 2, 3, 4, 5
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+def _parse_grant(spec: str, grants: dict[str, Any]) -> None:
+    """``fs:/guest=/host[:rw]``, ``env:KEY=VALUE``, ``iface:NAME``, ``http:PATTERN``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "fs" and "=" in rest:
+        guest, _, host = rest.partition("=")
+        mode = "ro"
+        if host.endswith((":rw", ":ro")):
+            host, mode = host[:-3], host[-2:]
+        grants["filesystem"][guest] = DirGrant(Path(host), mode)  # type: ignore[arg-type]
+    elif kind == "env" and "=" in rest:
+        key, _, value = rest.partition("=")
+        grants["env"][key] = value
+    elif kind == "iface" and rest:
+        grants["host_interfaces"].add(rest)
+    elif kind == "http" and rest:
+        grants["allowed_outbound_hosts"].append(rest)
+    else:
+        raise UsageError(
+            f"bad --grant {spec!r}; use fs:/guest=/host[:rw], env:KEY=VALUE, "
+            "iface:NAME or http:PATTERN"
+        )
+
+
+def _sig_line(name: str, sig: FuncSig) -> str:
+    return f"{name}: {sig}"
+
+
+def _describe(shape: ComponentShape) -> dict[str, Any]:
+    def iface(items: dict[str, Any]) -> dict[str, list[str]]:
+        return {
+            name: [_sig_line(s.name, s) for s in i.functions]
+            + [f"resource {r.name}" for r in i.resources]
+            for name, i in items.items()
+        }
+
+    return {
+        "imports": iface(shape.imports),
+        "import-functions": [_sig_line(s.name, s) for s in shape.import_functions],
+        "exports": iface(shape.exports),
+        "export-functions": [_sig_line(s.name, s) for s in shape.export_functions],
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    data = path.read_bytes()
+    with PluginHost(cache_dir=args.cache_dir) as host:
+        component = host._compile(data, hashlib.sha256(data).hexdigest(), path.stem)
+        shape = read_shape(host._engine, component)
+        manifest = host._manifest_for(data, path)
+        embedded = ws.get_custom_section(data, MANIFEST_SECTION) is not None
+    try:
+        sigs = _signing.signatures(data)
+    except SignatureError:
+        sigs = []
+    info: dict[str, Any] = {
+        "path": str(path),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "content-sha256": content_sha256(data),
+        "manifest": _manifest_json(manifest, embedded),
+        "signatures": [(s.key_id or b"").hex() or "(anonymous)" for s in sigs],
+        **_describe(shape),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['path']}  {info['size']} bytes  sha256 {info['sha256']}")
+    print(f"content sha256 (without signatures) {info['content-sha256']}")
+    m = info["manifest"]
+    print(f"manifest ({m['source']}): {manifest.name} {manifest.version}")
+    for key in ("host-interfaces", "env", "filesystem", "allowed-outbound-hosts"):
+        if m[key]:
+            print(f"  {key}: {', '.join(map(str, m[key]))}")
+    print(f"signatures: {', '.join(info['signatures']) or 'none'}")
+    for title, key in (("imports", "imports"), ("exports", "exports")):
+        print(f"{title}:")
+        for name, funcs in info[key].items():
+            print(f"  {name}")
+            for line in funcs:
+                print(f"    {line}")
+        for line in info[f"{key[:-1]}-functions"]:
+            print(f"  {line}")
+    return EXIT_OK
+
+
+def _manifest_json(m: Manifest, embedded: bool) -> dict[str, Any]:
+    return {
+        "source": "embedded" if embedded else "sidecar or default",
+        "name": m.name,
+        "version": m.version,
+        "host-interfaces": list(m.host_interfaces),
+        "env": list(m.env),
+        "filesystem": [f"{r.guest_path} ({r.mode})" for r in m.filesystem],
+        "allowed-outbound-hosts": list(m.allowed_outbound_hosts),
+    }
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    raw: dict[str, Any] = {
+        "filesystem": {},
+        "env": {},
+        "host_interfaces": set(),
+        "allowed_outbound_hosts": [],
+    }
+    for spec in args.grant:
+        _parse_grant(spec, raw)
+    limits = Limits(timeout_ms=args.timeout_ms, memory_bytes=args.memory_bytes)
+    store = TrustStore(args.trust_store) if args.trust_store else None
+    with PluginHost(cache_dir=args.cache_dir, limits=limits, trust_store=store) as host:
+        plugin = host.load(
+            Path(args.path),
+            allow_unsigned=args.allow_unsigned,
+            grants=Grants(**raw),
+        )
+        sig = plugin._by_name.get(args.export)
+        if sig is None:
+            raise UsageError(
+                f"no export {args.export!r}; exports are: {', '.join(plugin._by_name)}"
+            )
+        if len(args.args) != sig.nparams:
+            raise UsageError(
+                f"{args.export} takes {sig.nparams} argument(s) "
+                f"({', '.join(sig.param_names)}), got {len(args.args)}"
+            )
+        values = []
+        for text, (pname, ptype) in zip(args.args, sig.sig.params, strict=True):
+            try:
+                decoded = json.loads(text)
+            except json.JSONDecodeError:
+                decoded = text  # a bare word is taken as a JSON string
+            try:
+                values.append(from_json(ptype, decoded))
+            except WitTypeError as e:
+                raise UsageError(f"argument {pname!r}: {e}") from None
+        try:
+            result = plugin.call(args.export, *values)
+        except ErrorResult as e:
+            print(json.dumps({"err": to_json(e.value)}))
+            return EXIT_ERR_RESULT
+        print(json.dumps(to_json(result)))
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wasmplug", description="Inspect and run sandboxed WebAssembly component plugins."
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="compile cache directory (default: user cache dir)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="show a component's imports, exports, manifest, sha256")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("call", help="call one export with JSON arguments; prints JSON")
+    p.add_argument("path")
+    p.add_argument("export", help="WIT name: 'greet' or 'ns:pkg/iface@1.0.0#func'")
+    p.add_argument("args", nargs="*", help="one JSON value per parameter")
+    p.add_argument("--allow-unsigned", action="store_true", help="load without a signature")
+    p.add_argument("--trust-store", help="trust store file (default: the user config dir)")
+    p.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fs:/guest=/host[:rw] | env:KEY=VALUE | iface:NAME | http:PATTERN (repeatable)",
+    )
+    p.add_argument("--timeout-ms", type=float, default=1000.0, help="per-call time limit, ms")
+    p.add_argument(
+        "--memory-bytes", type=int, default=256 * 2**20, help="linear memory limit, bytes"
+    )
+    p.set_defaults(func=cmd_call)
+
+    add_signing_commands(sub)
+    add_grants_commands(sub)
+    add_registry_commands(sub)
+    add_author_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see the module docstring)."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, WitTypeError, WitValueError) as e:
+        code, message = EXIT_USAGE, str(e)
+    except (LoadError, SignatureError, ManifestError, CapabilityError) as e:
+        code, message = EXIT_REFUSED, str(e)
+        if isinstance(e, InstantiationError):
+            code = EXIT_FAULT
+    except PluginError as e:
+        code, message = EXIT_FAULT, str(e)
+    except (WasmplugError, OSError) as e:
+        # Unreadable files, trust store or cache: nothing was loaded.
+        code, message = EXIT_REFUSED, str(e)
+    # One line on stderr: multi-line messages (a LinkError's list) are joined.
+    first, *rest = [ln.strip(" -") for ln in message.strip().splitlines() if ln.strip()] or ["?"]
+    print(f"wasmplug: error: {' '.join([first, '; '.join(rest)]).strip()}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Exports of a loaded plugin: cached signatures, converters and call buffers."""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from wasmplug._bridge import ffi as f
+from wasmplug._bridge.convert import needs_free
+from wasmplug._bridge.lift import lifter
+from wasmplug._bridge.lower import lowerer, scalar
+from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
+
+if TYPE_CHECKING:
+    from .plugin import Plugin
+
+__all__ = ["ExportFunc", "Exports", "short_interface_name"]
+
+byref = ctypes.byref
+
+
+class ExportFunc:
+    """One export's cached signature and converters (built once per plugin)."""
+
+    __slots__ = (
+        "all_scalar",
+        "converts",
+        "free_params",
+        "free_result",
+        "has_handles",
+        "index",
+        "lift",
+        "lowers",
+        "name",
+        "nparams",
+        "nresults",
+        "numbers",
+        "param_names",
+        "plugin",
+        "result_scalar",
+        "returns_result",
+        "scalars",
+        "sig",
+    )
+
+    def __init__(self, plugin: Plugin, index: int, name: str, sig: FuncSig) -> None:
+        self.plugin = plugin
+        self.index = index
+        self.name = name
+        self.sig = sig
+        self.nparams = len(sig.params)
+        self.param_names = [n for n, _ in sig.params]
+        self.lowers = [lowerer(t) for _, t in sig.params]
+        self.lift = None if sig.result is None else lifter(sig.result)
+        self.nresults = 0 if sig.result is None else 1
+        self.free_params = any(needs_free(t) for _, t in sig.params)
+        self.free_result = needs_free(sig.result)
+        self.returns_result = isinstance(sig.result, ResultT)
+        self.has_handles = contains_handles([t for _, t in sig.params])
+        # Fast path: fixed-size primitives are written through ctypes aliases of
+        # the argument slots (see _lower.scalar).
+        self.scalars = [scalar(t) for _, t in sig.params]
+        self.all_scalar = all(s is not None for s in self.scalars)
+        self.converts = [s[2] for s in self.scalars if s is not None]
+        self.result_scalar = scalar(sig.result)
+        self.numbers = _numbers_struct(sig)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.plugin._invoke(self, args)
+
+    def __repr__(self) -> str:
+        return f"<export {self.name}: {self.sig}>"
+
+
+_STRUCT_CODES = {
+    "s8": "b", "u8": "B", "s16": "h", "u16": "H", "s32": "i", "u32": "I",
+    "s64": "q", "u64": "Q", "f32": "f", "f64": "d",
+}  # fmt: skip
+
+
+def _numbers_struct(sig: FuncSig) -> tuple[struct.Struct, tuple[type, ...], list[int]] | None:
+    """For a signature of only integer/float parameters: a ``struct.Struct`` that
+    writes every argument (kind byte and payload) into the argument array in one
+    C call, the Python classes the arguments may have, and the kind bytes.
+
+    ``struct`` range-checks integers itself (``struct.error``); on any error the
+    caller falls back to the per-parameter converters, which name the parameter.
+    """
+    codes = []
+    kinds = []
+    for _, t in sig.params:
+        info = scalar(t)
+        if info is None or not isinstance(t, Prim) or t.name not in _STRUCT_CODES:
+            return None
+        codes.append(_STRUCT_CODES[t.name])
+        kinds.append(info[0])
+    if not codes:
+        return None
+    fmt = "<"
+    pos = 0
+    for i, code in enumerate(codes):
+        start = i * f.VAL_SIZE
+        if start > pos:
+            fmt += f"{start - pos}x"
+        fmt += f"B{f.VAL_PAYLOAD_OFFSET - 1}x{code}"
+        pos = start + f.VAL_PAYLOAD_OFFSET + struct.calcsize("<" + code)
+    floats = any(c in "fd" for c in codes)
+    return struct.Struct(fmt), ((int, float) if floats else (int,)), kinds
+
+
+class Buffers:
+    """Reusable canonical-ABI argument/result storage for one export on one instance.
+
+    ``slots[i]`` is a ctypes scalar aliasing the payload of argument ``i`` when
+    that argument is a fixed-size primitive (its kind tag is written once,
+    here); ``rslot`` does the same for a scalar result.
+    """
+
+    __slots__ = (
+        "packed",
+        "param_refs",
+        "params",
+        "pvals",
+        "raw",
+        "result",
+        "rref",
+        "rslot",
+        "scalar_pairs",
+        "slots",
+    )
+
+    def __init__(self, ex: ExportFunc) -> None:
+        self.params = (f.Val * max(ex.nparams, 1))()
+        self.pvals = [self.params[i] for i in range(ex.nparams)]
+        self.param_refs = [byref(v) for v in self.pvals]
+        self.slots: list[Any] = []
+        for val, info in zip(self.pvals, ex.scalars, strict=True):
+            if info is None:
+                self.slots.append(None)
+                continue
+            val.kind = info[0]
+            self.slots.append(info[1].from_address(ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET))
+        # For ExportFunc.numbers: the array as bytes, and [kind0, arg0, kind1, arg1...].
+        self.raw = memoryview(self.params).cast("B")
+        self.packed = [x for k in (ex.numbers[2] if ex.numbers else ()) for x in (k, 0)]
+        self.scalar_pairs = (
+            list(zip(self.slots, ex.converts, strict=False)) if ex.all_scalar else []
+        )
+        self.result = f.Val()
+        self.rref = byref(self.result)
+        rinfo = ex.result_scalar
+        self.rslot = (
+            None
+            if rinfo is None
+            else rinfo[1].from_address(ctypes.addressof(self.result) + f.VAL_PAYLOAD_OFFSET)
+        )
+
+
+class Exports:
+    """Attribute access to a plugin's exports: ``plugin.exports.greet("x")``.
+
+    World-level functions are attributes (kebab-case → snake_case); exported
+    interfaces are attributes by their short name (``plugin.exports.api.run``)
+    and items by full name (``plugin.exports["demo:plugin/api@0.1.0"].run``).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(
+                f"no export {name!r}; have: {', '.join(sorted(self._items))}"
+            ) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+
+def short_interface_name(name: str) -> str:
+    return snake(name.split("/")[-1].split("@")[0])

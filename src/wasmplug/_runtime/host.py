@@ -1,0 +1,544 @@
+"""PluginHost: the engine, caches and host interfaces that plugins are loaded into."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, final
+
+import wasmtime
+from wasmtime import WasmtimeError
+from wasmtime.component import Component, Linker
+
+from wasmplug._bridge.hostfuncs import HostInterface, find_provider, link_imports
+from wasmplug._bridge.wit import ComponentShape, FuncSig, InterfaceShape, read_shape
+from wasmplug._errors import (
+    CapabilityError,
+    InvalidComponentError,
+    LinkError,
+    ManifestError,
+    PluginNotFoundError,
+    RevokedError,
+    SignatureError,
+    UnsignedPluginError,
+)
+from wasmplug._sandbox.capabilities import requested_permissions
+from wasmplug._sandbox.grants import Grants, resolve
+from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
+from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability
+from wasmplug._sandbox.limits import Limits, RestartPolicy
+from wasmplug._sandbox.manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest, declares_import
+from wasmplug._semver import semver_compatible
+from wasmplug._trust import wasm_sections as ws
+from wasmplug._trust.registry import PluginInfo, Registry
+from wasmplug._trust.signing import PublicKey
+from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
+
+from .cache import CompileCache, default_cache_dir
+from .engine import EpochTicker, make_engine
+from .plugin import Plugin
+
+__all__ = ["PluginHost"]
+
+log = logging.getLogger("wasmplug")
+
+
+_WASI_HTTP = "wasi:http/"
+
+
+def _default_name(path: Path | None) -> str:
+    stem = path.stem if path is not None else "plugin"
+    name = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"plugin-{name}" if name else "plugin"
+    return name
+
+
+@final
+class PluginHost:
+    """Owns the wasmtime Engine, the compile cache, the epoch ticker and the host
+    interfaces; loads plugins into sandboxes.
+
+    Use it as a context manager, or call :meth:`close`, which is idempotent and
+    also runs at interpreter exit.
+
+    Args:
+        limits: Default limits for every plugin, and the ceiling a manifest
+            cannot exceed. Defaults to ``Limits()``.
+        restart_policy: Default restart policy for every plugin.
+        trusted_keys: Publisher keys the application trusts in code:
+            :class:`TrustedKey` (with name scopes), :class:`PublicKey`, or key-file
+            bytes (wasmsign2 raw, PEM or OpenSSH; any plugin name).
+        trust_store: Keys and revocations trusted on this machine; defaults to
+            the user's store (``wasmplug trust ...``), read on first use.
+        policy: Decides grants for plugins loaded without explicit ``grants``
+            (static grants, a prompt, remembered answers). The default grants
+            nothing and remembers nothing.
+        cache_dir: Where compiled components are cached; defaults to
+            ``platformdirs.user_cache_dir("wasmplug")/compiled``. ``False``
+            disables the on-disk cache.
+        consume_fuel: Enable fuel metering engine-wide (needed for
+            ``Limits.fuel``; costs some speed in every plugin).
+        tick_ms: Epoch tick, the resolution of ``Limits.timeout_ms``, in ms.
+        max_workers: Threads for :meth:`Plugin.acall` and parallel compiles.
+
+    Raises:
+        CacheError: if ``cache_dir`` is unusable (not private or not writable).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        restart_policy: RestartPolicy | None = None,
+        trusted_keys: Iterable[TrustedKey | PublicKey | bytes] = (),
+        trust_store: TrustStore | None = None,
+        policy: GrantPolicy | None = None,
+        cache_dir: str | os.PathLike[str] | bool | None = None,
+        consume_fuel: bool = False,
+        tick_ms: float = 1.0,
+        max_workers: int | None = None,
+    ) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.restart_policy = restart_policy if restart_policy is not None else RestartPolicy()
+        self.trusted_keys = tuple(as_trusted(k) for k in trusted_keys)
+        self._trust_store = trust_store
+        self.policy = policy if policy is not None else GrantPolicy(store=False)
+        self._consume_fuel = consume_fuel
+        self._engine, settings = make_engine(consume_fuel=consume_fuel)
+        if cache_dir is False:
+            self._cache: CompileCache | None = None
+        else:
+            directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)  # type: ignore[arg-type]
+            self._cache = CompileCache(directory, settings)
+        self._components: dict[str, Component] = {}
+        self._compile_lock = threading.Lock()
+        self._providers: dict[str, HostInterface] = {}
+        # The outbound HTTP capability is built in; each plugin's own allow-list
+        # (declared ∩ granted) is checked on every request. provide() may replace it.
+        self._http = HttpCapability()
+        self._providers[HTTP_INTERFACE] = HostInterface(HTTP_INTERFACE, self._http)
+        self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
+        self._ticker = EpochTicker(self._engine, tick_ms)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
+            thread_name_prefix="wasmplug",
+        )
+        self._closed = False
+        atexit.register(self.close)
+
+    # -- host interfaces ------------------------------------------------------------
+
+    def provide(self, interface: str, impl: Any, *, sensitive: bool = False) -> None:
+        """Implement a WIT interface (or a world-level function) that plugins import.
+
+        Args:
+            interface: The WIT interface name, ``"demo:plugin/host@0.1.0"``; or
+                the name of a world-level function import.
+            impl: An object whose snake_case methods implement the interface's
+                functions, or a mapping of WIT (kebab-case) or snake_case names to
+                callables; for a world-level function, the callable itself.
+                Resources are classes: attribute ``PascalCase`` or key
+                ``kebab-case``; their methods are instance methods.
+            sensitive: If true, a plugin gets the interface only when its
+                grants name it (``Grants(host_interfaces={...})``).
+
+        Plugins loaded later see it; a plugin importing a compatible version
+        (same major, or same minor for ``0.x``) is linked to it.
+        """
+        self._check_open()
+        self._providers[interface] = HostInterface(interface, impl, sensitive)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        allow_unsigned: bool = False,
+        manifest: Manifest | None = None,
+        grants: Grants | None = None,
+        limits: Limits | None = None,
+        restart_policy: RestartPolicy | None = None,
+        pool_size: int = 1,
+    ) -> Plugin:
+        """Verify, compile (or load from cache), link and instantiate a plugin.
+
+        Args:
+            source: Path to a ``.wasm`` component, or its bytes (binary or WAT text).
+            allow_unsigned: Load a component that has no trusted signature.
+                Without it, only components signed (wasmsign2 format) by one of
+                ``trusted_keys`` load.
+            manifest: The manifest to use. Otherwise the embedded
+                ``wasmplug-manifest`` section, then a sidecar ``wasmplug.toml``
+                next to the file, then an empty manifest (no capabilities)
+                named after the file.
+            grants: What this plugin may have. Default: what the host's ``policy``
+                decides (which, by default, is nothing).
+            limits: This plugin's limits (default: the host's). A manifest may
+                lower them, never raise them.
+            restart_policy: This plugin's restart policy (default: the host's).
+            pool_size: Maximum instances for concurrent calls (>= 1).
+
+        Returns:
+            The loaded plugin, with one instance already created.
+
+        Raises:
+            InvalidComponentError: the bytes are not a valid component.
+            UnsignedPluginError: no signature, and ``allow_unsigned`` is false.
+            UntrustedKeyError: signed, but not by a trusted key whose scope covers
+                the plugin's name.
+            SignatureInvalidError: the signature does not match the content.
+            RevokedError: the component or its signer's key is revoked.
+            ManifestError: the manifest is invalid.
+            LinkError: imports that are not provided, not declared or not granted.
+            CapabilityError: a grant cannot be honoured (missing directory...).
+            InstantiationError: the component failed to start (start code
+                trapped, or a limit is below what it needs).
+            PluginClosedError: the host is closed.
+        """
+        self._check_open()
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        path, data = self._read(source)
+        manifest = manifest or self._manifest_for(data, path)
+        sha = hashlib.sha256(data).hexdigest()
+        trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
+        if grants is None:
+            grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
+        component = self._compile(data, sha, manifest.name)
+        shape = read_shape(self._engine, component)
+        sandbox = resolve(manifest, grants)
+        effective = manifest.limits.capped_by(limits or self.limits)
+        if effective.fuel is not None and not self._consume_fuel:
+            raise CapabilityError(
+                f"plugin {manifest.name!r} has a fuel limit, but the host was created "
+                "without consume_fuel=True"
+            )
+        linker, linked, uses_wasi = self._link(component, shape, manifest, grants)
+        plugin = Plugin(
+            host=self,
+            component=component,
+            shape=shape,
+            manifest=manifest,
+            sandbox=sandbox,
+            limits=effective,
+            linker=linker,
+            linked=linked,
+            uses_wasi=uses_wasi,
+            pool_size=pool_size,
+            restart_policy=restart_policy or self.restart_policy,
+            sha256=sha,
+            publisher=None if trusted is None else trusted.key_id,
+        )
+        # Create the first instance now, so start-up failures surface at load time.
+        plugin._slots.put(plugin._checkout_first())
+        self._plugins.add(plugin)
+        for note in sandbox.denied:
+            log.info("plugin %s: %s", manifest.name, note)
+        return plugin
+
+    def install(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        registry: Registry | None = None,
+        allow_unsigned: bool = False,
+        force: bool = False,
+    ) -> PluginInfo:
+        """Verify, check, precompile (into this host's cache) and install a plugin.
+
+        Uses this host's trust store and ``trusted_keys``. See :meth:`Registry.install`
+        for the checks and the errors raised.
+
+        Args:
+            source: A ``.wasm`` path or its bytes (with an embedded manifest).
+            registry: Where to install; default: the user's registry.
+            allow_unsigned: Install without a trusted signature (recorded as unsigned).
+            force: Override rollback, version- and name-conflict refusals.
+        """
+        self._check_open()
+        return (registry or Registry()).install(
+            source,
+            trust_store=self.trust_store,
+            trusted_keys=self.trusted_keys,
+            allow_unsigned=allow_unsigned,
+            force=force,
+            compile=self._precompile_one,
+        )
+
+    def _precompile_one(self, data: bytes) -> None:
+        self.precompile([data])
+
+    def load_installed(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        registry: Registry | None = None,
+        allow_unsigned: bool = False,
+        grants: Grants | None = None,
+        limits: Limits | None = None,
+        restart_policy: RestartPolicy | None = None,
+        pool_size: int = 1,
+    ) -> Plugin:
+        """Load an installed plugin by name: the highest version matching ``version``
+        (a Cargo-style spec such as ``"1.2"``; default: the highest installed).
+
+        The file is verified again (keys may have been revoked since install).
+        Other arguments are as for :meth:`load`.
+
+        Raises:
+            PluginNotFoundError: nothing installed matches; otherwise whatever
+                :meth:`load` raises.
+        """
+        info = (registry or Registry()).get(name, version)
+        if info.path is None:
+            raise PluginNotFoundError(f"{name}: installed entry has no file")
+        return self.load(
+            info.path,
+            allow_unsigned=allow_unsigned,
+            grants=grants,
+            limits=limits,
+            restart_policy=restart_policy,
+            pool_size=pool_size,
+        )
+
+    def _permission_request(
+        self, manifest: Manifest, sha: str, key: TrustedKey | None
+    ) -> PermissionRequest:
+        sensitive = frozenset(
+            name
+            for name in manifest.host_interfaces
+            if (p := find_provider(name, self._providers)) is not None and p.sensitive
+        )
+        permissions = requested_permissions(manifest, sensitive)
+        return PermissionRequest(
+            plugin=manifest.name,
+            version=manifest.version,
+            publisher=None if key is None else key.key_id,
+            publisher_name="" if key is None else key.name,
+            sha256=sha,
+            permissions=permissions,
+            new=permissions,
+        )
+
+    def precompile(self, sources: Iterable[str | os.PathLike[str] | bytes]) -> list[str]:
+        """Compile several components in parallel threads and cache them.
+
+        Returns:
+            The SHA-256 (hex) of each component, in order.
+
+        Raises:
+            InvalidComponentError: if any source is not a valid component.
+        """
+        self._check_open()
+        items = [self._read(s) for s in sources]
+        shas = [hashlib.sha256(data).hexdigest() for _, data in items]
+        futures = [
+            self._executor.submit(self._compile, data, sha, _default_name(path))
+            for (path, data), sha in zip(items, shas, strict=True)
+        ]
+        for fut in futures:
+            fut.result()
+        return shas
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        """The plugins loaded by this host that are still open."""
+        return [p for p in self._plugins if not p.closed]
+
+    def _read(self, source: str | os.PathLike[str] | bytes) -> tuple[Path | None, bytes]:
+        if isinstance(source, bytes | bytearray):
+            data = bytes(source)
+            if data.lstrip()[:1] == b"(":
+                try:
+                    data = bytes(wasmtime.wat2wasm(data.decode()))
+                except (WasmtimeError, UnicodeDecodeError) as e:
+                    raise InvalidComponentError(f"invalid WAT text: {e}") from None
+            return None, data
+        path = Path(source)
+        try:
+            return path, path.read_bytes()
+        except OSError as e:
+            raise InvalidComponentError(f"cannot read {path}: {e}") from None
+
+    def _verify(
+        self, data: bytes, name: str, path: Path | None, *, required: bool
+    ) -> TrustedKey | None:
+        """The trusted key that signed ``data``; ``None`` (only if not ``required``)
+        when there is none, so an unsigned load still records a signer it can prove."""
+        store = self.trust_store
+        store.refresh()
+        try:
+            decision = store.verify(
+                data, name, extra_keys=self.trusted_keys, where=str(path or "component")
+            )
+        except RevokedError:
+            raise  # revoked is refused even with allow_unsigned
+        except (SignatureError, UnsignedPluginError):
+            if required:
+                raise
+            return None
+        return decision.key
+
+    @property
+    def trust_store(self) -> TrustStore:
+        """The machine's trust store (loaded on first use)."""
+        if self._trust_store is None:
+            self._trust_store = TrustStore()
+        return self._trust_store
+
+    def _manifest_for(self, data: bytes, path: Path | None) -> Manifest:
+        try:
+            embedded = ws.get_custom_section(data, MANIFEST_SECTION)
+        except InvalidComponentError:
+            embedded = None
+        if embedded is not None:
+            try:
+                text = embedded.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError("<embedded>", ["not UTF-8 text"]) from None
+            return Manifest.from_toml(text, source=f"{path or 'component'} (embedded)")
+        if path is not None:
+            sidecar = path.with_name(SIDECAR_NAME)
+            if sidecar.is_file():
+                return Manifest.from_path(sidecar)
+        return Manifest(name=_default_name(path))
+
+    def _compile(self, data: bytes, sha: str, name: str) -> Component:
+        with self._compile_lock:
+            cached = self._components.get(sha)
+        if cached is not None:
+            return cached
+        component = None
+        if self._cache is not None:
+            payload = self._cache.get(sha)
+            if payload is not None:
+                try:
+                    component = Component.deserialize(self._engine, payload)
+                except WasmtimeError as e:
+                    log.warning("cache entry for %s unusable (%s); recompiling", name, e)
+        if component is None:
+            start = time.perf_counter()
+            if len(data) > 1_000_000:
+                log.info(
+                    "compiling %s (%.1f MB); this takes a few seconds the first time",
+                    name,
+                    len(data) / 1e6,
+                )
+            try:
+                component = Component(self._engine, data)
+            except WasmtimeError as e:
+                raise InvalidComponentError(f"{name}: not a valid component: {e}") from None
+            log.info("compiled %s in %.2f s", name, time.perf_counter() - start)
+            if self._cache is not None:
+                self._cache.put(sha, bytes(component.serialize()))
+        with self._compile_lock:
+            return self._components.setdefault(sha, component)
+
+    def _link(
+        self, component: Component, shape: ComponentShape, manifest: Manifest, grants: Grants
+    ) -> tuple[Linker, Any, bool]:
+        problems: list[str] = []
+        uses_wasi = needs_traps = False
+        interfaces: dict[str, tuple[InterfaceShape, HostInterface]] = {}
+        for name, iface in shape.imports.items():
+            if name.startswith("wasi:"):
+                uses_wasi = True
+                needs_traps |= name.startswith(_WASI_HTTP)
+                continue
+            # An interface of type definitions only has nothing to call, so it
+            # needs no provider; it must still be declared, as install requires.
+            types_only = not iface.functions and not iface.resources
+            if types_only and declares_import(manifest, name):
+                interfaces[name] = (iface, HostInterface(name, {}))
+                continue
+            provider = self._check_import(name, manifest, grants, problems)
+            if provider is not None:
+                interfaces[name] = (iface, provider)
+        functions: dict[str, tuple[FuncSig, Any]] = {}
+        for sig in shape.import_functions:
+            provider = self._check_import(sig.name, manifest, grants, problems)
+            if provider is not None:
+                functions[sig.name] = (sig, provider.impl)
+        if problems:
+            raise LinkError(manifest.name, problems)
+        linker = Linker(self._engine)
+        if uses_wasi:
+            linker.add_wasip2()
+        linked, link_problems = link_imports(linker, interfaces, functions)
+        if link_problems:
+            raise LinkError(manifest.name, link_problems)
+        if needs_traps:
+            # wasi:http is never linked for real (it has no host allow-list); a
+            # component that imports it still instantiates, and calls trap.
+            linker.define_unknown_imports_as_traps(component)
+        return linker, linked, uses_wasi
+
+    def _check_import(
+        self, name: str, manifest: Manifest, grants: Grants, problems: list[str]
+    ) -> HostInterface | None:
+        declared = declares_import(manifest, name)
+        provider = find_provider(name, self._providers)
+        if not declared:
+            problems.append(
+                f"{name}: imported but not declared in the manifest "
+                "([capabilities] host-interfaces)"
+            )
+        if provider is None:
+            problems.append(f"{name}: not provided by the application (PluginHost.provide)")
+        elif provider.sensitive and not any(
+            semver_compatible(name, g) or g == provider.name for g in grants.host_interfaces
+        ):
+            problems.append(
+                f"{name}: sensitive interface not granted (Grants(host_interfaces=...))"
+            )
+        return provider if declared and not problems else None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from wasmplug._errors import PluginClosedError
+
+            raise PluginClosedError("the PluginHost is closed")
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close every plugin, stop the ticker and worker threads. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for plugin in list(self._plugins):
+            plugin.close()
+        self._ticker.close()
+        self._http.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._components.clear()
+
+    def __enter__(self) -> PluginHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<wasmplug.PluginHost {len(self.plugins)} plugin(s) {state}>"

@@ -1,0 +1,180 @@
+"""One component instance: its Store, WASI context, export handles and call buffers.
+
+An instance is used by one thread at a time (its ``lock``). It is never
+reused after a fault: wasmtime poisons a component instance after a trap
+("cannot enter component instance"), and Zellij's habit of keeping a
+panicked instance around ended in a segfault (zellij#5374).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from wasmtime import Store, WasmtimeError
+
+from wasmplug._bridge import callctx as _callctx
+from wasmplug._bridge import ffi as f
+from wasmplug._bridge.hostfuncs import forget_host_objects
+from wasmplug._bridge.resources import lift_handle, lower_handle
+from wasmplug._bridge.wit import HandleT
+from wasmplug._errors import InstantiationError
+from wasmplug._sandbox.stdio import GuestOutput
+
+from .faults import split_backtrace
+
+if TYPE_CHECKING:
+    from .plugin import Plugin
+
+__all__ = ["Instance"]
+
+_PAGE = 65536
+
+
+class Instance:
+    """A live instance of a plugin's component, in its own Store.
+
+    Attributes:
+        plugin: The owning plugin.
+        store: The wasmtime Store (one per instance).
+        context: Raw ``wasmtime_context_t*`` of the store, for the fast call path.
+        funcs: ``byref(func)`` per export, indexed like ``plugin._exports_list``.
+        alive: False once discarded.
+        host_exc: The exception a host function raised during the current call.
+        calls: Calls completed on this instance.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "alive",
+        "buffers",
+        "caller",
+        "calls",
+        "context",
+        "deadline_epoch",
+        "funcs",
+        "host_exc",
+        "host_func",
+        "host_reps",
+        "instance",
+        "lock",
+        "plugin",
+        "stderr",
+        "stdout",
+        "store",
+    )
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.alive = True
+        self.host_exc: BaseException | None = None
+        self.host_func = ""  # the host function that raised host_exc
+        # The instance this thread was running when this one was entered (a host
+        # function calling another plugin), so re-entry anywhere up the chain is seen.
+        self.caller: Instance | None = None
+        self.host_reps: set[int] = set()
+        self.calls = 0
+        self.deadline_epoch = -1
+        self.lock = threading.Lock()
+        self.buffers: list[Any] = [None] * len(plugin._exports_list)
+        host = plugin._host
+        limits = plugin.limits
+        store = Store(host._engine)
+        self.store = store
+        self.context: Any = store._context()
+        store.set_limits(
+            memory_size=-1 if limits.memory_bytes is None else limits.memory_bytes,
+            table_elements=-1 if limits.table_elements is None else limits.table_elements,
+            instances=-1 if limits.instances is None else limits.instances,
+            tables=-1 if limits.tables is None else limits.tables,
+            memories=-1 if limits.memories is None else limits.memories,
+        )
+        logger = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
+        discard = plugin.manifest.stdio == "discard"
+        self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
+        self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
+        if plugin._uses_wasi:
+            store.set_wasi(plugin.sandbox.wasi_config(self.stdout, self.stderr))
+        if host._consume_fuel:
+            store.set_fuel(limits.fuel if limits.fuel is not None else 2**63 - 1)
+        self.instance = self._instantiate()
+        self.funcs = []
+        for index in plugin._export_indices:
+            func = self.instance.get_func(store, index)
+            assert func is not None
+            self.funcs.append(ctypes.byref(func._func))
+
+    def _instantiate(self) -> Any:
+        plugin = self.plugin
+        host = plugin._host
+        ticker = host._ticker
+        timeout = plugin.limits.timeout_ms
+        # Start-up code (componentize-py runs its interpreter's init) also gets a
+        # deadline: ten times the per-call budget, at least 10 s.
+        ticks = ticker.deadline_ticks(max(10_000.0, 10 * timeout) if timeout else 10_000.0)
+        self.store.set_epoch_deadline(ticks)
+        prev = _callctx.swap(self)
+        self.caller = prev
+        ticker.in_flight.add(self)
+        try:
+            return plugin._linker.instantiate(self.store, plugin._component)
+        except WasmtimeError as e:
+            self.close()
+            raise self._instantiation_error(str(e)) from e
+        finally:
+            ticker.in_flight.discard(self)
+            _callctx.swap(prev)
+
+    def _instantiation_error(self, message: str) -> InstantiationError:
+        cause, backtrace = split_backtrace(message)
+        limits = self.plugin.limits
+        hint = ""
+        if "memory" in cause and "limit" in cause and limits.memory_bytes is not None:
+            hint = (
+                f" (Limits.memory_bytes={limits.memory_bytes} bytes, "
+                f"{limits.memory_bytes // _PAGE} pages, is below what this component needs "
+                "to instantiate; componentize-py components need about 12.3 MiB / 197 pages)"
+            )
+        if self.host_exc is not None:
+            hint += f" (a host function raised {type(self.host_exc).__name__} during start-up)"
+        err = InstantiationError(f"cannot instantiate plugin {self.plugin.name!r}: {cause}{hint}")
+        err.__notes__ = [backtrace] if backtrace else []
+        return err
+
+    # HandleBridge, used by the converters -------------------------------------
+
+    def lower_handle(self, ty: HandleT, value: Any, val: Any) -> None:
+        lower_handle(self, ty, value, val)
+
+    def lift_handle(self, ty: HandleT, val: Any) -> Any:
+        return lift_handle(self, ty, val)
+
+    # ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the Store and everything in it (idempotent)."""
+        if not self.alive:
+            return
+        self.alive = False
+        self.stdout.flush()
+        self.stderr.flush()
+        forget_host_objects(self.host_reps)
+        self.host_reps.clear()
+        self.buffers = []
+        self.funcs = []
+        store = getattr(self, "store", None)
+        if store is not None:
+            self.context = None
+            self.instance = None
+            store.close()
+
+    def guest_stderr_tail(self) -> str:
+        return self.stderr.tail
+
+    def drop_resource(self, ptr: Any) -> None:
+        """Run the guest destructor of an owned resource (caller holds ``lock``)."""
+        err = f.resource_any_drop(self.context, ptr)
+        if err:
+            raise WasmtimeError._from_ptr(err)

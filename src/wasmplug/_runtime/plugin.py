@@ -1,0 +1,554 @@
+"""A loaded plugin: typed export calls, an instance pool, and crash isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import queue
+import struct
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+from wasmtime import WasmtimeError
+from wasmtime.component import Component, ExportIndex, Linker
+
+from wasmplug._bridge import callctx as _callctx
+from wasmplug._bridge import ffi as f
+from wasmplug._bridge.hostfuncs import Linked
+from wasmplug._bridge.resources import Resource, end_borrows, end_moves, track_moves
+from wasmplug._bridge.values import Err
+from wasmplug._bridge.wit import ComponentShape, FuncSig, ResourceRef, snake
+from wasmplug._errors import (
+    ErrorResult,
+    HostFunctionError,
+    PluginClosedError,
+    PluginError,
+    PluginFault,
+    PluginQuarantinedError,
+    ReentrantCallError,
+    StaleResourceError,
+    WitTypeError,
+    WitValueError,
+)
+from wasmplug._sandbox.grants import EffectiveSandbox
+from wasmplug._sandbox.limits import Limits, RestartPolicy
+from wasmplug._sandbox.manifest import Manifest
+
+from .exports import Buffers, ExportFunc, Exports, short_interface_name
+from .faults import classify
+from .instance import Instance
+from .supervisor import PluginMetrics, Supervisor
+
+if TYPE_CHECKING:
+    from .host import PluginHost
+
+__all__ = ["Plugin"]
+
+E = TypeVar("E", bound=PluginError)
+
+byref = ctypes.byref
+_swap = _callctx.swap
+_current = _callctx.current
+_tls = _callctx._tls
+_func_call = f.func_call
+_set_deadline = f.set_epoch_deadline
+_set_fuel = f.set_fuel
+_val_delete = f.val_delete
+_BOOL = f.BOOL
+
+
+def _call_chain(cur: Instance | None) -> list[Instance]:
+    """The instances this thread is running: ``cur`` and the ones that called into it
+    through host functions (innermost first)."""
+    chain = []
+    while cur is not None:
+        chain.append(cur)
+        cur = cur.caller
+    return chain
+
+
+def _pack_numbers(
+    numbers: tuple[struct.Struct, tuple[type, ...], list[int]], buf: Buffers, args: Any
+) -> bool:
+    """Write all-number arguments in one C call; ``False`` means "use the converters"
+    (a bool, a non-number or an out-of-range value: they produce the precise error)."""
+    packer, allowed, _ = numbers
+    for a in args:
+        if a.__class__ not in allowed:
+            return False
+    packed = buf.packed
+    packed[1::2] = args
+    try:
+        packer.pack_into(buf.raw, 0, *packed)
+    except struct.error:
+        return False
+    return True
+
+
+@final
+class Plugin:
+    """A loaded plugin. Created by :meth:`PluginHost.load`, never directly.
+
+    Calls are thread-safe. Each call runs on an instance from a pool of at most
+    ``pool_size`` instances (created lazily), so calls on different instances run
+    in parallel: ctypes releases the GIL while Wasm runs. Instances keep state
+    between calls; with ``pool_size > 1`` consecutive calls may see different
+    instances, so use it for stateless plugins.
+
+    Any fault discards the faulty instance; the next call gets a fresh one
+    after the restart policy's backoff, or fails fast with
+    :class:`PluginQuarantinedError` once the crash-loop limit is reached.
+
+    Attributes:
+        name: The plugin's name (from its manifest).
+        manifest: The plugin's manifest.
+        limits: The effective limits (manifest requests capped by the application).
+        sandbox: The effective capabilities (declared ∩ granted).
+        sha256: Hex SHA-256 of the component bytes.
+        publisher: Key id (hex) of the trusted key that signed it, or ``None``.
+        exports: Attribute-style access to exports.
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(
+        self,
+        *,
+        host: PluginHost,
+        component: Component,
+        shape: ComponentShape,
+        manifest: Manifest,
+        sandbox: EffectiveSandbox,
+        limits: Limits,
+        linker: Linker,
+        linked: Linked,
+        uses_wasi: bool,
+        pool_size: int,
+        restart_policy: RestartPolicy,
+        sha256: str,
+        publisher: str | None = None,
+    ) -> None:
+        self._host = host
+        self._component = component
+        self.shape = shape
+        self.manifest = manifest
+        self.name = manifest.name
+        self.sandbox = sandbox
+        self.limits = limits
+        self.sha256 = sha256
+        self.publisher = publisher
+        self._linker = linker
+        self._linked = linked
+        self._uses_wasi = uses_wasi
+        self._closed = False
+        self._supervisor = Supervisor(restart_policy)
+        self._retired_calls = 0
+        self._instances: set[Instance] = set()
+        self._instances_lock = threading.Lock()
+        self._slots: queue.SimpleQueue[Instance | None] = queue.SimpleQueue()
+        for _ in range(pool_size):
+            self._slots.put(None)
+        self.pool_size = pool_size
+        self._ticker = host._ticker
+        timeout = limits.timeout_ms
+        self._deadline_ticks = host._ticker.deadline_ticks(timeout) if timeout else 2**62
+        self._fuel = limits.fuel if host._consume_fuel and limits.fuel is not None else None
+        self._exports_list: list[ExportFunc] = []
+        self._export_indices: list[ExportIndex] = []
+        self._by_name: dict[str, ExportFunc] = {}
+        self._build_exports()
+
+    # -- construction -------------------------------------------------------------
+
+    def _build_exports(self) -> None:
+        component = self._component
+        attrs_root: dict[str, Any] = {}
+        for iface_name, iface in self.shape.exports.items():
+            parent = component.get_export_index(iface_name)
+            assert parent is not None
+            members: dict[str, Any] = {}
+            for sig in iface.functions:
+                ex = self._add_export(f"{iface_name}#{sig.name}", sig, parent)
+                members[snake(sig.name)] = ex
+            attrs_root[short_interface_name(iface_name)] = Exports(members)
+            attrs_root[iface_name] = attrs_root[short_interface_name(iface_name)]
+        for sig in self.shape.export_functions:
+            attrs_root[snake(sig.name)] = self._add_export(sig.name, sig, None)
+        self.exports = Exports(attrs_root)
+
+    def _add_export(self, name: str, sig: FuncSig, parent: ExportIndex | None) -> ExportFunc:
+        func_name = name.rpartition("#")[2]
+        index = self._component.get_export_index(func_name, parent)
+        assert index is not None
+        ex = ExportFunc(self, len(self._exports_list), name, sig)
+        self._exports_list.append(ex)
+        self._export_indices.append(index)
+        self._by_name[name] = ex
+        return ex
+
+    def _resource_type_id(self, ref: ResourceRef) -> int:
+        return self._linked.resource_types[(ref.interface, ref.name)]
+
+    # -- the call path ------------------------------------------------------------
+
+    def call(self, export: str, *args: Any) -> Any:
+        """Call an export by its WIT name.
+
+        Args:
+            export: ``"greet"`` for a world-level function, or
+                ``"demo:plugin/api@0.1.0#run"`` for a function of an exported interface.
+            *args: Python values, one per WIT parameter (see the type table in the docs).
+
+        Returns:
+            The converted result; ``None`` for a function without one. For a
+            ``result<T, E>`` return type, the ``ok`` payload.
+
+        Raises:
+            WitTypeError: an argument has the wrong Python type (names the parameter).
+            WitValueError: an argument is out of range for its WIT type.
+            ErrorResult: the export returned ``err(E)``; ``.value`` is E.
+            PluginTrapped: the guest trapped. The instance was discarded.
+            PluginTimeout: the call exceeded ``Limits.timeout_ms``.
+            FuelExhausted: the call exceeded ``Limits.fuel``.
+            ResourceLimitExceeded: the guest hit a memory or table limit.
+            HostFunctionError: a host function raised; the exception is ``__cause__``.
+            PluginQuarantinedError: too many faults; call :meth:`reset`.
+            PluginClosedError: the plugin or its host was closed.
+            ReentrantCallError: called from a host function of this same plugin.
+            InstantiationError: a fresh instance could not be created.
+            KeyboardInterrupt: re-raised here if a host function raised it.
+        """
+        ex = self._by_name.get(export)
+        if ex is None:
+            raise self._unknown_export(export)
+        return self._invoke(ex, args)
+
+    async def acall(self, export: str, *args: Any) -> Any:
+        """Like :meth:`call`, but runs in the host's worker threads; awaiting does not
+        block the event loop. Cancelling the awaiting task does not stop the Wasm
+        call (it ends at its deadline); it only stops waiting for it.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._host._executor, functools.partial(self.call, export, *args)
+        )
+
+    def _unknown_export(self, export: str) -> PluginError:
+        err = PluginError(f"no export named {export!r}; exports are: {', '.join(self._by_name)}")
+        err.plugin = self.name
+        return err
+
+    def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        if self._closed:
+            raise self._error(PluginClosedError("plugin is closed"), ex)
+        if len(args) != ex.nparams:
+            raise WitTypeError(
+                f"{self.name}: {ex.name} takes {ex.nparams} argument(s) "
+                f"({', '.join(ex.param_names)}), got {len(args)}"
+            )
+        cur = getattr(_tls, "inst", None)
+        if cur is not None and self._running_here(cur):
+            raise self._error(
+                ReentrantCallError("called from inside one of its own host calls"), ex
+            )
+        if self._supervisor.quarantined:
+            raise self._quarantined(ex)
+        try:
+            if ex.has_handles:
+                inst = self._checkout_for(args)
+                if inst is not None:
+                    try:
+                        return self._run(inst, ex, args)
+                    finally:
+                        inst.lock.release()
+            inst = self._checkout()
+        except PluginError as e:
+            # Closed or quarantined while waiting for an instance, or a stale handle.
+            raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
+        try:
+            return self._run(inst, ex, args)
+        finally:
+            if self._closed and inst.alive:
+                self._discard(inst)  # close() was called from inside this call
+            inst.lock.release()
+            if inst.alive:
+                self._slots.put(inst)
+
+    def _running_here(self, cur: Instance | None) -> bool:
+        """Whether this thread is inside a call on this plugin (``cur`` and its callers)."""
+        return any(inst.plugin is self for inst in _call_chain(cur))
+
+    def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        buf = inst.buffers[ex.index]
+        if buf is None:
+            buf = inst.buffers[ex.index] = Buffers(ex)
+        i = 0
+        moved = track_moves() if ex.has_handles else None
+        try:
+            numbers = ex.numbers
+            if numbers is not None and _pack_numbers(numbers, buf, args):
+                pass  # every argument written by one struct.pack_into
+            elif ex.all_scalar:
+                for i, (slot, convert) in enumerate(buf.scalar_pairs):
+                    slot.value = convert(args[i])
+            else:
+                pvals = buf.pvals
+                for i, lower in enumerate(ex.lowers):
+                    lower(args[i], pvals[i], inst)
+        except (WitTypeError, WitValueError) as e:
+            if ex.free_params:
+                for ref in buf.param_refs[:i]:
+                    _val_delete(ref)
+            if moved is not None:  # the call never happened: own handles stay with Python
+                end_moves(moved, undo=True)
+                end_borrows(inst)
+            raise type(e)(
+                f"{self.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
+            ).with_traceback(None) from None
+        if moved is not None:
+            end_moves(moved, undo=False)
+        ctx = inst.context
+        ticker = self._ticker
+        # The deadline is absolute (epoch + ticks); while the epoch has not moved
+        # since it was set, it still grants the full budget, so skip the FFI call.
+        epoch = ticker.epoch
+        if inst.deadline_epoch != epoch:
+            _set_deadline(ctx, self._deadline_ticks)
+            inst.deadline_epoch = epoch
+        if self._fuel is not None:
+            _set_fuel(ctx, self._fuel)
+        # inst.host_exc is None here: _fault() consumes it after every failed call.
+        stderr = inst.stderr
+        if stderr.tail:
+            stderr.tail = ""  # classify a fault by this call's output only
+        in_flight = ticker.in_flight
+        tls = _tls
+        prev = getattr(tls, "inst", None)
+        tls.inst = inst
+        inst.caller = prev
+        in_flight.add(inst)
+        err = _func_call(inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults)
+        in_flight.discard(inst)
+        tls.inst = prev
+        if moved is not None:
+            end_borrows(inst)
+        if ex.free_params:
+            for ref in buf.param_refs:
+                _val_delete(ref)
+        if err:
+            self._fault(inst, ex, err)
+        inst.calls += 1
+        sup = self._supervisor
+        if sup.consecutive:
+            sup.record_success()
+        rslot = buf.rslot
+        if rslot is not None:
+            post = ex.result_scalar[3]  # type: ignore[index]
+            return rslot.value if post is None else post(rslot.value)
+        lift = ex.lift
+        if lift is None:
+            return None
+        if ex.free_result:
+            try:
+                value = lift(buf.result, inst)
+            finally:
+                # wasmtime assigns into the result slot on the next call, dropping
+                # whatever is there: leave a plain bool, not dangling pointers.
+                _val_delete(buf.rref)
+                buf.result.kind = _BOOL
+        else:
+            value = lift(buf.result, inst)
+        if ex.returns_result:
+            if value.__class__ is Err:
+                raise self._error(ErrorResult(value.value), ex)
+            return value.value
+        return value
+
+    def _fault(self, inst: Instance, ex: ExportFunc | None, err_ptr: Any) -> None:
+        """Discard ``inst`` and raise the fault that ``err_ptr`` describes."""
+        cause = WasmtimeError._from_ptr(err_ptr)
+        host_exc = inst.host_exc
+        inst.host_exc = None
+        tail = inst.stderr.tail
+        self._discard(inst)
+        if host_exc is not None and not isinstance(host_exc, Exception):
+            # KeyboardInterrupt / SystemExit: count the fault, then let it propagate
+            # in the calling thread now that Wasm has unwound.
+            fault = HostFunctionError(
+                f"host function {inst.host_func} raised {type(host_exc).__name__}"
+            )
+            self._supervisor.record_fault(self._error(fault, ex))
+            raise host_exc
+        exc: PluginFault
+        if host_exc is not None:
+            exc = HostFunctionError(
+                f"host function {inst.host_func} raised {type(host_exc).__name__}: {host_exc}"
+            )
+            exc.__cause__ = host_exc
+        else:
+            exc = classify(
+                str(cause), guest_stderr=tail, memory_limited=self.limits.memory_bytes is not None
+            )
+            exc.__cause__ = cause
+        exc.guest_stderr = tail
+        self._supervisor.record_fault(self._error(exc, ex))
+        raise exc
+
+    def _error(self, exc: E, ex: ExportFunc | None) -> E:
+        exc.plugin = self.name
+        exc.export = None if ex is None else ex.name
+        return exc
+
+    def _quarantined(self, ex: ExportFunc | None) -> PluginError:
+        last = self._supervisor.last_fault
+        why = f"; last fault: {last.kind}: {last.message}" if last else ""
+        policy = self._supervisor.policy
+        return self._error(
+            PluginQuarantinedError(
+                f"quarantined after {policy.max_faults} faults in {policy.window_s:g} s"
+                f"{why}; call reset() to try again"
+            ),
+            ex,
+        )
+
+    # -- the instance pool ----------------------------------------------------------
+
+    def _checkout(self) -> Instance:
+        slots = self._slots
+        while True:
+            try:
+                item = slots.get_nowait()
+            except queue.Empty:
+                item = slots.get()
+            if item is None:
+                try:
+                    item = self._new_instance()
+                except BaseException:
+                    slots.put(None)
+                    raise
+            item.lock.acquire()
+            if item.alive:
+                return item
+            item.lock.release()  # discarded while we waited; its slot came back as None
+
+    def _checkout_first(self) -> Instance:
+        """Create the first instance at load time (so start-up failures surface early)."""
+        self._slots.get_nowait()
+        try:
+            return self._new_instance()
+        except BaseException:
+            self._slots.put(None)
+            raise
+
+    def _checkout_for(self, args: tuple[Any, ...]) -> Instance | None:
+        """Lock the instance that owns the first resource argument (or return None)."""
+        for arg in args:
+            if isinstance(arg, Resource):
+                inst: Instance = arg._inst
+                if inst.plugin is not self:
+                    raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
+                inst.lock.acquire()
+                if not inst.alive:
+                    inst.lock.release()
+                    raise StaleResourceError(
+                        f"{arg.type_name} handle belongs to an instance that was discarded"
+                    )
+                return inst
+        return None
+
+    def _new_instance(self) -> Instance:
+        if self._closed:
+            raise PluginClosedError("plugin is closed")
+        if self._supervisor.quarantined:
+            raise self._quarantined(None)
+        self._supervisor.before_instantiate()
+        inst = Instance(self)
+        with self._instances_lock:
+            self._instances.add(inst)
+        return inst
+
+    def _discard(self, inst: Instance) -> None:
+        """Close an instance whose lock the caller holds, and free its pool slot."""
+        with self._instances_lock:
+            self._instances.discard(inst)
+            self._retired_calls += inst.calls
+        inst.close()
+        self._slots.put(None)
+
+    def _drop_resource(self, inst: Instance, ptr: Any) -> None:
+        if inst in _call_chain(_current()):
+            raise ReentrantCallError("cannot drop a resource from inside a call on its instance")
+        with inst.lock:
+            if not inst.alive:
+                return
+            prev = _swap(inst)
+            inst.caller = prev
+            try:
+                inst.drop_resource(ptr)
+            except WasmtimeError as e:
+                self._discard(inst)
+                raise self._error(classify(str(e)), None) from e
+            finally:
+                _swap(prev)
+
+    # -- lifecycle and health ------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called (on this plugin or its host)."""
+        return self._closed
+
+    def metrics(self) -> PluginMetrics:
+        """A snapshot of this plugin's counters."""
+        sup = self._supervisor
+        with self._instances_lock:
+            live = list(self._instances)
+            calls = self._retired_calls + sum(i.calls for i in live)
+        return PluginMetrics(
+            calls=calls,
+            faults=dict(sup.faults),
+            restarts=sup.restarts,
+            instances=len(live),
+            quarantined=sup.quarantined,
+            last_fault=sup.last_fault,
+        )
+
+    def reset(self) -> None:
+        """Lift quarantine and discard idle instances, so the next call starts fresh."""
+        self._supervisor.reset()
+        self._drain(wait=False)
+
+    def _drain(self, *, wait: bool) -> None:
+        with self._instances_lock:
+            live = list(self._instances)
+        # Never wait for an instance this thread is running (close() from a host
+        # function): the call discards it when it returns.
+        here = set(_call_chain(_current()))
+        for inst in live:
+            if inst.lock.acquire(blocking=wait and inst not in here):
+                try:
+                    if inst.alive:
+                        self._discard(inst)
+                finally:
+                    inst.lock.release()
+
+    def close(self) -> None:
+        """Close the plugin: wait for running calls, then free every instance. Idempotent.
+
+        Later calls raise :class:`PluginClosedError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._drain(wait=True)
+
+    def __enter__(self) -> Plugin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<wasmplug.Plugin {self.name} {self.manifest.version} {state}>"

@@ -1,0 +1,114 @@
+"""Per-plugin fault bookkeeping: metrics, restart backoff and crash-loop quarantine."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+
+import attrs
+
+from wasmplug._errors import PluginFault
+from wasmplug._sandbox.limits import RestartPolicy
+
+__all__ = ["FaultRecord", "PluginMetrics", "Supervisor"]
+
+
+@attrs.frozen
+class FaultRecord:
+    """One fault, as kept in :attr:`PluginMetrics.last_fault`.
+
+    Attributes:
+        kind: The fault class (``"trap"``, ``"timeout"``, ``"fuel"``,
+            ``"resource-limit"``, ``"host-function"``).
+        message: The exception's message.
+        export: The export being called, if any.
+        at: ``time.time()`` of the fault, in seconds since the epoch.
+    """
+
+    __module__ = "wasmplug"
+    kind: str
+    message: str
+    export: str | None
+    at: float
+
+
+@attrs.frozen
+class PluginMetrics:
+    """A snapshot of one plugin's health counters.
+
+    Attributes:
+        calls: Calls that returned (a value or an ``err`` result).
+        faults: Fault count by kind.
+        restarts: Instances created to replace a faulted one.
+        instances: Live instances right now.
+        quarantined: Whether calls currently fail fast.
+        last_fault: The most recent fault, if any.
+    """
+
+    __module__ = "wasmplug"
+    calls: int
+    faults: Mapping[str, int]
+    restarts: int
+    instances: int
+    quarantined: bool
+    last_fault: FaultRecord | None
+
+    @property
+    def total_faults(self) -> int:
+        """Faults of every kind together."""
+        return sum(self.faults.values())
+
+
+class Supervisor:
+    """Applies a :class:`RestartPolicy` to one plugin's faults (thread-safe)."""
+
+    def __init__(self, policy: RestartPolicy) -> None:
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._window: deque[float] = deque()
+        self.faults: Counter[str] = Counter()
+        self.consecutive = 0
+        self.restarts = 0
+        self.pending_restart = False
+        self.quarantined = False
+        self.last_fault: FaultRecord | None = None
+
+    def record_fault(self, exc: PluginFault) -> None:
+        """Count a fault; quarantine the plugin if the policy's limit is reached."""
+        now = time.monotonic()
+        with self._lock:
+            self.faults[exc.fault] += 1
+            self.consecutive += 1
+            self.pending_restart = True
+            # Exception.__str__: the message without the "plugin ..., export ...:" prefix.
+            message = Exception.__str__(exc)
+            self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())
+            window = self._window
+            window.append(now)
+            while window and now - window[0] > self.policy.window_s:
+                window.popleft()
+            if len(window) >= self.policy.max_faults:
+                self.quarantined = True
+
+    def record_success(self) -> None:
+        """A call succeeded: the consecutive-fault streak ends."""
+        self.consecutive = 0
+
+    def before_instantiate(self) -> None:
+        """Sleep for the backoff the policy asks for, and count a restart if one is due."""
+        with self._lock:
+            restarting, self.pending_restart = self.pending_restart, False
+            delay = self.policy.backoff_ms(self.consecutive) if restarting else 0.0
+            if restarting:
+                self.restarts += 1
+        if delay:
+            time.sleep(delay / 1000.0)
+
+    def reset(self) -> None:
+        """Lift quarantine and forget the fault window (counters are kept)."""
+        with self._lock:
+            self.quarantined = False
+            self.consecutive = 0
+            self._window.clear()

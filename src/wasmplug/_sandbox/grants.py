@@ -1,0 +1,171 @@
+"""Grants: what the application allows, and the effective sandbox (declared ∩ granted).
+
+Nothing reaches a plugin unless the manifest declares it *and* the
+application grants it. The host path of a directory always comes from the
+grant, never from the plugin. WASI is linked with a capability-less
+``WasiConfig`` plus exactly the granted preopens and environment keys; no
+``inherit_*`` call is ever made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import attrs
+from wasmtime import WasiConfig
+
+from wasmplug._errors import CapabilityError
+
+from .manifest import Manifest
+from .stdio import GuestOutput
+
+__all__ = ["DirGrant", "EffectiveSandbox", "Grants", "resolve"]
+
+
+def _absolute(p: str | os.PathLike[str]) -> Path:
+    return Path(p).absolute()
+
+
+@attrs.frozen
+class DirGrant:
+    """A host directory granted for one guest path.
+
+    Attributes:
+        host_path: Directory on the host (made absolute; must exist at load).
+        mode: The most the application allows: ``"ro"`` or ``"rw"``. The
+            effective mode is the stricter of this and the manifest's.
+    """
+
+    __module__ = "wasmplug"
+    host_path: Path = attrs.field(converter=_absolute)
+    mode: Literal["ro", "rw"] = "ro"
+
+
+def _dirs(value: Mapping[str, DirGrant | str | os.PathLike[str]]) -> dict[str, DirGrant]:
+    return {
+        guest: v if isinstance(v, DirGrant) else DirGrant(Path(v), "ro")
+        for guest, v in value.items()
+    }
+
+
+def _str_map(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+def _str_set(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class Grants:
+    """What the application allows one plugin to have.
+
+    Attributes:
+        filesystem: Guest path → host directory. A plain path grants read-only
+            access; use :class:`DirGrant` with ``mode="rw"`` for writes.
+        env: Environment variables granted, name → value. Only keys the
+            manifest also declares are visible to the guest.
+        host_interfaces: Interfaces granted when they were provided with
+            ``sensitive=True``. Non-sensitive provided interfaces need no grant.
+        allowed_outbound_hosts: Outbound URL patterns granted (Spin syntax).
+    """
+
+    __module__ = "wasmplug"
+    filesystem: Mapping[str, DirGrant] = attrs.field(factory=dict, converter=_dirs)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    host_interfaces: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)
+    allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+
+    @classmethod
+    def none(cls) -> Grants:
+        """No grants at all (the default)."""
+        return cls()
+
+
+@attrs.frozen
+class Preopen:
+    host_path: Path
+    guest_path: str
+    writable: bool
+
+
+@attrs.frozen
+class EffectiveSandbox:
+    """The sandbox one plugin actually gets: declared ∩ granted.
+
+    Attributes:
+        preopens: Directories visible in the guest.
+        env: Environment variables visible in the guest.
+        denied: Human-readable notes on what was declared but not granted.
+    """
+
+    preopens: tuple[Preopen, ...]
+    env: tuple[tuple[str, str], ...]
+    allowed_outbound_hosts: tuple[str, ...]
+    denied: tuple[str, ...]
+
+    def wasi_config(self, stdout: GuestOutput | None, stderr: GuestOutput | None) -> WasiConfig:
+        """Build a fresh ``WasiConfig`` for one instance.
+
+        Raises:
+            CapabilityError: if a granted host directory cannot be preopened.
+        """
+        config = WasiConfig()
+        config.argv = ["plugin"]
+        if self.env:
+            config.env = [list(pair) for pair in self.env]
+        for p in self.preopens:
+            try:
+                config.preopen_dir(str(p.host_path), p.guest_path, fs_mutable=p.writable)
+            except Exception as e:
+                raise CapabilityError(
+                    f"cannot preopen {p.host_path} as {p.guest_path}: {e}"
+                ) from None
+        if stdout is not None:
+            config.stdout_custom = stdout
+        if stderr is not None:
+            config.stderr_custom = stderr
+        return config
+
+
+def resolve(manifest: Manifest, grants: Grants) -> EffectiveSandbox:
+    """Intersect what ``manifest`` declares with what ``grants`` allows.
+
+    Raises:
+        CapabilityError: if a granted host directory does not exist or is not a directory.
+    """
+    denied: list[str] = []
+    preopens: list[Preopen] = []
+    for req in manifest.filesystem:
+        grant = grants.filesystem.get(req.guest_path)
+        if grant is None:
+            denied.append(f"filesystem {req.guest_path} ({req.mode}): not granted")
+            continue
+        if not grant.host_path.is_dir():
+            raise CapabilityError(
+                f"grant for {req.guest_path!r} names {grant.host_path}, which is not a directory"
+            )
+        writable = req.mode == "rw" and grant.mode == "rw"
+        if req.mode == "rw" and not writable:
+            denied.append(f"filesystem {req.guest_path}: write access not granted (read-only)")
+        preopens.append(Preopen(grant.host_path, req.guest_path, writable))
+    env = []
+    for key in manifest.env:
+        if key in grants.env:
+            env.append((key, grants.env[key]))
+        else:
+            denied.append(f"env {key}: not granted")
+    hosts = tuple(h for h in manifest.allowed_outbound_hosts if h in grants.allowed_outbound_hosts)
+    denied.extend(
+        f"outbound host {h}: not granted"
+        for h in manifest.allowed_outbound_hosts
+        if h not in grants.allowed_outbound_hosts
+    )
+    return EffectiveSandbox(tuple(preopens), tuple(env), hosts, tuple(denied))

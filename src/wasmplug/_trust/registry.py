@@ -1,0 +1,608 @@
+"""The plugin registry: installed plugins on disk, and discovery of installable ones.
+
+Layout, under ``platformdirs.user_data_dir("wasmplug")/registry`` (created 0o700)::
+
+    index.json                              the source of truth
+    plugins/<name>/<version>/plugin.wasm    (':' in a name is stored as '+')
+    .lock                                   flock()ed by every change
+    .staging/<random>/                      scratch space of the change in progress
+
+Every change runs under an exclusive ``fcntl.flock`` on ``.lock``, so processes
+queue instead of corrupting the index. A change first deletes what killed
+processes left (everything in ``.staging``, plugin files the index does not
+name), re-reads the index, moves staged files to *fresh* paths (a file the
+index names is never overwritten), then fsyncs the new index and
+``os.replace`` it over ``index.json``: the commit point. Killed before it,
+the index is exactly as it was; readers (no lock) see the old or the new index.
+Reading, verifying and compiling happen before the lock is taken.
+
+Install refuses, each with its own exception (``force=True`` overrides the last
+three): no embedded ``wasmplug-manifest``; no trusted, in-scope signature
+(``allow_unsigned`` records the entry as unsigned; revoked is always refused);
+a non-``wasi:`` import not declared, semver-compatibly, in the manifest's
+host-interfaces (``LinkError``); a name pinned to another publisher key by its
+first signed install (``NameConflictError``); a version lower than the highest
+ever installed under that name, remembered after ``remove`` unless forgotten
+(``RollbackError``); the same version with other bytes (``VersionConflictError``).
+
+Versions live side by side; :meth:`Registry.get` picks the highest, or the
+highest matching a Cargo-style caret spec (``"1.2"``: ``>=1.2.0, <2.0.0``;
+``"0.3"``: ``>=0.3.0, <0.4.0``; ``"=1.2.3"``: exactly that)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import platformdirs
+
+from wasmplug._errors import (
+    InvalidComponentError,
+    LinkError,
+    ManifestError,
+    NameConflictError,
+    PluginNotFoundError,
+    RegistryError,
+    RevokedError,
+    RollbackError,
+    SignatureError,
+    UnsignedPluginError,
+    VersionConflictError,
+)
+from wasmplug._fsutil import fsync_dir
+from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest, declares_import
+from wasmplug._semver import matches_spec, version_key
+
+from . import signing as _signing
+from . import wasm_sections as ws
+from .component_info import ComponentInfo, read_component_info
+from .store import TrustedKey, TrustStore, as_trusted
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "default_registry_dir", "version_key"]
+
+log = logging.getLogger("wasmplug.registry")
+
+ENTRY_POINT_GROUP = "wasmplug.plugins"
+"""Entry-point group a distribution uses to ship plugins: each value names a module
+attribute (or a callable returning one) that is a path or Traversable to a ``.wasm``."""
+
+_FORMAT = 1
+Source = Literal["registry", "dir", "entry-point"]
+
+
+def default_registry_dir() -> Path:
+    """``platformdirs.user_data_dir("wasmplug")/registry``."""
+    return Path(platformdirs.user_data_dir("wasmplug")) / "registry"
+
+
+@attrs.frozen
+class PluginInfo:
+    """What the registry knows about one plugin file, read without compiling it.
+
+    Attributes:
+        name, version, description: From the embedded manifest.
+        sha256: Hex SHA-256 of the whole file.
+        key_id: Installed: the trusted key that verified it (``None`` if installed
+            unsigned). Discovered: the key id the signature claims (unverified).
+        signed: Installed: verified at install. Discovered: carries a signature.
+        path: The file (``None`` for an entry-point resource inside a zip).
+        manifest: The embedded manifest (declared capabilities).
+        imports, exports: The component's top-level import / export names.
+        source: ``"registry"``, ``"dir"`` or ``"entry-point"``.
+        origin: Where it came from, for humans (a path, or the entry point).
+    """
+
+    __module__ = "wasmplug"
+    name: str
+    version: str
+    description: str
+    sha256: str
+    key_id: str | None
+    signed: bool
+    path: Path | None
+    manifest: Manifest
+    imports: tuple[str, ...]
+    exports: tuple[str, ...]
+    source: Literal["registry", "dir", "entry-point"]
+    origin: str = ""
+
+
+@attrs.frozen
+class _Candidate:
+    data: bytes
+    where: str
+    manifest: Manifest
+    manifest_text: str
+    component: ComponentInfo
+    sha256: str
+
+
+def _inspect(data: bytes, where: str) -> _Candidate:
+    component = read_component_info(data)
+    raw = ws.get_custom_section(data, MANIFEST_SECTION)
+    if raw is None:
+        raise ManifestError(
+            where,
+            [
+                f"no embedded {MANIFEST_SECTION} section: a plugin is one file; embed the manifest"
+                " with `wasmplug pack COMPONENT -m wasmplug.toml -o OUT`, then sign OUT"
+            ],
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"{where} (embedded)", ["not UTF-8 text"]) from None
+    manifest = Manifest.from_toml(text, source=f"{where} (embedded)")
+    return _Candidate(data, where, manifest, text, component, hashlib.sha256(data).hexdigest())
+
+
+def _info(c: _Candidate, source: Source, path: Path | None, origin: str) -> PluginInfo:
+    """Describe a discovered file; its signature is reported as claimed, not verified."""
+    try:
+        sigs = _signing.signatures(c.data)
+    except (SignatureError, InvalidComponentError):
+        sigs = []
+    key = next((s.key_id.hex() for s in sigs if s.key_id), None)
+    return PluginInfo(
+        c.manifest.name, c.manifest.version, c.manifest.description, c.sha256, key, bool(sigs),
+        path, c.manifest, tuple(c.component.import_names), tuple(c.component.export_names),
+        source, origin,
+    )  # fmt: skip
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _default_on_error(where: str, error: Exception) -> None:
+    log.warning("skipping %s: %s", where, error)
+
+
+class Registry:
+    """Installed plugins (``install``/``remove``/``list``/``get``) and ``discover``.
+
+    Args:
+        root: The registry directory; defaults to
+            ``platformdirs.user_data_dir("wasmplug")/registry``. Created (0o700) by
+            the first change; a missing one is an empty registry.
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_registry_dir()
+        self.index_path = self.root / "index.json"
+        self._staging = self.root / ".staging"
+
+    def __repr__(self) -> str:
+        return f"<wasmplug.Registry {str(self.root)!r}>"
+
+    # -- reading -----------------------------------------------------------------------
+
+    def list(self) -> list[PluginInfo]:
+        """Every installed plugin version, sorted by name then version.
+
+        Raises:
+            RegistryError: the index cannot be read or parsed.
+        """
+        index = self._read_index()
+        out = [
+            self._entry_info(name, version, entry)
+            for name, record in index["plugins"].items()
+            for version, entry in record["versions"].items()
+        ]
+        return sorted(out, key=lambda i: (i.name, version_key(i.version)))
+
+    def get(self, name: str, version_spec: str | None = None) -> PluginInfo:
+        """The installed version of ``name`` to use.
+
+        Args:
+            name: The plugin (manifest) name.
+            version_spec: ``None`` for the highest release (pre-releases only if
+                nothing else is installed); ``"1.2"``/``"^1.2"`` for the highest
+                semver-compatible with 1.2.0; ``"=1.2.3"`` for exactly that version.
+
+        Raises:
+            PluginNotFoundError: nothing installed matches (the message lists what is).
+            ValueError: ``version_spec`` is not a valid spec.
+        """
+        versions = [i for i in self.list() if i.name == name]
+        if version_spec is None:
+            pool = [i for i in versions if version_key(i.version)[3] == 1] or versions
+        else:
+            pool = [i for i in versions if matches_spec(i.version, version_spec)]
+        if not pool:
+            have = ", ".join(i.version for i in versions) or "none"
+            wanted = f" matching {version_spec!r}" if version_spec else ""
+            raise PluginNotFoundError(
+                f"no installed plugin {name!r}{wanted} (installed versions: {have})"
+            )
+        return max(pool, key=lambda i: version_key(i.version))
+
+    def discover(
+        self,
+        dirs: Iterable[str | os.PathLike[str]] = (),
+        *,
+        entry_points: bool = True,
+        on_error: Callable[[str, Exception], None] | None = None,
+    ) -> builtins.list[PluginInfo]:
+        """Find installable plugins: ``*.wasm`` files in ``dirs`` and the entry points of
+        group ``wasmplug.plugins``. Nothing is compiled or verified.
+
+        Files that are not components with an embedded manifest, and entry points
+        that fail to load, are skipped and reported to ``on_error(where, error)``
+        (default: a logged warning).
+        """
+        return [info for info, _ in self._discover(dirs, entry_points, on_error)]
+
+    def _discover(
+        self,
+        dirs: Iterable[str | os.PathLike[str]],
+        entry_points: bool,
+        on_error: Callable[[str, Exception], None] | None,
+    ) -> Iterator[tuple[PluginInfo, bytes]]:
+        report = on_error or _default_on_error
+        for d in [dirs] if isinstance(dirs, str | os.PathLike) else dirs:
+            directory = Path(d)
+            if not directory.is_dir():
+                report(str(directory), FileNotFoundError(f"{directory} is not a directory"))
+                continue
+            for path in sorted(directory.glob("*.wasm")):
+                try:
+                    c = _inspect(path.read_bytes(), str(path))
+                except (OSError, InvalidComponentError, ManifestError) as e:
+                    report(str(path), e)
+                    continue
+                yield _info(c, "dir", path, str(path)), c.data
+        if not entry_points:
+            return
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = f" ({ep.dist.name})" if ep.dist is not None else ""
+            origin = f"entry point {ep.name} = {ep.value}{dist}"
+            try:
+                ep_path, data = _load_entry_point(ep)
+                c = _inspect(data, origin)
+            except Exception as e:  # third-party code: report and go on
+                report(origin, e)
+                continue
+            yield _info(c, "entry-point", ep_path, origin), c.data
+
+    # -- changing ----------------------------------------------------------------------
+
+    def install(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        trust_store: TrustStore,
+        trusted_keys: Iterable[TrustedKey | _signing.PublicKey | bytes] = (),
+        allow_unsigned: bool = False,
+        force: bool = False,
+        compile: Callable[[bytes], None] | None = None,
+        search_dirs: Iterable[str | os.PathLike[str]] = (),
+    ) -> PluginInfo:
+        """Verify, check, precompile and install a plugin, atomically (see the module doc).
+
+        Args:
+            source: A ``.wasm`` path, its bytes, or a plugin NAME (``name`` or
+                ``name@spec``) found by :meth:`discover` in ``search_dirs`` and entry
+                points (the highest matching version).
+            trust_store: Trusted keys and revocations; ``trusted_keys`` adds keys.
+            allow_unsigned: Install without a trusted signature, recorded as unsigned.
+            force: Override name-conflict, rollback and version-conflict refusals.
+            compile: Called with the bytes before anything is written (the CLI passes
+                a PluginHost's compile, filling its cache); if it raises, nothing changes.
+
+        Returns:
+            The installed plugin (the existing entry if these exact bytes are installed).
+
+        Raises:
+            InvalidComponentError, ManifestError: not a component with a valid embedded
+                manifest. UnsignedPluginError, SignatureError (UntrustedKeyError,
+                RevokedError...): the trust check failed. LinkError: undeclared imports.
+            NameConflictError, RollbackError, VersionConflictError: see the module doc.
+            PluginNotFoundError: NAME matched nothing. RegistryError: damaged index.
+        """
+        c = self._resolve(source, search_dirs)
+        name = c.manifest.name
+        keys = [as_trusted(k) for k in trusted_keys]
+        key_id: str | None = None
+        try:
+            key_id = trust_store.verify(c.data, name, extra_keys=keys, where=c.where).key.key_id
+        except RevokedError:
+            raise
+        except (SignatureError, UnsignedPluginError):
+            if not allow_unsigned:
+                raise
+        problems = [
+            f"{item.name}: imported ({item.kind}) but not declared in the manifest "
+            "([capabilities] host-interfaces)"
+            for item in c.component.imports
+            if not item.name.startswith("wasi:") and not declares_import(c.manifest, item.name)
+        ]
+        if problems:
+            raise LinkError(name, problems)
+        self._check(self._read_index(), c, key_id, force)  # fail fast, before compiling
+        if compile is not None:
+            compile(c.data)
+        with self._locked() as index:
+            existing = self._check(index, c, key_id, force)
+            if existing is not None and existing["key-id"] == key_id:
+                return self._entry_info(name, c.manifest.version, existing)  # already installed
+            record = index["plugins"].setdefault(name, {"versions": {}})
+            versions: dict[str, Any] = record["versions"]
+            stage = self._new_stage()
+            if existing is not None:
+                file = existing["file"]
+            else:
+                staged = stage / "plugin.wasm"
+                self._stage_file(staged, c.data)
+                file = self._place(staged, name, c.manifest.version, c.sha256)
+            for v in [v for v in versions if version_key(v) == version_key(c.manifest.version)]:
+                del versions[v]
+            versions[c.manifest.version] = {
+                "file": file,
+                "sha256": c.sha256,
+                "key-id": key_id,
+                "signed": key_id is not None,
+                "forced": force,
+                "installed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "manifest": c.manifest_text,
+                "imports": c.component.import_names,
+                "exports": c.component.export_names,
+            }
+            highest = record.get("highest-version")
+            if highest is None or version_key(c.manifest.version) > version_key(highest):
+                record["highest-version"] = c.manifest.version
+            if key_id is not None:
+                record["publisher"] = key_id
+            self._commit_index(index, stage)
+            return self._entry_info(name, c.manifest.version, versions[c.manifest.version])
+
+    def remove(
+        self, name: str, version: str | None = None, *, forget: bool = False
+    ) -> builtins.list[PluginInfo]:
+        """Uninstall one version of ``name``, or all of them.
+
+        The highest installed version and the pinned publisher key are remembered
+        after removal (rollback protection); ``forget=True`` (only with every
+        version removed) drops them too.
+
+        Returns:
+            The removed versions.
+
+        Raises:
+            PluginNotFoundError: ``name`` (or that version) is not installed.
+            ValueError: ``forget`` was given with a ``version``.
+        """
+        if forget and version is not None:
+            raise ValueError("forget=True drops the whole record: remove every version")
+        with self._locked() as index:
+            record = index["plugins"].get(name)
+            versions: dict[str, Any] = record["versions"] if record else {}
+            chosen = list(versions) if version is None else [version]
+            if (not chosen and not (forget and record)) or any(v not in versions for v in chosen):
+                have = ", ".join(versions) or "none"
+                what = f"{name!r} {version}" if version else repr(name)
+                raise PluginNotFoundError(f"plugin {what} is not installed (versions: {have})")
+            removed = [self._entry_info(name, v, versions.pop(v)) for v in chosen]
+            if forget:
+                del index["plugins"][name]
+            self._commit_index(index, self._new_stage())
+            return removed
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _resolve(
+        self, source: str | os.PathLike[str] | bytes, dirs: Iterable[str | os.PathLike[str]]
+    ) -> _Candidate:
+        if isinstance(source, bytes | bytearray):
+            return _inspect(bytes(source), "<bytes>")
+        text = os.fspath(source)
+        path = Path(text)
+        if not isinstance(source, str) or path.exists() or "/" in text or text.endswith(".wasm"):
+            try:
+                return _inspect(path.read_bytes(), str(path))
+            except OSError as e:
+                raise InvalidComponentError(f"cannot read {path}: {e}") from None
+        name, _, spec = text.partition("@")
+        dirs = list(dirs)
+        found = [
+            (info, data)
+            for info, data in self._discover(dirs, True, None)
+            if info.name == name and (not spec or matches_spec(info.version, spec))
+        ]
+        if not found:
+            where = ", ".join(map(str, dirs)) + ", " if dirs else ""
+            raise PluginNotFoundError(
+                f"no plugin {text!r} found in {where}entry points ({ENTRY_POINT_GROUP}); "
+                "give a path to install a file"
+            )
+        top = max(version_key(i.version) for i, _ in found)
+        best = [(i, d) for i, d in found if version_key(i.version) == top]
+        if len({i.sha256 for i, _ in best}) > 1:
+            raise NameConflictError(
+                f"{name} {best[0][0].version} is offered by different files: "
+                + "; ".join(i.origin for i, _ in best)
+                + ". Install one of them by path"
+            )
+        info, data = best[0]
+        return _inspect(data, info.origin)
+
+    @staticmethod
+    def _check(
+        index: dict[str, Any], c: _Candidate, key_id: str | None, force: bool
+    ) -> dict[str, Any] | None:
+        """Apply name/rollback/version-conflict rules; return the identical entry, if any."""
+        name, version = c.manifest.name, c.manifest.version
+        record = index["plugins"].get(name) or {"versions": {}}
+        same: builtins.list[dict[str, Any]] = [
+            e for v, e in record["versions"].items() if version_key(v) == version_key(version)
+        ]
+        for entry in same:
+            if entry["sha256"] == c.sha256:
+                return entry
+        if force:
+            return None
+        pinned = record.get("publisher")
+        if pinned is not None and key_id != pinned:
+            who = f"key {key_id}" if key_id else "an unsigned build"
+            raise NameConflictError(
+                f"{name!r} is installed from publisher key {pinned}; refusing {who} under the "
+                "same name (use --force / force=True to switch publisher)"
+            )
+        highest = record.get("highest-version")
+        if highest is not None and version_key(version) < version_key(highest):
+            raise RollbackError(
+                f"{name} {version} is lower than {highest}, the highest version installed; "
+                "refusing a rollback (use --force / force=True to downgrade deliberately)"
+            )
+        if same:
+            raise VersionConflictError(
+                f"{name} {version} is already installed with different content "
+                f"(sha256 {same[0]['sha256']}, new {c.sha256}); bump the version, or use "
+                "--force / force=True to replace it"
+            )
+        return None
+
+    def _entry_info(self, name: str, version: str, entry: dict[str, Any]) -> PluginInfo:
+        try:
+            file = str(entry["file"])
+            if Path(file).is_absolute() or ".." in Path(file).parts:
+                raise ValueError(f"file {file!r} is outside the registry")
+            manifest = Manifest.from_toml(entry["manifest"], source=f"{self.index_path} ({name})")
+            return PluginInfo(
+                name, version, manifest.description, str(entry["sha256"]), entry["key-id"],
+                bool(entry["signed"]), self.root / file, manifest,
+                tuple(entry["imports"]), tuple(entry["exports"]), "registry", str(self.root / file),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as e:
+            raise RegistryError(f"{self.index_path}: bad entry for {name} {version}: {e}") from e
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            raw = self.index_path.read_bytes()
+        except FileNotFoundError:
+            return {"format": _FORMAT, "plugins": {}}
+        except OSError as e:
+            raise RegistryError(f"cannot read registry index {self.index_path}: {e}") from None
+        try:
+            index = json.loads(raw)
+            if not isinstance(index, dict) or index.get("format") != _FORMAT:
+                raise ValueError(f"not a format-{_FORMAT} registry index")
+            plugins = index["plugins"]
+            if not isinstance(plugins, dict) or not all(
+                isinstance(r, dict) and isinstance(r.get("versions"), dict)
+                and all(isinstance(e, dict) for e in r["versions"].values())
+                for r in plugins.values()
+            ):  # fmt: skip
+                raise ValueError("malformed 'plugins' table")
+            for name, record in plugins.items():
+                for version in [*record["versions"], record.get("highest-version") or "0.0.0"]:
+                    version_key(version)
+                if not isinstance(record.get("publisher"), str | None):
+                    raise ValueError(f"bad publisher for {name}")
+                for version, entry in record["versions"].items():
+                    self._entry_info(name, version, entry)
+        except (ValueError, KeyError, RegistryError) as e:
+            raise RegistryError(
+                f"registry index {self.index_path} is damaged ({e}); nothing was changed. "
+                f"Fix or delete it (plugin files are under {self.root / 'plugins'})"
+            ) from None
+        return index
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """Hold the registry lock; clean up after killed processes; yield the index."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            index = self._read_index()
+            if self._staging.exists():
+                for leftover in self._staging.iterdir():
+                    log.info("removing %s, left by an interrupted change", leftover)
+                    shutil.rmtree(leftover, ignore_errors=True)
+            self._remove_unreferenced(index)
+            try:
+                yield index
+            finally:
+                if self._staging.exists():
+                    for stage in self._staging.iterdir():
+                        shutil.rmtree(stage, ignore_errors=True)
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _new_stage(self) -> Path:
+        self._staging.mkdir(exist_ok=True, mode=0o700)
+        stage = self._staging / secrets.token_hex(8)
+        stage.mkdir(mode=0o700)
+        return stage
+
+    def _stage_file(self, path: Path, data: bytes) -> None:
+        """Write and fsync a staged file (a seam for the interruption tests)."""
+        _write_synced(path, data)
+
+    def _place(self, staged: Path, name: str, version: str, sha: str) -> str:
+        """Move a staged file to a fresh path under ``plugins/``; returns it, relative."""
+        target_dir = self.root / "plugins" / name.replace(":", "+") / version
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / "plugin.wasm"
+        while target.exists():
+            target = target_dir / f"plugin-{sha[:12]}-{secrets.token_hex(3)}.wasm"
+        os.rename(staged, target)
+        fsync_dir(target_dir)
+        return target.relative_to(self.root).as_posix()
+
+    def _commit_index(self, index: dict[str, Any], stage: Path) -> None:
+        """Write the index atomically: the commit point of every change."""
+        tmp = stage / "index.json"
+        _write_synced(tmp, json.dumps(index, indent=2, sort_keys=True).encode() + b"\n")
+        os.replace(tmp, self.index_path)
+        fsync_dir(self.root)
+        self._remove_unreferenced(index)
+
+    def _remove_unreferenced(self, index: dict[str, Any]) -> None:
+        plugins = self.root / "plugins"
+        if not plugins.is_dir():
+            return
+        referenced = {
+            self.root / e["file"] for r in index["plugins"].values() for e in r["versions"].values()
+        }
+        for file in plugins.glob("*/*/plugin*.wasm"):
+            if file not in referenced:
+                file.unlink(missing_ok=True)
+        for directory in [*plugins.glob("*/*"), *plugins.glob("*")]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only succeeds when empty
+
+
+def _load_entry_point(ep: importlib.metadata.EntryPoint) -> tuple[Path | None, bytes]:
+    obj = ep.load()
+    if callable(obj) and not isinstance(obj, str | os.PathLike | Traversable):
+        obj = obj()
+    if isinstance(obj, str | os.PathLike):
+        path = Path(os.fspath(obj))
+        return path, path.read_bytes()
+    if isinstance(obj, Traversable):
+        return None, obj.read_bytes()
+    raise TypeError(
+        f"entry point must name a path or importlib.resources Traversable to a .wasm "
+        f"(or a callable returning one), got {type(obj).__name__}"
+    )

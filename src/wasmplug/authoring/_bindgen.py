@@ -1,0 +1,417 @@
+"""``wasmplug bindgen``: typed Python bindings generated from a component's own types.
+
+The component is compiled with wasmtime (through the host's compile cache) and its
+imports and exports read with :func:`wasmplug._bridge.wit.read_shape`; the names of
+records, variants and enums come from the type exports of its interfaces.
+
+The generated module has its own classes, separate from the bridge's values:
+
+* a ``record`` is a frozen attrs class with snake_case fields;
+* an ``enum`` is an :class:`enum.Enum` whose values are the WIT case names;
+* a ``variant`` is one frozen attrs class per case (``value`` holds the payload),
+  and a type alias, the ``Union`` of the cases, for the variant itself;
+* ``flags`` are ``frozenset[str]``, ``option<T>`` is ``T | None`` (nested options
+  use :class:`~wasmplug.Some`), a nested ``result`` is ``Ok[T] | Err[E]``,
+  resource handles are ``Any``.
+
+The bridge takes and returns its own values (records as attrs classes made by
+the bridge, variants as :class:`~wasmplug.Variant`, enums as ``str``), so every
+generated method converts at the boundary: arguments are lowered to bridge
+values, results lifted into the generated classes. ``PluginExports(plugin)``
+wraps a loaded :class:`~wasmplug.Plugin`; an exported interface is an attribute.
+A top-level ``result<T, E>`` returns ``T`` and raises :class:`~wasmplug.ErrorResult`
+whose ``value`` is the bridge's value of ``E``. Each imported interface becomes a
+``typing.Protocol`` for the application to implement, and a
+``provide_<iface>(host, impl)`` function that adapts it for
+:meth:`~wasmplug.PluginHost.provide`. Resource methods are not wrapped: use
+``plugin.call`` and ``host.provide`` for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+from pathlib import Path
+
+from wasmtime.component import ComponentInstanceType, EnumType, RecordType, VariantType
+
+from wasmplug._bridge.wit import (
+    ComponentShape,
+    EnumT,
+    FlagsT,
+    FuncSig,
+    HandleT,
+    InterfaceShape,
+    ListT,
+    OptionT,
+    Prim,
+    RecordT,
+    ResultT,
+    TupleT,
+    VariantT,
+    WitType,
+    _Reader,
+    pascal,
+    read_shape,
+    snake,
+)
+from wasmplug._runtime.host import PluginHost
+from wasmplug._sandbox.manifest import HTTP_INTERFACE
+
+__all__ = ["generate_bindings", "render_bindings"]
+
+_PRIMS = {"bool": "bool", "f32": "float", "f64": "float", "char": "str", "string": "str"}
+_RESERVED = {"Any", "Callable", "Protocol", "Union", "PluginHost", "Plugin", "Ok", "Err", "Some",
+             "Variant", "PluginExports", "attrs", "enum", "cast"}  # fmt: skip
+
+_PRELUDE = """\
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol, Union, cast
+
+import attrs
+
+from wasmplug import Err, Ok, Plugin, PluginHost, Some, Variant
+"""
+
+
+def _ident(name: str) -> str:
+    """A WIT name as a Python identifier (snake_case, ``_`` after keywords)."""
+    ident = snake(name)
+    return f"{ident}_" if keyword.iskeyword(ident) or ident in ("self", "cls") else ident
+
+
+def _short(interface: str) -> str:
+    """``demo:plugin/api@0.1.0`` -> ``api``."""
+    return interface.split("/")[-1].split("@")[0]
+
+
+def _named_types(host: PluginHost, component: object) -> dict[WitType, str]:
+    """WIT name of every record, variant and enum type the component's interfaces export."""
+    engine = host._engine
+    reader = _Reader(engine)
+    names: dict[WitType, str] = {}
+    ctype = component.type  # type: ignore[attr-defined]
+    for section in (ctype.imports(engine), ctype.exports(engine)):
+        items = list(section.items())
+        for _, ext in list(items):
+            if isinstance(ext.ty, ComponentInstanceType):
+                items.extend(ext.ty.exports(engine).items())
+        for name, ext in items:
+            if isinstance(ext.ty, RecordType | VariantType | EnumType):
+                names.setdefault(reader.valtype(ext.ty), name)
+    return names
+
+
+class _Gen:
+    """Accumulates declarations and converters while rendering types."""
+
+    def __init__(self, named: dict[WitType, str]) -> None:
+        self.named = named
+        self.classes: dict[WitType, str] = {}
+        self.used: set[str] = set(_RESERVED)
+        self.decls: list[str] = []
+        self.funcs: list[str] = []
+        self.lifts: dict[WitType, str] = {}
+        self.lowers: dict[WitType, str] = {}
+        self.cases: dict[WitType, list[str]] = {}
+
+    # -- names and annotations ------------------------------------------------------
+
+    def _fresh(self, base: str) -> str:
+        name, i = base, 2
+        while name in self.used:
+            name, i = f"{base}{i}", i + 1
+        self.used.add(name)
+        return name
+
+    def class_name(self, t: RecordT | VariantT | EnumT, hint: str) -> str:
+        name = self.classes.get(t)
+        if name is not None:
+            return name
+        name = self.classes[t] = self._fresh(pascal(self.named.get(t, hint)) or "Anon")
+        if isinstance(t, EnumT):
+            members = "".join(f"    {_ident(n).upper()} = {n!r}\n" for n in t.names)
+            self.decls.append(f'class {name}(enum.Enum):\n    """WIT {t}."""\n\n{members}')
+        elif isinstance(t, RecordT):
+            fields = "".join(
+                f"    {_ident(n)}: {self.ann(ft, name + pascal(n))}\n" for n, ft in t.fields
+            )
+            doc = f'    """WIT record {self.named.get(t, hint)}."""\n'
+            fields = fields or "    pass\n"
+            self.decls.append(f"@attrs.frozen\nclass {name}:\n{doc}\n{fields}")
+        else:
+            cases = self.cases[t] = []
+            for case, ct in t.cases:
+                cname = self._fresh(name + pascal(case))
+                cases.append(cname)
+                body = "    pass\n" if ct is None else f"    value: {self.ann(ct, cname)}\n"
+                doc = f'    """Case ``{case}`` of :data:`{name}`."""\n'
+                self.decls.append(f"@attrs.frozen\nclass {cname}:\n{doc}\n{body}")
+            self.decls.append(f'{name} = Union[{", ".join(cases)}]\n"""WIT {t}."""\n')
+        return name
+
+    def ann(self, t: WitType | None, hint: str) -> str:
+        """The Python annotation of ``t`` (``hint`` names anonymous records)."""
+        if t is None:
+            return "None"
+        if isinstance(t, Prim):
+            return _PRIMS.get(t.name, "int")
+        if isinstance(t, ListT):
+            return "bytes" if t.element == Prim("u8") else f"list[{self.ann(t.element, hint)}]"
+        if isinstance(t, RecordT | VariantT | EnumT):
+            return self.class_name(t, hint)
+        if isinstance(t, TupleT):
+            return f"tuple[{', '.join(self.ann(e, hint) for e in t.elements) or '()'}]"
+        if isinstance(t, FlagsT):
+            return "frozenset[str]"
+        if isinstance(t, OptionT):
+            inner = self.ann(t.payload, hint)
+            return f"Some[{inner}] | None" if isinstance(t.payload, OptionT) else f"{inner} | None"
+        if isinstance(t, ResultT):
+            return f"Ok[{self.ann(t.ok, hint + 'Ok')}] | Err[{self.ann(t.err, hint + 'Error')}]"
+        return "Any"  # resource handles
+
+    # -- converters --------------------------------------------------------------------
+
+    @staticmethod
+    def _needs(t: WitType | None, lift: bool) -> bool:
+        if t is None or isinstance(t, Prim | FlagsT | HandleT):
+            return False
+        if isinstance(t, EnumT):
+            return lift  # the bridge lowers enum.Enum members by value
+        if isinstance(t, RecordT | VariantT):
+            return True
+        if isinstance(t, ListT):
+            return _Gen._needs(t.element, lift)
+        if isinstance(t, OptionT):
+            return _Gen._needs(t.payload, lift)
+        if isinstance(t, ResultT):
+            return _Gen._needs(t.ok, lift) or _Gen._needs(t.err, lift)
+        return any(_Gen._needs(e, lift) for e in t.elements)
+
+    def lift(self, t: WitType | None, expr: str, hint: str) -> str:
+        """Expression converting the bridge value ``expr`` to ``ann(t)``."""
+        if t is None:
+            return "None"
+        if not self._needs(t, lift=True):
+            return f"cast({self.ann(t, hint)!r}, {expr})"
+        fn = self.lifts.get(t)
+        if fn is None:
+            fn = self.lifts[t] = self._fresh(f"_lift_{len(self.lifts)}")
+            self.funcs.append(
+                f"def {fn}(v: Any) -> {self.ann(t, hint)}:\n{self._lift_body(t, hint)}"
+            )
+        return f"{fn}({expr})"
+
+    def _lift_body(self, t: WitType, hint: str) -> str:
+        if isinstance(t, EnumT):
+            return f"    return {self.ann(t, hint)}(v)\n"
+        if isinstance(t, RecordT):
+            name = self.ann(t, hint)
+            args = ", ".join(
+                f"{_ident(n)}={self.lift(ft, _getattr('v', snake(n)), name + pascal(n))}"
+                for n, ft in t.fields
+            )
+            return f"    return {name}({args})\n"
+        if isinstance(t, VariantT):
+            name = self.ann(t, hint)
+            lines = []
+            for (case, ct), cname in zip(t.cases, self.cases[t], strict=True):
+                arg = "" if ct is None else self.lift(ct, "v.value", cname)
+                lines.append(f"    if v.case == {case!r}:\n        return {cname}({arg})\n")
+            lines.append(f"    raise ValueError(f'unknown case {{v.case!r}} of {name}')\n")
+            return "".join(lines)
+        if isinstance(t, ListT):
+            return f"    return [{self.lift(t.element, 'e', hint)} for e in v]\n"
+        if isinstance(t, OptionT):
+            inner = self.lift(t.payload, "v.value" if isinstance(t.payload, OptionT) else "v", hint)
+            inner = f"Some({inner})" if isinstance(t.payload, OptionT) else inner
+            return f"    return None if v is None else {inner}\n"
+        if isinstance(t, ResultT):
+            ok = self.lift(t.ok, "v.value", hint + "Ok")
+            err = self.lift(t.err, "v.value", hint + "Error")
+            return f"    if isinstance(v, Ok):\n        return Ok({ok})\n    return Err({err})\n"
+        assert isinstance(t, TupleT)
+        elems = ", ".join(self.lift(e, f"v[{i}]", hint) for i, e in enumerate(t.elements))
+        return f"    return ({elems},)\n" if len(t.elements) == 1 else f"    return ({elems})\n"
+
+    def lower(self, t: WitType | None, expr: str, hint: str) -> str:
+        """Expression converting ``expr`` (of ``ann(t)``) to a value the bridge accepts."""
+        if not self._needs(t, lift=False):
+            return expr
+        assert t is not None
+        fn = self.lowers.get(t)
+        if fn is None:
+            fn = self.lowers[t] = self._fresh(f"_lower_{len(self.lowers)}")
+            self.funcs.append(
+                f"def {fn}(v: {self.ann(t, hint)}) -> Any:\n{self._lower_body(t, hint)}"
+            )
+        return f"{fn}({expr})"
+
+    def _lower_body(self, t: WitType, hint: str) -> str:
+        if isinstance(t, RecordT):
+            name = self.ann(t, hint)
+            items = ", ".join(
+                f"{n!r}: {self.lower(ft, f'v.{_ident(n)}', name + pascal(n))}" for n, ft in t.fields
+            )
+            return f"    return {{{items}}}\n"
+        if isinstance(t, VariantT):
+            name = self.ann(t, hint)
+            lines = []
+            for (case, ct), cname in zip(t.cases, self.cases[t], strict=True):
+                payload = "" if ct is None else ", " + self.lower(ct, "v.value", cname)
+                lines.append(
+                    f"    if isinstance(v, {cname}):\n        return Variant({case!r}{payload})\n"
+                )
+            lines.append(f"    raise TypeError(f'not a {name}: {{v!r}}')\n")
+            return "".join(lines)
+        if isinstance(t, ListT):
+            return f"    return [{self.lower(t.element, 'e', hint)} for e in v]\n"
+        if isinstance(t, OptionT):
+            if isinstance(t.payload, OptionT):
+                return f"    return None if v is None else Some({self.lower(t.payload, 'v.value', hint)})\n"  # noqa: E501
+            return f"    return None if v is None else {self.lower(t.payload, 'v', hint)}\n"
+        if isinstance(t, ResultT):
+            ok = self.lower(t.ok, "v.value", hint + "Ok")
+            err = self.lower(t.err, "v.value", hint + "Error")
+            return f"    if isinstance(v, Ok):\n        return Ok({ok})\n    return Err({err})\n"
+        assert isinstance(t, TupleT)
+        elems = ", ".join(self.lower(e, f"v[{i}]", hint) for i, e in enumerate(t.elements))
+        return f"    return ({elems},)\n" if len(t.elements) == 1 else f"    return ({elems})\n"
+
+
+def _getattr(obj: str, attr: str) -> str:
+    return f"getattr({obj}, {attr!r})" if keyword.iskeyword(attr) else f"{obj}.{attr}"
+
+
+def _plain(sig: FuncSig) -> bool:
+    """A plain function (not a resource constructor, method or static)."""
+    return not sig.name.startswith("[")
+
+
+def _method(gen: _Gen, sig: FuncSig, qualname: str) -> str:
+    hint = pascal(sig.name)
+    params = [(_ident(n), t, hint + pascal(n)) for n, t in sig.params]
+    decl = ", ".join(["self"] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
+    args = "".join(f", {gen.lower(t, p, h)}" for p, t, h in params)
+    call = f"self._plugin.call({qualname!r}{args})"
+    result = sig.result
+    doc = f"WIT ``{sig.name}: {sig}``."
+    if isinstance(result, ResultT):
+        result = result.ok
+        doc += " An ``err`` raises :class:`~wasmplug.ErrorResult`."
+    ret = gen.ann(result, hint + "Result")
+    body = f"return {gen.lift(result, call, hint + 'Result')}" if result is not None else call
+    return f'    def {_ident(sig.name)}({decl}) -> {ret}:\n        """{doc}"""\n        {body}\n'
+
+
+def _exports_class(gen: _Gen, name: str, doc: str, funcs: list[tuple[str, FuncSig]],
+                   members: list[tuple[str, str]]) -> str:  # fmt: skip
+    init = "".join(f"        self.{attr} = {cls}(plugin)\n" for attr, cls in members)
+    methods = "".join("\n" + _method(gen, sig, q) for q, sig in funcs if _plain(sig))
+    return (
+        f'class {name}:\n    """{doc}"""\n\n'
+        f"    def __init__(self, plugin: Plugin) -> None:\n"
+        f"        self._plugin = plugin\n{init}{methods}"
+    )
+
+
+def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...],
+              name: str, wit_name: str) -> str:  # fmt: skip
+    plain = [s for s in funcs if _plain(s)]
+    doc = f"What the application implements for ``{wit_name}``."
+    doc += " Raise :class:`~wasmplug.Err` to return a WIT ``err``."
+    lines = [f'class {name}(Protocol):\n    """{doc}"""\n']
+    adapters, table = [], []
+    for sig in plain:
+        hint = pascal(sig.name)
+        params = [(_ident(n), t, hint + pascal(n)) for n, t in sig.params]
+        decl = ", ".join(["self"] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
+        result, err_t = sig.result, None
+        wrap_err = isinstance(result, ResultT)
+        if isinstance(result, ResultT):
+            err_t, result = result.err, result.ok
+        ret = gen.ann(result, hint + "Result")
+        lines.append(f"\n    def {_ident(sig.name)}({decl}) -> {ret}:\n        ...\n")
+        fn = f"_{_ident(sig.name)}"
+        adecl = ", ".join(f"a{i}: Any" for i in range(len(params)))
+        args = ", ".join(gen.lift(t, f"a{i}", h) for i, (_, t, h) in enumerate(params))
+        call = f"impl.{_ident(sig.name)}({args})"
+        stmts = [f"return {gen.lower(result, call, hint + 'Result')}"]
+        if result is None:
+            stmts = [call, "return None"]
+        if wrap_err:
+            err = gen.lower(err_t, "e.value", hint + "Error")
+            stmts = ["try:", *("    " + x for x in stmts), "except Err as e:",
+                     f"    raise Err({err}) from None"]  # fmt: skip
+        body = "".join(f"        {x}\n" for x in stmts)
+        adapters.append(f"    def {fn}({adecl}) -> Any:\n{body}")
+        table.append(f"{sig.name!r}: {fn}")
+    if len(plain) < len(funcs):
+        lines.append("\n    # Resource functions are not bound: provide them with host.provide.\n")
+    target = wit_name if iface is not None else None
+    provide_name = f"provide_{_ident(_short(wit_name)) if iface is not None else 'world'}"
+    impl_param = f", impl: {name}" if plain or iface is None else ""
+    head = (
+        f"def {provide_name}(host: PluginHost{impl_param}, *, sensitive: bool = False) -> None:\n"
+        f'    """Provide ``{wit_name}`` to plugins loaded later, converting values."""\n'
+    )
+    if target is not None:
+        mapping = "{" + ", ".join(table) + "}"
+        provide = f"    host.provide({target!r}, {mapping}, sensitive=sensitive)\n"
+    else:
+        provide = "".join(
+            f"    host.provide({s.name!r}, _{_ident(s.name)}, sensitive=sensitive)\n" for s in plain
+        )
+    protocol = "".join(lines) if plain or iface is None else ""
+    return protocol + ("\n\n" if protocol else "") + head + "".join(adapters) + provide
+
+
+def render_bindings(shape: ComponentShape, named: dict[WitType, str], *, source: str = "") -> str:
+    """Render the bindings module for ``shape`` (see the module docstring)."""
+    gen = _Gen(named)
+    blocks: list[str] = []
+    members: list[tuple[str, str]] = []
+    for iname, iface in shape.exports.items():
+        if iname == "exports" and [f.name for f in iface.functions] == ["init"]:
+            continue  # componentize-py's own build-time initialiser, not part of the world
+        cls = gen._fresh(pascal(_short(iname)) + "Exports")
+        funcs = [(f"{iname}#{s.name}", s) for s in iface.functions]
+        blocks.append(_exports_class(gen, cls, f"The exported interface ``{iname}``.", funcs, []))
+        members.append((_ident(_short(iname)), cls))
+    funcs = [(s.name, s) for s in shape.export_functions]
+    doc = "Typed exports of a loaded plugin: ``PluginExports(host.load(...))``."
+    blocks.append(_exports_class(gen, "PluginExports", doc, funcs, members))
+    for iname, iface in shape.imports.items():
+        if iname.startswith("wasi:") or iname == HTTP_INTERFACE:
+            continue
+        proto = gen._fresh(pascal(_short(iname)) + "Imports")
+        blocks.append(_protocol(gen, iface, iface.functions, proto, iname))
+    if any(_plain(s) for s in shape.import_functions):
+        blocks.append(_protocol(gen, None, shape.import_functions, "WorldImports", "the world"))
+    header = (
+        f'"""Typed bindings for {source or "a wasmplug plugin"}, generated by '
+        "``wasmplug bindgen``. Do not edit.\n\n"
+        "Records are frozen attrs classes, enums enum.Enum, variants one class per\n"
+        "case; methods convert to and from the bridge's values at the boundary.\n"
+        '"""\n\n# ruff: noqa\n'
+    )
+    body = "\n\n".join(gen.decls + gen.funcs + blocks)
+    return f"{header}{_PRELUDE}\n\n{body}"
+
+
+def generate_bindings(component: Path, *, cache_dir: str | Path | None = None) -> str:
+    """Compile ``component`` (cached) and return the Python source of its typed bindings.
+
+    Raises:
+        InvalidComponentError: the file is not a valid component.
+    """
+    data = Path(component).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    with PluginHost(cache_dir=cache_dir) as host:
+        compiled = host._compile(data, sha, Path(component).stem)
+        shape = read_shape(host._engine, compiled)
+        named = _named_types(host, compiled)
+    return render_bindings(shape, named, source=f"``{Path(component).name}`` (sha256 {sha[:16]})")

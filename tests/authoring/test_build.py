@@ -1,0 +1,147 @@
+"""Tests of the cached componentize-py builder; all but the last run a fake tool."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from wasmplug._errors import BuildError
+from wasmplug.authoring import _build
+
+FAKE_TOOL = textwrap.dedent(
+    """
+    import pathlib, sys
+    args = sys.argv[1:]
+    if args == ["--version"]:
+        print("componentize-py 0.0.0-fake")
+        sys.exit(0)
+    log = pathlib.Path(sys.argv[0]).with_name("calls.log")
+    with log.open("a") as f:
+        f.write(" ".join(args) + "\\n")
+    if "fail" in pathlib.Path(args[args.index("-p") + 1], "app.py").read_text():
+        print("Traceback: fake failure", file=sys.stderr)
+        sys.exit(1)
+    pathlib.Path(args[args.index("-o") + 1]).write_bytes(b"\\0asm\\x0d\\0\\x01\\0fake")
+    """
+)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    app_dir = tmp_path / "app"
+    (app_dir / "wit").mkdir(parents=True)
+    (app_dir / "wit" / "world.wit").write_text("package a:b;\nworld w { export f: func(); }\n")
+    (app_dir / "app.py").write_text("class WitWorld:\n    def f(self) -> None: ...\n")
+    (app_dir / "helper.py").write_text("X = 1\n")
+    return app_dir
+
+
+@pytest.fixture
+def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Replace componentize-py by a fast fake; returns the log of its build invocations."""
+    script = tmp_path / "tool" / "fake_componentize_py.py"
+    script.parent.mkdir()
+    script.write_text(FAKE_TOOL)
+    monkeypatch.setattr(_build, "find_componentize_py", lambda: [sys.executable, str(script)])
+    return script.with_name("calls.log")
+
+
+def key(app_dir: Path, **overrides: object) -> str:
+    kwargs: dict[str, object] = {
+        "wit_path": app_dir / "wit", "world": "w", "module": "app", "stub_wasi": False,
+        "tool_version": "componentize-py 0.25.1",
+    }  # fmt: skip
+    kwargs.update(overrides)
+    return _build.build_cache_key(app_dir, **kwargs)  # type: ignore[arg-type]
+
+
+def test_cache_key_tracks_sources_and_options(app: Path) -> None:
+    base = key(app)
+    assert len(base) == 64
+    assert key(app) == base
+    (app / "README.md").write_text("not a source")
+    (app / "__pycache__").mkdir()
+    (app / "__pycache__" / "app.cpython-314.pyc").write_bytes(b"junk")
+    assert key(app) == base, "non-.py files outside the WIT dir must not change the key"
+
+    (app / "helper.py").write_text("X = 2\n")
+    changed_py = key(app)
+    assert changed_py != base
+    (app / "wit" / "world.wit").write_text("package a:b;\nworld w { export g: func(); }\n")
+    assert key(app) != changed_py
+    variants = {
+        key(app), key(app, world="v"), key(app, module="main"), key(app, stub_wasi=True),
+        key(app, tool_version="componentize-py 0.26.0"),
+    }  # fmt: skip
+    assert len(variants) == 5
+
+
+def test_cache_key_includes_relative_paths(app: Path) -> None:
+    base = key(app)
+    (app / "helper.py").rename(app / "other.py")
+    assert key(app) != base
+
+
+def test_missing_tool_raises_build_error(
+    app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with pytest.raises(BuildError, match="pip install componentize-py"):
+        _build.build_python_component(app, wit_path=app / "wit", world="w")
+
+
+def test_build_is_cached_atomic_and_copied(app: Path, tmp_path: Path, fake_tool: Path) -> None:
+    cache = tmp_path / "cache" / "builds"
+    messages: list[str] = []
+    out = _build.build_python_component(
+        app, wit_path=app / "wit", world="w", cache_dir=cache, progress=messages.append
+    )
+    assert out.parent == cache
+    assert out.name == key(app, tool_version="componentize-py 0.0.0-fake") + ".wasm"
+    assert out.read_bytes().startswith(b"\0asm")
+    assert [p.name for p in cache.iterdir()] == [out.name], "no temporary files left"
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
+    assert messages[0].startswith("building w with componentize-py")
+    assert messages[1].startswith("built w in ")
+    assert "--stub-wasi" not in fake_tool.read_text()
+
+    dest = tmp_path / "dist" / "w.wasm"
+    again = _build.build_python_component(
+        app, wit_path=app / "wit", world="w", cache_dir=cache, output=dest
+    )
+    assert again == dest
+    assert dest.read_bytes() == out.read_bytes()
+    assert len(fake_tool.read_text().splitlines()) == 1, "second call must hit the cache"
+    assert [p.name for p in dest.parent.iterdir()] == ["w.wasm"]
+
+
+def test_failed_build_raises_and_leaves_nothing(app: Path, tmp_path: Path, fake_tool: Path) -> None:
+    (app / "app.py").write_text("fail\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(BuildError, match="exit status 1") as info:
+        _build.build_python_component(app, wit_path=app / "wit", world="w", cache_dir=cache)
+    assert "fake failure" in info.value.output
+    assert list(cache.iterdir()) == []
+
+
+def test_stub_wasi_is_passed(app: Path, tmp_path: Path, fake_tool: Path) -> None:
+    _build.build_python_component(
+        app, wit_path=app / "wit", world="w", cache_dir=tmp_path / "c", stub_wasi=True
+    )
+    assert "--stub-wasi" in fake_tool.read_text()
+
+
+@pytest.mark.slow
+def test_real_greeter_build_is_a_component() -> None:
+    from support.plugins import build_greeter
+
+    path = build_greeter()
+    with path.open("rb") as f:
+        header = f.read(8)
+    assert header == b"\0asm\x0d\x00\x01\x00", "component-model binary preamble"
+    assert build_greeter() == path

@@ -1,0 +1,185 @@
+"""Manifest parsing: every problem reported at once, unknown keys rejected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wasmplug import FilesystemRequest, Limits, Manifest, ManifestError, WasmplugError
+
+FULL = """
+[plugin]
+name = "acme:greeter"
+version = "1.2.3-beta.1"
+description = "Says hello"
+world = "demo:plugin/greeter"
+
+[capabilities]
+host-interfaces = ["demo:plugin/host@0.1.0", "log"]
+env = ["GREETING", "_X1"]
+allowed-outbound-hosts = ["https://api.example.com", "https://*.example.org:8443"]
+stdio = "discard"
+
+[[capabilities.filesystem]]
+guest-path = "/data"
+mode = "ro"
+description = "input files"
+
+[[capabilities.filesystem]]
+guest-path = "/out"
+mode = "rw"
+
+[limits]
+memory-bytes = 67108864
+timeout-ms = 100
+fuel = 1000000
+"""
+
+
+def test_full_manifest_parses() -> None:
+    m = Manifest.from_toml(FULL)
+    assert m.name == "acme:greeter"
+    assert m.version == "1.2.3-beta.1"
+    assert m.world == "demo:plugin/greeter"
+    assert m.host_interfaces == ("demo:plugin/host@0.1.0", "log")
+    assert m.env == ("GREETING", "_X1")
+    assert m.filesystem == (
+        FilesystemRequest("/data", "ro", "input files"),
+        FilesystemRequest("/out", "rw"),
+    )
+    assert m.allowed_outbound_hosts == ("https://api.example.com", "https://*.example.org:8443")
+    assert m.stdio == "discard"
+    assert m.limits == Limits(
+        timeout_ms=100, memory_bytes=64 * 2**20, fuel=1_000_000, table_elements=None
+    )
+
+
+def test_minimal_manifest_defaults() -> None:
+    m = Manifest.from_toml('[plugin]\nname = "x"\nversion = "0.1.0"\n')
+    assert m.host_interfaces == ()
+    assert m.filesystem == ()
+    assert m.stdio == "log"
+    assert m.limits.timeout_ms is None
+    assert m.limits.memory_bytes is None
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = """
+[plugin]
+name = "Bad Name"
+version = "1.0"
+colour = "blue"
+
+[capabilities]
+env = ["OK", "1BAD"]
+host-interfaces = ["not an interface"]
+stdio = "shout"
+allowed-outbound-hosts = ["ftp://x"]
+
+[[capabilities.filesystem]]
+guest-path = "relative/path"
+mode = "rwx"
+
+[[capabilities.filesystem]]
+guest-path = "/a/../b"
+
+[limits]
+memory-bytes = -1
+timeout = 5
+
+[extra]
+"""
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_toml(text, source="wasmplug.toml")
+    problems = info.value.problems
+    joined = "\n".join(problems)
+    for needle in (
+        "plugin.name",
+        "plugin.version",
+        "plugin.colour: unknown key",
+        "extra: unknown key",
+        "capabilities.env[1]",
+        "capabilities.host-interfaces[0]",
+        "capabilities.stdio",
+        "capabilities.allowed-outbound-hosts[0]",
+        "capabilities.filesystem[0].mode",
+        "capabilities.filesystem[1].guest-path",
+        "limits.memory-bytes",
+        "limits.timeout: unknown key",
+    ):
+        assert needle in joined, needle
+    assert len(problems) >= 12
+    assert "wasmplug.toml" in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, WasmplugError)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("data", "absolute"),
+        ("/a/../etc", ".."),
+        ("/a//b", "normalised"),
+        ("/a/\0", "NUL"),
+    ],
+    ids=["relative", "dotdot", "unnormalised", "nul"],
+)
+def test_guest_path_rules(path: str, reason: str) -> None:
+    text = (
+        '[plugin]\nname = "x"\nversion = "0.1.0"\n'
+        f"[[capabilities.filesystem]]\nguest-path = {json.dumps(path)}\n"
+    )
+    with pytest.raises(ManifestError, match=reason):
+        Manifest.from_toml(text)
+
+
+def test_missing_plugin_table_and_bad_toml() -> None:
+    with pytest.raises(ManifestError, match=r"\[plugin\] table is required"):
+        Manifest.from_toml("[capabilities]\n")
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        Manifest.from_toml("[plugin\nname=")
+
+
+def test_from_path_reports_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read"):
+        Manifest.from_path(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ManifestError, match="cannot read"):
+        Manifest.from_path(tmp_path / "bad.toml")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_crashes(text: str) -> None:
+    try:
+        Manifest.from_toml(text)
+    except ManifestError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["plugin", "capabilities", "limits", "junk"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=4,
+    )
+)
+def test_arbitrary_structures_give_manifest_errors(data: dict[str, object]) -> None:
+    from wasmplug._sandbox.manifest import _Validator
+
+    try:
+        _Validator("<test>").manifest(data)
+    except ManifestError:
+        pass
