@@ -14,7 +14,10 @@ import wasmtime
 from wasmtime.component import Component
 
 from wasmplug import CacheError, InvalidComponentError, Manifest, PluginHost
-from wasmplug._runtime.cache import CompileCache
+from wasmplug._runtime.cache import CompileCache, code_digest
+from wasmplug._sandbox.manifest import MANIFEST_SECTION
+from wasmplug._trust import signing
+from wasmplug._trust import wasm_sections as ws
 
 CACHED_WAT = r"""
 (component
@@ -268,3 +271,70 @@ def test_precompile_rejects_invalid_sources(tmp_path: Path) -> None:
             host.precompile([WASM, b"\0asm not really"])
         with pytest.raises(InvalidComponentError):
             host.precompile([b"(component (oops"])
+
+
+def packed(wasm: bytes, name: str, version: str = "1.0.0") -> bytes:
+    text = f'[plugin]\nname = "{name}"\nversion = "{version}"\n'
+    return ws.with_custom_section(wasm, MANIFEST_SECTION, text.encode())
+
+
+def test_code_digest_ignores_signatures_and_the_manifest_only() -> None:
+    base = code_digest(WASM)
+    first, second = signing.generate_keypair(), signing.generate_keypair()
+    signed = signing.sign(packed(WASM, "cached"), first, key_id=first.key_id)
+    resigned = signing.sign(packed(WASM, "cached"), second)
+    twice = signing.sign(signed, second, key_id=second.key_id)
+    repacked = packed(WASM, "cached", version="2.0.0")
+    assert {code_digest(x) for x in (signed, resigned, twice, repacked)} == {base}
+    assert len({hashlib.sha256(x).digest() for x in (signed, resigned, twice, repacked)}) == 4
+    # Any other section changes the digest: other code, or another custom
+    # section (a name section, producers, DWARF all reach the compiled code).
+    assert code_digest(bytes(wasmtime.wat2wasm(OTHER_WAT))) != base
+    assert code_digest(ws.with_custom_section(WASM, "name", b"\x00\x01x")) != base
+    assert code_digest(ws.with_custom_section(WASM, "signature-ish", b"")) != base
+
+
+def test_code_digest_of_a_malformed_binary_hashes_every_byte() -> None:
+    bad = b"\0asm\x0d\x00\x01\x00\x01\xff"
+    assert code_digest(bad) != code_digest(bad[:-1] + b"\xfe")
+    assert code_digest(b"not wasm") != code_digest(b"not wasm!")
+
+
+def test_re_signed_and_re_packed_code_loads_from_the_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, deserialize_inputs: list[bytes]
+) -> None:
+    cache_dir = tmp_path / "cache"
+    old_key, new_key = signing.generate_keypair(), signing.generate_keypair()
+    old = signing.sign(packed(WASM, "cached"), old_key, key_id=old_key.key_id)
+    new = signing.sign(packed(WASM, "cached", "1.0.1"), new_key, key_id=new_key.key_id)
+    caplog.set_level(logging.INFO, logger="wasmplug")
+    with PluginHost(cache_dir=cache_dir, trusted_keys=[old_key.public_key]) as host:
+        plugin = host.load(old)
+        assert plugin.call("seven") == 7
+    assert len(compiled_messages(caplog)) == 1
+    caplog.clear()
+
+    with PluginHost(cache_dir=cache_dir, trusted_keys=[new_key.public_key]) as host:
+        plugin = host.load(new)
+        assert plugin.call("seven") == 7
+        # The identity is still the whole file: grants and revocation see the new bytes.
+        assert plugin.sha256 == hashlib.sha256(new).hexdigest()
+        assert plugin.manifest.version == "1.0.1"
+        # The old signature is not trusted by this host, cache or not.
+        with pytest.raises(signing.SignatureError):
+            host.load(old)
+    assert compiled_messages(caplog) == [], "re-signing unchanged code recompiled it"
+    assert len(deserialize_inputs) == 1
+    assert len(entries(cache_dir)) == 1
+
+
+def test_re_signed_code_hits_the_in_memory_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = signing.generate_keypair()
+    caplog.set_level(logging.INFO, logger="wasmplug")
+    with PluginHost(cache_dir=False, trusted_keys=[key.public_key]) as host:
+        for version in ("1.0.0", "1.0.1"):
+            plugin = host.load(signing.sign(packed(WASM, "cached", version), key))
+            assert plugin.call("seven") == 7
+    assert len(compiled_messages(caplog)) == 1

@@ -109,7 +109,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.path)
     data = path.read_bytes()
     with PluginHost(cache_dir=args.cache_dir) as host:
-        component = host._compile(data, hashlib.sha256(data).hexdigest(), path.stem)
+        component = host._compile(data, path.stem)
         shape = read_shape(host._engine, component)
         manifest = host._manifest_for(data, path)
         embedded = ws.get_custom_section(data, MANIFEST_SECTION) is not None

@@ -8,7 +8,6 @@ rollback, version or name conflict, unknown plugin) exit 3 through
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -77,7 +76,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     with PluginHost(cache_dir=args.cache_dir, trust_store=store) as host:
 
         def precompile(data: bytes) -> None:
-            host._compile(data, hashlib.sha256(data).hexdigest(), "plugin")
+            host._compile(data, "plugin")
 
         info = _registry(args).install(
             args.source,

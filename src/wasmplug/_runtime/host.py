@@ -43,7 +43,7 @@ from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
-from .cache import CompileCache, default_cache_dir
+from .cache import CompileCache, code_digest, default_cache_dir
 from .engine import EpochTicker, make_engine
 from .plugin import Plugin
 
@@ -217,7 +217,7 @@ class PluginHost:
         trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
         if grants is None:
             grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
-        component = self._compile(data, sha, manifest.name)
+        component = self._compile(data, manifest.name)
         shape = read_shape(self._engine, component)
         sandbox = resolve(manifest, grants)
         effective = manifest.limits.capped_by(limits or self.limits)
@@ -347,8 +347,7 @@ class PluginHost:
         items = [self._read(s) for s in sources]
         shas = [hashlib.sha256(data).hexdigest() for _, data in items]
         futures = [
-            self._executor.submit(self._compile, data, sha, _default_name(path))
-            for (path, data), sha in zip(items, shas, strict=True)
+            self._executor.submit(self._compile, data, _default_name(path)) for path, data in items
         ]
         for fut in futures:
             fut.result()
@@ -417,14 +416,20 @@ class PluginHost:
                 return Manifest.from_path(sidecar)
         return Manifest(name=_default_name(path))
 
-    def _compile(self, data: bytes, sha: str, name: str) -> Component:
+    def _compile(self, data: bytes, name: str) -> Component:
+        """The compiled component for ``data``: from memory, the disk cache, or Cranelift.
+
+        Both caches are keyed by :func:`~wasmplug._runtime.cache.code_digest`,
+        so a re-signed or re-packed file with unchanged code is a cache hit.
+        """
+        key = code_digest(data)
         with self._compile_lock:
-            cached = self._components.get(sha)
+            cached = self._components.get(key)
         if cached is not None:
             return cached
         component = None
         if self._cache is not None:
-            payload = self._cache.get(sha)
+            payload = self._cache.get(key)
             if payload is not None:
                 try:
                     component = Component.deserialize(self._engine, payload)
@@ -444,9 +449,9 @@ class PluginHost:
                 raise InvalidComponentError(f"{name}: not a valid component: {e}") from None
             log.info("compiled %s in %.2f s", name, time.perf_counter() - start)
             if self._cache is not None:
-                self._cache.put(sha, bytes(component.serialize()))
+                self._cache.put(key, bytes(component.serialize()))
         with self._compile_lock:
-            return self._components.setdefault(sha, component)
+            return self._components.setdefault(key, component)
 
     def _link(
         self, component: Component, shape: ComponentShape, manifest: Manifest, grants: Grants
