@@ -149,3 +149,10 @@ __all__ = [
     "__version__",
     "current_plugin",
 ]
+
+# Tracebacks, reprs and the docs say ``wasmplug.X``, not the private module (as httpx does).
+__locals = locals()
+for __name in __all__:
+    if not __name.startswith("__"):
+        setattr(__locals[__name], "__module__", "wasmplug")  # noqa: B010 - a loop, not an attribute
+del __locals, __name

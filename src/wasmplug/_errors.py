@@ -95,8 +95,6 @@ __all__ = [
 class WasmplugError(Exception):
     """Root of every exception raised by wasmplug."""
 
-    __module__ = "wasmplug"
-
 
 class ManifestError(WasmplugError, ValueError):
     """A plugin manifest (``wasmplug.toml``) is invalid.
@@ -108,8 +106,6 @@ class ManifestError(WasmplugError, ValueError):
         source: Where the manifest came from (a path, or ``"<embedded>"``).
         problems: One ``"key: message"`` string per problem, in file order.
     """
-
-    __module__ = "wasmplug"
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         self.source = source
@@ -123,19 +119,13 @@ class ManifestError(WasmplugError, ValueError):
 class LoadError(WasmplugError):
     """A component could not be loaded as a plugin."""
 
-    __module__ = "wasmplug"
-
 
 class InvalidComponentError(LoadError, ValueError):
     """The bytes are not a valid WebAssembly component (or WAT text)."""
 
-    __module__ = "wasmplug"
-
 
 class UnsignedPluginError(LoadError):
     """The component carries no signature and ``allow_unsigned=True`` was not given."""
-
-    __module__ = "wasmplug"
 
 
 class LinkError(LoadError):
@@ -147,8 +137,6 @@ class LinkError(LoadError):
             the manifest, not granted, or a signature mismatch).
     """
 
-    __module__ = "wasmplug"
-
     def __init__(self, plugin: str, problems: Sequence[str]) -> None:
         self.plugin = plugin
         self.problems = tuple(problems)
@@ -159,13 +147,9 @@ class LinkError(LoadError):
 class InstantiationError(LoadError):
     """Instantiating the component failed (its start code trapped, or a limit is too low)."""
 
-    __module__ = "wasmplug"
-
 
 class CapabilityError(WasmplugError):
     """A grant or policy cannot be applied (for example a preopen's host directory is missing)."""
-
-    __module__ = "wasmplug"
 
 
 class WitTypeError(WasmplugError, TypeError):
@@ -175,19 +159,13 @@ class WitTypeError(WasmplugError, TypeError):
     WIT type, for example ``add: parameter 'a' expects s32 (int), got str``.
     """
 
-    __module__ = "wasmplug"
-
 
 class WitValueError(WasmplugError, ValueError):
     """A Python value has the right shape but is outside its WIT type's range."""
 
-    __module__ = "wasmplug"
-
 
 class CacheError(WasmplugError):
     """The compile cache directory is unusable (not private, not writable)."""
-
-    __module__ = "wasmplug"
 
 
 class BuildError(WasmplugError):
@@ -196,8 +174,6 @@ class BuildError(WasmplugError):
     Attributes:
         output: The tool's combined stdout/stderr, for display.
     """
-
-    __module__ = "wasmplug"
 
     def __init__(self, message: str, output: str = "") -> None:
         self.output = output
@@ -212,7 +188,6 @@ class PluginError(WasmplugError):
         export: The export being called (WIT name), or ``None``.
     """
 
-    __module__ = "wasmplug"
     plugin: str | None = None
     export: str | None = None
 
@@ -235,8 +210,6 @@ class ErrorResult(PluginError):
         value: The error payload, converted to Python (``None`` for ``result<T>``).
     """
 
-    __module__ = "wasmplug"
-
     def __init__(self, value: Any) -> None:
         self.value = value
         super().__init__(f"returned err({value!r})")
@@ -245,13 +218,9 @@ class ErrorResult(PluginError):
 class PluginClosedError(PluginError):
     """The plugin (or its host) was closed by the application before this call."""
 
-    __module__ = "wasmplug"
-
 
 class PluginQuarantinedError(PluginError):
     """Too many faults in the restart policy's window; calls fail fast until ``reset()``."""
-
-    __module__ = "wasmplug"
 
 
 class ReentrantCallError(PluginError):
@@ -261,13 +230,9 @@ class ReentrantCallError(PluginError):
     refused instead of deadlocking or poisoning the instance.
     """
 
-    __module__ = "wasmplug"
-
 
 class StaleResourceError(PluginError, ValueError):
     """A resource handle was used after the instance that created it was discarded."""
-
-    __module__ = "wasmplug"
 
 
 class PluginFault(PluginError):
@@ -283,7 +248,6 @@ class PluginFault(PluginError):
             call (e.g. a componentize-py guest's Python traceback), or ``""``.
     """
 
-    __module__ = "wasmplug"
     fault: str = "fault"
 
     guest_stderr: str = ""
@@ -301,7 +265,6 @@ class PluginTrapped(PluginFault):
             ``"wasm `unreachable` instruction executed"``.
     """
 
-    __module__ = "wasmplug"
     fault = "trap"
 
     def __init__(self, trap: str, *, wasm_backtrace: str = "") -> None:
@@ -312,41 +275,33 @@ class PluginTrapped(PluginFault):
 class PluginTimeout(PluginFault):
     """The call ran past its epoch deadline (``Limits.timeout_ms``)."""
 
-    __module__ = "wasmplug"
     fault = "timeout"
 
 
 class FuelExhausted(PluginFault):
     """The call consumed its whole fuel budget (``Limits.fuel``)."""
 
-    __module__ = "wasmplug"
     fault = "fuel"
 
 
 class ResourceLimitExceeded(PluginFault):
     """A memory or table limit was hit and the guest could not continue."""
 
-    __module__ = "wasmplug"
     fault = "resource-limit"
 
 
 class HostFunctionError(PluginFault):
     """A host function provided by the application raised; the exception is ``__cause__``."""
 
-    __module__ = "wasmplug"
     fault = "host-function"
 
 
 class SignatureError(WasmplugError):
     """A wasmsign2 signature could not be created, read or trusted."""
 
-    __module__ = "wasmplug"
-
 
 class SignatureMissingError(SignatureError):
     """The component has no ``signature`` section (or the detached signature holds none)."""
-
-    __module__ = "wasmplug"
 
 
 class SignatureInvalidError(SignatureError):
@@ -357,31 +312,21 @@ class SignatureInvalidError(SignatureError):
     signature data.
     """
 
-    __module__ = "wasmplug"
-
 
 class UntrustedKeyError(SignatureError):
     """A signature is valid, but the key that made it is not trusted."""
-
-    __module__ = "wasmplug"
 
 
 class KeyFormatError(SignatureError, ValueError):
     """Key bytes are not a supported Ed25519 encoding (wasmsign2 raw, PEM/DER or OpenSSH)."""
 
-    __module__ = "wasmplug"
-
 
 class RevokedError(SignatureError):
     """The component's digest, or the key that signed it, is on the revocation list."""
 
-    __module__ = "wasmplug"
-
 
 class TrustStoreError(WasmplugError):
     """A trust-store or grant-store file exists but cannot be read or parsed."""
-
-    __module__ = "wasmplug"
 
 
 class RegistryError(WasmplugError):
@@ -390,8 +335,6 @@ class RegistryError(WasmplugError):
     The registry refuses to change anything until the file is fixed or removed,
     so a damaged index is never overwritten with a partial one.
     """
-
-    __module__ = "wasmplug"
 
 
 class RollbackError(LoadError):
@@ -403,8 +346,6 @@ class RollbackError(LoadError):
     (``wasmplug install --force``) to downgrade deliberately.
     """
 
-    __module__ = "wasmplug"
-
 
 class VersionConflictError(LoadError):
     """Install refused: that version is already installed with different bytes (sha256).
@@ -412,8 +353,6 @@ class VersionConflictError(LoadError):
     A version number must name one build. Bump the version, or pass
     ``force=True`` to replace the installed build.
     """
-
-    __module__ = "wasmplug"
 
 
 class NameConflictError(LoadError):
@@ -424,10 +363,6 @@ class NameConflictError(LoadError):
     a plugin name resolves to several different files of the same version.
     """
 
-    __module__ = "wasmplug"
-
 
 class PluginNotFoundError(LoadError, LookupError):
     """No installed (or discoverable) plugin matches the requested name and version."""
-
-    __module__ = "wasmplug"

@@ -45,7 +45,6 @@ class Resource:
         owned: ``True`` for ``own<R>``.
     """
 
-    __module__ = "wasmplug"
     __slots__ = ("__weakref__", "_inst", "_ptr", "owned", "type_name")
     _inst: Any
     _ptr: Any

@@ -31,7 +31,6 @@ T = TypeVar("T")
 class Ok(Generic[T]):
     """The ``ok`` case of a WIT ``result``. ``value`` is ``None`` for ``result<_, E>``."""
 
-    __module__ = "wasmplug"
     value: T = None  # type: ignore[assignment]
 
 
@@ -46,7 +45,6 @@ class Err(Exception, Generic[T]):
         value: The error payload (``None`` for ``result<T>`` without an error type).
     """
 
-    __module__ = "wasmplug"
     __match_args__ = ("value",)
 
     def __init__(self, value: T = None) -> None:  # type: ignore[assignment]
@@ -67,7 +65,6 @@ class Err(Exception, Generic[T]):
 class Some(Generic[T]):
     """The ``some`` case of ``option<option<T>>`` (only used for nested options)."""
 
-    __module__ = "wasmplug"
     value: T
 
 
@@ -80,6 +77,5 @@ class Variant:
         value: The payload, ``None`` for a case without one.
     """
 
-    __module__ = "wasmplug"
     case: str
     value: Any = None

@@ -166,8 +166,6 @@ class Exports:
     and items by full name (``plugin.exports["demo:plugin/api@0.1.0"].run``).
     """
 
-    __module__ = "wasmplug"
-
     def __init__(self, items: dict[str, Any]) -> None:
         self._items = items
 

@@ -95,8 +95,6 @@ class PluginHost:
         CacheError: if ``cache_dir`` is unusable (not private or not writable).
     """
 
-    __module__ = "wasmplug"
-
     def __init__(
         self,
         *,
@@ -242,8 +240,6 @@ class PluginHost:
             sha256=sha,
             publisher=None if trusted is None else trusted.key_id,
         )
-        # Create the first instance now, so start-up failures surface at load time.
-        plugin._slots.put(plugin._checkout_first())
         self._plugins.add(plugin)
         for note in sandbox.denied:
             log.info("plugin %s: %s", manifest.name, note)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import queue
 import struct
-import threading
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from wasmtime import WasmtimeError
@@ -38,6 +36,7 @@ from wasmplug._sandbox.manifest import Manifest
 from .exports import Buffers, ExportFunc, Exports, short_interface_name
 from .faults import classify
 from .instance import Instance
+from .pool import InstancePool
 from .supervisor import PluginMetrics, Supervisor
 
 if TYPE_CHECKING:
@@ -110,8 +109,6 @@ class Plugin:
         exports: Attribute-style access to exports.
     """
 
-    __module__ = "wasmplug"
-
     def __init__(
         self,
         *,
@@ -143,12 +140,7 @@ class Plugin:
         self._uses_wasi = uses_wasi
         self._closed = False
         self._supervisor = Supervisor(restart_policy)
-        self._retired_calls = 0
-        self._instances: set[Instance] = set()
-        self._instances_lock = threading.Lock()
-        self._slots: queue.SimpleQueue[Instance | None] = queue.SimpleQueue()
-        for _ in range(pool_size):
-            self._slots.put(None)
+        self._pool: InstancePool[Instance] = InstancePool(pool_size, self._new_instance)
         self.pool_size = pool_size
         self._ticker = host._ticker
         timeout = limits.timeout_ms
@@ -158,6 +150,8 @@ class Plugin:
         self._export_indices: list[ExportIndex] = []
         self._by_name: dict[str, ExportFunc] = {}
         self._build_exports()
+        # The first instance, now: start-up failures surface at load time.
+        self._pool.prime()
 
     # -- construction -------------------------------------------------------------
 
@@ -254,6 +248,7 @@ class Plugin:
             )
         if self._supervisor.quarantined:
             raise self._quarantined(ex)
+        pool = self._pool
         try:
             if ex.has_handles:
                 inst = self._checkout_for(args)
@@ -262,18 +257,14 @@ class Plugin:
                         return self._run(inst, ex, args)
                     finally:
                         inst.lock.release()
-            inst = self._checkout()
+            inst = pool.checkout()
         except PluginError as e:
             # Closed or quarantined while waiting for an instance, or a stale handle.
             raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
         try:
             return self._run(inst, ex, args)
         finally:
-            if self._closed and inst.alive:
-                self._discard(inst)  # close() was called from inside this call
-            inst.lock.release()
-            if inst.alive:
-                self._slots.put(inst)
+            pool.checkin(inst)
 
     def _running_here(self, cur: Instance | None) -> bool:
         """Whether this thread is inside a call on this plugin (``cur`` and its callers)."""
@@ -371,7 +362,7 @@ class Plugin:
         host_exc = inst.host_exc
         inst.host_exc = None
         tail = inst.stderr.tail
-        self._discard(inst)
+        self._pool.discard(inst)
         if host_exc is not None and not isinstance(host_exc, Exception):
             # KeyboardInterrupt / SystemExit: count the fault, then let it propagate
             # in the calling thread now that Wasm has unwound.
@@ -412,34 +403,7 @@ class Plugin:
             ex,
         )
 
-    # -- the instance pool ----------------------------------------------------------
-
-    def _checkout(self) -> Instance:
-        slots = self._slots
-        while True:
-            try:
-                item = slots.get_nowait()
-            except queue.Empty:
-                item = slots.get()
-            if item is None:
-                try:
-                    item = self._new_instance()
-                except BaseException:
-                    slots.put(None)
-                    raise
-            item.lock.acquire()
-            if item.alive:
-                return item
-            item.lock.release()  # discarded while we waited; its slot came back as None
-
-    def _checkout_first(self) -> Instance:
-        """Create the first instance at load time (so start-up failures surface early)."""
-        self._slots.get_nowait()
-        try:
-            return self._new_instance()
-        except BaseException:
-            self._slots.put(None)
-            raise
+    # -- instances ----------------------------------------------------------------------
 
     def _checkout_for(self, args: tuple[Any, ...]) -> Instance | None:
         """Lock the instance that owns the first resource argument (or return None)."""
@@ -448,9 +412,7 @@ class Plugin:
                 inst: Instance = arg._inst
                 if inst.plugin is not self:
                     raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
-                inst.lock.acquire()
-                if not inst.alive:
-                    inst.lock.release()
+                if not self._pool.lock(inst):
                     raise StaleResourceError(
                         f"{arg.type_name} handle belongs to an instance that was discarded"
                     )
@@ -458,23 +420,11 @@ class Plugin:
         return None
 
     def _new_instance(self) -> Instance:
-        if self._closed:
-            raise PluginClosedError("plugin is closed")
+        """The pool's factory: a fresh instance, after the restart policy's backoff."""
         if self._supervisor.quarantined:
             raise self._quarantined(None)
         self._supervisor.before_instantiate()
-        inst = Instance(self)
-        with self._instances_lock:
-            self._instances.add(inst)
-        return inst
-
-    def _discard(self, inst: Instance) -> None:
-        """Close an instance whose lock the caller holds, and free its pool slot."""
-        with self._instances_lock:
-            self._instances.discard(inst)
-            self._retired_calls += inst.calls
-        inst.close()
-        self._slots.put(None)
+        return Instance(self)
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:
         if inst in _call_chain(_current()):
@@ -487,7 +437,7 @@ class Plugin:
             try:
                 inst.drop_resource(ptr)
             except WasmtimeError as e:
-                self._discard(inst)
+                self._pool.discard(inst)
                 raise self._error(classify(str(e)), None) from e
             finally:
                 _swap(prev)
@@ -502,14 +452,12 @@ class Plugin:
     def metrics(self) -> PluginMetrics:
         """A snapshot of this plugin's counters."""
         sup = self._supervisor
-        with self._instances_lock:
-            live = list(self._instances)
-            calls = self._retired_calls + sum(i.calls for i in live)
+        instances, calls = self._pool.stats()
         return PluginMetrics(
             calls=calls,
             faults=dict(sup.faults),
             restarts=sup.restarts,
-            instances=len(live),
+            instances=instances,
             quarantined=sup.quarantined,
             last_fault=sup.last_fault,
         )
@@ -517,21 +465,7 @@ class Plugin:
     def reset(self) -> None:
         """Lift quarantine and discard idle instances, so the next call starts fresh."""
         self._supervisor.reset()
-        self._drain(wait=False)
-
-    def _drain(self, *, wait: bool) -> None:
-        with self._instances_lock:
-            live = list(self._instances)
-        # Never wait for an instance this thread is running (close() from a host
-        # function): the call discards it when it returns.
-        here = set(_call_chain(_current()))
-        for inst in live:
-            if inst.lock.acquire(blocking=wait and inst not in here):
-                try:
-                    if inst.alive:
-                        self._discard(inst)
-                finally:
-                    inst.lock.release()
+        self._pool.drain(wait=False)
 
     def close(self) -> None:
         """Close the plugin: wait for running calls, then free every instance. Idempotent.
@@ -541,7 +475,9 @@ class Plugin:
         if self._closed:
             return
         self._closed = True
-        self._drain(wait=True)
+        # Never wait for an instance this thread is running (close() from a host
+        # function): the call discards it when it returns.
+        self._pool.close(skip=_call_chain(_current()))
 
     def __enter__(self) -> Plugin:
         return self

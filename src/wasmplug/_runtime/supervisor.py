@@ -27,7 +27,6 @@ class FaultRecord:
         at: ``time.time()`` of the fault, in seconds since the epoch.
     """
 
-    __module__ = "wasmplug"
     kind: str
     message: str
     export: str | None
@@ -47,7 +46,6 @@ class PluginMetrics:
         last_fault: The most recent fault, if any.
     """
 
-    __module__ = "wasmplug"
     calls: int
     faults: Mapping[str, int]
     restarts: int

@@ -18,8 +18,6 @@ import attrs
 from .manifest import Manifest
 
 __all__ = [
-    "IMPLIED_IMPORTS",
-    "NEVER_LINKED",
     "Capability",
     "Permission",
     "capability_for_import",
@@ -29,8 +27,6 @@ __all__ = [
 
 class Capability(enum.Enum):
     """A kind of access a plugin can be granted. Value: a stable kebab-case id."""
-
-    __module__ = "wasmplug"
 
     FILESYSTEM_READ = "filesystem-read"
     FILESYSTEM_WRITE = "filesystem-write"
@@ -52,21 +48,6 @@ _DISPLAY = {
     Capability.HOST_INTERFACE: "Use an application interface",
 }
 
-IMPLIED_IMPORTS = (
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:io/",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/exit",
-    "wasi:cli/terminal-",
-)
-"""Import prefixes that are always linked: harmless, or bounded by limits."""
-
-NEVER_LINKED = ("wasi:http/",)
-"""Import prefixes never linked for real (no host allow-list): they are linked as traps."""
-
 # One table: import-name prefix -> the capability that gives it any effect.
 # wasi:* interfaces are always linked, but with a capability-less WASI context
 # they can do nothing until the matching capability is granted.
@@ -74,7 +55,7 @@ _IMPORT_TABLE: tuple[tuple[str, Capability | None], ...] = (
     ("wasi:filesystem/", Capability.FILESYSTEM_READ),
     ("wasi:cli/environment", Capability.ENVIRONMENT),
     ("wasi:sockets/", None),  # never granted: no sockets for plugins
-    ("wasi:http/", None),  # never linked (NEVER_LINKED)
+    ("wasi:http/", None),  # never linked for real: no host allow-list (linked as traps)
     ("wasmplug:host/http", Capability.HTTP),
 )
 
@@ -103,7 +84,6 @@ class Permission:
         reason: The plugin's own explanation, if its manifest gives one.
     """
 
-    __module__ = "wasmplug"
     capability: Capability
     target: str
     reason: str = ""

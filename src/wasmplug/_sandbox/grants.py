@@ -39,7 +39,6 @@ class DirGrant:
             effective mode is the stricter of this and the manifest's.
     """
 
-    __module__ = "wasmplug"
     host_path: Path = attrs.field(converter=_absolute)
     mode: Literal["ro", "rw"] = "ro"
 
@@ -77,7 +76,6 @@ class Grants:
         allowed_outbound_hosts: Outbound URL patterns granted (Spin syntax).
     """
 
-    __module__ = "wasmplug"
     filesystem: Mapping[str, DirGrant] = attrs.field(factory=dict, converter=_dirs)
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
     host_interfaces: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)

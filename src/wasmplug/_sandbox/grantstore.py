@@ -47,7 +47,6 @@ class PermissionRequest:
         new: The subset not covered by a previous answer (all of them the first time).
     """
 
-    __module__ = "wasmplug"
     plugin: str
     version: str
     publisher: str | None
@@ -72,7 +71,6 @@ class StoredDecision:
         decided_at: ``time.time()`` of the answer.
     """
 
-    __module__ = "wasmplug"
     plugin: str
     publisher: str | None
     sha256: str
@@ -109,8 +107,6 @@ class GrantStore:
     Args:
         path: The file; defaults to ``platformdirs.user_data_dir("wasmplug")/grants.json``.
     """
-
-    __module__ = "wasmplug"
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         default = Path(platformdirs.user_data_dir("wasmplug")) / "grants.json"
@@ -232,7 +228,6 @@ class GrantPolicy:
             ``False``: do not remember).
     """
 
-    __module__ = "wasmplug"
     grants: Mapping[str, Grants] = attrs.field(factory=dict)
     prompt: Callable[[PermissionRequest], Grants | None] | None = None
     store: GrantStore | bool | None = None

@@ -182,8 +182,6 @@ class HttpCapability:
             (for a custom network setup; the allow-list is still applied).
     """
 
-    __module__ = "wasmplug"
-
     interface = HTTP_INTERFACE
 
     def __init__(

@@ -46,8 +46,6 @@ class Limits:
         memories: Maximum linear memories per store.
     """
 
-    __module__ = "wasmplug"
-
     timeout_ms: float | None = attrs.field(default=1000, validator=_positive_or_none)
     memory_bytes: int | None = attrs.field(default=256 * 2**20, validator=_positive_or_none)
     fuel: int | None = attrs.field(default=None, validator=_positive_or_none)
@@ -96,8 +94,6 @@ class RestartPolicy:
         backoff_initial_ms: Delay before the first restart after a fault, in ms.
         backoff_max_ms: Upper bound of the restart delay, in ms.
     """
-
-    __module__ = "wasmplug"
 
     max_faults: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     window_s: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))

@@ -78,7 +78,6 @@ class FilesystemRequest:
         description: Why the plugin needs it, shown in permission prompts.
     """
 
-    __module__ = "wasmplug"
     guest_path: str
     mode: Literal["ro", "rw"] = "ro"
     description: str = ""
@@ -108,7 +107,6 @@ class Manifest:
         limits: Limits the plugin asks for; ``None`` kinds defer to the application.
     """
 
-    __module__ = "wasmplug"
     name: str
     version: str = "0.0.0"
     description: str = ""

@@ -106,7 +106,6 @@ class PluginInfo:
         origin: Where it came from, for humans (a path, or the entry point).
     """
 
-    __module__ = "wasmplug"
     name: str
     version: str
     description: str
@@ -183,8 +182,6 @@ class Registry:
             ``platformdirs.user_data_dir("wasmplug")/registry``. Created (0o700) by
             the first change; a missing one is an empty registry.
     """
-
-    __module__ = "wasmplug"
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_registry_dir()

@@ -91,7 +91,6 @@ class PublicKey:
         key_id: The id matched against signature records (default: :func:`key_id`).
     """
 
-    __module__ = "wasmplug"
     raw: bytes = attrs.field(converter=bytes, repr=bytes.hex)
     key_id: bytes = attrs.field(
         default=attrs.Factory(_default_key_id, takes_self=True), converter=bytes, repr=bytes.hex
@@ -134,7 +133,6 @@ class SecretKey:
         public_key: The matching public key.
     """
 
-    __module__ = "wasmplug"
     seed: bytes = attrs.field(converter=bytes, repr=False)
     public_key: PublicKey = attrs.field(init=False)
 

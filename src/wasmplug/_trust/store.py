@@ -64,7 +64,6 @@ class TrustedKey:
         name: The publisher's display name, for listings and prompts.
     """
 
-    __module__ = "wasmplug"
     key: PublicKey
     scopes: tuple[str, ...] = attrs.field(default=("*",), converter=_scopes)
     name: str = ""
@@ -88,7 +87,6 @@ class TrustDecision:
         sha256: Hex SHA-256 of the whole component file.
     """
 
-    __module__ = "wasmplug"
     key: TrustedKey
     sha256: str
 
@@ -123,8 +121,6 @@ class TrustStore:
     Raises:
         TrustStoreError: if the file exists but cannot be read or parsed.
     """
-
-    __module__ = "wasmplug"
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_trust_path()

@@ -1,0 +1,220 @@
+"""The instance pool: at most ``size`` instances of one plugin, checked out one call at a time.
+
+The rules, all of them here:
+
+- **Slots.** The pool is a queue of ``size`` slots. A slot holds an idle
+  instance or ``None`` (room for one more, created on demand). A call takes a
+  slot (blocking while all instances are busy), creates an instance if the slot
+  was empty, locks it, and gives the slot back when the call ends. Slots are
+  first in, first out: sequential calls take turns over all ``size`` instances
+  (each created on its first turn).
+- **First instance.** :meth:`InstancePool.prime` creates one instance at load
+  time, so start-up failures surface from ``PluginHost.load``, not the first call.
+- **Discard.** A faulty instance is closed at once and its slot comes back
+  empty; an instance is never reused after a fault (wasmtime poisons a
+  component instance after a trap). A stale copy of a discarded instance that
+  is still queued is skipped by :meth:`checkout`.
+- **Create failure.** If creating an instance raises, its slot comes back
+  empty, so a failed instantiation never shrinks the pool.
+- **Drain and close.** :meth:`drain` discards every idle instance (and, with
+  ``wait=True``, waits for busy ones); :meth:`close` marks the pool closed and
+  drains it. An instance checked in after close is discarded, so a call that was
+  running when ``close()`` came (from another thread, or from one of its own
+  host functions) frees its instance when it returns.
+
+The pool knows nothing about Wasm: it needs an item with a ``lock``, an
+``alive`` flag, a ``calls`` counter and ``close()`` (:class:`Pooled`), and a
+factory. That keeps it testable alone (tests/runtime/test_pool.py).
+
+The hot path is :meth:`checkout` then :meth:`checkin`: one ``SimpleQueue`` get
+and put, and one lock acquire and release, per call; nothing is allocated.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Collection
+from typing import Generic, Protocol, TypeVar
+
+from wasmplug._errors import PluginClosedError
+
+__all__ = ["InstancePool", "Pooled"]
+
+
+class Pooled(Protocol):
+    """What the pool needs from an instance."""
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held by the thread using the instance."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """False once closed."""
+        ...
+
+    @property
+    def calls(self) -> int:
+        """Calls completed on it (kept in the pool's total when it is discarded)."""
+        ...
+
+    def close(self) -> None:
+        """Release it (idempotent)."""
+        ...
+
+
+P = TypeVar("P", bound=Pooled)
+
+
+class InstancePool(Generic[P]):
+    """At most ``size`` instances made by ``create``, lent to one caller at a time.
+
+    Args:
+        size: The most instances alive at once (>= 1).
+        create: Makes a new instance; may raise (the slot is then given back).
+    """
+
+    __slots__ = ("_create", "_live", "_live_lock", "_retired_calls", "_slots", "closed", "size")
+
+    def __init__(self, size: int, create: Callable[[], P]) -> None:
+        if size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {size}")
+        self.size = size
+        self.closed = False
+        self._create = create
+        self._slots: queue.SimpleQueue[P | None] = queue.SimpleQueue()
+        for _ in range(size):
+            self._slots.put(None)
+        self._live: set[P] = set()
+        self._live_lock = threading.Lock()
+        self._retired_calls = 0
+
+    def prime(self) -> P:
+        """Create the first instance now, idle at the head of the queue, so the
+        first call uses it. Call it before the pool is shared.
+
+        Raises:
+            Whatever ``create`` raises (the slot is given back first).
+        """
+        slots = self._slots
+        slots.get_nowait()
+        try:
+            inst = self._new()
+        except BaseException:
+            slots.put(None)
+            raise
+        rest = [slots.get_nowait() for _ in range(slots.qsize())]
+        slots.put(inst)
+        for item in rest:
+            slots.put(item)
+        return inst
+
+    def checkout(self) -> P:
+        """Take an instance, creating one if a slot is empty; blocks while all are busy.
+
+        Returns:
+            An alive instance whose ``lock`` the caller now holds; give it back
+            with :meth:`checkin`.
+
+        Raises:
+            PluginClosedError: the pool was closed (before or while waiting).
+            Whatever ``create`` raises.
+        """
+        slots = self._slots
+        while True:
+            try:
+                item = slots.get_nowait()
+            except queue.Empty:
+                item = slots.get()
+            if item is None:
+                try:
+                    item = self._new()
+                except BaseException:
+                    slots.put(None)
+                    raise
+            item.lock.acquire()
+            if item.alive:
+                return item
+            item.lock.release()  # discarded while queued; its slot came back as None
+
+    def checkin(self, inst: P) -> None:
+        """Give back an instance taken with :meth:`checkout` (the caller holds its lock).
+
+        A closed pool discards it; a discarded one already gave its slot back.
+        """
+        if self.closed and inst.alive:
+            self._discard(inst)
+        inst.lock.release()
+        if inst.alive:
+            self._slots.put(inst)
+
+    def lock(self, inst: P) -> bool:
+        """Lock a specific instance (one that owns a resource handle) for a call.
+
+        The instance keeps its slot: release it with ``inst.lock.release()``,
+        not :meth:`checkin`.
+
+        Returns:
+            True with the lock held; False (not held) if it was discarded.
+        """
+        inst.lock.acquire()
+        if inst.alive:
+            return True
+        inst.lock.release()
+        return False
+
+    def discard(self, inst: P) -> None:
+        """Close an instance whose lock the caller holds, and free its slot (idempotent)."""
+        if inst.alive:
+            self._discard(inst)
+
+    def _discard(self, inst: P) -> None:
+        with self._live_lock:
+            self._live.discard(inst)
+            self._retired_calls += inst.calls
+        inst.close()
+        self._slots.put(None)
+
+    def drain(self, *, wait: bool, skip: Collection[P] = ()) -> None:
+        """Discard every idle instance; with ``wait``, wait for busy ones and discard
+        them too. Instances in ``skip`` (the ones this thread is running) are
+        never waited for: :meth:`checkin` discards them on a closed pool."""
+        with self._live_lock:
+            live = list(self._live)
+        for inst in live:
+            if inst.lock.acquire(blocking=wait and inst not in skip):
+                try:
+                    self.discard(inst)
+                finally:
+                    inst.lock.release()
+
+    def close(self, *, skip: Collection[P] = ()) -> None:
+        """Refuse new instances, wait for running calls, and discard every instance."""
+        self.closed = True
+        self.drain(wait=True, skip=skip)
+
+    def stats(self) -> tuple[int, int]:
+        """``(live instances, calls completed on every instance, discarded ones too)``."""
+        with self._live_lock:
+            live = list(self._live)
+            calls = self._retired_calls
+        return len(live), calls + sum(i.calls for i in live)
+
+    def live(self) -> list[P]:
+        """The instances alive now (busy or idle)."""
+        with self._live_lock:
+            return list(self._live)
+
+    def _new(self) -> P:
+        if self.closed:
+            raise PluginClosedError("plugin is closed")
+        inst = self._create()
+        with self._live_lock:
+            if self.closed:  # closed while it was being created
+                self._retired_calls += inst.calls
+                inst.close()
+                raise PluginClosedError("plugin is closed")
+            self._live.add(inst)
+        return inst
