@@ -18,15 +18,14 @@ import pytest
 
 from support.plugins import GREETER_HOST_INTERFACE
 from wasmplug import BuildError, Manifest, PluginHost, PluginTimeout, PluginTrapped
-from wasmplug._cli.main import main
 from wasmplug._cli.author import build_project, new_project, read_project
+from wasmplug._cli.main import main
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._trust import wasm_sections as ws
 
 # The implementation module: importing ``wasmplug.testing`` here would add ``testing`` to
 # ``dir(wasmplug)`` for the whole session (see test_public_facade).
 from wasmplug.testing._pytest_plugin import Call, RecordingHost, assert_faults, find_project
-
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import platformdirs
 import pytest
-
-
 from examples.zellij_like import build
 from examples.zellij_like.__main__ import enable_watch, make_app
 from examples.zellij_like.app import PaneView, PermissionScreen, Workspace
@@ -278,8 +276,7 @@ async def test_infinite_loop_times_out_without_freezing_the_ui(tmp_path, state_d
         await asyncio.sleep(0.05)  # the plugin now spins until its 1500 ms limit
         app.action_focus_pane(1)  # the UI still answers meanwhile
         app.fire_timers("clock")  # and the other plugins still run
-        while "tick 1" not in pane_text(app, "clock"):
-            await asyncio.sleep(0.01)
+        await eventually(lambda: "tick 1" in pane_text(app, "clock"), "the clock never ticked")
         answered_at = time.monotonic()
         assert app.focused.pane.id == "file-browser"
         await settled(app, pilot)
@@ -426,6 +423,14 @@ def replace_wasm(path: Path) -> None:
     write_atomic(path, path.read_bytes())
 
 
+async def eventually(condition, what: str, timeout_s: float = 20.0) -> None:
+    """Poll ``condition`` every 10 ms until it holds; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
 async def clock_at_tick_2(app: Workspace, pilot) -> None:
     await settled(app, pilot)
     for _ in range(2):
@@ -459,8 +464,8 @@ async def test_watch_reloads_a_changed_plugin_simulated(tmp_path, state_dir, hos
                 ("deleted", str(local / "packed" / ".clock.wasm.tmp")),
             }
         )
-        while app.panes["clock-2"].reloads == 0:  # both panes run the clock plugin
-            await asyncio.sleep(0.01)
+        # both panes run the clock plugin
+        await eventually(lambda: app.panes["clock-2"].reloads > 0, "clock-2 was not reloaded")
         await settled(app, pilot)
         clock = app.panes["clock"]
         assert clock.reloads == 1

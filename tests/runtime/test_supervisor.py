@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from wasmplug import (
     PluginTrapped,
     RestartPolicy,
 )
+from wasmplug._runtime.supervisor import Supervisor
 
 # `divide` returns result<u32, string>: the canonical ABI return area is
 # [u8 discriminant, pad, u32 payload] for ok and [u8, pad, ptr, len] for err.
@@ -72,6 +74,27 @@ class Counter:
         self.n += 1
 
 
+def wait_until_blocked(thread: threading.Thread, timeout_s: float = 10.0) -> None:
+    """Return once ``thread`` sits still inside wasmplug's runtime (blocked), or fail.
+
+    The pool's wait may be a C call (``SimpleQueue.get``) with no Python frame of its
+    own, so "blocked" means: the innermost Python frame is in ``wasmplug/_runtime`` and
+    stays on the same line for 20 samples 1 ms apart.
+    """
+    deadline = time.monotonic() + timeout_s
+    last, same = None, 0
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or -1)
+        here = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
+        inside = here is not None and "wasmplug/_runtime" in here[0].replace("\\", "/")
+        same = same + 1 if inside and here == last else 0
+        if same >= 20:
+            return
+        last = here
+        time.sleep(0.001)
+    raise AssertionError(f"{thread.name} never blocked inside wasmplug's runtime")
+
+
 def load(host: PluginHost, entered: Counter | None = None, **kwargs: object) -> Plugin:
     host.provide("entered", entered if entered is not None else Counter())
     return host.load(
@@ -112,11 +135,26 @@ def test_quarantine_after_max_faults_and_reset(host: PluginHost) -> None:
     assert entered.n == 5
 
 
-def test_quarantine_counts_only_faults_inside_the_window(host: PluginHost) -> None:
-    plugin = load(host, restart_policy=RestartPolicy(max_faults=2, window_s=0.05))
-    with pytest.raises(PluginTrapped):
-        plugin.call("boom")
-    time.sleep(0.1)  # the first fault leaves the window
+def test_quarantine_counts_only_faults_inside_the_window() -> None:
+    """The window is measured on the supervisor's clock (injected: no wall-clock gaps)."""
+    now = [100.0]
+    sup = Supervisor(RestartPolicy(max_faults=2, window_s=5.0), clock=lambda: now[0])
+    fault = PluginTrapped("unreachable")
+    sup.record_fault(fault)
+    now[0] += 5.001  # the first fault leaves the window
+    sup.record_fault(fault)
+    assert not sup.quarantined
+    now[0] += 4.999  # still inside the second fault's window
+    sup.record_fault(fault)
+    assert sup.quarantined
+    sup.reset()
+    assert not sup.quarantined
+    sup.record_fault(fault)
+    assert not sup.quarantined, "reset forgot the window"
+
+
+def test_faults_in_the_window_quarantine_a_real_plugin(host: PluginHost) -> None:
+    plugin = load(host, restart_policy=RestartPolicy(max_faults=2, window_s=3600))
     with pytest.raises(PluginTrapped):
         plugin.call("boom")
     assert plugin.call("add", 1, 1) == 2
@@ -328,7 +366,7 @@ def test_waiting_callers_get_attributed_errors(host: PluginHost) -> None:
     assert started.wait(timeout=10)
     second = threading.Thread(target=call, args=("divide", 4, 2))
     second.start()
-    time.sleep(0.05)  # let the second caller block on the pool (not required to pass)
+    wait_until_blocked(second)  # the second caller waits for the only instance
     release.set()
     first.join(timeout=10)
     second.join(timeout=10)

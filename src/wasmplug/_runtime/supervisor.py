@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -60,10 +60,18 @@ class PluginMetrics:
 
 
 class Supervisor:
-    """Applies a :class:`RestartPolicy` to one plugin's faults (thread-safe)."""
+    """Applies a :class:`RestartPolicy` to one plugin's faults (thread-safe).
 
-    def __init__(self, policy: RestartPolicy) -> None:
+    Args:
+        policy: The restart policy.
+        clock: Monotonic clock in seconds for the fault window (injectable for tests).
+    """
+
+    def __init__(
+        self, policy: RestartPolicy, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.policy = policy
+        self._clock = clock
         self._lock = threading.Lock()
         self._window: deque[float] = deque()
         self.faults: Counter[str] = Counter()
@@ -75,7 +83,7 @@ class Supervisor:
 
     def record_fault(self, exc: PluginFault) -> None:
         """Count a fault; quarantine the plugin if the policy's limit is reached."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self.faults[exc.fault] += 1
             self.consecutive += 1
