@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs everything the suite needs, then runs it.
 # Works on a fresh machine with Python 3.11 and pip: Python packages come from
-# PyPI (the dev extra); Debian packages (tmux for the terminal smoke test, node
+# PyPI (the dev extra); Debian packages (tmux for the terminal smoke test,
+# docker-registry (CNCF distribution 2.8) for the OCI distribution tests, node
 # and npm for the componentize-js plugin) are installed when missing; the test
 # plugins are built on first use into the user cache dir (not the clone).
 # In CI (CI=true) a skipped test fails the run (tests/support/skip_policy.py).
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev]"
 
 # command -> Debian package(s) that provide it
-declare -A NEEDED=([tmux]=tmux [node]=nodejs [npm]=npm)
+declare -A NEEDED=([tmux]=tmux [node]=nodejs [npm]=npm [docker-registry]=docker-registry)
 missing=()
 for cmd in "${!NEEDED[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")

@@ -12,17 +12,27 @@ from wasmplug._bridge.values import Err as Err
 from wasmplug._bridge.values import Ok as Ok
 from wasmplug._bridge.values import Some as Some
 from wasmplug._bridge.values import Variant as Variant
+from wasmplug._distribution.operations import PullResult as PullResult
+from wasmplug._distribution.operations import PushResult as PushResult
+from wasmplug._distribution.operations import pull_plugin as pull_plugin
+from wasmplug._distribution.operations import push_plugin as push_plugin
+from wasmplug._errors import ArtifactFormatError as ArtifactFormatError
+from wasmplug._errors import ArtifactNotFoundError as ArtifactNotFoundError
 from wasmplug._errors import BuildError as BuildError
 from wasmplug._errors import CacheError as CacheError
 from wasmplug._errors import CapabilityError as CapabilityError
+from wasmplug._errors import DigestMismatchError as DigestMismatchError
+from wasmplug._errors import DistributionError as DistributionError
 from wasmplug._errors import ErrorResult as ErrorResult
 from wasmplug._errors import FuelExhausted as FuelExhausted
 from wasmplug._errors import HostFunctionError as HostFunctionError
 from wasmplug._errors import InstantiationError as InstantiationError
 from wasmplug._errors import InvalidComponentError as InvalidComponentError
+from wasmplug._errors import InvalidReferenceError as InvalidReferenceError
 from wasmplug._errors import KeyFormatError as KeyFormatError
 from wasmplug._errors import LinkError as LinkError
 from wasmplug._errors import LoadError as LoadError
+from wasmplug._errors import LockfileError as LockfileError
 from wasmplug._errors import ManifestError as ManifestError
 from wasmplug._errors import NameConflictError as NameConflictError
 from wasmplug._errors import PluginClosedError as PluginClosedError
@@ -33,7 +43,9 @@ from wasmplug._errors import PluginQuarantinedError as PluginQuarantinedError
 from wasmplug._errors import PluginTimeout as PluginTimeout
 from wasmplug._errors import PluginTrapped as PluginTrapped
 from wasmplug._errors import ReentrantCallError as ReentrantCallError
+from wasmplug._errors import RegistryAuthError as RegistryAuthError
 from wasmplug._errors import RegistryError as RegistryError
+from wasmplug._errors import RegistryUnavailableError as RegistryUnavailableError
 from wasmplug._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from wasmplug._errors import RevokedError as RevokedError
 from wasmplug._errors import RollbackError as RollbackError
@@ -80,11 +92,15 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "ArtifactFormatError",
+    "ArtifactNotFoundError",
     "BuildError",
     "CacheError",
     "Capability",
     "CapabilityError",
+    "DigestMismatchError",
     "DirGrant",
+    "DistributionError",
     "Err",
     "ErrorResult",
     "Exports",
@@ -98,10 +114,12 @@ __all__ = [
     "HttpCapability",
     "InstantiationError",
     "InvalidComponentError",
+    "InvalidReferenceError",
     "KeyFormatError",
     "Limits",
     "LinkError",
     "LoadError",
+    "LockfileError",
     "Manifest",
     "ManifestError",
     "NameConflictError",
@@ -120,9 +138,13 @@ __all__ = [
     "PluginTimeout",
     "PluginTrapped",
     "PublicKey",
+    "PullResult",
+    "PushResult",
     "ReentrantCallError",
     "Registry",
+    "RegistryAuthError",
     "RegistryError",
+    "RegistryUnavailableError",
     "Resource",
     "ResourceLimitExceeded",
     "RestartPolicy",
@@ -148,6 +170,8 @@ __all__ = [
     "WitValueError",
     "__version__",
     "current_plugin",
+    "pull_plugin",
+    "push_plugin",
 ]
 
 # Tracebacks, reprs and the docs say ``wasmplug.X``, not the private module (as httpx does).

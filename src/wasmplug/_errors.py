@@ -22,6 +22,14 @@ The hierarchy says whose fault a failure was, in the manner of trio's
     ├── TrustStoreError                 the trust store file cannot be read or parsed
     ├── RegistryError                   the plugin registry's index cannot be read or parsed
     ├── BuildError                      building a component from source failed
+    ├── DistributionError               an OCI registry could not give or take an artifact
+    │   ├── InvalidReferenceError (ValueError)  not an OCI reference / package name we can map
+    │   ├── RegistryUnavailableError    unreachable: refused, DNS, TLS, timeout, 5xx after retries
+    │   ├── RegistryAuthError           401/403: credentials missing, wrong, or not allowed
+    │   ├── ArtifactNotFoundError (LookupError)  404: no such repository, tag or digest
+    │   ├── DigestMismatchError         the bytes served do not hash to the digest asked for
+    │   ├── ArtifactFormatError (ValueError)  not a Wasm OCI artifact, malformed, or too large
+    │   └── LockfileError               wasmplug.lock is malformed, or a registry differs from it
     ├── SignatureError                  a wasmsign2 signature could not be made, read or trusted
     │   ├── SignatureMissingError       the binary (or detached signature) holds no signature
     │   ├── SignatureInvalidError       none verifies: wrong key, tampered bytes, malformed data
@@ -53,17 +61,23 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "ArtifactFormatError",
+    "ArtifactNotFoundError",
     "BuildError",
     "CacheError",
     "CapabilityError",
+    "DigestMismatchError",
+    "DistributionError",
     "ErrorResult",
     "FuelExhausted",
     "HostFunctionError",
     "InstantiationError",
     "InvalidComponentError",
+    "InvalidReferenceError",
     "KeyFormatError",
     "LinkError",
     "LoadError",
+    "LockfileError",
     "ManifestError",
     "NameConflictError",
     "PluginClosedError",
@@ -74,7 +88,9 @@ __all__ = [
     "PluginTimeout",
     "PluginTrapped",
     "ReentrantCallError",
+    "RegistryAuthError",
     "RegistryError",
+    "RegistryUnavailableError",
     "ResourceLimitExceeded",
     "RevokedError",
     "RollbackError",
@@ -366,3 +382,51 @@ class NameConflictError(LoadError):
 
 class PluginNotFoundError(LoadError, LookupError):
     """No installed (or discoverable) plugin matches the requested name and version."""
+
+
+class DistributionError(WasmplugError):
+    """An OCI registry could not give or take an artifact (push, pull, install, sync).
+
+    Nothing was installed when this is raised. The message names the registry
+    and the reference. Trust never depends on the registry: what it serves is
+    still verified (digest, signature, scope, rollback) before install.
+    """
+
+
+class InvalidReferenceError(DistributionError, ValueError):
+    """A string is not an OCI reference (``[oci://]host[:port]/repo[:tag][@sha256:HEX]``)
+    nor a package name (``ns:name[@spec]``) whose namespace is mapped to a registry."""
+
+
+class RegistryUnavailableError(DistributionError):
+    """The registry could not be reached, or kept failing, after the retries.
+
+    Connection refused, DNS failure, TLS failure, timeouts, and HTTP 429/5xx
+    answers that persisted through every retry with backoff.
+    """
+
+
+class RegistryAuthError(DistributionError):
+    """The registry refused access (HTTP 401/403): no credentials, wrong ones, or too few rights."""
+
+
+class ArtifactNotFoundError(DistributionError, LookupError):
+    """The registry has no such repository, tag or digest (HTTP 404), or no tag matches."""
+
+
+class DigestMismatchError(DistributionError):
+    """The bytes a registry served do not hash to the digest that was asked for.
+
+    The content was tampered with in the registry or on the way. Nothing is
+    cached or installed.
+    """
+
+
+class ArtifactFormatError(DistributionError, ValueError):
+    """The manifest is not a Wasm OCI artifact (CNCF TAG-Runtime layout), is malformed,
+    or declares a blob larger than the configured maximum."""
+
+
+class LockfileError(DistributionError):
+    """``wasmplug.lock`` is malformed, or what a registry serves differs from what it pins."""
+

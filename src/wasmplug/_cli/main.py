@@ -11,6 +11,8 @@ Exit codes (stable, documented in ``docs/cli.md``):
 4     plugin fault: trap, timeout, fuel, resource limit, host function error,
       start-up failure, quarantine
 5     the export returned ``err(E)``; E is printed as JSON on stdout
+6     OCI registry failure: unreachable, authentication refused (401/403),
+      not found (404), digest mismatch, not a Wasm artifact, lockfile differs
 ====  =========================================================================
 
 Failures print one line, ``wasmplug: error: ...``, on stderr.
@@ -30,8 +32,10 @@ from wasmplug._bridge.jsonvalues import from_json, to_json
 from wasmplug._bridge.wit import ComponentShape, FuncSig, read_shape
 from wasmplug._errors import (
     CapabilityError,
+    DistributionError,
     ErrorResult,
     InstantiationError,
+    InvalidReferenceError,
     LoadError,
     ManifestError,
     PluginError,
@@ -49,6 +53,7 @@ from wasmplug._trust import wasm_sections as ws
 from wasmplug._trust.store import TrustStore, content_sha256
 
 from .author import add_commands as add_author_commands
+from .distribution import add_commands as add_distribution_commands
 from .grants import add_commands as add_grants_commands
 from .registry import add_commands as add_registry_commands
 from .sign import add_commands as add_signing_commands
@@ -56,6 +61,7 @@ from .sign import add_commands as add_signing_commands
 __all__ = ["main"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAULT, EXIT_ERR_RESULT = 0, 1, 2, 3, 4, 5
+EXIT_REGISTRY = 6
 
 
 class UsageError(Exception):
@@ -242,6 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     add_signing_commands(sub)
     add_grants_commands(sub)
     add_registry_commands(sub)
+    add_distribution_commands(sub)
     add_author_commands(sub)
     return parser
 
@@ -259,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = EXIT_FAULT
     except PluginError as e:
         code, message = EXIT_FAULT, str(e)
+    except InvalidReferenceError as e:
+        code, message = EXIT_USAGE, str(e)
+    except DistributionError as e:
+        code, message = EXIT_REGISTRY, str(e)
     except (WasmplugError, OSError) as e:
         # Unreadable files, trust store or cache: nothing was loaded.
         code, message = EXIT_REFUSED, str(e)

@@ -51,6 +51,8 @@ def _info_json(info: PluginInfo, store: TrustStore | None = None) -> dict[str, A
         "origin": info.origin,
         "path": str(info.path) if info.path is not None else None,
         "sha256": info.sha256,
+        "reference": info.reference,
+        "manifest-digest": info.manifest_digest,
         "key-id": info.key_id,
         "signed": info.signed,
         "revoked": revoked,
@@ -69,10 +71,25 @@ def _warn(where: str, error: Exception) -> None:
     print(f"wasmplug: warning: skipping {where}: {error}", file=sys.stderr)
 
 
+def _is_oci_source(source: str) -> bool:
+    from wasmplug._distribution.names import DistributionConfig
+    from wasmplug._distribution.operations import resolve_source
+
+    if Path(source).exists():
+        return False
+    return resolve_source(source, DistributionConfig.load()) is not None
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     from wasmplug._runtime.host import PluginHost
 
+    from .distribution import install_from_registry
+
     store = _store(args)
+    if _is_oci_source(args.source):
+        info = install_from_registry(args, args.source, store)
+        _print_installed(info)
+        return 0
     with PluginHost(cache_dir=args.cache_dir, trust_store=store) as host:
 
         def precompile(data: bytes) -> None:
@@ -86,10 +103,14 @@ def cmd_install(args: argparse.Namespace) -> int:
             compile=precompile,
             search_dirs=args.dir or (),
         )
+    _print_installed(info)
+    return 0
+
+
+def _print_installed(info: PluginInfo) -> None:
     signer = f"signed by key {info.key_id}" if info.signed else "UNSIGNED (--allow-unsigned)"
     print(f"installed {info.name} {info.version} ({signer}, sha256 {info.sha256[:16]}...)")
     print(f"  {info.path}")
-    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -215,7 +236,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p.add_argument("--dir", action="append", metavar="D", help=help)
 
     p = sub.add_parser("install", help="verify, check, precompile and install a plugin")
-    p.add_argument("source", metavar="PATH|NAME", help="a .wasm file, or NAME[@SPEC] to discover")
+    p.add_argument(
+        "source",
+        metavar="PATH|NAME|REF",
+        help="a .wasm file; NAME[@SPEC] to discover (or, if its namespace is mapped to a "
+        "registry, to fetch); or an OCI reference [oci://]HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="allow plain HTTP to a non-loopback registry"
+    )
     p.add_argument("--force", action="store_true", help="allow rollback / replace / new publisher")
     p.add_argument("--allow-unsigned", action="store_true", help="install without a signature")
     registry_opt(p)

@@ -21,6 +21,8 @@ from wasmtime.component import Component, Linker
 
 from wasmplug._bridge.hostfuncs import HostInterface, find_provider, link_imports
 from wasmplug._bridge.wit import ComponentShape, FuncSig, InterfaceShape, read_shape
+from wasmplug._distribution.names import DistributionConfig
+from wasmplug._distribution.operations import Session, resolve_source
 from wasmplug._errors import (
     CapabilityError,
     InvalidComponentError,
@@ -252,6 +254,7 @@ class PluginHost:
         registry: Registry | None = None,
         allow_unsigned: bool = False,
         force: bool = False,
+        insecure: bool = False,
     ) -> PluginInfo:
         """Verify, check, precompile (into this host's cache) and install a plugin.
 
@@ -259,13 +262,43 @@ class PluginHost:
         for the checks and the errors raised.
 
         Args:
-            source: A ``.wasm`` path or its bytes (with an embedded manifest).
+            source: A ``.wasm`` path or its bytes (with an embedded manifest); or an
+                OCI reference, ``[oci://]host[:port]/repo[:tag]`` or ``...@sha256:DIGEST``
+                (no tag: the highest version tag); or a package name ``ns:name[@spec]``
+                whose namespace is mapped to a registry in the user's
+                ``distribution.toml``. A reference resolves to a manifest digest, the
+                layer is downloaded with its digest checked (or read from the blob
+                cache), and then installed exactly as a file is; the registry index
+                records the reference and the manifest digest. See "Distributing plugins".
             registry: Where to install; default: the user's registry.
             allow_unsigned: Install without a trusted signature (recorded as unsigned).
             force: Override rollback, version- and name-conflict refusals.
+            insecure: Allow plain HTTP to a non-loopback OCI registry.
+
+        Raises:
+            DistributionError: (OCI sources) the registry is unreachable
+                (RegistryUnavailableError), refuses access (RegistryAuthError), has no
+                such artifact (ArtifactNotFoundError), serves altered bytes
+                (DigestMismatchError) or not a Wasm artifact (ArtifactFormatError).
+            Otherwise what :meth:`Registry.install` raises.
         """
         self._check_open()
-        return (registry or Registry()).install(
+        target = registry or Registry()
+        if isinstance(source, str) and not os.path.exists(source):
+            config = DistributionConfig.load()
+            if resolve_source(source, config) is not None:
+                with Session(config=config, insecure=insecure) as session:
+                    info, _ = session.install(
+                        source,
+                        registry=target,
+                        trust_store=self.trust_store,
+                        trusted_keys=self.trusted_keys,
+                        allow_unsigned=allow_unsigned,
+                        force=force,
+                        compile=self._precompile_one,
+                    )
+                return info
+        return target.install(
             source,
             trust_store=self.trust_store,
             trusted_keys=self.trusted_keys,

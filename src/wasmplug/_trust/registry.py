@@ -72,7 +72,14 @@ from . import wasm_sections as ws
 from .component_info import ComponentInfo, read_component_info
 from .store import TrustedKey, TrustStore, as_trusted
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "default_registry_dir", "version_key"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "OciOrigin",
+    "PluginInfo",
+    "Registry",
+    "default_registry_dir",
+    "version_key",
+]
 
 log = logging.getLogger("wasmplug.registry")
 
@@ -104,6 +111,11 @@ class PluginInfo:
         imports, exports: The component's top-level import / export names.
         source: ``"registry"``, ``"dir"`` or ``"entry-point"``.
         origin: Where it came from, for humans (a path, or the entry point).
+        reference: Installed from an OCI registry: the reference it was
+            installed from (``host/repo:tag``), else ``None``.
+        manifest_digest: Installed from an OCI registry: the manifest digest
+            (``sha256:...``) the reference resolved to, else ``None``. The layer
+            digest is ``"sha256:" + sha256``.
     """
 
     name: str
@@ -118,6 +130,21 @@ class PluginInfo:
     exports: tuple[str, ...]
     source: Literal["registry", "dir", "entry-point"]
     origin: str = ""
+    reference: str | None = None
+    manifest_digest: str | None = None
+
+
+@attrs.frozen
+class OciOrigin:
+    """Where an installed plugin came from in an OCI registry (recorded in the index).
+
+    Attributes:
+        reference: The reference as the user gave it, resolved (``host/repo:tag``).
+        manifest_digest: The manifest digest the reference resolved to.
+    """
+
+    reference: str
+    manifest_digest: str
 
 
 @attrs.frozen
@@ -161,6 +188,10 @@ def _info(c: _Candidate, source: Source, path: Path | None, origin: str) -> Plug
         path, c.manifest, tuple(c.component.import_names), tuple(c.component.export_names),
         source, origin,
     )  # fmt: skip
+
+
+def _oci_json(oci: OciOrigin) -> dict[str, str]:
+    return {"reference": oci.reference, "manifest-digest": oci.manifest_digest}
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -293,6 +324,7 @@ class Registry:
         force: bool = False,
         compile: Callable[[bytes], None] | None = None,
         search_dirs: Iterable[str | os.PathLike[str]] = (),
+        oci: OciOrigin | None = None,
     ) -> PluginInfo:
         """Verify, check, precompile and install a plugin, atomically (see the module doc).
 
@@ -305,6 +337,8 @@ class Registry:
             force: Override name-conflict, rollback and version-conflict refusals.
             compile: Called with the bytes before anything is written (the CLI passes
                 a PluginHost's compile, filling its cache); if it raises, nothing changes.
+            oci: The bytes came from an OCI registry: recorded with the entry
+                (``wasmplug lock`` reads it). Messages name ``oci.reference``.
 
         Returns:
             The installed plugin (the existing entry if these exact bytes are installed).
@@ -316,7 +350,10 @@ class Registry:
             NameConflictError, RollbackError, VersionConflictError: see the module doc.
             PluginNotFoundError: NAME matched nothing. RegistryError: damaged index.
         """
-        c = self._resolve(source, search_dirs)
+        if oci is not None and isinstance(source, bytes | bytearray):
+            c = _inspect(bytes(source), oci.reference)
+        else:
+            c = self._resolve(source, search_dirs)
         name = c.manifest.name
         keys = [as_trusted(k) for k in trusted_keys]
         key_id: str | None = None
@@ -340,7 +377,11 @@ class Registry:
             compile(c.data)
         with self._locked() as index:
             existing = self._check(index, c, key_id, force)
-            if existing is not None and existing["key-id"] == key_id:
+            if (
+                existing is not None
+                and existing["key-id"] == key_id
+                and (oci is None or existing.get("oci") == _oci_json(oci))
+            ):
                 return self._entry_info(name, c.manifest.version, existing)  # already installed
             record = index["plugins"].setdefault(name, {"versions": {}})
             versions: dict[str, Any] = record["versions"]
@@ -364,6 +405,9 @@ class Registry:
                 "imports": c.component.import_names,
                 "exports": c.component.export_names,
             }
+            oci_record = _oci_json(oci) if oci is not None else (existing or {}).get("oci")
+            if oci_record is not None:
+                versions[c.manifest.version]["oci"] = oci_record
             highest = record.get("highest-version")
             if highest is None or version_key(c.manifest.version) > version_key(highest):
                 record["highest-version"] = c.manifest.version
@@ -484,10 +528,18 @@ class Registry:
             if Path(file).is_absolute() or ".." in Path(file).parts:
                 raise ValueError(f"file {file!r} is outside the registry")
             manifest = Manifest.from_toml(entry["manifest"], source=f"{self.index_path} ({name})")
+            oci = entry.get("oci")
+            if oci is not None and not (
+                isinstance(oci, dict)
+                and isinstance(oci.get("reference"), str)
+                and isinstance(oci.get("manifest-digest"), str)
+            ):
+                raise ValueError("malformed 'oci' record")
             return PluginInfo(
                 name, version, manifest.description, str(entry["sha256"]), entry["key-id"],
                 bool(entry["signed"]), self.root / file, manifest,
                 tuple(entry["imports"]), tuple(entry["exports"]), "registry", str(self.root / file),
+                oci["reference"] if oci else None, oci["manifest-digest"] if oci else None,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise RegistryError(f"{self.index_path}: bad entry for {name} {version}: {e}") from e

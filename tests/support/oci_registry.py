@@ -1,0 +1,128 @@
+"""A real OCI registry for tests: Debian's ``docker-registry`` (CNCF distribution 2.8).
+
+:func:`start_registry` runs ``docker-registry serve config.yml`` on 127.0.0.1 with
+a free port and its own storage directory, optionally behind htpasswd (bcrypt)
+auth, and waits (with a deadline) until ``GET /v2/`` answers. ``scripts/test.sh``
+installs the package.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import attrs
+import httpx
+
+READY_DEADLINE_S = 15.0
+
+
+@attrs.define
+class RunningRegistry:
+    """A started registry: ``host`` is ``127.0.0.1:PORT``; ``storage`` its filesystem root."""
+
+    host: str
+    storage: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    username: str | None = None
+    password: str | None = None
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the registry keeps a blob on disk (``docker/registry/v2/blobs/...``)."""
+        hexdigest = digest.split(":", 1)[1]
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def registry_binary() -> str | None:
+    return shutil.which("docker-registry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_registry(
+    workdir: Path, *, username: str | None = None, password: str | None = None
+) -> RunningRegistry:
+    """Start ``docker-registry`` in ``workdir``; htpasswd auth when ``username`` is given."""
+    binary = registry_binary()
+    assert binary is not None, "docker-registry is not installed (scripts/test.sh installs it)"
+    workdir.mkdir(parents=True, exist_ok=True)
+    storage = workdir / "storage"
+    port = free_port()
+    auth = ""
+    if username is not None:
+        import bcrypt
+
+        assert password is not None
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+        (workdir / "htpasswd").write_text(f"{username}:{hashed}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: wasmplug-test\n    path: {workdir / 'htpasswd'}\n"
+    (workdir / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+    )
+    log = workdir / "registry.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [binary, "serve", str(workdir / "config.yml")], stdout=out, stderr=subprocess.STDOUT
+        )
+    running = RunningRegistry(f"127.0.0.1:{port}", storage, process, log, username, password)
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
+        try:
+            status = httpx.get(f"http://{running.host}/v2/", timeout=1.0).status_code
+            if status in (200, 401):
+                return running
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            running.stop()
+            raise RuntimeError(f"docker-registry not ready after {READY_DEADLINE_S} s")
+        time.sleep(0.05)
+
+
+def plugin_bytes(name: str, version: str, *, n: int = 1, pair: object | None = None) -> bytes:
+    """A tiny packed component (export ``one() -> u32`` returning ``n``), signed by
+    ``pair`` (a ``KeyPair``, with its key id) if given."""
+    import wasmtime
+
+    from wasmplug._sandbox.manifest import MANIFEST_SECTION
+    from wasmplug._trust import signing
+    from wasmplug._trust import wasm_sections as ws
+
+    component = bytes(
+        wasmtime.wat2wasm(f"""
+(component
+  (core module $m (func (export "one") (result i32) i32.const {n}))
+  (core instance $i (instantiate $m))
+  (func (export "one") (result u32) (canon lift (core func $i "one")))
+)""")
+    )
+    manifest = (
+        f'[plugin]\nname = "{name}"\nversion = "{version}"\ndescription = "test {name}"\n'
+    ).encode()
+    data = ws.with_custom_section(component, MANIFEST_SECTION, manifest)
+    if pair is None:
+        return data
+    assert isinstance(pair, signing.KeyPair)
+    return signing.sign(data, pair.secret_key, key_id=pair.key_id)
