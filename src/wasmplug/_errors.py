@@ -429,4 +429,3 @@ class ArtifactFormatError(DistributionError, ValueError):
 
 class LockfileError(DistributionError):
     """``wasmplug.lock`` is malformed, or what a registry serves differs from what it pins."""
-

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wasmplug._distribution.credentials import CredentialStore
 from wasmplug._distribution.lockfile import lock_entries, read_lock, sync, write_lock
@@ -22,6 +23,9 @@ from wasmplug._fsutil import write_atomic
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustStore
 
+if TYPE_CHECKING:
+    from wasmplug._runtime.host import PluginHost
+
 __all__ = ["add_commands", "install_from_registry"]
 
 
@@ -29,22 +33,27 @@ def _session(args: argparse.Namespace) -> Session:
     return Session(insecure=getattr(args, "insecure", False))
 
 
+def _precompiler(host: PluginHost) -> Callable[[bytes], None]:
+    """Compile into the host's cache before anything is installed (as a file install does)."""
+
+    def precompile(data: bytes) -> None:
+        host.precompile([data])
+
+    return precompile
+
+
 def install_from_registry(args: argparse.Namespace, source: str, store: TrustStore) -> PluginInfo:
     """``wasmplug install REF`` (called by the install command for OCI sources)."""
     from wasmplug._runtime.host import PluginHost
 
     with PluginHost(cache_dir=args.cache_dir, trust_store=store) as host, _session(args) as s:
-
-        def precompile(data: bytes) -> None:
-            host._compile(data, hashlib.sha256(data).hexdigest(), "plugin")
-
         info, pulled = s.install(
             source,
             registry=Registry(args.registry),
             trust_store=store,
             allow_unsigned=args.allow_unsigned,
             force=args.force,
-            compile=precompile,
+            compile=_precompiler(host),
         )
     fetched = f"{pulled.downloaded} bytes downloaded" if pulled.downloaded else "from cache"
     print(f"from {info.reference} ({pulled.manifest_digest}, {fetched})")
@@ -88,17 +97,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     entries = read_lock(args.lockfile)
     store = TrustStore(args.trust_store)
     with PluginHost(cache_dir=args.cache_dir, trust_store=store) as host, _session(args) as s:
-
-        def precompile(data: bytes) -> None:
-            host._compile(data, hashlib.sha256(data).hexdigest(), "plugin")
-
         results = sync(
             entries,
             session=s,
             registry=Registry(args.registry),
             trust_store=store,
             allow_unsigned=args.allow_unsigned,
-            compile=precompile,
+            compile=_precompiler(host),
             mirror=args.mirror,
         )
     for r in results:

@@ -68,7 +68,6 @@ class PushResult:
             layer (the component file).
     """
 
-
     reference: Reference
     manifest_digest: str
     layer_digest: str
