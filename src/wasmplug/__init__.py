@@ -38,6 +38,7 @@ from wasmplug._errors import NameConflictError as NameConflictError
 from wasmplug._errors import PluginClosedError as PluginClosedError
 from wasmplug._errors import PluginError as PluginError
 from wasmplug._errors import PluginFault as PluginFault
+from wasmplug._errors import PluginInterrupted as PluginInterrupted
 from wasmplug._errors import PluginNotFoundError as PluginNotFoundError
 from wasmplug._errors import PluginQuarantinedError as PluginQuarantinedError
 from wasmplug._errors import PluginTimeout as PluginTimeout
@@ -132,6 +133,7 @@ __all__ = [
     "PluginFault",
     "PluginHost",
     "PluginInfo",
+    "PluginInterrupted",
     "PluginMetrics",
     "PluginNotFoundError",
     "PluginQuarantinedError",

@@ -45,6 +45,7 @@ The hierarchy says whose fault a failure was, in the manner of trio's
         └── PluginFault                 the instance broke and was discarded ("it broke")
             ├── PluginTrapped           guest trap: unreachable, out-of-bounds, stack overflow...
             ├── PluginTimeout           the per-call epoch deadline passed (Limits.timeout_ms)
+            ├── PluginInterrupted       Ctrl-C ended the call (the caller gets KeyboardInterrupt)
             ├── FuelExhausted           the per-call fuel budget ran out (Limits.fuel)
             ├── ResourceLimitExceeded   memory/table limit hit and the guest gave up
             └── HostFunctionError       a host function the app provided raised; see __cause__
@@ -83,6 +84,7 @@ __all__ = [
     "PluginClosedError",
     "PluginError",
     "PluginFault",
+    "PluginInterrupted",
     "PluginNotFoundError",
     "PluginQuarantinedError",
     "PluginTimeout",
@@ -292,6 +294,18 @@ class PluginTimeout(PluginFault):
     """The call ran past its epoch deadline (``Limits.timeout_ms``)."""
 
     fault = "timeout"
+
+
+class PluginInterrupted(PluginFault):
+    """The call was cut short from outside: Ctrl-C, or a caller that stopped waiting.
+
+    The caller itself gets the ``KeyboardInterrupt`` (or whatever the
+    application's SIGINT handler raised); this fault is what the plugin's
+    metrics count (``"interrupted"``), and it does not count towards quarantine.
+    """
+
+    __module__ = "wasmplug"
+    fault = "interrupted"
 
 
 class FuelExhausted(PluginFault):

@@ -28,6 +28,7 @@ from wasmplug import (
     PluginError,
     PluginFault,
     PluginHost,
+    PluginInterrupted,
     PluginTimeout,
     PluginTrapped,
     ReentrantCallError,
@@ -35,7 +36,7 @@ from wasmplug import (
     WitTypeError,
     WitValueError,
 )
-from wasmplug._runtime.faults import classify, split_backtrace
+from wasmplug._runtime.faults import DEADLINE_TRAP, INTERRUPT_TRAP, classify, split_backtrace
 
 PAGE = 65536
 
@@ -140,6 +141,18 @@ REAL_MESSAGES = {
         "Caused by:\n"
         f"    wasm trap: {INTERRUPT}\n"
     ),
+    "deadline": (
+        "error while executing at wasm backtrace:\n"
+        "    0:     0xf1 - m!<wasm function 5>\n\n"
+        "Caused by:\n"
+        f"    {DEADLINE_TRAP}\n"
+    ),
+    "interrupted": (
+        "error while executing at wasm backtrace:\n"
+        "    0:     0xf1 - m!<wasm function 5>\n\n"
+        "Caused by:\n"
+        f"    {INTERRUPT_TRAP}\n"
+    ),
     "fuel": (
         "error while executing at wasm backtrace:\n"
         "    0:     0xf1 - m!<wasm function 5>\n\n"
@@ -223,7 +236,7 @@ def test_infinite_loop_times_out_quickly(host: PluginHost) -> None:
     exc = info.value
     assert exc.fault == "timeout"
     assert isinstance(exc.__cause__, WasmtimeError)
-    assert f"wasm trap: {INTERRUPT}" in str(exc.__cause__)
+    assert DEADLINE_TRAP in str(exc.__cause__)
     assert_attributed(exc, "spin")
     assert_healthy(plugin)
 
@@ -477,6 +490,8 @@ def test_faults_do_not_affect_other_plugins(host: PluginHost) -> None:
         (REAL_MESSAGES["out-of-bounds"], PluginTrapped, OUT_OF_BOUNDS),
         (REAL_MESSAGES["stack-overflow"], PluginTrapped, STACK_EXHAUSTED),
         (REAL_MESSAGES["interrupt"], PluginTimeout, None),
+        (REAL_MESSAGES["deadline"], PluginTimeout, None),
+        (REAL_MESSAGES["interrupted"], PluginInterrupted, None),
         (REAL_MESSAGES["fuel"], FuelExhausted, None),
         (REAL_MESSAGES["bad-utf8"], PluginTrapped, BAD_UTF8),
         (REAL_MESSAGES["memory-minimum"], ResourceLimitExceeded, None),
@@ -487,6 +502,8 @@ def test_faults_do_not_affect_other_plugins(host: PluginHost) -> None:
         "out-of-bounds",
         "stack-overflow",
         "interrupt",
+        "deadline",
+        "interrupted",
         "fuel",
         "bad-utf8",
         "memory-limit",
@@ -539,7 +556,7 @@ def test_real_traps_match_the_pinned_messages(host: PluginHost) -> None:
     for export, args, key in [
         ("boom", (), "unreachable"),
         ("oob", (), "out-of-bounds"),
-        ("spin", (), "interrupt"),
+        ("spin", (), "deadline"),
         ("bad-string", (), "bad-utf8"),
     ]:
         with pytest.raises(PluginFault) as info:

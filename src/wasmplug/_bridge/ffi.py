@@ -90,6 +90,7 @@ resource_any_drop = b._wasmtime_component_resource_any_drop
 linker_instance_add_func = b._wasmtime_component_linker_instance_add_func
 linker_instance_add_resource = b._wasmtime_component_linker_instance_add_resource
 error_delete = b._wasmtime_error_delete
+store_epoch_deadline_callback = b._wasmtime_store_epoch_deadline_callback
 ResourceAnyPtr = ctypes.POINTER(b.wasmtime_component_resource_any_t)
 ResourceHostPtr = ctypes.POINTER(b.wasmtime_component_resource_host_t)
 FuncTypePtr = ctypes.POINTER(b.wasmtime_component_func_type_t)
@@ -98,6 +99,9 @@ ErrorPtr = ctypes.POINTER(b.wasmtime_error_t)
 HostCallback = b.wasmtime_component_func_callback_t
 ResourceDestructor = b.wasmtime_component_resource_destructor_t
 Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# (context, data, *epoch_deadline_delta, *update_kind) -> wasmtime_error_t* (0: continue)
+EpochDeadlineCallback = b._wasmtime_store_epoch_deadline_callback.argtypes[1]
+NO_FINALIZER: Any = b._wasmtime_store_epoch_deadline_callback.argtypes[3](0)
 
 
 def new_error(message: str) -> int:

@@ -27,6 +27,7 @@ from wasmplug._semver import interface_version_key, semver_compatible
 
 from . import callctx as _callctx
 from . import ffi as f
+from . import sigguard as _sigguard
 from .convert import Lift, Lower
 from .lift import lifter
 from .lower import lowerer
@@ -69,6 +70,7 @@ class HostFunc:
 
 
 _HOST_FUNCS: dict[int, HostFunc] = {}
+_deferred = _sigguard.deferred
 _HOST_OBJECTS: dict[int, Any] = {}
 _ids = itertools.count(1)
 
@@ -78,14 +80,25 @@ class _Orphan:
 
     host_exc: BaseException | None = None
     host_func: str = ""
+    signal_exc: BaseException | None = None
 
 
+_ORPHAN = _Orphan()
+
+
+@_sigguard.entry_point
 def _trampoline(
     env: int | None, ctx: Any, _fty: Any, args: Any, nargs: int, results: Any, nresults: int
 ) -> int:
-    inst = _callctx.current() or _Orphan()
-    hf = _HOST_FUNCS.get(env or 0)
+    # Everything after the entry is inside the try: a signal handler that raises
+    # there must not escape into ctypes (see _sigguard).
+    inst: Any = _ORPHAN
+    hf: HostFunc | None = None
     try:
+        inst = _callctx.current() or _Orphan()
+        if _deferred:
+            _sigguard.run_deferred(inst)
+        hf = _HOST_FUNCS.get(env or 0)
         if hf is None:
             raise RuntimeError("host function was unlinked")
         pyargs = [lift(args[i], inst) for i, lift in enumerate(hf.lifts)]
@@ -101,6 +114,8 @@ def _trampoline(
             hf.lower_result(out, results[0], inst)
         elif out is not None:
             raise TypeError(f"{hf.qualname} has no WIT result but returned {type(out).__name__}")
+        if _deferred:
+            _sigguard.run_deferred(inst)
         return 0
     except BaseException as e:
         name = hf.qualname if hf is not None else "?"
@@ -113,6 +128,7 @@ def _trampoline(
 _TRAMPOLINE = f.HostCallback(_trampoline)
 
 
+@_sigguard.entry_point
 def _finalize_func(env: int | None) -> None:
     _HOST_FUNCS.pop(env or 0, None)
 
@@ -120,8 +136,12 @@ def _finalize_func(env: int | None) -> None:
 _FINALIZE_FUNC = f.Finalizer(_finalize_func)
 
 
+@_sigguard.entry_point
 def _drop_host_resource(_env: int | None, _ctx: Any, rep: int) -> int:
-    _HOST_OBJECTS.pop(rep, None)
+    try:
+        _HOST_OBJECTS.pop(rep, None)
+    except BaseException:  # nothing may escape into ctypes
+        pass
     return 0
 
 

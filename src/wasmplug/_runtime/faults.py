@@ -14,14 +14,19 @@ import re
 from wasmplug._errors import (
     FuelExhausted,
     PluginFault,
+    PluginInterrupted,
     PluginTimeout,
     PluginTrapped,
     ResourceLimitExceeded,
 )
 
-__all__ = ["classify", "split_backtrace"]
+__all__ = ["DEADLINE_TRAP", "INTERRUPT_TRAP", "classify", "split_backtrace"]
 
 _TRAP_PREFIX = "wasm trap: "
+
+# The errors wasmplug's own epoch-deadline callback ends a call with (deadline.py).
+DEADLINE_TRAP = "wasmplug: the call's deadline passed (Limits.timeout_ms)"
+INTERRUPT_TRAP = "wasmplug: the call was interrupted (Ctrl-C, or its caller gave up waiting)"
 
 # Guest-side symptoms of allocation failure after memory.grow returned -1.
 # componentize-py guests print these to stderr before aborting.
@@ -66,8 +71,10 @@ def classify(message: str, *, guest_stderr: str = "", memory_limited: bool = Fal
         The exception to raise (the caller sets ``__cause__``).
     """
     cause, backtrace = split_backtrace(message)
-    if cause == "interrupt":
+    if cause in ("interrupt", DEADLINE_TRAP):
         return PluginTimeout("exceeded its time limit (epoch deadline)", wasm_backtrace=backtrace)
+    if cause == INTERRUPT_TRAP:
+        return PluginInterrupted("interrupted", wasm_backtrace=backtrace)
     if cause.startswith("all fuel consumed"):
         return FuelExhausted("ran out of fuel", wasm_backtrace=backtrace)
     if "exceeds memory limits" in cause or "table limits" in cause:

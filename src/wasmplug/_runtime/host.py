@@ -19,6 +19,7 @@ import wasmtime
 from wasmtime import WasmtimeError
 from wasmtime.component import Component, Linker
 
+from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import HostInterface, find_provider, link_imports
 from wasmplug._bridge.wit import ComponentShape, FuncSig, InterfaceShape, read_shape
 from wasmplug._distribution.names import DistributionConfig
@@ -136,6 +137,8 @@ class PluginHost:
             thread_name_prefix="wasmplug",
         )
         self._closed = False
+        # Ctrl-C during a main-thread call must not be lost in a ctypes callback.
+        self._sigguard = _sigguard.install()
         atexit.register(self.close)
 
     # -- host interfaces ------------------------------------------------------------
@@ -566,6 +569,9 @@ class PluginHost:
         self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._components.clear()
+        if self._sigguard:
+            self._sigguard = False
+            _sigguard.uninstall()
 
     def __enter__(self) -> PluginHost:
         return self

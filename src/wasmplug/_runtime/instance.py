@@ -17,12 +17,14 @@ from wasmtime import Store, WasmtimeError
 
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
+from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import forget_host_objects
 from wasmplug._bridge.resources import lift_handle, lower_handle
 from wasmplug._bridge.wit import HandleT
 from wasmplug._errors import InstantiationError
 from wasmplug._sandbox.stdio import GuestOutput
 
+from . import deadline as _deadline
 from .faults import split_backtrace
 
 if TYPE_CHECKING:
@@ -43,6 +45,10 @@ class Instance:
         funcs: ``byref(func)`` per export, indexed like ``plugin._exports_list``.
         alive: False once discarded.
         host_exc: The exception a host function raised during the current call.
+        signal_exc: The exception a signal handler raised during the current call
+            (Ctrl-C), parked by the deadline callback or a host-function trampoline.
+        interrupt: Set to end the running call at its next deadline slice.
+        deadline_at: Epoch tick at which the running call's budget ends.
         calls: Calls completed on this instance.
     """
 
@@ -53,14 +59,17 @@ class Instance:
         "caller",
         "calls",
         "context",
+        "deadline_at",
         "deadline_epoch",
         "funcs",
         "host_exc",
         "host_func",
         "host_reps",
         "instance",
+        "interrupt",
         "lock",
         "plugin",
+        "signal_exc",
         "stderr",
         "stdout",
         "store",
@@ -77,6 +86,9 @@ class Instance:
         self.host_reps: set[int] = set()
         self.calls = 0
         self.deadline_epoch = -1
+        self.deadline_at = 0
+        self.interrupt = False
+        self.signal_exc: BaseException | None = None
         self.lock = threading.Lock()
         self.buffers: list[Any] = [None] * len(plugin._exports_list)
         host = plugin._host
@@ -84,6 +96,7 @@ class Instance:
         store = Store(host._engine)
         self.store = store
         self.context: Any = store._context()
+        _deadline.install(store)
         store.set_limits(
             memory_size=-1 if limits.memory_bytes is None else limits.memory_bytes,
             table_elements=-1 if limits.table_elements is None else limits.table_elements,
@@ -114,15 +127,25 @@ class Instance:
         # Start-up code (componentize-py runs its interpreter's init) also gets a
         # deadline: ten times the per-call budget, at least 10 s.
         ticks = ticker.deadline_ticks(max(10_000.0, 10 * timeout) if timeout else 10_000.0)
-        self.store.set_epoch_deadline(ticks)
-        prev = _callctx.swap(self)
-        self.caller = prev
-        ticker.in_flight.add(self)
+        self.deadline_at = ticker.epoch + ticks
+        self.store.set_epoch_deadline(min(ticks, plugin._slice_ticks))
+        prev = _callctx.current()
         try:
-            return plugin._linker.instantiate(self.store, plugin._component)
+            _callctx.swap(self)
+            self.caller = prev
+            ticker.in_flight.add(self)
+            instance = plugin._linker.instantiate(self.store, plugin._component)
+            if _sigguard.deferred:
+                _sigguard.run_deferred(self)
+            return instance
         except WasmtimeError as e:
             self.close()
+            if self.signal_exc is not None:
+                raise self.signal_exc from None
             raise self._instantiation_error(str(e)) from e
+        except BaseException:
+            self.close()
+            raise
         finally:
             ticker.in_flight.discard(self)
             _callctx.swap(prev)

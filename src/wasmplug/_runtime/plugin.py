@@ -13,6 +13,7 @@ from wasmtime.component import Component, ExportIndex, Linker
 
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
+from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import Linked
 from wasmplug._bridge.resources import Resource, end_borrows, end_moves, track_moves
 from wasmplug._bridge.values import Err
@@ -23,6 +24,7 @@ from wasmplug._errors import (
     PluginClosedError,
     PluginError,
     PluginFault,
+    PluginInterrupted,
     PluginQuarantinedError,
     ReentrantCallError,
     StaleResourceError,
@@ -33,6 +35,7 @@ from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
+from .deadline import SLICE_MS
 from .exports import Buffers, ExportFunc, Exports, short_interface_name
 from .faults import classify
 from .instance import Instance
@@ -55,6 +58,8 @@ _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
 _BOOL = f.BOOL
+_deferred = _sigguard.deferred
+_run_deferred = _sigguard.run_deferred
 
 
 def _call_chain(cur: Instance | None) -> list[Instance]:
@@ -145,6 +150,9 @@ class Plugin:
         self._ticker = host._ticker
         timeout = limits.timeout_ms
         self._deadline_ticks = host._ticker.deadline_ticks(timeout) if timeout else 2**62
+        # A call's store deadline is set one slice ahead; the deadline callback
+        # (deadline.py) grants the next slice until _deadline_ticks are spent.
+        self._slice_ticks = min(self._deadline_ticks, host._ticker.deadline_ticks(SLICE_MS))
         self._fuel = limits.fuel if host._consume_fuel and limits.fuel is not None else None
         self._exports_list: list[ExportFunc] = []
         self._export_indices: list[ExportIndex] = []
@@ -255,6 +263,10 @@ class Plugin:
                 if inst is not None:
                     try:
                         return self._run(inst, ex, args)
+                    except BaseException as e:
+                        if not isinstance(e, Exception):
+                            self._interrupted(inst, ex, e)
+                        raise
                     finally:
                         inst.lock.release()
             inst = pool.checkout()
@@ -263,6 +275,10 @@ class Plugin:
             raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
         try:
             return self._run(inst, ex, args)
+        except BaseException as e:
+            if not isinstance(e, Exception):
+                self._interrupted(inst, ex, e)
+            raise
         finally:
             pool.checkin(inst)
 
@@ -305,8 +321,9 @@ class Plugin:
         # since it was set, it still grants the full budget, so skip the FFI call.
         epoch = ticker.epoch
         if inst.deadline_epoch != epoch:
-            _set_deadline(ctx, self._deadline_ticks)
+            _set_deadline(ctx, self._slice_ticks)
             inst.deadline_epoch = epoch
+        inst.deadline_at = epoch + self._deadline_ticks
         if self._fuel is not None:
             _set_fuel(ctx, self._fuel)
         # inst.host_exc is None here: _fault() consumes it after every failed call.
@@ -316,12 +333,19 @@ class Plugin:
         in_flight = ticker.in_flight
         tls = _tls
         prev = getattr(tls, "inst", None)
-        tls.inst = inst
-        inst.caller = prev
-        in_flight.add(inst)
-        err = _func_call(inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults)
-        in_flight.discard(inst)
-        tls.inst = prev
+        # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
+        try:
+            tls.inst = inst
+            inst.caller = prev
+            in_flight.add(inst)
+            err = _func_call(
+                inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults
+            )
+        finally:
+            in_flight.discard(inst)
+            tls.inst = prev
+        if _deferred:
+            _run_deferred(inst)  # a signal deferred in a callback: raise it now
         if moved is not None:
             end_borrows(inst)
         if ex.free_params:
@@ -361,8 +385,15 @@ class Plugin:
         cause = WasmtimeError._from_ptr(err_ptr)
         host_exc = inst.host_exc
         inst.host_exc = None
+        signal_exc = inst.signal_exc
         tail = inst.stderr.tail
         self._pool.discard(inst)
+        if signal_exc is not None:
+            # Ctrl-C (or whatever the SIGINT handler raised) ended the call.
+            self._record_interrupt(ex, signal_exc)
+            raise signal_exc.with_traceback(None) from None
+        if _deferred:
+            _run_deferred(None)
         if host_exc is not None and not isinstance(host_exc, Exception):
             # KeyboardInterrupt / SystemExit: count the fault, then let it propagate
             # in the calling thread now that Wasm has unwound.
@@ -385,6 +416,17 @@ class Plugin:
         exc.guest_stderr = tail
         self._supervisor.record_fault(self._error(exc, ex))
         raise exc
+
+    def _interrupted(self, inst: Instance, ex: ExportFunc | None, exc: BaseException) -> None:
+        """A ``BaseException`` (Ctrl-C) left the call path: the instance may be mid-call
+        or half-lowered, so discard it (unless a fault already did) and count it."""
+        if inst.alive:
+            self._pool.discard(inst)
+            self._record_interrupt(ex, exc)
+
+    def _record_interrupt(self, ex: ExportFunc | None, exc: BaseException) -> None:
+        fault = PluginInterrupted(f"interrupted by {type(exc).__name__}")
+        self._supervisor.record_interrupt(self._error(fault, ex))
 
     def _error(self, exc: E, ex: ExportFunc | None) -> E:
         exc.plugin = self.name
@@ -432,14 +474,32 @@ class Plugin:
         with inst.lock:
             if not inst.alive:
                 return
-            prev = _swap(inst)
-            inst.caller = prev
+            # A guest destructor is guest code: it runs under a call's deadline.
+            ticker = self._ticker
+            epoch = ticker.epoch
+            _set_deadline(inst.context, self._slice_ticks)
+            inst.deadline_epoch = epoch
+            inst.deadline_at = epoch + self._deadline_ticks
+            prev = _current()
             try:
+                _swap(inst)
+                inst.caller = prev
+                ticker.in_flight.add(inst)
                 inst.drop_resource(ptr)
             except WasmtimeError as e:
+                signal_exc = inst.signal_exc
                 self._pool.discard(inst)
-                raise self._error(classify(str(e)), None) from e
+                if signal_exc is not None:
+                    self._record_interrupt(None, signal_exc)
+                    raise signal_exc.with_traceback(None) from None
+                fault = self._error(classify(str(e)), None)
+                self._supervisor.record_fault(fault)
+                raise fault from e
+            except BaseException as e:
+                self._interrupted(inst, None, e)
+                raise
             finally:
+                ticker.in_flight.discard(inst)
                 _swap(prev)
 
     # -- lifecycle and health ------------------------------------------------------------

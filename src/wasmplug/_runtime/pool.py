@@ -15,7 +15,8 @@ The rules, all of them here:
   component instance after a trap). A stale copy of a discarded instance that
   is still queued is skipped by :meth:`checkout`.
 - **Create failure.** If creating an instance raises, its slot comes back
-  empty, so a failed instantiation never shrinks the pool.
+  empty, so a failed instantiation never shrinks the pool; a ``KeyboardInterrupt``
+  while waiting for an instance's lock gives the slot back too.
 - **Drain and close.** :meth:`drain` discards every idle instance (and, with
   ``wait=True``, waits for busy ones); :meth:`close` marks the pool closed and
   drains it. An instance checked in after close is discarded, so a call that was
@@ -128,13 +129,13 @@ class InstancePool(Generic[P]):
                 item = slots.get_nowait()
             except queue.Empty:
                 item = slots.get()
-            if item is None:
-                try:
+            try:
+                if item is None:
                     item = self._new()
-                except BaseException:
-                    slots.put(None)
-                    raise
-            item.lock.acquire()
+                item.lock.acquire()  # on the main thread, Ctrl-C can interrupt it
+            except BaseException:
+                slots.put(item)  # the empty slot, or the instance, unlocked
+                raise
             if item.alive:
                 return item
             item.lock.release()  # discarded while queued; its slot came back as None

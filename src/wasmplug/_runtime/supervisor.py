@@ -98,6 +98,15 @@ class Supervisor:
             if len(window) >= self.policy.max_faults:
                 self.quarantined = True
 
+    def record_interrupt(self, exc: PluginFault) -> None:
+        """Count a call that Ctrl-C ended: a fault in the metrics, and its instance is
+        replaced, but it is not the plugin's fault, so it never leads to quarantine."""
+        with self._lock:
+            self.faults[exc.fault] += 1
+            self.pending_restart = True
+            message = Exception.__str__(exc)
+            self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())
+
     def record_success(self) -> None:
         """A call succeeded: the consecutive-fault streak ends."""
         self.consecutive = 0

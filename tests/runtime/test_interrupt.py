@@ -1,0 +1,205 @@
+"""Ctrl-C during a plugin call: a real SIGINT ends the guest within 100 ms, the
+KeyboardInterrupt reaches the caller, the fault is counted, and the plugin (and
+every other thread) keeps working.
+
+pytest runs tests in the main thread, where Python delivers signals; a timer
+thread sends the SIGINT while the main thread is inside Wasm.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from runtime.test_faults import FAULTY_WAT
+from wasmplug import Limits, Manifest, Plugin, PluginHost, PluginTimeout, current_plugin
+from wasmplug._bridge import callctx, sigguard
+
+pytestmark = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signals are delivered to the main thread only",
+)
+
+LATENCY_S = 0.100  # the promise: Ctrl-C ends a running guest within 100 ms
+
+
+def load(host: PluginHost, cb: Callable[[int], int] = lambda x: x + 1, **limits: Any) -> Plugin:
+    host.provide("cb", cb)
+    return host.load(
+        FAULTY_WAT.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="faulty", version="0.1.0", host_interfaces=("cb",)),
+        limits=Limits(**({"timeout_ms": 10_000} | limits)),
+    )
+
+
+class Sigint:
+    """Send SIGINT to this process from a timer thread; remember when."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.sent_at = 0.0
+        self._timer = threading.Timer(delay_s, self._send)
+        self._timer.start()
+
+    def _send(self) -> None:
+        self.sent_at = time.perf_counter()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def latency(self) -> float:
+        self._timer.join()
+        return time.perf_counter() - self.sent_at
+
+
+@pytest.fixture(autouse=True)
+def _default_sigint() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def assert_works_everywhere(plugin: Plugin) -> None:
+    assert callctx.current() is None
+    assert current_plugin() is None
+    assert plugin.call("add", 2, 3) == 5
+    results: list[object] = []
+    worker = threading.Thread(target=lambda: results.append(plugin.call("add", 4, 5)))
+    worker.start()
+    worker.join(10)
+    assert results == [9]
+
+
+def test_ctrl_c_ends_a_spinning_guest_within_100_ms(tmp_path: Any) -> None:
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host)
+        sigint = Sigint(0.15)
+        with pytest.raises(KeyboardInterrupt):
+            plugin.call("spin")
+        latency = sigint.latency()
+        assert latency < LATENCY_S, f"KeyboardInterrupt came {latency * 1000:.0f} ms after SIGINT"
+        m = plugin.metrics()
+        assert m.faults == {"interrupted": 1}
+        assert m.last_fault is not None
+        assert m.last_fault.export == "spin"
+        assert not m.quarantined
+        assert_works_everywhere(plugin)
+
+
+def test_ctrl_c_never_leads_to_quarantine() -> None:
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host)
+        for _ in range(plugin._supervisor.policy.max_faults + 1):
+            sigint = Sigint(0.03)
+            with pytest.raises(KeyboardInterrupt):
+                plugin.call("spin")
+            sigint.latency()
+        assert plugin.metrics().faults["interrupted"] == plugin._supervisor.policy.max_faults + 1
+        assert_works_everywhere(plugin)
+
+
+def test_ctrl_c_in_a_host_function_and_in_the_guest_it_calls() -> None:
+    """A host function of plugin A calls plugin B, which spins: Ctrl-C unwinds both."""
+    with PluginHost(cache_dir=False) as host:
+        inner = load(host)
+
+        def cb(x: int) -> int:
+            inner.call("spin")
+            return x
+
+        outer = load(host, cb)
+        sigint = Sigint(0.1)
+        with pytest.raises(KeyboardInterrupt):
+            outer.call("call-cb", 1)
+        assert sigint.latency() < LATENCY_S
+        assert inner.metrics().faults == {"interrupted": 1}
+        assert outer.metrics().total_faults == 1
+        assert_works_everywhere(inner)
+        assert_works_everywhere(outer)
+
+
+def test_ctrl_c_while_a_host_function_sleeps() -> None:
+    def cb(x: int) -> int:
+        time.sleep(5)
+        return x
+
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host, cb)
+        sigint = Sigint(0.1)
+        with pytest.raises(KeyboardInterrupt):
+            plugin.call("call-cb", 1)
+        assert sigint.latency() < LATENCY_S
+        assert plugin.metrics().total_faults == 1
+        assert_works_everywhere(plugin)
+
+
+def test_ctrl_c_does_not_cut_short_calls_on_other_threads() -> None:
+    """The engine's epoch is shared; Ctrl-C must end only the main thread's call."""
+    with PluginHost(cache_dir=False) as host:
+        main_plugin = load(host)
+        other = host.load(
+            FAULTY_WAT.encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="other", version="0.1.0", host_interfaces=("cb",)),
+            limits=Limits(timeout_ms=600),
+        )
+        elapsed: list[float] = []
+
+        def spin_other() -> None:
+            start = time.perf_counter()
+            try:
+                other.call("spin")
+            except PluginTimeout:
+                elapsed.append(time.perf_counter() - start)
+
+        worker = threading.Thread(target=spin_other)
+        worker.start()
+        time.sleep(0.05)
+        sigint = Sigint(0.1)
+        with pytest.raises(KeyboardInterrupt):
+            main_plugin.call("spin")
+        sigint.latency()
+        worker.join(10)
+        assert len(elapsed) == 1
+        assert elapsed[0] >= 0.6
+        assert other.metrics().faults == {"timeout": 1}
+
+
+def test_a_handler_that_does_not_raise_runs_promptly_and_the_call_continues() -> None:
+    seen: list[float] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        seen.append(time.perf_counter())
+
+    signal.signal(signal.SIGINT, handler)
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host, timeout_ms=400)
+        sigint = Sigint(0.1)
+        with pytest.raises(PluginTimeout):
+            plugin.call("spin")
+        sigint.latency()
+        assert len(seen) == 1
+        assert seen[0] - sigint.sent_at < LATENCY_S
+        assert plugin.metrics().faults == {"timeout": 1}
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_the_guard_is_removed_when_the_last_host_closes() -> None:
+    users = sigguard._users  # hosts other tests keep open (session fixtures)
+    first = PluginHost(cache_dir=False)
+    second = PluginHost(cache_dir=False)
+    assert signal.getsignal(signal.SIGINT) is sigguard._guard
+    first.close()
+    first.close()  # idempotent: counted once
+    assert signal.getsignal(signal.SIGINT) is sigguard._guard
+    second.close()
+    assert sigguard._users == users
+    if users == 0:
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not sigguard.deferred
