@@ -187,7 +187,9 @@ def test_a_handler_that_does_not_raise_runs_promptly_and_the_call_continues() ->
         assert len(seen) == 1
         assert seen[0] - sigint.sent_at < LATENCY_S
         assert plugin.metrics().faults == {"timeout": 1}
-    assert signal.getsignal(signal.SIGINT) is handler
+    # Restored, or still wrapped by the guard while another test's host is open.
+    current = signal.getsignal(signal.SIGINT)
+    assert current is handler or (current is sigguard._guard and sigguard._previous is handler)
 
 
 def test_the_guard_is_removed_when_the_last_host_closes() -> None:
