@@ -378,8 +378,9 @@ LIBC = r"""
       (if (local.get $old)
         (then (memory.copy (local.get $p) (local.get $old) (local.get $old-size))))
       (local.get $p))
-    ;; Destructor of guest-defined resources: counts the drops.
+    ;; Destructor of guest-defined resources: counts the drops; traps for rep 0xdead.
     (func (export "dtor") (param i32)
+      (if (i32.eq (local.get 0) (i32.const 0xdead)) (then unreachable))
       (global.set $drops (i32.add (global.get $drops) (i32.const 1))))
     (func (export "drops") (result i32) (global.get $drops))
     ;; Increments on every call, so a test can tell whether state survived.

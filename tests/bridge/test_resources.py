@@ -8,7 +8,9 @@ Python class).
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +33,8 @@ from wasmplug import (
     WitTypeError,
     WitValueError,
 )
+from wasmplug._bridge.wit import FuncSig
+from wasmplug._runtime.resource_types import attr_name, build_resource_classes
 
 # ---------------------------------------------------------------------------
 # Guest-defined resource
@@ -43,10 +47,15 @@ GUEST_COUNTER = f"""
   (core func $new (canon resource.new $counter))
   (core func $rep (canon resource.rep $counter))
   (core func $drop (canon resource.drop $counter))
+  (import "{HOST}" (instance $host (export "poke" (func))))
+  (core func $poke (canon lower (func $host "poke")))
   (core module $M
     (import "r" "new" (func $new (param i32) (result i32)))
     (import "r" "rep" (func $rep (param i32) (result i32)))
     (import "r" "drop" (func $drop (param i32)))
+    (import "r" "poke" (func $poke))
+    (func (export "call-poke") (call $poke))
+    (func (export "get-plus") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
     ;; The rep is the counter's value.
     (func (export "ctor") (param i32) (result i32) (call $new (local.get 0)))
     ;; A borrow of a resource this component defines arrives as its rep.
@@ -57,7 +66,14 @@ GUEST_COUNTER = f"""
       (call $drop (local.get 0))
       (local.get $v)))
   (core instance $m (instantiate $M (with "r" (instance
-    (export "new" (func $new)) (export "rep" (func $rep)) (export "drop" (func $drop))))))
+    (export "new" (func $new)) (export "rep" (func $rep)) (export "drop" (func $drop))
+    (export "poke" (func $poke))))))
+  (func $call-poke (canon lift (core func $m "call-poke")))
+  (export "call-poke" (func $call-poke))
+  (func $get-plus (param "self" (borrow $counter)) (param "n" u32) (result u32)
+    (canon lift (core func $m "get-plus")))
+  (func $add (param "c" (borrow $counter)) (param "n" u32) (result u32)
+    (canon lift (core func $m "get-plus")))
   (func $ctor (param "start" u32) (result (own $counter)) (canon lift (core func $m "ctor")))
   (func $get (param "self" (borrow $counter)) (result u32) (canon lift (core func $m "get")))
   (func $take (param "c" (own $counter)) (param "extra" u8) (result u32)
@@ -70,13 +86,22 @@ GUEST_COUNTER = f"""
     (import "ctor" (func $ctor (param "start" u32) (result (own $c))))
     (import "get" (func $get (param "self" (borrow $c)) (result u32)))
     (import "take" (func $take (param "c" (own $c)) (param "extra" u8) (result u32)))
+    (import "get-plus" (func $get-plus (param "self" (borrow $c)) (param "n" u32) (result u32)))
+    (import "add" (func $add (param "c" (borrow $c)) (param "n" u32) (result u32)))
     (export $ce "counter" (type $c))
     (export "[constructor]counter" (func $ctor) (func (param "start" u32) (result (own $ce))))
     (export "[method]counter.get" (func $get) (func (param "self" (borrow $ce)) (result u32)))
     (export "[static]counter.take" (func $take)
-      (func (param "c" (own $ce)) (param "extra" u8) (result u32))))
+      (func (param "c" (own $ce)) (param "extra" u8) (result u32)))
+    (export "[method]counter.get-plus" (func $get-plus)
+      (func (param "self" (borrow $ce)) (param "n" u32) (result u32)))
+    (export "[static]counter.add" (func $add)
+      (func (param "c" (borrow $ce)) (param "n" u32) (result u32)))
+    ;; A method whose Python name would shadow Resource.drop: it becomes drop_.
+    (export "[method]counter.drop" (func $get) (func (param "self" (borrow $ce)) (result u32))))
   (instance $api (instantiate $Api (with "t" (type $counter)) (with "ctor" (func $ctor))
-    (with "get" (func $get)) (with "take" (func $take))))
+    (with "get" (func $get)) (with "take" (func $take)) (with "get-plus" (func $get-plus))
+    (with "add" (func $add))))
   (export "{API[:-1]}" (instance $api))
 {w.LIBC_EXPORTS}
 )
@@ -89,9 +114,16 @@ CTOR, GET, TAKE = (
 )
 
 
+poke_hook: list[Callable[[], None]] = []
+"""What the host function ``poke`` runs (the guest calls it from ``call-poke``)."""
+
+
 @pytest.fixture
-def counters(host: PluginHost) -> Plugin:
-    return load(host, GUEST_COUNTER)
+def counters(host: PluginHost) -> Iterator[Plugin]:
+    poke_hook.clear()
+    host.provide(HOST, {"poke": lambda: poke_hook[0]() if poke_hook else None})
+    yield load(host, GUEST_COUNTER)
+    poke_hook.clear()
 
 
 def test_guest_resource_constructor_and_methods(counters: Plugin) -> None:
@@ -148,7 +180,7 @@ def test_guest_resource_wrong_argument(counters: Plugin) -> None:
 
 
 def test_guest_resource_of_another_plugin_is_rejected(host: PluginHost, counters: Plugin) -> None:
-    other = load(host, GUEST_COUNTER, manifest=Manifest(name="other"))
+    other = load(host, GUEST_COUNTER, manifest=Manifest(name="other", host_interfaces=(HOST,)))
     c = other.call(CTOR, 1)
     with pytest.raises(WitValueError, match="belongs to plugin 'other'"):
         counters.call(GET, c)
@@ -186,6 +218,184 @@ def test_guest_resource_after_plugin_close(counters: Plugin) -> None:
     with pytest.raises(PluginClosedError):
         counters.call(GET, c)
     c.close()
+
+
+def instance_of(plugin: Plugin) -> Any:
+    [inst] = plugin._pool.live()
+    return inst
+
+
+def test_guest_resource_type_is_a_python_class(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    assert issubclass(counter_cls, Resource)
+    assert counter_cls.__name__ == "Counter"
+    c = counter_cls(7)
+    assert type(c) is counter_cls
+    assert (c.type_name, c.owned, c.alive) == ("counter", True, True)
+    assert c.get() == 7
+    assert c.get_plus(2) == 9  # [method]counter.get-plus
+    assert counter_cls.add(c, 1) == 8  # [static]counter.add
+    assert counter_cls.get(c) == 7  # an unbound method takes the handle
+    assert c.drop_() == 7  # [method]counter.drop does not shadow Resource.drop
+    assert "Counter own<counter> alive" in repr(c)
+    # Handles from the string form and from any export have the class too.
+    assert type(counters.call(CTOR, 1)) is counter_cls
+    assert counters.call(API + "[method]counter.get-plus", c, 1) == 8
+    # Own parameters still move the handle.
+    assert counter_cls.take(c, 2) == 9
+    with pytest.raises(StaleResourceError, match="already moved"):
+        c.get()
+    # take() dropped c in the guest; the temporary from call(CTOR, 1) was collected.
+    assert counters.call("drops") == 2
+
+
+def test_guest_resource_functions_by_exact_wit_name(counters: Plugin) -> None:
+    api = counters.exports.api
+    c = api.Counter(3)
+    assert api["[method]counter.get-plus"](c, 1) == 4
+    assert api["[constructor]counter"](5).get() == 5
+    with pytest.raises(KeyError):
+        api["[method]counter.get_plus"]  # the old half snake-cased form
+    assert "Counter" in dir(api)
+    assert not any(name.startswith("[") for name in dir(api))
+    with pytest.raises(AttributeError, match="no export 'counter'"):
+        api.counter  # noqa: B018
+
+
+def test_guest_resource_class_checks_arguments(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    with pytest.raises(WitTypeError, match=r"takes 1 argument\(s\) \(start\), got 0"):
+        counter_cls()
+    with pytest.raises(WitValueError, match="parameter 'start'"):
+        counter_cls(-1)
+    with pytest.raises(WitTypeError, match=r"parameter 'self' expects borrow<counter>"):
+        counter_cls.get(7)
+    with pytest.raises(TypeError, match="created by wasmplug"):
+        Resource()
+
+
+def test_guest_resource_drop_and_with_block(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    c = counter_cls(1)
+    c.drop()
+    assert counters.call("drops") == 1
+    c.drop()  # idempotent
+    with pytest.raises(StaleResourceError, match="already moved"):
+        c.get()
+    with counter_cls(5) as d:
+        assert d.get() == 5
+    assert counters.call("drops") == 2
+    assert not d.alive
+
+
+def test_garbage_collected_handle_runs_the_destructor(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    c = counter_cls(1)
+    ref = weakref.ref(c)
+    del c
+    gc.collect()
+    assert ref() is None
+    # The finalizer did not enter Wasm: the drop waits for a safe point...
+    assert len(instance_of(counters).pending_drops) == 1
+    # ...which is the start of the next call on that instance.
+    assert counters.call("drops") == 1
+    assert instance_of(counters).pending_drops == []
+    for i in range(10):
+        counter_cls(i)  # each temporary is dropped before the next call
+    assert counters.call("drops") == 11
+
+
+def test_handle_dropped_inside_a_call_on_its_instance_waits(counters: Plugin) -> None:
+    """A finalizer or drop() can run inside a host function of the same instance;
+    neither may re-enter the guest."""
+    counter_cls = counters.exports.api.Counter
+    held = [counter_cls(1), counter_cls(2)]
+    seen: list[int] = []
+
+    def poke() -> None:
+        held.pop().drop()  # explicit drop while the instance is running: queued
+        held.pop()  # the last reference: the finalizer queues it
+        gc.collect()
+        seen.append(len(instance_of(counters).pending_drops))
+
+    poke_hook.append(poke)
+    counters.call("call-poke")
+    assert seen == [2]
+    assert counters.call("drops") == 2
+
+
+def test_handle_collected_on_another_thread(counters: Plugin) -> None:
+    held = [counters.exports.api.Counter(1)]
+    worker = threading.Thread(target=lambda: (held.clear(), gc.collect()))
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert counters.call("drops") == 1
+
+
+def test_moved_or_stale_handles_are_not_dropped_again(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    c = counter_cls(40)
+    assert counter_cls.take(c, 2) == 42
+    del c
+    gc.collect()
+    assert counters.call("drops") == 1  # only the guest's own drop
+    d = counter_cls(1)
+    counters.reset()
+    del d
+    gc.collect()
+    assert counters.call("drops") == 0  # a fresh instance; the old one took d with it
+
+
+def test_pending_drops_are_freed_when_the_instance_goes(counters: Plugin) -> None:
+    inst = instance_of(counters)
+    c = counters.exports.api.Counter(1)
+    del c
+    gc.collect()
+    assert len(inst.pending_drops) == 1
+    counters.close()
+    assert inst.pending_drops == []
+
+
+def test_trapping_destructor_on_drop(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    keep = counter_cls(1)
+    bad = counter_cls(0xDEAD)
+    with pytest.raises(PluginTrapped) as info:
+        bad.drop()
+    assert "destructor" in "".join(info.value.__notes__)
+    assert not keep.alive, "the instance was discarded"
+    assert counters.metrics().faults == {"trap": 1}
+    assert counter_cls(2).get() == 2
+
+
+def test_trapping_destructor_after_garbage_collection(counters: Plugin) -> None:
+    counter_cls = counters.exports.api.Counter
+    bad = counter_cls(0xDEAD)
+    del bad
+    gc.collect()
+    with pytest.raises(PluginTrapped) as info:
+        counters.call("tick")
+    assert "destructor" in "".join(info.value.__notes__)
+    assert counters.call("drops") == 0  # a fresh instance
+    assert counter_cls(2).get() == 2
+
+
+def test_resource_class_without_constructor() -> None:
+    sig = FuncSig("[method]token.peek", (), None)
+    classes, plain = build_resource_classes("api", ["token"], [(sig, lambda *a: 1)])
+    assert plain == {}
+    token = classes["token"]
+    with pytest.raises(TypeError, match="'token' has no constructor"):
+        token()
+    # Names that would shadow the handle's own attributes, or are keywords.
+    assert [attr_name(n) for n in ("drop", "close", "alive", "class", "get-a")] == [
+        "drop_",
+        "close_",
+        "alive_",
+        "class_",
+        "get_a",
+    ]
 
 
 # ---------------------------------------------------------------------------

@@ -1,10 +1,18 @@
 """Resource handles (``own<R>`` / ``borrow<R>``) crossing the bridge.
 
 * Guest-defined resources (exported by the plugin) reach the application as
-  :class:`Resource` handles, bound to the instance that created them.
-  Passing one to a call routes that call to its instance. After the instance
-  is discarded (a fault, ``reset()``, ``close()``) the handle is stale and
-  using it raises :class:`~wasmplug.StaleResourceError`.
+  :class:`Resource` handles, bound to the instance that created them; each
+  exported resource type has its own subclass with the WIT methods (built by
+  ``wasmplug._runtime.resource_types``). Passing one to a call routes that
+  call to its instance. After the instance is discarded (a fault,
+  ``reset()``, ``close()``) the handle is stale and using it raises
+  :class:`~wasmplug.StaleResourceError`.
+* Dropping an ``own`` handle runs the guest's destructor: at once for
+  :meth:`Resource.drop`, or, when the handle is garbage-collected, at the next
+  safe point: the start of the next call on its instance. A finalizer can run
+  on any thread, even inside a call into that same instance, so it never
+  enters Wasm itself; it only queues the handle on the instance
+  (``Instance.pending_drops``).
 * Host-defined resources (imported by the plugin) are plain Python objects of
   the class the application provided; the guest sees an opaque handle.
 """
@@ -13,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any
+from typing import Any, Self
 
 from wasmplug._errors import StaleResourceError, WitTypeError, WitValueError
 
@@ -36,9 +44,16 @@ _moves = threading.local()
 class Resource:
     """A handle to a resource that lives inside a plugin instance.
 
-    Handles are created by the bridge, never by the application. Use them as
-    arguments to the plugin's exports (``[method]...`` functions and others).
-    ``close()`` drops an owned handle, running the guest's destructor.
+    Handles are created by the bridge, never by the application. A plugin's
+    exported resource type is a subclass with its methods
+    (``plugin.exports.api.Counter``): ``Counter(7)`` constructs one,
+    ``c.get()`` calls a method, ``Counter.take(c)`` a static function. Handles
+    also work as arguments to the plugin's exports by WIT name
+    (``plugin.call("api#[method]counter.get", c)``).
+
+    ``drop()`` (or leaving a ``with`` block) drops an owned handle, running the
+    guest's destructor at once. A handle that is garbage-collected instead is
+    dropped at the start of the next call on its instance.
 
     Attributes:
         type_name: The resource's WIT name, e.g. ``"counter"``.
@@ -56,7 +71,7 @@ class Resource:
 
     @classmethod
     def _new(cls, inst: Any, ptr: Any, type_name: str, owned: bool) -> Resource:
-        self = cls.__new__(cls)
+        self = object.__new__(cls)  # subclasses' __new__ calls the WIT constructor
         self._inst = inst
         self._ptr = ptr
         self.type_name = type_name
@@ -81,35 +96,50 @@ class Resource:
             raise WitValueError(f"{self.type_name} handle belongs to another plugin instance")
         return self._ptr
 
-    def close(self) -> None:
-        """Drop an owned handle (runs the guest destructor); idempotent.
+    def drop(self) -> None:
+        """Drop the handle; for ``own``, the guest's destructor runs now. Idempotent.
 
         Raises:
-            PluginError: if the guest destructor faults.
+            ReentrantCallError: called from a host function running on the
+                handle's own instance (let the handle go instead: it is then
+                dropped after that call).
+            PluginFault: the guest destructor faulted (the instance is discarded).
         """
         if self._ptr is None:
             return
         ptr, self._ptr = self._ptr, None
         if self.owned and self._inst.alive:
             self._inst.plugin._drop_resource(self._inst, ptr)
-        f.resource_any_delete(ptr)
+        else:
+            f.resource_any_delete(ptr)
 
-    def __enter__(self) -> Resource:
+    def close(self) -> None:
+        """The same as :meth:`drop`."""
+        self.drop()
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.drop()
 
     def __del__(self) -> None:
         ptr = getattr(self, "_ptr", None)
-        if ptr is not None:
-            self._ptr = None
+        if ptr is None:
+            return
+        self._ptr = None
+        inst = self._inst
+        # Never enter Wasm here: queue the drop for the instance's next call
+        # (list.append is atomic). A dead instance took the guest object with it.
+        if self.owned and inst.alive:
+            inst.pending_drops.append(ptr)
+        else:
             f.resource_any_delete(ptr)
 
     def __repr__(self) -> str:
         state = "alive" if self.alive else "stale"
         kind = "own" if self.owned else "borrow"
-        return f"<wasmplug.Resource {kind}<{self.type_name}> {state}>"
+        return f"<wasmplug.{type(self).__qualname__} {kind}<{self.type_name}> {state}>"
 
 
 def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
@@ -199,4 +229,5 @@ def lift_handle(inst: Any, ty: HandleT, val: Any) -> Any:
             forget_host_objects({rep})
             inst.host_reps.discard(rep)
         return obj
-    return Resource._new(inst, f.resource_any_clone(ptr), ref.name, ty.owned)
+    cls = inst.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+    return cls._new(inst, f.resource_any_clone(ptr), ref.name, ty.owned)

@@ -164,27 +164,39 @@ class Exports:
     World-level functions are attributes (kebab-case → snake_case); exported
     interfaces are attributes by their short name (``plugin.exports.api.run``)
     and items by full name (``plugin.exports["demo:plugin/api@0.1.0"].run``).
+    An exported resource type is a class attribute by its PascalCase name
+    (``plugin.exports.api.Counter``, see :class:`~wasmplug.Resource`). Every
+    function is also an item by its exact WIT name
+    (``plugin.exports.api["[method]counter.get-a"]``).
     """
 
-    def __init__(self, items: dict[str, Any]) -> None:
+    def __init__(self, attrs: dict[str, Any], items: dict[str, Any]) -> None:
+        self._attrs = attrs
         self._items = items
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
         try:
-            return self._items[name]
+            return self._attrs[name]
         except KeyError:
             raise AttributeError(
-                f"no export {name!r}; have: {', '.join(sorted(self._items))}"
+                f"no export {name!r}; have: {', '.join(sorted(self._attrs))}"
             ) from None
 
     def __getitem__(self, name: str) -> Any:
-        return self._items[name]
+        item = self._items.get(name)
+        if item is None:
+            item = self._attrs.get(name)
+        if item is None:
+            raise KeyError(name)
+        return item
 
     def __dir__(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(self._attrs)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(self._attrs)
 
 
 def short_interface_name(name: str) -> str:

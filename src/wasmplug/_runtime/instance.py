@@ -49,6 +49,9 @@ class Instance:
             (Ctrl-C), parked by the deadline callback or a host-function trampoline.
         interrupt: Set to end the running call at its next deadline slice.
         deadline_at: Epoch tick at which the running call's budget ends.
+        pending_drops: ``own`` handles (``ResourceAny*``) that were garbage-collected
+            and whose guest destructors run before the next call (see
+            ``Plugin._run_drops``).
         calls: Calls completed on this instance.
     """
 
@@ -68,6 +71,7 @@ class Instance:
         "instance",
         "interrupt",
         "lock",
+        "pending_drops",
         "plugin",
         "signal_exc",
         "stderr",
@@ -84,6 +88,7 @@ class Instance:
         # function calling another plugin), so re-entry anywhere up the chain is seen.
         self.caller: Instance | None = None
         self.host_reps: set[int] = set()
+        self.pending_drops: list[Any] = []
         self.calls = 0
         self.deadline_epoch = -1
         self.deadline_at = 0
@@ -185,6 +190,10 @@ class Instance:
         self.stderr.flush()
         forget_host_objects(self.host_reps)
         self.host_reps.clear()
+        # The guest objects go with the store; free the host-side handles.
+        drops = self.pending_drops
+        while drops:
+            f.resource_any_delete(drops.pop())
         self.buffers = []
         self.funcs = []
         store = getattr(self, "store", None)
@@ -196,8 +205,12 @@ class Instance:
     def guest_stderr_tail(self) -> str:
         return self.stderr.tail
 
-    def drop_resource(self, ptr: Any) -> None:
-        """Run the guest destructor of an owned resource (caller holds ``lock``)."""
+    def drop_resource(self, ptr: Any) -> Any:
+        """Run the guest destructor of an owned resource and free ``ptr``.
+
+        The caller holds ``lock`` and has made the call context current. Returns
+        wasmtime's error pointer (``None`` on success), as ``func_call`` does.
+        """
         err = f.resource_any_drop(self.context, ptr)
-        if err:
-            raise WasmtimeError._from_ptr(err)
+        f.resource_any_delete(ptr)
+        return err

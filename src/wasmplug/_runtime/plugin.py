@@ -40,6 +40,7 @@ from .exports import Buffers, ExportFunc, Exports, short_interface_name
 from .faults import classify
 from .instance import Instance
 from .pool import InstancePool
+from .resource_types import build_resource_classes
 from .supervisor import PluginMetrics, Supervisor
 
 if TYPE_CHECKING:
@@ -165,19 +166,40 @@ class Plugin:
 
     def _build_exports(self) -> None:
         component = self._component
+        self._resource_classes: dict[tuple[str, str], type[Resource]] = {}
         attrs_root: dict[str, Any] = {}
+        items_root: dict[str, Any] = {}
         for iface_name, iface in self.shape.exports.items():
             parent = component.get_export_index(iface_name)
             assert parent is not None
-            members: dict[str, Any] = {}
-            for sig in iface.functions:
-                ex = self._add_export(f"{iface_name}#{sig.name}", sig, parent)
-                members[snake(sig.name)] = ex
-            attrs_root[short_interface_name(iface_name)] = Exports(members)
-            attrs_root[iface_name] = attrs_root[short_interface_name(iface_name)]
-        for sig in self.shape.export_functions:
-            attrs_root[snake(sig.name)] = self._add_export(sig.name, sig, None)
-        self.exports = Exports(attrs_root)
+            funcs = [
+                (sig, self._add_export(f"{iface_name}#{sig.name}", sig, parent))
+                for sig in iface.functions
+            ]
+            members = self._members(iface_name, [r.name for r in iface.resources], funcs)
+            attrs_root[short_interface_name(iface_name)] = members
+            items_root[iface_name] = members
+        funcs = [
+            (sig, self._add_export(sig.name, sig, None)) for sig in self.shape.export_functions
+        ]
+        root = self._members("", [], funcs)
+        attrs_root.update(root._attrs)
+        items_root.update(root._items)
+        self.exports = Exports(attrs_root, items_root)
+
+    def _members(
+        self, interface: str, resources: list[str], funcs: list[tuple[FuncSig, ExportFunc]]
+    ) -> Exports:
+        """An interface's exports: plain functions (snake_case attributes), one
+        class per resource type (PascalCase attributes), everything by WIT name."""
+        classes, plain = build_resource_classes(interface, resources, funcs)
+        attrs: dict[str, Any] = {}
+        for name, cls in classes.items():
+            self._resource_classes[(interface, name)] = cls
+            attrs[cls.__name__] = cls
+        for name, ex in plain.items():
+            attrs.setdefault(snake(name), ex)
+        return Exports(attrs, {sig.name: ex for sig, ex in funcs})
 
     def _add_export(self, name: str, sig: FuncSig, parent: ExportIndex | None) -> ExportFunc:
         func_name = name.rpartition("#")[2]
@@ -287,6 +309,8 @@ class Plugin:
         return any(inst.plugin is self for inst in _call_chain(cur))
 
     def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        if inst.pending_drops:
+            self._run_drops(inst)
         buf = inst.buffers[ex.index]
         if buf is None:
             buf = inst.buffers[ex.index] = Buffers(ex)
@@ -469,38 +493,55 @@ class Plugin:
         return Instance(self)
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:
+        """Drop an ``own`` handle now (``Resource.drop``): run the guest destructor."""
         if inst in _call_chain(_current()):
-            raise ReentrantCallError("cannot drop a resource from inside a call on its instance")
+            # A host function running on that instance: never re-enter it. The
+            # destructor runs before the instance's next call.
+            inst.pending_drops.append(ptr)
+            return
         with inst.lock:
             if not inst.alive:
+                f.resource_any_delete(ptr)
                 return
-            # A guest destructor is guest code: it runs under a call's deadline.
-            ticker = self._ticker
-            epoch = ticker.epoch
-            _set_deadline(inst.context, self._slice_ticks)
-            inst.deadline_epoch = epoch
-            inst.deadline_at = epoch + self._deadline_ticks
-            prev = _current()
+            inst.pending_drops.append(ptr)
+            self._run_drops(inst)
+
+    def _run_drops(self, inst: Instance) -> None:
+        """Run the guest destructors of the handles queued on ``inst`` (its lock held,
+        no Wasm of it running on this thread). A destructor is guest code: it runs
+        under a call's deadline and fuel."""
+        drops = inst.pending_drops
+        ticker = self._ticker
+        ctx = inst.context
+        epoch = ticker.epoch
+        _set_deadline(ctx, self._slice_ticks)
+        inst.deadline_epoch = epoch
+        inst.deadline_at = epoch + self._deadline_ticks
+        err = None
+        prev = _current()
+        # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
+        try:
+            _swap(inst)
+            inst.caller = prev
+            ticker.in_flight.add(inst)
+            while drops and not err:
+                if self._fuel is not None:
+                    _set_fuel(ctx, self._fuel)
+                err = inst.drop_resource(drops.pop())
+        except BaseException as e:
+            self._interrupted(inst, None, e)
+            raise
+        finally:
+            ticker.in_flight.discard(inst)
+            _swap(prev)
+        if _deferred:
+            _run_deferred(inst)  # a signal deferred in a callback: raise it now
+        if err:
             try:
-                _swap(inst)
-                inst.caller = prev
-                ticker.in_flight.add(inst)
-                inst.drop_resource(ptr)
-            except WasmtimeError as e:
-                signal_exc = inst.signal_exc
-                self._pool.discard(inst)
-                if signal_exc is not None:
-                    self._record_interrupt(None, signal_exc)
-                    raise signal_exc.with_traceback(None) from None
-                fault = self._error(classify(str(e)), None)
-                self._supervisor.record_fault(fault)
-                raise fault from e
-            except BaseException as e:
-                self._interrupted(inst, None, e)
+                self._fault(inst, None, err)
+            except PluginFault as e:
+                e.add_note("raised by the guest destructor of a dropped resource handle")
                 raise
-            finally:
-                ticker.in_flight.discard(inst)
-                _swap(prev)
 
     # -- lifecycle and health ------------------------------------------------------------
 
