@@ -36,6 +36,7 @@ from wasmplug._errors import LockfileError as LockfileError
 from wasmplug._errors import ManifestError as ManifestError
 from wasmplug._errors import NameConflictError as NameConflictError
 from wasmplug._errors import PluginClosedError as PluginClosedError
+from wasmplug._errors import PluginCrashed as PluginCrashed
 from wasmplug._errors import PluginError as PluginError
 from wasmplug._errors import PluginFault as PluginFault
 from wasmplug._errors import PluginInterrupted as PluginInterrupted
@@ -129,6 +130,7 @@ __all__ = [
     "PermissionRequest",
     "Plugin",
     "PluginClosedError",
+    "PluginCrashed",
     "PluginError",
     "PluginFault",
     "PluginHost",

@@ -48,7 +48,8 @@ The hierarchy says whose fault a failure was, in the manner of trio's
             ├── PluginInterrupted       Ctrl-C ended the call (the caller gets KeyboardInterrupt)
             ├── FuelExhausted           the per-call fuel budget ran out (Limits.fuel)
             ├── ResourceLimitExceeded   memory/table limit hit and the guest gave up
-            └── HostFunctionError       a host function the app provided raised; see __cause__
+            ├── HostFunctionError       a host function the app provided raised; see __cause__
+            └── PluginCrashed           the worker process died (isolation="process")
 
 Every :class:`PluginError` carries ``.plugin`` (the plugin's name) and
 ``.export`` (the WIT export name, or ``None``); they are attached in one place,
@@ -82,6 +83,7 @@ __all__ = [
     "ManifestError",
     "NameConflictError",
     "PluginClosedError",
+    "PluginCrashed",
     "PluginError",
     "PluginFault",
     "PluginInterrupted",
@@ -324,6 +326,29 @@ class HostFunctionError(PluginFault):
     """A host function provided by the application raised; the exception is ``__cause__``."""
 
     fault = "host-function"
+
+
+class PluginCrashed(PluginFault):
+    """The worker process running the plugin died during the call (``isolation="process"``).
+
+    It crashed (a signal such as ``SIGSEGV``), was killed (``SIGKILL`` from
+    outside, or by the host because the worker broke the wire protocol), or
+    exited. The next call runs in a fresh worker, subject to the restart policy.
+
+    Attributes:
+        signal: The signal number that ended the worker, or ``None``.
+        exit_code: The worker's exit status if it exited, or ``None``.
+    """
+
+    __module__ = "wasmplug"
+    fault = "crash"
+
+    def __init__(
+        self, message: str, *, signal: int | None = None, exit_code: int | None = None
+    ) -> None:
+        self.signal = signal
+        self.exit_code = exit_code
+        super().__init__(message)
 
 
 class SignatureError(WasmplugError):

@@ -1,6 +1,10 @@
 """Crash isolation: every kind of guest fault becomes a typed PluginFault, and the
 plugin keeps working on a fresh instance afterwards.
 
+Every test that loads a plugin runs in both isolation tiers (the ``isolation``
+fixture): in-process, and in worker processes (``isolation="process"``), where
+the same faults must surface as the same exceptions.
+
 The components are tiny WAT texts, so each test compiles in milliseconds. The
 trap messages are wasmtime 50's own; they are pinned here and in the
 ``classify`` unit tests so that a wasmtime upgrade that rewords one fails loudly.
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +168,23 @@ REAL_MESSAGES = {
 }
 
 
+@pytest.fixture(params=["inprocess", "process"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    """Each fault test runs in both isolation tiers."""
+    return str(request.param)
+
+
+@pytest.fixture
+def host(tmp_path: Path, isolation: str) -> Iterator[PluginHost]:
+    """A host of the test's isolation tier (no spare workers: tests start few)."""
+    with PluginHost(
+        cache_dir=tmp_path / "cache",
+        isolation=isolation,  # type: ignore[arg-type]
+        spare_workers=0,
+    ) as h:
+        yield h
+
+
 def manifest() -> Manifest:
     return Manifest(name="faulty", host_interfaces=("cb",))
 
@@ -241,8 +262,13 @@ def test_infinite_loop_times_out_quickly(host: PluginHost) -> None:
     assert_healthy(plugin)
 
 
-def test_fuel_exhaustion(tmp_path: Path) -> None:
-    with PluginHost(cache_dir=tmp_path / "cache", consume_fuel=True) as host:
+def test_fuel_exhaustion(tmp_path: Path, isolation: str) -> None:
+    with PluginHost(
+        cache_dir=tmp_path / "cache",
+        consume_fuel=True,
+        isolation=isolation,  # type: ignore[arg-type]
+        spare_workers=0,
+    ) as host:
         plugin = load(host, limits=Limits(fuel=10_000))
         assert_healthy(plugin)
         with pytest.raises(FuelExhausted) as info:

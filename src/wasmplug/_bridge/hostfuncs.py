@@ -34,7 +34,16 @@ from .lower import lowerer
 from .values import Err, Ok
 from .wit import FuncSig, InterfaceShape, ResultT, pascal, snake
 
-__all__ = ["HostInterface", "Linked", "find_provider", "link_imports"]
+__all__ = [
+    "HostInterface",
+    "Invoke",
+    "Linked",
+    "ResolvedImports",
+    "find_provider",
+    "link_imports",
+    "link_resolved",
+    "resolve_imports",
+]
 
 
 @attrs.frozen
@@ -299,6 +308,65 @@ def _link_interface(
         _add_func(li, f"{shape.name}#{sig.name}", sig, invokes[sig.name])
 
 
+Invoke = Callable[[list[Any]], Any]
+"""``invoke(args)``: run one host function with its lifted arguments."""
+
+
+@attrs.frozen
+class ResolvedImports:
+    """The Python callable behind every imported function of one plugin.
+
+    Attributes:
+        interfaces: Import name → (its shape, function name → ``invoke``).
+        functions: World-level function imports: name → (signature, ``invoke``).
+    """
+
+    interfaces: Mapping[str, tuple[InterfaceShape, Mapping[str, Invoke]]]
+    functions: Mapping[str, tuple[FuncSig, Invoke]]
+
+
+def resolve_imports(
+    interfaces: Mapping[str, tuple[InterfaceShape, HostInterface]],
+    functions: Mapping[str, tuple[FuncSig, Any]],
+) -> tuple[ResolvedImports, list[str]]:
+    """Find the implementation of every imported function (nothing is linked).
+
+    Args:
+        interfaces: Import name → (its shape, the provider to implement it).
+        functions: World-level function imports: name → (signature, callable).
+
+    Returns:
+        ``(resolved, problems)``; every problem is reported, not just the first.
+    """
+    problems: list[str] = []
+    invokes: dict[str, tuple[InterfaceShape, dict[str, Invoke]]] = {}
+    for name, (shape, provider) in interfaces.items():
+        resolved: dict[str, Invoke] = {}
+        invokes[name] = (shape, resolved)
+        for sig in shape.functions:
+            invoke = _resolve_func(shape.name, sig, provider.impl, problems)
+            if invoke is not None:
+                resolved[sig.name] = invoke
+    root: dict[str, tuple[FuncSig, Invoke]] = {}
+    for name, (sig, fn) in functions.items():
+        invoke = _resolve_func("", sig, fn, problems)
+        if invoke is not None:
+            root[name] = (sig, invoke)
+    return ResolvedImports(invokes, root), problems
+
+
+def link_resolved(linker: Linker, resolved: ResolvedImports) -> Linked:
+    """Define every function of ``resolved`` (and each interface's resources) in ``linker``."""
+    linked = Linked()
+    with linker.root() as root:
+        for name, (shape, invokes) in resolved.interfaces.items():
+            with root.add_instance(name) as li:
+                _link_interface(li, shape, invokes, linked)
+        for name, (sig, invoke) in resolved.functions.items():
+            _add_func(root, name, sig, invoke)
+    return linked
+
+
 def link_imports(
     linker: Linker,
     interfaces: Mapping[str, tuple[InterfaceShape, HostInterface]],
@@ -313,27 +381,7 @@ def link_imports(
     Returns:
         ``(linked, problems)``; when ``problems`` is non-empty nothing was linked.
     """
-    linked = Linked()
-    problems: list[str] = []
-    # Resolve everything first, so that all problems are reported together.
-    invokes: dict[str, dict[str, Callable[[list[Any]], Any]]] = {}
-    for name, (shape, provider) in interfaces.items():
-        resolved = invokes[name] = {}
-        for sig in shape.functions:
-            invoke = _resolve_func(shape.name, sig, provider.impl, problems)
-            if invoke is not None:
-                resolved[sig.name] = invoke
-    root_invokes = {}
-    for name, (sig, fn) in functions.items():
-        invoke = _resolve_func("", sig, fn, problems)
-        if invoke is not None:
-            root_invokes[name] = invoke
+    resolved, problems = resolve_imports(interfaces, functions)
     if problems:
-        return linked, problems
-    with linker.root() as root:
-        for name, (shape, _) in interfaces.items():
-            with root.add_instance(name) as li:
-                _link_interface(li, shape, invokes[name], linked)
-        for name, (sig, _) in functions.items():
-            _add_func(root, name, sig, root_invokes[name])
-    return linked, problems
+        return Linked(), problems
+    return link_resolved(linker, resolved), problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import functools
 import hashlib
 import logging
 import os
@@ -13,14 +14,22 @@ import time
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, final
+from typing import Any, Literal, final
 
+import attrs
 import wasmtime
 from wasmtime import WasmtimeError
 from wasmtime.component import Component, Linker
 
 from wasmplug._bridge import sigguard as _sigguard
-from wasmplug._bridge.hostfuncs import HostInterface, find_provider, link_imports
+from wasmplug._bridge.hostfuncs import (
+    HostInterface,
+    Linked,
+    ResolvedImports,
+    find_provider,
+    link_resolved,
+    resolve_imports,
+)
 from wasmplug._bridge.wit import ComponentShape, FuncSig, InterfaceShape, read_shape
 from wasmplug._distribution.names import DistributionConfig
 from wasmplug._distribution.operations import Session, resolve_source
@@ -49,6 +58,7 @@ from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 from .cache import CompileCache, code_digest, default_cache_dir
 from .engine import EpochTicker, make_engine
 from .plugin import Plugin
+from .process.backend import ProcessBackend
 
 __all__ = ["PluginHost"]
 
@@ -56,6 +66,30 @@ log = logging.getLogger("wasmplug")
 
 
 _WASI_HTTP = "wasi:http/"
+
+
+Isolation = Literal["inprocess", "process"]
+"""Where a plugin's instances run: in this process, or in worker processes."""
+
+
+def _check_isolation(isolation: str) -> None:
+    if isolation not in ("inprocess", "process"):
+        raise ValueError(f"isolation must be 'inprocess' or 'process', got {isolation!r}")
+
+
+@attrs.frozen
+class ImportPlan:
+    """How one plugin's imports are satisfied (checked; nothing linked yet).
+
+    Attributes:
+        resolved: The Python callable behind every imported host function.
+        uses_wasi: The component imports WASI (linked with ``add_wasip2``).
+        needs_traps: It imports ``wasi:http``, linked as traps (see ``_link``).
+    """
+
+    resolved: ResolvedImports
+    uses_wasi: bool
+    needs_traps: bool
 
 
 def _default_name(path: Path | None) -> str:
@@ -93,6 +127,13 @@ class PluginHost:
             ``Limits.fuel``; costs some speed in every plugin).
         tick_ms: Epoch tick, the resolution of ``Limits.timeout_ms``, in ms.
         max_workers: Threads for :meth:`Plugin.acall` and parallel compiles.
+        isolation: Default isolation tier for :meth:`load`: ``"inprocess"``
+            (instances in this process) or ``"process"`` (instances in worker
+            processes, killed at a deadline or on a crash; see
+            ``docs/crash-isolation.md``, "Choosing an isolation tier").
+        spare_workers: With ``isolation="process"``, ready worker processes to
+            keep per plugin besides those serving calls, so that a killed or
+            crashed worker is replaced at once (each is one idle process).
 
     Raises:
         CacheError: if ``cache_dir`` is unusable (not private or not writable).
@@ -110,7 +151,14 @@ class PluginHost:
         consume_fuel: bool = False,
         tick_ms: float = 1.0,
         max_workers: int | None = None,
+        isolation: Isolation = "inprocess",
+        spare_workers: int = 1,
     ) -> None:
+        _check_isolation(isolation)
+        if spare_workers < 0:
+            raise ValueError(f"spare_workers must be >= 0, got {spare_workers}")
+        self.isolation: Isolation = isolation
+        self.spare_workers = spare_workers
         self.limits = limits if limits is not None else Limits()
         self.restart_policy = restart_policy if restart_policy is not None else RestartPolicy()
         self.trusted_keys = tuple(as_trusted(k) for k in trusted_keys)
@@ -118,6 +166,7 @@ class PluginHost:
         self.policy = policy if policy is not None else GrantPolicy(store=False)
         self._consume_fuel = consume_fuel
         self._engine, settings = make_engine(consume_fuel=consume_fuel)
+        self._engine_settings = settings
         if cache_dir is False:
             self._cache: CompileCache | None = None
         else:
@@ -175,6 +224,7 @@ class PluginHost:
         limits: Limits | None = None,
         restart_policy: RestartPolicy | None = None,
         pool_size: int = 1,
+        isolation: Isolation | None = None,
     ) -> Plugin:
         """Verify, compile (or load from cache), link and instantiate a plugin.
 
@@ -192,7 +242,11 @@ class PluginHost:
             limits: This plugin's limits (default: the host's). A manifest may
                 lower them, never raise them.
             restart_policy: This plugin's restart policy (default: the host's).
-            pool_size: Maximum instances for concurrent calls (>= 1).
+            pool_size: Maximum instances for concurrent calls (>= 1); with
+                ``isolation="process"``, worker processes.
+            isolation: ``"inprocess"`` or ``"process"``; default: the host's.
+                A process-isolated plugin has the same API, and its host
+                functions still run here, in the calling thread.
 
         Returns:
             The loaded plugin, with one instance already created.
@@ -214,6 +268,8 @@ class PluginHost:
         self._check_open()
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        isolation = self.isolation if isolation is None else isolation
+        _check_isolation(isolation)
         path, data = self._read(source)
         manifest = manifest or self._manifest_for(data, path)
         sha = hashlib.sha256(data).hexdigest()
@@ -229,7 +285,24 @@ class PluginHost:
                 f"plugin {manifest.name!r} has a fuel limit, but the host was created "
                 "without consume_fuel=True"
             )
-        linker, linked, uses_wasi = self._link(component, shape, manifest, grants)
+        plan = self._plan_imports(shape, manifest, grants)
+        backend = None
+        if isolation == "process":
+            # Nothing runs here: each worker links stand-ins for the host imports.
+            linker, linked = Linker(self._engine), Linked()
+            backend = functools.partial(
+                ProcessBackend,
+                plan=plan,
+                component=component,
+                cache=self._cache,
+                cache_key=code_digest(data),
+                engine_settings=self._engine_settings,
+                consume_fuel=self._consume_fuel,
+                tick_ms=self._ticker.tick_ms,
+                spares=self.spare_workers,
+            )
+        else:
+            linker, linked = self._link(component, plan)
         plugin = Plugin(
             host=self,
             component=component,
@@ -239,11 +312,12 @@ class PluginHost:
             limits=effective,
             linker=linker,
             linked=linked,
-            uses_wasi=uses_wasi,
+            uses_wasi=plan.uses_wasi,
             pool_size=pool_size,
             restart_policy=restart_policy or self.restart_policy,
             sha256=sha,
             publisher=None if trusted is None else trusted.key_id,
+            backend=backend,
         )
         self._plugins.add(plugin)
         for note in sandbox.denied:
@@ -324,6 +398,7 @@ class PluginHost:
         limits: Limits | None = None,
         restart_policy: RestartPolicy | None = None,
         pool_size: int = 1,
+        isolation: Isolation | None = None,
     ) -> Plugin:
         """Load an installed plugin by name: the highest version matching ``version``
         (a Cargo-style spec such as ``"1.2"``; default: the highest installed).
@@ -345,6 +420,7 @@ class PluginHost:
             limits=limits,
             restart_policy=restart_policy,
             pool_size=pool_size,
+            isolation=isolation,
         )
 
     def _permission_request(
@@ -485,9 +561,14 @@ class PluginHost:
         with self._compile_lock:
             return self._components.setdefault(key, component)
 
-    def _link(
-        self, component: Component, shape: ComponentShape, manifest: Manifest, grants: Grants
-    ) -> tuple[Linker, Any, bool]:
+    def _plan_imports(
+        self, shape: ComponentShape, manifest: Manifest, grants: Grants
+    ) -> ImportPlan:
+        """Check every import against the manifest, the grants and the providers.
+
+        Raises:
+            LinkError: listing every import that is not declared, provided or granted.
+        """
         problems: list[str] = []
         uses_wasi = needs_traps = False
         interfaces: dict[str, tuple[InterfaceShape, HostInterface]] = {}
@@ -512,17 +593,21 @@ class PluginHost:
                 functions[sig.name] = (sig, provider.impl)
         if problems:
             raise LinkError(manifest.name, problems)
-        linker = Linker(self._engine)
-        if uses_wasi:
-            linker.add_wasip2()
-        linked, link_problems = link_imports(linker, interfaces, functions)
+        resolved, link_problems = resolve_imports(interfaces, functions)
         if link_problems:
             raise LinkError(manifest.name, link_problems)
-        if needs_traps:
+        return ImportPlan(resolved, uses_wasi, needs_traps)
+
+    def _link(self, component: Component, plan: ImportPlan) -> tuple[Linker, Linked]:
+        linker = Linker(self._engine)
+        if plan.uses_wasi:
+            linker.add_wasip2()
+        linked = link_resolved(linker, plan.resolved)
+        if plan.needs_traps:
             # wasi:http is never linked for real (it has no host allow-list); a
             # component that imports it still instantiates, and calls trap.
             linker.define_unknown_imports_as_traps(component)
-        return linker, linked, uses_wasi
+        return linker, linked
 
     def _check_import(
         self, name: str, manifest: Manifest, grants: Grants, problems: list[str]

@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import functools
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from wasmtime import WasmtimeError
@@ -45,6 +46,7 @@ from .supervisor import PluginMetrics, Supervisor
 
 if TYPE_CHECKING:
     from .host import PluginHost
+    from .process.backend import ProcessBackend
 
 __all__ = ["Plugin"]
 
@@ -131,6 +133,7 @@ class Plugin:
         restart_policy: RestartPolicy,
         sha256: str,
         publisher: str | None = None,
+        backend: Callable[..., ProcessBackend] | None = None,
     ) -> None:
         self._host = host
         self._component = component
@@ -159,6 +162,12 @@ class Plugin:
         self._export_indices: list[ExportIndex] = []
         self._by_name: dict[str, ExportFunc] = {}
         self._build_exports()
+        # isolation="process": ``backend(self, pool_size=...)`` runs every call in
+        # worker processes (see wasmplug._runtime.process); the pool stays empty.
+        self._backend: ProcessBackend | None = None
+        if backend is not None:
+            self._backend = backend(self, pool_size=pool_size)
+            return
         # The first instance, now: start-up failures surface at load time.
         self._pool.prime()
 
@@ -264,6 +273,8 @@ class Plugin:
         return err
 
     def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        if self._backend is not None:
+            return self._backend.invoke(ex, args)
         if self._closed:
             raise self._error(PluginClosedError("plugin is closed"), ex)
         if len(args) != ex.nparams:
@@ -553,7 +564,8 @@ class Plugin:
     def metrics(self) -> PluginMetrics:
         """A snapshot of this plugin's counters."""
         sup = self._supervisor
-        instances, calls = self._pool.stats()
+        pool = self._pool if self._backend is None else self._backend.pool
+        instances, calls = pool.stats()
         return PluginMetrics(
             calls=calls,
             faults=dict(sup.faults),
@@ -566,16 +578,24 @@ class Plugin:
     def reset(self) -> None:
         """Lift quarantine and discard idle instances, so the next call starts fresh."""
         self._supervisor.reset()
-        self._pool.drain(wait=False)
+        if self._backend is not None:
+            self._backend.reset()
+        else:
+            self._pool.drain(wait=False)
 
     def close(self) -> None:
         """Close the plugin: wait for running calls, then free every instance. Idempotent.
 
-        Later calls raise :class:`PluginClosedError`.
+        With ``isolation="process"`` it does not wait: every worker process is
+        killed and reaped at once, and calls still running raise
+        :class:`PluginClosedError`. Later calls raise :class:`PluginClosedError`.
         """
         if self._closed:
             return
         self._closed = True
+        if self._backend is not None:
+            self._backend.close()
+            return
         # Never wait for an instance this thread is running (close() from a host
         # function): the call discards it when it returns.
         self._pool.close(skip=_call_chain(_current()))

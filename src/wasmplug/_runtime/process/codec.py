@@ -1,0 +1,536 @@
+"""WIT-typed conversion between Python values and their msgpack wire form.
+
+Each side of the channel builds, once per WIT type, a pair of closures:
+
+* ``encoder(t)`` turns a Python value into its wire form. It accepts exactly
+  what the in-process lowerers (``_bridge.lower``) accept and raises the same
+  :class:`~wasmplug.WitTypeError` / :class:`~wasmplug.WitValueError` with the
+  same messages, so a bad argument fails identically in both isolation tiers
+  (the scalar checks are the lowerers' own ``convert`` functions).
+* ``decoder(t)`` turns a wire form back into the Python value the lifters
+  (``_bridge.lift``) produce. It trusts nothing: every shape, range, case index
+  and handle is checked against the WIT type, and any mismatch is a
+  :class:`ProtocolError`. The data cannot choose its own recursion depth: a
+  decoder walks the type, and WIT types are not recursive.
+
+Wire forms (everything is a msgpack primitive; maps are never used)::
+
+    bool, s8..u64, f32, f64   the msgpack scalar
+    char, string              str (msgpack str; UTF-8 checked by the unpacker)
+    list<u8>                  bin
+    list<T>, tuple<...>       array
+    record                    array of field values, in WIT field order
+    variant                   [case index] or [case index, payload]
+    enum                      case index
+    flags                     int bit mask (bit i = i-th flag, in WIT order)
+    option<T>                 nil, or [payload]
+    result<T, E>              [0] / [0, ok] or [1] / [1, err]
+    own<R>, borrow<R>         int object id (host-defined resources only)
+
+Resource handles cross as object ids through a :class:`Handles` table: the
+parent keeps the real host objects of each worker; the worker keeps stand-ins.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from wasmplug._bridge.convert import INT_RANGES, prefixed, type_error
+from wasmplug._bridge.lift import record_class
+from wasmplug._bridge.lower import scalar
+from wasmplug._bridge.values import Err, Ok, Some, Variant
+from wasmplug._bridge.wit import (
+    EnumT,
+    FlagsT,
+    HandleT,
+    ListT,
+    OptionT,
+    Prim,
+    RecordT,
+    ResultT,
+    TupleT,
+    VariantT,
+    WitType,
+    snake,
+)
+from wasmplug._errors import WitTypeError, WitValueError
+
+__all__ = ["Decode", "Encode", "Handles", "ProtocolError", "decoder", "encoder", "supported"]
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a valid message or value."""
+
+
+class Handles(Protocol):
+    """How resource handles cross: objects out as ids, ids back to objects."""
+
+    def object_id(self, ty: HandleT, obj: Any) -> int: ...
+
+    def object_for(self, ty: HandleT, oid: int) -> Any: ...
+
+
+Encode = Callable[[Any, Handles], Any]
+Decode = Callable[[Any, Handles], Any]
+
+
+def supported(t: WitType | None) -> bool:
+    """Whether values of ``t`` can cross the process boundary.
+
+    Handles of guest-defined resources cannot (yet): they live in one worker's
+    store, and the process tier does not route calls by handle.
+    """
+    if t is None or isinstance(t, Prim | EnumT | FlagsT):
+        return True
+    if isinstance(t, HandleT):
+        return t.resource.imported
+    if isinstance(t, ListT):
+        return supported(t.element)
+    if isinstance(t, OptionT):
+        return supported(t.payload)
+    if isinstance(t, RecordT):
+        return all(supported(ft) for _, ft in t.fields)
+    if isinstance(t, TupleT):
+        return all(supported(et) for et in t.elements)
+    if isinstance(t, VariantT):
+        return all(supported(ct) for _, ct in t.cases)
+    return supported(t.ok) and supported(t.err)
+
+
+# ---------------------------------------------------------------------------
+# Encoders: Python value -> wire (same checks and messages as _bridge.lower)
+# ---------------------------------------------------------------------------
+
+
+def _enc_prim(t: Prim) -> Encode:
+    info = scalar(t)
+    if info is not None:
+        convert = info[2]
+        if t.name == "char":
+            return lambda v, _h: chr(convert(v))
+        return lambda v, _h: convert(v)
+
+    def enc_string(v: Any, _h: Any) -> str:
+        if not isinstance(v, str):
+            raise type_error(t, v)
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise WitValueError(f"expects string: not encodable as UTF-8 ({e.reason})") from None
+        return v
+
+    return enc_string
+
+
+def _enc_bytes(t: ListT) -> Encode:
+    def enc(v: Any, _h: Any) -> bytes:
+        if isinstance(v, bytes):
+            return v
+        if not isinstance(v, bytearray | memoryview):
+            if not isinstance(v, list | tuple):
+                raise type_error(t, v)
+            try:
+                return bytes(v)
+            except (TypeError, ValueError):
+                raise WitValueError(f"expects {t}: items must be ints in [0, 255]") from None
+        return bytes(v)
+
+    return enc
+
+
+def _enc_items(encs: list[Encode], v: Any, h: Handles, what: str) -> list[Any]:
+    out = []
+    i = 0
+    try:
+        for i, enc in enumerate(encs):
+            out.append(enc(v[i], h))
+    except (WitTypeError, WitValueError) as e:
+        raise prefixed(f"{what} {i}", e) from None
+    return out
+
+
+def _enc_list(t: ListT) -> Encode:
+    if t.element == Prim("u8"):
+        return _enc_bytes(t)
+    elem = encoder(t.element)
+
+    def enc(v: Any, h: Handles) -> list[Any]:
+        if not isinstance(v, list | tuple):
+            raise type_error(t, v)
+        return _enc_items([elem] * len(v), v, h, "item")
+
+    return enc
+
+
+def _field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
+    if mapping:
+        if name in v:
+            return v[name]
+        if attr in v:
+            return v[attr]
+        raise WitTypeError("is missing")
+    try:
+        return getattr(v, attr)
+    except AttributeError:
+        raise WitTypeError("is missing") from None
+
+
+def _enc_record(t: RecordT) -> Encode:
+    fields = [(n, snake(n), encoder(ft)) for n, ft in t.fields]
+
+    def enc(v: Any, h: Handles) -> list[Any]:
+        if isinstance(v, str | bytes | int | float | list | tuple) or v is None:
+            raise type_error(t, v)
+        mapping = v.__class__ is dict or isinstance(v, Mapping)
+        out = []
+        for name, attr, fenc in fields:
+            try:
+                out.append(fenc(_field_value(v, name, attr, mapping), h))
+            except (WitTypeError, WitValueError) as e:
+                raise prefixed(f"field {name!r}", e) from None
+        return out
+
+    return enc
+
+
+def _enc_tuple(t: TupleT) -> Encode:
+    encs = [encoder(et) for et in t.elements]
+    n = len(encs)
+
+    def enc(v: Any, h: Handles) -> list[Any]:
+        if not isinstance(v, tuple | list) or len(v) != n:
+            raise WitTypeError(f"expects {t} (tuple of {n}), got {type(v).__name__}")
+        return _enc_items(encs, v, h, "element")
+
+    return enc
+
+
+def _enc_variant(t: VariantT) -> Encode:
+    cases = {name: (i, None if ct is None else encoder(ct)) for i, (name, ct) in enumerate(t.cases)}
+
+    def enc(v: Any, h: Handles) -> list[Any]:
+        if not isinstance(v, Variant):
+            raise type_error(t, v)
+        case = cases.get(v.case)
+        if case is None:
+            raise WitValueError(f"expects {t}: no case named {v.case!r}")
+        index, penc = case
+        if penc is None:
+            if v.value is not None:
+                raise WitValueError(f"expects {t}: case {v.case!r} has no payload")
+            return [index]
+        try:
+            return [index, penc(v.value, h)]
+        except (WitTypeError, WitValueError) as e:
+            raise prefixed(f"case {v.case!r}", e) from None
+
+    return enc
+
+
+def _enum_name(v: Any) -> Any:
+    return v.value if isinstance(v, enum.Enum) else v
+
+
+def _enc_enum(t: EnumT) -> Encode:
+    index = {n: i for i, n in enumerate(t.names)}
+
+    def enc(v: Any, _h: Any) -> int:
+        name = _enum_name(v)
+        if not isinstance(name, str):
+            raise type_error(t, v)
+        i = index.get(name)
+        if i is None:
+            raise WitValueError(f"expects {t}: {name!r} is not one of its cases")
+        return i
+
+    return enc
+
+
+def _enc_flags(t: FlagsT) -> Encode:
+    bits = {n: 1 << i for i, n in enumerate(t.names)}
+
+    def enc(v: Any, _h: Any) -> int:
+        if isinstance(v, str) or not isinstance(v, set | frozenset | list | tuple):
+            raise type_error(t, v)
+        mask = 0
+        for name in sorted({_enum_name(x) for x in v}, key=str):
+            bit = bits.get(name)
+            if bit is None:
+                raise WitValueError(f"expects {t}: {name!r} is not one of its flags")
+            mask |= bit
+        return mask
+
+    return enc
+
+
+def _enc_option(t: OptionT) -> Encode:
+    inner = encoder(t.payload)
+    nested = isinstance(t.payload, OptionT)
+
+    def enc(v: Any, h: Handles) -> Any:
+        if v is None:
+            return None
+        if nested:
+            if not isinstance(v, Some):
+                raise WitTypeError(f"expects {t}: wrap the outer some in wasmplug.Some")
+            v = v.value
+        elif isinstance(v, Some):
+            v = v.value
+        return [inner(v, h)]
+
+    return enc
+
+
+def _enc_result(t: ResultT) -> Encode:
+    ok = None if t.ok is None else encoder(t.ok)
+    err = None if t.err is None else encoder(t.err)
+
+    def enc(v: Any, h: Handles) -> list[Any]:
+        if isinstance(v, Ok):
+            tag, penc, payload = 0, ok, v.value
+        elif isinstance(v, Err):
+            tag, penc, payload = 1, err, v.value
+        else:
+            raise type_error(t, v)
+        if penc is None:
+            if payload is not None:
+                raise WitValueError(f"expects {t}: this case carries no payload")
+            return [tag]
+        try:
+            return [tag, penc(payload, h)]
+        except (WitTypeError, WitValueError) as e:
+            raise prefixed("ok" if tag == 0 else "err", e) from None
+
+    return enc
+
+
+def _enc_handle(t: HandleT) -> Encode:
+    return lambda v, h: h.object_id(t, v)
+
+
+def encoder(t: WitType) -> Encode:
+    """Build the encoder (Python value → wire form) for WIT type ``t``."""
+    if isinstance(t, Prim):
+        return _enc_prim(t)
+    if isinstance(t, ListT):
+        return _enc_list(t)
+    if isinstance(t, RecordT):
+        return _enc_record(t)
+    if isinstance(t, TupleT):
+        return _enc_tuple(t)
+    if isinstance(t, VariantT):
+        return _enc_variant(t)
+    if isinstance(t, EnumT):
+        return _enc_enum(t)
+    if isinstance(t, FlagsT):
+        return _enc_flags(t)
+    if isinstance(t, OptionT):
+        return _enc_option(t)
+    if isinstance(t, ResultT):
+        return _enc_result(t)
+    return _enc_handle(t)
+
+
+# ---------------------------------------------------------------------------
+# Decoders: wire -> Python value (untrusted input: check everything)
+# ---------------------------------------------------------------------------
+
+
+def _bad(t: WitType | str, w: Any) -> ProtocolError:
+    return ProtocolError(f"expected {t}, got {type(w).__name__}")
+
+
+def _dec_prim(t: Prim) -> Decode:
+    name = t.name
+    if name in INT_RANGES:
+        _, lo, hi = INT_RANGES[name]
+
+        def dec_int(w: Any, _h: Any) -> int:
+            if w.__class__ is not int or not lo <= w <= hi:
+                raise _bad(t, w)
+            return w
+
+        return dec_int
+    if name == "bool":
+
+        def dec_bool(w: Any, _h: Any) -> bool:
+            if w.__class__ is not bool:
+                raise _bad(t, w)
+            return w
+
+        return dec_bool
+    if name in ("f32", "f64"):
+
+        def dec_float(w: Any, _h: Any) -> float:
+            if w.__class__ is not float:
+                raise _bad(t, w)
+            return w
+
+        return dec_float
+    if name == "char":
+
+        def dec_char(w: Any, _h: Any) -> str:
+            if w.__class__ is not str or len(w) != 1 or 0xD800 <= ord(w) <= 0xDFFF:
+                raise _bad(t, w)
+            return w
+
+        return dec_char
+
+    def dec_string(w: Any, _h: Any) -> str:
+        if w.__class__ is not str:
+            raise _bad(t, w)
+        return w
+
+    return dec_string
+
+
+def _array(w: Any, n: int | None, t: WitType) -> list[Any]:
+    if w.__class__ is not list or (n is not None and len(w) != n):
+        raise _bad(t, w)
+    return w
+
+
+def _dec_list(t: ListT) -> Decode:
+    if t.element == Prim("u8"):
+
+        def dec_bytes(w: Any, _h: Any) -> bytes:
+            if w.__class__ is not bytes:
+                raise _bad(t, w)
+            return w
+
+        return dec_bytes
+    elem = decoder(t.element)
+    return lambda w, h: [elem(x, h) for x in _array(w, None, t)]
+
+
+def _dec_record(t: RecordT) -> Decode:
+    decs = [decoder(ft) for _, ft in t.fields]
+    cls = record_class(tuple(n for n, _ in t.fields))
+    n = len(decs)
+
+    def dec(w: Any, h: Handles) -> Any:
+        items = _array(w, n, t)
+        return cls(*[decs[i](items[i], h) for i in range(n)])
+
+    return dec
+
+
+def _dec_tuple(t: TupleT) -> Decode:
+    decs = [decoder(et) for et in t.elements]
+    n = len(decs)
+
+    def dec(w: Any, h: Handles) -> tuple[Any, ...]:
+        items = _array(w, n, t)
+        return tuple([decs[i](items[i], h) for i in range(n)])
+
+    return dec
+
+
+def _case_index(w: Any, count: int, t: WitType) -> int:
+    if w.__class__ is not int or not 0 <= w < count:
+        raise _bad(t, w)
+    return w
+
+
+def _dec_variant(t: VariantT) -> Decode:
+    cases = [(name, None if ct is None else decoder(ct)) for name, ct in t.cases]
+    count = len(cases)
+
+    def dec(w: Any, h: Handles) -> Variant:
+        if w.__class__ is not list or not 1 <= len(w) <= 2:
+            raise _bad(t, w)
+        name, pdec = cases[_case_index(w[0], count, t)]
+        if pdec is None:
+            if len(w) != 1:
+                raise _bad(t, w)
+            return Variant(name)
+        if len(w) != 2:
+            raise _bad(t, w)
+        return Variant(name, pdec(w[1], h))
+
+    return dec
+
+
+def _dec_enum(t: EnumT) -> Decode:
+    names = t.names
+    return lambda w, _h: names[_case_index(w, len(names), t)]
+
+
+def _dec_flags(t: FlagsT) -> Decode:
+    names = t.names
+    limit = 1 << len(names)
+
+    def dec(w: Any, _h: Any) -> frozenset[str]:
+        if w.__class__ is not int or not 0 <= w < limit:
+            raise _bad(t, w)
+        return frozenset(n for i, n in enumerate(names) if w >> i & 1)
+
+    return dec
+
+
+def _dec_option(t: OptionT) -> Decode:
+    inner = decoder(t.payload)
+    nested = isinstance(t.payload, OptionT)
+
+    def dec(w: Any, h: Handles) -> Any:
+        if w is None:
+            return None
+        value = inner(_array(w, 1, t)[0], h)
+        return Some(value) if nested else value
+
+    return dec
+
+
+def _dec_result(t: ResultT) -> Decode:
+    ok = None if t.ok is None else decoder(t.ok)
+    err = None if t.err is None else decoder(t.err)
+
+    def dec(w: Any, h: Handles) -> Ok[Any] | Err[Any]:
+        if w.__class__ is not list or not w or w[0].__class__ is not int or w[0] not in (0, 1):
+            raise _bad(t, w)
+        pdec = ok if w[0] == 0 else err
+        if pdec is None:
+            if len(w) != 1:
+                raise _bad(t, w)
+            value = None
+        else:
+            if len(w) != 2:
+                raise _bad(t, w)
+            value = pdec(w[1], h)
+        return Ok(value) if w[0] == 0 else Err(value)
+
+    return dec
+
+
+def _dec_handle(t: HandleT) -> Decode:
+    def dec(w: Any, h: Handles) -> Any:
+        if w.__class__ is not int or w < 0:
+            raise _bad(t, w)
+        return h.object_for(t, w)
+
+    return dec
+
+
+def decoder(t: WitType) -> Decode:
+    """Build the decoder (wire form → Python value, checked) for WIT type ``t``."""
+    if isinstance(t, Prim):
+        return _dec_prim(t)
+    if isinstance(t, ListT):
+        return _dec_list(t)
+    if isinstance(t, RecordT):
+        return _dec_record(t)
+    if isinstance(t, TupleT):
+        return _dec_tuple(t)
+    if isinstance(t, VariantT):
+        return _dec_variant(t)
+    if isinstance(t, EnumT):
+        return _dec_enum(t)
+    if isinstance(t, FlagsT):
+        return _dec_flags(t)
+    if isinstance(t, OptionT):
+        return _dec_option(t)
+    if isinstance(t, ResultT):
+        return _dec_result(t)
+    return _dec_handle(t)

@@ -1,0 +1,344 @@
+"""The worker process: one plugin instance behind a channel to the application.
+
+Started by :mod:`.spawn` as ``python -I -c BOOTSTRAP <fd> <parent pid> <package dir>``
+with an empty environment, a private working directory and no file
+descriptors but stdio (``/dev/null``) and the channel ``<fd>``. It dies with
+the application: ``PR_SET_PDEATHSIG`` (``SIGKILL``), and it exits on EOF.
+
+The worker runs the ordinary in-process call path (``Plugin`` and ``Instance``)
+on the compiled component it reads from the compile cache (it never compiles).
+Its host imports are stand-ins that send ``HOSTCALL`` to the application and
+wait for ``RETURN``: host functions, host-defined resources and the HTTP
+interface all run in the application. The restart policy, quarantine and
+metrics are the application's; the worker only reports what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import weakref
+from pathlib import Path
+from typing import Any, NoReturn, cast
+
+from wasmtime.component import Component, Linker
+
+from wasmplug._bridge.hostfuncs import Invoke, ResolvedImports, link_resolved
+from wasmplug._bridge.wit import FuncSig, HandleT, InterfaceShape, read_shape
+from wasmplug._errors import (
+    ErrorResult,
+    HostFunctionError,
+    InstantiationError,
+    PluginError,
+    PluginFault,
+    StaleResourceError,
+    WitTypeError,
+    WitValueError,
+)
+from wasmplug._runtime.cache import CompileCache
+from wasmplug._runtime.engine import EpochTicker, make_engine
+from wasmplug._runtime.plugin import Plugin
+from wasmplug._sandbox.grants import EffectiveSandbox, Preopen
+from wasmplug._sandbox.limits import Limits, RestartPolicy
+from wasmplug._sandbox.manifest import Manifest
+
+from .codec import Decode, Encode, ProtocolError, decoder, encoder
+from .wire import Channel, Op
+
+__all__ = ["main"]
+
+_PR_SET_PDEATHSIG = 1
+_HEADROOM = 64 << 20  # bytes of address space above what start-up used, besides guest memory
+_NEVER_QUARANTINE = RestartPolicy(max_faults=2**31 - 1, window_s=1e-9)
+
+
+class StartError(Exception):
+    """The worker could not get ready (reported to the application, then exit)."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when the thread that spawned it exits."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def _segfault() -> NoReturn:
+    """Test hook (``Op.CRASH``): a real null-pointer read in native code."""
+    ctypes.string_at(0)
+    os._exit(70)  # unreachable
+
+
+class RemoteObject:
+    """Stands in for a host-defined resource object that lives in the application."""
+
+    __slots__ = ("__weakref__", "oid")
+
+    def __init__(self, oid: int) -> None:
+        self.oid = oid
+
+    def __repr__(self) -> str:
+        return f"<remote host object {self.oid}>"
+
+
+class _Handles:
+    """Worker side of the handle table: one :class:`RemoteObject` per live id."""
+
+    def __init__(self) -> None:
+        self.live: weakref.WeakValueDictionary[int, RemoteObject] = weakref.WeakValueDictionary()
+        self.dropped: list[int] = []
+
+    def object_id(self, ty: HandleT, obj: Any) -> int:
+        if not isinstance(obj, RemoteObject):
+            raise WitTypeError(f"expects {ty} (an object the application created)")
+        return obj.oid
+
+    def object_for(self, ty: HandleT, oid: int) -> Any:
+        obj = self.live.get(oid)
+        if obj is None:
+            obj = RemoteObject(oid)
+            self.live[oid] = obj
+            weakref.finalize(obj, self.dropped.append, oid)
+        return obj
+
+
+class _HostFailed(Exception):
+    """A host function failed in the application; the fault is reported from there."""
+
+
+class _LogForwarder(logging.Handler):
+    """Sends the worker's log records (guest stdout/stderr lines) to the application."""
+
+    def __init__(self, chan: Channel) -> None:
+        super().__init__(logging.DEBUG)
+        self.chan = chan
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.chan.send([Op.LOG, record.levelno, record.getMessage()])
+        except Exception:
+            pass
+
+
+class _WorkerHost:
+    """What ``Plugin`` and ``Instance`` use of a ``PluginHost``, for the one plugin here."""
+
+    def __init__(self, consume_fuel: bool, tick_ms: float) -> None:
+        self._engine, self.settings = make_engine(consume_fuel=consume_fuel)
+        self._consume_fuel = consume_fuel
+        self._ticker = EpochTicker(self._engine, tick_ms)
+        self._executor = None
+
+
+class Server:
+    """Serves one plugin's calls until the channel closes."""
+
+    def __init__(self, chan: Channel, settings: dict[str, Any]) -> None:
+        self.chan = chan
+        self.handles = _Handles()
+        host = _WorkerHost(bool(settings["consume_fuel"]), float(settings["tick_ms"]))
+        cache = CompileCache(Path(settings["cache_dir"]), host.settings)
+        payload = cache.get(settings["cache_key"])
+        if payload is None:
+            raise StartError("the compiled component is missing from the compile cache")
+        component = Component.deserialize(host._engine, payload)
+        shape = read_shape(host._engine, component)
+        resolved = self._stand_ins(shape.imports, shape.import_functions, settings["imports"])
+        linker = Linker(host._engine)
+        if settings["uses_wasi"]:
+            linker.add_wasip2()
+        linked = link_resolved(linker, resolved)
+        if settings["needs_traps"]:
+            linker.define_unknown_imports_as_traps(component)
+        sandbox = EffectiveSandbox(
+            preopens=tuple(Preopen(Path(h), g, bool(w)) for h, g, w in settings["preopens"]),
+            env=tuple((k, v) for k, v in settings["env"]),
+            allowed_outbound_hosts=(),
+            denied=(),
+        )
+        self.plugin = Plugin(
+            host=cast(Any, host),
+            component=component,
+            shape=shape,
+            manifest=Manifest(name=settings["name"], stdio=settings["stdio"]),
+            sandbox=sandbox,
+            limits=Limits(**settings["limits"]),
+            linker=linker,
+            linked=linked,
+            uses_wasi=bool(settings["uses_wasi"]),
+            pool_size=1,
+            restart_policy=_NEVER_QUARANTINE,
+            sha256=settings["sha256"],
+        )
+        self.exports: list[tuple[list[Decode], Encode | None, Encode | None, bool]] = []
+        for ex in self.plugin._exports_list:
+            sig = ex.sig
+            result = sig.result
+            ok_enc = err_enc = None
+            if ex.returns_result:
+                assert result is not None
+                ok_enc = None if result.ok is None else encoder(result.ok)  # type: ignore[union-attr]
+                err_enc = None if result.err is None else encoder(result.err)  # type: ignore[union-attr]
+            elif result is not None:
+                ok_enc = encoder(result)
+            self.exports.append(
+                ([decoder(t) for _, t in sig.params], ok_enc, err_enc, ex.returns_result)
+            )
+
+    # -- host imports: stand-ins that call the application ------------------------
+
+    def _stand_ins(
+        self,
+        interfaces: dict[str, InterfaceShape],
+        functions: tuple[FuncSig, ...],
+        wanted: list[list[Any]],
+    ) -> ResolvedImports:
+        """Link the imports the application resolved, in its order (= function ids)."""
+        by_iface: dict[str, tuple[InterfaceShape, dict[str, Invoke]]] = {}
+        root: dict[str, tuple[FuncSig, Invoke]] = {}
+        world = {sig.name: sig for sig in functions}
+        fid = 0
+        for iface_name, names in wanted:
+            if iface_name:
+                shape = interfaces[iface_name]
+                sigs = {sig.name: sig for sig in shape.functions}
+                invokes: dict[str, Invoke] = {}
+                by_iface[iface_name] = (shape, invokes)
+                for name in names:
+                    invokes[name] = self._stand_in(fid, sigs[name])
+                    fid += 1
+            else:
+                for name in names:
+                    root[name] = (world[name], self._stand_in(fid, world[name]))
+                    fid += 1
+        return ResolvedImports(by_iface, root)
+
+    def _stand_in(self, fid: int, sig: FuncSig) -> Invoke:
+        encs = [encoder(t) for _, t in sig.params]
+        dec = None if sig.result is None else decoder(sig.result)
+        handles = self.handles
+
+        def invoke(args: list[Any]) -> Any:
+            wire = [encs[i](a, handles) for i, a in enumerate(args)]
+            self._send([Op.HOSTCALL, fid, wire])
+            while True:
+                msg = self.chan.recv()
+                op = msg[0]
+                if op == Op.RETURN:
+                    if msg[1]:
+                        return None if dec is None else dec(msg[2], handles)
+                    raise _HostFailed(str(msg[2]))
+                if op == Op.CRASH:
+                    _segfault()
+                raise ProtocolError(f"unexpected opcode {op} during a host call")
+
+        return invoke
+
+    # -- serving ------------------------------------------------------------------------
+
+    def _send(self, message: list[Any]) -> None:
+        dropped = self.handles.dropped
+        if dropped:
+            ids, dropped[:] = list(dropped), []
+            self.chan.send([Op.DROP, ids])
+        self.chan.send(message)
+
+    def serve(self) -> None:
+        chan = self.chan
+        while True:
+            msg = chan.recv()
+            op = msg[0]
+            if op == Op.CALL:
+                self._call(msg[1], msg[2])
+            elif op == Op.RESET:
+                self.plugin.reset()
+                self._send([Op.DONE])
+            elif op == Op.CRASH:
+                _segfault()
+            else:
+                raise ProtocolError(f"unexpected opcode {op}")
+
+    def _call(self, index: int, wire: list[Any]) -> None:
+        plugin = self.plugin
+        ex = plugin._exports_list[index]
+        decs, ok_enc, err_enc, _ = self.exports[index]
+        handles = self.handles
+        args = tuple(decs[i](w, handles) for i, w in enumerate(wire))
+        try:
+            value = plugin._invoke(ex, args)
+        except ErrorResult as e:
+            reply = [Op.FAULT, "err", None if err_enc is None else err_enc(e.value, handles)]
+        except HostFunctionError:
+            reply = [Op.FAULT, "host"]
+        except PluginFault as e:
+            reply = [Op.FAULT, "wasm", str(e.__cause__ or ""), e.guest_stderr]
+        except InstantiationError as e:
+            reply = [Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *getattr(e, "__notes__", [])]
+        except (WitTypeError, WitValueError, StaleResourceError) as e:
+            reply = [Op.FAULT, type(e).__name__, str(e)]
+        except PluginError as e:
+            reply = [Op.FAULT, "error", Exception.__str__(e)]
+        else:
+            reply = [Op.RESULT, None if ok_enc is None else ok_enc(value, handles)]
+        self._send(reply)
+
+
+def _limit_memory(limits: dict[str, Any]) -> None:
+    """Cap the data segment (RLIMIT_DATA): what start-up used, plus the guest's memory
+    limit, plus headroom. wasmtime reserves guest memory as PROT_NONE address space
+    (not counted) and counts only the pages it makes accessible, so this caps real
+    use without breaking the reservations that ``RLIMIT_AS`` would."""
+    memory = limits.get("memory_bytes")
+    if memory is None:
+        return
+    used = 0
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmData:"):
+                used = int(line.split()[1]) * 1024
+    if used:
+        cap = used + int(memory) + _HEADROOM
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+
+def main(argv: list[str]) -> None:
+    """Worker entry point: ``argv = [prog, fd, parent_pid]``."""
+    fd, parent_pid = int(argv[1]), int(argv[2])
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the application's to handle
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    chan = Channel(socket.socket(fileno=fd))
+    wlog = logging.getLogger("wasmplug")
+    wlog.addHandler(_LogForwarder(chan))
+    wlog.setLevel(logging.DEBUG)
+    wlog.propagate = False
+    try:
+        msg = chan.recv()
+        if msg[0] != Op.INIT:
+            raise ProtocolError("expected INIT")
+        settings = msg[1]
+        try:
+            server = Server(chan, settings)  # instantiates the plugin once
+        except InstantiationError as e:
+            notes = getattr(e, "__notes__", [])
+            chan.send([Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *notes])
+            os._exit(0)
+        _limit_memory(settings["limits"])
+        chan.send([Op.READY, os.getpid()])
+        server.serve()
+    except EOFError:
+        pass
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            chan.send([Op.FAULT, "start", f"{type(e).__name__}: {e}"])
+        os._exit(1)
+    os._exit(0)
