@@ -395,3 +395,40 @@ def test_login_checks_and_saves_credentials(
     )
     assert code == EXIT_REGISTRY
     assert "requires authentication" in err
+
+
+def test_download_resumes_from_a_partial_file_with_the_real_registry(
+    tmp_path: Path, oci_registry: RunningRegistry, repo: str, pair: signing.KeyPair
+) -> None:
+    data = plugin_bytes("acme:resumed", "1.0.0", pair=pair)
+    with Session(cache=BlobCache(tmp_path / "pusher")) as s:
+        pushed = s.push(data, f"{oci_registry.host}/{repo}:1.0.0")
+    cache = BlobCache(tmp_path / "puller")
+    half = len(data) // 2
+    cache.partial(pushed.layer_digest).write_bytes(data[:half])  # an interrupted earlier pull
+    with Session(cache=cache) as s:
+        pulled = s.pull(f"{oci_registry.host}/{repo}:1.0.0")
+    assert pulled.data == data
+    manifest_size = len(cache.get(pushed.manifest_digest) or b"")
+    assert pulled.downloaded == manifest_size + len(data) - half  # only the rest was fetched
+    assert not cache.partial(pushed.layer_digest).exists()
+
+
+def test_max_blob_bytes_from_the_user_config(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    oci_registry: RunningRegistry,
+    repo: str,
+    pair: signing.KeyPair,
+    isolated_user: Path,
+) -> None:
+    data = plugin_bytes("acme:big", "1.0.0", pair=pair)
+    push(tmp_path, capsys, data, f"{oci_registry.host}/{repo}:1.0.0")
+    config = isolated_user / "config" / "wasmplug" / "distribution.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"max-blob-bytes = {len(data) - 1}\n")
+    code, _, err = cli(
+        "pull", f"{oci_registry.host}/{repo}:1.0.0", "-o", str(tmp_path / "o.wasm"), capsys=capsys
+    )
+    assert code == EXIT_REGISTRY
+    assert f"{len(data)} bytes, more than the {len(data) - 1}-byte maximum" in err

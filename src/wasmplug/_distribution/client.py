@@ -412,12 +412,15 @@ class RegistryClient:
             url = str(httpx.URL(self._base_url()).join(match.group(1)))
         return tags
 
-    def fetch_blob(self, repository: str, desc: Descriptor, partial: Path) -> None:
+    def fetch_blob(self, repository: str, desc: Descriptor, partial: Path) -> int:
         """Download a blob into ``partial``, verifying size and digest as it arrives.
 
         An existing ``partial`` file is resumed (``Range`` request); a server that
         ignores ranges restarts the download. On success ``partial`` holds exactly
         the blob; on a digest or size mismatch it is deleted.
+
+        Returns:
+            The bytes received over the network (less than ``desc.size`` when resumed).
 
         Raises:
             ArtifactFormatError: ``desc.size`` exceeds ``max_blob_bytes``.
@@ -439,8 +442,12 @@ class RegistryClient:
                 fh.truncate(0)
                 hasher, received = hashlib.sha256(), 0
             attempt = 0
+            fetched = 0
             while received < desc.size or desc.size == 0:
-                headers = {"Range": f"bytes={received}-"} if received else {}
+                # identity encoding: Range offsets and the digest are over the raw bytes
+                headers = {"Accept-Encoding": "identity"}
+                if received:
+                    headers["Range"] = f"bytes={received}-"
                 resp = self._send(
                     "GET",
                     f"/v2/{repository}/blobs/{desc.digest}",
@@ -455,7 +462,7 @@ class RegistryClient:
                         fh.seek(0)
                         fh.truncate(0)
                         hasher, received = hashlib.sha256(), 0
-                    for chunk in resp.iter_bytes(_CHUNK):
+                    for chunk in resp.iter_bytes():  # as it arrives: nothing buffered is lost
                         received += len(chunk)
                         if received > desc.size:
                             raise DigestMismatchError(
@@ -464,6 +471,7 @@ class RegistryClient:
                             )
                         hasher.update(chunk)
                         fh.write(chunk)
+                        fetched += len(chunk)
                 except httpx.TransportError as e:
                     if attempt >= self.options.retries:
                         raise RegistryUnavailableError(
@@ -487,6 +495,7 @@ class RegistryClient:
                 f"{desc.size} bytes with digest {desc.digest} that the manifest names: the "
                 "content was altered in the registry or on the way; nothing was installed"
             )
+        return fetched
 
     def blob_exists(self, repository: str, digest: str) -> bool:
         """Whether the registry already has the blob (``HEAD``), scoped for push."""

@@ -186,8 +186,10 @@ def discover_registry(
                 continue
             if resp.status_code == 404:
                 return domain, ""
-            if resp.status_code != 200 or len(resp.content) > _MAX_METADATA_BYTES:
+            if resp.status_code != 200:
                 raise DistributionError(f"{url}: HTTP {resp.status_code}")
+            if len(resp.content) > _MAX_METADATA_BYTES:
+                raise DistributionError(f"{url}: larger than {_MAX_METADATA_BYTES} bytes")
             return _parse_metadata(resp.content, url, domain)
     raise RegistryUnavailableError(f"cannot fetch registry metadata from {domain}: {last}")
 

@@ -289,9 +289,8 @@ class Session:
         data = self.cache.get(manifest.layer.digest)
         if data is None:
             partial = self.cache.partial(manifest.layer.digest)
-            client.fetch_blob(ref.repository, manifest.layer, partial)
+            downloaded += client.fetch_blob(ref.repository, manifest.layer, partial)
             data = self.cache.adopt(manifest.layer.digest, partial)
-            downloaded += len(data)
         return PullResult(ref, digest, manifest.layer.digest, data, downloaded)
 
     def install(
