@@ -84,7 +84,7 @@ def main() -> None:
             except ErrorResult as e:
                 print(f"   read-file {path:<20}-> denied: {e.value}")
         try:
-            plugin.call("try-socket")
+            plugin.call("try-socket", 80)
         except ErrorResult as e:
             print(f"   try-socket            -> denied: {e.value}")
         try:

@@ -75,4 +75,3 @@ def load_greeter(shared_host: PluginHost, greeter_wasm: Path) -> Iterator[object
     yield load
     for plugin in loaded:
         plugin.close()
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import wasmtime.component
 
 from wasmplug import (
     Grants,
@@ -10,6 +11,7 @@ from wasmplug import (
     LinkError,
     Manifest,
     PluginHost,
+    PluginTrapped,
     UnsignedPluginError,
 )
 from wasmplug._semver import semver_compatible
@@ -145,17 +147,32 @@ def test_malformed_input_is_a_typed_error(host: PluginHost, data: bytes) -> None
 
 WASI_HTTP = b"""
 (component
-  (import "wasi:http/outgoing-handler@0.2.0" (instance $h (export "dummy" (func))))
-  (core module $m (func (export "ok") (result i32) i32.const 1))
-  (core instance $i (instantiate $m))
+  (import "wasi:http/outgoing-handler@0.2.0" (instance $h (export "handle" (func))))
+  (core func $handle (canon lower (func $h "handle")))
+  (core module $m
+    (import "h" "handle" (func $handle))
+    (func (export "ok") (result i32) i32.const 1)
+    (func (export "send") (result i32) call $handle i32.const 2))
+  (core instance $i (instantiate $m (with "h" (instance (export "handle" (func $handle))))))
   (func (export "ok") (result u32) (canon lift (core func $i "ok")))
+  (func (export "send") (result u32) (canon lift (core func $i "send")))
 )
 """
 
 
-def test_wasi_http_is_linked_as_traps_never_for_real(host: PluginHost) -> None:
+def test_wasi_http_is_linked_as_traps_never_for_real(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: object) -> None:
+        raise AssertionError("wasi:http must never be linked for real")
+
+    monkeypatch.setattr(wasmtime.component.Linker, "add_wasi_http", refuse, raising=False)
     plugin = host.load(WASI_HTTP, allow_unsigned=True)
     assert plugin.call("ok") == 1
+    with pytest.raises(PluginTrapped):
+        plugin.call("send")  # the import is there, but calling it traps
+    assert plugin.call("ok") == 1, "a fresh instance serves the next call"
+    assert plugin.metrics().faults == {"trap": 1}
 
 
 TYPES_ONLY = b"""

@@ -81,8 +81,15 @@ def test_refusals_exit_3(tmp_path: Path, wasm: Path, capsys: pytest.CaptureFixtu
     assert run(tmp_path, "call", str(tmp_path / "missing.wasm"), "add", "--allow-unsigned") == 3
 
 
-def test_bad_grant_is_a_usage_error(tmp_path: Path, wasm: Path) -> None:
-    assert run(tmp_path, "call", str(wasm), "add", "1", "2", "--grant", "bogus") == 2
+@pytest.mark.parametrize("grant", ["bogus", "fs:/data", "env:NOEQUALS", "iface:", "http:"])
+def test_bad_grant_is_a_usage_error(
+    tmp_path: Path, wasm: Path, capsys: pytest.CaptureFixture[str], grant: str
+) -> None:
+    assert run(tmp_path, "call", str(wasm), "add", "1", "2", "--grant", grant) == 2
+    err = capsys.readouterr().err
+    assert f"bad --grant {grant!r}" in err, err
+    assert "fs:/guest=/host[:rw]" in err  # the message names the accepted forms
+    assert "Traceback" not in err
 
 
 def test_inspect_text_and_json(

@@ -57,12 +57,12 @@ class WitWorld(wit_world.WitWorld):
     def get_env(self, key: str) -> str | None:
         return os.environ.get(key)
 
-    def try_socket(self) -> str:
+    def try_socket(self, port: int) -> str:
         try:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 s.settimeout(1.0)
-                s.connect(("127.0.0.1", 9))
+                s.connect(("127.0.0.1", port))
             finally:
                 s.close()
         except Exception as e:
