@@ -18,14 +18,11 @@ import pytest
 
 from support.plugins import GREETER_HOST_INTERFACE
 from wasmplug import BuildError, Manifest, PluginHost, PluginTimeout, PluginTrapped
-from wasmplug._cli.author import build_project, new_project, read_project
 from wasmplug._cli.main import main
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._trust import wasm_sections as ws
-
-# The implementation module: importing ``wasmplug.testing`` here would add ``testing`` to
-# ``dir(wasmplug)`` for the whole session (see test_public_facade).
-from wasmplug.testing._pytest_plugin import Call, RecordingHost, assert_faults, find_project
+from wasmplug.authoring._project import build_project, new_project, read_project
+from wasmplug.testing import Call, RecordingHost, assert_faults, find_project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,19 +84,11 @@ def test_read_project_errors(tmp_path: Path) -> None:
 
 
 def test_public_facade() -> None:
-    import importlib
-
-    import wasmplug
+    from wasmplug import testing
     from wasmplug.testing import _pytest_plugin as _testing
 
-    try:
-        testing = importlib.import_module("wasmplug.testing")
-        for name in testing.__all__:
-            assert getattr(testing, name) is getattr(_testing, name)
-    finally:  # keep `testing` out of dir(wasmplug) (test_exported_members)
-        sys.modules.pop("wasmplug.testing", None)
-        if "testing" in vars(wasmplug):
-            delattr(wasmplug, "testing")
+    for name in testing.__all__:
+        assert getattr(testing, name) is getattr(_testing, name)
 
 
 def test_recording_host_records_and_returns_canned_values() -> None:

@@ -52,6 +52,15 @@ from wasmplug._trust import signing as _signing
 from wasmplug._trust import wasm_sections as ws
 from wasmplug._trust.store import TrustStore, content_sha256
 
+from ._common import (
+    EXIT_ERR_RESULT,
+    EXIT_FAULT,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_REGISTRY,
+    EXIT_USAGE,
+    UsageError,
+)
 from .author import add_commands as add_author_commands
 from .distribution import add_commands as add_distribution_commands
 from .grants import add_commands as add_grants_commands
@@ -59,13 +68,6 @@ from .registry import add_commands as add_registry_commands
 from .sign import add_commands as add_signing_commands
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAULT, EXIT_ERR_RESULT = 0, 1, 2, 3, 4, 5
-EXIT_REGISTRY = 6
-
-
-class UsageError(Exception):
-    """Bad command-line input (exit code 2)."""
 
 
 def _parse_grant(spec: str, grants: dict[str, Any]) -> None:

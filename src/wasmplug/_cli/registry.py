@@ -18,15 +18,11 @@ from wasmplug._trust import signing as _signing
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustedKey, TrustStore
 
+from ._common import UsageError
+
 __all__ = ["add_commands"]
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
-
-
-def _usage(message: str) -> Exception:
-    from .main import UsageError  # imported late: _cli imports this module
-
-    return UsageError(message)
 
 
 def _store(args: argparse.Namespace) -> TrustStore:
@@ -147,7 +143,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     if args.forget and args.version:
-        raise _usage("--forget drops the whole record; it cannot be combined with --version")
+        raise UsageError("--forget drops the whole record; it cannot be combined with --version")
     removed = _registry(args).remove(args.name, args.version, forget=args.forget)
     for info in removed:
         print(f"removed {info.name} {info.version}")
@@ -201,7 +197,7 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
     store = _store(args)
     with store.modify():
         if not store.remove(args.key_id.lower()):
-            raise _usage(f"no trusted key with id {args.key_id} in {store.path}")
+            raise UsageError(f"no trusted key with id {args.key_id} in {store.path}")
     print(f"no longer trusting key {args.key_id.lower()}")
     return 0
 
@@ -209,9 +205,9 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
 def cmd_trust_revoke(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.key is not None and not _HEX_RE.match(args.key):
-        raise _usage(f"--key {args.key!r} is not a hex key id")
+        raise UsageError(f"--key {args.key!r} is not a hex key id")
     if args.key is None and not (_HEX_RE.match(args.digest) and len(args.digest) == 64):
-        raise _usage(f"--digest {args.digest!r} is not a hex SHA-256 (64 digits)")
+        raise UsageError(f"--digest {args.digest!r} is not a hex SHA-256 (64 digits)")
     with store.modify():
         if args.key is not None:
             store.revoke_key(args.key)

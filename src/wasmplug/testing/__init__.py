@@ -1,9 +1,7 @@
 """Helpers to test wasmplug plugins, and a pytest plugin that uses them.
 
-The pytest plugin (in the private module ``wasmplug.testing._pytest_plugin``, so that
-running pytest does not add a ``testing`` attribute to the ``wasmplug``
-package) is registered through the ``pytest11`` entry point, so
-installing wasmplug is enough: a plugin project's tests (``wasmplug new``
+The pytest plugin (``wasmplug.testing._pytest_plugin``) is registered through the
+``pytest11`` entry point, so installing wasmplug is enough: a plugin project's tests (``wasmplug new``
 generates some) can ask for these fixtures without a ``conftest.py``:
 
 ``wasmplug_project``

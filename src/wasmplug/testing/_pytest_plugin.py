@@ -1,7 +1,6 @@
 """Implementation of :mod:`wasmplug.testing` and its pytest plugin (the ``pytest11`` entry point).
 
-Kept private so that pytest loading the plugin does not add ``testing`` to the ``wasmplug``
-package's public names; import the helpers from :mod:`wasmplug.testing`.
+Import the helpers from :mod:`wasmplug.testing`.
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ from typing import Any, NamedTuple
 import attrs
 import pytest
 
-from wasmplug._cli.author import build_project
 from wasmplug._errors import PluginFault
 from wasmplug._runtime.host import PluginHost
 from wasmplug._runtime.plugin import Plugin
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.limits import Limits
 from wasmplug._sandbox.manifest import SIDECAR_NAME
+from wasmplug.authoring._project import build_project
 
 __all__ = [
     "Call",
