@@ -1,9 +1,9 @@
 """The architecture rules that a reviewer should not have to check by eye.
 
 The import direction (``_cli`` -> ``testing`` -> ``authoring`` -> ``_runtime`` ->
-``_distribution`` -> ``_trust`` -> ``_sandbox`` -> ``_bridge`` -> the leaf modules) and "no import cycles inside a package"
-are import-linter contracts in ``pyproject.toml`` ([tool.importlinter]); see
-``docs/architecture.md``.
+``_distribution`` -> ``_trust`` -> ``_sandbox`` -> ``_bridge`` -> the leaf modules) and "no
+import cycles inside a package" are import-linter contracts in ``pyproject.toml``
+([tool.importlinter]).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Helpers to test wasmplug plugins, and a pytest plugin that uses them.
 
 The pytest plugin (``wasmplug.testing._pytest_plugin``) is registered through the
-``pytest11`` entry point, so installing wasmplug is enough: a plugin project's tests (``wasmplug new``
-generates some) can ask for these fixtures without a ``conftest.py``:
+``pytest11`` entry point, so installing wasmplug is enough: a plugin project's tests
+(``wasmplug new`` generates some) can ask for these fixtures without a ``conftest.py``:
 
 ``wasmplug_project``
     The plugin project directory: the ``wasmplug_project`` ini option if set,
