@@ -61,10 +61,12 @@ FAULTY_WAT = r"""
     (func $rec (export "rec") (param i32) (result i32)
       local.get 0 i32.const 1 i32.add call $rec)
     (func (export "spin") (loop $l br $l))
-    ;; grow one page at a time until memory.grow fails, then give up
+    ;; grow one page at a time until memory.grow fails, report memory.size (pages)
+    ;; to the host through cb, then give up
     (func (export "bomb")
       (loop $l
-        (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))
+        (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1))
+          (then (drop (call $cb (memory.size))) unreachable))
         br $l))
     ;; grow until memory.grow fails; return the final size in pages
     (func (export "grow-max") (result i32)
@@ -298,15 +300,21 @@ def test_memory_grow_fails_at_the_limit(host: PluginHost) -> None:
 
 
 def test_memory_bomb_is_a_fault_and_never_exceeds_the_limit(host: PluginHost) -> None:
-    plugin = load(host, limits=Limits(memory_bytes=4 * PAGE))
+    seen: list[int] = []  # memory.size of the bombing instance, reported just before its trap
+    plugin = load(
+        host, cb=lambda pages: seen.append(pages) or 0, limits=Limits(memory_bytes=4 * PAGE)
+    )
     with pytest.raises(PluginFault) as info:
         plugin.call("bomb")
+    assert seen == [4], "the bombing instance itself stopped at the limit (4 pages)"
     exc = info.value
     # A WAT guest prints nothing before giving up, so this is an ordinary trap
     # (componentize-py guests print MemoryError: see test_greeter_e2e's hog test).
     assert type(exc) is PluginTrapped
     assert exc.trap == UNREACHABLE
     assert_attributed(exc, "bomb")
+    plugin.close()
+    plugin = load(host, limits=Limits(memory_bytes=4 * PAGE))
     assert_healthy(plugin)
     assert plugin.call("grow-max") == 4
 
