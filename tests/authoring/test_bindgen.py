@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import wat as w
+from support.bridge import GUEST_COUNTER, HOST
 from support.plugins import GREETER_HOST_INTERFACE
-from wasmplug import Err, ErrorResult, Manifest, PluginHost, Some
+from wasmplug import Err, ErrorResult, Manifest, PluginHost, Resource, Some
 from wasmplug._bridge.wit import (
     ComponentShape,
     EnumT,
@@ -268,3 +269,64 @@ def test_db_wrapper_bindings_up_to_date_and_strict(tmp_path: Path) -> None:
     users = [committed_path, DB_WRAPPER / "fdw.py", DB_WRAPPER / "vtable.py"]
     proc = _mypy(tmp_path, users)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+RESOURCE_APP = '''\
+"""An application written against bindings generated for a plugin that exports a resource."""
+
+from __future__ import annotations
+
+from wasmplug import Plugin
+
+from counter_bindings import Counter, PluginExports
+
+
+def run(plugin: Plugin) -> list[int]:
+    exports = PluginExports(plugin)
+    counter_cls = exports.api.Counter
+    c: Counter = counter_cls(7)
+    out: list[int] = [c.get(), c.get_plus(2), counter_cls.add(c, 1), c.drop_()]
+    with counter_cls(5) as d:
+        out.append(d.get())
+    out.append(counter_cls.take(c, 1))
+    e = counter_cls(3)
+    e.drop()
+    out.append(exports.drops())
+    return out
+'''
+
+
+def test_resource_bindings_type_check_and_run(tmp_path: Path, host: PluginHost) -> None:
+    host.provide(HOST, {"poke": lambda: None})
+    plugin = host.load(
+        GUEST_COUNTER.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="t", host_interfaces=(HOST,)),
+    )
+    code = render_bindings(plugin.shape, {})
+    (tmp_path / "counter_bindings.py").write_text(code)
+    (tmp_path / "app.py").write_text(RESOURCE_APP)
+    proc = _mypy(tmp_path, [tmp_path / "counter_bindings.py", tmp_path / "app.py"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import app  # type: ignore[import-not-found]
+        import counter_bindings  # type: ignore[import-not-found]
+
+        # 7, 7+2, 7+1, [method]counter.drop (named drop_), 5, take(7)+1, three drops
+        # (d at the end of the with block, c moved into take, e.drop()).
+        assert app.run(plugin) == [7, 9, 8, 7, 5, 8, 3]
+        unbound = counter_bindings.Counter
+        with pytest.raises(TypeError, match="not bound to a plugin"):
+            unbound(1)
+        bound = counter_bindings.PluginExports(plugin).api.Counter
+        c = bound(4)
+        assert isinstance(c, unbound)
+        assert isinstance(c.handle, Resource)
+        c.drop()
+        assert not c.handle.alive
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("app", None)
+        sys.modules.pop("counter_bindings", None)

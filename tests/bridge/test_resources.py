@@ -19,6 +19,7 @@ import pytest
 import wat as w
 from support.bridge import (
     API,
+    GUEST_COUNTER,
     HOST,
     load,
 )
@@ -39,73 +40,6 @@ from wasmplug._runtime.resource_types import attr_name, build_resource_classes
 # ---------------------------------------------------------------------------
 # Guest-defined resource
 # ---------------------------------------------------------------------------
-
-GUEST_COUNTER = f"""
-(component
-{w.LIBC}
-  (type $counter (resource (rep i32) (dtor (core func $libc "dtor"))))
-  (core func $new (canon resource.new $counter))
-  (core func $rep (canon resource.rep $counter))
-  (core func $drop (canon resource.drop $counter))
-  (import "{HOST}" (instance $host (export "poke" (func))))
-  (core func $poke (canon lower (func $host "poke")))
-  (core module $M
-    (import "r" "new" (func $new (param i32) (result i32)))
-    (import "r" "rep" (func $rep (param i32) (result i32)))
-    (import "r" "drop" (func $drop (param i32)))
-    (import "r" "poke" (func $poke))
-    (func (export "call-poke") (call $poke))
-    (func (export "get-plus") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
-    ;; The rep is the counter's value.
-    (func (export "ctor") (param i32) (result i32) (call $new (local.get 0)))
-    ;; A borrow of a resource this component defines arrives as its rep.
-    (func (export "get") (param i32) (result i32) (local.get 0))
-    ;; An own arrives as a handle: read it, then drop it (runs the destructor).
-    (func (export "take") (param i32 i32) (result i32) (local $v i32)
-      (local.set $v (i32.add (call $rep (local.get 0)) (local.get 1)))
-      (call $drop (local.get 0))
-      (local.get $v)))
-  (core instance $m (instantiate $M (with "r" (instance
-    (export "new" (func $new)) (export "rep" (func $rep)) (export "drop" (func $drop))
-    (export "poke" (func $poke))))))
-  (func $call-poke (canon lift (core func $m "call-poke")))
-  (export "call-poke" (func $call-poke))
-  (func $get-plus (param "self" (borrow $counter)) (param "n" u32) (result u32)
-    (canon lift (core func $m "get-plus")))
-  (func $add (param "c" (borrow $counter)) (param "n" u32) (result u32)
-    (canon lift (core func $m "get-plus")))
-  (func $ctor (param "start" u32) (result (own $counter)) (canon lift (core func $m "ctor")))
-  (func $get (param "self" (borrow $counter)) (result u32) (canon lift (core func $m "get")))
-  (func $take (param "c" (own $counter)) (param "extra" u8) (result u32)
-    (canon lift (core func $m "take")))
-  ;; Exported functions may only mention exported (named) resource types, so the
-  ;; interface is the instance of a small component that names them (as
-  ;; wit-component does).
-  (component $Api
-    (import "t" (type $c (sub resource)))
-    (import "ctor" (func $ctor (param "start" u32) (result (own $c))))
-    (import "get" (func $get (param "self" (borrow $c)) (result u32)))
-    (import "take" (func $take (param "c" (own $c)) (param "extra" u8) (result u32)))
-    (import "get-plus" (func $get-plus (param "self" (borrow $c)) (param "n" u32) (result u32)))
-    (import "add" (func $add (param "c" (borrow $c)) (param "n" u32) (result u32)))
-    (export $ce "counter" (type $c))
-    (export "[constructor]counter" (func $ctor) (func (param "start" u32) (result (own $ce))))
-    (export "[method]counter.get" (func $get) (func (param "self" (borrow $ce)) (result u32)))
-    (export "[static]counter.take" (func $take)
-      (func (param "c" (own $ce)) (param "extra" u8) (result u32)))
-    (export "[method]counter.get-plus" (func $get-plus)
-      (func (param "self" (borrow $ce)) (param "n" u32) (result u32)))
-    (export "[static]counter.add" (func $add)
-      (func (param "c" (borrow $ce)) (param "n" u32) (result u32)))
-    ;; A method whose Python name would shadow Resource.drop: it becomes drop_.
-    (export "[method]counter.drop" (func $get) (func (param "self" (borrow $ce)) (result u32))))
-  (instance $api (instantiate $Api (with "t" (type $counter)) (with "ctor" (func $ctor))
-    (with "get" (func $get)) (with "take" (func $take)) (with "get-plus" (func $get-plus))
-    (with "add" (func $add))))
-  (export "{API[:-1]}" (instance $api))
-{w.LIBC_EXPORTS}
-)
-"""
 
 CTOR, GET, TAKE = (
     API + "[constructor]counter",

@@ -79,6 +79,11 @@ class Resource:
         return self
 
     @property
+    def plugin(self) -> Any:
+        """The :class:`~wasmplug.Plugin` whose instance holds the resource."""
+        return self._inst.plugin
+
+    @property
     def alive(self) -> bool:
         """Whether the handle can still be used (its instance is alive and it was not moved)."""
         return self._ptr is not None and self._inst.alive
@@ -99,11 +104,13 @@ class Resource:
     def drop(self) -> None:
         """Drop the handle; for ``own``, the guest's destructor runs now. Idempotent.
 
+        Called from a host function running on the handle's own instance, the
+        destructor runs before that instance's next call instead (a call never
+        re-enters its own instance).
+
         Raises:
-            ReentrantCallError: called from a host function running on the
-                handle's own instance (let the handle go instead: it is then
-                dropped after that call).
-            PluginFault: the guest destructor faulted (the instance is discarded).
+            PluginFault: the guest destructor faulted (the instance is discarded;
+                a note on the exception says it was a destructor).
         """
         if self._ptr is None:
             return

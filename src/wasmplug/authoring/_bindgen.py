@@ -11,8 +11,12 @@ The generated module has its own classes, separate from the bridge's values:
 * a ``variant`` is one frozen attrs class per case (``value`` holds the payload),
   and a type alias, the ``Union`` of the cases, for the variant itself;
 * ``flags`` are ``frozenset[str]``, ``option<T>`` is ``T | None`` (nested options
-  use :class:`~wasmplug.Some`), a nested ``result`` is ``Ok[T] | Err[E]``,
-  resource handles are ``Any``.
+  use :class:`~wasmplug.Some`), a nested ``result`` is ``Ok[T] | Err[E]``;
+* a ``resource`` an interface exports is a class of the same shape as the
+  bridge's (``Counter(7)``, ``c.get_a()``, ``Counter.add(c, 1)``, ``with``,
+  ``c.drop()``): it wraps the :class:`~wasmplug.Resource` handle (``.handle``),
+  and ``PluginExports(plugin).api.Counter`` is bound to the plugin, so calling
+  it constructs. Other handles (resources the host defines) are ``Any``.
 
 The bridge takes and returns its own values (records as attrs classes made by
 the bridge, variants as :class:`~wasmplug.Variant`, enums as ``str``), so every
@@ -23,8 +27,8 @@ A top-level ``result<T, E>`` returns ``T`` and raises :class:`~wasmplug.ErrorRes
 whose ``value`` is the bridge's value of ``E``. Each imported interface becomes a
 ``typing.Protocol`` for the application to implement, and a
 ``provide_<iface>(host, impl)`` function that adapts it for
-:meth:`~wasmplug.PluginHost.provide`. Resource methods are not wrapped: use
-``plugin.call`` and ``host.provide`` for them.
+:meth:`~wasmplug.PluginHost.provide`. The functions of resources the host
+defines are not wrapped: provide them with ``host.provide``.
 """
 
 from __future__ import annotations
@@ -56,13 +60,15 @@ from wasmplug._bridge.wit import (
     snake,
 )
 from wasmplug._runtime.host import PluginHost
+from wasmplug._runtime.resource_types import attr_name, resource_function
 from wasmplug._sandbox.manifest import HTTP_INTERFACE
 
 __all__ = ["generate_bindings", "render_bindings"]
 
 _PRIMS = {"bool": "bool", "f32": "float", "f64": "float", "char": "str", "string": "str"}
 _RESERVED = {"Any", "Callable", "Protocol", "Union", "PluginHost", "Plugin", "Ok", "Err", "Some",
-             "Variant", "PluginExports", "attrs", "enum", "cast"}  # fmt: skip
+             "Variant", "PluginExports", "attrs", "enum", "cast", "ClassVar", "Self", "Resource",
+             "_GuestResource"}  # fmt: skip
 
 _PRELUDE = """\
 from __future__ import annotations
@@ -74,6 +80,53 @@ import attrs
 
 from wasmplug import Err, Ok, Plugin, PluginHost, Some, Variant
 """
+
+_RESOURCE_BASE = '''\
+from typing import ClassVar, Self
+
+from wasmplug import Resource
+
+
+class _GuestResource:
+    """Base of the generated resource classes: wraps a :class:`wasmplug.Resource`."""
+
+    __slots__ = ("handle",)
+    _plugin: ClassVar[Plugin | None] = None
+    handle: Resource
+
+    @classmethod
+    def _wrap(cls, handle: Resource) -> Self:
+        obj = cls.__new__(cls)
+        obj.handle = handle
+        return obj
+
+    @classmethod
+    def _bind(cls, plugin: Plugin) -> type[Self]:
+        return cast("type[Self]", type(cls.__name__, (cls,), {"__slots__": (), "_plugin": plugin}))
+
+    @classmethod
+    def _bound(cls) -> Plugin:
+        if cls._plugin is None:
+            raise TypeError(
+                f"{cls.__name__} is not bound to a plugin: use "
+                f"PluginExports(plugin).<interface>.{cls.__name__}"
+            )
+        return cls._plugin
+
+    def drop(self) -> None:
+        """Drop the handle: the guest's destructor runs now (idempotent)."""
+        self.handle.drop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.drop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.handle!r}>"
+'''
+"""Emitted after the prelude when the component exports resources."""
 
 
 def _ident(name: str) -> str:
@@ -104,18 +157,30 @@ def _named_types(host: PluginHost, component: object) -> dict[WitType, str]:
     return names
 
 
+def _key(t: WitType) -> object:
+    """A dict key for ``t``: types that mention a handle hold wasmtime's unhashable
+    ``ResourceType``, so they are keyed by identity (the shape keeps them alive)."""
+    try:
+        hash(t)
+    except TypeError:
+        return ("id", id(t))
+    return t
+
+
 class _Gen:
     """Accumulates declarations and converters while rendering types."""
 
     def __init__(self, named: dict[WitType, str]) -> None:
-        self.named = named
-        self.classes: dict[WitType, str] = {}
+        self.named = {_key(t): n for t, n in named.items()}
+        self.classes: dict[object, str] = {}
         self.used: set[str] = set(_RESERVED)
         self.decls: list[str] = []
         self.funcs: list[str] = []
-        self.lifts: dict[WitType, str] = {}
-        self.lowers: dict[WitType, str] = {}
-        self.cases: dict[WitType, list[str]] = {}
+        self.lifts: dict[object, str] = {}
+        self.lowers: dict[object, str] = {}
+        self.cases: dict[object, list[str]] = {}
+        self.resources: dict[tuple[str, str], str] = {}
+        """Generated class name of each exported resource, by (interface, WIT name)."""
 
     # -- names and annotations ------------------------------------------------------
 
@@ -127,10 +192,11 @@ class _Gen:
         return name
 
     def class_name(self, t: RecordT | VariantT | EnumT, hint: str) -> str:
-        name = self.classes.get(t)
+        name = self.classes.get(_key(t))
         if name is not None:
             return name
-        name = self.classes[t] = self._fresh(pascal(self.named.get(t, hint)) or "Anon")
+        wit_name = self.named.get(_key(t), hint)
+        name = self.classes[_key(t)] = self._fresh(pascal(wit_name) or "Anon")
         if isinstance(t, EnumT):
             members = "".join(f"    {_ident(n).upper()} = {n!r}\n" for n in t.names)
             self.decls.append(f'class {name}(enum.Enum):\n    """WIT {t}."""\n\n{members}')
@@ -138,11 +204,11 @@ class _Gen:
             fields = "".join(
                 f"    {_ident(n)}: {self.ann(ft, name + pascal(n))}\n" for n, ft in t.fields
             )
-            doc = f'    """WIT record {self.named.get(t, hint)}."""\n'
+            doc = f'    """WIT record {wit_name}."""\n'
             fields = fields or "    pass\n"
             self.decls.append(f"@attrs.frozen\nclass {name}:\n{doc}\n{fields}")
         else:
-            cases = self.cases[t] = []
+            cases = self.cases[_key(t)] = []
             for case, ct in t.cases:
                 cname = self._fresh(name + pascal(case))
                 cases.append(cname)
@@ -171,25 +237,30 @@ class _Gen:
             return f"Some[{inner}] | None" if isinstance(t.payload, OptionT) else f"{inner} | None"
         if isinstance(t, ResultT):
             return f"Ok[{self.ann(t.ok, hint + 'Ok')}] | Err[{self.ann(t.err, hint + 'Error')}]"
-        return "Any"  # resource handles
+        return self.resource_class(t) or "Any"  # a host-defined resource: any object
+
+    def resource_class(self, t: HandleT) -> str | None:
+        """The generated class of a handle to a resource the plugin exports."""
+        return self.resources.get((t.resource.interface, t.resource.name))
 
     # -- converters --------------------------------------------------------------------
 
-    @staticmethod
-    def _needs(t: WitType | None, lift: bool) -> bool:
-        if t is None or isinstance(t, Prim | FlagsT | HandleT):
+    def _needs(self, t: WitType | None, lift: bool) -> bool:
+        if isinstance(t, HandleT):
+            return self.resource_class(t) is not None
+        if t is None or isinstance(t, Prim | FlagsT):
             return False
         if isinstance(t, EnumT):
             return lift  # the bridge lowers enum.Enum members by value
         if isinstance(t, RecordT | VariantT):
             return True
         if isinstance(t, ListT):
-            return _Gen._needs(t.element, lift)
+            return self._needs(t.element, lift)
         if isinstance(t, OptionT):
-            return _Gen._needs(t.payload, lift)
+            return self._needs(t.payload, lift)
         if isinstance(t, ResultT):
-            return _Gen._needs(t.ok, lift) or _Gen._needs(t.err, lift)
-        return any(_Gen._needs(e, lift) for e in t.elements)
+            return self._needs(t.ok, lift) or self._needs(t.err, lift)
+        return any(self._needs(e, lift) for e in t.elements)
 
     def lift(self, t: WitType | None, expr: str, hint: str) -> str:
         """Expression converting the bridge value ``expr`` to ``ann(t)``."""
@@ -197,9 +268,11 @@ class _Gen:
             return "None"
         if not self._needs(t, lift=True):
             return f"cast({self.ann(t, hint)!r}, {expr})"
-        fn = self.lifts.get(t)
+        if isinstance(t, HandleT):
+            return f"{self.resource_class(t)}._wrap({expr})"
+        fn = self.lifts.get(_key(t))
         if fn is None:
-            fn = self.lifts[t] = self._fresh(f"_lift_{len(self.lifts)}")
+            fn = self.lifts[_key(t)] = self._fresh(f"_lift_{len(self.lifts)}")
             self.funcs.append(
                 f"def {fn}(v: Any) -> {self.ann(t, hint)}:\n{self._lift_body(t, hint)}"
             )
@@ -218,7 +291,7 @@ class _Gen:
         if isinstance(t, VariantT):
             name = self.ann(t, hint)
             lines = []
-            for (case, ct), cname in zip(t.cases, self.cases[t], strict=True):
+            for (case, ct), cname in zip(t.cases, self.cases[_key(t)], strict=True):
                 arg = "" if ct is None else self.lift(ct, "v.value", cname)
                 lines.append(f"    if v.case == {case!r}:\n        return {cname}({arg})\n")
             lines.append(f"    raise ValueError(f'unknown case {{v.case!r}} of {name}')\n")
@@ -242,9 +315,11 @@ class _Gen:
         if not self._needs(t, lift=False):
             return expr
         assert t is not None
-        fn = self.lowers.get(t)
+        if isinstance(t, HandleT):
+            return f"{expr}.handle"
+        fn = self.lowers.get(_key(t))
         if fn is None:
-            fn = self.lowers[t] = self._fresh(f"_lower_{len(self.lowers)}")
+            fn = self.lowers[_key(t)] = self._fresh(f"_lower_{len(self.lowers)}")
             self.funcs.append(
                 f"def {fn}(v: {self.ann(t, hint)}) -> Any:\n{self._lower_body(t, hint)}"
             )
@@ -260,7 +335,7 @@ class _Gen:
         if isinstance(t, VariantT):
             name = self.ann(t, hint)
             lines = []
-            for (case, ct), cname in zip(t.cases, self.cases[t], strict=True):
+            for (case, ct), cname in zip(t.cases, self.cases[_key(t)], strict=True):
                 payload = "" if ct is None else ", " + self.lower(ct, "v.value", cname)
                 lines.append(
                     f"    if isinstance(v, {cname}):\n        return Variant({case!r}{payload})\n"
@@ -291,12 +366,25 @@ def _plain(sig: FuncSig) -> bool:
     return not sig.name.startswith("[")
 
 
-def _method(gen: _Gen, sig: FuncSig, qualname: str) -> str:
+def _method(
+    gen: _Gen,
+    sig: FuncSig,
+    qualname: str,
+    *,
+    name: str | None = None,
+    first: str = "self",
+    target: str = "self._plugin",
+    skip: int = 0,
+    bound: tuple[str, ...] = (),
+) -> str:
+    """A method that calls the export ``qualname``: ``target.call(qualname, *bound,
+    <the parameters after the first skip>)``, converting at the boundary."""
     hint = pascal(sig.name)
-    params = [(_ident(n), t, hint + pascal(n)) for n, t in sig.params]
-    decl = ", ".join(["self"] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
-    args = "".join(f", {gen.lower(t, p, h)}" for p, t, h in params)
-    call = f"self._plugin.call({qualname!r}{args})"
+    params = [(_ident(n), t, hint + pascal(n)) for n, t in sig.params[skip:]]
+    decl = ", ".join([first] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
+    args = "".join(f", {a}" for a in bound)
+    args += "".join(f", {gen.lower(t, p, h)}" for p, t, h in params)
+    call = f"{target}.call({qualname!r}{args})"
     result = sig.result
     doc = f"WIT ``{sig.name}: {sig}``."
     if isinstance(result, ResultT):
@@ -304,12 +392,66 @@ def _method(gen: _Gen, sig: FuncSig, qualname: str) -> str:
         doc += " An ``err`` raises :class:`~wasmplug.ErrorResult`."
     ret = gen.ann(result, hint + "Result")
     body = f"return {gen.lift(result, call, hint + 'Result')}" if result is not None else call
-    return f'    def {_ident(sig.name)}({decl}) -> {ret}:\n        """{doc}"""\n        {body}\n'
+    fname = name or _ident(sig.name)
+    return f'    def {fname}({decl}) -> {ret}:\n        """{doc}"""\n        {body}\n'
+
+
+def _resource_class(
+    gen: _Gen, cls: str, resource: str, interface: str, funcs: list[tuple[str, FuncSig]]
+) -> str:
+    """The class of an exported resource (see the module docstring)."""
+    doc = f"The resource ``{resource}`` exported by ``{interface}``."
+    lines = [f'class {cls}(_GuestResource):\n    """{doc}"""\n\n    __slots__ = ()\n']
+    for qualname, sig in funcs:
+        kind, _, member = resource_function(sig.name) or ("", "", "")
+        if kind == "[constructor]":
+            params = [(_ident(n), t, pascal(sig.name) + pascal(n)) for n, t in sig.params]
+            decl = ", ".join(["self"] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
+            args = "".join(f", {gen.lower(t, p, h)}" for p, t, h in params)
+            lines.append(
+                f"\n    def __init__({decl}) -> None:\n"
+                f'        """WIT ``{sig.name}: {sig}``."""\n'
+                f"        self.handle = self._bound().call({qualname!r}{args})\n"
+            )
+        elif kind == "[method]":
+            method = _method(
+                gen,
+                sig,
+                qualname,
+                name=_member_attr(member),
+                target="self.handle.plugin",
+                skip=1,
+                bound=("self.handle",),
+            )
+            lines.append("\n" + method)
+        elif kind == "[static]":
+            method = _method(
+                gen, sig, qualname, name=_member_attr(member), first="cls", target="cls._bound()"
+            )
+            lines.append("\n    @classmethod\n" + method)
+    return "".join(lines)
+
+
+def _resource_of(sig: FuncSig) -> str | None:
+    """The resource a constructor, method or static function belongs to."""
+    parts = resource_function(sig.name)
+    return None if parts is None else parts[1]
+
+
+def _member_attr(member: str) -> str:
+    """The Python name of a resource method: as the bridge names it, and never one
+    of the generated base class's own attributes."""
+    name = attr_name(member)
+    return f"{name}_" if name in ("handle", "cls", "self") else name
 
 
 def _exports_class(gen: _Gen, name: str, doc: str, funcs: list[tuple[str, FuncSig]],
-                   members: list[tuple[str, str]]) -> str:  # fmt: skip
+                   members: list[tuple[str, str]],
+                   resources: list[tuple[str, str]] | None = None) -> str:  # fmt: skip
     init = "".join(f"        self.{attr} = {cls}(plugin)\n" for attr, cls in members)
+    init += "".join(
+        f"        self.{attr}: type[{cls}] = {cls}._bind(plugin)\n" for attr, cls in resources or ()
+    )
     methods = "".join("\n" + _method(gen, sig, q) for q, sig in funcs if _plain(sig))
     return (
         f'class {name}:\n    """{doc}"""\n\n'
@@ -374,12 +516,25 @@ def render_bindings(shape: ComponentShape, named: dict[WitType, str], *, source:
     gen = _Gen(named)
     blocks: list[str] = []
     members: list[tuple[str, str]] = []
-    for iname, iface in shape.exports.items():
-        if iname == "exports" and [f.name for f in iface.functions] == ["init"]:
-            continue  # componentize-py's own build-time initialiser, not part of the world
+    exported = {
+        iname: iface
+        for iname, iface in shape.exports.items()
+        if not (iname == "exports" and [f.name for f in iface.functions] == ["init"])
+    }  # componentize-py's own build-time initialiser is not part of the world
+    for iname, iface in exported.items():
+        for ref in iface.resources:
+            gen.resources[(iname, ref.name)] = gen._fresh(pascal(ref.name))
+    for iname, iface in exported.items():
         cls = gen._fresh(pascal(_short(iname)) + "Exports")
         funcs = [(f"{iname}#{s.name}", s) for s in iface.functions]
-        blocks.append(_exports_class(gen, cls, f"The exported interface ``{iname}``.", funcs, []))
+        classes = []
+        for ref in iface.resources:
+            rcls = gen.resources[(iname, ref.name)]
+            rfuncs = [(q, s) for q, s in funcs if _resource_of(s) == ref.name]
+            blocks.append(_resource_class(gen, rcls, ref.name, iname, rfuncs))
+            classes.append((pascal(ref.name), rcls))
+        doc = f"The exported interface ``{iname}``."
+        blocks.append(_exports_class(gen, cls, doc, funcs, [], classes))
         members.append((_ident(_short(iname)), cls))
     funcs = [(s.name, s) for s in shape.export_functions]
     doc = "Typed exports of a loaded plugin: ``PluginExports(host.load(...))``."
@@ -399,7 +554,8 @@ def render_bindings(shape: ComponentShape, named: dict[WitType, str], *, source:
         '"""\n\n# ruff: noqa\n'
     )
     body = "\n\n".join(gen.decls + gen.funcs + blocks)
-    return f"{header}{_PRELUDE}\n\n{body}"
+    prelude = _PRELUDE + (_RESOURCE_BASE if gen.resources else "")
+    return f"{header}{prelude}\n\n{body}"
 
 
 def generate_bindings(component: Path, *, cache_dir: str | Path | None = None) -> str:
