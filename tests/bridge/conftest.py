@@ -21,10 +21,12 @@ def _host_impl(key: str) -> Callable[[Any], Any]:
     return impl
 
 
-@pytest.fixture(scope="module")
-def bridge() -> Iterator[Plugin]:
+@pytest.fixture(scope="module", params=["inprocess", "process"])
+def bridge(request: pytest.FixtureRequest) -> Iterator[Plugin]:
+    """The every-type component, in each isolation tier: values must cross a process
+    boundary with the same conversion and the same errors as in-process."""
     text = w.component(echo_funcs(list(TYPES)), host_funcs(list(TYPES)))
-    with PluginHost(cache_dir=False) as host:
+    with PluginHost(cache_dir=False, isolation=request.param, spare_workers=0) as host:
         host.provide(HOST, {f"h-{k}": _host_impl(k) for k in TYPES})
         yield load(host, text)
 

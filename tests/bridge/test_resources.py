@@ -11,6 +11,7 @@ import gc
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -402,11 +403,14 @@ class Counter:
         return Counter(n * 10)
 
 
-@pytest.fixture
-def host_counters(host: PluginHost) -> Plugin:
+@pytest.fixture(params=["inprocess", "process"])
+def host_counters(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plugin]:
+    """In both isolation tiers: with ``isolation="process"`` the objects stay in this
+    process and the worker holds ids, and nothing is retained longer than in-process."""
     Counter.log = []
-    host.provide(HOST, SimpleNamespace(Counter=Counter))
-    return load(host, HOST_COUNTER)
+    with PluginHost(cache_dir=tmp_path / "cache", isolation=request.param, spare_workers=0) as host:
+        host.provide(HOST, SimpleNamespace(Counter=Counter))
+        yield load(host, HOST_COUNTER)
 
 
 def test_host_resource_constructed_and_used_by_guest(host_counters: Plugin) -> None:

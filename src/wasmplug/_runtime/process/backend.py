@@ -104,29 +104,45 @@ class _ExportCodec:
 
 
 class _ParentHandles:
-    """Application side of one worker's handle table: host objects lent to it, by id."""
+    """Application side of one worker's handle table: host objects lent to it, by id.
 
-    __slots__ = ("worker",)
+    An object stays in the table while the worker may use it: until the worker
+    reports it dropped (``DROP``), or ownership comes back to the application
+    (an ``own`` handle from the worker), or the call it was lent to as a
+    ``borrow`` returns (a borrow cannot outlive its call).
+    """
+
+    __slots__ = ("borrowed", "worker")
 
     def __init__(self, worker: WorkerProcess) -> None:
         self.worker = worker
+        self.borrowed: list[int] = []
 
     def object_id(self, ty: HandleT, obj: Any) -> int:
         if isinstance(obj, Resource) or obj is None:
-            raise WitTypeError(
-                f"expects {ty} (an instance of the provided {ty.resource.name} class)"
-            )
+            name = ty.resource.name
+            raise WitTypeError(f"expects {ty} (an instance of the provided {name} class)")
         worker = self.worker
         oid = worker.next_oid
         worker.next_oid += 1
         worker.objects[oid] = obj
+        if not ty.owned:
+            self.borrowed.append(oid)
         return oid
 
     def object_for(self, ty: HandleT, oid: int) -> Any:
+        objects = self.worker.objects
         try:
-            return self.worker.objects[oid]
+            return objects.pop(oid) if ty.owned else objects[oid]
         except KeyError:
             raise ProtocolError(f"no {ty.resource.name} object with id {oid}") from None
+
+    def end_call(self) -> None:
+        """The call returned: forget what was only borrowed for it."""
+        objects = self.worker.objects
+        for oid in self.borrowed:
+            objects.pop(oid, None)
+        self.borrowed.clear()
 
 
 def _text(value: Any) -> str:
@@ -405,8 +421,8 @@ class ProcessBackend:
             worker = self._checkout()
         except PluginError as e:
             raise plugin._error(e, ex)  # noqa: B904 - same exception, now attributed
+        handles = _ParentHandles(worker)
         try:
-            handles = _ParentHandles(worker)
             wire = []
             i = 0
             try:
@@ -418,6 +434,7 @@ class ProcessBackend:
                 ).with_traceback(None) from None
             return self._run(worker, ex, codec, wire, prev)
         finally:
+            handles.end_call()
             self.pool.checkin(worker)
 
     def _run(

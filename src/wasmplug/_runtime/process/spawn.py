@@ -1,8 +1,9 @@
 """Starting, killing and reaping worker processes.
 
-A worker is ``python -I -c BOOTSTRAP`` (isolated mode: no ``PYTHON*``
-variables, no user site, no script directory on ``sys.path``) started with
-``subprocess`` and:
+A worker is ``python -I -S -c BOOTSTRAP`` (isolated mode: no ``PYTHON*``
+variables, no script directory on ``sys.path``; no ``site``: the bootstrap sets
+``sys.path`` to the application's own, so the worker imports the same wasmtime and
+skips ``.pth`` start-up hooks) started with ``subprocess`` and:
 
 * an empty environment, and a private working directory (``mkdtemp``, 0o700)
   that is removed when the worker is reaped;
@@ -47,6 +48,7 @@ __all__ = ["WorkerProcess", "spawn_worker"]
 
 _BOOTSTRAP = (
     "import sys, types\n"
+    "sys.path[:] = sys.argv[4:]\n"
     "pkg = types.ModuleType('wasmplug')\n"
     "pkg.__path__ = [sys.argv[3]]\n"
     "sys.modules['wasmplug'] = pkg\n"
@@ -175,11 +177,13 @@ def _start() -> WorkerProcess:
             [
                 sys.executable,
                 "-I",
+                "-S",
                 "-c",
                 _BOOTSTRAP,
                 str(theirs.fileno()),
                 str(os.getpid()),
                 _PACKAGE_DIR,
+                *_import_path(),
             ],
             env={},
             cwd=cwd,
@@ -197,6 +201,12 @@ def _start() -> WorkerProcess:
     finally:
         theirs.close()
     return WorkerProcess(proc, Channel(ours), cwd)
+
+
+def _import_path() -> list[str]:
+    """The application's import path (absolute directories and zip files only), so a
+    worker imports the same wasmtime and msgpack without running ``site``."""
+    return [p for p in sys.path if p and os.path.isabs(p) and os.path.exists(p)]
 
 
 _SPAWNER = _Spawner()

@@ -310,7 +310,7 @@ def _limit_memory(limits: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Worker entry point: ``argv = [prog, fd, parent_pid]``."""
+    """Worker entry point: ``argv = [prog, fd, parent_pid, package_dir, *sys_path]``."""
     fd, parent_pid = int(argv[1]), int(argv[2])
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the application's to handle

@@ -1,0 +1,509 @@
+"""The process isolation tier: what only a process boundary gives.
+
+The fault suite (tests/runtime/test_faults.py), the value round trips
+(tests/bridge) and host-defined resources run in both tiers through
+parametrized fixtures; this file covers what is specific to worker processes:
+crashes and kills, deadlines that no epoch reaches, orphans, the worker's
+sandbox, warm spares, parallel workers, and a worker that lies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from wasmplug import (
+    HostFunctionError,
+    InstantiationError,
+    Limits,
+    LinkError,
+    Manifest,
+    Plugin,
+    PluginClosedError,
+    PluginCrashed,
+    PluginHost,
+    PluginQuarantinedError,
+    PluginTimeout,
+    RestartPolicy,
+)
+from wasmplug._runtime.process import backend as backend_module
+from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
+from wasmplug._runtime.process.wire import Channel, Op
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="worker checks read /proc (Linux)"
+)
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+# add, spin, a host callback, a counter (instance state), and a guest that sleeps
+# in wasi:io/poll (host-side blocking that no epoch deadline reaches).
+WAT = r"""
+(component
+  (import "cb" (func $cb (param "x" u32) (result u32)))
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type))
+    (export "pollable" (type (eq 0)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
+  (core func $cb_lowered (canon lower (func $cb)))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core func $sub (canon lower (func $clock "subscribe-duration")))
+  (core func $drop (canon resource.drop $pollable))
+  (core module $m
+    (import "h" "cb" (func $cb (param i32) (result i32)))
+    (import "h" "block" (func $block (param i32)))
+    (import "h" "sub" (func $sub (param i64) (result i32)))
+    (import "h" "drop" (func $drop (param i32)))
+    (global $n (mut i32) (i32.const 0))
+    (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+    (func (export "spin") (loop $l br $l))
+    (func (export "call-cb") (param i32) (result i32) local.get 0 call $cb)
+    (func (export "count") (result i32)
+      (global.set $n (i32.add (global.get $n) (i32.const 1))) global.get $n)
+    (func (export "sleep") (param i64) (local $p i32)
+      (local.set $p (call $sub (local.get 0)))
+      (call $block (local.get $p))
+      (call $drop (local.get $p))))
+  (core instance $i (instantiate $m (with "h" (instance
+    (export "cb" (func $cb_lowered)) (export "block" (func $block))
+    (export "sub" (func $sub)) (export "drop" (func $drop))))))
+  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
+    (canon lift (core func $i "add")))
+  (func (export "spin") (canon lift (core func $i "spin")))
+  (func (export "call-cb") (param "x" u32) (result u32) (canon lift (core func $i "call-cb")))
+  (func (export "count") (result u32) (canon lift (core func $i "count")))
+  (func (export "sleep") (param "ns" u64) (canon lift (core func $i "sleep")))
+)
+"""
+
+MANIFEST = Manifest(name="worker-test", host_interfaces=("cb",))
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[PluginHost]:
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as h:
+        yield h
+
+
+def load(host: PluginHost, cb: Callable[[int], int] = lambda x: x + 1, **kwargs: Any) -> Plugin:
+    host.provide("cb", cb)
+    return host.load(WAT.encode(), allow_unsigned=True, manifest=MANIFEST, **kwargs)
+
+
+def pids(plugin: Plugin) -> list[int]:
+    assert plugin._backend is not None
+    return plugin._backend.worker_pids()
+
+
+def gone(pid: int) -> bool:
+    """The process no longer exists (or is a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+# -- crashes and kills ----------------------------------------------------------------------
+
+
+def test_sigkill_mid_call_is_plugin_crashed_and_the_next_call_works(host: PluginHost) -> None:
+    plugin = load(host, limits=Limits(timeout_ms=None))
+    [pid] = pids(plugin)
+    thread, errors = in_thread(lambda: plugin.call("spin"))
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(10)
+    [exc] = errors
+    assert isinstance(exc, PluginCrashed)
+    assert exc.signal == signal.SIGKILL
+    assert exc.exit_code is None
+    assert "killed by SIGKILL" in str(exc)
+    assert exc.plugin == "worker-test"
+    assert exc.export == "spin"
+    assert gone(pid)
+    assert plugin.call("add", 40, 2) == 42
+    assert plugin.metrics().faults == {"crash": 1}
+
+
+def test_segfault_in_the_worker_is_plugin_crashed(host: PluginHost) -> None:
+    holder: list[Plugin] = []
+
+    def cb(x: int) -> int:
+        if x == 13:  # make the worker serving this call read address 0 (test-only hook)
+            backend = holder[0]._backend
+            assert backend is not None
+            backend._test_crash_current_worker()
+        return x + 1
+
+    holder.append(load(host, cb))
+    plugin = holder[0]
+    with pytest.raises(PluginCrashed) as info:
+        plugin.call("call-cb", 13)
+    assert info.value.signal == signal.SIGSEGV
+    assert "SIGSEGV" in str(info.value)
+    assert plugin.call("call-cb", 1) == 2
+    assert plugin.metrics().faults == {"crash": 1}
+    assert plugin.metrics().restarts == 1
+
+
+def test_guest_blocked_in_wasi_poll_is_killed_at_its_deadline(host: PluginHost) -> None:
+    plugin = load(host, limits=Limits(timeout_ms=200))
+    plugin.call("sleep", 1_000_000)  # 1 ms: poll works
+    start = time.perf_counter()
+    with pytest.raises(PluginTimeout) as info:
+        plugin.call("sleep", 60 * 10**9)  # a minute, blocked in host code
+    elapsed = time.perf_counter() - start
+    # The bound is timeout_ms + 100 ms; allow for a loaded CI machine.
+    assert elapsed < 0.2 + 0.1 + 0.5, f"a 200 ms timeout took {elapsed:.3f} s"
+    assert "worker process was killed" in str(info.value)
+    assert plugin.metrics().faults == {"timeout": 1}
+    assert plugin.call("add", 1, 2) == 3
+
+
+def test_spinning_guest_is_stopped_by_the_workers_own_epoch_deadline(host: PluginHost) -> None:
+    """A guest in Wasm code is interrupted inside the worker, which survives."""
+    plugin = load(host, limits=Limits(timeout_ms=50))
+    [pid] = pids(plugin)
+    with pytest.raises(PluginTimeout, match="epoch deadline"):
+        plugin.call("spin")
+    assert pids(plugin) == [pid]
+    assert plugin.call("add", 1, 2) == 3
+
+
+def test_crash_loop_is_quarantined(host: PluginHost) -> None:
+    plugin = load(host, restart_policy=RestartPolicy(max_faults=2), limits=Limits(timeout_ms=None))
+    for _ in range(2):
+        [pid] = pids(plugin)
+        thread, errors = in_thread(lambda: plugin.call("spin"))
+        time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+        thread.join(10)
+        assert isinstance(errors[0], PluginCrashed)
+        if not plugin.metrics().quarantined:
+            assert plugin.call("add", 1, 1) == 2
+    with pytest.raises(PluginQuarantinedError, match="crash"):
+        plugin.call("add", 1, 1)
+    plugin.reset()
+    assert plugin.call("add", 1, 1) == 2
+
+
+# -- warm spares and parallel workers ---------------------------------------------------------
+
+
+def test_a_killed_worker_is_replaced_by_the_warm_spare(tmp_path: Path) -> None:
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=1) as host:
+        plugin = load(host, limits=Limits(timeout_ms=None))
+        wait_until(lambda: len(pids(plugin)) == 2)  # the serving worker and its spare
+        backend = plugin._backend
+        assert backend is not None
+        [serving] = [w.pid for w in backend.pool.live()]
+        [spare] = [p for p in pids(plugin) if p != serving]
+        os.kill(serving, signal.SIGKILL)
+        with pytest.raises(PluginCrashed):
+            plugin.call("add", 1, 1)
+        assert plugin.call("add", 1, 1) == 2
+        assert [w.pid for w in backend.pool.live()] == [spare]
+        wait_until(lambda: len(pids(plugin)) == 2)  # a new spare
+        assert plugin.metrics().restarts == 1
+
+
+def test_pool_of_two_workers_serves_two_calls_at_once(host: PluginHost) -> None:
+    both_inside = threading.Barrier(2, timeout=30)
+
+    def cb(x: int) -> int:
+        both_inside.wait()  # only passes if two workers call it at the same time
+        return x + 1
+
+    plugin = load(host, cb, pool_size=2, limits=Limits(timeout_ms=None))
+    threads = [in_thread(lambda: plugin.call("call-cb", 1)) for _ in range(2)]
+    for thread, errors in threads:
+        thread.join(60)
+        assert not errors
+    assert len(pids(plugin)) == 2
+    assert plugin.metrics().calls == 2
+
+
+def test_instance_state_persists_and_reset_starts_fresh(host: PluginHost) -> None:
+    plugin = load(host)
+    assert [plugin.call("count") for _ in range(3)] == [1, 2, 3]
+    [pid] = pids(plugin)
+    plugin.reset()
+    assert plugin.call("count") == 1
+    assert pids(plugin) == [pid], "reset keeps the worker process"
+
+
+def test_acall(host: PluginHost) -> None:
+    import asyncio
+
+    plugin = load(host)
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(plugin.acall("add", i, 1) for i in range(5))))
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5]
+
+
+# -- host imports stay in the application -----------------------------------------------------
+
+
+def test_host_function_calls_back_into_other_plugins(tmp_path: Path) -> None:
+    """process -> host -> (in-process plugin, another process plugin): both answer."""
+    with (
+        PluginHost(cache_dir=tmp_path / "a", isolation="process", spare_workers=0) as host,
+        PluginHost(cache_dir=tmp_path / "b") as other,
+    ):
+        inner_process = load(host)
+        inner_local = load(other)
+        seen: list[int] = []
+
+        def cb(x: int) -> int:
+            seen.append(os.getpid())
+            return int(inner_local.call("add", x, 1)) + int(inner_process.call("call-cb", x))
+
+        host.provide("cb", cb)  # linked into plugins loaded from now on
+        outer = host.load(
+            WAT.encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="outer", host_interfaces=("cb",)),
+        )
+        assert outer.call("call-cb", 10) == (10 + 1) + (10 + 1)
+        assert seen == [os.getpid()], "the host function ran in the application"
+
+
+def test_reentry_from_a_host_function_is_refused(host: PluginHost) -> None:
+    holder: list[Plugin] = []
+    plugin = load(host, lambda x: int(holder[0].call("add", x, 1)))
+    holder.append(plugin)
+    with pytest.raises(HostFunctionError) as info:
+        plugin.call("call-cb", 1)
+    assert type(info.value.__cause__).__name__ == "ReentrantCallError"
+
+
+def test_guest_defined_resources_are_refused_at_load(host: PluginHost) -> None:
+    wat = r"""
+    (component
+      (type $r (resource (rep i32)))
+      (core func $new (canon resource.new $r))
+      (core module $m (import "h" "new" (func $new (param i32) (result i32)))
+        (func (export "make") (result i32) i32.const 7 call $new))
+      (core instance $i (instantiate $m (with "h" (instance (export "new" (func $new))))))
+      (export $R "thing" (type $r))
+      (func (export "make") (result (own $R)) (canon lift (core func $i "make"))))
+    """
+    with pytest.raises(LinkError, match="guest-defined resource"):
+        host.load(wat.encode(), allow_unsigned=True, manifest=Manifest(name="res"))
+
+
+def test_instantiation_failure_surfaces_at_load(host: PluginHost) -> None:
+    wat = "(component (core module $m (memory 10)) (core instance (instantiate $m)))"
+    with pytest.raises(InstantiationError, match="memory minimum size of 10 pages"):
+        host.load(
+            wat.encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="big"),
+            limits=Limits(memory_bytes=65536),
+        )
+
+
+# -- lifecycle: no orphans ---------------------------------------------------------------------
+
+
+def test_close_kills_every_worker_at_once(tmp_path: Path) -> None:
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=1) as host:
+        plugin = load(host, limits=Limits(timeout_ms=None))
+        wait_until(lambda: len(pids(plugin)) == 2)
+        workers = pids(plugin)
+        thread, errors = in_thread(lambda: plugin.call("sleep", 60 * 10**9))
+        time.sleep(0.2)
+        start = time.perf_counter()
+        plugin.close()
+        thread.join(10)
+        assert time.perf_counter() - start < 5
+        [exc] = errors
+        assert isinstance(exc, PluginClosedError)
+        assert all(gone(pid) for pid in workers)
+        with pytest.raises(PluginClosedError):
+            plugin.call("add", 1, 1)
+
+
+CHILD = """
+import sys, threading, time
+sys.path.insert(0, {src!r})
+from wasmplug import Limits, Manifest, PluginHost
+host = PluginHost(cache_dir={cache!r}, isolation="process", spare_workers=1)
+host.provide("cb", lambda x: x)
+plugin = host.load({wat!r}.encode(), allow_unsigned=True,
+                   manifest=Manifest(name="child", host_interfaces=("cb",)),
+                   limits=Limits(timeout_ms=None))
+deadline = time.monotonic() + 60
+while len(plugin._backend.worker_pids()) < 2 and time.monotonic() < deadline:
+    time.sleep(0.02)
+threading.Thread(target=plugin.call, args=("sleep", 600 * 10**9), daemon=True).start()
+time.sleep(0.2)
+print(" ".join(map(str, plugin._backend.worker_pids())), flush=True)
+{then}
+"""
+
+
+def start_child(tmp_path: Path, then: str) -> tuple[subprocess.Popen[str], list[int]]:
+    code = CHILD.format(src=SRC, cache=str(tmp_path / "cache"), wat=WAT, then=then)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    workers = [int(p) for p in line.split()]
+    assert len(workers) == 2, line
+    return child, workers
+
+
+def test_workers_die_with_a_sigkilled_application(tmp_path: Path) -> None:
+    child, workers = start_child(tmp_path, "time.sleep(600)")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(10)
+    wait_until(lambda: all(gone(pid) for pid in workers))
+
+
+def test_interpreter_exit_is_prompt_and_leaves_no_worker(tmp_path: Path) -> None:
+    """A call blocked in a worker does not hold up exit; atexit closes the host."""
+    child, workers = start_child(tmp_path, "sys.exit(0)")
+    assert child.wait(15) == 0
+    wait_until(lambda: all(gone(pid) for pid in workers))
+
+
+# -- the worker's sandbox ----------------------------------------------------------------------
+
+
+def test_worker_has_empty_environment_private_cwd_and_no_inherited_fds(host: PluginHost) -> None:
+    with tempfile.NamedTemporaryFile() as leak:
+        fd = os.open(leak.name, os.O_RDONLY)
+        os.set_inheritable(fd, True)  # would leak into a careless child
+        try:
+            plugin = load(host, limits=Limits(memory_bytes=64 << 20))
+        finally:
+            os.close(fd)
+        [pid] = pids(plugin)
+        proc = Path(f"/proc/{pid}")
+        assert (proc / "environ").read_bytes() == b""
+        cwd = os.readlink(proc / "cwd")
+        assert Path(cwd).name.startswith("wasmplug-worker-")
+        assert Path(cwd).stat().st_mode & 0o777 == 0o700
+        targets = {int(n): os.readlink(proc / "fd" / n) for n in os.listdir(proc / "fd")}
+        assert all(targets[i] == "/dev/null" for i in (0, 1, 2))
+        assert leak.name not in targets.values()
+        sockets = [t for t in targets.values() if t.startswith("socket:")]
+        assert len(sockets) == 1, targets  # the channel, and no other socket
+        limits = (proc / "limits").read_text()
+        [data] = [line for line in limits.splitlines() if line.startswith("Max data size")]
+        cap = int(data.split()[3])
+        assert 64 << 20 < cap < (64 << 20) + (1 << 30), data
+        assert plugin.call("add", 1, 1) == 2
+    plugin.close()
+    assert not Path(cwd).exists(), "the private directory is removed with the worker"
+
+
+# -- a worker that lies --------------------------------------------------------------------------
+
+
+def _frame(obj: Any) -> bytes:
+    data = msgpack.packb(obj, use_bin_type=True)
+    return len(data).to_bytes(4, "big") + data
+
+
+MALICIOUS = {
+    "result-wrong-type": _frame([Op.RESULT, "nope"]),
+    "result-out-of-range": _frame([Op.RESULT, 2**40]),
+    "result-bool-for-int": _frame([Op.RESULT, True]),
+    "hostcall-unknown-function": _frame([Op.HOSTCALL, 99, [1]]),
+    "hostcall-wrong-arity": _frame([Op.HOSTCALL, 0, [1, 2]]),
+    "hostcall-bad-argument": _frame([Op.HOSTCALL, 0, ["x"]]),
+    "hostcall-negative-u32": _frame([Op.HOSTCALL, 0, [-1]]),
+    "unknown-opcode": _frame([77]),
+    "not-an-array": _frame({"op": 11}),
+    "ext-type": _frame(msgpack.ExtType(1, b"\x80\x04cos\nsystem\n")),
+    "garbage": (1).to_bytes(4, "big") + b"\xc1",
+    "huge-frame": (2**32 - 1).to_bytes(4, "big"),
+    "deep-nesting": (200_001).to_bytes(4, "big") + b"\x91" * 200_000 + b"\xc0",
+    "fault-host-without-failure": _frame([Op.FAULT, "host"]),
+    "fault-unknown-kind": _frame([Op.FAULT, "pwned", "x"]),
+    "log-bad-level": _frame([Op.LOG, "x", "y"]),
+    "drop-not-a-list": _frame([Op.DROP, 5]),
+}
+
+
+@pytest.mark.parametrize("reply", list(MALICIOUS.values()), ids=list(MALICIOUS))
+def test_malformed_messages_kill_the_worker(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch, reply: bytes
+) -> None:
+    """A compromised worker can only get itself killed: nothing it sends is executed,
+    and no host function runs with a value that does not match its WIT type."""
+    fakes: list[WorkerProcess] = []
+
+    def spawn() -> WorkerProcess:
+        if fakes:
+            return spawn_worker()  # the replacement is a real worker
+        ours, theirs = socket.socketpair()
+        proc = subprocess.Popen(["sleep", "600"])
+        worker = WorkerProcess(proc, Channel(ours), tempfile.mkdtemp())
+        fakes.append(worker)
+
+        def lie() -> None:
+            chan = Channel(theirs)
+            chan.recv()  # INIT
+            chan.send([Op.READY, proc.pid])
+            chan.recv()  # CALL
+            theirs.sendall(reply)
+            try:
+                chan.recv()
+            except (EOFError, OSError):
+                pass
+
+        threading.Thread(target=lie, daemon=True).start()
+        return worker
+
+    monkeypatch.setattr(backend_module, "spawn_worker", spawn)
+    called: list[int] = []
+    plugin = load(host, lambda x: called.append(x) or x)
+    with pytest.raises(PluginCrashed, match="broke the wire protocol") as info:
+        plugin.call("call-cb", 5)
+    assert info.value.signal == signal.SIGKILL
+    assert called == []
+    assert fakes[0].proc.returncode == -signal.SIGKILL
+    assert plugin.call("call-cb", 5) == 5
+    assert called == [5]
