@@ -56,6 +56,7 @@ from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
 from .cache import CompileCache, code_digest, default_cache_dir
+from .callthread import CLOSE_GRACE_S
 from .engine import EpochTicker, make_engine
 from .plugin import Plugin
 from .process.backend import ProcessBackend
@@ -98,6 +99,29 @@ def _default_name(path: Path | None) -> str:
     if not name or not name[0].isalpha():
         name = f"plugin-{name}" if name else "plugin"
     return name
+
+
+_EXECUTOR_PREFIX = "wasmplug-worker"
+
+
+def _on_interpreter_exit(host: PluginHost) -> None:
+    """At interpreter exit, Python joins non-daemon threads (the executor's too)
+    *before* running atexit handlers, so a host's ``acall`` worker waiting on a
+    call blocked in WASI would hang the exit before ``close()`` could run. This
+    hook runs first and cancels those waits; other threads are the application's.
+    """
+    ref = weakref.ref(host)
+
+    def cancel_worker_waits() -> None:
+        h = ref()
+        if h is not None and not h._closed:
+            for plugin in list(h._plugins):
+                plugin._cancel_waits(lambda t: t.name.startswith(_EXECUTOR_PREFIX))
+
+    try:
+        threading._register_atexit(cancel_worker_waits)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # pragma: no cover - already shutting down
+        pass
 
 
 @final
@@ -183,12 +207,13 @@ class PluginHost:
         self._ticker = EpochTicker(self._engine, tick_ms)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
-            thread_name_prefix="wasmplug",
+            thread_name_prefix=_EXECUTOR_PREFIX,
         )
         self._closed = False
         # Ctrl-C during a main-thread call must not be lost in a ctypes callback.
         self._sigguard = _sigguard.install()
         atexit.register(self.close)
+        _on_interpreter_exit(self)
 
     # -- host interfaces ------------------------------------------------------------
 
@@ -643,13 +668,18 @@ class PluginHost:
         return self._closed
 
     def close(self) -> None:
-        """Close every plugin, stop the ticker and worker threads. Idempotent."""
+        """Close every plugin, stop the ticker and worker threads. Idempotent.
+
+        Returns within about half a second even when plugins are blocked in WASI
+        calls: their waits are cancelled and their call threads abandoned.
+        """
         if self._closed:
             return
         self._closed = True
         atexit.unregister(self.close)
+        deadline = time.monotonic() + CLOSE_GRACE_S
         for plugin in list(self._plugins):
-            plugin.close()
+            plugin._close(deadline)
         self._ticker.close()
         self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

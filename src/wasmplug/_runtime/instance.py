@@ -21,10 +21,11 @@ from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import forget_host_objects
 from wasmplug._bridge.resources import lift_handle, lower_handle
 from wasmplug._bridge.wit import HandleT
-from wasmplug._errors import InstantiationError
+from wasmplug._errors import InstantiationError, PluginClosedError
 from wasmplug._sandbox.stdio import GuestOutput
 
 from . import deadline as _deadline
+from .callthread import GRACE_MS, CallThread, Cancelled
 from .faults import split_backtrace
 
 if TYPE_CHECKING:
@@ -59,11 +60,13 @@ class Instance:
         "__weakref__",
         "alive",
         "buffers",
+        "call_thread",
         "caller",
         "calls",
         "context",
         "deadline_at",
         "deadline_epoch",
+        "freed",
         "funcs",
         "host_exc",
         "host_func",
@@ -95,6 +98,8 @@ class Instance:
         self.interrupt = False
         self.signal_exc: BaseException | None = None
         self.lock = threading.Lock()
+        self.freed = False
+        self.call_thread: CallThread | None = None
         self.buffers: list[Any] = [None] * len(plugin._exports_list)
         host = plugin._host
         limits = plugin.limits
@@ -117,7 +122,12 @@ class Instance:
             store.set_wasi(plugin.sandbox.wasi_config(self.stdout, self.stderr))
         if host._consume_fuel:
             store.set_fuel(limits.fuel if limits.fuel is not None else 2**63 - 1)
-        self.instance = self._instantiate()
+        if plugin._threaded:
+            # It can block in WASI: start-up, calls and drops run on its own thread.
+            self.call_thread = CallThread(f"wasmplug-call:{plugin.name}", self._call_thread_exited)
+            self.instance = self._instantiate_on_thread()
+        else:
+            self.instance = self._instantiate()
         self.funcs = []
         for index in plugin._export_indices:
             func = self.instance.get_func(store, index)
@@ -128,10 +138,7 @@ class Instance:
         plugin = self.plugin
         host = plugin._host
         ticker = host._ticker
-        timeout = plugin.limits.timeout_ms
-        # Start-up code (componentize-py runs its interpreter's init) also gets a
-        # deadline: ten times the per-call budget, at least 10 s.
-        ticks = ticker.deadline_ticks(max(10_000.0, 10 * timeout) if timeout else 10_000.0)
+        ticks = ticker.deadline_ticks(self._startup_ms())
         self.deadline_at = ticker.epoch + ticks
         self.store.set_epoch_deadline(min(ticks, plugin._slice_ticks))
         prev = _callctx.current()
@@ -154,6 +161,33 @@ class Instance:
         finally:
             ticker.in_flight.discard(self)
             _callctx.swap(prev)
+
+    def _startup_ms(self) -> float:
+        """Start-up (componentize-py runs its interpreter's init) gets ten times the
+        per-call budget, at least 10 s."""
+        timeout = self.plugin.limits.timeout_ms
+        return max(10_000.0, 10 * timeout) if timeout else 10_000.0
+
+    def _instantiate_on_thread(self) -> Any:
+        ct = self.call_thread
+        assert ct is not None
+        budget_ms = self._startup_ms()
+        try:
+            done, instance = ct.run(self._instantiate, (budget_ms + GRACE_MS) / 1000)
+        except Cancelled:
+            self.abandon()
+            raise PluginClosedError("plugin was closed while an instance was starting") from None
+        except BaseException:
+            if ct.abandoned:  # Ctrl-C while it was still starting
+                self.abandon()
+            raise
+        if not done:
+            self.abandon()
+            raise InstantiationError(
+                f"cannot instantiate plugin {self.plugin.name!r}: start-up was still blocked "
+                f"in a host call after {budget_ms:g} ms (its call thread was abandoned)"
+            )
+        return instance
 
     def _instantiation_error(self, message: str) -> InstantiationError:
         cause, backtrace = split_backtrace(message)
@@ -186,6 +220,35 @@ class Instance:
         if not self.alive:
             return
         self.alive = False
+        self._free()
+
+    def abandon(self) -> None:
+        """Give up an instance whose call thread is stuck in a host call.
+
+        Its Store is still in use there, so nothing is freed now: the thread
+        frees it if the host call ever returns (:meth:`_call_thread_exited`). The
+        guest, should it get back to Wasm code, is ended at its next deadline slice.
+        """
+        self.alive = False
+        self.interrupt = True
+        ct = self.call_thread
+        if ct is not None:
+            self.plugin._call_thread_abandoned(ct)
+
+    def _call_thread_exited(self, ct: CallThread) -> None:
+        """Run on an abandoned call thread once its job has returned."""
+        try:
+            self._free()
+        finally:
+            self.plugin._call_thread_exited(ct)
+
+    def _free(self) -> None:
+        if self.freed:
+            return
+        self.freed = True
+        ct = self.call_thread
+        if ct is not None:
+            ct.stop()
         self.stdout.flush()
         self.stderr.flush()
         forget_host_objects(self.host_reps)

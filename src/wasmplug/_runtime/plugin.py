@@ -6,6 +6,8 @@ import asyncio
 import ctypes
 import functools
 import struct
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -27,6 +29,7 @@ from wasmplug._errors import (
     PluginFault,
     PluginInterrupted,
     PluginQuarantinedError,
+    PluginTimeout,
     ReentrantCallError,
     StaleResourceError,
     WitTypeError,
@@ -36,6 +39,14 @@ from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
+from .callthread import (
+    CLOSE_GRACE_S,
+    GRACE_MS,
+    MAX_STUCK_THREADS,
+    CallThread,
+    Cancelled,
+    blocking_imports,
+)
 from .deadline import SLICE_MS
 from .exports import Buffers, ExportFunc, Exports, short_interface_name
 from .faults import classify
@@ -158,6 +169,14 @@ class Plugin:
         # (deadline.py) grants the next slice until _deadline_ticks are spent.
         self._slice_ticks = min(self._deadline_ticks, host._ticker.deadline_ticks(SLICE_MS))
         self._fuel = limits.fuel if host._consume_fuel and limits.fuel is not None else None
+        # A plugin that can block in WASI runs each instance's calls on its own
+        # thread and waits with a deadline (callthread.py); others call directly.
+        self.blocking_wasi = tuple(blocking_imports(shape.imports)) if uses_wasi else ()
+        self._threaded = bool(self.blocking_wasi)
+        self._call = self._run_on_thread if self._threaded else self._run
+        self._wait_s = None if timeout is None else (timeout + GRACE_MS) / 1000
+        self._stuck: set[CallThread] = set()
+        self._stuck_lock = threading.Lock()
         self._exports_list: list[ExportFunc] = []
         self._export_indices: list[ExportIndex] = []
         self._by_name: dict[str, ExportFunc] = {}
@@ -295,7 +314,7 @@ class Plugin:
                 inst = self._checkout_for(args)
                 if inst is not None:
                     try:
-                        return self._run(inst, ex, args)
+                        return self._call(inst, ex, args)
                     except BaseException as e:
                         if not isinstance(e, Exception):
                             self._interrupted(inst, ex, e)
@@ -307,13 +326,77 @@ class Plugin:
             # Closed or quarantined while waiting for an instance, or a stale handle.
             raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
         try:
-            return self._run(inst, ex, args)
+            return self._call(inst, ex, args)
         except BaseException as e:
             if not isinstance(e, Exception):
                 self._interrupted(inst, ex, e)
             raise
         finally:
             pool.checkin(inst)
+
+    def _run_on_thread(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        """:meth:`_run` on the instance's call thread, waiting at most the call's budget."""
+        return self._on_thread(inst, ex, functools.partial(self._run, inst, ex, args))
+
+    def _on_thread(self, inst: Instance, ex: ExportFunc | None, job: Any) -> Any:
+        ct = inst.call_thread
+        assert ct is not None
+        try:
+            done, value = ct.run(job, self._wait_s)
+        except Cancelled:
+            inst.abandon()
+            self._pool.abandon(inst)
+            raise self._error(
+                PluginClosedError(
+                    "the call was blocked in a host call when the plugin was closed "
+                    "(or the interpreter exited)"
+                ),
+                ex,
+            ) from None
+        except BaseException as e:
+            if ct.abandoned:  # Ctrl-C while waiting: give up the blocked thread
+                inst.abandon()
+                self._pool.abandon(inst)
+                if not isinstance(e, Exception):
+                    self._record_interrupt(ex, e)
+            raise
+        if done:
+            return value
+        inst.abandon()
+        self._pool.abandon(inst)
+        fault = self._error(
+            PluginTimeout(
+                f"exceeded its time limit ({self.limits.timeout_ms:g} ms) while blocked in a "
+                "host call; its call thread was abandoned"
+            ),
+            ex,
+        )
+        self._supervisor.record_fault(fault)
+        raise fault
+
+    def _cancel_waits(self, whose: Callable[[threading.Thread], bool]) -> None:
+        """Cancel the waits of callers (chosen by ``whose``) on blocked call threads."""
+        for inst in self._pool.live():
+            ct = inst.call_thread
+            if ct is not None and ct.busy and ct.caller is not None and whose(ct.caller):
+                ct.cancel()
+
+    def _call_thread_abandoned(self, ct: CallThread) -> None:
+        with self._stuck_lock:
+            if not ct.exited:
+                self._stuck.add(ct)
+            stuck = len(self._stuck)
+        if stuck >= MAX_STUCK_THREADS:
+            self._supervisor.quarantine(
+                f"{stuck} call threads are stuck in blocking host (WASI) calls; each keeps "
+                "its instance's memory until the call returns. isolation='process' ends "
+                "such calls by killing the worker instead"
+            )
+
+    def _call_thread_exited(self, ct: CallThread) -> None:
+        with self._stuck_lock:
+            ct.exited = True
+            self._stuck.discard(ct)
 
     def _running_here(self, cur: Instance | None) -> bool:
         """Whether this thread is inside a call on this plugin (``cur`` and its callers)."""
@@ -472,11 +555,11 @@ class Plugin:
         last = self._supervisor.last_fault
         why = f"; last fault: {last.kind}: {last.message}" if last else ""
         policy = self._supervisor.policy
+        reason = self._supervisor.quarantine_reason
+        if not reason:
+            reason = f"{policy.max_faults} faults in {policy.window_s:g} s{why}"
         return self._error(
-            PluginQuarantinedError(
-                f"quarantined after {policy.max_faults} faults in {policy.window_s:g} s"
-                f"{why}; call reset() to try again"
-            ),
+            PluginQuarantinedError(f"quarantined after {reason}; call reset() to try again"),
             ex,
         )
 
@@ -515,7 +598,10 @@ class Plugin:
                 f.resource_any_delete(ptr)
                 return
             inst.pending_drops.append(ptr)
-            self._run_drops(inst)
+            if self._threaded:
+                self._on_thread(inst, None, functools.partial(self._run_drops, inst))
+            else:
+                self._run_drops(inst)
 
     def _run_drops(self, inst: Instance) -> None:
         """Run the guest destructors of the handles queued on ``inst`` (its lock held,
@@ -573,6 +659,7 @@ class Plugin:
             instances=instances,
             quarantined=sup.quarantined,
             last_fault=sup.last_fault,
+            stuck_threads=len(self._stuck),
         )
 
     def reset(self) -> None:
@@ -590,6 +677,11 @@ class Plugin:
         killed and reaped at once, and calls still running raise
         :class:`PluginClosedError`. Later calls raise :class:`PluginClosedError`.
         """
+        self._close(time.monotonic() + CLOSE_GRACE_S)
+
+    def _close(self, deadline: float) -> None:
+        """:meth:`close`, letting calls blocked in WASI run until ``deadline``
+        (``time.monotonic()``), then cancelling their waits."""
         if self._closed:
             return
         self._closed = True
@@ -598,7 +690,16 @@ class Plugin:
             return
         # Never wait for an instance this thread is running (close() from a host
         # function): the call discards it when it returns.
-        self._pool.close(skip=_call_chain(_current()))
+        here = _call_chain(_current())
+        if self._threaded:
+            for inst in self._pool.live():
+                ct = inst.call_thread
+                if ct is None or inst in here:
+                    continue
+                while ct.busy and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                ct.cancel()  # its caller gives up and abandons the thread
+        self._pool.close(skip=here)
 
     def __enter__(self) -> Plugin:
         return self

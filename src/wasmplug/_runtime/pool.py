@@ -17,6 +17,9 @@ The rules, all of them here:
 - **Create failure.** If creating an instance raises, its slot comes back
   empty, so a failed instantiation never shrinks the pool; a ``KeyboardInterrupt``
   while waiting for an instance's lock gives the slot back too.
+- **Abandon.** An instance stuck in a blocking host call on its own call thread
+  (callthread.py) is forgotten without being closed: the thread still uses it.
+  Its slot comes back empty.
 - **Drain and close.** :meth:`drain` discards every idle instance (and, with
   ``wait=True``, waits for busy ones); :meth:`close` marks the pool closed and
   drains it. An instance checked in after close is discarded, so a call that was
@@ -170,6 +173,17 @@ class InstancePool(Generic[P]):
         """Close an instance whose lock the caller holds, and free its slot (idempotent)."""
         if inst.alive:
             self._discard(inst)
+
+    def abandon(self, inst: P) -> None:
+        """Forget an instance whose lock the caller holds without closing it (idempotent
+        per instance): it is stuck in a host call on another thread, which still uses
+        it and frees it if that call ever returns. Its slot comes back empty."""
+        with self._live_lock:
+            if inst not in self._live:
+                return
+            self._live.discard(inst)
+            self._retired_calls += inst.calls
+        self._slots.put(None)
 
     def _discard(self, inst: P) -> None:
         with self._live_lock:

@@ -44,6 +44,9 @@ class PluginMetrics:
         instances: Live instances right now.
         quarantined: Whether calls currently fail fast.
         last_fault: The most recent fault, if any.
+        stuck_threads: Call threads abandoned at a deadline (or by ``close()``) while
+            blocked in a host (WASI) call, and still blocked. Only plugins that import
+            a blocking WASI interface use call threads.
     """
 
     calls: int
@@ -52,6 +55,7 @@ class PluginMetrics:
     instances: int
     quarantined: bool
     last_fault: FaultRecord | None
+    stuck_threads: int = 0
 
     @property
     def total_faults(self) -> int:
@@ -80,6 +84,7 @@ class Supervisor:
         self.pending_restart = False
         self.quarantined = False
         self.last_fault: FaultRecord | None = None
+        self.quarantine_reason = ""
 
     def record_fault(self, exc: PluginFault) -> None:
         """Count a fault; quarantine the plugin if the policy's limit is reached."""
@@ -107,6 +112,12 @@ class Supervisor:
             message = Exception.__str__(exc)
             self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())
 
+    def quarantine(self, reason: str) -> None:
+        """Quarantine now, for a reason other than the fault count."""
+        with self._lock:
+            self.quarantined = True
+            self.quarantine_reason = reason
+
     def record_success(self) -> None:
         """A call succeeded: the consecutive-fault streak ends."""
         self.consecutive = 0
@@ -125,5 +136,6 @@ class Supervisor:
         """Lift quarantine and forget the fault window (counters are kept)."""
         with self._lock:
             self.quarantined = False
+            self.quarantine_reason = ""
             self.consecutive = 0
             self._window.clear()
