@@ -2,12 +2,23 @@
 
 Run from the repository root::
 
-    python -m examples.db_wrapper [--shell] [--state-dir DIR]
+    python -m examples.db_wrapper [--shell] [--state-dir DIR] [--registry REF-PREFIX]
 
 The first run builds the three plugins with componentize-py and compiles them
 (about a minute); later runs take a second or two. ``--shell`` opens an apsw
 shell on the connection afterwards (try ``.tables`` and ``SELECT * FROM cars
 WHERE Origin = 'Japan' LIMIT 5;``).
+
+``--registry 127.0.0.1:5000/demo`` pushes the three signed plugins to that OCI
+registry and installs them from it. A local registry for this (Debian's
+``docker-registry`` package, CNCF distribution 2.8)::
+
+    mkdir -p /tmp/oci && cat > /tmp/oci/config.yml <<'EOF'
+    version: 0.1
+    storage: {filesystem: {rootdirectory: /tmp/oci/data}}
+    http: {addr: 127.0.0.1:5000}
+    EOF
+    docker-registry serve /tmp/oci/config.yml &
 """
 
 from __future__ import annotations
@@ -158,20 +169,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=default_state_dir(),
         help="plugins, keys and data (default: %(default)s)",
     )
+    parser.add_argument(
+        "--registry",
+        metavar="REF-PREFIX",
+        help="push the plugins to this OCI registry prefix (e.g. 127.0.0.1:5000/demo), "
+        "then install them from it",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="   [%(name)s] %(message)s")
     logging.getLogger("wasmplug").setLevel(logging.INFO)  # "compiling ..." on the first run
     logging.getLogger("wasmplug.plugin").setLevel(logging.CRITICAL)  # guest tracebacks
     state_dir: Path = args.state_dir.absolute()
 
-    print(f"1. plugins: build, sign and install (state in {state_dir})")
+    via = f", through the OCI registry {args.registry}" if args.registry else ""
+    print(f"1. plugins: build, sign and install (state in {state_dir}{via})")
     host = PluginHost(
         trusted_keys=[build.demo_trusted_key(state_dir)],
         limits=Limits(timeout_ms=5000, memory_bytes=256 * 2**20),
     )
     with host:
         start = time.perf_counter()
-        registry = build.prepare(state_dir, host, progress=lambda msg: print(f"   {msg}"))
+        registry = build.prepare(
+            state_dir,
+            host,
+            progress=lambda msg: print(f"   {msg}"),
+            registry_prefix=args.registry,
+        )
         installed = ", ".join(f"{i.name} {i.version}" for i in registry.list())
         print(f"   registry {registry.root}: {installed}")
         print(f"   ready in {time.perf_counter() - start:.1f} s")

@@ -42,7 +42,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from wasmplug import PluginHost, PluginNotFoundError, Registry, TrustedKey, UntrustedKeyError
+from wasmplug import (
+    PluginHost,
+    PluginNotFoundError,
+    Registry,
+    TrustedKey,
+    UntrustedKeyError,
+    push_plugin,
+)
 from wasmplug._fsutil import write_atomic
 from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
 from wasmplug._trust.signing import (
@@ -153,13 +160,24 @@ def demo_trusted_key(state_dir: Path) -> TrustedKey:
     return TrustedKey(pk, scopes=tuple(PLUGINS), name=DEMO_KEY_NAME)
 
 
-def prepare(state_dir: Path, host: PluginHost, *, progress: Progress | None = print) -> Registry:
+def prepare(
+    state_dir: Path,
+    host: PluginHost,
+    *,
+    progress: Progress | None = print,
+    registry_prefix: str | None = None,
+) -> Registry:
     """Build, pack, sign, precompile and install every demo plugin.
 
     Writes ``state_dir/packed/<name>.wasm`` (manifest embedded, signed with the
     demo key) and installs them into ``Registry(state_dir / "registry")``.
     Repeated calls are cheap (well under a second when everything is cached) and install
     nothing new unless a plugin's source or manifest changed.
+
+    With ``registry_prefix`` (an OCI ``host[:port]/path``), each signed file is first
+    pushed to ``<prefix>/<name>:<version>`` (:func:`wasmplug.push_plugin`) and then
+    installed from there (``host.install(reference)``), as a fleet machine would:
+    the download is digest-checked, then verified like a file.
 
     Args:
         state_dir: The demo's private state directory (created 0700 if missing).
@@ -215,20 +233,28 @@ def prepare(state_dir: Path, host: PluginHost, *, progress: Progress | None = pr
             installed = registry.get(name, f"={version}")
         except PluginNotFoundError:
             installed = None
-        if installed is not None and installed.sha256 == shas[name]:
+        source: str | Path = path
+        if registry_prefix is not None:
+            pushed = push_plugin(path, f"{registry_prefix.rstrip('/')}/{name}:{version}")
+            say(f"pushed {name} {version} to {pushed.reference} ({pushed.manifest_digest})")
+            source = str(pushed.reference)
+            if installed is not None and installed.manifest_digest == pushed.manifest_digest:
+                continue
+        elif installed is not None and installed.sha256 == shas[name]:
             continue
         # Demo convenience: a rebuilt plugin keeps its version, which the registry
         # would refuse as a VersionConflictError; force=True replaces the entry
         # instead. A real publisher bumps the version for every release.
-        force = installed is not None
+        force = installed is not None and installed.sha256 != shas[name]
         try:
-            host.install(path, registry=registry, force=force)
+            host.install(source, registry=registry, force=force)
         except UntrustedKeyError as e:
             e.add_note(
                 "create the host with PluginHost(trusted_keys=[demo_trusted_key(state_dir)])"
             )
             raise
-        say(f"{'re' if force else ''}installed {name} {version}")
+        where = f" from {source}" if registry_prefix is not None else ""
+        say(f"{'re' if force else ''}installed {name} {version}{where}")
     return registry
 
 

@@ -1,54 +1,21 @@
-"""Fixtures for the OCI distribution tests: real registries and an isolated user.
+"""Fixtures for the OCI distribution tests: an isolated user, fresh repository names.
 
-Three ``docker-registry`` processes are started once per session (anonymous,
-a second anonymous one for mirrors and sync, and one behind htpasswd auth) and
-stopped at the end. Each test gets its own repository names, so tests do not
-see each other's tags.
+The registries (``oci_registry``, ``oci_mirror``, ``oci_auth_registry``) are
+session fixtures of ``support.oci_registry``, registered in ``tests/conftest.py``.
+Each test gets its own repository names, so tests do not see each other's tags.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.oci_registry import RunningRegistry, registry_binary, start_registry
 from wasmplug import TrustedKey, TrustStore
 from wasmplug._trust import signing
 
 _counter = itertools.count()
-
-
-def _start(tmp_path_factory: pytest.TempPathFactory, name: str, **auth: str) -> RunningRegistry:
-    if registry_binary() is None:
-        pytest.skip("docker-registry is not installed (scripts/test.sh installs it)")
-    return start_registry(tmp_path_factory.mktemp(name), **auth)
-
-
-@pytest.fixture(scope="session")
-def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    """An anonymous registry on 127.0.0.1."""
-    running = _start(tmp_path_factory, "oci-registry")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="session")
-def oci_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    """A second anonymous registry (the mirror / the other site)."""
-    running = _start(tmp_path_factory, "oci-mirror")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="session")
-def oci_auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    """A registry behind htpasswd (bcrypt) basic auth: user ``fleet``, password ``s3cret-pw``."""
-    running = _start(tmp_path_factory, "oci-auth", username="fleet", password="s3cret-pw")
-    yield running
-    running.stop()
 
 
 @pytest.fixture

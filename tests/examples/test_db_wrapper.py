@@ -416,3 +416,26 @@ def test_options_are_sql_literals() -> None:
 def test_the_json_server_only_binds_loopback() -> None:
     with pytest.raises(ValueError, match=r"127\.0\.0\.1"), data.serve_json([], host="0.0.0.0"):
         pass
+
+
+def test_plugins_distributed_through_an_oci_registry(
+    tmp_path: Path, env: Env, oci_registry: Any
+) -> None:
+    """``--registry``: push the three signed plugins, then install them from the registry."""
+    state_dir = tmp_path / "fleet-machine"
+    _stable_key(state_dir)
+    prefix = f"{oci_registry.host}/demo"
+    with PluginHost(trusted_keys=[build.demo_trusted_key(state_dir)]) as host:
+        registry = build.prepare(state_dir, host, progress=None, registry_prefix=prefix)
+        installed = {i.name: i for i in registry.list()}
+        assert set(installed) == set(build.PLUGINS)
+        for name, info in installed.items():
+            assert info.reference == f"{prefix}/{name}:{info.version}"
+            assert info.manifest_digest is not None
+            assert info.path is not None
+            assert info.path.read_bytes() == (state_dir / "packed" / f"{name}.wasm").read_bytes()
+        # a second run pushes the same digests and installs nothing new
+        again = build.prepare(state_dir, host, progress=None, registry_prefix=prefix)
+        assert {i.name: i.manifest_digest for i in again.list()} == {
+            n: i.manifest_digest for n, i in installed.items()
+        }

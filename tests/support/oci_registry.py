@@ -4,6 +4,11 @@
 a free port and its own storage directory, optionally behind htpasswd (bcrypt)
 auth, and waits (with a deadline) until ``GET /v2/`` answers. ``scripts/test.sh``
 installs the package.
+
+As a pytest plugin (listed in ``tests/conftest.py``) it provides three session
+fixtures, each a separate process stopped at the end of the session:
+``oci_registry`` (anonymous), ``oci_mirror`` (a second anonymous one, the other
+site) and ``oci_auth_registry`` (htpasswd: user ``fleet``, password ``s3cret-pw``).
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 
 READY_DEADLINE_S = 15.0
 
@@ -126,3 +133,33 @@ def plugin_bytes(name: str, version: str, *, n: int = 1, pair: object | None = N
         return data
     assert isinstance(pair, signing.KeyPair)
     return signing.sign(data, pair.secret_key, key_id=pair.key_id)
+
+
+def _start(tmp_path_factory: pytest.TempPathFactory, name: str, **auth: str) -> RunningRegistry:
+    if registry_binary() is None:
+        pytest.skip("docker-registry is not installed (scripts/test.sh installs it)")
+    return start_registry(tmp_path_factory.mktemp(name), **auth)
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """An anonymous registry on 127.0.0.1."""
+    running = _start(tmp_path_factory, "oci-registry")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def oci_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """A second anonymous registry (the mirror / the other site)."""
+    running = _start(tmp_path_factory, "oci-mirror")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def oci_auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """A registry behind htpasswd (bcrypt) basic auth: user ``fleet``, password ``s3cret-pw``."""
+    running = _start(tmp_path_factory, "oci-auth", username="fleet", password="s3cret-pw")
+    yield running
+    running.stop()

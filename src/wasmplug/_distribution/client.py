@@ -105,7 +105,7 @@ def _error_text(resp: httpx.Response) -> str:
             return f"{code}: {message}".strip(": ")
     except (ValueError, RecursionError, httpx.ResponseNotRead):
         pass
-    return resp.reason_phrase
+    return ""
 
 
 class RegistryClient:
@@ -291,7 +291,7 @@ class RegistryClient:
         if answer.status_code != 200 or len(answer.content) > _MAX_TOKEN_BYTES:
             raise RegistryAuthError(
                 f"token service {realm} of registry {self.registry} answered HTTP "
-                f"{answer.status_code} ({_error_text(answer)})"
+                f"{answer.status_code} {_error_text(answer)}".rstrip()
             )
         try:
             doc = answer.json()
@@ -321,8 +321,9 @@ class RegistryClient:
         if resp.is_stream_consumed is False:
             resp.read()
         detail = _error_text(resp)
+        detail = f" ({detail})" if detail else ""
         if resp.status_code == 404:
-            raise ArtifactNotFoundError(f"{what}: not found in registry {self.registry} ({detail})")
+            raise ArtifactNotFoundError(f"{what}: not found in registry {self.registry}{detail}")
         if resp.status_code in (401, 403):
             creds = self._credentials if not isinstance(self._credentials, _Lookup) else None
             if creds is None:
@@ -331,10 +332,10 @@ class RegistryClient:
                 raise self._rejected(creds)
             raise RegistryAuthError(
                 f"{what}: user {creds.username!r} is not allowed this on registry "
-                f"{self.registry} ({detail})"
+                f"{self.registry}{detail}"
             )
         raise DistributionError(
-            f"{what}: registry {self.registry} answered HTTP {resp.status_code} ({detail})"
+            f"{what}: registry {self.registry} answered HTTP {resp.status_code}{detail}"
         )
 
     # -- the API -----------------------------------------------------------------------

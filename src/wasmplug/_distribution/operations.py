@@ -63,12 +63,12 @@ class PushResult:
     """What :func:`wasmplug.push_plugin` published.
 
     Attributes:
-        reference: The reference written (with its tag).
+        reference: The reference written, ``host[:port]/repo:tag``.
         manifest_digest, layer_digest: ``sha256:...`` of the manifest and of the
             layer (the component file).
     """
 
-    reference: Reference
+    reference: str
     manifest_digest: str
     layer_digest: str
 
@@ -80,14 +80,15 @@ class PullResult:
     or loaded, not by the pull.
 
     Attributes:
-        reference: The reference with its tag (or the digest, when pulled by digest).
+        reference: What was pulled: ``host[:port]/repo:tag``, or ``...@sha256:DIGEST``
+            when pulled by digest.
         manifest_digest, layer_digest: ``sha256:...`` of the manifest and the layer.
         data: The component bytes (the layer, byte for byte).
         downloaded: Bytes fetched over the network for manifest and layer (0
             when both came from the cache).
     """
 
-    reference: Reference
+    reference: str
     manifest_digest: str
     layer_digest: str
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
@@ -247,7 +248,7 @@ class Session:
         digest = client.put_manifest(
             ref.repository, ref.tag, artifact.manifest, MANIFEST_MEDIA_TYPE
         )
-        return PushResult(ref, digest, artifact.layer_digest)
+        return PushResult(str(ref), digest, artifact.layer_digest)
 
     def pull(self, source: str | Reference, *, expect_layer: str | None = None) -> PullResult:
         """Fetch a component by reference, verifying manifest and layer digests.
@@ -263,6 +264,9 @@ class Session:
             DistributionError and subclasses: the registry failed.
         """
         ref = source if isinstance(source, Reference) else self.reference_for(source)
+        return self._pull(ref, expect_layer)
+
+    def _pull(self, ref: Reference, expect_layer: str | None) -> PullResult:
         client = self.client(ref.registry)
         downloaded = 0
         digest = ref.digest
@@ -291,7 +295,7 @@ class Session:
             partial = self.cache.partial(manifest.layer.digest)
             downloaded += client.fetch_blob(ref.repository, manifest.layer, partial)
             data = self.cache.adopt(manifest.layer.digest, partial)
-        return PullResult(ref, digest, manifest.layer.digest, data, downloaded)
+        return PullResult(str(ref), digest, manifest.layer.digest, data, downloaded)
 
     def install(
         self,
@@ -314,12 +318,9 @@ class Session:
             Everything :meth:`pull` and :meth:`Registry.install` raise. Nothing is
             installed when any check fails.
         """
-        pulled = self.pull(source, expect_layer=expect_layer)
-        shown = (
-            pulled.reference
-            if pulled.reference.tag
-            else pulled.reference.pinned(pulled.manifest_digest)
-        )
+        ref = source if isinstance(source, Reference) else self.reference_for(source)
+        pulled = self._pull(ref, expect_layer)
+        shown = ref if ref.tag else ref.pinned(pulled.manifest_digest)
         info = registry.install(
             pulled.data,
             trust_store=trust_store,

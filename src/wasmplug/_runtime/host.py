@@ -382,7 +382,8 @@ class PluginHost:
                 (RegistryUnavailableError), refuses access (RegistryAuthError), has no
                 such artifact (ArtifactNotFoundError), serves altered bytes
                 (DigestMismatchError) or not a Wasm artifact (ArtifactFormatError).
-            Otherwise what :meth:`Registry.install` raises.
+            LoadError: and the other refusals of :meth:`Registry.install`, for files
+                and references alike.
         """
         self._check_open()
         target = registry or Registry()
