@@ -9,7 +9,9 @@ top-level ``result<T, E>``.
 
 from __future__ import annotations
 
+import enum
 import math
+from array import array
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,6 +29,7 @@ from support.bridge import (
     Hue,
     Rec,
     assert_same,
+    echo_funcs,
     f32,
     hooks,
     load,
@@ -59,6 +62,11 @@ def _int_cases() -> list[Any]:
 
 INF = float("inf")
 KIB_BYTES = bytes(range(256)) * 4
+
+
+class Hue2(enum.IntEnum):
+    ONE = 1
+
 
 ROUND_TRIPS = [
     pytest.param("bool", True, True, id="bool-true"),
@@ -100,6 +108,21 @@ ROUND_TRIPS = [
     pytest.param("strings", ("x", "y"), ["x", "y"], id="strings-from-tuple"),
     pytest.param("chunks", [b"ab", b"", bytearray(b"c")], [b"ab", b"", b"c"], id="chunks"),
     pytest.param("u32s", list(range(1000)), list(range(1000)), id="u32s-1000"),
+    pytest.param("s64s", [-(2**63), 0, 2**63 - 1], [-(2**63), 0, 2**63 - 1], id="s64s-edges"),
+    pytest.param("u64s", (0, 2**64 - 1), [0, 2**64 - 1], id="u64s-from-tuple"),
+    pytest.param("u16s", [Hue2.ONE, 65535], [1, 65535], id="u16s-int-subclass"),
+    pytest.param("f64s", [0.1, -0.0, INF, 3], [0.1, -0.0, INF, 3.0], id="f64s"),
+    pytest.param("f64s", [1.5] * 5000, [1.5] * 5000, id="f64s-5000"),
+    pytest.param("f64s", [math.nan], [math.nan], id="f64s-nan"),
+    pytest.param("f32s", [0.1, 2, 1e300], [f32(0.1), 2.0, INF], id="f32s-rounded"),
+    pytest.param("bools", [True, False, True], [True, False, True], id="bools"),
+    pytest.param("chars", ["a", "🦀", "\x00"], ["a", "🦀", "\x00"], id="chars"),
+    pytest.param(
+        "scalars",
+        {"b": True, "c": "🦀", "f": 0.1, "i": -128, "u": 2**64 - 1, "d": -0.0},
+        Rec(b=True, c="🦀", f=f32(0.1), i=-128, u=2**64 - 1, d=-0.0),
+        id="record-of-scalars",
+    ),
     pytest.param("point", {"x": -1, "y": 2}, Rec(x=-1, y=2), id="record-from-dict"),
     pytest.param("point", SimpleNamespace(x=3, y=4), Rec(x=3, y=4), id="record-from-object"),
     pytest.param(
@@ -242,6 +265,13 @@ ERRORS = [
     pytest.param("bytes", [-1], WitValueError, "[0, 255]", id="bytes-item-negative"),
     pytest.param("bytes", "abc", WitTypeError, "list<u8>", id="bytes-from-str"),
     pytest.param("strings", ["a", 1], WitTypeError, "item 1", id="list-bad-item"),
+    pytest.param("s64s", [1, True], WitTypeError, "item 1", id="int-list-with-bool"),
+    pytest.param("u32s", [1, -1], WitValueError, "item 1", id="int-list-negative"),
+    pytest.param("s64s", [0, 2**63], WitValueError, "item 1", id="int-list-too-big"),
+    pytest.param("s64s", [0, 1.0], WitTypeError, "item 1", id="int-list-with-float"),
+    pytest.param("f64s", [1.0, "x"], WitTypeError, "item 1", id="float-list-with-str"),
+    pytest.param("f64s", array("f", [1.0]), WitTypeError, "list<f64>", id="float-list-wrong-array"),
+    pytest.param("chars", ["a", "bc"], WitTypeError, "item 1", id="char-list-bad-item"),
     pytest.param("strings", "ab", WitTypeError, "list<string>", id="list-from-str"),
     pytest.param("point", {"x": 1}, WitTypeError, "'y'", id="record-missing-field"),
     pytest.param("point", (1, 2), WitTypeError, "record", id="record-from-tuple"),
@@ -380,3 +410,20 @@ def test_top_level_result_err_raises_and_instance_survives(plugin: Plugin) -> No
     metrics = plugin.metrics()
     assert metrics.faults == {}
     assert metrics.restarts == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param("s8s", array("b", [-128, 127]), id="s8"),
+        pytest.param("u64s", array("Q", [0, 2**64 - 1]), id="u64"),
+        pytest.param("f64s", array("d", [1.5] * 5000), id="f64"),
+        pytest.param("f32s", array("f", [0.5, -2.0]), id="f32"),
+    ],
+)
+def test_array_of_matching_typecode_is_a_list_in_process(
+    host: PluginHost, key: str, value: array[Any]
+) -> None:
+    """In process, an ``array.array`` of the element's typecode is copied in bulk."""
+    plugin = load(host, w.component(echo_funcs([key])))
+    assert_same(plugin.call(f"echo-{key}", value), value.tolist())

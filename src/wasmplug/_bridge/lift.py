@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import struct
+from array import array
 from typing import Any
 
 import attrs
@@ -52,7 +54,75 @@ def _lift_prim(t: Prim) -> Lift:
     return lift
 
 
+# Fixed-size primitives: (struct/array code, width in bytes, post-processing).
+SCALAR_CODES: dict[str, tuple[str, int, Any]] = {
+    "bool": ("?", 1, None),
+    "s8": ("b", 1, None),
+    "u8": ("B", 1, None),
+    "s16": ("h", 2, None),
+    "u16": ("H", 2, None),
+    "s32": ("i", 4, None),
+    "u32": ("I", 4, None),
+    "s64": ("q", 8, None),
+    "u64": ("Q", 8, None),
+    "f32": ("f", 4, None),
+    "f64": ("d", 8, None),
+    "char": ("I", 4, chr),
+}
+
+
+def scalar_code(t: WitType | None) -> tuple[str, int, Any] | None:
+    """``(code, width, post)`` for a fixed-size primitive, else ``None``."""
+    return SCALAR_CODES.get(t.name) if isinstance(t, Prim) else None
+
+
+def payload_struct(
+    offsets: list[int], codes: list[tuple[str, int, Any]], total: int
+) -> struct.Struct:
+    """A little-endian ``struct`` of ``total`` bytes reading (or writing) each scalar
+    payload at its byte offset, skipping everything else (kind tags, names, padding)."""
+    fmt, pos = "<", 0
+    for offset, (code, width, _) in zip(offsets, codes, strict=True):
+        if offset > pos:
+            fmt += f"{offset - pos}x"
+        fmt += "B" if code == "?" else code  # '?' would reject nothing, but keep bytes exact
+        pos = offset + width
+    if total > pos:
+        fmt += f"{total - pos}x"
+    return struct.Struct(fmt)
+
+
+def _lift_scalar_list(t: ListT, code: str, width: int, post: Any) -> Lift:
+    """A list of fixed-size primitives in bulk: every value's payload bytes are
+    gathered with ``width`` strided slice copies (in C), then one ``array``."""
+    size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
+    string_at = ctypes.string_at
+
+    def lift(val: Any, _b: Any) -> list[Any]:
+        lst = val.of.list
+        n = lst.size
+        if not n:
+            return []
+        blob = string_at(lst.data, n * size)
+        raw: bytes | bytearray
+        if width == 1:
+            raw = blob[offset::size]
+        else:
+            raw = bytearray(n * width)
+            for k in range(width):
+                raw[k::width] = blob[offset + k :: size]
+        if code == "?":
+            return [b != 0 for b in raw]
+        values = array(code, raw).tolist()
+        return values if post is None else list(map(post, values))
+
+    return lift
+
+
 def _lift_list(t: ListT) -> Lift:
+    info = scalar_code(t.element)
+    if info is not None and t.element != Prim("u8"):
+        return _lift_scalar_list(t, *info)
     if t.element == Prim("u8"):
         size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
 
@@ -94,10 +164,34 @@ def record_class(names: tuple[str, ...]) -> type:
     return cls
 
 
+def _lift_flat_record(cls: type, codes: list[tuple[str, int, Any]]) -> Lift:
+    """A record of fixed-size primitives: one ``struct`` unpack over the entries."""
+    esize = ctypes.sizeof(f.ValRecordEntry)
+    base = f.ValRecordEntry.val.offset + f.VAL_PAYLOAD_OFFSET
+    total = len(codes) * esize
+    unpack = payload_struct([i * esize + base for i in range(len(codes))], codes, total).unpack
+    posts = [(i, post or bool) for i, (c, _, post) in enumerate(codes) if post or c == "?"]
+    string_at = ctypes.string_at
+
+    def lift(val: Any, _b: Any) -> Any:
+        values = unpack(string_at(val.of.record.data, total))
+        if not posts:
+            return cls(*values)
+        fixed = list(values)
+        for i, post in posts:
+            fixed[i] = post(fixed[i])
+        return cls(*fixed)
+
+    return lift
+
+
 def _lift_record(t: RecordT) -> Lift:
     lifts = [lifter(ft) for _, ft in t.fields]
     cls = record_class(tuple(n for n, _ in t.fields))
     n = len(lifts)
+    codes = [scalar_code(ft) for _, ft in t.fields]
+    if n and all(c is not None for c in codes):
+        return _lift_flat_record(cls, codes)  # type: ignore[arg-type]
 
     def lift(val: Any, b: Any) -> Any:
         data = val.of.record.data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ from wasmplug._errors import WitTypeError, WitValueError
 
 from . import ffi as f
 from .convert import INT_RANGES, Lower, prefixed, type_error
+from .lift import scalar_code
 from .values import Err, Ok, Some, Variant
 from .wit import (
     EnumT,
@@ -165,6 +167,46 @@ def _lower_bytes(t: ListT) -> Lower:
     return lower
 
 
+def _bulk_scalars(t: ListT, slow: Lower) -> Lower:
+    """A list of numbers in bulk: ``array`` converts (and range-checks) every item
+    in C, then ``width`` strided slice copies write the payloads straight into the
+    freshly allocated value list. Anything the fast path does not accept exactly
+    (a bool among ints, an int subclass, an out-of-range value, a float among
+    ints) goes to ``slow``, the per-item converter, which names the bad item."""
+    code, width, _ = scalar_code(t.element)  # type: ignore[misc]
+    assert isinstance(t.element, Prim)
+    kind = _SCALAR_CTYPES[t.element.name][0]
+    allowed = {int} if t.element.name in INT_RANGES else {int, float}
+    size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
+
+    def lower(v: Any, val: Any, b: Any) -> None:
+        if v.__class__ is array and v.typecode == code:
+            raw = v
+        elif v.__class__ is list or v.__class__ is tuple:
+            if not set(map(type, v)) <= allowed:
+                return slow(v, val, b)
+            try:
+                raw = array(code, v)
+            except (OverflowError, TypeError):
+                return slow(v, val, b)
+        else:
+            return slow(v, val, b)
+        n = len(raw)
+        lst = val.of.list
+        f.vallist_new_uninit(byref(lst), n)
+        if n:
+            address = ctypes.addressof(lst.data.contents)
+            dest = memoryview((ctypes.c_char * (n * size)).from_address(address)).cast("B")
+            dest[0::size] = bytes([kind]) * n
+            src = memoryview(raw).cast("B")
+            for k in range(width):
+                dest[offset + k :: size] = src[k::width]
+        val.kind = f.LIST
+        return None
+
+    return lower
+
+
 def _lower_list(t: ListT) -> Lower:
     if t.element == Prim("u8"):
         return _lower_bytes(t)
@@ -178,6 +220,9 @@ def _lower_list(t: ListT) -> Lower:
         f.vallist_new_uninit(byref(lst), n)
         _fill(val, f.LIST, lst.data, [elem] * n, v, b, "item")
 
+    info = scalar_code(t.element)
+    if info is not None and info[0] not in "?" and t.element != Prim("char"):
+        return _bulk_scalars(t, lower)
     return lower
 
 
