@@ -145,6 +145,7 @@ class Plugin:
         sha256: str,
         publisher: str | None = None,
         backend: Callable[..., ProcessBackend] | None = None,
+        call_threads: bool = True,
     ) -> None:
         self._host = host
         self._component = component
@@ -172,7 +173,7 @@ class Plugin:
         # A plugin that can block in WASI runs each instance's calls on its own
         # thread and waits with a deadline (callthread.py); others call directly.
         self.blocking_wasi = tuple(blocking_imports(shape.imports)) if uses_wasi else ()
-        self._threaded = bool(self.blocking_wasi)
+        self._threaded = call_threads and bool(self.blocking_wasi)
         self._call = self._run_on_thread if self._threaded else self._run
         self._wait_s = None if timeout is None else (timeout + GRACE_MS) / 1000
         self._stuck: set[CallThread] = set()

@@ -177,6 +177,8 @@ class Server:
             pool_size=1,
             restart_policy=_NEVER_QUARANTINE,
             sha256=settings["sha256"],
+            # Blocking WASI needs no call thread here: the parent kills the worker.
+            call_threads=False,
         )
         self.exports: list[tuple[list[Decode], Encode | None, Encode | None, bool]] = []
         for ex in self.plugin._exports_list:
