@@ -25,7 +25,10 @@ from wasmplug._errors import DigestMismatchError as DigestMismatchError
 from wasmplug._errors import DistributionError as DistributionError
 from wasmplug._errors import ErrorResult as ErrorResult
 from wasmplug._errors import FuelExhausted as FuelExhausted
+from wasmplug._errors import GrantPolicyError as GrantPolicyError
+from wasmplug._errors import GrantStoreError as GrantStoreError
 from wasmplug._errors import HostFunctionError as HostFunctionError
+from wasmplug._errors import InstallRefusedError as InstallRefusedError
 from wasmplug._errors import InstantiationError as InstantiationError
 from wasmplug._errors import InvalidComponentError as InvalidComponentError
 from wasmplug._errors import InvalidReferenceError as InvalidReferenceError
@@ -52,6 +55,7 @@ from wasmplug._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from wasmplug._errors import RevokedError as RevokedError
 from wasmplug._errors import RollbackError as RollbackError
 from wasmplug._errors import SignatureError as SignatureError
+from wasmplug._errors import SignatureFormatError as SignatureFormatError
 from wasmplug._errors import SignatureInvalidError as SignatureInvalidError
 from wasmplug._errors import SignatureMissingError as SignatureMissingError
 from wasmplug._errors import StaleResourceError as StaleResourceError
@@ -110,10 +114,13 @@ __all__ = [
     "FilesystemRequest",
     "FuelExhausted",
     "GrantPolicy",
+    "GrantPolicyError",
     "GrantStore",
+    "GrantStoreError",
     "Grants",
     "HostFunctionError",
     "HttpCapability",
+    "InstallRefusedError",
     "InstantiationError",
     "InvalidComponentError",
     "InvalidReferenceError",
@@ -156,6 +163,7 @@ __all__ = [
     "RollbackError",
     "SecretKey",
     "SignatureError",
+    "SignatureFormatError",
     "SignatureInvalidError",
     "SignatureMissingError",
     "Some",

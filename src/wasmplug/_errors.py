@@ -8,18 +8,21 @@ The hierarchy says whose fault a failure was, in the manner of trio's
     ├── ManifestError (ValueError)      the manifest is malformed; lists every problem at once
     ├── LoadError                       a component could not be turned into a Plugin
     │   ├── InvalidComponentError (ValueError)  not a valid component binary / WAT
-    │   ├── UnsignedPluginError         no signature, and allow_unsigned was not given
+    │   ├── UnsignedPluginError         also a SignatureMissingError, see below
     │   ├── LinkError                   imports that are missing, undeclared or not granted
     │   ├── InstantiationError          start-up failed (start code trapped, limits too low)
-    │   ├── RollbackError               install refused: lower than the highest version seen
-    │   ├── VersionConflictError        install refused: same version, different bytes
-    │   ├── NameConflictError           install refused: the name belongs to another publisher
     │   └── PluginNotFoundError (LookupError)  no installed or discoverable plugin by that name
+    ├── InstallRefusedError             a registry rule refused an install (force=True overrides)
+    │   ├── RollbackError               lower than the highest version seen
+    │   ├── VersionConflictError        same version, different bytes
+    │   └── NameConflictError           the name belongs to another publisher
     ├── CapabilityError                 a grant names something the host cannot honour
     ├── WitTypeError (TypeError)        a value does not have the WIT type's Python shape
     ├── WitValueError (ValueError)      a value has the right shape but is out of range
     ├── CacheError                      the compile cache directory is unusable
     ├── TrustStoreError                 the trust store file cannot be read or parsed
+    ├── GrantStoreError                 the grant store (remembered answers) is unreadable
+    ├── GrantPolicyError (ValueError)   the application's grants file is invalid (every problem)
     ├── RegistryError                   the plugin registry's index cannot be read or parsed
     ├── BuildError                      building a component from source failed
     ├── DistributionError               an OCI registry could not give or take an artifact
@@ -32,7 +35,9 @@ The hierarchy says whose fault a failure was, in the manner of trio's
     │   └── LockfileError               wasmplug.lock is malformed, or a registry differs from it
     ├── SignatureError                  a wasmsign2 signature could not be made, read or trusted
     │   ├── SignatureMissingError       the binary (or detached signature) holds no signature
+    │   │   └── UnsignedPluginError (LoadError)  ...when loading/installing without allow_unsigned
     │   ├── SignatureInvalidError       none verifies: wrong key, tampered bytes, malformed data
+    │   │   └── SignatureFormatError    the signature section itself is malformed (parse error)
     │   ├── UntrustedKeyError           a signature verifies, but with a key that is not trusted
     │   ├── RevokedError                the signer's key or the component digest is revoked
     │   └── KeyFormatError (ValueError) key bytes are not a supported Ed25519 key encoding
@@ -72,7 +77,10 @@ __all__ = [
     "DistributionError",
     "ErrorResult",
     "FuelExhausted",
+    "GrantPolicyError",
+    "GrantStoreError",
     "HostFunctionError",
+    "InstallRefusedError",
     "InstantiationError",
     "InvalidComponentError",
     "InvalidReferenceError",
@@ -99,6 +107,7 @@ __all__ = [
     "RevokedError",
     "RollbackError",
     "SignatureError",
+    "SignatureFormatError",
     "SignatureInvalidError",
     "SignatureMissingError",
     "StaleResourceError",
@@ -142,10 +151,6 @@ class LoadError(WasmplugError):
 
 class InvalidComponentError(LoadError, ValueError):
     """The bytes are not a valid WebAssembly component (or WAT text)."""
-
-
-class UnsignedPluginError(LoadError):
-    """The component carries no signature and ``allow_unsigned=True`` was not given."""
 
 
 class LinkError(LoadError):
@@ -356,7 +361,21 @@ class SignatureError(WasmplugError):
 
 
 class SignatureMissingError(SignatureError):
-    """The component has no ``signature`` section (or the detached signature holds none)."""
+    """The binary has no ``signature`` section (or the detached signature holds none).
+
+    Raised by the signing functions (``verify``, ``detach``). When a plugin is
+    loaded or installed, the same condition is an :class:`UnsignedPluginError`,
+    which is also this class: ``except SignatureError`` catches every trust
+    failure, unsigned included.
+    """
+
+
+class UnsignedPluginError(SignatureMissingError, LoadError):
+    """The plugin carries no signature and ``allow_unsigned=True`` was not given.
+
+    A :class:`SignatureMissingError` (the file is unsigned) and a
+    :class:`LoadError` (so the plugin was not loaded).
+    """
 
 
 class SignatureInvalidError(SignatureError):
@@ -365,6 +384,15 @@ class SignatureInvalidError(SignatureError):
     The message names the key id (hex) and the reason: signed only by other
     keys, content modified after signing, a bad signature, or malformed
     signature data.
+    """
+
+
+class SignatureFormatError(SignatureInvalidError):
+    """The ``signature`` section (or a detached signature) cannot be parsed.
+
+    The bytes are not the wasmsign2 layout: an unsupported version, a
+    truncated or oversized field, more hashes or signatures than the format's
+    limits, or a record of the wrong size.
     """
 
 
@@ -381,7 +409,30 @@ class RevokedError(SignatureError):
 
 
 class TrustStoreError(WasmplugError):
-    """A trust-store or grant-store file exists but cannot be read or parsed."""
+    """The trust store file exists but cannot be read or parsed (or a field has the
+    wrong type). The message names the file and the field."""
+
+
+class GrantStoreError(WasmplugError):
+    """The grant store (remembered permission answers) exists but cannot be read or
+    parsed. The message names the file and the field."""
+
+
+class GrantPolicyError(WasmplugError, ValueError):
+    """The application's grants file (:meth:`GrantPolicy.from_toml`) is invalid.
+
+    Attributes:
+        source: The file.
+        problems: One ``"key: message"`` string per problem.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"invalid grants file {source}: {count} {noun}\n{lines}")
 
 
 class RegistryError(WasmplugError):
@@ -392,7 +443,15 @@ class RegistryError(WasmplugError):
     """
 
 
-class RollbackError(LoadError):
+class InstallRefusedError(WasmplugError):
+    """A registry rule refused an install; ``force=True`` (``--force``) overrides it.
+
+    Not a :class:`LoadError`: nothing was being loaded, and the file itself
+    may be fine.
+    """
+
+
+class RollbackError(InstallRefusedError):
     """Install refused: the version is lower than the highest one installed of that name.
 
     Rollback protection: the registry remembers the highest version it has
@@ -402,7 +461,7 @@ class RollbackError(LoadError):
     """
 
 
-class VersionConflictError(LoadError):
+class VersionConflictError(InstallRefusedError):
     """Install refused: that version is already installed with different bytes (sha256).
 
     A version number must name one build. Bump the version, or pass
@@ -410,7 +469,7 @@ class VersionConflictError(LoadError):
     """
 
 
-class NameConflictError(LoadError):
+class NameConflictError(InstallRefusedError):
     """Install refused: the plugin name is already held by another publisher key.
 
     Raised when a signed plugin would take over a name installed from a

@@ -1,32 +1,81 @@
-"""Small file-system helpers shared by the stores and the CLI."""
+"""Small file-system helpers shared by the stores, the registry, the build and the CLI.
+
+- :func:`atomic_path` / :func:`write_atomic`: the one way a file is replaced.
+  A temporary file in the same directory is written, fsynced, given its mode,
+  then ``os.replace``d over the target, and the directory is fsynced: an
+  interrupted write leaves the old file or the new one, never half a file.
+- :func:`file_lock`: the one advisory lock (``fcntl.flock`` on a side file)
+  that serialises read-modify-write changes between processes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write_atomic"]
+__all__ = ["atomic_path", "file_lock", "fsync_dir", "write_atomic"]
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``.
+@contextlib.contextmanager
+def atomic_path(
+    path: str | os.PathLike[str], *, mode: int = 0o644, tmp_dir: Path | None = None
+) -> Iterator[Path]:
+    """Yield a fresh temporary path; on success it atomically becomes ``path``.
 
-    An interrupted write leaves either the old file or none, never half a file.
+    For files a tool writes by name (a compiler's output): fill the yielded
+    path, and when the block ends it is fsynced, given ``mode``, renamed over
+    ``path`` and the directory fsynced. If the block raises, the temporary
+    file is removed and ``path`` is untouched.
+
+    Args:
+        path: The file to create or replace.
+        mode: Permission bits of the result.
+        tmp_dir: Where the temporary file lives (default: ``path``'s
+            directory; must be on the same file system).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    fd, name = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, tmp_dir: Path | None = None
+) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path, mode=mode, tmp_dir=tmp_dir) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0o600, parents 0o700).
+
+    Advisory: it only orders the processes that take it, which is every
+    writer of wasmplug's stores. Released when the block ends (or the process dies).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def fsync_dir(directory: Path) -> None:

@@ -19,16 +19,17 @@ __all__ = [
     "version_key",
 ]
 
+# Use fullmatch: ``$`` would also accept a trailing newline.
 SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
-_SPEC_RE = re.compile(r"^(=|\^)?(\d+)(?:\.(\d+)(?:\.(\d+)(-[0-9A-Za-z.-]+)?)?)?$")
+_SPEC_RE = re.compile(r"(=|\^)?(\d+)(?:\.(\d+)(?:\.(\d+)(-[0-9A-Za-z.-]+)?)?)?")
 
 
 def version_key(version: str) -> tuple[Any, ...]:
     """A sort key giving semver precedence (build metadata ignored, pre-releases first)."""
-    m = SEMVER_RE.match(version)
+    m = SEMVER_RE.fullmatch(version) if isinstance(version, str) else None
     if m is None:
         raise ValueError(f"{version!r} is not a semantic version")
     core = tuple(int(g) for g in m.groups())
@@ -40,7 +41,7 @@ def version_key(version: str) -> tuple[Any, ...]:
 
 
 def matches_spec(version: str, spec: str) -> bool:
-    m = _SPEC_RE.match(spec.strip())
+    m = _SPEC_RE.fullmatch(spec.strip())
     if m is None:
         raise ValueError(f"{spec!r} is not a version spec like '1.2', '^0.3.1' or '=1.2.3'")
     op, major, minor, patch, pre = m.groups()

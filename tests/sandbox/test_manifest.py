@@ -183,3 +183,108 @@ def test_arbitrary_structures_give_manifest_errors(data: dict[str, object]) -> N
         _Validator("<test>").manifest(data)
     except ManifestError:
         pass
+
+
+# -- one validator: Manifest(...) in code and the TOML parser apply the same rules ---------
+
+# (Manifest keyword arguments, the TOML that says the same, the key in the problem)
+SAME_RULES = {
+    "name with capitals": ({"name": "Bad"}, 'name = "Bad"', "plugin.name"),
+    "name with trailing newline": ({"name": "tool\n"}, 'name = "tool\\n"', "plugin.name"),
+    "version not semver": ({"version": "1.0"}, 'version = "1.0"', "plugin.version"),
+    "version with trailing newline": (
+        {"version": "1.0.0\n"},
+        'version = "1.0.0\\n"',
+        "plugin.version",
+    ),
+    "interface name": (
+        {"host_interfaces": ("Not An Interface",)},
+        '[capabilities]\nhost-interfaces = ["Not An Interface"]',
+        "capabilities.host-interfaces[0]",
+    ),
+    "interface with trailing newline": (
+        {"host_interfaces": ("a:b/c\n",)},
+        '[capabilities]\nhost-interfaces = ["a:b/c\\n"]',
+        "capabilities.host-interfaces[0]",
+    ),
+    "env key": ({"env": ("1BAD",)}, '[capabilities]\nenv = ["1BAD"]', "capabilities.env[0]"),
+    "env key with newline": (
+        {"env": ("HOME\n",)},
+        '[capabilities]\nenv = ["HOME\\n"]',
+        "capabilities.env[0]",
+    ),
+    "duplicate env keys": (
+        {"env": ("A", "A")},
+        '[capabilities]\nenv = ["A", "A"]',
+        "capabilities.env",
+    ),
+    "env as a string": ({"env": "HOME"}, '[capabilities]\nenv = "HOME"', "capabilities.env"),
+    "host pattern": (
+        {"allowed_outbound_hosts": ("ftp://x",)},
+        '[capabilities]\nallowed-outbound-hosts = ["ftp://x"]',
+        "capabilities.allowed-outbound-hosts[0]",
+    ),
+    "stdio": ({"stdio": "print"}, '[capabilities]\nstdio = "print"', "capabilities.stdio"),
+    "guest path": (
+        {"filesystem": (FilesystemRequest("data"),)},
+        '[[capabilities.filesystem]]\nguest-path = "data"',
+        "capabilities.filesystem[0].guest-path",
+    ),
+    "mode": (
+        {"filesystem": (FilesystemRequest("/d", "rwx"),)},  # type: ignore[arg-type]
+        '[[capabilities.filesystem]]\nguest-path = "/d"\nmode = "rwx"',
+        "capabilities.filesystem[0].mode",
+    ),
+    "guest path twice": (
+        {"filesystem": (FilesystemRequest("/d"), FilesystemRequest("/d"))},
+        '[[capabilities.filesystem]]\nguest-path = "/d"\n'
+        '[[capabilities.filesystem]]\nguest-path = "/d"',
+        "capabilities.filesystem[1].guest-path",
+    ),
+}
+
+
+def toml_for(fragment: str) -> str:
+    plugin = {"name": '"tool"', "version": '"1.0.0"'}
+    lines = []
+    rest = []
+    for line in fragment.splitlines():
+        key = line.split(" = ")[0]
+        if key in plugin and not rest:
+            plugin[key] = line.split(" = ", 1)[1]
+        else:
+            rest.append(line)
+    lines = ["[plugin]", *(f"{k} = {v}" for k, v in plugin.items()), *rest]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("kwargs", "toml", "key"), SAME_RULES.values(), ids=SAME_RULES.keys())
+def test_code_and_toml_apply_the_same_rules(kwargs: dict[str, object], toml: str, key: str) -> None:
+    values: dict[str, object] = {"name": "tool", "version": "1.0.0", **kwargs}
+    with pytest.raises(ManifestError) as in_code:
+        Manifest(**values)  # type: ignore[arg-type]
+    with pytest.raises(ManifestError) as in_toml:
+        Manifest.from_toml(toml_for(toml))
+    assert any(p.startswith(f"{key}:") for p in in_code.value.problems), in_code.value.problems
+    assert [p.split(":")[0] for p in in_code.value.problems] == [
+        p.split(":")[0] for p in in_toml.value.problems
+    ]
+
+
+def test_a_manifest_built_in_code_round_trips_through_toml() -> None:
+    m = Manifest(
+        name="acme:tool",
+        version="1.2.3",
+        host_interfaces=["demo:plugin/host@0.1.0"],  # type: ignore[arg-type]
+        env=["KEY"],  # type: ignore[arg-type]
+        allowed_outbound_hosts=("https://*.example.org:8443",),
+        filesystem=(FilesystemRequest("/data", "rw", "input"),),
+    )
+    assert m.host_interfaces == ("demo:plugin/host@0.1.0",)
+    text = (
+        '[plugin]\nname = "acme:tool"\nversion = "1.2.3"\n[capabilities]\n'
+        'host-interfaces = ["demo:plugin/host@0.1.0"]\nenv = ["KEY"]\n'
+        'allowed-outbound-hosts = ["https://*.example.org:8443"]\n'
+        '[[capabilities.filesystem]]\nguest-path = "/data"\nmode = "rw"\ndescription = "input"\n'
+    )
+    assert Manifest.from_toml(text) == m

@@ -362,7 +362,7 @@ def test_static_check_needs_declared_semver_compatible_imports(
     before = snapshot(reg.root)
     with pytest.raises(LinkError) as info:
         install(signed(packed("tool", imports=imports), pair))
-    assert "demo:plugin/host@0.1.2: imported (instance) but not declared" in str(info.value)
+    assert "demo:plugin/host@0.1.2: imported but not declared" in str(info.value)
     assert "wasi:" not in str(info.value)
     newer = packed("tool", imports=imports, host_interfaces=("demo:plugin/host@0.2.0",))
     with pytest.raises(LinkError):  # 0.2 is not compatible with 0.1

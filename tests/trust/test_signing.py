@@ -353,3 +353,16 @@ def test_bad_secret_keys() -> None:
         PublicKey(b"short")
     with pytest.raises(KeyFormatError):
         SecretKey(b"short")
+
+
+def test_a_malformed_signature_section_is_a_signature_format_error() -> None:
+    from wasmplug import SignatureFormatError
+
+    pair = generate_keypair()
+    data = sign(wasmtime.wat2wasm("(component)"), pair.secret_key)
+    header, sections = parse(data)
+    broken = build(header, [Section.custom("signature", b"\x01\x01\x01\x05"), *sections[1:]])
+    with pytest.raises(SignatureFormatError, match="malformed"):
+        signatures(broken)
+    with pytest.raises(SignatureInvalidError):  # still one, for existing handlers
+        verify(broken, pair.public_key)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wasmplug._errors import WasmplugError
 from wasmplug._trust import signing as _signing
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustedKey, TrustStore
@@ -22,7 +23,7 @@ from ._common import UsageError
 
 __all__ = ["add_commands"]
 
-_HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
+_HEX_RE = re.compile(r"[0-9a-fA-F]+")  # fullmatch: no trailing newline
 
 
 def _store(args: argparse.Namespace) -> TrustStore:
@@ -33,12 +34,28 @@ def _registry(args: argparse.Namespace) -> Registry:
     return Registry(args.registry)
 
 
+def _revoked(info: PluginInfo, store: TrustStore) -> bool:
+    """Whether load and install would refuse the file as revoked: the same decision
+    (:meth:`TrustStore.check`), so content digests and revoked signers count too."""
+    if not (store.revoked_digests or store.revoked_keys):
+        return False
+    if info.sha256 in store.revoked_digests:
+        return True
+    try:
+        data = info.path.read_bytes() if info.path is not None else None
+    except OSError:
+        data = None
+    if data is None:  # an entry point inside a zip: only what the listing knows
+        return info.key_id is not None and info.key_id in store.revoked_keys
+    try:
+        return store.is_revoked(data, info.name) is not None
+    except WasmplugError:  # a damaged file: not revoked, and `list` reports it elsewhere
+        return False
+
+
 def _info_json(info: PluginInfo, store: TrustStore | None = None) -> dict[str, Any]:
     m = info.manifest
-    revoked = store is not None and (
-        info.sha256 in store.revoked_digests
-        or (info.key_id is not None and info.key_id in store.revoked_keys)
-    )
+    revoked = store is not None and _revoked(info, store)
     return {
         "name": info.name,
         "version": info.version,
@@ -204,12 +221,21 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
 
 def cmd_trust_revoke(args: argparse.Namespace) -> int:
     store = _store(args)
-    if args.key is not None and not _HEX_RE.match(args.key):
+    if args.key is not None and not _HEX_RE.fullmatch(args.key):
         raise UsageError(f"--key {args.key!r} is not a hex key id")
-    if args.key is None and not (_HEX_RE.match(args.digest) and len(args.digest) == 64):
+    if args.digest is not None and not (_HEX_RE.fullmatch(args.digest) and len(args.digest) == 64):
         raise UsageError(f"--digest {args.digest!r} is not a hex SHA-256 (64 digits)")
+    key = None
+    if args.key_file is not None:
+        try:
+            key = _signing.load_public_key(Path(args.key_file).read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read {args.key_file}: {e}") from None
     with store.modify():
-        if args.key is not None:
+        if key is not None:
+            store.revoke_key(key)
+            what = f"key {key.key_id.hex()}"
+        elif args.key is not None:
             store.revoke_key(args.key)
             what = f"key {args.key.lower()}"
         else:
@@ -288,7 +314,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = tsub.add_parser("revoke", help="refuse a key or a component digest from now on")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--key", metavar="KEYID", help="revoke every signature by this key id")
+    group.add_argument(
+        "--key",
+        metavar="KEYID",
+        help="revoke a key by id (matched by verification if the store knows the key)",
+    )
+    group.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="revoke a public key (wasmsign2 raw, PEM or OpenSSH): every signature it made",
+    )
     group.add_argument("--digest", metavar="SHA256", help="revoke this component file")
     store_opt(p)
     p.set_defaults(func=cmd_trust_revoke)

@@ -39,16 +39,19 @@ from wasmplug._errors import (
     LinkError,
     ManifestError,
     PluginNotFoundError,
-    RevokedError,
-    SignatureError,
-    UnsignedPluginError,
 )
 from wasmplug._sandbox.capabilities import requested_permissions
 from wasmplug._sandbox.grants import Grants, resolve
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
 from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability
 from wasmplug._sandbox.limits import Limits, RestartPolicy
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest, declares_import
+from wasmplug._sandbox.manifest import (
+    MANIFEST_SECTION,
+    SIDECAR_NAME,
+    Manifest,
+    declares_import,
+    undeclared_imports,
+)
 from wasmplug._semver import semver_compatible
 from wasmplug._trust import wasm_sections as ws
 from wasmplug._trust.registry import PluginInfo, Registry
@@ -510,21 +513,16 @@ class PluginHost:
     def _verify(
         self, data: bytes, name: str, path: Path | None, *, required: bool
     ) -> TrustedKey | None:
-        """The trusted key that signed ``data``; ``None`` (only if not ``required``)
-        when there is none, so an unsigned load still records a signer it can prove."""
+        """The trusted key that signed ``data`` (see :meth:`TrustStore.check`)."""
         store = self.trust_store
         store.refresh()
-        try:
-            decision = store.verify(
-                data, name, extra_keys=self.trusted_keys, where=str(path or "component")
-            )
-        except RevokedError:
-            raise  # revoked is refused even with allow_unsigned
-        except (SignatureError, UnsignedPluginError):
-            if required:
-                raise
-            return None
-        return decision.key
+        return store.check(
+            data,
+            name,
+            extra_keys=self.trusted_keys,
+            where=str(path or "component"),
+            allow_unsigned=not required,
+        )
 
     @property
     def trust_store(self) -> TrustStore:
@@ -595,7 +593,10 @@ class PluginHost:
         Raises:
             LinkError: listing every import that is not declared, provided or granted.
         """
-        problems: list[str] = []
+        # The same declaration rule as install (Registry.install).
+        problems = undeclared_imports(
+            manifest, [*shape.imports, *(sig.name for sig in shape.import_functions)]
+        )
         uses_wasi = needs_traps = False
         interfaces: dict[str, tuple[InterfaceShape, HostInterface]] = {}
         for name, iface in shape.imports.items():
@@ -603,19 +604,20 @@ class PluginHost:
                 uses_wasi = True
                 needs_traps |= name.startswith(_WASI_HTTP)
                 continue
+            declared = declares_import(manifest, name)
             # An interface of type definitions only has nothing to call, so it
             # needs no provider; it must still be declared, as install requires.
-            types_only = not iface.functions and not iface.resources
-            if types_only and declares_import(manifest, name):
-                interfaces[name] = (iface, HostInterface(name, {}))
+            if not iface.functions and not iface.resources:
+                if declared:
+                    interfaces[name] = (iface, HostInterface(name, {}))
                 continue
-            provider = self._check_import(name, manifest, grants, problems)
-            if provider is not None:
+            provider = self._check_provider(name, grants, problems)
+            if provider is not None and declared:
                 interfaces[name] = (iface, provider)
         functions: dict[str, tuple[FuncSig, Any]] = {}
         for sig in shape.import_functions:
-            provider = self._check_import(sig.name, manifest, grants, problems)
-            if provider is not None:
+            provider = self._check_provider(sig.name, grants, problems)
+            if provider is not None and declares_import(manifest, sig.name):
                 functions[sig.name] = (sig, provider.impl)
         if problems:
             raise LinkError(manifest.name, problems)
@@ -635,25 +637,23 @@ class PluginHost:
             linker.define_unknown_imports_as_traps(component)
         return linker, linked
 
-    def _check_import(
-        self, name: str, manifest: Manifest, grants: Grants, problems: list[str]
+    def _check_provider(
+        self, name: str, grants: Grants, problems: list[str]
     ) -> HostInterface | None:
-        declared = declares_import(manifest, name)
+        """The application's provider of import ``name``, if there is one and it may be
+        linked under ``grants``; otherwise adds why not to ``problems``."""
         provider = find_provider(name, self._providers)
-        if not declared:
-            problems.append(
-                f"{name}: imported but not declared in the manifest "
-                "([capabilities] host-interfaces)"
-            )
         if provider is None:
             problems.append(f"{name}: not provided by the application (PluginHost.provide)")
-        elif provider.sensitive and not any(
+            return None
+        if provider.sensitive and not any(
             semver_compatible(name, g) or g == provider.name for g in grants.host_interfaces
         ):
             problems.append(
                 f"{name}: sensitive interface not granted (Grants(host_interfaces=...))"
             )
-        return provider if declared and not problems else None
+            return None
+        return provider
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -10,22 +10,29 @@ triggers a new prompt listing what is new.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import fnmatch
-import json
 import os
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import platformdirs
 
-from wasmplug._errors import ManifestError, TrustStoreError
-from wasmplug._fsutil import write_atomic
+from wasmplug._errors import GrantPolicyError, GrantStoreError
+from wasmplug._jsonstore import (
+    Invalid,
+    JsonStore,
+    as_dict,
+    as_float,
+    as_list,
+    as_opt_str,
+    as_str,
+    as_str_list,
+    field,
+)
 
 from .capabilities import Permission
 from .grants import DirGrant, Grants
@@ -92,13 +99,74 @@ def grants_to_json(g: Grants) -> dict[str, Any]:
     }
 
 
-def grants_from_json(data: Mapping[str, Any]) -> Grants:
+def _dir_grant(value: Any, where: str) -> DirGrant:
+    pair = as_list(value, where)
+    if len(pair) != 2:
+        raise Invalid(f"{where}: expected [host path, mode], got {len(pair)} items")
+    host, mode = as_str(pair[0], f"{where}[0]"), as_str(pair[1], f"{where}[1]")
+    if mode not in ("ro", "rw"):
+        raise Invalid(f"{where}[1]: expected 'ro' or 'rw', got {mode!r}")
+    return DirGrant(Path(host), mode)  # type: ignore[arg-type]
+
+
+def _str_dict(value: Any, where: str) -> dict[str, str]:
+    table = as_dict(value, where)
+    return {k: as_str(v, f"{where}.{k}") for k, v in table.items()}
+
+
+def grants_from_json(data: Any, where: str = "grants") -> Grants:
+    """The inverse of :func:`grants_to_json`, with every field type-checked.
+
+    Raises:
+        Invalid: a field is missing or has the wrong type (names the field).
+    """
+    table = as_dict(data, where)
+    fs = field(table, "filesystem", where, as_dict, {})
     return Grants(
-        filesystem={k: DirGrant(Path(v[0]), v[1]) for k, v in data.get("filesystem", {}).items()},
-        env=data.get("env", {}),
-        host_interfaces=data.get("host-interfaces", ()),
-        allowed_outbound_hosts=data.get("allowed-outbound-hosts", ()),
+        filesystem={k: _dir_grant(v, f"{where}.filesystem.{k}") for k, v in fs.items()},
+        env=field(table, "env", where, _str_dict, {}),
+        host_interfaces=field(table, "host-interfaces", where, as_str_list, []),
+        allowed_outbound_hosts=field(table, "allowed-outbound-hosts", where, as_str_list, []),
     )
+
+
+def _key(plugin: str, publisher: str | None, sha256: str) -> str:
+    return f"{plugin}|{publisher or 'unsigned'}|{sha256}"
+
+
+def _parse_decision(value: Any, where: str) -> StoredDecision:
+    entry = as_dict(value, where)
+    return StoredDecision(
+        field(entry, "plugin", where, as_str),
+        field(entry, "publisher", where, as_opt_str),
+        field(entry, "sha256", where, as_str),
+        frozenset(field(entry, "answered", where, as_str_list)),
+        grants_from_json(field(entry, "grants", where, as_dict), f"{where}.grants"),
+        field(entry, "decided-at", where, as_float),
+    )
+
+
+def _parse_store(data: Any) -> dict[str, StoredDecision]:
+    doc = as_dict(data, "")
+    table = field(doc, "decisions", "", as_dict)
+    decisions = [_parse_decision(v, f"decisions.{k}") for k, v in table.items()]
+    return {_key(d.plugin, d.publisher, d.sha256): d for d in decisions}
+
+
+def _dump_store(decisions: dict[str, StoredDecision]) -> dict[str, Any]:
+    return {
+        "decisions": {
+            key: {
+                "plugin": d.plugin,
+                "publisher": d.publisher,
+                "sha256": d.sha256,
+                "answered": sorted(d.answered),
+                "grants": grants_to_json(d.grants),
+                "decided-at": d.decided_at,
+            }
+            for key, d in decisions.items()
+        }
+    }
 
 
 class GrantStore:
@@ -106,88 +174,48 @@ class GrantStore:
 
     Args:
         path: The file; defaults to ``platformdirs.user_data_dir("wasmplug")/grants.json``.
+
+    Every method that reads raises :class:`GrantStoreError` if the file exists
+    but cannot be read or parsed (the message names the file and the field).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         default = Path(platformdirs.user_data_dir("wasmplug")) / "grants.json"
-        self.path = Path(path) if path is not None else default
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            data = self._read()
-            before = json.dumps(data, sort_keys=True)
-            yield data
-            if json.dumps(data, sort_keys=True) != before:
-                self._write(data)
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"decisions": {}}
-        except (OSError, ValueError) as e:
-            raise TrustStoreError(f"grant store {self.path} is unreadable: {e}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("decisions"), dict):
-            raise TrustStoreError(f"grant store {self.path} is malformed")
-        return data
-
-    def _write(self, data: dict[str, Any]) -> None:
         # 0600: the file holds granted environment values.
-        write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True).encode(), mode=0o600)
-
-    @staticmethod
-    def _key(plugin: str, publisher: str | None, sha256: str) -> str:
-        return f"{plugin}|{publisher or 'unsigned'}|{sha256}"
+        self._file = JsonStore(
+            Path(path) if path is not None else default,
+            parse=_parse_store,
+            dump=_dump_store,
+            empty=dict,
+            error=GrantStoreError,
+            what="grant store",
+            mode=0o600,
+        )
+        self.path = self._file.path
 
     def get(self, plugin: str, publisher: str | None, sha256: str) -> StoredDecision | None:
         """The remembered decision for exactly this plugin, publisher and binary."""
-        entry = self._read()["decisions"].get(self._key(plugin, publisher, sha256))
-        if entry is None:
-            return None
-        return StoredDecision(
-            plugin,
-            publisher,
-            sha256,
-            frozenset(entry["answered"]),
-            grants_from_json(entry["grants"]),
-            float(entry["decided-at"]),
-        )
+        return self._file.read().get(_key(plugin, publisher, sha256))
 
     def put(self, decision: StoredDecision) -> None:
         """Remember a decision (replacing the previous one for the same key)."""
-        with self._locked() as data:
-            data["decisions"][self._key(decision.plugin, decision.publisher, decision.sha256)] = {
-                "plugin": decision.plugin,
-                "publisher": decision.publisher,
-                "sha256": decision.sha256,
-                "answered": sorted(decision.answered),
-                "grants": grants_to_json(decision.grants),
-                "decided-at": decision.decided_at,
-            }
+        with self._file.edit() as decisions:
+            decisions[_key(decision.plugin, decision.publisher, decision.sha256)] = decision
 
     def list(self) -> list[StoredDecision]:
         """Every remembered decision."""
-        out = []
-        for entry in self._read()["decisions"].values():
-            got = self.get(entry["plugin"], entry["publisher"], entry["sha256"])
-            if got is not None:
-                out.append(got)
-        return sorted(out, key=lambda d: (d.plugin, d.decided_at))
+        return sorted(self._file.read().values(), key=lambda d: (d.plugin, d.decided_at))
 
     def revoke(self, plugin: str, sha256: str | None = None) -> int:
         """Forget decisions for ``plugin`` (all binaries, or one). Returns how many."""
-        with self._locked() as data:
+        with self._file.edit() as decisions:
             doomed = [
                 k
-                for k, v in data["decisions"].items()
-                if v["plugin"] == plugin and (sha256 is None or v["sha256"] == sha256)
+                for k, d in decisions.items()
+                if d.plugin == plugin and (sha256 is None or d.sha256 == sha256)
             ]
             for k in doomed:
-                del data["decisions"][k]
+                del decisions[k]
         return len(doomed)
 
 
@@ -206,6 +234,30 @@ def merge_grants(earlier: Grants, answer: Grants | None) -> Grants:
         allowed_outbound_hosts=tuple(
             dict.fromkeys([*earlier.allowed_outbound_hosts, *answer.allowed_outbound_hosts])
         ),
+    )
+
+
+_GRANT_KEYS = ("filesystem", "env", "host-interfaces", "allowed-outbound-hosts")
+
+
+def _grants_from_toml(entry: Any, where: str, problems: list[str]) -> Grants:
+    table = as_dict(entry, where)
+    problems.extend(
+        f"{where}.{k}: unknown key (known: {', '.join(_GRANT_KEYS)})"
+        for k in sorted(set(table) - set(_GRANT_KEYS))
+    )
+    fs: dict[str, DirGrant] = {}
+    for guest, spec in field(table, "filesystem", where, as_dict, {}).items():
+        spec = as_str(spec, f"{where}.filesystem.{guest}")
+        host_path, _, mode = spec.rpartition(":")
+        if mode not in ("ro", "rw") or not host_path:
+            host_path, mode = spec, "ro"
+        fs[guest] = DirGrant(Path(host_path), mode)  # type: ignore[arg-type]
+    return Grants(
+        filesystem=fs,
+        env=field(table, "env", where, _str_dict, {}),
+        host_interfaces=field(table, "host-interfaces", where, as_str_list, []),
+        allowed_outbound_hosts=field(table, "allowed-outbound-hosts", where, as_str_list, []),
     )
 
 
@@ -242,38 +294,38 @@ class GrantPolicy:
             host-interfaces = ["acme:db/query@1.0.0"]
             allowed-outbound-hosts = ["https://api.example.com"]
 
+        Every table and value is type-checked, and every problem is reported at once.
+
+        Args:
+            path: The TOML file.
+            **kwargs: Other :class:`GrantPolicy` attributes (``prompt``, ``store``).
+
         Raises:
-            ManifestError: if the file is unreadable or malformed.
+            GrantPolicyError: the file is unreadable, not TOML, or malformed
+                (unknown keys, wrong types); ``.problems`` lists each.
         """
         source = str(path)
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ManifestError(source, [f"cannot read grants: {e}"]) from None
+            raise GrantPolicyError(source, [f"cannot read grants: {e}"]) from None
+        except RecursionError:
+            raise GrantPolicyError(source, ["cannot read grants: nested too deeply"]) from None
         problems: list[str] = []
+        problems.extend(f"{k}: unknown key (known: grants)" for k in sorted(set(data) - {"grants"}))
+        table = data.get("grants", {})
+        if not isinstance(table, dict):
+            problems.append(f"grants: must be a table, got {type(table).__name__}")
+            table = {}
         out: dict[str, Grants] = {}
-        for pattern, table in data.get("grants", {}).items():
-            unknown = set(table) - {
-                "filesystem",
-                "env",
-                "host-interfaces",
-                "allowed-outbound-hosts",
-            }
-            problems.extend(f"grants.{pattern}.{k}: unknown key" for k in sorted(unknown))
-            fs = {}
-            for guest, spec in table.get("filesystem", {}).items():
-                host_path, _, mode = str(spec).rpartition(":")
-                if mode not in ("ro", "rw") or not host_path:
-                    host_path, mode = str(spec), "ro"
-                fs[guest] = DirGrant(Path(host_path), mode)  # type: ignore[arg-type]
-            out[pattern] = Grants(
-                filesystem=fs,
-                env=table.get("env", {}),
-                host_interfaces=table.get("host-interfaces", ()),
-                allowed_outbound_hosts=table.get("allowed-outbound-hosts", ()),
-            )
+        for pattern, entry in table.items():
+            where = f"grants.{pattern}"
+            try:
+                out[pattern] = _grants_from_toml(entry, where, problems)
+            except Invalid as e:
+                problems.append(str(e))
         if problems:
-            raise ManifestError(source, problems)
+            raise GrantPolicyError(source, problems)
         return cls(grants=out, **kwargs)
 
     def _store(self) -> GrantStore | None:

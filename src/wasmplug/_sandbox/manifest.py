@@ -29,6 +29,10 @@ and limits. The layout borrows from Spin's ``spin.toml`` (``files``,
     fuel = 10000000
 
 Validation reports every problem at once and treats unknown keys as errors.
+The value rules (names, versions, interface names, env keys, guest paths, host
+patterns, modes) live in one place, :func:`_value_problems`, applied both to
+``Manifest(...)`` built in code and to parsed TOML, so a manifest that works in
+code can always be packed, and the other way round.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from __future__ import annotations
 import posixpath
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,10 +54,11 @@ from .urlpattern import PatternError, parse_pattern
 
 __all__ = ["FilesystemRequest", "Manifest"]
 
-NAME_RE = re.compile(r"^(?:[a-z][a-z0-9]*(?:-[a-z0-9]+)*:)?[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+# Every pattern is used with fullmatch (``$`` would accept a trailing newline).
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
-INTERFACE_RE = re.compile(rf"^(?:{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID})$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(rf"(?:{_ID}:)?{_ID}")
+INTERFACE_RE = re.compile(rf"{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID}")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 HTTP_INTERFACE = "wasmplug:host/http@0.1.0"
 """The built-in outbound HTTP interface (``src/wasmplug/wit/http.wit``)."""
@@ -87,6 +92,14 @@ def _default_limits() -> Limits:
     return Limits(timeout_ms=None, memory_bytes=None, table_elements=None)
 
 
+def _as_tuple(value: Any) -> Any:
+    """Lists (and other iterables) become tuples; a string is kept, for the validator
+    to report (``env="HOME"`` would otherwise become four one-letter keys)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Manifest:
     """A parsed, validated plugin manifest.
@@ -111,12 +124,22 @@ class Manifest:
     version: str = "0.0.0"
     description: str = ""
     world: str | None = None
-    host_interfaces: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    filesystem: tuple[FilesystemRequest, ...] = ()
-    allowed_outbound_hosts: tuple[str, ...] = ()
+    host_interfaces: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+    env: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+    filesystem: tuple[FilesystemRequest, ...] = attrs.field(default=(), converter=_as_tuple)
+    allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
     stdio: Literal["log", "discard"] = "log"
     limits: Limits = attrs.field(factory=_default_limits)
+
+    def __attrs_post_init__(self) -> None:
+        """Apply the manifest rules to a manifest built in code.
+
+        Raises:
+            ManifestError: listing every problem, keyed as in ``wasmplug.toml``.
+        """
+        problems = _value_problems(attrs.asdict(self, recurse=False))
+        if problems:
+            raise ManifestError(f"Manifest(name={self.name!r})", problems)
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<manifest>") -> Manifest:
@@ -172,8 +195,6 @@ class _Validator:
         key: str,
         path: str,
         *,
-        pattern: re.Pattern[str] | None = None,
-        hint: str = "",
         required: bool = False,
         default: str | None = None,
     ) -> str | None:
@@ -185,14 +206,9 @@ class _Validator:
         if not isinstance(value, str):
             self.problem(f"{path}.{key}", f"must be a string, got {type(value).__name__}")
             return default
-        if pattern is not None and not pattern.match(value):
-            self.problem(f"{path}.{key}", f"{value!r} is not valid{hint}")
-            return default
         return value
 
-    def strings(
-        self, data: dict[str, Any], key: str, path: str, check: Callable[[str], str | None]
-    ) -> tuple[str, ...]:
+    def strings(self, data: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
         value = data.get(key, [])
         if not isinstance(value, list):
             self.problem(
@@ -204,13 +220,7 @@ class _Validator:
             if not isinstance(item, str):
                 self.problem(f"{path}.{key}[{i}]", f"must be a string, got {type(item).__name__}")
                 continue
-            error = check(item)
-            if error:
-                self.problem(f"{path}.{key}[{i}]", error)
-            else:
-                out.append(item)
-        if len(set(out)) != len(out):
-            self.problem(f"{path}.{key}", "contains duplicates")
+            out.append(item)
         return tuple(out)
 
     def manifest(self, data: dict[str, Any]) -> Manifest:
@@ -220,22 +230,8 @@ class _Validator:
         plugin = self.table(
             data.get("plugin", {}), "plugin", {"name", "version", "description", "world"}
         )
-        name = self.string(
-            plugin,
-            "name",
-            "plugin",
-            pattern=NAME_RE,
-            required=True,
-            hint=" (use lowercase kebab-case, optionally 'namespace:name')",
-        )
-        version = self.string(
-            plugin,
-            "version",
-            "plugin",
-            pattern=SEMVER_RE,
-            required=True,
-            hint=" (use a semantic version such as 1.2.3)",
-        )
+        name = self.string(plugin, "name", "plugin", required=True)
+        version = self.string(plugin, "version", "plugin", required=True)
         description = self.string(plugin, "description", "plugin", default="")
         world = self.string(plugin, "world", "plugin")
         caps = self.table(
@@ -243,45 +239,24 @@ class _Validator:
             "capabilities",
             {"host-interfaces", "env", "filesystem", "allowed-outbound-hosts", "stdio"},
         )
-        host_ifaces = self.strings(
-            caps,
-            "host-interfaces",
-            "capabilities",
-            lambda s: (
-                None
-                if INTERFACE_RE.match(s)
-                else f"{s!r} is not a WIT interface name like 'ns:pkg/iface@1.0.0'"
-            ),
-        )
-        env = self.strings(
-            caps,
-            "env",
-            "capabilities",
-            lambda s: None if ENV_KEY_RE.match(s) else f"{s!r} is not an environment variable name",
-        )
-        hosts = self.strings(caps, "allowed-outbound-hosts", "capabilities", _check_host_pattern)
-        stdio = self.string(caps, "stdio", "capabilities", default="log")
-        if stdio not in ("log", "discard"):
-            self.problem("capabilities.stdio", f"must be 'log' or 'discard', got {stdio!r}")
-            stdio = "log"
-        filesystem = self.filesystem(caps.get("filesystem", []))
-        limits = self.limits(data.get("limits", {}))
+        values: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "description": description or "",
+            "world": world,
+            "host_interfaces": self.strings(caps, "host-interfaces", "capabilities"),
+            "env": self.strings(caps, "env", "capabilities"),
+            "allowed_outbound_hosts": self.strings(caps, "allowed-outbound-hosts", "capabilities"),
+            "stdio": self.string(caps, "stdio", "capabilities", default="log"),
+            "filesystem": self.filesystem(caps.get("filesystem", [])),
+            "limits": self.limits(data.get("limits", {})),
+        }
+        # Fields that were missing or of the wrong TOML type were reported above;
+        # the value rules run on the rest, the same rules as for Manifest(...).
+        self.problems.extend(_value_problems({k: v for k, v in values.items() if v is not None}))
         if self.problems:
             raise ManifestError(self.source, self.problems)
-        assert name is not None
-        assert version is not None
-        return Manifest(
-            name=name,
-            version=version,
-            description=description or "",
-            world=world,
-            host_interfaces=host_ifaces,
-            env=env,
-            filesystem=filesystem,
-            allowed_outbound_hosts=hosts,
-            stdio=stdio,  # type: ignore[arg-type]
-            limits=limits,
-        )
+        return Manifest(**values)
 
     def filesystem(self, value: Any) -> tuple[FilesystemRequest, ...]:
         path = "capabilities.filesystem"
@@ -295,17 +270,7 @@ class _Validator:
             guest = self.string(entry, "guest-path", where, required=True)
             mode = self.string(entry, "mode", where, default="ro")
             description = self.string(entry, "description", where, default="") or ""
-            if mode not in ("ro", "rw"):
-                self.problem(f"{where}.mode", f"must be 'ro' or 'rw', got {mode!r}")
-                continue
-            if guest is None:
-                continue
-            error = check_guest_path(guest)
-            if error:
-                self.problem(f"{where}.guest-path", error)
-                continue
-            if any(r.guest_path == guest for r in out):
-                self.problem(f"{where}.guest-path", f"{guest!r} is requested twice")
+            if guest is None or mode is None:
                 continue
             out.append(FilesystemRequest(guest, mode, description))  # type: ignore[arg-type]
         return tuple(out)
@@ -331,6 +296,113 @@ class _Validator:
         return Limits(**{**base, **values})
 
 
+def _value_problems(values: dict[str, Any]) -> list[str]:
+    """Every rule a manifest's values must follow, keyed as in ``wasmplug.toml``.
+
+    ``values`` maps :class:`Manifest` attribute names to values; absent ones are
+    not checked (the TOML parser has already reported them).
+    """
+    out: list[str] = []
+
+    def single(attr: str, key: str, check: Callable[[Any], str | None]) -> None:
+        if attr in values:
+            error = check(values[attr])
+            if error:
+                out.append(f"{key}: {error}")
+
+    def each(attr: str, key: str, check: Callable[[str], str | None]) -> None:
+        if attr not in values:
+            return
+        items = values[attr]
+        if isinstance(items, str) or not isinstance(items, tuple):
+            out.append(f"{key}: must be an array of strings, got {type(items).__name__}")
+            return
+        for i, item in enumerate(items):
+            error = f"must be a string, got {type(item).__name__}"
+            if isinstance(item, str):
+                error = check(item) or ""
+            if error:
+                out.append(f"{key}[{i}]: {error}")
+        if len(set(items)) != len(items):
+            out.append(f"{key}: contains duplicates")
+
+    single("name", "plugin.name", _check_name)
+    single("version", "plugin.version", _check_version)
+    single("description", "plugin.description", _check_text)
+    single("world", "plugin.world", lambda v: None if v is None else _check_text(v))
+    each("host_interfaces", "capabilities.host-interfaces", _check_interface)
+    each("env", "capabilities.env", _check_env_key)
+    each("allowed_outbound_hosts", "capabilities.allowed-outbound-hosts", _check_host_pattern)
+    single("stdio", "capabilities.stdio", _check_stdio)
+    single("limits", "limits", _check_limits)
+    if "filesystem" in values:
+        out.extend(_filesystem_problems(values["filesystem"]))
+    return out
+
+
+def _check_name(value: Any) -> str | None:
+    if isinstance(value, str) and NAME_RE.fullmatch(value):
+        return None
+    return f"{value!r} is not valid (use lowercase kebab-case, optionally 'namespace:name')"
+
+
+def _check_version(value: Any) -> str | None:
+    if isinstance(value, str) and SEMVER_RE.fullmatch(value):
+        return None
+    return f"{value!r} is not valid (use a semantic version such as 1.2.3)"
+
+
+def _check_text(value: Any) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+
+
+def _check_interface(value: str) -> str | None:
+    if INTERFACE_RE.fullmatch(value):
+        return None
+    return f"{value!r} is not a WIT interface name like 'ns:pkg/iface@1.0.0'"
+
+
+def _check_env_key(value: str) -> str | None:
+    return None if ENV_KEY_RE.fullmatch(value) else f"{value!r} is not an environment variable name"
+
+
+def _check_stdio(value: Any) -> str | None:
+    return None if value in ("log", "discard") else f"must be 'log' or 'discard', got {value!r}"
+
+
+def _check_limits(value: Any) -> str | None:
+    return None if isinstance(value, Limits) else f"must be a Limits, got {type(value).__name__}"
+
+
+def _filesystem_problems(requests: Any) -> list[str]:
+    key = "capabilities.filesystem"
+    if isinstance(requests, str) or not isinstance(requests, tuple):
+        return [f"{key}: must be an array of tables, got {type(requests).__name__}"]
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, req in enumerate(requests):
+        where = f"{key}[{i}]"
+        if not isinstance(req, FilesystemRequest):
+            out.append(f"{where}: must be a FilesystemRequest, got {type(req).__name__}")
+            continue
+        if req.mode not in ("ro", "rw"):
+            out.append(f"{where}.mode: must be 'ro' or 'rw', got {req.mode!r}")
+        if not isinstance(req.description, str):
+            out.append(f"{where}.description: must be a string")
+        error = (
+            check_guest_path(req.guest_path)
+            if isinstance(req.guest_path, str)
+            else f"must be a string, got {type(req.guest_path).__name__}"
+        )
+        if error:
+            out.append(f"{where}.guest-path: {error}")
+        elif req.guest_path in seen:
+            out.append(f"{where}.guest-path: {req.guest_path!r} is requested twice")
+        else:
+            seen.add(req.guest_path)
+    return out
+
+
 def declares_import(manifest: Manifest, name: str) -> bool:
     """Whether ``manifest`` declares the (non-WASI) import ``name``.
 
@@ -341,6 +413,20 @@ def declares_import(manifest: Manifest, name: str) -> bool:
     if any(semver_compatible(name, d) for d in manifest.host_interfaces):
         return True
     return semver_compatible(name, HTTP_INTERFACE) and bool(manifest.allowed_outbound_hosts)
+
+
+def undeclared_imports(manifest: Manifest, imports: Iterable[str]) -> list[str]:
+    """The one import-declaration rule, for load and install alike: every
+    non-``wasi:`` import must be declared (:func:`declares_import`).
+
+    Returns:
+        One problem message per undeclared import (empty if all are declared).
+    """
+    return [
+        f"{name}: imported but not declared in the manifest ([capabilities] host-interfaces)"
+        for name in imports
+        if not name.startswith("wasi:") and not declares_import(manifest, name)
+    ]
 
 
 def check_guest_path(path: str) -> str | None:

@@ -34,10 +34,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
-import fcntl
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import secrets
@@ -45,7 +43,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import platformdirs
@@ -56,20 +54,18 @@ from wasmplug._errors import (
     ManifestError,
     NameConflictError,
     PluginNotFoundError,
-    RegistryError,
-    RevokedError,
     RollbackError,
     SignatureError,
-    UnsignedPluginError,
     VersionConflictError,
 )
-from wasmplug._fsutil import fsync_dir
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest, declares_import
+from wasmplug._fsutil import file_lock, fsync_dir, write_atomic
+from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest, undeclared_imports
 from wasmplug._semver import matches_spec, version_key
 
 from . import signing as _signing
 from . import wasm_sections as ws
 from .component_info import ComponentInfo, read_component_info
+from .index import Entry, Index, OciOrigin, PluginRecord, index_store
 from .store import TrustedKey, TrustStore, as_trusted
 
 __all__ = [
@@ -87,7 +83,6 @@ ENTRY_POINT_GROUP = "wasmplug.plugins"
 """Entry-point group a distribution uses to ship plugins: each value names a module
 attribute (or a callable returning one) that is a path or Traversable to a ``.wasm``."""
 
-_FORMAT = 1
 Source = Literal["registry", "dir", "entry-point"]
 
 
@@ -132,19 +127,6 @@ class PluginInfo:
     origin: str = ""
     reference: str | None = None
     manifest_digest: str | None = None
-
-
-@attrs.frozen
-class OciOrigin:
-    """Where an installed plugin came from in an OCI registry (recorded in the index).
-
-    Attributes:
-        reference: The reference as the user gave it, resolved (``host/repo:tag``).
-        manifest_digest: The manifest digest the reference resolved to.
-    """
-
-    reference: str
-    manifest_digest: str
 
 
 @attrs.frozen
@@ -194,13 +176,6 @@ def _oci_json(oci: OciOrigin) -> dict[str, str]:
     return {"reference": oci.reference, "manifest-digest": oci.manifest_digest}
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _default_on_error(where: str, error: Exception) -> None:
     log.warning("skipping %s: %s", where, error)
 
@@ -216,7 +191,8 @@ class Registry:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_registry_dir()
-        self.index_path = self.root / "index.json"
+        self._index = index_store(self.root)
+        self.index_path = self._index.path
         self._staging = self.root / ".staging"
 
     def __repr__(self) -> str:
@@ -230,11 +206,13 @@ class Registry:
         Raises:
             RegistryError: the index cannot be read or parsed.
         """
-        index = self._read_index()
+        return self._list(self._index.read())
+
+    def _list(self, index: Index) -> builtins.list[PluginInfo]:
         out = [
             self._entry_info(name, version, entry)
-            for name, record in index["plugins"].items()
-            for version, entry in record["versions"].items()
+            for name, record in index.plugins.items()
+            for version, entry in record.versions.items()
         ]
         return sorted(out, key=lambda i: (i.name, version_key(i.version)))
 
@@ -356,63 +334,53 @@ class Registry:
             c = self._resolve(source, search_dirs)
         name = c.manifest.name
         keys = [as_trusted(k) for k in trusted_keys]
-        key_id: str | None = None
-        try:
-            key_id = trust_store.verify(c.data, name, extra_keys=keys, where=c.where).key.key_id
-        except RevokedError:
-            raise
-        except (SignatureError, UnsignedPluginError):
-            if not allow_unsigned:
-                raise
-        problems = [
-            f"{item.name}: imported ({item.kind}) but not declared in the manifest "
-            "([capabilities] host-interfaces)"
-            for item in c.component.imports
-            if not item.name.startswith("wasi:") and not declares_import(c.manifest, item.name)
-        ]
+        signer = trust_store.check(
+            c.data, name, extra_keys=keys, where=c.where, allow_unsigned=allow_unsigned
+        )
+        key_id = None if signer is None else signer.key_id
+        problems = undeclared_imports(c.manifest, [item.name for item in c.component.imports])
         if problems:
             raise LinkError(name, problems)
-        self._check(self._read_index(), c, key_id, force)  # fail fast, before compiling
+        self._check(self._index.read(), c, key_id, force)  # fail fast, before compiling
         if compile is not None:
             compile(c.data)
         with self._locked() as index:
             existing = self._check(index, c, key_id, force)
             if (
                 existing is not None
-                and existing["key-id"] == key_id
-                and (oci is None or existing.get("oci") == _oci_json(oci))
+                and existing.key_id == key_id
+                and (oci is None or existing.oci == oci)
             ):
                 return self._entry_info(name, c.manifest.version, existing)  # already installed
-            record = index["plugins"].setdefault(name, {"versions": {}})
-            versions: dict[str, Any] = record["versions"]
+            record = index.plugins.setdefault(name, PluginRecord())
+            versions = record.versions
             stage = self._new_stage()
             if existing is not None:
-                file = existing["file"]
+                file = existing.file
             else:
                 staged = stage / "plugin.wasm"
                 self._stage_file(staged, c.data)
                 file = self._place(staged, name, c.manifest.version, c.sha256)
             for v in [v for v in versions if version_key(v) == version_key(c.manifest.version)]:
                 del versions[v]
-            versions[c.manifest.version] = {
-                "file": file,
-                "sha256": c.sha256,
-                "key-id": key_id,
-                "signed": key_id is not None,
-                "forced": force,
-                "installed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "manifest": c.manifest_text,
-                "imports": c.component.import_names,
-                "exports": c.component.export_names,
-            }
-            oci_record = _oci_json(oci) if oci is not None else (existing or {}).get("oci")
-            if oci_record is not None:
-                versions[c.manifest.version]["oci"] = oci_record
-            highest = record.get("highest-version")
+            versions[c.manifest.version] = Entry(
+                file=file,
+                sha256=c.sha256,
+                key_id=key_id,
+                signed=key_id is not None,
+                forced=force,
+                installed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                manifest_text=c.manifest_text,
+                manifest=c.manifest,
+                imports=tuple(c.component.import_names),
+                exports=tuple(c.component.export_names),
+                oci=oci if oci is not None else (existing.oci if existing else None),
+            )
+            highest = record.highest_version
             if highest is None or version_key(c.manifest.version) > version_key(highest):
-                record["highest-version"] = c.manifest.version
+                record.highest_version = c.manifest.version
             if key_id is not None:
-                record["publisher"] = key_id
+                record.publisher = key_id
             self._commit_index(index, stage)
             return self._entry_info(name, c.manifest.version, versions[c.manifest.version])
 
@@ -435,8 +403,8 @@ class Registry:
         if forget and version is not None:
             raise ValueError("forget=True drops the whole record: remove every version")
         with self._locked() as index:
-            record = index["plugins"].get(name)
-            versions: dict[str, Any] = record["versions"] if record else {}
+            record = index.plugins.get(name)
+            versions = record.versions if record else {}
             chosen = list(versions) if version is None else [version]
             if (not chosen and not (forget and record)) or any(v not in versions for v in chosen):
                 have = ", ".join(versions) or "none"
@@ -444,7 +412,7 @@ class Registry:
                 raise PluginNotFoundError(f"plugin {what} is not installed (versions: {have})")
             removed = [self._entry_info(name, v, versions.pop(v)) for v in chosen]
             if forget:
-                del index["plugins"][name]
+                del index.plugins[name]
             self._commit_index(index, self._new_stage())
             return removed
 
@@ -487,28 +455,24 @@ class Registry:
         return _inspect(data, info.origin)
 
     @staticmethod
-    def _check(
-        index: dict[str, Any], c: _Candidate, key_id: str | None, force: bool
-    ) -> dict[str, Any] | None:
+    def _check(index: Index, c: _Candidate, key_id: str | None, force: bool) -> Entry | None:
         """Apply name/rollback/version-conflict rules; return the identical entry, if any."""
         name, version = c.manifest.name, c.manifest.version
-        record = index["plugins"].get(name) or {"versions": {}}
-        same: builtins.list[dict[str, Any]] = [
-            e for v, e in record["versions"].items() if version_key(v) == version_key(version)
-        ]
+        record = index.plugins.get(name) or PluginRecord()
+        same = [e for v, e in record.versions.items() if version_key(v) == version_key(version)]
         for entry in same:
-            if entry["sha256"] == c.sha256:
+            if entry.sha256 == c.sha256:
                 return entry
         if force:
             return None
-        pinned = record.get("publisher")
+        pinned = record.publisher
         if pinned is not None and key_id != pinned:
             who = f"key {key_id}" if key_id else "an unsigned build"
             raise NameConflictError(
                 f"{name!r} is installed from publisher key {pinned}; refusing {who} under the "
                 "same name (use --force / force=True to switch publisher)"
             )
-        highest = record.get("highest-version")
+        highest = record.highest_version
         if highest is not None and version_key(version) < version_key(highest):
             raise RollbackError(
                 f"{name} {version} is lower than {highest}, the highest version installed; "
@@ -517,73 +481,26 @@ class Registry:
         if same:
             raise VersionConflictError(
                 f"{name} {version} is already installed with different content "
-                f"(sha256 {same[0]['sha256']}, new {c.sha256}); bump the version, or use "
+                f"(sha256 {same[0].sha256}, new {c.sha256}); bump the version, or use "
                 "--force / force=True to replace it"
             )
         return None
 
-    def _entry_info(self, name: str, version: str, entry: dict[str, Any]) -> PluginInfo:
-        try:
-            file = str(entry["file"])
-            if Path(file).is_absolute() or ".." in Path(file).parts:
-                raise ValueError(f"file {file!r} is outside the registry")
-            manifest = Manifest.from_toml(entry["manifest"], source=f"{self.index_path} ({name})")
-            oci = entry.get("oci")
-            if oci is not None and not (
-                isinstance(oci, dict)
-                and isinstance(oci.get("reference"), str)
-                and isinstance(oci.get("manifest-digest"), str)
-            ):
-                raise ValueError("malformed 'oci' record")
-            return PluginInfo(
-                name, version, manifest.description, str(entry["sha256"]), entry["key-id"],
-                bool(entry["signed"]), self.root / file, manifest,
-                tuple(entry["imports"]), tuple(entry["exports"]), "registry", str(self.root / file),
-                oci["reference"] if oci else None, oci["manifest-digest"] if oci else None,
-            )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as e:
-            raise RegistryError(f"{self.index_path}: bad entry for {name} {version}: {e}") from e
-
-    def _read_index(self) -> dict[str, Any]:
-        try:
-            raw = self.index_path.read_bytes()
-        except FileNotFoundError:
-            return {"format": _FORMAT, "plugins": {}}
-        except OSError as e:
-            raise RegistryError(f"cannot read registry index {self.index_path}: {e}") from None
-        try:
-            index = json.loads(raw)
-            if not isinstance(index, dict) or index.get("format") != _FORMAT:
-                raise ValueError(f"not a format-{_FORMAT} registry index")
-            plugins = index["plugins"]
-            if not isinstance(plugins, dict) or not all(
-                isinstance(r, dict) and isinstance(r.get("versions"), dict)
-                and all(isinstance(e, dict) for e in r["versions"].values())
-                for r in plugins.values()
-            ):  # fmt: skip
-                raise ValueError("malformed 'plugins' table")
-            for name, record in plugins.items():
-                for version in [*record["versions"], record.get("highest-version") or "0.0.0"]:
-                    version_key(version)
-                if not isinstance(record.get("publisher"), str | None):
-                    raise ValueError(f"bad publisher for {name}")
-                for version, entry in record["versions"].items():
-                    self._entry_info(name, version, entry)
-        except (ValueError, KeyError, RegistryError) as e:
-            raise RegistryError(
-                f"registry index {self.index_path} is damaged ({e}); nothing was changed. "
-                f"Fix or delete it (plugin files are under {self.root / 'plugins'})"
-            ) from None
-        return index
+    def _entry_info(self, name: str, version: str, entry: Entry) -> PluginInfo:
+        path = self.root / entry.file
+        oci = entry.oci
+        return PluginInfo(
+            name, version, entry.manifest.description, entry.sha256, entry.key_id, entry.signed,
+            path, entry.manifest, entry.imports, entry.exports, "registry", str(path),
+            oci.reference if oci else None, oci.manifest_digest if oci else None,
+        )  # fmt: skip
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
+    def _locked(self) -> Iterator[Index]:
         """Hold the registry lock; clean up after killed processes; yield the index."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            index = self._read_index()
+        with file_lock(self.root / ".lock"):
+            index = self._index.read()
             if self._staging.exists():
                 for leftover in self._staging.iterdir():
                     log.info("removing %s, left by an interrupted change", leftover)
@@ -595,8 +512,6 @@ class Registry:
                 if self._staging.exists():
                     for stage in self._staging.iterdir():
                         shutil.rmtree(stage, ignore_errors=True)
-        finally:
-            os.close(fd)  # releases the flock
 
     def _new_stage(self) -> Path:
         self._staging.mkdir(exist_ok=True, mode=0o700)
@@ -606,7 +521,7 @@ class Registry:
 
     def _stage_file(self, path: Path, data: bytes) -> None:
         """Write and fsync a staged file (a seam for the interruption tests)."""
-        _write_synced(path, data)
+        write_atomic(path, data)
 
     def _place(self, staged: Path, name: str, version: str, sha: str) -> str:
         """Move a staged file to a fresh path under ``plugins/``; returns it, relative."""
@@ -619,20 +534,18 @@ class Registry:
         fsync_dir(target_dir)
         return target.relative_to(self.root).as_posix()
 
-    def _commit_index(self, index: dict[str, Any], stage: Path) -> None:
-        """Write the index atomically: the commit point of every change."""
-        tmp = stage / "index.json"
-        _write_synced(tmp, json.dumps(index, indent=2, sort_keys=True).encode() + b"\n")
-        os.replace(tmp, self.index_path)
-        fsync_dir(self.root)
+    def _commit_index(self, index: Index, stage: Path) -> None:
+        """Write the index atomically (its temporary file in the stage, so a killed
+        process leaves nothing outside it): the commit point of every change."""
+        self._index.write(index, tmp_dir=stage)
         self._remove_unreferenced(index)
 
-    def _remove_unreferenced(self, index: dict[str, Any]) -> None:
+    def _remove_unreferenced(self, index: Index) -> None:
         plugins = self.root / "plugins"
         if not plugins.is_dir():
             return
         referenced = {
-            self.root / e["file"] for r in index["plugins"].values() for e in r["versions"].values()
+            self.root / e.file for r in index.plugins.values() for e in r.versions.values()
         }
         for file in plugins.glob("*/*/plugin*.wasm"):
             if file not in referenced:

@@ -32,6 +32,7 @@ from wasmplug._errors import (
     InvalidComponentError,
     KeyFormatError,
     SignatureError,
+    SignatureFormatError,
     SignatureInvalidError,
     SignatureMissingError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "load_secret_key",
     "sign",
     "signatures",
+    "signed_by",
     "strip_signature",
     "verify",
 ]
@@ -285,7 +287,7 @@ def _parse_set(data: bytes) -> _SignedHashes:
 
 
 def _parse_payload(payload: bytes) -> list[_SignedHashes]:
-    """Decode a signature payload; raises SignatureInvalidError if malformed or unsupported."""
+    """Decode a signature payload; raises SignatureFormatError if malformed or unsupported."""
     try:
         r = ws.ByteReader(bytes(payload))
         version, ctype, hfn = r.take(3, "signature header")
@@ -300,7 +302,7 @@ def _parse_payload(payload: bytes) -> list[_SignedHashes]:
         sets = [_parse_set(r.slice("signed hash set")) for _ in range(count)]
         r.done("signature data")
     except InvalidComponentError as exc:
-        raise SignatureInvalidError(f"malformed signature data: {exc}") from None
+        raise SignatureFormatError(f"malformed signature data: {exc}") from None
     return sets
 
 
@@ -402,7 +404,7 @@ def sign(
     Raises:
         InvalidComponentError: ``data`` is malformed, or has a ``signature``
             section that is not the first section.
-        SignatureInvalidError: The existing signature data is malformed.
+        SignatureFormatError: The existing signature data is malformed.
         SignatureError: This key already signed these exact contents, or a
             limit of 64 sets / 256 signatures would be exceeded.
         ValueError: ``detached_signature`` was given without ``detached``.
@@ -505,6 +507,40 @@ def verify(
     raise SignatureInvalidError(f"signature check failed for key {kid}: {reason}")
 
 
+def signed_by(data: bytes, keys: Iterable[PublicKey]) -> list[PublicKey]:
+    """Which of ``keys`` made a valid signature over all of ``data``'s content.
+
+    Unlike :func:`verify`, the key id stored in a record is ignored: every
+    Ed25519 record is tried with every key. Revocation uses this, so a file
+    signed by a revoked key is found whatever key id its record claims (none,
+    or another key's). The content is parsed and hashed once.
+
+    Returns:
+        The keys whose signature verifies, in the order given; empty if the
+        file is unsigned.
+
+    Raises:
+        InvalidComponentError: ``data`` is not a well-formed module/component.
+        SignatureFormatError: The signature data is malformed.
+    """
+    keys = list(keys)
+    _, content, payload = _split(data, None)
+    if payload is None or not keys:
+        return []
+    sets = _parse_payload(payload)
+    computed = _hashes(content)
+    found: list[PublicKey] = []
+    for key in keys:
+        if any(
+            rec.alg_id == _ED25519 and key._verifies(rec.signature, signed.message())
+            for signed in sets
+            if signed.hashes == computed
+            for rec in signed.records
+        ):
+            found.append(key)
+    return found
+
+
 def signatures(data: bytes, *, detached_signature: bytes | None = None) -> list[SignatureInfo]:
     """List the signature records of a binary (or of a detached signature), unverified.
 
@@ -513,7 +549,7 @@ def signatures(data: bytes, *, detached_signature: bytes | None = None) -> list[
 
     Raises:
         InvalidComponentError: ``data`` is malformed.
-        SignatureInvalidError: The signature data is malformed.
+        SignatureFormatError: The signature data is malformed.
     """
     _, _, payload = _split(data, detached_signature)
     if payload is None:

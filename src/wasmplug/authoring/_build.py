@@ -30,7 +30,7 @@ from pathlib import Path
 import platformdirs
 
 from wasmplug._errors import BuildError
-from wasmplug._fsutil import fsync_dir
+from wasmplug._fsutil import atomic_path, fsync_dir
 
 __all__ = [
     "build_cache_key",
@@ -168,32 +168,11 @@ def _make_private_dirs(path: Path) -> None:
         p.mkdir(mode=0o700, exist_ok=True)
 
 
-def _temp_path(directory: Path, stem: str) -> Path:
-    """Create an empty temporary file (mode 0o600) in ``directory`` and return its path."""
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    return Path(name)
-
-
-def _commit(tmp: Path, dest: Path) -> None:
-    """Fsync ``tmp``, atomically rename it to ``dest`` (same directory), fsync the directory."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
-    fsync_dir(dest.parent)
-
-
 def _copy_atomic(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` so that ``dest`` is either untouched or complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(dest.parent, dest.name)
-    try:
+    with atomic_path(dest, mode=0o644) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        _commit(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _report(progress: Callable[[str], None] | None, msg: str) -> None:
@@ -306,16 +285,11 @@ def _run_build(
 ) -> None:
     """Run ``argv -o TMP`` with TMP next to ``dest``, then atomically move TMP to ``dest``."""
     _report(progress, f"building {world} with {tool} (first time, {eta})...")
-    tmp = _temp_path(dest.parent, dest.stem)
     start = time.monotonic()
-    try:
+    with atomic_path(dest, mode=0o600) as tmp:  # a private cache entry
         out = _run_tool([*argv, "-o", str(tmp)], tool, f"build {world}", timeout=_TIMEOUT_S)
         if tmp.stat().st_size == 0:
             raise BuildError(f"{tool} produced no output for {world}", out)
-        _commit(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     size_mb = dest.stat().st_size / 1e6
     _report(progress, f"built {world} in {time.monotonic() - start:.1f} s ({size_mb:.1f} MB)")
 
