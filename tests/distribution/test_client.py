@@ -237,3 +237,79 @@ def test_remote_registries_are_never_spoken_to_in_plain_http() -> None:
         with pytest.raises(RegistryUnavailableError):
             c.list_tags("a/b")
     assert schemes == ["https", "http"]  # --insecure: HTTPS first, then plain HTTP
+
+
+def test_credentials_never_follow_an_upload_location_to_another_host() -> None:
+    seen: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[f"{request.method} {request.url.host}"] = request.headers.get("Authorization")
+        if request.url.host == "registry.example.com":
+            if request.headers.get("Authorization") is None:
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            if request.method == "HEAD":
+                return httpx.Response(404)
+            return httpx.Response(202, headers={"Location": "https://uploads.evil.example/u/1"})
+        return httpx.Response(201)
+
+    with client(handler) as c:
+        c.upload_blob("acme/tool", BLOB, DIGEST)
+    assert seen["POST registry.example.com"] is not None
+    assert seen["PUT uploads.evil.example"] is None
+
+
+def test_a_tag_page_link_to_another_host_is_refused() -> None:
+    from wasmplug import DistributionError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={"tags": ["1.0.0"]},
+            headers={"Link": '<https://evil.example/v2/a/b/tags/list?last=x>; rel="next"'},
+        )
+
+    with client(handler) as c, pytest.raises(DistributionError, match="leaves the registry"):
+        c.list_tags("a/b")
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_oversized_answers_are_refused(declared: bool) -> None:
+    big = b'{"tags": [' + b'"1.0.0",' * 700_000 + b'"1.0.0"]}'
+
+    class Chunked(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for i in range(0, len(big), 65536):
+                yield big[i : i + 65536]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(200, content=big)
+        return httpx.Response(200, stream=Chunked())
+
+    with client(handler) as c, pytest.raises(ArtifactFormatError, match="4194304"):
+        c.list_tags("a/b")
+
+
+def test_an_oversized_token_answer_is_refused() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example.com":
+            return httpx.Response(200, content=b'{"token": "' + b"x" * 2_000_000 + b'"}')
+        return httpx.Response(
+            401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/t"'}
+        )
+
+    with client(handler) as c, pytest.raises(ArtifactFormatError, match="token service"):
+        c.list_tags("a/b")
+
+
+def test_credential_helper_names_cannot_be_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from wasmplug._distribution.credentials import CredentialStore, lookup_credentials
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "../../bin/evil"}))
+    with pytest.raises(RegistryAuthError, match="not a credential helper name"):
+        lookup_credentials("r.example.com", store=CredentialStore(tmp_path / "none.json"))

@@ -432,3 +432,32 @@ def test_max_blob_bytes_from_the_user_config(
     )
     assert code == EXIT_REGISTRY
     assert f"{len(data)} bytes, more than the {len(data) - 1}-byte maximum" in err
+
+
+def test_concurrent_pulls_of_one_digest_share_the_cache(
+    tmp_path: Path, oci_registry: RunningRegistry, repo: str, pair: signing.KeyPair
+) -> None:
+    import threading
+
+    data = plugin_bytes("acme:shared", "1.0.0", pair=pair)
+    with Session(cache=BlobCache(tmp_path / "pusher")) as s:
+        pushed = s.push(data, f"{oci_registry.host}/{repo}:1.0.0")
+    results: list[object] = []
+
+    def pull() -> None:
+        try:
+            with Session(cache=BlobCache(tmp_path / "shared")) as s:
+                results.append(s.pull(f"{oci_registry.host}/{repo}@{pushed.manifest_digest}"))
+        except Exception as e:  # reported below
+            results.append(e)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 4
+    assert all(getattr(r, "data", None) == data for r in results), results
+    manifest_size = len(BlobCache(tmp_path / "shared").get(pushed.manifest_digest) or b"")
+    # the layer crossed the network once: the others waited on its lock, then hit the cache
+    assert sum(getattr(r, "downloaded", 0) for r in results) <= 4 * manifest_size + len(data)

@@ -5,6 +5,7 @@ Layout (directories 0o700, created on first use)::
     platformdirs.user_cache_dir("wasmplug")/oci/
         blobs/sha256/<hex>              verified content, written atomically
         partial/sha256/<hex>.partial    a download in progress (resumed next time)
+        partial/sha256/<hex>.lock       flock()ed while one process downloads that digest
 
 Content is addressed by its digest, so an entry is re-hashed when read: a
 corrupt or altered file is deleted and fetched again, never trusted. A second
@@ -13,8 +14,11 @@ install of the same digest downloads nothing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -70,6 +74,25 @@ class BlobCache:
         """Where a download of ``digest`` in progress is kept (resumable)."""
         path = self._path("partial", digest)
         return self._dir(path.with_name(path.name + ".partial"))
+
+    @contextlib.contextmanager
+    def downloading(self, digest: str) -> Iterator[Path]:
+        """Hold the download lock of ``digest`` (an exclusive ``flock``); yield its partial file.
+
+        Two processes installing the same digest take turns instead of writing one
+        partial file at once; the second then finds the blob cached.
+        """
+        partial = self.partial(digest)
+        fd = os.open(
+            partial.with_name(partial.name[: -len(".partial")] + ".lock"),
+            os.O_RDWR | os.O_CREAT,
+            0o600,
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield partial
+        finally:
+            os.close(fd)
 
     def adopt(self, digest: str, partial: Path) -> bytes:
         """Move a completed, verified download into the cache; returns its bytes."""

@@ -64,6 +64,7 @@ _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 30.0
 _MAX_TOKEN_BYTES = 1024 * 1024
 _MAX_TAG_PAGES = 100
+_MAX_TAGS_BYTES = 4 * 1024 * 1024
 _CHUNK = 256 * 1024
 _PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -93,6 +94,24 @@ class _Lookup:
 
 
 LOOKUP = _Lookup()
+
+
+def _basic_header(creds: Credentials) -> dict[str, str]:
+    pair = f"{creds.username}:{creds.password}".encode()
+    return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+
+
+def _read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed response, refusing more than ``limit`` bytes."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ArtifactFormatError(f"{what}: the answer declares {declared} bytes, over {limit}")
+    body = bytearray()
+    for chunk in resp.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise ArtifactFormatError(f"{what}: the answer is larger than {limit} bytes")
+    return bytes(body)
 
 
 def _error_text(resp: httpx.Response) -> str:
@@ -178,6 +197,10 @@ class RegistryClient:
                     self._base = f"http://{self.registry}"
         return self._base
 
+    def _same_origin(self, url: str) -> bool:
+        base, target = httpx.URL(self._base_url()), httpx.URL(url)
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+
     def _lookup(self) -> Credentials | None:
         if isinstance(self._credentials, _Lookup):
             self._credentials = lookup_credentials(self.registry)
@@ -189,8 +212,7 @@ class RegistryClient:
             return {"Authorization": f"Bearer {token}"}
         creds = self._credentials if not isinstance(self._credentials, _Lookup) else None
         if self._basic and creds is not None:
-            pair = f"{creds.username}:{creds.password}".encode()
-            return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+            return _basic_header(creds)
         return {}
 
     def _delay(self, attempt: int, resp: httpx.Response | None = None) -> None:
@@ -213,6 +235,9 @@ class RegistryClient:
         """Send with auth and retries; returns the final response (any status)."""
         if url.startswith("/"):
             url = self._base_url() + url
+        # Credentials and tokens go only to the registry itself: an upload Location or
+        # a pagination Link naming another host gets no Authorization header.
+        same_origin = self._same_origin(url)
         authenticated = False
         last: Exception | None = None
         attempt = 0
@@ -220,7 +245,7 @@ class RegistryClient:
             request = self._http.build_request(
                 method,
                 url,
-                headers={**(headers or {}), **self._auth_header(scope)},
+                headers={**(headers or {}), **(self._auth_header(scope) if same_origin else {})},
                 content=content,
             )
             try:
@@ -231,7 +256,7 @@ class RegistryClient:
                     self._delay(attempt)
                 attempt += 1
                 continue
-            if resp.status_code == 401 and not authenticated:
+            if resp.status_code == 401 and not authenticated and same_origin:
                 resp.read()
                 resp.close()
                 self._authenticate(resp, scope)
@@ -279,22 +304,27 @@ class RegistryClient:
                 "(use --insecure only for a registry you control)"
             )
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        auth = httpx.BasicAuth(creds.username, creds.password) if creds is not None else None
+        headers = _basic_header(creds) if creds is not None else {}
+        request = self._http.build_request("GET", realm, params=query, headers=headers)
         try:
-            answer = self._http.get(realm, params=query, auth=auth, follow_redirects=False)
+            answer = self._http.send(request, stream=True, follow_redirects=False)
         except httpx.TransportError as e:
             raise RegistryUnavailableError(
                 f"token service {realm} of registry {self.registry} is unreachable: {e}"
             ) from e
-        if answer.status_code in (401, 403):
-            raise (self._no_credentials() if creds is None else self._rejected(creds))
-        if answer.status_code != 200 or len(answer.content) > _MAX_TOKEN_BYTES:
-            raise RegistryAuthError(
-                f"token service {realm} of registry {self.registry} answered HTTP "
-                f"{answer.status_code} {_error_text(answer)}".rstrip()
-            )
         try:
-            doc = answer.json()
+            if answer.status_code in (401, 403):
+                raise (self._no_credentials() if creds is None else self._rejected(creds))
+            if answer.status_code != 200:
+                raise RegistryAuthError(
+                    f"token service {realm} of registry {self.registry} answered HTTP "
+                    f"{answer.status_code}"
+                )
+            body = _read_capped(answer, _MAX_TOKEN_BYTES, f"token service {realm}")
+        finally:
+            answer.close()
+        try:
+            doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
         except (ValueError, RecursionError, AttributeError):
             token = None
@@ -380,14 +410,9 @@ class RegistryClient:
         )
         try:
             self._check(resp, where)
-            body = bytearray()
-            for chunk in resp.iter_bytes(_CHUNK):
-                body += chunk
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise ArtifactFormatError(f"{where}: manifest larger than {MAX_MANIFEST_BYTES}")
+            raw = _read_capped(resp, MAX_MANIFEST_BYTES, f"{where} (manifest)")
         finally:
             resp.close()
-        raw = bytes(body)
         digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
         if DIGEST_RE.match(reference) and digest != reference:
             raise DigestMismatchError(
@@ -399,18 +424,25 @@ class RegistryClient:
         """Every tag of ``repository`` (following ``Link`` pagination, at most 100 pages)."""
         url = f"/v2/{repository}/tags/list?n=1000"
         tags: list[str] = []
+        where = f"{self.registry}/{repository} (tags)"
         for _ in range(_MAX_TAG_PAGES):
-            resp = self._send("GET", url, scope=f"repository:{repository}:pull")
-            self._check(resp, f"{self.registry}/{repository} (tags)")
+            resp = self._send("GET", url, scope=f"repository:{repository}:pull", stream=True)
             try:
-                page = resp.json().get("tags") or []
-            except (ValueError, RecursionError, AttributeError):
-                raise DistributionError(f"{self.registry}/{repository}: bad tag list") from None
-            tags += [t for t in page if isinstance(t, str)]
+                self._check(resp, where)
+                raw = _read_capped(resp, _MAX_TAGS_BYTES, where)
+            finally:
+                resp.close()
+            try:
+                page = json.loads(raw).get("tags") or []
+                tags += [t for t in page if isinstance(t, str)]
+            except (ValueError, RecursionError, AttributeError, TypeError):
+                raise DistributionError(f"{where}: not a tag list") from None
             match = _LINK_RE.search(resp.headers.get("Link", ""))
             if match is None:
                 break
             url = str(httpx.URL(self._base_url()).join(match.group(1)))
+            if not self._same_origin(url):
+                raise DistributionError(f"{where}: the next-page link leaves the registry: {url}")
         return tags
 
     def fetch_blob(self, repository: str, desc: Descriptor, partial: Path) -> int:

@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from wasmplug._fsutil import write_atomic
 __all__ = ["CredentialStore", "Credentials", "docker_config_path", "lookup_credentials"]
 
 _HELPER_TIMEOUT_S = 10.0
+_HELPER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a program name, never a path
 
 
 @attrs.frozen(repr=False)
@@ -113,6 +115,8 @@ def _from_auths(doc: dict[str, Any], registry: str, where: str) -> Credentials |
 
 
 def _from_helper(helper: str, registry: str, where: str) -> Credentials | None:
+    if not _HELPER_RE.match(helper):
+        raise RegistryAuthError(f"{where}: {helper!r} is not a credential helper name")
     program = f"docker-credential-{helper}"
     try:
         done = subprocess.run(

@@ -292,9 +292,11 @@ class Session:
         self.cache.put(digest, raw)
         data = self.cache.get(manifest.layer.digest)
         if data is None:
-            partial = self.cache.partial(manifest.layer.digest)
-            downloaded += client.fetch_blob(ref.repository, manifest.layer, partial)
-            data = self.cache.adopt(manifest.layer.digest, partial)
+            with self.cache.downloading(manifest.layer.digest) as partial:
+                data = self.cache.get(manifest.layer.digest)  # another process may have done it
+                if data is None:
+                    downloaded += client.fetch_blob(ref.repository, manifest.layer, partial)
+                    data = self.cache.adopt(manifest.layer.digest, partial)
         return PullResult(str(ref), digest, manifest.layer.digest, data, downloaded)
 
     def install(
