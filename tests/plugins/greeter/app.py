@@ -85,3 +85,9 @@ class WitWorld(wit_world.WitWorld):
     def print_stdout(self, msg: str) -> None:
         print(msg, flush=True)
         print(msg, file=sys.stderr, flush=True)
+
+    def argv(self) -> list[str]:
+        return list(sys.argv)
+
+    def read_stdin(self) -> str:
+        return sys.stdin.read()
