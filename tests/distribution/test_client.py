@@ -1,8 +1,9 @@
 """The distribution-API client's auth, retry, resume and size rules, on a scripted transport.
 
-The real-registry tests cover anonymous and htpasswd (Basic) access; docker-registry
-needs a JWT token server for the Bearer flow, so that flow is scripted here, as a
-token service answers in distribution's ``docs/spec/auth/token.md``.
+The real-registry tests (test_registry_e2e.py) cover anonymous, htpasswd (Basic) and
+token (Bearer) access end to end; here each rule is driven into its corner cases:
+token caching and where credentials go, backoff timings, cut and poisoned downloads,
+oversized answers.
 """
 
 from __future__ import annotations

@@ -461,3 +461,46 @@ def test_concurrent_pulls_of_one_digest_share_the_cache(
     manifest_size = len(BlobCache(tmp_path / "shared").get(pushed.manifest_digest) or b"")
     # the layer crossed the network once: the others waited on its lock, then hit the cache
     assert sum(getattr(r, "downloaded", 0) for r in results) <= 4 * manifest_size + len(data)
+
+
+def test_bearer_token_flow_with_the_real_registry(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    oci_token_registry: tuple[RunningRegistry, object],
+    repo: str,
+    pair: signing.KeyPair,
+    isolated_user: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+    import io
+
+    registry, tokens = oci_token_registry
+    host = registry.host
+    file = tmp_path / "p.wasm"
+    data = plugin_bytes("acme:tokened", "1.0.0", pair=pair)
+    file.write_bytes(data)
+    code, _, err = cli("push", str(file), f"{host}/{repo}", capsys=capsys)
+    assert code == EXIT_REGISTRY
+    assert "requires authentication" in err
+
+    docker = isolated_user / "docker" / "config.json"
+    docker.write_text(
+        json.dumps({"auths": {host: {"auth": base64.b64encode(b"fleet:nope").decode()}}})
+    )
+    code, _, err = cli("push", str(file), f"{host}/{repo}", capsys=capsys)
+    assert code == EXIT_REGISTRY
+    assert "rejected the credentials of user 'fleet'" in err
+    docker.unlink()
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("t0ken-pw\n"))
+    assert cli("login", host, "-u", "fleet", "--password-stdin", capsys=capsys)[0] == 0
+    code, _out, err = cli("push", str(file), f"{host}/{repo}", capsys=capsys)
+    assert code == 0, err
+    code, _, err = cli(
+        "pull", f"{host}/{repo}:1.0.0", "-o", str(tmp_path / "o.wasm"), capsys=capsys
+    )
+    assert code == 0, err
+    assert (tmp_path / "o.wasm").read_bytes() == data
+    scopes = [r for r in tokens.requests if "scope=repository" in r]  # type: ignore[attr-defined]
+    assert any("pull%2Cpush" in r or "pull,push" in r for r in scopes)

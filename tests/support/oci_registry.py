@@ -13,6 +13,7 @@ site) and ``oci_auth_registry`` (htpasswd: user ``fleet``, password ``s3cret-pw`
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -64,9 +65,14 @@ def free_port() -> int:
 
 
 def start_registry(
-    workdir: Path, *, username: str | None = None, password: str | None = None
+    workdir: Path,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    token_server: TokenServer | None = None,
 ) -> RunningRegistry:
-    """Start ``docker-registry`` in ``workdir``; htpasswd auth when ``username`` is given."""
+    """Start ``docker-registry`` in ``workdir``: htpasswd auth when ``username`` is given,
+    token (Bearer) auth through ``token_server`` when that is given."""
     binary = registry_binary()
     assert binary is not None, "docker-registry is not installed (scripts/test.sh installs it)"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,12 @@ def start_registry(
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
         (workdir / "htpasswd").write_text(f"{username}:{hashed}\n")
         auth = f"auth:\n  htpasswd:\n    realm: wasmplug-test\n    path: {workdir / 'htpasswd'}\n"
+    if token_server is not None:
+        auth = (
+            f"auth:\n  token:\n    realm: {token_server.realm}\n"
+            f"    service: {token_server.SERVICE}\n    issuer: {token_server.ISSUER}\n"
+            f"    rootcertbundle: {token_server.bundle}\n"
+        )
     (workdir / "config.yml").write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
@@ -158,8 +170,129 @@ def oci_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegi
 
 
 @pytest.fixture(scope="session")
+def oci_token_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningRegistry, TokenServer]]:
+    """A registry behind token (Bearer) auth, and its token service (user ``fleet``,
+    password ``t0ken-pw``)."""
+    if registry_binary() is None:
+        pytest.skip("docker-registry is not installed (scripts/test.sh installs it)")
+    workdir = tmp_path_factory.mktemp("oci-token")
+    tokens = TokenServer(workdir, "fleet", "t0ken-pw")
+    running = start_registry(workdir, token_server=tokens)
+    running.username, running.password = "fleet", "t0ken-pw"
+    yield running, tokens
+    running.stop()
+    tokens.stop()
+
+
+@pytest.fixture(scope="session")
 def oci_auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     """A registry behind htpasswd (bcrypt) basic auth: user ``fleet``, password ``s3cret-pw``."""
     running = _start(tmp_path_factory, "oci-auth", username="fleet", password="s3cret-pw")
     yield running
     running.stop()
+
+
+class TokenServer:
+    """A minimal token service for distribution's token auth (``docs/spec/auth/token.md``).
+
+    ``GET /token?service=S&scope=repository:NAME:ACTIONS`` with HTTP Basic credentials
+    answers ``{"token": JWT}``: an ES256 JWT whose ``x5c`` header carries a self-signed
+    certificate that the registry trusts (``rootcertbundle``). It grants what was asked
+    to the one user, and answers 401 to anyone else.
+    """
+
+    ISSUER = "wasmplug-test-issuer"
+    SERVICE = "wasmplug-test"
+
+    def __init__(self, workdir: Path, username: str, password: str) -> None:
+        import datetime
+        import http.server
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wasmplug test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(self.key, hashes.SHA256())
+        )
+        self.bundle = workdir / "token-root.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.requests: list[str] = []
+        server_self = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server_self.requests.append(self.path)
+                expected = "Basic " + _b64(f"{username}:{password}".encode(), url=False)
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps({"token": server_self.token(self.path)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def token(self, path: str) -> str:
+        import secrets
+        import urllib.parse
+
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+        access = []
+        for scope in query.get("scope", []):
+            kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else ("", "", "")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {
+            "iss": self.ISSUER, "sub": "fleet", "aud": self.SERVICE, "exp": now + 300,
+            "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access,
+        }  # fmt: skip
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [_b64(der, url=False)]}
+        signing_input = (
+            _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+        ).encode()
+        r, s = decode_dss_signature(self.key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return signing_input.decode() + "." + _b64(signature)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def _b64(data: bytes, *, url: bool = True) -> str:
+    import base64
+
+    if not url:
+        return base64.b64encode(data).decode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
