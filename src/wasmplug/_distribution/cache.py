@@ -67,8 +67,10 @@ class BlobCache:
         return data
 
     def put(self, digest: str, data: bytes) -> None:
-        """Store ``data`` under ``digest``, which the caller has verified."""
-        write_atomic(self._dir(self._path("blobs", digest)), data, mode=0o600)
+        """Store ``data`` under ``digest``, which the caller has verified (a no-op if present)."""
+        path = self._path("blobs", digest)
+        if not path.is_file():
+            write_atomic(self._dir(path), data, mode=0o600)
 
     def partial(self, digest: str) -> Path:
         """Where a download of ``digest`` in progress is kept (resumable)."""

@@ -160,12 +160,8 @@ class RegistryClient:
         host = registry[1 : registry.index("]")] if registry.startswith("[") else registry
         host = host.rsplit(":", 1)[0] if not registry.startswith("[") else host
         self._plain_allowed = self.options.insecure or is_loopback(host)
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(self.options.timeout_s),
-            headers={"User-Agent": "wasmplug"},
-            follow_redirects=False,
-        )
+        self._transport = transport
+        self._client: httpx.Client | None = None
         self._base: str | None = None
         self._tokens: dict[str, str] = {}
         self._basic = False
@@ -183,7 +179,22 @@ class RegistryClient:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The connection pool, made on first use: loading the CA bundle costs ~0.1 s,
+        which an install served from the blob cache never needs to pay."""
+        if self._client is None:
+            self._client = httpx.Client(
+                transport=self._transport,
+                timeout=httpx.Timeout(self.options.timeout_s),
+                headers={"User-Agent": "wasmplug"},
+                follow_redirects=False,
+            )
+        return self._client
 
     # -- plumbing ----------------------------------------------------------------------
 
