@@ -52,6 +52,7 @@ from wasmplug._errors import RegistryAuthError as RegistryAuthError
 from wasmplug._errors import RegistryError as RegistryError
 from wasmplug._errors import RegistryUnavailableError as RegistryUnavailableError
 from wasmplug._errors import ResourceLimitExceeded as ResourceLimitExceeded
+from wasmplug._errors import ResultTooLarge as ResultTooLarge
 from wasmplug._errors import RevokedError as RevokedError
 from wasmplug._errors import RollbackError as RollbackError
 from wasmplug._errors import SignatureError as SignatureError
@@ -159,6 +160,7 @@ __all__ = [
     "Resource",
     "ResourceLimitExceeded",
     "RestartPolicy",
+    "ResultTooLarge",
     "RevokedError",
     "RollbackError",
     "SecretKey",

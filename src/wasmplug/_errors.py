@@ -53,6 +53,7 @@ The hierarchy says whose fault a failure was, in the manner of trio's
             ├── PluginInterrupted       Ctrl-C ended the call (the caller gets KeyboardInterrupt)
             ├── FuelExhausted           the per-call fuel budget ran out (Limits.fuel)
             ├── ResourceLimitExceeded   memory/table limit hit and the guest gave up
+            │   └── ResultTooLarge      a lifted result exceeded Limits.max_result_bytes
             ├── HostFunctionError       a host function the app provided raised; see __cause__
             └── PluginCrashed           the worker process died (isolation="process")
 
@@ -104,6 +105,7 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailableError",
     "ResourceLimitExceeded",
+    "ResultTooLarge",
     "RevokedError",
     "RollbackError",
     "SignatureError",
@@ -325,6 +327,14 @@ class ResourceLimitExceeded(PluginFault):
     """A memory or table limit was hit and the guest could not continue."""
 
     fault = "resource-limit"
+
+
+class ResultTooLarge(ResourceLimitExceeded):
+    """A value lifted out of the guest (a call's result, or a host function's
+    arguments) exceeded ``Limits.max_result_bytes``; the instance was discarded."""
+
+    __module__ = "wasmplug"
+    fault = "result-size"
 
 
 class HostFunctionError(PluginFault):

@@ -63,8 +63,7 @@ def test_limits_are_capped_by_the_application() -> None:
     effective = asked.capped_by(app)
     assert effective.timeout_ms == 100  # the plugin cannot raise the app's ceiling
     assert effective.memory_bytes == 16 * 2**20  # but may ask for less
-    unset = Limits(timeout_ms=None, memory_bytes=None, table_elements=None)
-    assert unset.capped_by(app) == app
+    assert Limits.unlimited().capped_by(app) == app
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "5"], ids=["zero", "negative", "bool", "str"])

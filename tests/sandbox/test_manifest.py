@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,8 +54,8 @@ def test_full_manifest_parses() -> None:
     )
     assert m.allowed_outbound_hosts == ("https://api.example.com", "https://*.example.org:8443")
     assert m.stdio == "discard"
-    assert m.limits == Limits(
-        timeout_ms=100, memory_bytes=64 * 2**20, fuel=1_000_000, table_elements=None
+    assert m.limits == attrs.evolve(
+        Limits.unlimited(), timeout_ms=100, memory_bytes=64 * 2**20, fuel=1_000_000
     )
 
 

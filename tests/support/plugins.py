@@ -45,3 +45,17 @@ def build_greeter_js() -> Path:
     return build_js_component(
         GREETER_JS_DIR / "app.js", wit_path=GREETER_JS_DIR / "wit", world=GREETER_JS_WORLD
     )
+
+
+PROBER_DIR = PLUGINS_DIR / "prober"
+PROBER_WORLD = "prober"
+
+
+def build_prober() -> Path:
+    """Build (or fetch from the build cache) the ``prober`` test plugin: a componentize-py
+    guest that renames, symlinks and creates files inside its grants, then traps.
+
+    Returns:
+        Path of the ~18 MB component file in the build cache.
+    """
+    return build_python_component(PROBER_DIR, wit_path=PROBER_DIR / "wit", world=PROBER_WORLD)

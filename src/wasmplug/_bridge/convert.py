@@ -67,11 +67,21 @@ INT_RANGES: dict[str, tuple[int, int, int]] = {
 
 
 class HandleBridge(Protocol):
-    """What converters need from an instance to move resource handles across."""
+    """What converters need from an instance: moving resource handles across, and
+    the budget of the current lift (see :mod:`._lift`)."""
+
+    lift_left: int
+    """Bytes the value being lifted may still take (``Limits.max_result_bytes``)."""
+    max_lift: int
+    """The budget each lift starts with, for messages."""
 
     def lower_handle(self, ty: HandleT, value: Any, val: Any) -> None: ...
 
     def lift_handle(self, ty: HandleT, val: Any) -> Any: ...
+
+    def lift_deadline_s(self) -> float:
+        """The ``time.monotonic()`` time by which the current lift must end."""
+        ...
 
 
 def python_shape(t: WitType) -> str:

@@ -90,6 +90,11 @@ class _Orphan:
     host_exc: BaseException | None = None
     host_func: str = ""
     signal_exc: BaseException | None = None
+    lift_left = max_lift = 2**62
+    lift_deadline = 0.0
+
+    def lift_deadline_s(self) -> float:
+        return float("inf")
 
 
 _ORPHAN = _Orphan()
@@ -110,6 +115,8 @@ def _trampoline(
         hf = _HOST_FUNCS.get(env or 0)
         if hf is None:
             raise RuntimeError("host function was unlinked")
+        inst.lift_left = inst.max_lift  # a fresh budget for these arguments
+        inst.lift_deadline = 0.0
         pyargs = [lift(args[i], inst) for i, lift in enumerate(hf.lifts)]
         try:
             out = hf.invoke(pyargs)

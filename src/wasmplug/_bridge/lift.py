@@ -1,13 +1,27 @@
-"""Lifting: canonical-ABI values → Python values (see :mod:`._convert`)."""
+"""Lifting: canonical-ABI values → Python values (see :mod:`._convert`).
+
+Lifting is bounded. Every lift of a call's result (or of one host function
+call's arguments) starts with a byte budget on the bridge, ``b.lift_left``
+(``Limits.max_result_bytes``): each list charges :data:`VALUE_BYTES` per element
+value before it is built (so a list of millions of strings is refused before
+any is decoded), and each string and ``list<u8>`` charges its contents.
+Running out raises :class:`~wasmplug.ResultTooLarge`. Lists longer than
+:data:`CHUNK` also check the call's deadline every :data:`CHUNK` elements
+(``b.lift_deadline_s()``, a ``time.monotonic()`` value) and raise
+:class:`~wasmplug.PluginTimeout` once it has passed.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import struct
+import time
 from array import array
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
+
+from wasmplug._errors import PluginTimeout, ResultTooLarge
 
 from . import ffi as f
 from .convert import Lift
@@ -27,7 +41,26 @@ from .wit import (
     snake,
 )
 
-__all__ = ["lifter", "record_class"]
+__all__ = ["CHUNK", "VALUE_BYTES", "lifter", "record_class"]
+
+VALUE_BYTES = 32
+"""What one lifted value is charged against ``Limits.max_result_bytes``, in bytes
+(the size of a ``wasmtime_component_val_t``)."""
+
+CHUNK = 1 << 14
+"""List elements lifted between two checks of the call's deadline."""
+
+
+def _too_large(b: Any) -> NoReturn:
+    raise ResultTooLarge(
+        f"the lifted value is larger than Limits.max_result_bytes={b.max_lift} bytes "
+        f"(strings and byte lists count their contents, other values {VALUE_BYTES} bytes each)"
+    )
+
+
+def _past_deadline(b: Any) -> None:
+    if time.monotonic() > b.lift_deadline_s():
+        raise PluginTimeout("exceeded its time limit while its result was being lifted")
 
 
 def _string(vec: Any) -> str:
@@ -35,10 +68,31 @@ def _string(vec: Any) -> str:
     return ctypes.string_at(vec.data, size).decode("utf-8") if size else ""
 
 
+def _lift_string(val: Any, b: Any) -> str:
+    vec = val.of.string
+    size = vec.size
+    if not size:
+        return ""
+    left = b.lift_left - size
+    b.lift_left = left
+    if left < 0:
+        _too_large(b)
+    return ctypes.string_at(vec.data, size).decode("utf-8")
+
+
+def _values(t: WitType) -> int:
+    """Values a lifted ``t`` holds whatever its contents (a record counts its fields)."""
+    if isinstance(t, RecordT):
+        return 1 + sum(_values(ft) for _, ft in t.fields)
+    if isinstance(t, TupleT):
+        return 1 + sum(_values(et) for et in t.elements)
+    return 1
+
+
 def _lift_prim(t: Prim) -> Lift:
     name = t.name
     if name == "string":
-        return lambda val, _b: _string(val.of.string)
+        return _lift_string
     if name == "char":
         return lambda val, _b: chr(val.of.character)
     if name == "bool":
@@ -98,11 +152,15 @@ def _lift_scalar_list(t: ListT, code: str, width: int, post: Any) -> Lift:
     size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
     string_at = ctypes.string_at
 
-    def lift(val: Any, _b: Any) -> list[Any]:
+    def lift(val: Any, b: Any) -> list[Any]:
         lst = val.of.list
         n = lst.size
         if not n:
             return []
+        left = b.lift_left - n * VALUE_BYTES
+        b.lift_left = left
+        if left < 0:
+            _too_large(b)
         blob = string_at(lst.data, n * size)
         raw: bytes | bytearray
         if width == 1:
@@ -126,20 +184,36 @@ def _lift_list(t: ListT) -> Lift:
     if t.element == Prim("u8"):
         size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
 
-        def lift_bytes(val: Any, _b: Any) -> bytes:
+        def lift_bytes(val: Any, b: Any) -> bytes:
             lst = val.of.list
             n = lst.size
             if not n:
                 return b""
+            left = b.lift_left - n
+            b.lift_left = left
+            if left < 0:
+                _too_large(b)
             return ctypes.string_at(lst.data, n * size)[offset::size]
 
         return lift_bytes
     elem = lifter(t.element)
+    weight = VALUE_BYTES * _values(t.element)
 
     def lift(val: Any, b: Any) -> list[Any]:
         lst = val.of.list
+        n = lst.size
+        left = b.lift_left - n * weight
+        b.lift_left = left
+        if left < 0:
+            _too_large(b)
         data = lst.data
-        return [elem(data[i], b) for i in range(lst.size)]
+        if n <= CHUNK:
+            return [elem(data[i], b) for i in range(n)]
+        out: list[Any] = []
+        for start in range(0, n, CHUNK):
+            _past_deadline(b)
+            out += [elem(data[i], b) for i in range(start, min(n, start + CHUNK))]
+        return out
 
     return lift
 

@@ -18,6 +18,7 @@ from wasmplug._errors import (
     PluginTimeout,
     PluginTrapped,
     ResourceLimitExceeded,
+    ResultTooLarge,
 )
 
 __all__ = ["DEADLINE_TRAP", "INTERRUPT_TRAP", "classify", "split_backtrace"]
@@ -77,6 +78,11 @@ def classify(message: str, *, guest_stderr: str = "", memory_limited: bool = Fal
         return PluginInterrupted("interrupted", wasm_backtrace=backtrace)
     if cause.startswith("all fuel consumed"):
         return FuelExhausted("ran out of fuel", wasm_backtrace=backtrace)
+    if "too much data is being copied between the host and the guest" in cause:
+        # wasmtime's own bound on what one call may copy out ("hostcall fuel").
+        return ResultTooLarge(
+            f"the value is too large for wasmtime to lift ({cause})", wasm_backtrace=backtrace
+        )
     if "exceeds memory limits" in cause or "table limits" in cause:
         return ResourceLimitExceeded(cause, wasm_backtrace=backtrace)
     if memory_limited and any(marker in guest_stderr for marker in _OOM_MARKERS):

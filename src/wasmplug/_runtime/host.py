@@ -288,7 +288,8 @@ class PluginHost:
             RevokedError: the component or its signer's key is revoked.
             ManifestError: the manifest is invalid.
             LinkError: imports that are not provided, not declared or not granted.
-            CapabilityError: a grant cannot be honoured (missing directory...).
+            CapabilityError: a grant cannot be honoured (missing directory, or a
+                directory inside another writable grant: see docs/security.md).
             InstantiationError: the component failed to start (start code
                 trapped, or a limit is below what it needs).
             PluginClosedError: the host is closed.
@@ -306,7 +307,7 @@ class PluginHost:
             grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
         component = self._compile(data, manifest.name)
         shape = read_shape(self._engine, component)
-        sandbox = resolve(manifest, grants)
+        sandbox = resolve(manifest, grants)  # opens and binds each granted directory
         effective = manifest.limits.capped_by(limits or self.limits)
         if effective.fuel is not None and not self._consume_fuel:
             raise CapabilityError(
@@ -331,22 +332,26 @@ class PluginHost:
             )
         else:
             linker, linked = self._link(component, plan)
-        plugin = Plugin(
-            host=self,
-            component=component,
-            shape=shape,
-            manifest=manifest,
-            sandbox=sandbox,
-            limits=effective,
-            linker=linker,
-            linked=linked,
-            uses_wasi=plan.uses_wasi,
-            pool_size=pool_size,
-            restart_policy=restart_policy or self.restart_policy,
-            sha256=sha,
-            publisher=None if trusted is None else trusted.key_id,
-            backend=backend,
-        )
+        try:  # Plugin() creates the first instance
+            plugin = Plugin(
+                host=self,
+                component=component,
+                shape=shape,
+                manifest=manifest,
+                sandbox=sandbox,
+                limits=effective,
+                linker=linker,
+                linked=linked,
+                uses_wasi=plan.uses_wasi,
+                pool_size=pool_size,
+                restart_policy=restart_policy or self.restart_policy,
+                sha256=sha,
+                publisher=None if trusted is None else trusted.key_id,
+                backend=backend,
+            )
+        except BaseException:
+            sandbox.close()  # release the granted directories held since resolve()
+            raise
         self._plugins.add(plugin)
         for note in sandbox.denied:
             log.info("plugin %s: %s", manifest.name, note)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from wasmtime import Store, WasmtimeError
@@ -73,7 +75,10 @@ class Instance:
         "host_reps",
         "instance",
         "interrupt",
+        "lift_deadline",
+        "lift_left",
         "lock",
+        "max_lift",
         "pending_drops",
         "plugin",
         "signal_exc",
@@ -97,6 +102,10 @@ class Instance:
         self.deadline_at = 0
         self.interrupt = False
         self.signal_exc: BaseException | None = None
+        # The budget of the value being lifted (see _bridge.lift), reset before each lift.
+        limit = plugin.limits.max_result_bytes
+        self.max_lift = self.lift_left = 2**62 if limit is None else int(limit)
+        self.lift_deadline = 0.0  # time.monotonic() deadline of the current lift; 0: not yet known
         self.lock = threading.Lock()
         self.freed = False
         self.call_thread: CallThread | None = None
@@ -108,7 +117,8 @@ class Instance:
         self.context: Any = store._context()
         _deadline.install(store)
         store.set_limits(
-            memory_size=-1 if limits.memory_bytes is None else limits.memory_bytes,
+            # memory_bytes is the total: each allowed memory gets an equal share.
+            memory_size=-1 if limits.per_memory_bytes is None else limits.per_memory_bytes,
             table_elements=-1 if limits.table_elements is None else limits.table_elements,
             instances=-1 if limits.instances is None else limits.instances,
             tables=-1 if limits.tables is None else limits.tables,
@@ -119,7 +129,11 @@ class Instance:
         self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
         self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
         if plugin._uses_wasi:
-            store.set_wasi(plugin.sandbox.wasi_config(self.stdout, self.stderr))
+            try:  # checks that every granted directory is still the one bound at load
+                store.set_wasi(plugin.sandbox.wasi_config(self.stdout, self.stderr))
+            except BaseException:
+                self.close()
+                raise
         if host._consume_fuel:
             store.set_fuel(limits.fuel if limits.fuel is not None else 2**63 - 1)
         if plugin._threaded:
@@ -193,12 +207,22 @@ class Instance:
         cause, backtrace = split_backtrace(message)
         limits = self.plugin.limits
         hint = ""
-        if "memory" in cause and "limit" in cause and limits.memory_bytes is not None:
+        per_memory = limits.per_memory_bytes
+        if "memory" in cause and "count" in cause and limits.memories is not None:
             hint = (
-                f" (Limits.memory_bytes={limits.memory_bytes} bytes, "
-                f"{limits.memory_bytes // _PAGE} pages, is below what this component needs "
-                "to instantiate; componentize-py components need about 12.3 MiB / 197 pages)"
+                f" (the component has more linear memories than Limits.memories="
+                f"{limits.memories} allows; raising it splits Limits.memory_bytes evenly "
+                "between them)"
             )
+        elif "memory" in cause and "limit" in cause and per_memory is not None:
+            hint = (
+                f" (each memory may grow to {per_memory} bytes, {per_memory // _PAGE} pages: "
+                f"Limits.memory_bytes={limits.memory_bytes} over {limits.memories or 1} "
+                "memory(ies), which is below what this component needs to instantiate; "
+                "componentize-py components need about 12.3 MiB / 197 pages)"
+            )
+        elif ("instance" in cause or "table" in cause) and "count" in cause:
+            hint = " (see Limits.instances and Limits.tables)"
         if self.host_exc is not None:
             hint += f" (a host function raised {type(self.host_exc).__name__} during start-up)"
         err = InstantiationError(f"cannot instantiate plugin {self.plugin.name!r}: {cause}{hint}")
@@ -212,6 +236,21 @@ class Instance:
 
     def lift_handle(self, ty: HandleT, val: Any) -> Any:
         return lift_handle(self, ty, val)
+
+    def lift_deadline_s(self) -> float:
+        """The ``time.monotonic()`` time by which the current lift must end: what is
+        left of the call's epoch deadline, computed on first use in each lift."""
+        deadline = self.lift_deadline
+        if not deadline:
+            plugin = self.plugin
+            ticker = plugin._ticker
+            if plugin.limits.timeout_ms is None:
+                deadline = math.inf
+            else:
+                ticks_left = self.deadline_at - ticker.epoch
+                deadline = time.monotonic() + max(0, ticks_left) * ticker.tick_ms / 1000.0
+            self.lift_deadline = deadline
+        return deadline
 
     # ---------------------------------------------------------------------------
 

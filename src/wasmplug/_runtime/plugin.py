@@ -9,7 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, final
 
 from wasmtime import WasmtimeError
 from wasmtime.component import Component, ExportIndex, Linker
@@ -22,6 +22,7 @@ from wasmplug._bridge.resources import Resource, end_borrows, end_moves, track_m
 from wasmplug._bridge.values import Err
 from wasmplug._bridge.wit import ComponentShape, FuncSig, ResourceRef, snake
 from wasmplug._errors import (
+    CapabilityError,
     ErrorResult,
     HostFunctionError,
     PluginClosedError,
@@ -265,11 +266,15 @@ class Plugin:
             PluginTimeout: the call exceeded ``Limits.timeout_ms``.
             FuelExhausted: the call exceeded ``Limits.fuel``.
             ResourceLimitExceeded: the guest hit a memory or table limit.
+            ResultTooLarge: the result exceeded ``Limits.max_result_bytes`` once lifted.
             HostFunctionError: a host function raised; the exception is ``__cause__``.
             PluginQuarantinedError: too many faults; call :meth:`reset`.
             PluginClosedError: the plugin or its host was closed.
             ReentrantCallError: called from a host function of this same plugin.
             InstantiationError: a fresh instance could not be created.
+            CapabilityError: a fresh instance was refused: a granted directory no
+                longer is the directory it was when the plugin was loaded
+                (counted in :meth:`metrics` as a ``"capability"`` fault).
             KeyboardInterrupt: re-raised here if a host function raised it.
         """
         ex = self._by_name.get(export)
@@ -483,16 +488,18 @@ class Plugin:
         lift = ex.lift
         if lift is None:
             return None
-        if ex.free_result:
-            try:
-                value = lift(buf.result, inst)
-            finally:
+        inst.lift_left = inst.max_lift  # Limits.max_result_bytes, see _bridge.lift
+        inst.lift_deadline = 0.0
+        try:
+            value = lift(buf.result, inst)
+        except PluginFault as e:  # ResultTooLarge, or the deadline passed while lifting
+            self._lift_fault(inst, ex, e)
+        finally:
+            if ex.free_result:
                 # wasmtime assigns into the result slot on the next call, dropping
                 # whatever is there: leave a plain bool, not dangling pointers.
                 _val_delete(buf.rref)
                 buf.result.kind = _BOOL
-        else:
-            value = lift(buf.result, inst)
         if ex.returns_result:
             if value.__class__ is Err:
                 raise self._error(ErrorResult(value.value), ex)
@@ -547,6 +554,12 @@ class Plugin:
         fault = PluginInterrupted(f"interrupted by {type(exc).__name__}")
         self._supervisor.record_interrupt(self._error(fault, ex))
 
+    def _lift_fault(self, inst: Instance, ex: ExportFunc, exc: PluginFault) -> NoReturn:
+        """The result could not be lifted within its limits: discard ``inst``, count, raise."""
+        self._pool.discard(inst)
+        self._supervisor.record_fault(self._error(exc, ex))
+        raise exc.with_traceback(None)
+
     def _error(self, exc: E, ex: ExportFunc | None) -> E:
         exc.plugin = self.name
         exc.export = None if ex is None else ex.name
@@ -585,7 +598,13 @@ class Plugin:
         if self._supervisor.quarantined:
             raise self._quarantined(None)
         self._supervisor.before_instantiate()
-        return Instance(self)
+        try:
+            return Instance(self)
+        except CapabilityError as e:
+            # A grant no longer names the directory it named at load: a fault of
+            # the plugin's sandbox, counted like any other; no instance exists.
+            self._supervisor.record("capability", str(e), None)
+            raise
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:
         """Drop an ``own`` handle now (``Resource.drop``): run the guest destructor."""
@@ -688,6 +707,7 @@ class Plugin:
         self._closed = True
         if self._backend is not None:
             self._backend.close()
+            self.sandbox.close()
             return
         # Never wait for an instance this thread is running (close() from a host
         # function): the call discards it when it returns.
@@ -701,6 +721,7 @@ class Plugin:
                     time.sleep(0.002)
                 ct.cancel()  # its caller gives up and abandons the thread
         self._pool.close(skip=here)
+        self.sandbox.close()
 
     def __enter__(self) -> Plugin:
         return self

@@ -21,7 +21,9 @@ class FaultRecord:
 
     Attributes:
         kind: The fault class (``"trap"``, ``"timeout"``, ``"fuel"``,
-            ``"resource-limit"``, ``"host-function"``).
+            ``"resource-limit"``, ``"result-size"``, ``"host-function"``, or
+            ``"capability"`` when a new instance was refused because a granted
+            directory changed).
         message: The exception's message.
         export: The export being called, if any.
         at: ``time.time()`` of the fault, in seconds since the epoch.
@@ -88,14 +90,18 @@ class Supervisor:
 
     def record_fault(self, exc: PluginFault) -> None:
         """Count a fault; quarantine the plugin if the policy's limit is reached."""
+        # Exception.__str__: the message without the "plugin ..., export ...:" prefix.
+        self.record(exc.fault, Exception.__str__(exc), exc.export)
+
+    def record(self, kind: str, message: str, export: str | None) -> None:
+        """Count a fault of class ``kind`` (also those that are not a :class:`PluginFault`,
+        such as a grant that no longer names its directory: ``"capability"``)."""
         now = self._clock()
         with self._lock:
-            self.faults[exc.fault] += 1
+            self.faults[kind] += 1
             self.consecutive += 1
             self.pending_restart = True
-            # Exception.__str__: the message without the "plugin ..., export ...:" prefix.
-            message = Exception.__str__(exc)
-            self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())
+            self.last_fault = FaultRecord(kind, message, export, time.time())
             window = self._window
             window.append(now)
             while window and now - window[0] > self.policy.window_s:

@@ -5,6 +5,13 @@ application grants it. The host path of a directory always comes from the
 grant, never from the plugin. WASI is linked with a capability-less
 ``WasiConfig`` plus exactly the granted preopens and environment keys; no
 ``inherit_*`` call is ever made.
+
+Each granted directory is bound to its identity when the plugin loads
+(:class:`~wasmplug._sandbox.bound_dir.BoundDir`), and checked before every new
+instance. A grant that lies inside (or is the same directory as) another,
+*writable* grant of the same plugin is refused at load: through the outer
+grant the plugin could write into the inner one, so a read-only inner grant
+would not be read-only, and it could replace the inner directory.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from wasmtime import WasiConfig
 
 from wasmplug._errors import CapabilityError
 
+from .bound_dir import BoundDir
 from .manifest import Manifest
 from .stdio import GuestOutput
 
@@ -92,6 +100,7 @@ class Preopen:
     host_path: Path
     guest_path: str
     writable: bool
+    directory: BoundDir = attrs.field(eq=False, repr=False)
 
 
 @attrs.frozen
@@ -113,47 +122,87 @@ class EffectiveSandbox:
         """Build a fresh ``WasiConfig`` for one instance.
 
         Raises:
-            CapabilityError: if a granted host directory cannot be preopened.
+            CapabilityError: if a granted host directory no longer names the
+                directory it named at load (see :class:`BoundDir`), or cannot
+                be preopened.
         """
         config = WasiConfig()
         config.argv = ["plugin"]
         if self.env:
             config.env = [list(pair) for pair in self.env]
         for p in self.preopens:
-            try:
-                config.preopen_dir(str(p.host_path), p.guest_path, fs_mutable=p.writable)
-            except Exception as e:
-                raise CapabilityError(
-                    f"cannot preopen {p.host_path} as {p.guest_path}: {e}"
-                ) from None
+            p.directory.preopen(config, writable=p.writable)
         if stdout is not None:
             config.stdout_custom = stdout
         if stderr is not None:
             config.stderr_custom = stderr
         return config
 
+    def close(self) -> None:
+        """Release the directories held for the preopens (idempotent)."""
+        for p in self.preopens:
+            p.directory.close()
+
+
+def _ancestors(directory: BoundDir) -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of ``directory`` and of every directory above its real path."""
+    found = {directory.identity()}
+    for parent in Path(directory.real_path).parents:
+        try:
+            st = os.stat(parent)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return found
+
+
+def _check_overlaps(preopens: list[Preopen]) -> None:
+    """Refuse a grant that lies inside, or is, the directory of another writable grant."""
+    for inner in preopens:
+        above = _ancestors(inner.directory)
+        for outer in preopens:
+            if outer is inner or not outer.writable:
+                continue
+            if outer.directory.identity() in above:
+                same = outer.directory.identity() == inner.directory.identity()
+                where = "is the same directory as" if same else "lies inside"
+                raise CapabilityError(
+                    f"grant for {inner.guest_path!r} ({inner.host_path}) {where} the writable "
+                    f"grant for {outer.guest_path!r} ({outer.host_path}): through "
+                    f"{outer.guest_path!r} the plugin could modify or replace it. Grant the "
+                    "outer directory read-only, or grant directories that do not overlap"
+                )
+
 
 def resolve(manifest: Manifest, grants: Grants) -> EffectiveSandbox:
     """Intersect what ``manifest`` declares with what ``grants`` allows.
 
+    Each granted directory is opened and bound to its identity here; the
+    returned sandbox holds it until :meth:`EffectiveSandbox.close`.
+
     Raises:
-        CapabilityError: if a granted host directory does not exist or is not a directory.
+        CapabilityError: if a granted host directory does not exist or is not a
+            directory, or if a granted directory is, or lies inside, another
+            writable granted directory.
     """
     denied: list[str] = []
     preopens: list[Preopen] = []
-    for req in manifest.filesystem:
-        grant = grants.filesystem.get(req.guest_path)
-        if grant is None:
-            denied.append(f"filesystem {req.guest_path} ({req.mode}): not granted")
-            continue
-        if not grant.host_path.is_dir():
-            raise CapabilityError(
-                f"grant for {req.guest_path!r} names {grant.host_path}, which is not a directory"
-            )
-        writable = req.mode == "rw" and grant.mode == "rw"
-        if req.mode == "rw" and not writable:
-            denied.append(f"filesystem {req.guest_path}: write access not granted (read-only)")
-        preopens.append(Preopen(grant.host_path, req.guest_path, writable))
+    try:
+        for req in manifest.filesystem:
+            grant = grants.filesystem.get(req.guest_path)
+            if grant is None:
+                denied.append(f"filesystem {req.guest_path} ({req.mode}): not granted")
+                continue
+            writable = req.mode == "rw" and grant.mode == "rw"
+            if req.mode == "rw" and not writable:
+                denied.append(f"filesystem {req.guest_path}: write access not granted (read-only)")
+            directory = BoundDir(grant.host_path, req.guest_path)
+            preopens.append(Preopen(grant.host_path, req.guest_path, writable, directory))
+        _check_overlaps(preopens)
+    except BaseException:
+        for p in preopens:
+            p.directory.close()
+        raise
     env = []
     for key in manifest.env:
         if key in grants.env:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -15,7 +16,11 @@ WASM_PAGE = 65536
 def _positive_or_none(_inst: Any, attribute: Any, value: Any) -> None:
     if value is None:
         return
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 < value < math.inf  # also refuses NaN
+    ):
         raise ValueError(
             f"Limits.{attribute.name} must be a positive number or None, got {value!r}"
         )
@@ -25,6 +30,11 @@ def _positive_or_none(_inst: Any, attribute: Any, value: Any) -> None:
 class Limits:
     """Per-plugin resource limits. ``None`` means "no limit of this kind".
 
+    Every limit applies to one instance of the plugin (one wasmtime Store), and
+    the defaults bound the instance as a whole: at most 256 MiB of linear memory
+    in total, in one memory, with at most 16 tables of 100,000 elements and 64
+    core instances, and at most 64 MiB of lifted result per call.
+
     A plugin never gets more than the application allows: when a manifest
     also asks for limits, the effective limit of each kind is the smaller one
     (see :meth:`capped_by`).
@@ -32,32 +42,52 @@ class Limits:
     Attributes:
         timeout_ms: Wall-clock budget of one call, in milliseconds, enforced by
             an epoch deadline (resolution: the host's tick, 1 ms by default).
-            Exceeding it raises :class:`~wasmplug.PluginTimeout`.
-        memory_bytes: Maximum size of each linear memory, in bytes
-            (``memories`` bounds how many there are). ``memory.grow`` past it
-            fails (returns -1) in the guest. componentize-py components need
-            about 12.3 MiB (197 pages) just to instantiate.
+            Exceeding it raises :class:`~wasmplug.PluginTimeout`. Lifting a large
+            result also checks it.
+        memory_bytes: Total linear memory of one instance, all its memories
+            together, in bytes. wasmtime limits each memory separately, so each
+            of the ``memories`` allowed memories may grow to an equal share,
+            :attr:`per_memory_bytes`. ``memory.grow`` past it fails (returns -1)
+            in the guest. componentize-py components need about 12.3 MiB (197
+            pages) in their one memory just to instantiate.
         fuel: Fuel budget of one call (roughly, Wasm instructions). Needs
             ``PluginHost(consume_fuel=True)``; exhausting it raises
             :class:`~wasmplug.FuelExhausted`.
-        table_elements: Maximum elements of any one table.
-        instances: Maximum core instances per store.
-        tables: Maximum tables per store.
-        memories: Maximum linear memories per store.
+        table_elements: Maximum elements of each table (per table; ``tables``
+            bounds how many there are).
+        instances: Maximum core instances in one instance's store
+            (componentize-py components use 16, componentize-js ones 4).
+        tables: Maximum tables in one instance's store (componentize-py and
+            componentize-js components use 2).
+        memories: Maximum linear memories in one instance's store. A component
+            with more fails to instantiate (:class:`~wasmplug.InstantiationError`).
+        max_result_bytes: Most a call's result (or the arguments of one host
+            function call) may take once lifted, in bytes: string and byte-list
+            contents plus 32 bytes per value, about what wasmtime's value tree
+            holds. Exceeding it raises :class:`~wasmplug.ResultTooLarge`.
     """
 
     timeout_ms: float | None = attrs.field(default=1000, validator=_positive_or_none)
     memory_bytes: int | None = attrs.field(default=256 * 2**20, validator=_positive_or_none)
     fuel: int | None = attrs.field(default=None, validator=_positive_or_none)
     table_elements: int | None = attrs.field(default=100_000, validator=_positive_or_none)
-    instances: int | None = attrs.field(default=None, validator=_positive_or_none)
-    tables: int | None = attrs.field(default=None, validator=_positive_or_none)
-    memories: int | None = attrs.field(default=None, validator=_positive_or_none)
+    instances: int | None = attrs.field(default=64, validator=_positive_or_none)
+    tables: int | None = attrs.field(default=16, validator=_positive_or_none)
+    memories: int | None = attrs.field(default=1, validator=_positive_or_none)
+    max_result_bytes: int | None = attrs.field(default=64 * 2**20, validator=_positive_or_none)
+
+    @property
+    def per_memory_bytes(self) -> int | None:
+        """How far each linear memory may grow, in bytes: ``memory_bytes`` split evenly
+        over the ``memories`` allowed (``None``: no memory limit)."""
+        if self.memory_bytes is None:
+            return None
+        return int(self.memory_bytes // (self.memories or 1))
 
     @classmethod
     def unlimited(cls) -> Limits:
         """Limits with every kind switched off (for trusted, first-party components)."""
-        return cls(timeout_ms=None, memory_bytes=None, table_elements=None)
+        return cls(**{field.name: None for field in attrs.fields(cls)})
 
     def capped_by(self, ceiling: Limits) -> Limits:
         """Return these limits with each kind lowered to ``ceiling``'s where that is smaller."""

@@ -89,7 +89,7 @@ class FilesystemRequest:
 
 
 def _default_limits() -> Limits:
-    return Limits(timeout_ms=None, memory_bytes=None, table_elements=None)
+    return Limits.unlimited()  # every kind defers to the application
 
 
 def _as_tuple(value: Any) -> Any:
@@ -292,8 +292,7 @@ class _Validator:
                 self.problem(f"limits.{key}", f"must be a positive integer, got {v!r}")
             else:
                 values[attr] = v
-        base = {"timeout_ms": None, "memory_bytes": None, "table_elements": None}
-        return Limits(**{**base, **values})
+        return attrs.evolve(Limits.unlimited(), **values)
 
 
 def _value_problems(values: dict[str, Any]) -> list[str]:

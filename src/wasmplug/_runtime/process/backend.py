@@ -181,7 +181,18 @@ def _worker_settings(
         "tick_ms": tick_ms,
         "limits": attrs.asdict(plugin.limits),
         "stdio": plugin.manifest.stdio,
-        "preopens": [[str(p.host_path), p.guest_path, p.writable] for p in sandbox.preopens],
+        # With the identity bound at load: the worker binds the path again and
+        # refuses it unless it is still that directory (see _sandbox.bound_dir).
+        "preopens": [
+            [
+                str(p.host_path),
+                p.guest_path,
+                p.writable,
+                p.directory.real_path,
+                *p.directory.identity(),
+            ]
+            for p in sandbox.preopens
+        ],
         "env": [list(pair) for pair in sandbox.env],
         "uses_wasi": plan.uses_wasi,
         "needs_traps": plan.needs_traps,
