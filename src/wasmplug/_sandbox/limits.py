@@ -78,8 +78,11 @@ class Limits:
 
     @property
     def per_memory_bytes(self) -> int | None:
-        """How far each linear memory may grow, in bytes: ``memory_bytes`` split evenly
-        over the ``memories`` allowed (``None``: no memory limit)."""
+        """The size each linear memory may grow to, in bytes.
+
+        That is ``memory_bytes`` split evenly over the ``memories`` allowed, or
+        ``None`` when there is no memory limit.
+        """
         if self.memory_bytes is None:
             return None
         return int(self.memory_bytes // (self.memories or 1))
