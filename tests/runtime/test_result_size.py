@@ -47,8 +47,10 @@ _MANY_BODY = """
 """
 MANY = Func("many", (("n", P("u32")), ("len", P("u32"))), List(P("string")), _MANY_BODY)
 ECHO_BYTES = Func("echo-bytes", (("b", List(P("u8"))),), List(P("u8")))
+ECHO_U32 = Func("echo-u32", (("v", List(P("u32"))),), List(P("u32")))
 COMPONENT = wat.component(
-    [MANY, ECHO_BYTES], {"test:host/sink": [Func("take", (("s", List(P("string"))),), P("u32"))]}
+    [MANY, ECHO_BYTES, ECHO_U32],
+    {"test:host/sink": [Func("take", (("s", List(P("string"))),), P("u32"))]},
 )
 
 
@@ -99,6 +101,9 @@ def test_small_cap_counts_contents_and_values(load) -> None:  # type: ignore[no-
     with pytest.raises(ResultTooLarge):
         plugin.call("many", 32, 0)  # 32 x 32 = 1024 bytes
     assert plugin.call("many", 30, 1) == ["\0"] * 30
+    assert plugin.call("echo-u32", list(range(31))) == list(range(31))
+    with pytest.raises(ResultTooLarge):
+        plugin.call("echo-u32", list(range(32)))
 
 
 def test_host_function_arguments_are_bounded(load) -> None:  # type: ignore[no-untyped-def]
