@@ -5,8 +5,17 @@ directly and calls ``wasmtime_component_func_call`` itself, because the public
 ``wasmtime.component.Func.__call__`` re-reflects the function type on every
 call (~36 µs) and its host-function path stores exceptions in a module-global
 ``LAST_EXCEPTION`` that is not thread-safe. Everything private is imported
-here, so an upgrade of wasmtime-py breaks in one place, and
-``tests/test_ffi_pins.py`` pins the layouts and signatures relied on.
+here, so an upgrade of wasmtime-py breaks in one place:
+
+- the ctypes bindings (``wasmtime._bindings``) and constants (``wasmtime._ffi``);
+- the component type classes (``wasmtime.component._types``, read by
+  :mod:`wasmplug._bridge.wit`);
+- private attributes of public objects: a Store's raw context
+  (:func:`store_context`), a component Func's C struct (:func:`func_handle`) and
+  building a ``WasmtimeError`` from a raw pointer (:func:`error_from_ptr`).
+
+``tests/bridge/test_ffi.py`` pins every private name used here (and their ctypes
+signatures and layouts), and fails if any other module uses one.
 """
 
 from __future__ import annotations
@@ -14,27 +23,27 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from wasmtime import WasmtimeError
+from wasmtime import Store, WasmtimeError
 from wasmtime import _bindings as b
 from wasmtime import _ffi as f
+from wasmtime.component import Func
+from wasmtime.component import _types as component_types
 
 __all__ = [
     "Val",
     "ValPtr",
+    "component_types",
+    "error_from_ptr",
     "error_message",
+    "func_handle",
     "new_error",
+    "store_context",
 ]
 
 Val = b.wasmtime_component_val_t
 ValPtr = ctypes.POINTER(Val)
 ByteVec = b.wasm_byte_vec_t
-ValList = b.wasmtime_component_vallist_t
-ValRecord = b.wasmtime_component_valrecord_t
 ValRecordEntry = b.wasmtime_component_valrecord_entry_t
-ValTuple = b.wasmtime_component_valtuple_t
-ValFlags = b.wasmtime_component_valflags_t
-FuncHandle = b.wasmtime_component_func_t
-ContextPtr = ctypes.POINTER(b.wasmtime_context_t)
 VAL_SIZE = ctypes.sizeof(Val)
 VAL_PAYLOAD_OFFSET = Val.of.offset
 
@@ -81,20 +90,13 @@ resource_any_to_host = b._wasmtime_component_resource_any_to_host
 resource_host_new = b._wasmtime_component_resource_host_new
 resource_host_to_any = b._wasmtime_component_resource_host_to_any
 resource_host_rep = b._wasmtime_component_resource_host_rep
-resource_host_type = b._wasmtime_component_resource_host_type
 resource_host_delete = b._wasmtime_component_resource_host_delete
-resource_any_type = b._wasmtime_component_resource_any_type
-resource_type_equal = b._wasmtime_component_resource_type_equal
-resource_type_delete = b._wasmtime_component_resource_type_delete
 resource_any_drop = b._wasmtime_component_resource_any_drop
 linker_instance_add_func = b._wasmtime_component_linker_instance_add_func
 linker_instance_add_resource = b._wasmtime_component_linker_instance_add_resource
-error_delete = b._wasmtime_error_delete
 store_epoch_deadline_callback = b._wasmtime_store_epoch_deadline_callback
 ResourceAnyPtr = ctypes.POINTER(b.wasmtime_component_resource_any_t)
 ResourceHostPtr = ctypes.POINTER(b.wasmtime_component_resource_host_t)
-FuncTypePtr = ctypes.POINTER(b.wasmtime_component_func_type_t)
-ErrorPtr = ctypes.POINTER(b.wasmtime_error_t)
 
 HostCallback = b.wasmtime_component_func_callback_t
 ResourceDestructor = b.wasmtime_component_resource_destructor_t
@@ -110,9 +112,24 @@ def new_error(message: str) -> int:
     return ctypes.cast(err._consume(), ctypes.c_void_p).value or 0
 
 
+def error_from_ptr(ptr: Any) -> WasmtimeError:
+    """Take ownership of a ``wasmtime_error_t*`` as a ``WasmtimeError``."""
+    return WasmtimeError._from_ptr(ptr)
+
+
 def error_message(ptr: Any) -> str:
     """Take ownership of a ``wasmtime_error_t*`` and return its message text."""
     return str(WasmtimeError._from_ptr(ptr))
+
+
+def store_context(store: Store) -> Any:
+    """The raw ``wasmtime_context_t*`` of a Store (for the fast call path)."""
+    return store._context()
+
+
+def func_handle(func: Func) -> Any:
+    """``byref`` of a component Func's ``wasmtime_component_func_t``, for :data:`func_call`."""
+    return ctypes.byref(func._func)
 
 
 def bytes_to_vec(data: bytes, vec: Any) -> None:
@@ -121,9 +138,3 @@ def bytes_to_vec(data: bytes, vec: Any) -> None:
     byte_vec_new_uninitialized(ctypes.byref(vec), n)
     if n:
         ctypes.memmove(vec.data, data, n)
-
-
-def vec_bytes(vec: Any) -> bytes:
-    """Copy the contents of a ``wasm_byte_vec_t`` out as ``bytes`` (no ownership taken)."""
-    size = vec.size
-    return ctypes.string_at(vec.data, size) if size else b""

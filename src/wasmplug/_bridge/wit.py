@@ -31,7 +31,8 @@ from wasmtime.component import (
     ValType,
     VariantType,
 )
-from wasmtime.component import _types as wt
+
+from .ffi import component_types as wt
 
 __all__ = [
     "ComponentShape",

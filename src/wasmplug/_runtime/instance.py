@@ -8,7 +8,6 @@ panicked instance around ended in a segfault (zellij#5374).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import threading
@@ -114,7 +113,7 @@ class Instance:
         limits = plugin.limits
         store = Store(host._engine)
         self.store = store
-        self.context: Any = store._context()
+        self.context: Any = f.store_context(store)
         _deadline.install(store)
         store.set_limits(
             # memory_bytes is the total: each allowed memory gets an equal share.
@@ -146,7 +145,7 @@ class Instance:
         for index in plugin._export_indices:
             func = self.instance.get_func(store, index)
             assert func is not None
-            self.funcs.append(ctypes.byref(func._func))
+            self.funcs.append(f.func_handle(func))
 
     def _instantiate(self) -> Any:
         plugin = self.plugin

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, final
 
-from wasmtime import WasmtimeError
 from wasmtime.component import Component, ExportIndex, Linker
 
 from wasmplug._bridge import callctx as _callctx
@@ -508,7 +507,7 @@ class Plugin:
 
     def _fault(self, inst: Instance, ex: ExportFunc | None, err_ptr: Any) -> None:
         """Discard ``inst`` and raise the fault that ``err_ptr`` describes."""
-        cause = WasmtimeError._from_ptr(err_ptr)
+        cause = f.error_from_ptr(err_ptr)
         host_exc = inst.host_exc
         inst.host_exc = None
         signal_exc = inst.signal_exc
