@@ -15,8 +15,10 @@ import gc
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,7 +31,7 @@ import wasmtime
 from wasmtime import _bindings as wb  # private ctypes layer: only for the floor row
 from wasmtime.component import Linker, Record
 
-from wasmplug import PluginHost
+from wasmplug import Limits, PluginCrashed, PluginHost, PluginTrapped, RestartPolicy
 
 NFIELDS = 64
 WP_ADD, STOCK_ADD = "wasmplug plugin.call('add', 1, 2)", "stock Func.__call__(store, 1, 2)"
@@ -37,6 +39,12 @@ FLOOR_ADD = "ctypes floor: raw func_call, preallocated"
 WP_ECHO, STOCK_ECHO = "wasmplug plugin.call('echo', s)", "stock Func.__call__(store, s)"
 EXTISM_ECHO = "extism call('echo', b) [PDK-style copy]"
 WP_REC, STOCK_REC = "wasmplug plugin.call('echo-record', r)", "stock Func.__call__(store, r)"
+PROC_ADD, PROC_ECHO = "process plugin.call('add', 1, 2)", "process plugin.call('echo', s)"
+LOCAL_TRAP, PROC_TRAP = "inprocess trap, then next call", "process trap, then next call"
+PROC_KILL = "process SIGKILL, next call served [warm spare]"
+PROC_KILL_COLD = "process SIGKILL, next call served [no spare]"
+LOCAL_BURN1, LOCAL_BURN2 = "inprocess burn, pool_size=1", "inprocess burn, pool_size=2"
+PROC_BURN1, PROC_BURN2 = "process burn, pool_size=1", "process burn, pool_size=2"
 _RECORD_TYPE = " ".join(f'(field "f{i}" u32)' for i in range(NFIELDS))
 _LIFT_OPTS = '(memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))'
 
@@ -61,6 +69,16 @@ COMPONENT_WAT = f"""
     (func (export "echo-record") (param $ptr i32) (result i32)
       (global.set $heap (i32.const 1024))
       (local.get $ptr))
+    (func (export "boom") unreachable)
+    ;; CPU-bound work: n rounds of an LCG, no memory traffic
+    (func (export "burn") (param $n i32) (result i32) (local $x i32)
+      (local.set $x (i32.const 1))
+      (block $done (loop $l
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 1103515245)) (i32.const 12345)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $l)))
+      (local.get $x))
     (func (export "cabi_realloc") (param i32 i32) (param $align i32) (param $size i32)
       (result i32)
       (local $p i32) (local $end i32)
@@ -82,7 +100,9 @@ COMPONENT_WAT = f"""
   (func (export "echo") (param "s" string) (result string)
     (canon lift (core func $i "echo") {_LIFT_OPTS}))
   (func (export "echo-record") (param "r" $big) (result $big)
-    (canon lift (core func $i "echo-record") {_LIFT_OPTS})))
+    (canon lift (core func $i "echo-record") {_LIFT_OPTS}))
+  (func (export "burn") (param "n" u32) (result u32) (canon lift (core func $i "burn")))
+  (func (export "boom") (canon lift (core func $i "boom"))))
 """
 
 # An Extism plugin against the kernel ABI ("extism:host/env"; pointers are i64 offsets
@@ -316,6 +336,133 @@ def run(quick: bool) -> list[Row]:
     return rows
 
 
+def _spread(group: str, name: str, samples_us: list[float], note: str = "") -> Row:
+    p90 = statistics.quantiles(samples_us, n=10, method="inclusive")[8]
+    return Row(group, name, statistics.median(samples_us), p90, None, len(samples_us), 1, note)
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def _recover_after_kill(plugin: Any, spares: int) -> float:
+    """SIGKILL the idle worker; seconds until a call is served again."""
+    backend = plugin._backend
+    _wait(lambda: len(backend.worker_pids()) == 1 + spares, "the spare worker")
+    [pid] = [w.pid for w in backend.pool.live()]
+    start = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    while True:
+        try:
+            check(plugin.call("add", 1, 2) == 3, "add after recovery")
+            return time.perf_counter() - start
+        except PluginCrashed:
+            pass  # the kill was noticed by this call; the next one is served
+
+
+def _recover_after_trap(plugin: Any) -> float:
+    start = time.perf_counter()
+    try:
+        plugin.call("boom")
+    except PluginTrapped:
+        pass
+    check(plugin.call("add", 1, 2) == 3, "add after a trap")
+    return time.perf_counter() - start
+
+
+def _throughput(plugin: Any, n: int, calls: int) -> float:
+    """Seconds per call of ``burn(n)`` with two threads calling at once."""
+
+    def work() -> None:
+        for _ in range(calls // 2):
+            plugin.call("burn", n)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (time.perf_counter() - start) / (calls // 2 * 2)
+
+
+def run_process(quick: bool) -> list[Row]:
+    """The process isolation tier, each row next to its in-process counterpart."""
+    batches, batch_s, max_size = (5, 0.02, 200) if quick else (15, 0.1, 1000)
+    kills, cold_kills = (3, 1) if quick else (15, 3)
+    text = "wasmplug" * 128
+    wat = COMPONENT_WAT.encode()
+    forever = RestartPolicy(max_faults=10**9)
+    no_timeout = Limits(timeout_ms=None)
+    rows: list[Row] = []
+    with (
+        PluginHost(cache_dir=False) as lhost,
+        PluginHost(cache_dir=False, isolation="process", spare_workers=1) as phost,
+    ):
+        local = lhost.load(wat, allow_unsigned=True, restart_policy=forever)
+        remote = phost.load(wat, allow_unsigned=True, restart_policy=forever)
+        check(remote.call("add", 1, 2) == 3 and remote.call("echo", text) == text, "process")
+        p = functools.partial
+        rows += measure(
+            "proc add",
+            [(WP_ADD, p(local.call, "add", 1, 2)), (PROC_ADD, p(remote.call, "add", 1, 2))],
+            batches,
+            batch_s,
+            max_size,
+        )
+        rows += measure(
+            "proc echo",
+            [(WP_ECHO, p(local.call, "echo", text)), (PROC_ECHO, p(remote.call, "echo", text))],
+            batches,
+            batch_s,
+            max_size,
+        )
+        trap_local = [_recover_after_trap(local) * 1e6 for _ in range(kills * 4)]
+        trap_proc = [_recover_after_trap(remote) * 1e6 for _ in range(kills * 4)]
+        warm = [_recover_after_kill(remote, 1) * 1e6 for _ in range(kills)]
+        rows += [
+            _spread("recovery", LOCAL_TRAP, trap_local),
+            _spread("recovery", PROC_TRAP, trap_proc),
+            _spread("recovery", PROC_KILL, warm),
+        ]
+        with PluginHost(cache_dir=False, isolation="process", spare_workers=0) as cold_host:
+            cold = cold_host.load(wat, allow_unsigned=True, restart_policy=forever)
+            cold_s = [_recover_after_kill(cold, 0) * 1e6 for _ in range(max(cold_kills, 2))]
+        rows.append(_spread("recovery", PROC_KILL_COLD, cold_s, "python start-up + load"))
+        # CPU-bound throughput: one burn(n) call takes ~20 ms in-process.
+        n = 1 << 16
+        while _recover_time(local, n) < 0.02:
+            n *= 2
+        calls = 8 if quick else 24
+        plugins = {
+            LOCAL_BURN1: lhost.load(wat, allow_unsigned=True, limits=no_timeout),
+            LOCAL_BURN2: lhost.load(wat, allow_unsigned=True, limits=no_timeout, pool_size=2),
+            PROC_BURN1: phost.load(wat, allow_unsigned=True, limits=no_timeout),
+            PROC_BURN2: phost.load(wat, allow_unsigned=True, limits=no_timeout, pool_size=2),
+        }
+        for plugin in plugins.values():
+            _throughput(plugin, n, 4)  # warm up: both workers / instances exist
+        samples: dict[str, list[float]] = {name: [] for name in plugins}
+        for _ in range(3 if quick else 5):
+            for name, plugin in plugins.items():
+                samples[name].append(_throughput(plugin, n, calls) * 1e6)
+        rows += [
+            _spread("cpu-bound", name, values, f"burn({n}), 2 threads")
+            for name, values in samples.items()
+        ]
+    return rows
+
+
+def _recover_time(plugin: Any, n: int) -> float:
+    start = time.perf_counter()
+    plugin.call("burn", n)
+    return time.perf_counter() - start
+
+
 def summarize(rows: list[Row]) -> dict[str, float]:
     med = {r.name: r.median_us for r in rows if r.median_us is not None}
     pairs = {
@@ -324,6 +471,12 @@ def summarize(rows: list[Row]) -> dict[str, float]:
         "echo: stock / wasmplug": (STOCK_ECHO, WP_ECHO),
         "echo: extism (PDK copy) / wasmplug": (EXTISM_ECHO, WP_ECHO),
         "record: stock / wasmplug": (STOCK_REC, WP_REC),
+        "process add / inprocess add": (PROC_ADD, WP_ADD),
+        "process echo / inprocess echo": (PROC_ECHO, WP_ECHO),
+        "process trap recovery / inprocess": (PROC_TRAP, LOCAL_TRAP),
+        "process kill recovery (spare) / inprocess trap": (PROC_KILL, LOCAL_TRAP),
+        "cpu-bound speed-up: process 2 workers vs 1": (PROC_BURN1, PROC_BURN2),
+        "cpu-bound speed-up: inprocess 2 vs 1": (LOCAL_BURN1, LOCAL_BURN2),
     }
     return {k: med[a] / med[b] for k, (a, b) in pairs.items() if a in med and b in med}
 
@@ -357,15 +510,37 @@ def print_table(rows: list[Row], summary: dict[str, float], info: dict[str, Any]
     target = next(r.median_us for r in rows if r.name == WP_ADD) or 0.0
     verdict = "met" if target <= 8.0 else "NOT met"
     print(f"target: add via plugin.call <= 8 µs median: {target:.2f} µs, {verdict}")
+    med = {r.name: r.median_us for r in rows if r.median_us is not None}
+    goals = [
+        (PROC_ADD, 60.0, "process add"),
+        (PROC_ECHO, 80.0, "process echo 1 KiB"),
+        (PROC_KILL, 50_000.0, "recovery after a kill, warm spare"),
+    ]
+    for name, goal, what in goals:
+        if name in med:
+            got = med[name] or 0.0
+            print(
+                f"target: {what} <= {goal:g} µs median: {got:.1f} µs, "
+                f"{'met' if got <= goal else 'NOT met'}"
+            )
+    speedup = summary.get("cpu-bound speed-up: process 2 workers vs 1")
+    if speedup is not None:
+        print(
+            f"target: cpu-bound 2 workers vs 1 >= 1.8x: {speedup:.2f}x, "
+            f"{'met' if speedup >= 1.8 else 'NOT met'} (load {os.getloadavg()[0]:.1f})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 short batches per row")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--group", choices=["all", "calls", "process"], default="all")
     args = parser.parse_args(argv)
     info = machine()
-    rows = run(args.quick)
+    rows = run(args.quick) if args.group in ("all", "calls") else []
+    if args.group in ("all", "process"):
+        rows += run_process(args.quick)
     summary = summarize(rows)
     print_table(rows, summary, info)
     if args.json:
