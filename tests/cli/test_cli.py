@@ -45,6 +45,16 @@ def test_call_prints_json(tmp_path: Path, wasm: Path, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out) == 42
 
 
+def test_call_in_a_worker_process(
+    tmp_path: Path, wasm: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["call", str(wasm), "--allow-unsigned", "--isolation", "process"]
+    assert run(tmp_path, *argv, "add", "2", "40") == 0
+    assert json.loads(capsys.readouterr().out) == 42
+    assert run(tmp_path, *argv, "boom") == 4
+    assert "trapped" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "needle"),
     [

@@ -179,7 +179,13 @@ def cmd_call(args: argparse.Namespace) -> int:
         _parse_grant(spec, raw)
     limits = Limits(timeout_ms=args.timeout_ms, memory_bytes=args.memory_bytes)
     store = TrustStore(args.trust_store) if args.trust_store else None
-    with PluginHost(cache_dir=args.cache_dir, limits=limits, trust_store=store) as host:
+    with PluginHost(
+        cache_dir=args.cache_dir,
+        limits=limits,
+        trust_store=store,
+        isolation=args.isolation,
+        spare_workers=0,  # one call: a spare would only cost a process start
+    ) as host:
         plugin = host.load(
             Path(args.path),
             allow_unsigned=args.allow_unsigned,
@@ -244,6 +250,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-ms", type=float, default=1000.0, help="per-call time limit, ms")
     p.add_argument(
         "--memory-bytes", type=int, default=256 * 2**20, help="linear memory limit, bytes"
+    )
+    p.add_argument(
+        "--isolation",
+        choices=["inprocess", "process"],
+        default="inprocess",
+        help="run the plugin in this process, or in a worker process that is killed "
+        "at the deadline or if it crashes",
     )
     p.set_defaults(func=cmd_call)
 
