@@ -5,8 +5,10 @@ SQL syntax::
     CREATE VIRTUAL TABLE penguins USING wasm(plugin='csv-source', file='penguins.csv');
 
 ``plugin`` names an installed plugin (loaded from the module's registry with its
-grants and limits); every other ``key=value`` argument is passed to the plugin
-as an option. Values may be bare, 'single-' or "double-quoted". The plugin's
+grants and limits); ``isolation='process'`` runs it in a worker process (killed
+if a scan hangs past its time limit, or crashes, without taking SQLite down;
+default ``'inprocess'``); every other ``key=value`` argument is passed to the
+plugin as an option. Values may be bare, 'single-' or "double-quoted". The plugin's
 ``init`` describes the columns.
 
 Planning (``BestIndexObject``) pushes usable ``=``, ``<>``, ``<``, ``<=``, ``>``
@@ -160,13 +162,19 @@ class WasmModule:
                 f"wasm table {tablename!r}: give exactly one plugin='name' option "
                 "(the installed plugin that serves the table)"
             )
-        options = [(k, v) for k, v in options if k != "plugin"]
+        isolation = [v for k, v in options if k == "isolation"] or ["inprocess"]
+        if len(isolation) != 1 or isolation[0] not in ("inprocess", "process"):
+            raise apsw.SQLError(
+                f"wasm table {tablename!r}: isolation must be 'inprocess' or 'process'"
+            )
+        options = [(k, v) for k, v in options if k not in ("plugin", "isolation")]
         try:
             plugin = self.host.load_installed(
                 names[0],
                 registry=self.registry,
                 grants=self.grants.get(names[0]),
                 limits=self._limits_for(names[0]),
+                isolation=isolation[0],  # type: ignore[arg-type]
             )
         except WasmplugError as e:
             raise apsw.SQLError(

@@ -20,6 +20,7 @@ permissions = ["message-plugins"]
 dirs = { "/data" = "{state}/todo:rw" }       # wasmplug filesystem grants
 limits = { memory-mib = 48, timeout-ms = 500 }
 restart = { max-faults = 3, window-s = 60 }
+isolation = "process"          # run it in a worker process (default "inprocess")
 ```
 
 Relative ``dirs`` are relative to the layout file; ``{state}`` is the state directory.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -57,6 +58,7 @@ class PaneSpec:
     grants: Grants = attrs.field(factory=Grants)
     limits: Limits = attrs.field(factory=Limits)
     restart: RestartPolicy = attrs.field(factory=RestartPolicy)
+    isolation: Literal["inprocess", "process"] = "inprocess"
 
 
 @attrs.frozen
@@ -77,7 +79,17 @@ class Layout:
         return out + [p for t in self.tabs for p in t.panes]
 
 
-_PANE_KEYS = {"plugin", "id", "title", "config", "permissions", "dirs", "limits", "restart"}
+_PANE_KEYS = {
+    "plugin",
+    "id",
+    "title",
+    "config",
+    "permissions",
+    "dirs",
+    "limits",
+    "restart",
+    "isolation",
+}
 
 
 def _pane(table: dict[str, Any], where: str, base: Path, state_dir: Path) -> PaneSpec:
@@ -107,6 +119,9 @@ def _pane(table: dict[str, Any], where: str, base: Path, state_dir: Path) -> Pan
         timeout_ms=lim.get("timeout-ms", 1000),
         memory_bytes=int(lim.get("memory-mib", 64) * 2**20),
     )
+    isolation = table.get("isolation", "inprocess")
+    if isolation not in ("inprocess", "process"):
+        raise LayoutError(f"{where}: isolation must be 'inprocess' or 'process'")
     rs = table.get("restart", {})
     restart = RestartPolicy(max_faults=rs.get("max-faults", 3), window_s=rs.get("window-s", 60.0))
     pane_id = table.get("id", table["plugin"])
@@ -119,6 +134,7 @@ def _pane(table: dict[str, Any], where: str, base: Path, state_dir: Path) -> Pan
         grants=Grants(filesystem=dirs),
         limits=limits,
         restart=restart,
+        isolation=isolation,
     )
 
 

@@ -82,6 +82,7 @@ class Pane:
             grants=self.grants(),
             limits=self.spec.limits,
             restart_policy=self.spec.restart,
+            isolation=self.spec.isolation,
         )
 
     def grants(self) -> Grants:

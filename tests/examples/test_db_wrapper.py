@@ -339,14 +339,18 @@ def test_json_source_filters_and_stops_at_the_limit(
 # -- faults -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("isolation", ["inprocess", "process"])
 @pytest.mark.parametrize(
     ("mode", "fault"),
     [("loop", PluginTimeout), ("bomb", ResourceLimitExceeded), ("panic", PluginTrapped)],
 )
 def test_a_faulty_plugin_fails_one_statement(
-    con: apsw.Connection, mode: str, fault: type[Exception]
+    con: apsw.Connection, mode: str, fault: type[Exception], isolation: str
 ) -> None:
-    con.execute(f"CREATE VIRTUAL TABLE bad USING wasm(plugin='misbehaving', mode='{mode}')")
+    con.execute(
+        "CREATE VIRTUAL TABLE bad USING "
+        f"wasm(plugin='misbehaving', mode='{mode}', isolation='{isolation}')"
+    )
     con.execute("CREATE VIRTUAL TABLE good USING wasm(plugin='misbehaving', mode='ok')")
     for _ in range(2):  # each time on a fresh instance
         with pytest.raises(FdwError, match=f"plugin 'misbehaving'.*{fault.__name__}") as info:
@@ -362,6 +366,11 @@ def test_plugin_err_results_become_sql_errors(con: apsw.Connection) -> None:
     with pytest.raises(FdwError, match="invalid-option: option 'mode'") as info:
         query(con, "SELECT * FROM odd")
     assert (info.value.operation, info.value.reason) == ("begin-scan", "invalid-option")
+
+
+def test_isolation_option_is_checked(con: apsw.Connection) -> None:
+    with pytest.raises(apsw.SQLError, match="isolation must be 'inprocess' or 'process'"):
+        con.execute("CREATE VIRTUAL TABLE t USING wasm(plugin='misbehaving', isolation='vm')")
 
 
 def test_create_needs_one_plugin_option(con: apsw.Connection) -> None:

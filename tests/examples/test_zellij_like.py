@@ -83,6 +83,7 @@ plugin = "clock"
 plugin = "misbehaving"
 limits = {{ memory-mib = 32, timeout-ms = 1500 }}
 restart = {{ max-faults = 2, window-s = 60 }}
+isolation = "process"
 [[tabs]]
 name = "second"
 [[tabs.panes]]

@@ -626,7 +626,11 @@ class ProcessBackend:
                 exit_code=code,
             )
         else:
-            return e  # KeyboardInterrupt while waiting, an error of ours...: passes through
+            # Ctrl-C (or another BaseException) while waiting: the worker was killed,
+            # which ends the call at once; count it like in-process, then let it go on.
+            if not isinstance(e, Exception):
+                plugin._record_interrupt(ex, e)
+            return e
         exc.__cause__ = e if not isinstance(e, ProtocolError) else None
         plugin._supervisor.record_fault(plugin._error(exc, ex))
         return exc

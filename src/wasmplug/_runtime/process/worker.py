@@ -184,6 +184,12 @@ class Server:
             # Blocking WASI needs no call thread here: the parent kills the worker.
             call_threads=False,
         )
+        # Calls run on this (main) thread even when the guest can block in WASI: the
+        # application kills the whole worker at the deadline, which the in-process
+        # call-thread path only approximates, and a call thread left behind could
+        # still use the channel after the worker had moved on to the next call.
+        self.plugin._threaded = False
+        self.plugin._call = self.plugin._run
         self.exports: list[tuple[list[Decode], Encode | None, Encode | None, bool]] = []
         for ex in self.plugin._exports_list:
             sig = ex.sig
