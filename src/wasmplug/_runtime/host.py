@@ -72,10 +72,6 @@ log = logging.getLogger("wasmplug")
 _WASI_HTTP = "wasi:http/"
 
 
-Isolation = Literal["inprocess", "process"]
-"""Where a plugin's instances run: in this process, or in worker processes."""
-
-
 def _check_isolation(isolation: str) -> None:
     if isolation not in ("inprocess", "process"):
         raise ValueError(f"isolation must be 'inprocess' or 'process', got {isolation!r}")
@@ -178,13 +174,13 @@ class PluginHost:
         consume_fuel: bool = False,
         tick_ms: float = 1.0,
         max_workers: int | None = None,
-        isolation: Isolation = "inprocess",
+        isolation: Literal["inprocess", "process"] = "inprocess",
         spare_workers: int = 1,
     ) -> None:
         _check_isolation(isolation)
         if spare_workers < 0:
             raise ValueError(f"spare_workers must be >= 0, got {spare_workers}")
-        self.isolation: Isolation = isolation
+        self.isolation: Literal["inprocess", "process"] = isolation
         self.spare_workers = spare_workers
         self.limits = limits if limits is not None else Limits()
         self.restart_policy = restart_policy if restart_policy is not None else RestartPolicy()
@@ -252,7 +248,7 @@ class PluginHost:
         limits: Limits | None = None,
         restart_policy: RestartPolicy | None = None,
         pool_size: int = 1,
-        isolation: Isolation | None = None,
+        isolation: Literal["inprocess", "process"] | None = None,
     ) -> Plugin:
         """Verify, compile (or load from cache), link and instantiate a plugin.
 
@@ -432,7 +428,7 @@ class PluginHost:
         limits: Limits | None = None,
         restart_policy: RestartPolicy | None = None,
         pool_size: int = 1,
-        isolation: Isolation | None = None,
+        isolation: Literal["inprocess", "process"] | None = None,
     ) -> Plugin:
         """Load an installed plugin by name: the highest version matching ``version``
         (a Cargo-style spec such as ``"1.2"``; default: the highest installed).
