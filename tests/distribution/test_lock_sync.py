@@ -156,3 +156,32 @@ def test_malformed_lockfiles_are_refused(tmp_path: Path, text: str, problem: str
     lock.write_text(text)
     with pytest.raises(LockfileError, match=problem):
         read_lock(lock)
+
+
+def test_sync_checks_every_signature_before_installing_anything(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    oci_registry: RunningRegistry,
+    repo: str,
+    pair: signing.KeyPair,
+    trust_file: Path,
+    published: dict[str, str],
+) -> None:
+    from wasmplug import TrustedKey, TrustStore
+
+    site_a = tmp_path / "site-a"
+    for suffix in ("alpha", "beta"):
+        assert cli(capsys, "install", f"{oci_registry.host}/{repo}-{suffix}", "--registry",
+                   str(site_a), "--trust-store", str(trust_file))[0] == 0  # fmt: skip
+    lock = tmp_path / "wasmplug.lock"
+    assert cli(capsys, "lock", "-o", str(lock), "--registry", str(site_a))[0] == 0
+    # the other machine trusts the publisher for acme:alpha only
+    narrow = TrustStore(tmp_path / "narrow.json")
+    narrow.add(TrustedKey(pair.public_key, ("acme:alpha",), "Publisher"))
+    narrow.save()
+    site_b = tmp_path / "site-b"
+    code, _, err = cli(capsys, "sync", str(lock), "--registry", str(site_b), "--trust-store",
+                       str(tmp_path / "narrow.json"))  # fmt: skip
+    assert code == 3
+    assert "acme:beta" in err
+    assert not site_b.exists() or Registry(site_b).list() == []  # alpha waited for beta's check

@@ -504,3 +504,31 @@ def test_bearer_token_flow_with_the_real_registry(
     assert (tmp_path / "o.wasm").read_bytes() == data
     scopes = [r for r in tokens.requests if "scope=repository" in r]  # type: ignore[attr-defined]
     assert any("pull%2Cpush" in r or "pull,push" in r for r in scopes)
+
+
+def test_tampered_manifest_in_registry_storage_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    oci_registry: RunningRegistry,
+    repo: str,
+    pair: signing.KeyPair,
+    trust_file: Path,
+) -> None:
+    data = plugin_bytes("acme:manifested", "1.0.0", pair=pair)
+    with Session(cache=BlobCache(tmp_path / "pusher")) as s:
+        pushed = s.push(data, f"{oci_registry.host}/{repo}:1.0.0")
+    stored = oci_registry.blob_path(pushed.manifest_digest)
+    original = stored.read_bytes()
+    stored.write_bytes(original.replace(b"1.0.0", b"6.6.6"))  # same size, still valid JSON
+    reg = tmp_path / "reg"
+    try:
+        code, _, err = cli(
+            "install", f"{oci_registry.host}/{repo}:1.0.0", "--registry", str(reg),
+            "--trust-store", str(trust_file), capsys=capsys,
+        )  # fmt: skip
+    finally:
+        stored.write_bytes(original)
+    assert code == EXIT_REGISTRY
+    assert "manifest with digest sha256:" in err
+    assert pushed.manifest_digest in err
+    assert not reg.exists() or Registry(reg).list() == []

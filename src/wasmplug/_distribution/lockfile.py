@@ -14,8 +14,9 @@ Format (TOML, written by ``wasmplug lock``)::
 ``sync`` installs by ``source`` pinned to ``manifest-digest`` (the tag is not
 consulted), refuses a manifest whose layer is not ``layer-digest`` or whose
 component has another name or version, and skips what is already installed with
-that layer digest (no network). Every artifact is fetched and checked before
-the first one is installed, so a registry that differs changes nothing. Then
+that layer digest (no network). Every artifact is fetched and checked, and its
+signature verified against the trust store, before the first one is installed,
+so a registry that differs or a missing publisher key changes nothing. Then
 each install runs the usual checks (signature, scope, rollback).
 
 ``mirror`` replaces the registry host of every source, for air-gapped copies
@@ -36,7 +37,7 @@ from wasmplug._errors import InvalidReferenceError, LockfileError
 from wasmplug._fsutil import write_atomic
 from wasmplug._trust.registry import OciOrigin, PluginInfo, Registry
 from wasmplug._trust.signing import PublicKey
-from wasmplug._trust.store import TrustedKey, TrustStore
+from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
 from .operations import PullResult, Session, embedded_manifest
 from .reference import DIGEST_RE, Reference, parse_reference
@@ -183,7 +184,8 @@ def sync(
     Raises:
         LockfileError: an artifact differs from its entry (layer digest, name or
             version). DigestMismatchError and other DistributionErrors: the fetch
-            failed. Nothing is installed if any fetch or comparison fails.
+            failed. SignatureError, UnsignedPluginError: an artifact is not signed by
+            a trusted key in scope. Nothing is installed if any of these fails.
         Whatever :meth:`Registry.install` raises (then earlier entries stay installed).
     """
     installed = {(i.name, i.version): i for i in registry.list()}
@@ -203,6 +205,10 @@ def sync(
                 f"but the lockfile pins {entry.name} {entry.version}"
             )
         todo.append((entry, ref, pulled))
+    if not allow_unsigned:  # a machine missing a publisher key fails before any change
+        keys = [as_trusted(k) for k in trusted_keys]
+        for entry, ref, pulled in todo:
+            trust_store.verify(pulled.data, entry.name, extra_keys=keys, where=str(ref))
     for entry, ref, pulled in todo:
         info = registry.install(
             pulled.data,
