@@ -5,13 +5,28 @@ from __future__ import annotations
 import logging
 import time
 
-__all__ = ["GuestOutput"]
+__all__ = ["MAX_LINE_BYTES", "GuestOutput"]
+
+MAX_LINE_BYTES = 4096
+"""Longest log record made from guest output, in bytes of UTF-8: longer lines are
+split into pieces of at most this size, cut between characters."""
+
+
+def _cut(data: bytes, limit: int) -> int:
+    """Where to cut ``data`` (longer than ``limit``): at ``limit``, moved back to the
+    start of a UTF-8 character (at most 3 bytes; invalid data is cut at ``limit``)."""
+    cut = limit
+    while cut > limit - 3 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut if data[cut] & 0xC0 != 0x80 else limit
 
 
 class GuestOutput:
     """A ``WasiConfig.stdout_custom`` callback that logs each line the guest writes.
 
-    Lines go to ``logger`` at ``level``. At most ``max_lines`` lines are logged per
+    Lines go to ``logger`` at ``level``; a line longer than :data:`MAX_LINE_BYTES`
+    is logged as several records of at most that many bytes, cut between UTF-8
+    characters. At most ``max_lines`` records are logged per
     ``per_s`` seconds; the rest are counted and reported once as "N lines
     suppressed", so a chatty or hostile plugin cannot flood the application's
     logs. The last ``tail_bytes`` bytes are kept in :attr:`tail` for fault
@@ -56,17 +71,29 @@ class GuestOutput:
         return len(data)
 
     def _write(self, data: bytes) -> None:
-        text = data.decode("utf-8", "replace")
-        self.tail = (self.tail + text)[-self.tail_bytes :]
+        # The tail is for classification only: decode just what it can hold.
+        recent = data[-4 * self.tail_bytes :].decode("utf-8", "replace")
+        self.tail = (self.tail + recent)[-self.tail_bytes :]
         if self.discard:
             return
-        self._partial += data
-        *lines, self._partial = self._partial.split(b"\n")
-        if len(self._partial) > 4096:  # a line that never ends
-            lines.append(self._partial)
-            self._partial = b""
+        *lines, partial = (self._partial + data).split(b"\n")
         for line in lines:
-            self._emit(line.decode("utf-8", "replace").rstrip("\r"))
+            self._emit_line(line)
+        # A line that never ends is logged in pieces as it grows.
+        while len(partial) > MAX_LINE_BYTES:
+            cut = _cut(partial, MAX_LINE_BYTES)
+            self._emit(partial[:cut].decode("utf-8", "replace"))
+            partial = partial[cut:]
+        self._partial = partial
+
+    def _emit_line(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        while len(line) > MAX_LINE_BYTES:
+            cut = _cut(line, MAX_LINE_BYTES)
+            self._emit(line[:cut].decode("utf-8", "replace"))
+            line = line[cut:]
+        self._emit(line.decode("utf-8", "replace"))
 
     def _emit(self, line: str) -> None:
         now = time.monotonic()
