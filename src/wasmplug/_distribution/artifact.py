@@ -11,6 +11,8 @@ wasm-pkg-tools' ``wkg oci push`` write it::
     │      "layerDigests": ["sha256:..."],                 (the layers, in order)
     │      "component": {"exports": [...], "imports": [...]}}
     └── layers[0]   application/wasm: the packed, signed component, byte for byte
+                    (annotated org.opencontainers.image.title = "<ns>_<name>.wasm",
+                    the file name ``oras pull`` writes it to)
 
 The signature travels inside the layer (the component's ``signature`` section),
 so nothing about trust depends on the registry or on the manifest.
@@ -111,6 +113,11 @@ class Artifact:
         return digest_of(self.layer)
 
 
+def _file_name(name: str) -> str:
+    """``acme:tool`` -> ``acme_tool.wasm`` (no ``:``, which some file systems refuse)."""
+    return f"{name.replace(':', '_') or 'plugin'}.wasm"
+
+
 def _created() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     seconds = int(epoch) if epoch.isdigit() else 0
@@ -150,7 +157,13 @@ def build_artifact(
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "config": Descriptor(CONFIG_MEDIA_TYPE, digest_of(config), len(config)).to_json(),
-        "layers": [Descriptor(LAYER_MEDIA_TYPE, layer_digest, len(component)).to_json()],
+        "layers": [
+            {
+                **Descriptor(LAYER_MEDIA_TYPE, layer_digest, len(component)).to_json(),
+                # the file name `oras pull` writes the layer to
+                "annotations": {_TITLE: _file_name(name)},
+            }
+        ],
     }
     if annotations:
         manifest_doc["annotations"] = annotations
