@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from array import array
 from types import SimpleNamespace
 from typing import Any
@@ -427,3 +428,29 @@ def test_array_of_matching_typecode_is_a_list_in_process(
     """In process, an ``array.array`` of the element's typecode is copied in bulk."""
     plugin = load(host, w.component(echo_funcs([key])))
     assert_same(plugin.call(f"echo-{key}", value), value.tolist())
+
+
+def test_record_of_scalars_is_rewritten_in_place_call_after_call(host: PluginHost) -> None:
+    """A record parameter of fixed-size primitives is allocated once per instance
+    (RecordTemplate); every call, good or bad, leaves it valid for the next."""
+    plugin = load(host, w.component(echo_funcs(["point", "scalars"])))
+    for i in range(3):
+        assert_same(plugin.call("echo-point", {"x": i, "y": -i}), Rec(x=i, y=-i))
+    assert_same(plugin.call("echo-point", SimpleNamespace(x=7, y=8)), Rec(x=7, y=8))
+    assert_same(plugin.call("echo-point", {"x": 1, "y": 2}), Rec(x=1, y=2))
+    for bad, exc, fragment in [
+        ({"x": 1, "y": True}, WitTypeError, "field 'y': expects s32"),
+        ({"x": 2**31, "y": 0}, WitValueError, "field 'x': expects s32"),
+        ({"x": 1}, WitTypeError, "field 'y': is missing"),
+        (SimpleNamespace(x=1), WitTypeError, "field 'y': is missing"),
+        ((1, 2), WitTypeError, "expects record"),
+    ]:
+        with pytest.raises(exc, match=re.escape(fragment)):
+            plugin.call("echo-point", bad)
+        assert_same(plugin.call("echo-point", {"x": 3, "y": 4}), Rec(x=3, y=4))
+    full = {"b": False, "c": "x", "f": 1e300, "i": 5, "u": 6, "d": 0.5}
+    assert_same(plugin.call("echo-scalars", full), Rec(b=False, c="x", f=INF, i=5, u=6, d=0.5))
+    with pytest.raises(WitValueError, match="field 'c'"):
+        plugin.call("echo-scalars", {**full, "c": "\ud800"})
+    assert plugin.call("echo-scalars", {**full, "i": -1}).i == -1
+    plugin.close()  # frees the kept records with the instance

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge.convert import needs_free
 from wasmplug._bridge.lift import lifter
-from wasmplug._bridge.lower import lowerer, scalar
+from wasmplug._bridge.lower import RecordTemplate, lowerer, scalar
 from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class ExportFunc:
         "returns_result",
         "scalars",
         "sig",
+        "templates",
     )
 
     def __init__(self, plugin: Plugin, index: int, name: str, sig: FuncSig) -> None:
@@ -53,9 +54,18 @@ class ExportFunc:
         self.nparams = len(sig.params)
         self.param_names = [n for n, _ in sig.params]
         self.lowers = [lowerer(t) for _, t in sig.params]
+        # Records of fixed-size primitives are allocated once per instance and
+        # rewritten in place (see RecordTemplate); the others are lowered afresh.
+        self.templates = [
+            RecordTemplate(t) if RecordTemplate.applies(t) else None  # type: ignore[arg-type]
+            for _, t in sig.params
+        ]
         self.lift = None if sig.result is None else lifter(sig.result)
         self.nresults = 0 if sig.result is None else 1
-        self.free_params = any(needs_free(t) for _, t in sig.params)
+        self.free_params = any(
+            needs_free(t) and tpl is None
+            for (_, t), tpl in zip(sig.params, self.templates, strict=True)
+        )
         self.free_result = needs_free(sig.result)
         self.returns_result = isinstance(sig.result, ResultT)
         self.has_handles = contains_handles([t for _, t in sig.params])
@@ -115,10 +125,15 @@ class Buffers:
 
     ``slots[i]`` is a ctypes scalar aliasing the payload of argument ``i`` when
     that argument is a fixed-size primitive (its kind tag is written once,
-    here); ``rslot`` does the same for a scalar result.
+    here); ``rslot`` does the same for a scalar result. ``lowers[i]`` lowers
+    argument ``i``: for a :class:`RecordTemplate` parameter, it rewrites the
+    record allocated here, which ``param_refs`` (the values to delete after a
+    call) leaves out until :meth:`free`.
     """
 
     __slots__ = (
+        "kept",
+        "lowers",
         "packed",
         "param_refs",
         "params",
@@ -135,6 +150,13 @@ class Buffers:
         self.params = (f.Val * max(ex.nparams, 1))()
         self.pvals = [self.params[i] for i in range(ex.nparams)]
         self.param_refs = [byref(v) for v in self.pvals]
+        self.lowers = list(ex.lowers)
+        self.kept: list[Any] = []
+        for i, tpl in enumerate(ex.templates):
+            if tpl is not None:
+                self.lowers[i] = tpl.allocate(self.pvals[i])
+                self.kept.append(self.param_refs[i])
+                self.param_refs[i] = byref(f.Val())  # a bool: deleting it is a no-op
         self.slots: list[Any] = []
         for val, info in zip(self.pvals, ex.scalars, strict=True):
             if info is None:
@@ -156,6 +178,12 @@ class Buffers:
             if rinfo is None
             else rinfo[1].from_address(ctypes.addressof(self.result) + f.VAL_PAYLOAD_OFFSET)
         )
+
+    def free(self) -> None:
+        """Delete the values kept across calls (the instance is closing)."""
+        kept, self.kept = self.kept, []
+        for ref in kept:
+            f.val_delete(ref)
 
 
 class Exports:

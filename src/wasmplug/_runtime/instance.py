@@ -295,6 +295,9 @@ class Instance:
         drops = self.pending_drops
         while drops:
             f.resource_any_delete(drops.pop())
+        for buf in self.buffers:
+            if buf is not None:
+                buf.free()
         self.buffers = []
         self.funcs = []
         store = getattr(self, "store", None)

@@ -424,7 +424,7 @@ class Plugin:
                     slot.value = convert(args[i])
             else:
                 pvals = buf.pvals
-                for i, lower in enumerate(ex.lowers):
+                for i, lower in enumerate(buf.lowers):
                     lower(args[i], pvals[i], inst)
         except (WitTypeError, WitValueError) as e:
             if ex.free_params:
