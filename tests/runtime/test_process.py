@@ -37,6 +37,7 @@ from wasmplug import (
     PluginQuarantinedError,
     PluginTimeout,
     RestartPolicy,
+    current_plugin,
 )
 from wasmplug._runtime.process import backend as backend_module
 from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
@@ -507,3 +508,47 @@ def test_malformed_messages_kill_the_worker(
     assert fakes[0].proc.returncode == -signal.SIGKILL
     assert plugin.call("call-cb", 5) == 5
     assert called == [5]
+
+
+# -- the rest of the surface ---------------------------------------------------------------------
+
+
+def test_host_functions_see_the_calling_plugin(host: PluginHost) -> None:
+    seen: list[object] = []
+
+    def cb(x: int) -> int:
+        seen.append(current_plugin())
+        return x
+
+    plugin = load(host, cb)
+    assert plugin.call("call-cb", 3) == 3
+    assert seen == [plugin]
+    assert current_plugin() is None
+
+
+def test_ctrl_c_while_waiting_for_a_worker(host: PluginHost) -> None:
+    """SIGINT in the waiting thread kills the worker at once (it ends any call, even
+    one blocked in host code) and is counted as "interrupted", never quarantine."""
+    plugin = load(host, limits=Limits(timeout_ms=None))
+    [pid] = pids(plugin)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            plugin.call("sleep", 60 * 10**9)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert gone(pid)
+    assert plugin.metrics().faults == {"interrupted": 1}
+    assert not plugin.metrics().quarantined
+    assert plugin.call("add", 1, 1) == 2
+
+
+@pytest.mark.parametrize("bad", ["thread", "", "PROCESS"])
+def test_isolation_is_checked(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError, match="isolation must be"):
+        PluginHost(cache_dir=False, isolation=bad)  # type: ignore[arg-type]
+    with PluginHost(cache_dir=False) as h, pytest.raises(ValueError, match="isolation must be"):
+        h.load(WAT.encode(), allow_unsigned=True, isolation=bad)  # type: ignore[arg-type]
