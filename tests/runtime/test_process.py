@@ -460,6 +460,7 @@ MALICIOUS = {
     "ext-type": _frame(msgpack.ExtType(1, b"\x80\x04cos\nsystem\n")),
     "garbage": (1).to_bytes(4, "big") + b"\xc1",
     "huge-frame": (2**32 - 1).to_bytes(4, "big"),
+    "frame-over-twice-the-result-cap": (200 << 20).to_bytes(4, "big"),  # cap: 64 MiB
     "deep-nesting": (200_001).to_bytes(4, "big") + b"\x91" * 200_000 + b"\xc0",
     "fault-host-without-failure": _frame([Op.FAULT, "host"]),
     "fault-unknown-kind": _frame([Op.FAULT, "pwned", "x"]),

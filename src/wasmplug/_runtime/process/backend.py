@@ -54,7 +54,7 @@ from wasmplug._runtime.pool import InstancePool
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder, supported
 from .spawn import WorkerProcess, spawn_worker
-from .wire import Op
+from .wire import MAX_FRAME_BYTES, Op
 
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
@@ -260,6 +260,13 @@ class ProcessBackend:
         self._kill_after = None if timeout is None else (timeout + KILL_GRACE_MS) / 1000.0
         self._guest_log = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
         self._memory_limited = plugin.limits.memory_bytes is not None
+        # The worker refuses to lift a value past max_result_bytes; msgpack adds at
+        # most one byte per four (a u32 is five bytes), so anything much bigger than
+        # that is a lie, refused before it is read.
+        cap = plugin.limits.max_result_bytes
+        self._max_frame = (
+            MAX_FRAME_BYTES if cap is None else min(MAX_FRAME_BYTES, 2 * cap + (1 << 20))
+        )
         self._lock = threading.Lock()
         self._spares_wanted = spares
         self._spares: list[WorkerProcess] = []
@@ -312,6 +319,7 @@ class ProcessBackend:
             InstantiationError: it could not start, load or instantiate.
         """
         worker = spawn_worker()
+        worker.chan.max_frame = self._max_frame
         name = self.plugin.name
         try:
             worker.chan.send([Op.INIT, self._settings])

@@ -4,8 +4,9 @@ A frame is a 4-byte big-endian length and that many bytes of msgpack; every
 message is an array whose first item is an opcode. msgpack is a data-only
 format: decoding it never imports or calls anything (unlike pickle), so a
 compromised worker can send only values, and :mod:`.codec` checks each of them
-against its WIT type. Frames from the worker are capped at
-:data:`MAX_FRAME_BYTES`; anything malformed is a :class:`~.codec.ProtocolError`,
+against its WIT type. Frames are capped (:data:`MAX_FRAME_BYTES`, or less: see
+``ProcessBackend``), and the cap is checked before a byte of the frame is read;
+anything malformed is a :class:`~.codec.ProtocolError`,
 and the host kills the worker that sent it.
 
 Messages (``[opcode, ...]``)::
@@ -64,9 +65,10 @@ class Channel:
     worker itself is single-threaded on its end.
     """
 
-    __slots__ = ("_buf", "_packb", "_sock", "_timeout")
+    __slots__ = ("_buf", "_packb", "_sock", "_timeout", "max_frame")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.max_frame = max_frame
         self._sock = sock
         self._buf = bytearray()
         self._timeout: float | None = None
@@ -102,8 +104,8 @@ class Channel:
         """
         head = self._read(_LEN.size, deadline)
         (size,) = _LEN.unpack(head)
-        if size > MAX_FRAME_BYTES:
-            raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+        if size > self.max_frame:
+            raise ProtocolError(f"frame of {size} bytes exceeds {self.max_frame}")
         payload = self._read(size, deadline)
         try:
             message = msgpack.unpackb(payload, raw=False, strict_map_key=True)
