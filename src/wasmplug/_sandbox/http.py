@@ -32,6 +32,8 @@ import httpx
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.values import Err, Variant
 
+from .httpdeadline import deadline as _deadline
+from .httpdeadline import transport as _deadline_transport
 from .manifest import HTTP_INTERFACE
 from .urlpattern import DEFAULT_PORTS, HostPattern, compile_patterns, first_match
 
@@ -47,7 +49,7 @@ __all__ = [
 log = logging.getLogger("wasmplug.http")
 
 DEFAULT_TIMEOUT_MS = 10_000
-"""Longest a request may take, redirects and body included, unless configured (10 s)."""
+"""Longest a request may take, everything included, unless configured (10 s)."""
 
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
 """Largest response body returned to a plugin unless configured (8 MiB)."""
@@ -147,13 +149,15 @@ class HttpCapability:
       request; a hop to a place off the allow-list is ``err(denied)``. 303,
       and 301/302 after a ``POST``, continue as a body-less ``GET``.
       ``Authorization`` and ``Cookie`` are dropped when a hop changes origin.
-    * The whole exchange (connecting, every hop, the body) gets one budget:
-      the smallest of the request's ``timeout-ms``, ``max_timeout_ms`` and the
-      plugin's per-call ``Limits.timeout_ms`` (past which the plugin would be
-      interrupted anyway). Each network read waits at most the time left when
-      its hop started, and the budget is checked between reads, so a server
-      that trickles its body can stretch a call to about twice the budget, no
-      more. Running out is ``err(timeout)``.
+    * The whole exchange (DNS lookup, connecting, TLS, every hop, status line,
+      headers, chunk framing and body) gets one budget: the smallest of the
+      request's ``timeout-ms``, ``max_timeout_ms`` and the plugin's per-call
+      ``Limits.timeout_ms`` (past which the plugin would be interrupted
+      anyway). It is an absolute deadline: every socket operation waits at most
+      the time left, and at the deadline the connection is closed, so a server
+      that trickles bytes cannot stretch it. Running out is ``err(timeout)``.
+      (With a custom ``transport``, its own timeouts apply instead, and the
+      budget is checked between hops and body chunks.)
     * The body is read as a stream, and a response whose body exceeds
       ``max_response_bytes`` is ``err(too-large(max_response_bytes))``: it is
       never held in full.
@@ -247,7 +251,8 @@ class HttpCapability:
         headers = self._headers(req.headers)
         body = None if req.body is None else bytes(req.body)
         try:
-            return self._exchange(who, patterns, method, url, headers, body, deadline)
+            with _deadline(deadline):
+                return self._exchange(who, patterns, method, url, headers, body, deadline)
         except _Denied as e:
             log.info("%s", e)
             _fail("denied", str(e))
@@ -258,6 +263,8 @@ class HttpCapability:
         except httpx.LocalProtocolError as e:
             _fail("invalid-request", str(e))
         except httpx.TransportError as e:
+            if time.monotonic() >= deadline:
+                _fail("timeout")  # the connection was cut at the deadline
             _fail("transport", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         except httpx.InvalidURL as e:
             _fail("invalid-url", str(e))
@@ -314,9 +321,7 @@ class HttpCapability:
             if self._client is None:
                 transport = self._transport
                 if transport is None:
-                    transport = httpx.HTTPTransport(
-                        verify=self._ssl_context or _default_ssl_context(), trust_env=False
-                    )
+                    transport = _deadline_transport(self._ssl_context or _default_ssl_context())
                 self._client = httpx.Client(
                     transport=transport,
                     trust_env=False,
