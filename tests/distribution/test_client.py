@@ -314,3 +314,30 @@ def test_credential_helper_names_cannot_be_paths(
     (tmp_path / "config.json").write_text(json.dumps({"credsStore": "../../bin/evil"}))
     with pytest.raises(RegistryAuthError, match="not a credential helper name"):
         lookup_credentials("r.example.com", store=CredentialStore(tmp_path / "none.json"))
+
+
+def test_a_dripping_download_stops_at_the_deadline(tmp_path: Path) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 100.0  # every chunk arrives 100 s after the previous one
+        return now[0]
+
+    class Drip(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for i in range(len(BLOB)):
+                yield BLOB[i : i + 1]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Drip())
+
+    c = RegistryClient(
+        "registry.example.com",
+        options=TransportOptions(deadline_s=600.0),
+        credentials=None,
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+    )
+    with c, pytest.raises(RegistryUnavailableError, match=r"longer than 600 s"):
+        c.fetch_blob("a/b", DESC, tmp_path / "p")
+    assert (tmp_path / "p").stat().st_size < 10  # stopped after a few bytes, kept for resume

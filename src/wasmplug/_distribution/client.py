@@ -78,7 +78,10 @@ class TransportOptions:
         insecure: Allow plain HTTP (after HTTPS fails) for a non-loopback registry.
         retries: Retries after the first attempt, for transient failures.
         backoff_s: First backoff in seconds; doubled after each retry.
-        timeout_s: Connect/read timeout per request, seconds.
+        timeout_s: Connect timeout, and the longest wait for each read, seconds.
+        deadline_s: Longest time one body may take to arrive, seconds (a layer
+            download, resumed ones included, or a manifest, tag list or token), so a
+            server that drips bytes just under ``timeout_s`` cannot hold an install forever.
         max_blob_bytes: Largest layer accepted (bytes), whatever the manifest declares.
     """
 
@@ -86,6 +89,7 @@ class TransportOptions:
     retries: int = 3
     backoff_s: float = 0.25
     timeout_s: float = 30.0
+    deadline_s: float = 600.0
     max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
 
 
@@ -101,17 +105,11 @@ def _basic_header(creds: Credentials) -> dict[str, str]:
     return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
 
 
-def _read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
-    """The body of a streamed response, refusing more than ``limit`` bytes."""
-    declared = resp.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ArtifactFormatError(f"{what}: the answer declares {declared} bytes, over {limit}")
-    body = bytearray()
-    for chunk in resp.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            raise ArtifactFormatError(f"{what}: the answer is larger than {limit} bytes")
-    return bytes(body)
+def _past(deadline: float, clock: Callable[[], float], what: str, limit_s: float) -> None:
+    if clock() > deadline:
+        raise RegistryUnavailableError(
+            f"{what}: the transfer took longer than {limit_s:g} s (deadline_s); giving up"
+        )
 
 
 def _error_text(resp: httpx.Response) -> str:
@@ -137,6 +135,7 @@ class RegistryClient:
             looked up with :func:`~.credentials.lookup_credentials` on the first challenge.
         transport: An httpx transport (tests inject one); default: real network.
         sleep: Called with the backoff delay, seconds (tests pass a no-op).
+        clock: Monotonic seconds, for ``deadline_s`` (tests pass a fake one).
 
     Every method raises :class:`RegistryUnavailableError` when the registry
     cannot be reached, :class:`RegistryAuthError` on 401/403, and
@@ -152,11 +151,13 @@ class RegistryClient:
         credentials: Credentials | _Lookup | None = LOOKUP,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.options = options or TransportOptions()
         self._credentials = credentials
         self._sleep = sleep
+        self._clock = clock
         host = registry[1 : registry.index("]")] if registry.startswith("[") else registry
         host = host.rsplit(":", 1)[0] if not registry.startswith("[") else host
         self._plain_allowed = self.options.insecure or is_loopback(host)
@@ -331,7 +332,7 @@ class RegistryClient:
                     f"token service {realm} of registry {self.registry} answered HTTP "
                     f"{answer.status_code}"
                 )
-            body = _read_capped(answer, _MAX_TOKEN_BYTES, f"token service {realm}")
+            body = self._read_capped(answer, _MAX_TOKEN_BYTES, f"token service {realm}")
         finally:
             answer.close()
         try:
@@ -354,6 +355,21 @@ class RegistryClient:
             f"registry {self.registry} rejected the credentials of user {creds.username!r} "
             f"(from {creds.source}): check them with `wasmplug login {self.registry}`"
         )
+
+    def _read_capped(self, resp: httpx.Response, limit: int, what: str) -> bytes:
+        """The body of a streamed response, refusing more than ``limit`` bytes or
+        taking longer than ``deadline_s``."""
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ArtifactFormatError(f"{what}: the answer declares {declared} bytes, over {limit}")
+        deadline = self._clock() + self.options.deadline_s
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise ArtifactFormatError(f"{what}: the answer is larger than {limit} bytes")
+            _past(deadline, self._clock, what, self.options.deadline_s)
+        return bytes(body)
 
     def _check(self, resp: httpx.Response, what: str) -> httpx.Response:
         """Raise the typed error for a failed response; return it otherwise."""
@@ -421,7 +437,7 @@ class RegistryClient:
         )
         try:
             self._check(resp, where)
-            raw = _read_capped(resp, MAX_MANIFEST_BYTES, f"{where} (manifest)")
+            raw = self._read_capped(resp, MAX_MANIFEST_BYTES, f"{where} (manifest)")
         finally:
             resp.close()
         digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
@@ -440,7 +456,7 @@ class RegistryClient:
             resp = self._send("GET", url, scope=f"repository:{repository}:pull", stream=True)
             try:
                 self._check(resp, where)
-                raw = _read_capped(resp, _MAX_TAGS_BYTES, where)
+                raw = self._read_capped(resp, _MAX_TAGS_BYTES, where)
             finally:
                 resp.close()
             try:
@@ -487,6 +503,7 @@ class RegistryClient:
                 hasher, received = hashlib.sha256(), 0
             attempt = 0
             fetched = 0
+            deadline = self._clock() + self.options.deadline_s
             while received < desc.size or desc.size == 0:
                 # identity encoding: Range offsets and the digest are over the raw bytes
                 headers = {"Accept-Encoding": "identity"}
@@ -507,6 +524,7 @@ class RegistryClient:
                         fh.truncate(0)
                         hasher, received = hashlib.sha256(), 0
                     for chunk in resp.iter_bytes():  # as it arrives: nothing buffered is lost
+                        _past(deadline, self._clock, where, self.options.deadline_s)
                         received += len(chunk)
                         if received > desc.size:
                             raise DigestMismatchError(
