@@ -18,13 +18,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 
+import support.http as http_support
 from wasmplug import (
+    Grants,
     HostFunctionError,
     InstantiationError,
     Limits,
@@ -42,6 +45,7 @@ from wasmplug import (
 from wasmplug._runtime.process import backend as backend_module
 from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
 from wasmplug._runtime.process.wire import Channel, Op
+from wasmplug._sandbox.http import HTTP_INTERFACE
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="worker checks read /proc (Linux)"
@@ -553,3 +557,36 @@ def test_isolation_is_checked(tmp_path: Path, bad: str) -> None:
         PluginHost(cache_dir=False, isolation=bad)  # type: ignore[arg-type]
     with PluginHost(cache_dir=False) as h, pytest.raises(ValueError, match="isolation must be"):
         h.load(WAT.encode(), allow_unsigned=True, isolation=bad)  # type: ignore[arg-type]
+
+
+def test_the_builtin_http_interface_runs_in_the_application() -> None:
+    """wasmplug:host/http is called over the channel; the allow-list is the plugin's."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), http_support.Handler)
+    httpd.daemon_threads = True
+    server = http_support.Server(httpd, threading.Event())
+    httpd.owner = server  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        with PluginHost(cache_dir=False, isolation="process", spare_workers=0) as host:
+            plugin = host.load(
+                http_support.COMPONENT,
+                allow_unsigned=True,
+                manifest=Manifest(
+                    name="fetcher",
+                    host_interfaces=(HTTP_INTERFACE,),
+                    allowed_outbound_hosts=(server.url,),
+                ),
+                grants=Grants(allowed_outbound_hosts=(server.url,)),
+            )
+            resp = http_support.send(plugin, f"{server.url}/json")
+            assert resp.status == 200
+            assert server.paths() == ["/json"]
+            err = http_support.send_err(plugin, f"http://localhost:{server.port}/json")
+            assert err.case == "denied"
+            assert "'fetcher'" in err.value
+            assert server.paths() == ["/json"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
