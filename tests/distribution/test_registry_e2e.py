@@ -502,8 +502,14 @@ def test_bearer_token_flow_with_the_real_registry(
     )
     assert code == 0, err
     assert (tmp_path / "o.wasm").read_bytes() == data
-    scopes = [r for r in tokens.requests if "scope=repository" in r]  # type: ignore[attr-defined]
-    assert any("pull%2Cpush" in r or "pull,push" in r for r in scopes)
+    import urllib.parse
+
+    actions: set[str] = set()
+    for path in tokens.requests:  # type: ignore[attr-defined]
+        for scope in urllib.parse.parse_qs(urllib.parse.urlparse(path).query).get("scope", []):
+            if scope.startswith(f"repository:{repo}:"):
+                actions |= set(scope.rsplit(":", 1)[1].split(","))
+    assert {"pull", "push"} <= actions  # tokens were asked for the repository's scopes
 
 
 def test_tampered_manifest_in_registry_storage_is_refused(

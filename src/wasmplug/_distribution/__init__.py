@@ -2,7 +2,8 @@
 
 Owns: OCI references (:mod:`.reference`), the CNCF TAG-Runtime Wasm OCI
 artifact layout (:mod:`.artifact`), an OCI distribution-API client over httpx
-with auth, retries, resume and size caps (:mod:`.client`), registry credentials
+with retries, resume, size caps and deadlines (:mod:`.client`), the Basic and
+Bearer-token auth it answers challenges with (:mod:`.auth`), registry credentials
 (:mod:`.credentials`), the blob cache by digest (:mod:`.cache`), package-name to
 registry mapping and ``.well-known/wasm-pkg`` discovery (:mod:`.names`), the
 ``wasmplug.lock`` file (:mod:`.lockfile`), and the operations that tie them to

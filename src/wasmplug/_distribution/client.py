@@ -5,11 +5,9 @@ Endpoints used (OCI distribution-spec v1.1, ``spec.md``): ``GET /v2/``,
 ``POST /v2/<name>/blobs/uploads/`` then ``PUT <location>?digest=`` (monolithic
 upload), and ``GET /v2/<name>/tags/list`` with ``Link`` pagination.
 
-Auth follows the registry's ``WWW-Authenticate`` challenge: anonymous first;
-``Basic`` sends the credentials; ``Bearer realm=...,service=...,scope=...`` runs
-the token flow of distribution's ``docs/spec/auth/token.md`` (``GET realm?service=
-&scope=`` with the credentials as Basic auth, if any; the answer's ``token`` or
-``access_token`` is sent as ``Authorization: Bearer``), one token per scope.
+Requests go out anonymously first; a 401 is answered by :mod:`.auth` (Basic, or
+the Bearer token flow). Authorization headers are sent only to the registry's own
+origin, never to an upload ``Location`` or a page ``Link`` on another host.
 
 Transport policy:
 
@@ -24,12 +22,13 @@ Transport policy:
   an earlier process;
 - a blob's bytes are hashed as they arrive. More bytes than the manifest
   declares, fewer, or another digest raise :class:`DigestMismatchError`; a
-  declared size above ``max_blob_bytes`` is refused before downloading.
+  declared size above ``max_blob_bytes`` is refused before downloading;
+- every body (layer, manifest, tag list, token) is capped in size and must
+  arrive within ``deadline_s``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -51,7 +50,8 @@ from wasmplug._errors import (
 )
 
 from .artifact import IMAGE_INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Descriptor
-from .credentials import Credentials, lookup_credentials
+from .auth import LOOKUP, Lookup, RegistryAuth
+from .credentials import Credentials
 from .reference import DIGEST_RE, is_loopback
 
 __all__ = ["DEFAULT_MAX_BLOB_BYTES", "RegistryClient", "TransportOptions"]
@@ -62,11 +62,9 @@ _DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _ACCEPT = ", ".join([MANIFEST_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE, _DOCKER_MANIFEST, _DOCKER_LIST])
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 30.0
-_MAX_TOKEN_BYTES = 1024 * 1024
 _MAX_TAG_PAGES = 100
 _MAX_TAGS_BYTES = 4 * 1024 * 1024
 _CHUNK = 256 * 1024
-_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -91,18 +89,6 @@ class TransportOptions:
     timeout_s: float = 30.0
     deadline_s: float = 600.0
     max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
-
-
-class _Lookup:
-    """Sentinel: look the credentials up (``wasmplug login`` store, then Docker's)."""
-
-
-LOOKUP = _Lookup()
-
-
-def _basic_header(creds: Credentials) -> dict[str, str]:
-    pair = f"{creds.username}:{creds.password}".encode()
-    return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
 
 
 def _past(deadline: float, clock: Callable[[], float], what: str, limit_s: float) -> None:
@@ -148,14 +134,13 @@ class RegistryClient:
         registry: str,
         *,
         options: TransportOptions | None = None,
-        credentials: Credentials | _Lookup | None = LOOKUP,
+        credentials: Credentials | Lookup | None = LOOKUP,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.options = options or TransportOptions()
-        self._credentials = credentials
         self._sleep = sleep
         self._clock = clock
         host = registry[1 : registry.index("]")] if registry.startswith("[") else registry
@@ -164,8 +149,7 @@ class RegistryClient:
         self._transport = transport
         self._client: httpx.Client | None = None
         self._base: str | None = None
-        self._tokens: dict[str, str] = {}
-        self._basic = False
+        self._auth = RegistryAuth(registry, credentials, plain_allowed=self._plain_allowed)
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -213,20 +197,6 @@ class RegistryClient:
         base, target = httpx.URL(self._base_url()), httpx.URL(url)
         return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
 
-    def _lookup(self) -> Credentials | None:
-        if isinstance(self._credentials, _Lookup):
-            self._credentials = lookup_credentials(self.registry)
-        return self._credentials
-
-    def _auth_header(self, scope: str) -> dict[str, str]:
-        token = self._tokens.get(scope)
-        if token is not None:
-            return {"Authorization": f"Bearer {token}"}
-        creds = self._credentials if not isinstance(self._credentials, _Lookup) else None
-        if self._basic and creds is not None:
-            return _basic_header(creds)
-        return {}
-
     def _delay(self, attempt: int, resp: httpx.Response | None = None) -> None:
         delay = self.options.backoff_s * (2**attempt)
         if resp is not None and resp.headers.get("Retry-After", "").isdigit():
@@ -257,7 +227,7 @@ class RegistryClient:
             request = self._http.build_request(
                 method,
                 url,
-                headers={**(headers or {}), **(self._auth_header(scope) if same_origin else {})},
+                headers={**(headers or {}), **(self._auth.header(scope) if same_origin else {})},
                 content=content,
             )
             try:
@@ -271,7 +241,7 @@ class RegistryClient:
             if resp.status_code == 401 and not authenticated and same_origin:
                 resp.read()
                 resp.close()
-                self._authenticate(resp, scope)
+                self._auth.answer(resp, scope, self._http, self._read_capped)
                 authenticated = True
                 continue  # the retry with credentials is not a transient-failure retry
             if resp.status_code in _RETRY_STATUS and attempt < self.options.retries:
@@ -289,71 +259,6 @@ class RegistryClient:
         raise RegistryUnavailableError(
             f"registry {self.registry} kept failing ({last}) after "
             f"{self.options.retries + 1} attempts"
-        )
-
-    def _authenticate(self, resp: httpx.Response, scope: str) -> None:
-        """Answer a 401 challenge: set up Basic auth or fetch a Bearer token."""
-        challenge = resp.headers.get("WWW-Authenticate", "")
-        scheme, _, rest = challenge.partition(" ")
-        params = dict(_PARAM_RE.findall(rest))
-        creds = self._lookup()
-        if scheme.lower() == "basic":
-            if creds is None:
-                raise self._no_credentials()
-            self._basic = True
-            return
-        if scheme.lower() != "bearer" or "realm" not in params:
-            raise RegistryAuthError(
-                f"registry {self.registry} asks for authentication with an unsupported "
-                f"challenge {challenge[:80]!r}"
-            )
-        realm = httpx.URL(params["realm"])
-        if realm.scheme != "https" and not (
-            self._plain_allowed or is_loopback(realm.host)
-        ):  # never send credentials in clear text to a remote host
-            raise RegistryAuthError(
-                f"registry {self.registry}: token realm {realm} is not HTTPS; refusing "
-                "(use --insecure only for a registry you control)"
-            )
-        query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        headers = _basic_header(creds) if creds is not None else {}
-        request = self._http.build_request("GET", realm, params=query, headers=headers)
-        try:
-            answer = self._http.send(request, stream=True, follow_redirects=False)
-        except httpx.TransportError as e:
-            raise RegistryUnavailableError(
-                f"token service {realm} of registry {self.registry} is unreachable: {e}"
-            ) from e
-        try:
-            if answer.status_code in (401, 403):
-                raise (self._no_credentials() if creds is None else self._rejected(creds))
-            if answer.status_code != 200:
-                raise RegistryAuthError(
-                    f"token service {realm} of registry {self.registry} answered HTTP "
-                    f"{answer.status_code}"
-                )
-            body = self._read_capped(answer, _MAX_TOKEN_BYTES, f"token service {realm}")
-        finally:
-            answer.close()
-        try:
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
-        except (ValueError, RecursionError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise RegistryAuthError(f"token service {realm} gave no token")
-        self._tokens[scope] = token
-
-    def _no_credentials(self) -> RegistryAuthError:
-        return RegistryAuthError(
-            f"registry {self.registry} requires authentication and no credentials are "
-            f"configured for it: run `wasmplug login {self.registry}` (or `docker login`)"
-        )
-
-    def _rejected(self, creds: Credentials) -> RegistryAuthError:
-        return RegistryAuthError(
-            f"registry {self.registry} rejected the credentials of user {creds.username!r} "
-            f"(from {creds.source}): check them with `wasmplug login {self.registry}`"
         )
 
     def _read_capped(self, resp: httpx.Response, limit: int, what: str) -> bytes:
@@ -382,11 +287,11 @@ class RegistryClient:
         if resp.status_code == 404:
             raise ArtifactNotFoundError(f"{what}: not found in registry {self.registry}{detail}")
         if resp.status_code in (401, 403):
-            creds = self._credentials if not isinstance(self._credentials, _Lookup) else None
+            creds = self._auth.credentials
             if creds is None:
-                raise self._no_credentials()
+                raise self._auth.no_credentials()
             if resp.status_code == 401:
-                raise self._rejected(creds)
+                raise self._auth.rejected(creds)
             raise RegistryAuthError(
                 f"{what}: user {creds.username!r} is not allowed this on registry "
                 f"{self.registry}{detail}"
