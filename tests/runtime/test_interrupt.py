@@ -205,3 +205,26 @@ def test_the_guard_is_removed_when_the_last_host_closes() -> None:
     if users == 0:
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert not sigguard.deferred
+
+
+def test_ctrl_c_during_a_finalizer_is_not_lost() -> None:
+    """Python drops an exception raised in ``__del__``; with a host open, a Ctrl-C that
+    lands in one (wasmtime objects are freed by finalizers on the main thread) is
+    raised right after it instead."""
+
+    class Slow:
+        def __del__(self) -> None:
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                pass
+
+    with PluginHost(cache_dir=False):
+        sigint = Sigint(0.1)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            obj = Slow()
+            del obj  # the finalizer runs here, and the SIGINT arrives during it
+            while time.monotonic() - start < 3:
+                pass
+        assert time.monotonic() - start < 1.0
+        sigint.latency()

@@ -14,7 +14,10 @@ So while a host is open, SIGINT's Python handler is wrapped by :func:`_guard`.
 When the signal lands in the frame of a registered entry point
 (:func:`entry_point`), the guard only records it; the entry point calls
 :func:`run_deferred` inside its ``try`` (a safe point), which runs the
-application's handler there. Anywhere else, the guard calls the application's
+application's handler there. When it lands inside a ``__del__`` (a wasmtime
+object freed by the garbage collector on the main thread), where Python would
+print and drop the exception, the guard trips the signal again so that it is
+handled as soon as the finalizer returns. Anywhere else, the guard calls the application's
 handler at once, exactly as if it were installed directly. Deferred signals
 are only recorded and run on the main thread, the only thread Python runs
 signal handlers on.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import _thread
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -73,13 +77,44 @@ def _guard(signum: int, frame: FrameType | None) -> Any:
     if frame is not None and frame.f_code in _ENTRY_CODES:
         if _callctx.current() is None:
             # An entry point outside any Wasm call (a finalizer run by a Store's
-            # close): nothing will pick the signal up, so trip it again; it is
-            # handled at the next check, in the Python code that called close().
-            _thread.interrupt_main(signal.Signals(signum))
+            # close): nothing will pick the signal up, so trip it again shortly;
+            # it is handled in the Python code that called close().
+            _retrip_soon(signum)
         else:
             deferred.append(signum)
         return None
+    if _in_finalizer(frame):
+        # Python prints and drops an exception raised in __del__ ("Exception
+        # ignored in ..."): the interrupt would be lost. Trip it again shortly,
+        # so it is raised once the finalizer has returned.
+        _retrip_soon(signum)
+        return None
     return _call_previous(signum, frame)
+
+
+def _retrip_soon(signum: int) -> None:
+    """Deliver ``signum`` again in about a millisecond, from another thread.
+
+    Not from here: tripping it inside the handler makes Python run the handler
+    again at once, inside this one, before the unsafe frame has returned.
+    """
+    sig = signal.Signals(signum)
+
+    def retrip() -> None:
+        time.sleep(0.001)
+        _thread.interrupt_main(sig)
+
+    threading.Thread(target=retrip, name="wasmplug-sigint", daemon=True).start()
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside a ``__del__`` (a wasmtime object freed on the
+    main thread, say), where an exception cannot propagate."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _call_previous(signum: int, frame: FrameType | None) -> Any:
