@@ -67,7 +67,7 @@ nitpick_ignore = [
     ("py:class", "ssl.SSLContext"),  # HttpCapability(ssl_context=...)
     ("py:class", "httpx.BaseTransport"),  # HttpCapability(transport=...), for tests
     # Registry.install(oci=...): the record PluginHost.install passes for OCI sources.
-    ("py:class", "wasmplug._trust.registry.OciOrigin"),
+    ("py:class", "wasmplug._trust.index.OciOrigin"),
     # The type variable of the generic value classes Ok/Err/Some ("Bases: Generic[T]");
     # a private module-level TypeVar with no page of its own.
     ("py:obj", "wasmplug._bridge.values.T"),
