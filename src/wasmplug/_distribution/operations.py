@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
+import httpx
 
 from wasmplug._errors import (
     ArtifactFormatError,
@@ -48,6 +49,7 @@ from .names import (
 from .reference import Reference, looks_like_reference, parse_reference
 
 __all__ = [
+    "PackageName",
     "PullResult",
     "PushResult",
     "Session",
@@ -114,13 +116,24 @@ def embedded_manifest(data: bytes, where: str) -> Manifest:
     return Manifest.from_toml(text, source=f"{where} (embedded)")
 
 
-def resolve_source(text: str, config: DistributionConfig) -> tuple[Reference, str | None] | None:
+@attrs.frozen
+class PackageName:
+    """A package name, ``namespace:name[@spec]`` (``acme:tool@1.2``)."""
+
+    namespace: str
+    name: str
+    spec: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.namespace}:{self.name}" + (f"@{self.spec}" if self.spec else "")
+
+
+def resolve_source(text: str, config: DistributionConfig) -> Reference | PackageName | None:
     """Whether ``text`` names something in an OCI registry, and what.
 
-    Returns ``(repository reference, version spec)``, or ``None`` when ``text``
-    is neither an OCI reference nor a package name whose namespace is mapped
-    (the caller then treats it as a path or a local plugin name). A spec is
-    given only for package names (``acme:tool@1.2``).
+    Returns the parsed OCI reference, or the package name when its namespace is
+    mapped in ``config``; ``None`` when ``text`` is an existing path or neither
+    (the caller then treats it as a path or a local plugin name).
 
     Raises:
         InvalidReferenceError: ``text`` starts with ``oci://`` but is malformed.
@@ -128,10 +141,10 @@ def resolve_source(text: str, config: DistributionConfig) -> tuple[Reference, st
     if os.path.exists(text):
         return None
     if looks_like_reference(text):
-        return parse_reference(text), None
+        return parse_reference(text)
     package = split_package(text)
     if package is not None and package[0] in config.namespace_registries:
-        return Reference("", f"{package[0]}/{package[1]}"), package[2]
+        return PackageName(*package)
     return None
 
 
@@ -156,7 +169,7 @@ class Session:
         cache: BlobCache | None = None,
         insecure: bool = False,
         options: TransportOptions | None = None,
-        transport: object | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config if config is not None else DistributionConfig.load()
         self.cache = cache if cache is not None else BlobCache()
@@ -183,17 +196,14 @@ class Session:
             self._clients[registry] = RegistryClient(
                 registry,
                 options=attrs.evolve(self.options, insecure=insecure or self.options.insecure),
-                transport=self._transport,  # type: ignore[arg-type]
+                transport=self._transport,
             )
         return self._clients[registry]
 
     # -- references ----------------------------------------------------------------------
 
     def reference_for(self, text: str) -> Reference:
-        """Resolve an OCI reference or a mapped package name to a tagged or pinned reference.
-
-        A reference without tag or digest, and a package name, select the highest
-        matching version among the repository's tags.
+        """Resolve an OCI reference or a mapped package name (see :meth:`resolve`).
 
         Raises:
             InvalidReferenceError: neither a reference nor a mapped package name.
@@ -206,12 +216,30 @@ class Session:
                 "[@sha256:DIGEST]) nor a package name whose namespace is mapped in "
                 "distribution.toml [namespace-registries]"
             )
-        ref, spec = found
-        if not ref.registry:  # a package name
-            namespace, _, name = ref.repository.partition("/")
-            mapped = package_repository(namespace, name, self.config)
-            assert mapped is not None
-            ref = mapped
+        return self.resolve(found)
+
+    def resolve(self, target: Reference | PackageName) -> Reference:
+        """A reference with a tag or a digest.
+
+        A package name goes to its namespace's repository; a reference without tag
+        or digest, and a package name, then take the highest version tag matching
+        the spec (see :func:`~.names.select_tag`).
+
+        Raises:
+            InvalidReferenceError: the package's namespace is not mapped.
+            ArtifactNotFoundError: no tag matches.
+        """
+        spec: str | None = None
+        if isinstance(target, PackageName):
+            mapped = package_repository(target.namespace, target.name, self.config)
+            if mapped is None:
+                raise InvalidReferenceError(
+                    f"{target}: namespace {target.namespace!r} is not mapped to a registry "
+                    "in distribution.toml [namespace-registries]"
+                )
+            ref, spec = mapped, target.spec
+        else:
+            ref = target
         if ref.tag is None and ref.digest is None:
             tags = self.client(ref.registry).list_tags(ref.repository)
             ref = ref.with_tag(select_tag(tags, spec, str(ref)))
@@ -244,10 +272,8 @@ class Session:
         client = self.client(ref.registry)
         client.upload_blob(ref.repository, artifact.config, digest_of(artifact.config))
         client.upload_blob(ref.repository, artifact.layer, artifact.layer_digest)
-        assert ref.tag is not None
-        digest = client.put_manifest(
-            ref.repository, ref.tag, artifact.manifest, MANIFEST_MEDIA_TYPE
-        )
+        tag = ref.tag or tag_for_version(manifest.version)
+        digest = client.put_manifest(ref.repository, tag, artifact.manifest, MANIFEST_MEDIA_TYPE)
         return PushResult(str(ref), digest, artifact.layer_digest)
 
     def pull(self, source: str | Reference, *, expect_layer: str | None = None) -> PullResult:
@@ -263,24 +289,24 @@ class Session:
             LockfileError: the layer digest is not ``expect_layer``.
             DistributionError and subclasses: the registry failed.
         """
-        ref = source if isinstance(source, Reference) else self.reference_for(source)
+        ref = self.resolve(source) if isinstance(source, Reference) else self.reference_for(source)
         return self._pull(ref, expect_layer)
 
     def _pull(self, ref: Reference, expect_layer: str | None) -> PullResult:
+        """Pull a resolved reference (it has a digest, or a tag)."""
         client = self.client(ref.registry)
         downloaded = 0
-        digest = ref.digest
-        if digest is None:
-            assert ref.tag is not None
-            digest = client.resolve(ref.repository, ref.tag)
-        raw = self.cache.get(digest) if digest is not None else None
+        tag_or_digest = ref.digest or ref.tag or ""
+        # a tag: HEAD names its digest (registries answer Docker-Content-Digest), so a
+        # cached manifest costs one small request; without the header, GET by tag
+        known = ref.digest or client.resolve(ref.repository, tag_or_digest)
         content_type = MANIFEST_MEDIA_TYPE
-        if raw is None:
-            wanted = digest or ref.tag
-            assert wanted is not None
-            raw, digest, content_type = client.get_manifest(ref.repository, wanted)
+        cached = self.cache.get(known) if known is not None else None
+        if known is not None and cached is not None:
+            raw, digest = cached, known
+        else:
+            raw, digest, content_type = client.get_manifest(ref.repository, known or tag_or_digest)
             downloaded += len(raw)
-        assert digest is not None
         manifest = parse_manifest(raw, str(ref), content_type)
         if manifest.layer.media_type != LAYER_MEDIA_TYPE:  # pragma: no cover - parse checks
             raise ArtifactFormatError(f"{ref}: no {LAYER_MEDIA_TYPE} layer")
@@ -320,7 +346,7 @@ class Session:
             Everything :meth:`pull` and :meth:`Registry.install` raise. Nothing is
             installed when any check fails.
         """
-        ref = source if isinstance(source, Reference) else self.reference_for(source)
+        ref = self.resolve(source) if isinstance(source, Reference) else self.reference_for(source)
         pulled = self._pull(ref, expect_layer)
         shown = ref if ref.tag else ref.pinned(pulled.manifest_digest)
         info = registry.install(
