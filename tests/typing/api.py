@@ -17,6 +17,7 @@ from wasmplug import (
     Ok,
     Plugin,
     PluginFault,
+    PluginCrashed,
     PluginHost,
     PluginMetrics,
     RestartPolicy,
@@ -53,6 +54,15 @@ def app(path: Path) -> int:
         plugin.reset()
         plugin.close()
     return 0
+
+
+def isolated_app(path: Path) -> object:
+    with PluginHost(isolation="process", spare_workers=1) as host:
+        plugin = host.load(path, allow_unsigned=True, isolation="inprocess")
+        try:
+            return plugin.call("greet", "worker")
+        except PluginCrashed as e:
+            return (e.signal, e.exit_code, e.fault)
 
 
 async def async_app(plugin: Plugin) -> object:
