@@ -400,8 +400,13 @@ class ProcessBackend:
             worker = pool.checkout()
             if worker.running:
                 break
-            pool.discard(worker)  # died while idle: the next slot comes back empty
+            # It died while idle (killed from outside, the OOM killer...): count the
+            # crash, then take the next slot, which comes back empty.
+            pool.discard(worker)
             worker.lock.release()
+            text, sig, code = worker.describe_exit()
+            crash = PluginCrashed(f"{text} while idle", signal=sig, exit_code=code)
+            self.plugin._supervisor.record_fault(self.plugin._error(crash, None))
         if not worker.fresh:
             # The worker discarded its instance after a fault: the next call makes
             # a new one, which is a restart for the restart policy.
