@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -174,6 +175,15 @@ def test_host_install_accepts_a_reference(
         assert plugin.call("one") == 1
 
 
+def _flip_last_bit(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 0x01])  # same size: only the digest can tell
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [_flip_last_bit, lambda d: d[:-16], lambda d: d + b"\x00" * 16, lambda d: b""],
+    ids=["bit-flipped", "truncated", "grown", "emptied"],
+)
 def test_tampered_blob_in_registry_storage_is_refused(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -181,6 +191,7 @@ def test_tampered_blob_in_registry_storage_is_refused(
     repo: str,
     pair: signing.KeyPair,
     trust_file: Path,
+    tamper: Callable[[bytes], bytes],
 ) -> None:
     data = plugin_bytes("acme:tampered", "1.0.0", pair=pair)
     with Session(cache=BlobCache(tmp_path / "pusher-cache")) as s:
@@ -188,9 +199,7 @@ def test_tampered_blob_in_registry_storage_is_refused(
     stored = oci_registry.blob_path(pushed.layer_digest)
     original = stored.read_bytes()
     assert original == data
-    altered = bytearray(original)
-    altered[-1] ^= 0x01  # same size, one bit flipped: only the digest can tell
-    stored.write_bytes(bytes(altered))
+    stored.write_bytes(tamper(original))
     reg = tmp_path / "reg"
     try:
         code, _, err = cli(

@@ -434,7 +434,7 @@ class RegistryClient:
                         if received > desc.size:
                             raise DigestMismatchError(
                                 f"{where}: the registry sent more than the {desc.size} bytes "
-                                "the manifest declares; refusing it"
+                                "the manifest declares for this digest; refusing it"
                             )
                         hasher.update(chunk)
                         fh.write(chunk)
