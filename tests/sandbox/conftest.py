@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 
 import pytest
 
-from support.http import COMPONENT, Handler, Loader, Server
+from support.http import COMPONENT, Loader, Server, running_server
 from wasmplug import Grants, Limits, Manifest, Plugin, PluginHost
 from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability
 
 
 @pytest.fixture(scope="module")
 def server_instance() -> Iterator[Server]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    stop = threading.Event()
-    srv = Server(httpd, stop)
-    httpd.owner = srv  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv
-    stop.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with running_server() as srv:
+        yield srv
 
 
 @pytest.fixture

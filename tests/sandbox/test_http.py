@@ -12,19 +12,32 @@ crosses the canonical ABI both ways. The server is a real
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from support.http import COMPONENT, HTTP_ERROR, Loader, Server, send, send_err
+from support.http import (
+    COMPONENT,
+    GZIPPED,
+    HTTP_ERROR,
+    Loader,
+    Server,
+    self_signed,
+    send,
+    send_err,
+    tls_server,
+)
 from wasmplug import (
     Err,
     Grants,
+    Limits,
     LinkError,
     Manifest,
     PluginHost,
@@ -232,20 +245,46 @@ def test_307_keeps_method_and_body(load: Loader, server: Server) -> None:
     assert (seen["method"], seen["body"]) == ("PUT", "x")
 
 
+CREDENTIALS = [("Authorization", "Bearer t"), ("Cookie", "session=s"),
+               ("Proxy-Authorization", "Basic cA==")]  # fmt: skip
+
+
+def _forwarded(resp: Any) -> dict[str, str]:
+    return dict(json.loads(resp.body)["headers"])
+
+
 def test_credentials_are_dropped_when_a_redirect_changes_origin(
     load: Loader, server: Server
 ) -> None:
+    """Authorization, Cookie and Proxy-Authorization never follow a redirect to another
+    origin (here: another host name for the same server); other headers do."""
     plugin = load((server.url, f"http://localhost:{server.port}"))
     resp = send(
         plugin,
         f"{server.url}/redirect?to=http://localhost:{server.port}/echo",
-        headers=[("Authorization", "Bearer t"), ("X-Keep", "1")],
+        headers=[*CREDENTIALS, ("X-Keep", "1")],
     )
-    names = [k for k, _ in json.loads(resp.body)["headers"]]
-    assert "authorization" not in names
-    assert "x-keep" in names
-    resp = send(plugin, f"{server.url}/redirect?to=/echo", headers=[("Authorization", "Bearer t")])
-    assert "authorization" in [k for k, _ in json.loads(resp.body)["headers"]]
+    forwarded = _forwarded(resp)
+    for name, _ in CREDENTIALS:
+        assert name.lower() not in forwarded, name
+    assert forwarded["x-keep"] == "1"
+    assert server.paths()[-1] == "/echo", "the redirect was followed"
+
+
+@pytest.mark.parametrize("name", ["Authorization", "Cookie"])
+def test_credentials_follow_a_redirect_within_the_origin(
+    load: Loader, server: Server, name: str
+) -> None:
+    value = dict(CREDENTIALS)[name]
+    resp = send(load(), f"{server.url}/redirect?to=/echo", headers=[(name, value)])
+    assert _forwarded(resp)[name.lower()] == value
+
+
+def test_proxy_authorization_is_never_sent(load: Loader, server: Server) -> None:
+    """Proxy-Authorization is host-owned (no proxy is ever used): dropped on every hop."""
+    for url in (f"{server.url}/echo", f"{server.url}/redirect?to=/echo"):
+        resp = send(load(), url, headers=[("Proxy-Authorization", "Basic cA==")])
+        assert "proxy-authorization" not in _forwarded(resp)
 
 
 @pytest.mark.parametrize(
@@ -314,6 +353,54 @@ def test_proxies_from_the_environment_are_ignored(
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
     assert send(load(), f"{server.url}/json").status == 200
+
+
+def test_a_denied_request_is_logged_at_info(
+    load: Loader, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """security.md: "a denied request is also logged at INFO on wasmplug.http"."""
+    caplog.set_level(logging.INFO, logger="wasmplug.http")
+    url = f"http://localhost:{server.port}/json"
+    assert send_err(load(), url).case == "denied"
+    denied = [r for r in caplog.records if r.name == "wasmplug.http" and url in r.getMessage()]
+    assert [r.levelno for r in denied] == [logging.INFO]
+
+
+def test_response_bodies_are_never_decompressed(load: Loader, server: Server) -> None:
+    """security.md: "Response bodies ... are never decompressed" (no zip bombs)."""
+    resp = send(load(), f"{server.url}/gzip", headers=[("Accept-Encoding", "gzip")])
+    assert bytes(resp.body) == GZIPPED
+    assert ("content-encoding", "gzip") in [(k.lower(), v) for k, v in resp.headers]
+
+
+def test_netrc_credentials_are_ignored(
+    load: Loader, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """security.md: "No proxy, .netrc credentials or CA settings are read from the
+    environment"."""
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login user password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(netrc))
+    resp = send(load(), f"{server.url}/echo")
+    assert "authorization" not in _forwarded(resp)
+
+
+def test_ca_settings_from_the_environment_are_ignored(
+    load: Loader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-signed server whose certificate SSL_CERT_FILE/SSL_CERT_DIR point at is still
+    refused: were the variables read, the request would succeed."""
+    cert, key = self_signed(tmp_path, "127.0.0.1")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    with tls_server(cert, key) as port:
+        origin = f"https://127.0.0.1:{port}"
+        plugin = load((origin,), limits=Limits(timeout_ms=20_000))  # a loaded machine
+        err = send_err(plugin, f"{origin}/json", timeout_ms=15_000)
+    assert err.case == "transport", err
 
 
 def test_outside_a_plugin_call_everything_is_denied(server: Server) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from support import http as support_http
 from support.plugins import GREETER_HOST_INTERFACE
 from wasmplug import (
     DirGrant,
@@ -21,6 +22,7 @@ from wasmplug import (
 )
 from wasmplug._sandbox.capabilities import Capability, capability_for_import, requested_permissions
 from wasmplug._sandbox.grantstore import GrantPolicy, GrantStore, PermissionRequest
+from wasmplug._sandbox.http import HTTP_INTERFACE
 
 Loader = Callable[..., Plugin]
 
@@ -72,11 +74,23 @@ def _environment(load: Loader, tmp: Path, granted: bool) -> bool:
 
 
 def _http(load: Loader, tmp: Path, granted: bool) -> bool:
-    m = greeter_manifest(allowed_outbound_hosts=("https://api.example.com",))
-    grants = Grants(allowed_outbound_hosts=("https://api.example.com",)) if granted else Grants()
-    return load(manifest=m, grants=grants).sandbox.allowed_outbound_hosts == (
-        "https://api.example.com",
-    )
+    """A real request to a loopback server: "works" means the server received it."""
+    with support_http.running_server() as server, PluginHost(cache_dir=tmp / "http-cache") as host:
+        allowed = (server.url,)
+        manifest = Manifest(
+            name="fetcher", host_interfaces=(HTTP_INTERFACE,), allowed_outbound_hosts=allowed
+        )
+        grants = Grants(allowed_outbound_hosts=allowed) if granted else Grants()
+        try:
+            plugin = host.load(
+                support_http.COMPONENT, allow_unsigned=True, manifest=manifest, grants=grants
+            )
+            support_http.send(plugin, server.url + "/probe")
+        except (LinkError, ErrorResult):
+            pass
+        seen = server.paths()
+    assert seen in ([], ["/probe"])
+    return seen == ["/probe"]
 
 
 def _host_interface(load: Loader, tmp: Path, granted: bool) -> bool:

@@ -6,14 +6,24 @@ The fixtures that use them are in ``tests/sandbox/conftest.py``.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import gzip
+import ipaddress
 import json
+import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import wat as w
 from wasmplug import ErrorResult, Plugin, Variant
@@ -38,6 +48,10 @@ class Server:
     def paths(self) -> list[str]:
         with self.lock:
             return [entry["path"] for entry in self.log]
+
+
+GZIP_PLAIN = b"hello, " * 100
+GZIPPED = gzip.compress(GZIP_PLAIN, mtime=0)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -82,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "/slow":
             srv.stop.wait(int(query["ms"]) / 1000)
             self._send(200, b"late")
+        elif route == "/gzip":  # a compressed body, whatever the client asked for
+            self._send(200, GZIPPED, [("Content-Encoding", "gzip")])
         elif route == "/set-cookie":
             self._send(200, b"", [("Set-Cookie", "session=secret; Path=/")])
         else:
@@ -137,6 +153,25 @@ COMPONENT = w.component([], {HTTP_INTERFACE: [SEND]}).encode()
 Loader = Callable[..., Plugin]
 
 
+@contextlib.contextmanager
+def running_server() -> Iterator[Server]:
+    """The test server on 127.0.0.1 (a free port), serving on a thread until the block ends."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    stop = threading.Event()
+    srv = Server(httpd, stop)
+    httpd.owner = srv  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield srv
+    finally:
+        stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
 def send(
     plugin: Plugin,
     url: str,
@@ -162,3 +197,58 @@ def send_err(plugin: Plugin, url: str, **kwargs: Any) -> Variant:
         send(plugin, url, **kwargs)
     assert isinstance(info.value.value, Variant)
     return info.value.value
+
+
+# ---------------------------------------------------------------------------
+# TLS: a self-signed certificate and a one-route HTTPS server on loopback
+# ---------------------------------------------------------------------------
+
+
+def self_signed(directory: Path, ip: str) -> tuple[Path, Path]:
+    """Write a self-signed certificate for ``ip`` (and its key) as PEM files; return them."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def tls_server(cert: Path, key: Path) -> Iterator[int]:
+    """The test server's routes over HTTPS on 127.0.0.1; yields its port."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.owner = Server(httpd, threading.Event())  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
