@@ -65,15 +65,15 @@ def from_json(t: WitType, v: Any) -> Any:
             raise WitTypeError(f"expects {t} as a JSON array of {len(t.elements)}")
         return tuple(from_json(et, item) for et, item in zip(t.elements, v, strict=True))
     if isinstance(t, VariantT):
-        if not isinstance(v, dict) or "case" not in v:
-            raise WitTypeError(f'expects {t} as {{"case": ..., "value": ...}}')
+        if not isinstance(v, dict) or not isinstance(v.get("case"), str):
+            raise WitTypeError(f'expects {t} as {{"case": "<name>", "value": ...}}')
         payload = dict(t.cases).get(v["case"])
         value = v.get("value")
         return Variant(v["case"], None if payload is None else from_json(payload, value))
     if isinstance(t, EnumT):
         return v
     if isinstance(t, FlagsT):
-        if not isinstance(v, list):
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise WitTypeError(f"expects {t} as a JSON array of strings")
         return set(v)
     if isinstance(t, OptionT):

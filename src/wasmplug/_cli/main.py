@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,9 +208,13 @@ def cmd_call(args: argparse.Namespace) -> int:
                 decoded = json.loads(text)
             except json.JSONDecodeError:
                 decoded = text  # a bare word is taken as a JSON string
+            except RecursionError:
+                raise UsageError(f"argument {pname!r}: JSON nested too deeply") from None
+            except ValueError as e:  # e.g. an integer with more digits than Python allows
+                raise UsageError(f"argument {pname!r}: {e}") from None
             try:
                 values.append(from_json(ptype, decoded))
-            except WitTypeError as e:
+            except (WitTypeError, WitValueError) as e:
                 raise UsageError(f"argument {pname!r}: {e}") from None
         try:
             result = plugin.call(args.export, *values)
@@ -218,6 +223,28 @@ def cmd_call(args: argparse.Namespace) -> int:
             return EXIT_ERR_RESULT
         print(json.dumps(to_json(result)))
     return EXIT_OK
+
+
+def _positive_ms(text: str) -> float:
+    """An argparse type: a finite number of milliseconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -247,9 +274,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="fs:/guest=/host[:rw] | env:KEY=VALUE | iface:NAME | http:PATTERN (repeatable)",
     )
-    p.add_argument("--timeout-ms", type=float, default=1000.0, help="per-call time limit, ms")
     p.add_argument(
-        "--memory-bytes", type=int, default=256 * 2**20, help="linear memory limit, bytes"
+        "--timeout-ms", type=_positive_ms, default=1000.0, help="per-call time limit, ms (> 0)"
+    )
+    p.add_argument(
+        "--memory-bytes",
+        type=_positive_int,
+        default=256 * 2**20,
+        help="total linear memory limit, bytes (> 0)",
     )
     p.add_argument(
         "--isolation",

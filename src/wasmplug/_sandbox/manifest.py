@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import reprlib
 import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -65,6 +66,19 @@ HTTP_INTERFACE = "wasmplug:host/http@0.1.0"
 
 SIDECAR_NAME = "wasmplug.toml"
 """File name of a development-time manifest next to an unpacked ``.wasm``."""
+
+MAX_MANIFEST_CHARS = 1 << 20
+"""Longest manifest text accepted, in characters (a real one is a few hundred)."""
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def _show(value: object) -> str:
+    """``repr(value)`` cut to a readable length and depth, for messages about outside input."""
+    return _REPR.repr(value)
+
 
 MANIFEST_SECTION = "wasmplug-manifest"
 """Name of the custom section that carries an embedded manifest (TOML text)."""
@@ -139,21 +153,31 @@ class Manifest:
         """
         problems = _value_problems(attrs.asdict(self, recurse=False))
         if problems:
-            raise ManifestError(f"Manifest(name={self.name!r})", problems)
+            raise ManifestError(f"Manifest(name={_show(self.name)})", problems)
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<manifest>") -> Manifest:
         """Parse and validate manifest text.
 
         Raises:
-            ManifestError: listing every problem (TOML syntax, unknown keys,
-                wrong types, invalid names/paths/patterns).
+            ManifestError: listing every problem (TOML syntax, nesting too deep,
+                text longer than :data:`MAX_MANIFEST_CHARS`, unknown keys, wrong
+                types, invalid names/paths/patterns). Nothing else escapes.
         """
+        if len(text) > MAX_MANIFEST_CHARS:
+            raise ManifestError(
+                source, [f"is {len(text)} characters long; the limit is {MAX_MANIFEST_CHARS}"]
+            )
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
+        except RecursionError:
+            raise ManifestError(source, ["not valid TOML: nested too deeply"]) from None
+        except ValueError as e:  # TOMLDecodeError, and values tomllib cannot represent
             raise ManifestError(source, [f"not valid TOML: {e}"]) from None
-        return _Validator(source).manifest(data)
+        try:
+            return _Validator(source).manifest(data)
+        except RecursionError:  # pragma: no cover - the validator does not recurse
+            raise ManifestError(source, ["nested too deeply"]) from None
 
     @classmethod
     def from_path(cls, path: str | Path) -> Manifest:
@@ -164,7 +188,9 @@ class Manifest:
         """
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            with p.open("rb") as f:
+                raw = f.read(4 * MAX_MANIFEST_CHARS + 1)  # UTF-8: at most 4 bytes a character
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ManifestError(str(p), [f"cannot read: {e}"]) from None
         return cls.from_toml(text, source=str(p))
@@ -289,7 +315,7 @@ class _Validator:
                 continue
             v = table[key]
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                self.problem(f"limits.{key}", f"must be a positive integer, got {v!r}")
+                self.problem(f"limits.{key}", f"must be a positive integer, got {_show(v)}")
             else:
                 values[attr] = v
         return attrs.evolve(Limits.unlimited(), **values)
@@ -342,13 +368,13 @@ def _value_problems(values: dict[str, Any]) -> list[str]:
 def _check_name(value: Any) -> str | None:
     if isinstance(value, str) and NAME_RE.fullmatch(value):
         return None
-    return f"{value!r} is not valid (use lowercase kebab-case, optionally 'namespace:name')"
+    return f"{_show(value)} is not valid (use lowercase kebab-case, optionally 'namespace:name')"
 
 
 def _check_version(value: Any) -> str | None:
     if isinstance(value, str) and SEMVER_RE.fullmatch(value):
         return None
-    return f"{value!r} is not valid (use a semantic version such as 1.2.3)"
+    return f"{_show(value)} is not valid (use a semantic version such as 1.2.3)"
 
 
 def _check_text(value: Any) -> str | None:
@@ -358,15 +384,21 @@ def _check_text(value: Any) -> str | None:
 def _check_interface(value: str) -> str | None:
     if INTERFACE_RE.fullmatch(value):
         return None
-    return f"{value!r} is not a WIT interface name like 'ns:pkg/iface@1.0.0'"
+    return f"{_show(value)} is not a WIT interface name like 'ns:pkg/iface@1.0.0'"
 
 
 def _check_env_key(value: str) -> str | None:
-    return None if ENV_KEY_RE.fullmatch(value) else f"{value!r} is not an environment variable name"
+    return (
+        None
+        if ENV_KEY_RE.fullmatch(value)
+        else f"{_show(value)} is not an environment variable name"
+    )
 
 
 def _check_stdio(value: Any) -> str | None:
-    return None if value in ("log", "discard") else f"must be 'log' or 'discard', got {value!r}"
+    return (
+        None if value in ("log", "discard") else f"must be 'log' or 'discard', got {_show(value)}"
+    )
 
 
 def _check_limits(value: Any) -> str | None:
@@ -385,7 +417,7 @@ def _filesystem_problems(requests: Any) -> list[str]:
             out.append(f"{where}: must be a FilesystemRequest, got {type(req).__name__}")
             continue
         if req.mode not in ("ro", "rw"):
-            out.append(f"{where}.mode: must be 'ro' or 'rw', got {req.mode!r}")
+            out.append(f"{where}.mode: must be 'ro' or 'rw', got {_show(req.mode)}")
         if not isinstance(req.description, str):
             out.append(f"{where}.description: must be a string")
         error = (
@@ -396,7 +428,7 @@ def _filesystem_problems(requests: Any) -> list[str]:
         if error:
             out.append(f"{where}.guest-path: {error}")
         elif req.guest_path in seen:
-            out.append(f"{where}.guest-path: {req.guest_path!r} is requested twice")
+            out.append(f"{where}.guest-path: {_show(req.guest_path)} is requested twice")
         else:
             seen.add(req.guest_path)
     return out
@@ -433,11 +465,11 @@ def check_guest_path(path: str) -> str | None:
     if "\0" in path:
         return "contains a NUL byte"
     if not path.startswith("/"):
-        return f"{path!r} must be absolute (start with '/')"
+        return f"{_show(path)} must be absolute (start with '/')"
     if ".." in path.split("/"):
-        return f"{path!r} must not contain '..'"
+        return f"{_show(path)} must not contain '..'"
     if posixpath.normpath(path) != path and path != "/":
-        return f"{path!r} is not normalised (use {posixpath.normpath(path)!r})"
+        return f"{_show(path)} is not normalised (use {_show(posixpath.normpath(path))})"
     return None
 
 
@@ -446,7 +478,7 @@ def _check_host_pattern(pattern: str) -> str | None:
         parse_pattern(pattern)
     except PatternError as e:
         return (
-            f"{pattern!r} is not a host pattern like 'https://api.example.com' "
+            f"{_show(pattern)} is not a host pattern like 'https://api.example.com' "
             f"or 'https://*.example.org:8443' ({e})"
         )
     return None
