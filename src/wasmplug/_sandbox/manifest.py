@@ -161,7 +161,7 @@ class Manifest:
 
         Raises:
             ManifestError: listing every problem (TOML syntax, nesting too deep,
-                text longer than :data:`MAX_MANIFEST_CHARS`, unknown keys, wrong
+                text longer than 1 Mi characters, unknown keys, wrong
                 types, invalid names/paths/patterns). Nothing else escapes.
         """
         if len(text) > MAX_MANIFEST_CHARS:
