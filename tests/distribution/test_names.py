@@ -198,3 +198,15 @@ def test_config_problems_are_listed(tmp_path: Path) -> None:
         DistributionConfig.load(path)
     for problem in ("typo: unknown key", "max-blob-bytes", "namespace-registries.acme"):
         assert problem in str(info.value)
+
+
+def test_insecure_hosts_from_the_config(tmp_path: Path) -> None:
+    from wasmplug._distribution.operations import Session
+
+    path = tmp_path / "distribution.toml"
+    path.write_text('insecure = ["registry.internal:5000"]\nmax-blob-bytes = 1024\n')
+    config = DistributionConfig.load(path)
+    with Session(config=config) as s:
+        assert s.client("registry.internal:5000").options.insecure
+        assert not s.client("registry.example.com").options.insecure
+        assert s.client("registry.example.com").options.max_blob_bytes == 1024

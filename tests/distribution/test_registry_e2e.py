@@ -547,3 +547,32 @@ def test_tampered_manifest_in_registry_storage_is_refused(
     assert "manifest with digest sha256:" in err
     assert pushed.manifest_digest in err
     assert not reg.exists() or Registry(reg).list() == []
+
+
+def test_air_gapped_copy_keeps_the_digests(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    oci_registry: RunningRegistry,
+    oci_mirror: RunningRegistry,
+    repo: str,
+    pair: signing.KeyPair,
+) -> None:
+    """pull from one registry, push the file to another: the same manifest digest."""
+    data = plugin_bytes("acme:gapped", "3.1.4", pair=pair)
+    digest = push(tmp_path, capsys, data, f"{oci_registry.host}/{repo}")
+    copy = tmp_path / "carried.wasm"
+    assert cli("pull", f"{oci_registry.host}/{repo}:3.1.4", "-o", str(copy), capsys=capsys)[0] == 0
+    code, out, err = cli("push", str(copy), f"{oci_mirror.host}/{repo}", capsys=capsys)
+    assert code == 0, err
+    assert out.strip() == digest
+    assert "not signed" not in err
+
+
+def test_push_notes_an_unsigned_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], oci_registry: RunningRegistry, repo: str
+) -> None:
+    file = tmp_path / "unsigned.wasm"
+    file.write_bytes(plugin_bytes("acme:unsigned", "1.0.0"))
+    code, _, err = cli("push", str(file), f"{oci_registry.host}/{repo}", capsys=capsys)
+    assert code == 0
+    assert "is not signed; installing it will need --allow-unsigned" in err

@@ -19,7 +19,9 @@ from wasmplug._distribution.credentials import CredentialStore
 from wasmplug._distribution.lockfile import lock_entries, read_lock, sync, write_lock
 from wasmplug._distribution.operations import Session
 from wasmplug._distribution.reference import parse_reference
+from wasmplug._errors import InvalidComponentError, SignatureError
 from wasmplug._fsutil import write_atomic
+from wasmplug._trust import signing as _signing
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustStore
 
@@ -67,7 +69,20 @@ def cmd_push(args: argparse.Namespace) -> int:
         pushed = s.push(data, args.ref, where=str(path))
     print(pushed.manifest_digest)
     print(f"pushed {path} to {pushed.reference} (layer {pushed.layer_digest})", file=sys.stderr)
+    if not _is_signed(data):
+        print(
+            f"wasmplug: note: {path} is not signed; installing it will need --allow-unsigned "
+            "(sign it with `wasmplug sign` and push again)",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _is_signed(data: bytes) -> bool:
+    try:
+        return bool(_signing.signatures(data))
+    except (SignatureError, InvalidComponentError):
+        return False
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
