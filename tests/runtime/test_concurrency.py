@@ -225,7 +225,9 @@ def test_acall_does_not_block_the_event_loop(host: PluginHost) -> None:
     async def main() -> tuple[int, BaseException | None]:
         task = asyncio.ensure_future(plugin.acall("spin"))
         ticks = 0
+        deadline = time.monotonic() + 30
         while not task.done():
+            assert time.monotonic() < deadline, "the acall never finished"
             await asyncio.sleep(0.005)
             ticks += 1
         try:
