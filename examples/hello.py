@@ -52,6 +52,7 @@ def main() -> None:
                 "log": lambda msg: print(f"  host.log <- {msg!r}"),
                 "get-config": lambda key: {"greeting": "Hello"}.get(key),
             },
+            wit=GREETER_DIR / "wit",  # plugins reach exactly what this WIT defines
         )
         manifest = Manifest(
             name="greeter",

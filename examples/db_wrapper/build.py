@@ -15,8 +15,8 @@ still wants it declared and provided)::
     import build
 
     with PluginHost(trusted_keys=[build.demo_trusted_key(state_dir)]) as host:
-        host.provide("wasmplug-demo:fdw/types@0.1.0", {})
-        host.provide("wasmplug-demo:fdw/host@0.1.0", {"log": ..., "now-micros": ..., "stat": ...})
+        host.provide("wasmplug-demo:fdw/types@0.1.0", {}, wit=build.WIT_DIR)
+        host.provide("wasmplug-demo:fdw/host@0.1.0", services, wit=build.WIT_DIR)
         registry = build.prepare(state_dir, host)
         csv_source = host.load_installed(
             "csv-source", registry=registry, grants=Grants(filesystem={"/data": data_dir})

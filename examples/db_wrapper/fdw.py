@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 import apsw
@@ -46,6 +47,8 @@ HOST_INTERFACE: Final = "wasmplug-demo:fdw/host@0.1.0"
 """The interface every data-source plugin imports (implemented by :class:`HostServices`)."""
 TYPES_INTERFACE: Final = "wasmplug-demo:fdw/types@0.1.0"
 """Types only (no functions), but imported by every plugin, so it is provided too."""
+WIT_DIR: Final = Path(__file__).parent / "wit"
+"""The WIT package of the interfaces: plugins reach exactly the host functions it defines."""
 
 log = logging.getLogger("examples.db_wrapper")
 plugin_log = logging.getLogger("examples.db_wrapper.plugin")
@@ -304,6 +307,6 @@ class HostServices:
         """Provide the interface to ``host`` (plugins loaded afterwards link to it)."""
         services = cls()
         impl: HostImports = services  # mypy checks it against the generated protocol
-        provide_types(host)
-        provide_host(host, impl)
+        provide_types(host, wit=WIT_DIR)
+        provide_host(host, impl, wit=WIT_DIR)
         return services

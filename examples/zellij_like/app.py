@@ -39,7 +39,7 @@ from .permissions import (
     as_wasmplug_permission,
     granted_names,
 )
-from .runtime import HOST_INTERFACE, TYPES_INTERFACE, HostImpl, Pane
+from .runtime import HOST_INTERFACE, TYPES_INTERFACE, WIT_DIR, HostImpl, Pane
 
 __all__ = ["PermissionScreen", "Workspace"]
 
@@ -196,8 +196,8 @@ class Workspace(App[None]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._prompting = 0
-        host.provide(TYPES_INTERFACE, {})
-        host.provide(HOST_INTERFACE, HostImpl())
+        host.provide(TYPES_INTERFACE, {}, wit=WIT_DIR)
+        host.provide(HOST_INTERFACE, HostImpl(), wit=WIT_DIR)
 
     # -- layout ------------------------------------------------------------------------
 

@@ -23,10 +23,12 @@ from wasmplug import Err, Grants, Plugin, PluginHost, Variant, WasmplugError
 from .layout import PaneSpec
 from .permissions import CALL_NEEDS
 
-__all__ = ["HOST_INTERFACE", "TYPES_INTERFACE", "HostImpl", "Pane", "current_pane"]
+__all__ = ["HOST_INTERFACE", "TYPES_INTERFACE", "WIT_DIR", "HostImpl", "Pane", "current_pane"]
 
 HOST_INTERFACE = "wasmplug-demo:zellij/host@0.1.0"
 TYPES_INTERFACE = "wasmplug-demo:zellij/types@0.1.0"
+WIT_DIR = Path(__file__).parent / "wit"
+"""The WIT package both interfaces come from: the host offers exactly what it defines."""
 
 _tls = threading.local()
 

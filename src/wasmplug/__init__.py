@@ -28,6 +28,7 @@ from wasmplug._errors import FuelExhausted as FuelExhausted
 from wasmplug._errors import GrantPolicyError as GrantPolicyError
 from wasmplug._errors import GrantStoreError as GrantStoreError
 from wasmplug._errors import HostFunctionError as HostFunctionError
+from wasmplug._errors import HostInterfaceError as HostInterfaceError
 from wasmplug._errors import InstallRefusedError as InstallRefusedError
 from wasmplug._errors import InstantiationError as InstantiationError
 from wasmplug._errors import InvalidComponentError as InvalidComponentError
@@ -120,6 +121,7 @@ __all__ = [
     "GrantStoreError",
     "Grants",
     "HostFunctionError",
+    "HostInterfaceError",
     "HttpCapability",
     "InstallRefusedError",
     "InstantiationError",

@@ -6,6 +6,7 @@ The hierarchy says whose fault a failure was, in the manner of trio's
 
     WasmplugError                       root: catch this to catch every wasmplug failure
     ├── ManifestError (ValueError)      the manifest is malformed; lists every problem at once
+    ├── HostInterfaceError (ValueError) provide(): invalid WIT, or the implementation lacks part
     ├── LoadError                       a component could not be turned into a Plugin
     │   ├── InvalidComponentError (ValueError)  not a valid component binary / WAT
     │   ├── UnsignedPluginError         also a SignatureMissingError, see below
@@ -81,6 +82,7 @@ __all__ = [
     "GrantPolicyError",
     "GrantStoreError",
     "HostFunctionError",
+    "HostInterfaceError",
     "InstallRefusedError",
     "InstantiationError",
     "InvalidComponentError",
@@ -145,6 +147,27 @@ class ManifestError(WasmplugError, ValueError):
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid manifest {source}: {count} {noun}\n{lines}")
+
+
+class HostInterfaceError(WasmplugError, ValueError):
+    """``PluginHost.provide`` was given WIT that does not parse or does not define the
+    interface, or an implementation that lacks something the WIT defines.
+
+    The application's fault, found when it provides the interface, before any
+    plugin is loaded.
+
+    Attributes:
+        source: The WIT source (a path, ``"<text>"``) or the interface name.
+        problems: One message per problem (wasm-tools' own lines for invalid WIT).
+    """
+
+    __module__ = "wasmplug"
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"cannot provide {source}:\n{lines}")
 
 
 class LoadError(WasmplugError):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support.plugins import GREETER_HOST_INTERFACE
+from support.plugins import GREETER_DIR, GREETER_HOST_INTERFACE
 from wasmplug import BuildError, Manifest, PluginHost, PluginTimeout, PluginTrapped
 from wasmplug._cli.main import main
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
@@ -140,7 +140,7 @@ def test_recording_host_as_a_real_host_interface(greeter_wasm: Path) -> None:
     log = RecordingHost({"get-config": {"k": "v"}.get})
     manifest = Manifest(name="greeter", host_interfaces=(GREETER_HOST_INTERFACE,))
     with PluginHost() as host:
-        host.provide(GREETER_HOST_INTERFACE, log)
+        host.provide(GREETER_HOST_INTERFACE, log, wit=GREETER_DIR / "wit")
         plugin = host.load(greeter_wasm, allow_unsigned=True, manifest=manifest)
         assert plugin.call("greet", "Ada") == "Hello, Ada!"
         assert plugin.call("config-value", "k") == "v"
@@ -169,7 +169,7 @@ def _sign_and_load(tmp_path: Path, built: Path, provide: dict[str, Any], export:
     assert ws.get_custom_section(signed.read_bytes(), MANIFEST_SECTION) is not None
     with PluginHost(trusted_keys=[pub.read_bytes()]) as host:
         for name, impl in provide.items():
-            host.provide(name, impl)
+            host.provide(name, impl, wit=built.parent.parent / "wit")  # the project's WIT
         plugin = host.load(signed)  # no allow_unsigned: the signature must verify
         return plugin.call(export, *args)
 

@@ -38,6 +38,18 @@ IMPORTING = b"""
 DECLARED = Manifest(name="t", host_interfaces=(IFACE,))
 
 
+def host_wit(version: str = "0.1.0") -> str:
+    """The application's WIT for ``demo:x/host``."""
+    return f"""
+package demo:x@{version};
+
+interface host {{
+    ping: func(x: u32) -> u32;
+    pong: func();
+}}
+"""
+
+
 class Impl:
     def ping(self, x: int) -> int:
         return x + 1
@@ -47,7 +59,7 @@ class Impl:
 
 
 def test_declared_and_provided_links(host: PluginHost) -> None:
-    host.provide(IFACE, Impl())
+    host.provide(IFACE, Impl(), wit=host_wit())
     plugin = host.load(IMPORTING, allow_unsigned=True, manifest=DECLARED)
     assert plugin.call("run", 41) == 42
 
@@ -59,7 +71,7 @@ def test_mapping_impl_with_wit_names(host: PluginHost) -> None:
 
 
 def test_undeclared_import_is_refused(host: PluginHost) -> None:
-    host.provide(IFACE, Impl())
+    host.provide(IFACE, Impl(), wit=host_wit())
     with pytest.raises(LinkError, match="not declared in the manifest") as info:
         host.load(IMPORTING, allow_unsigned=True, manifest=Manifest(name="t"))
     assert IFACE in str(info.value)
@@ -86,7 +98,7 @@ def test_wrong_arity_is_refused_at_load(host: PluginHost) -> None:
 
 
 def test_sensitive_interface_needs_a_grant(host: PluginHost) -> None:
-    host.provide(IFACE, Impl(), sensitive=True)
+    host.provide(IFACE, Impl(), wit=host_wit(), sensitive=True)
     with pytest.raises(LinkError, match="sensitive interface not granted"):
         host.load(IMPORTING, allow_unsigned=True, manifest=DECLARED)
     plugin = host.load(
@@ -99,7 +111,7 @@ def test_sensitive_interface_needs_a_grant(host: PluginHost) -> None:
 
 
 def test_semver_compatible_provider_is_used(host: PluginHost) -> None:
-    host.provide("demo:x/host@0.1.7", Impl())
+    host.provide("demo:x/host@0.1.7", Impl(), wit=host_wit("0.1.7"))
     plugin = host.load(
         IMPORTING, allow_unsigned=True, manifest=Manifest(name="t", host_interfaces=(IFACE,))
     )
@@ -107,7 +119,7 @@ def test_semver_compatible_provider_is_used(host: PluginHost) -> None:
 
 
 def test_incompatible_provider_is_not_used(host: PluginHost) -> None:
-    host.provide("demo:x/host@0.2.0", Impl())
+    host.provide("demo:x/host@0.2.0", Impl(), wit=host_wit("0.2.0"))
     with pytest.raises(LinkError, match="not provided"):
         host.load(IMPORTING, allow_unsigned=True, manifest=DECLARED)
 

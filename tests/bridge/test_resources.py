@@ -403,13 +403,26 @@ class Counter:
         return Counter(n * 10)
 
 
+COUNTER_WIT = """
+package demo:x@0.1.0;
+
+interface host {
+    resource counter {
+        constructor(start: u32);
+        get: func() -> u32;
+        make: static func(n: u32) -> counter;
+    }
+}
+"""
+
+
 @pytest.fixture(params=["inprocess", "process"])
 def host_counters(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plugin]:
     """In both isolation tiers: with ``isolation="process"`` the objects stay in this
     process and the worker holds ids, and nothing is retained longer than in-process."""
     Counter.log = []
     with PluginHost(cache_dir=tmp_path / "cache", isolation=request.param, spare_workers=0) as host:
-        host.provide(HOST, SimpleNamespace(Counter=Counter))
+        host.provide(HOST, SimpleNamespace(Counter=Counter), wit=COUNTER_WIT)
         yield load(host, HOST_COUNTER)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["current", "current_plugin", "swap"]
+__all__ = ["current", "current_async", "current_plugin", "set_async", "swap"]
 
 _tls = threading.local()
 
@@ -37,3 +37,21 @@ def swap(inst: Any) -> Any:
     prev = getattr(_tls, "inst", None)
     _tls.inst = inst
     return prev
+
+
+def current_async() -> Any:
+    """The ``acall`` this thread is running (``_runtime.aio.AsyncCall``), or ``None``."""
+    return getattr(_tls, "aio", None)
+
+
+def set_async(call: Any) -> Any:
+    """Make ``call`` this thread's current ``acall`` and return the previous one (to restore)."""
+    prev = getattr(_tls, "aio", None)
+    _tls.aio = call
+    return prev
+
+
+run_coroutine: Any = None
+"""Runs a host function's coroutine for the guest call on this thread:
+``run_coroutine(coro, instance, qualname) -> value``. Set by the runtime
+(``wasmplug._runtime.aio``); the bridge only calls it."""

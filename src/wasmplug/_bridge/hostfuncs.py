@@ -1,10 +1,8 @@
 """Host imports: Python implementations linked into a component's imports.
 
-The application provides an interface as an object with snake_case methods or
-as a mapping of WIT names to callables; resources are classes (attribute
-``PascalCase`` or mapping key ``kebab-case``). Everything is resolved and
-checked when a plugin is loaded, so a missing or mis-shaped function is a
-:class:`~wasmplug.LinkError` that lists every problem, never a trap later.
+Which implementation each import reaches is decided in :mod:`.surface`
+(from the application's WIT, never from names the plugin chose); this module
+defines the planned functions and resource types in a wasmtime linker.
 
 Each host function goes through one ctypes trampoline that catches
 *everything*, including ``BaseException``: an exception escaping a ctypes
@@ -15,15 +13,13 @@ on the calling instance and re-raised by the caller once Wasm has unwound.
 
 from __future__ import annotations
 
-import inspect
 import itertools
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 from wasmtime.component import Linker, LinkerInstance, ResourceType
-
-from wasmplug._semver import interface_version_key, semver_compatible
 
 from . import callctx as _callctx
 from . import ffi as f
@@ -32,36 +28,12 @@ from .convert import Lift, Lower
 from .lift import lifter
 from .lower import lowerer
 from .values import Err, Ok
-from .wit import FuncSig, InterfaceShape, ResultT, pascal, snake
+from .wit import FuncSig, InterfaceShape, ResultT
 
-__all__ = [
-    "HostInterface",
-    "Invoke",
-    "Linked",
-    "ResolvedImports",
-    "find_provider",
-    "link_imports",
-    "link_resolved",
-    "resolve_imports",
-]
+__all__ = ["Invoke", "Linked", "ResolvedImports", "link_resolved"]
 
-
-@attrs.frozen
-class HostInterface:
-    """An interface implementation the application provides with ``PluginHost.provide``."""
-
-    name: str
-    impl: Any
-    sensitive: bool = False
-
-
-def find_provider(name: str, providers: Mapping[str, HostInterface]) -> HostInterface | None:
-    """The provider for import ``name``: exact name first, then the newest compatible version."""
-    exact = providers.get(name)
-    if exact is not None:
-        return exact
-    candidates = [p for key, p in providers.items() if semver_compatible(name, key)]
-    return max(candidates, key=lambda p: interface_version_key(p.name), default=None)
+Invoke = Callable[[list[Any]], Any]
+"""``invoke(args)``: run one host function with its lifted arguments."""
 
 
 # ---------------------------------------------------------------------------
@@ -78,6 +50,7 @@ class HostFunc:
     returns_result: bool
 
 
+_COROUTINE = types.CoroutineType
 _HOST_FUNCS: dict[int, HostFunc] = {}
 _deferred = _sigguard.deferred
 _HOST_OBJECTS: dict[int, Any] = {}
@@ -120,6 +93,8 @@ def _trampoline(
         pyargs = [lift(args[i], inst) for i, lift in enumerate(hf.lifts)]
         try:
             out = hf.invoke(pyargs)
+            if out.__class__ is _COROUTINE:  # an async host function
+                out = _run_coroutine(out, inst, hf.qualname)
         except Err as e:
             if not hf.returns_result:
                 raise
@@ -139,6 +114,14 @@ def _trampoline(
             inst.host_exc = e
             inst.host_func = name
         return f.new_error(f"host function {name} raised {type(e).__name__}: {e}")
+
+
+def _run_coroutine(coro: Any, inst: Any, qualname: str) -> Any:
+    runner = _callctx.run_coroutine
+    if runner is None or isinstance(inst, _Orphan):
+        coro.close()
+        raise RuntimeError(f"async host function {qualname} called outside a plugin call")
+    return runner(coro, inst, qualname)
 
 
 _TRAMPOLINE = f.HostCallback(_trampoline)
@@ -187,29 +170,8 @@ def forget_host_objects(reps: set[int]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Resolving implementations
+# Linking
 # ---------------------------------------------------------------------------
-
-
-def _lookup(impl: Any, wit_name: str, py_name: str) -> Any:
-    if isinstance(impl, Mapping):
-        for key in (wit_name, py_name):
-            if key in impl:
-                return impl[key]
-        return None
-    return getattr(impl, py_name, None)
-
-
-def _arity_problem(fn: Callable[..., Any], count: int, what: str, params: str) -> str | None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None  # builtins without signatures: trust them
-    try:
-        sig.bind(*range(count))
-    except TypeError:
-        return f"{what} must accept {count} argument(s) ({params}); its signature is {sig}"
-    return None
 
 
 @attrs.define
@@ -221,52 +183,6 @@ class Linked:
     """
 
     resource_types: dict[tuple[str, str], int] = attrs.field(factory=dict)
-
-
-def _resolve_func(
-    iface: str, sig: FuncSig, impl: Any, problems: list[str]
-) -> Callable[[list[Any]], Any] | None:
-    """Return ``invoke(args)`` for one imported function, or record why not."""
-    name = sig.name
-    param_names = ", ".join(n for n, _ in sig.params)
-    where = f"{iface}#{name}" if iface else name
-    if name.startswith("[constructor]"):
-        cls = _lookup(impl, name[13:], pascal(name[13:]))
-        if cls is None:
-            problems.append(f"{where}: no class {pascal(name[13:])!r} for resource {name[13:]!r}")
-            return None
-        problem = _arity_problem(cls, len(sig.params), where, param_names)
-        if problem:
-            problems.append(problem)
-            return None
-        return lambda args: cls(*args)
-    if name.startswith("[method]"):
-        resource, _, method = name[8:].partition(".")
-        cls = _lookup(impl, resource, pascal(resource))
-        attr = snake(method)
-        if cls is None or not callable(getattr(cls, attr, None)):
-            problems.append(f"{where}: resource class {pascal(resource)!r} has no method {attr!r}")
-            return None
-        return lambda args: getattr(args[0], attr)(*args[1:])
-    if name.startswith("[static]"):
-        resource, _, method = name[8:].partition(".")
-        cls = _lookup(impl, resource, pascal(resource))
-        static = getattr(cls, snake(method), None) if cls is not None else None
-        if static is None:
-            problems.append(
-                f"{where}: resource class {pascal(resource)!r} has no static {method!r}"
-            )
-            return None
-        return lambda args: static(*args)
-    fn = impl if callable(impl) and not iface else _lookup(impl, name, snake(name))
-    if fn is None or not callable(fn):
-        problems.append(f"{where}: not provided (expected a callable named {snake(name)!r})")
-        return None
-    problem = _arity_problem(fn, len(sig.params), where, param_names)
-    if problem:
-        problems.append(problem)
-        return None
-    return lambda args: fn(*args)
 
 
 def _add_func(li: LinkerInstance, qualname: str, sig: FuncSig, invoke: Any) -> None:
@@ -287,36 +203,31 @@ def _add_func(li: LinkerInstance, qualname: str, sig: FuncSig, invoke: Any) -> N
         raise RuntimeError(f"linking {qualname}: {f.error_message(err)}")
 
 
+def _add_resource(li: LinkerInstance, interface: str, name: str, linked: Linked) -> None:
+    """Define host resource ``name`` in ``li`` (an interface's instance, or the root)."""
+    type_id = next(_ids) & 0xFFFFFFFF
+    linked.resource_types[(interface, name)] = type_id
+    raw = name.encode()
+    # Keep the ResourceType alive across the call: a temporary would be freed
+    # as soon as .ptr() returns, and wasmtime would read a dangling pointer.
+    rtype = ResourceType.host(type_id)
+    err = f.linker_instance_add_resource(
+        li.ptr(), raw, len(raw), rtype.ptr(), _DROP_HOST_RESOURCE, None, _NOOP_FINALIZER
+    )
+    if err:
+        raise RuntimeError(f"linking resource {name}: {f.error_message(err)}")
+
+
 def _link_interface(
     li: LinkerInstance,
     shape: InterfaceShape,
-    invokes: Mapping[str, Callable[[list[Any]], Any]],
+    invokes: Mapping[str, Invoke],
     linked: Linked,
 ) -> None:
     for res in shape.resources:
-        type_id = next(_ids) & 0xFFFFFFFF
-        linked.resource_types[(shape.name, res.name)] = type_id
-        raw = res.name.encode()
-        # Keep the ResourceType alive across the call: a temporary would be freed
-        # as soon as .ptr() returns, and wasmtime would read a dangling pointer.
-        rtype = ResourceType.host(type_id)
-        err = f.linker_instance_add_resource(
-            li.ptr(),
-            raw,
-            len(raw),
-            rtype.ptr(),
-            _DROP_HOST_RESOURCE,
-            None,
-            _NOOP_FINALIZER,
-        )
-        if err:
-            raise RuntimeError(f"linking resource {res.name}: {f.error_message(err)}")
+        _add_resource(li, shape.name, res.name, linked)
     for sig in shape.functions:
         _add_func(li, f"{shape.name}#{sig.name}", sig, invokes[sig.name])
-
-
-Invoke = Callable[[list[Any]], Any]
-"""``invoke(args)``: run one host function with its lifted arguments."""
 
 
 @attrs.frozen
@@ -325,41 +236,15 @@ class ResolvedImports:
 
     Attributes:
         interfaces: Import name → (its shape, function name → ``invoke``).
-        functions: World-level function imports: name → (signature, ``invoke``).
+        functions: World-level function imports: name → (signature, ``invoke``),
+            the functions of world-level resources included.
+        root_resources: Resources the world imports directly (``resource r`` in
+            the world, not in an interface).
     """
 
     interfaces: Mapping[str, tuple[InterfaceShape, Mapping[str, Invoke]]]
     functions: Mapping[str, tuple[FuncSig, Invoke]]
-
-
-def resolve_imports(
-    interfaces: Mapping[str, tuple[InterfaceShape, HostInterface]],
-    functions: Mapping[str, tuple[FuncSig, Any]],
-) -> tuple[ResolvedImports, list[str]]:
-    """Find the implementation of every imported function (nothing is linked).
-
-    Args:
-        interfaces: Import name → (its shape, the provider to implement it).
-        functions: World-level function imports: name → (signature, callable).
-
-    Returns:
-        ``(resolved, problems)``; every problem is reported, not just the first.
-    """
-    problems: list[str] = []
-    invokes: dict[str, tuple[InterfaceShape, dict[str, Invoke]]] = {}
-    for name, (shape, provider) in interfaces.items():
-        resolved: dict[str, Invoke] = {}
-        invokes[name] = (shape, resolved)
-        for sig in shape.functions:
-            invoke = _resolve_func(shape.name, sig, provider.impl, problems)
-            if invoke is not None:
-                resolved[sig.name] = invoke
-    root: dict[str, tuple[FuncSig, Invoke]] = {}
-    for name, (sig, fn) in functions.items():
-        invoke = _resolve_func("", sig, fn, problems)
-        if invoke is not None:
-            root[name] = (sig, invoke)
-    return ResolvedImports(invokes, root), problems
+    root_resources: tuple[str, ...] = ()
 
 
 def link_resolved(linker: Linker, resolved: ResolvedImports) -> Linked:
@@ -369,26 +254,8 @@ def link_resolved(linker: Linker, resolved: ResolvedImports) -> Linked:
         for name, (shape, invokes) in resolved.interfaces.items():
             with root.add_instance(name) as li:
                 _link_interface(li, shape, invokes, linked)
+        for name in resolved.root_resources:
+            _add_resource(root, "", name, linked)
         for name, (sig, invoke) in resolved.functions.items():
             _add_func(root, name, sig, invoke)
     return linked
-
-
-def link_imports(
-    linker: Linker,
-    interfaces: Mapping[str, tuple[InterfaceShape, HostInterface]],
-    functions: Mapping[str, tuple[FuncSig, Any]],
-) -> tuple[Linked, list[str]]:
-    """Define every provided import in ``linker``.
-
-    Args:
-        interfaces: Import name → (its shape, the provider to implement it).
-        functions: World-level function imports: name → (signature, callable).
-
-    Returns:
-        ``(linked, problems)``; when ``problems`` is non-empty nothing was linked.
-    """
-    resolved, problems = resolve_imports(interfaces, functions)
-    if problems:
-        return Linked(), problems
-    return link_resolved(linker, resolved), problems

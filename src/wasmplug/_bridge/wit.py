@@ -212,12 +212,17 @@ class ComponentShape:
         import_functions: Functions imported directly by the world (no interface).
         exports: Exported interfaces by name.
         export_functions: Functions exported directly by the world.
+        import_resources: Resources the world imports directly (``resource r``
+            declared in the world, not in an interface); the host defines them.
+        export_resources: Resources the component exports directly.
     """
 
     imports: dict[str, InterfaceShape]
     import_functions: tuple[FuncSig, ...]
     exports: dict[str, InterfaceShape]
     export_functions: tuple[FuncSig, ...]
+    import_resources: tuple[ResourceRef, ...] = ()
+    export_resources: tuple[ResourceRef, ...] = ()
 
     def iter_exports(self) -> Iterator[tuple[str, FuncSig]]:
         """Yield ``(qualified_name, sig)``: ``greet`` or ``demo:plugin/api@0.1.0#run``."""
@@ -297,29 +302,40 @@ class _Reader:
 
     def section(
         self, items: dict[str, Any], imported: bool
-    ) -> tuple[dict[str, InterfaceShape], tuple[FuncSig, ...]]:
+    ) -> tuple[dict[str, InterfaceShape], tuple[FuncSig, ...], tuple[ResourceRef, ...]]:
         interfaces: dict[str, InterfaceShape] = {}
         funcs: list[FuncSig] = []
+        resources: list[ResourceRef] = []
         for name, ext in items.items():
             ty = ext.ty
             if isinstance(ty, ComponentInstanceType):
                 interfaces[name] = self.interface(name, ty, imported)
             elif isinstance(ty, ResourceType):
-                self.resources.append(ResourceRef(name, "", ty, imported))
+                ref = ResourceRef(name, "", ty, imported)
+                self.resources.append(ref)
+                resources.append(ref)
         for name, ext in items.items():
             ty = ext.ty
             if isinstance(ty, FuncType):
                 funcs.append(self.func(name, ty))
-        return interfaces, tuple(funcs)
+        return interfaces, tuple(funcs), tuple(resources)
 
 
 def read_shape(engine: Engine, component: Component) -> ComponentShape:
     """Read a compiled component's imports and exports into a :class:`ComponentShape`."""
     reader = _Reader(engine)
     ctype = component.type
-    imports, import_funcs = reader.section(ctype.imports(engine), imported=True)
-    exports, export_funcs = reader.section(ctype.exports(engine), imported=False)
-    return ComponentShape(imports, import_funcs, exports, export_funcs)
+    imports, import_funcs, import_res = reader.section(ctype.imports(engine), imported=True)
+    exports, export_funcs, export_res = reader.section(ctype.exports(engine), imported=False)
+    return ComponentShape(imports, import_funcs, exports, export_funcs, import_res, export_res)
+
+
+def resource_of(func_name: str) -> str | None:
+    """The resource a function belongs to: ``[method]r.get`` → ``r``; ``None`` for a plain one."""
+    for prefix in ("[constructor]", "[method]", "[static]"):
+        if func_name.startswith(prefix):
+            return func_name[len(prefix) :].partition(".")[0]
+    return None
 
 
 def snake(name: str) -> str:

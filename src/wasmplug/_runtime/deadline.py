@@ -8,7 +8,8 @@ epoch ticks). When the store's deadline passes, wasmtime calls
 next slice or ends the call with one of the errors in :mod:`.faults`:
 
 - the budget is spent: ``DEADLINE_TRAP`` (a :class:`~wasmplug.PluginTimeout`);
-- the instance was flagged ``interrupt`` (a caller stopped waiting for it), or
+- the instance was flagged ``interrupt`` (a caller stopped waiting for it), the
+  ``acall`` task running it was cancelled (``aio.AsyncCall``), or
   Ctrl-C arrived and the application's SIGINT handler raised there:
   ``INTERRUPT_TRAP``; the raised exception is parked on ``signal_exc`` and
   re-raised by the caller once Wasm has unwound.
@@ -36,6 +37,7 @@ SLICE_MS = 25.0
 """Longest stretch of guest code between two deadline checks, in ms (Ctrl-C latency)."""
 
 _current = _callctx.current
+_current_async = _callctx.current_async
 _deferred = _sigguard.deferred
 _new_error = f.new_error
 
@@ -51,6 +53,9 @@ def _on_deadline(_ctx: Any, _data: Any, delta: Any, kind: Any) -> int:
         if inst is None:
             return _new_error(DEADLINE_TRAP)
         if inst.interrupt:
+            return _new_error(INTERRUPT_TRAP)
+        call = _current_async()
+        if call is not None and call.cancelled:  # the acall task was cancelled
             return _new_error(INTERRUPT_TRAP)
         plugin = inst.plugin
         remaining = inst.deadline_at - plugin._ticker.epoch

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, final
 
@@ -22,19 +22,21 @@ from wasmtime import WasmtimeError
 from wasmtime.component import Component, Linker
 
 from wasmplug._bridge import sigguard as _sigguard
-from wasmplug._bridge.hostfuncs import (
-    HostInterface,
-    Linked,
-    ResolvedImports,
-    find_provider,
-    link_resolved,
-    resolve_imports,
+from wasmplug._bridge.hostfuncs import Invoke, Linked, ResolvedImports, link_resolved
+from wasmplug._bridge.surface import HostInterface, find_provider, plan_function, plan_interface
+from wasmplug._bridge.wit import (
+    ComponentShape,
+    FuncSig,
+    InterfaceShape,
+    read_shape,
+    resource_of,
 )
-from wasmplug._bridge.wit import ComponentShape, FuncSig, InterfaceShape, read_shape
+from wasmplug._bridge.witsource import WitSource, read_wit_source
 from wasmplug._distribution.names import DistributionConfig
 from wasmplug._distribution.operations import Session, resolve_source
 from wasmplug._errors import (
     CapabilityError,
+    HostInterfaceError,
     InvalidComponentError,
     LinkError,
     ManifestError,
@@ -43,7 +45,7 @@ from wasmplug._errors import (
 from wasmplug._sandbox.capabilities import requested_permissions
 from wasmplug._sandbox.grants import Grants, resolve
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
-from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability
+from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability, wit_file
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import (
     MANIFEST_SECTION,
@@ -58,6 +60,7 @@ from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
+from .aio import HostLoop
 from .cache import CompileCache, code_digest, default_cache_dir
 from .callthread import CLOSE_GRACE_S
 from .engine import EpochTicker, make_engine
@@ -90,6 +93,25 @@ class ImportPlan:
     resolved: ResolvedImports
     uses_wasi: bool
     needs_traps: bool
+
+
+def _world_items(shape: ComponentShape) -> dict[str, InterfaceShape]:
+    """World-level imports by the name a provider has: a function by its own name, a
+    resource (with its constructor, methods and statics) by the resource's name."""
+    items = {}
+    for res in shape.import_resources:
+        funcs = tuple(s for s in shape.import_functions if resource_of(s.name) == res.name)
+        items[res.name] = InterfaceShape("", funcs, (res,))
+    for sig in shape.import_functions:
+        if resource_of(sig.name) is None:
+            items[sig.name] = InterfaceShape("", (sig,), ())
+    return items
+
+
+@functools.cache
+def _http_wit() -> WitSource:
+    """The shipped WIT of the built-in HTTP interface: the only functions a plugin can reach."""
+    return read_wit_source(wit_file().read_text(encoding="utf-8"))
 
 
 def _default_name(path: Path | None) -> str:
@@ -201,13 +223,17 @@ class PluginHost:
         # The outbound HTTP capability is built in; each plugin's own allow-list
         # (declared ∩ granted) is checked on every request. provide() may replace it.
         self._http = HttpCapability()
-        self._providers[HTTP_INTERFACE] = HostInterface(HTTP_INTERFACE, self._http)
+        self._providers[HTTP_INTERFACE] = HostInterface(
+            HTTP_INTERFACE, self._http, source=_http_wit()
+        )
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
         self._ticker = EpochTicker(self._engine, tick_ms)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
             thread_name_prefix=_EXECUTOR_PREFIX,
         )
+        # The event loop that async host functions run on under a synchronous call.
+        self._host_loop = HostLoop()
         self._closed = False
         # Ctrl-C during a main-thread call must not be lost in a ctypes callback.
         self._sigguard = _sigguard.install()
@@ -216,25 +242,85 @@ class PluginHost:
 
     # -- host interfaces ------------------------------------------------------------
 
-    def provide(self, interface: str, impl: Any, *, sensitive: bool = False) -> None:
+    def provide(
+        self,
+        interface: str,
+        impl: Any,
+        *,
+        wit: str | os.PathLike[str] | None = None,
+        world: str | None = None,
+        sensitive: bool = False,
+    ) -> None:
         """Implement a WIT interface (or a world-level function) that plugins import.
+
+        The application owns the interface: with ``wit``, plugins can reach
+        exactly the functions and resources that WIT defines, with the types it
+        gives them, and nothing else ``impl`` has. A plugin that imports anything
+        else from the interface, or a function with another type, is refused at
+        load with a :class:`LinkError` naming it.
 
         Args:
             interface: The WIT interface name, ``"demo:plugin/host@0.1.0"``; or
-                the name of a world-level function import.
-            impl: An object whose snake_case methods implement the interface's
-                functions, or a mapping of WIT (kebab-case) or snake_case names to
-                callables; for a world-level function, the callable itself.
-                Resources are classes: attribute ``PascalCase`` or key
-                ``kebab-case``; their methods are instance methods.
+                the name of a world-level import: a function, or a resource
+                declared directly in the world.
+            impl: With ``wit``: an object whose snake_case methods implement the
+                interface's functions, or a mapping of WIT (kebab-case) or
+                snake_case names to callables; resources are classes, attribute
+                ``PascalCase`` or key ``kebab-case``, whose snake_case methods
+                implement the resource's methods. Without ``wit``: a mapping, of
+                which only the explicit keys are ever linked (resource functions
+                by their full WIT name: ``"[constructor]blob"``,
+                ``"[method]blob.read"``); or, for a world-level function, the
+                callable itself. A world-level resource is its class (with
+                ``wit`` and ``world``) or a mapping of its functions' WIT names.
+            wit: The interface's WIT: a path (``str`` or ``os.PathLike``) to a
+                ``.wit`` file or to a package directory (its ``deps/`` included),
+                or WIT text (a ``str`` containing ``{`` or a newline). It is
+                turned into component types by the ``wasm-tools`` binary and
+                cached. ``wasmplug:host/http`` always uses its shipped WIT.
+            world: With ``wit``, for a world-level import: the world that
+                declares it (``"plugin"`` or ``"demo:plugin/plugin@0.1.0"``).
             sensitive: If true, a plugin gets the interface only when its
                 grants name it (``Grants(host_interfaces={...})``).
 
         Plugins loaded later see it; a plugin importing a compatible version
         (same major, or same minor for ``0.x``) is linked to it.
+
+        Raises:
+            HostInterfaceError: the WIT does not parse or does not define
+                ``interface``; ``impl`` lacks one of its functions, resource
+                classes or methods, or takes the wrong number of arguments;
+                or ``impl`` is neither a mapping nor, for a world-level
+                function, a callable, and no ``wit`` is given.
+            PluginClosedError: the host is closed.
         """
         self._check_open()
-        self._providers[interface] = HostInterface(interface, impl, sensitive)
+        if interface == HTTP_INTERFACE:
+            source: WitSource | None = _http_wit()
+        else:
+            source = None if wit is None else read_wit_source(wit)
+        is_interface = "/" in interface
+        problem = None
+        if source is None and is_interface and not isinstance(impl, Mapping):
+            problem = (
+                f"a {type(impl).__name__} is linked only with the interface's WIT: pass "
+                "wit= (a .wit file, a package directory or WIT text), or a mapping whose "
+                "keys name the functions plugins may call"
+            )
+        elif is_interface and world is not None:
+            problem = "world= is only for world-level imports, not for an interface"
+        elif not is_interface and source is not None and world is None:
+            problem = "a world-level import's WIT needs world= (the world that declares it)"
+        elif not is_interface and source is None and world is not None:
+            problem = "world= needs wit="
+        elif not is_interface and not callable(impl) and not isinstance(impl, Mapping):
+            kind = type(impl).__name__
+            problem = f"a world-level import needs a callable, class or mapping, not {kind}"
+        if problem is not None:
+            raise HostInterfaceError(interface, [problem])
+        provider = HostInterface(interface, impl, sensitive, source, world)
+        provider.surface(self._engine, self._cache)  # every problem now, not at the first load
+        self._providers[interface] = provider
 
     # -- loading -----------------------------------------------------------------------
 
@@ -599,7 +685,7 @@ class PluginHost:
             manifest, [*shape.imports, *(sig.name for sig in shape.import_functions)]
         )
         uses_wasi = needs_traps = False
-        interfaces: dict[str, tuple[InterfaceShape, HostInterface]] = {}
+        interfaces: dict[str, tuple[InterfaceShape, Mapping[str, Invoke]]] = {}
         for name, iface in shape.imports.items():
             if name.startswith("wasi:"):
                 uses_wasi = True
@@ -610,21 +696,43 @@ class PluginHost:
             # needs no provider; it must still be declared, as install requires.
             if not iface.functions and not iface.resources:
                 if declared:
-                    interfaces[name] = (iface, HostInterface(name, {}))
+                    interfaces[name] = (iface, {})
                 continue
             provider = self._check_provider(name, grants, problems)
-            if provider is not None and declared:
-                interfaces[name] = (iface, provider)
-        functions: dict[str, tuple[FuncSig, Any]] = {}
-        for sig in shape.import_functions:
-            provider = self._check_provider(sig.name, grants, problems)
-            if provider is not None and declares_import(manifest, sig.name):
-                functions[sig.name] = (sig, provider.impl)
+            if provider is None or not declared:
+                continue
+            try:
+                surface = provider.surface(self._engine, self._cache)
+            except HostInterfaceError as e:  # only the lazily read built-in WIT
+                problems.extend(f"{name}: {p}" for p in e.problems)
+                continue
+            interfaces[name] = (iface, plan_interface(name, iface, provider, surface, problems))
+        functions: dict[str, tuple[FuncSig, Invoke]] = {}
+        for owner, item in _world_items(shape).items():
+            provider = self._check_provider(owner, grants, problems)
+            if provider is None or not declares_import(manifest, owner):
+                continue
+            surface = provider.surface(self._engine, self._cache)
+            if surface is None and not item.resources and not isinstance(provider.impl, Mapping):
+                sig = item.functions[0]
+                invoke = plan_function(sig, provider, problems)
+                if invoke is not None:
+                    functions[sig.name] = (sig, invoke)
+                continue
+            if surface is None and not isinstance(provider.impl, Mapping):
+                problems.append(
+                    f"{owner}: a world-level resource is linked with its WIT "
+                    "(provide(..., wit=..., world=...)) or a mapping of its functions' WIT names"
+                )
+                continue
+            invokes = plan_interface("", item, provider, surface, problems)
+            functions.update(
+                {s.name: (s, invokes[s.name]) for s in item.functions if s.name in invokes}
+            )
+        root_resources = [r.name for r in shape.import_resources]
         if problems:
             raise LinkError(manifest.name, problems)
-        resolved, link_problems = resolve_imports(interfaces, functions)
-        if link_problems:
-            raise LinkError(manifest.name, link_problems)
+        resolved = ResolvedImports(interfaces, functions, tuple(root_resources))
         return ImportPlan(resolved, uses_wasi, needs_traps)
 
     def _link(self, component: Component, plan: ImportPlan) -> tuple[Linker, Linked]:
@@ -683,6 +791,7 @@ class PluginHost:
         for plugin in list(self._plugins):
             plugin._close(deadline)
         self._ticker.close()
+        self._host_loop.close()
         self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._components.clear()

@@ -39,6 +39,7 @@ from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
+from .aio import AsyncCall
 from .callthread import (
     CLOSE_GRACE_S,
     GRACE_MS,
@@ -283,13 +284,32 @@ class Plugin:
 
     async def acall(self, export: str, *args: Any) -> Any:
         """Like :meth:`call`, but runs in the host's worker threads; awaiting does not
-        block the event loop. Cancelling the awaiting task does not stop the Wasm
-        call (it ends at its deadline); it only stops waiting for it.
+        block the event loop.
+
+        Async host functions (``async def``) called by the plugin during this call
+        run on this event loop while the worker thread waits for them, within the
+        call's time limit. Cancelling the awaiting task cancels the host coroutine
+        the guest is waiting for (the call then fails and its instance is
+        discarded); a guest running its own code goes on until it returns or
+        reaches its deadline.
         """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._host._executor, functools.partial(self.call, export, *args)
+        call = AsyncCall(loop)
+        fut = loop.run_in_executor(
+            self._host._executor, functools.partial(self._acall_worker, call, export, args)
         )
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+
+    def _acall_worker(self, call: AsyncCall, export: str, args: tuple[Any, ...]) -> Any:
+        prev = _callctx.set_async(call)
+        try:
+            return self.call(export, *args)
+        finally:
+            _callctx.set_async(prev)
 
     def _unknown_export(self, export: str) -> PluginError:
         err = PluginError(f"no export named {export!r}; exports are: {', '.join(self._by_name)}")
@@ -528,7 +548,9 @@ class Plugin:
             self._supervisor.record_fault(self._error(fault, ex))
             raise host_exc
         exc: PluginFault
-        if host_exc is not None:
+        if isinstance(host_exc, PluginTimeout):  # an async host function ran out of time
+            exc = host_exc
+        elif host_exc is not None:
             exc = HostFunctionError(
                 f"host function {inst.host_func} raised {type(host_exc).__name__}: {host_exc}"
             )

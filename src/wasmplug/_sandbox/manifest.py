@@ -453,11 +453,17 @@ def undeclared_imports(manifest: Manifest, imports: Iterable[str]) -> list[str]:
     Returns:
         One problem message per undeclared import (empty if all are declared).
     """
+    # A world-level resource's functions ([constructor]r, [method]r.m, [static]r.s)
+    # are declared by the resource's name, r.
+    names = dict.fromkeys(_RESOURCE_FUNC.sub(r"\1", name) for name in imports)
     return [
         f"{name}: imported but not declared in the manifest ([capabilities] host-interfaces)"
-        for name in imports
+        for name in names
         if not name.startswith("wasi:") and not declares_import(manifest, name)
     ]
+
+
+_RESOURCE_FUNC = re.compile(r"^\[(?:constructor|method|static)\]([^.]+)(?:\..*)?$", re.S)
 
 
 def check_guest_path(path: str) -> str | None:

@@ -74,6 +74,7 @@ _PRELUDE = """\
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any, Protocol, Union, cast
 
 import attrs
@@ -496,14 +497,22 @@ def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...
     target = wit_name if iface is not None else None
     provide_name = f"provide_{_ident(_short(wit_name)) if iface is not None else 'world'}"
     impl_param = f", impl: {name}" if plain or iface is None else ""
-    head = (
-        f"def {provide_name}(host: PluginHost{impl_param}, *, sensitive: bool = False) -> None:\n"
-        f'    """Provide ``{wit_name}`` to plugins loaded later, converting values."""\n'
-    )
     if target is not None:
+        head = (
+            f"def {provide_name}(host: PluginHost{impl_param}, *, "
+            "wit: str | os.PathLike[str] | None = None, sensitive: bool = False) -> None:\n"
+            f'    """Provide ``{wit_name}`` to plugins loaded later, converting values.\n\n'
+            "    ``wit`` is the interface's WIT (file, package directory or text): with it,\n"
+            '    plugins reach exactly the functions it defines, with its types."""\n'
+        )
         mapping = "{" + ", ".join(table) + "}"
-        provide = f"    host.provide({target!r}, {mapping}, sensitive=sensitive)\n"
+        provide = f"    host.provide({target!r}, {mapping}, wit=wit, sensitive=sensitive)\n"
     else:
+        head = (
+            f"def {provide_name}(host: PluginHost{impl_param}, *, "
+            "sensitive: bool = False) -> None:\n"
+            f'    """Provide ``{wit_name}`` to plugins loaded later, converting values."""\n'
+        )
         provide = "".join(
             f"    host.provide({s.name!r}, _{_ident(s.name)}, sensitive=sensitive)\n" for s in plain
         )

@@ -74,9 +74,9 @@ class Call(NamedTuple):
 class RecordingHost:
     """A fake host interface that records calls and returns canned values.
 
-    Pass it to :meth:`PluginHost.provide <wasmplug.PluginHost.provide>` (or to
-    ``load_plugin(provide=...)``) for any interface: every function the plugin
-    imports resolves to a recorder, by its snake_case name.
+    Pass it to :meth:`PluginHost.provide <wasmplug.PluginHost.provide>` with the
+    interface's WIT (``load_plugin(provide=...)`` passes the project's ``wit/``):
+    every function the WIT defines resolves to a recorder, by its snake_case name.
 
     Args:
         returns: Canned results by function name (snake_case or WIT kebab-case).
@@ -245,7 +245,8 @@ def load_plugin(
 
     Builds (cached) and loads a project's plugin, unsigned, into ``wasmplug_host``.
     ``provide`` maps interface names to implementations (a :class:`RecordingHost`,
-    an object or a dict) given to :meth:`~wasmplug.PluginHost.provide` first;
+    an object or a dict) given to :meth:`~wasmplug.PluginHost.provide` first,
+    with the project's ``wit/`` directory as the interfaces' WIT;
     ``grants`` default to ``Grants()`` (nothing beyond non-sensitive host
     interfaces); other keyword arguments go to :meth:`~wasmplug.PluginHost.load`.
     """
@@ -261,8 +262,10 @@ def load_plugin(
     ) -> Plugin:
         root = Path(project) if project is not None else wasmplug_project
         component = _build_once(root, tmp_path_factory)
+        wit = root / "wit" if (root / "wit").is_dir() else None
         for interface, impl in (provide or {}).items():
-            wasmplug_host.provide(interface, impl)
+            # The project's own WIT defines what each interface offers plugins.
+            wasmplug_host.provide(interface, impl, wit=wit if "/" in interface else None)
         plugin = wasmplug_host.load(
             component, allow_unsigned=True, grants=grants or Grants(), limits=limits, **kwargs
         )

@@ -152,6 +152,8 @@ class Server:
             raise StartError("the compiled component is missing from the compile cache")
         component = Component.deserialize(host._engine, payload)
         shape = read_shape(host._engine, component)
+        # World-level host resources are defined at the root (their functions are stand-ins).
+        self._root_resources = tuple(r.name for r in shape.import_resources)
         resolved = self._stand_ins(shape.imports, shape.import_functions, settings["imports"])
         linker = Linker(host._engine)
         if settings["uses_wasi"]:
@@ -231,7 +233,7 @@ class Server:
                 for name in names:
                     root[name] = (world[name], self._stand_in(fid, world[name]))
                     fid += 1
-        return ResolvedImports(by_iface, root)
+        return ResolvedImports(by_iface, root, self._root_resources)
 
     def _stand_in(self, fid: int, sig: FuncSig) -> Invoke:
         encs = [encoder(t) for _, t in sig.params]

@@ -1,0 +1,238 @@
+"""Async host functions (``async def``), awaiting real I/O on 127.0.0.1.
+
+Under ``acall`` the coroutine runs on the caller's event loop while a worker
+thread holds the guest; under ``call`` it runs on the host's own loop. The
+call's time limit bounds the wait, and cancelling the ``acall`` task cancels
+the coroutine and fails the guest's call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import wat as w
+from wasmplug import (
+    Err,
+    ErrorResult,
+    HostFunctionError,
+    Limits,
+    Manifest,
+    Plugin,
+    PluginHost,
+    PluginTimeout,
+)
+
+IFACE = "demo:aio/host@0.1.0"
+STR = w.P("string")
+ASK = w.Func("ask", (("q", STR),), STR)
+TRY_ASK = w.Func("try-ask", (("q", STR),), w.Result(STR, STR))
+COMPONENT = w.component([], {IFACE: [ASK, TRY_ASK]}).encode()
+MANIFEST = Manifest(name="aio", host_interfaces=(IFACE,))
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Upper-cases each line; a line ``hang`` gets no answer (until the client goes)."""
+    try:
+        while line := await reader.readline():
+            if line.strip() == b"hang":
+                await reader.read()  # wait for EOF
+                break
+            writer.write(line.upper())
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _ask(port: int, q: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(q.encode() + b"\n")
+        await writer.drain()
+        return (await reader.readline()).decode().rstrip("\n")
+    finally:
+        writer.close()
+
+
+class Server:
+    """An asyncio line server on 127.0.0.1, on its own thread and loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+
+        async def start() -> None:
+            server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self.loop)
+        assert ready.wait(5)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.close()
+
+
+def provide(host: PluginHost, ask: Callable[[str], Awaitable[str]]) -> None:
+    async def try_ask(q: str) -> str:
+        if q == "no":
+            raise Err("refused")
+        return await ask(q)
+
+    host.provide(IFACE, {"ask": ask, "try-ask": try_ask})
+
+
+def load(host: PluginHost, timeout_ms: float = 2000) -> Plugin:
+    return host.load(
+        COMPONENT, allow_unsigned=True, manifest=MANIFEST, limits=Limits(timeout_ms=timeout_ms)
+    )
+
+
+def test_sync_call_runs_the_coroutine_on_the_hosts_loop(host: PluginHost, server: Server) -> None:
+    loops: list[Any] = []
+
+    async def ask(q: str) -> str:
+        loops.append(asyncio.get_running_loop())
+        return await _ask(server.port, q)
+
+    provide(host, ask)
+    plugin = load(host)
+    assert plugin.call("call-ask", "hello") == "HELLO"
+    assert plugin.call("call-try-ask", "again") == "AGAIN"
+    with pytest.raises(ErrorResult) as info:
+        plugin.call("call-try-ask", "no")
+    assert info.value.value == "refused"
+    assert loops[0] is loops[1]  # one loop, owned by the host
+    assert loops[0] is not server.loop
+
+
+def test_acall_runs_the_coroutine_on_the_callers_loop(host: PluginHost) -> None:
+    async def main() -> tuple[list[str], bool]:
+        server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        here = asyncio.get_running_loop()
+        on_caller_loop = []
+
+        async def ask(q: str) -> str:
+            on_caller_loop.append(asyncio.get_running_loop() is here)
+            return await _ask(port, q)
+
+        provide(host, ask)
+        plugin = load(host)
+        async with server:
+            # The server runs on this loop too: the guest's host call can only be
+            # answered if the loop stays free while the worker thread waits.
+            results = await asyncio.gather(*(plugin.acall("call-ask", f"q{i}") for i in range(3)))
+        return list(results), all(on_caller_loop) and len(on_caller_loop) == 3
+
+    results, on_caller_loop = asyncio.run(main())
+    assert results == ["Q0", "Q1", "Q2"]
+    assert on_caller_loop
+
+
+def test_a_sync_call_inside_a_running_loop_does_not_deadlock(
+    host: PluginHost, server: Server
+) -> None:
+    async def ask(q: str) -> str:
+        return await _ask(server.port, q)
+
+    provide(host, ask)
+    plugin = load(host)
+
+    async def main() -> str:
+        return plugin.call("call-ask", "inside")  # blocks this loop; the host's loop runs ask
+
+    assert asyncio.run(main()) == "INSIDE"
+
+
+@pytest.mark.parametrize("how", ["call", "acall"])
+def test_the_time_limit_bounds_the_wait(host: PluginHost, server: Server, how: str) -> None:
+    cancelled = threading.Event()
+
+    async def ask(q: str) -> str:
+        try:
+            return await _ask(server.port, q)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    provide(host, ask)
+    plugin = load(host, timeout_ms=200)
+    start = time.monotonic()
+
+    def hang() -> Any:
+        if how == "call":
+            return plugin.call("call-ask", "hang")
+        return asyncio.run(plugin.acall("call-ask", "hang"))
+
+    with pytest.raises(PluginTimeout, match="did not finish within"):
+        hang()
+    elapsed = time.monotonic() - start
+    assert elapsed < 2.0, elapsed  # the budget (0.2 s) plus polling slack, not the server
+    assert cancelled.wait(2)
+    assert plugin.metrics().faults == {"timeout": 1}
+    assert plugin.call("call-ask", "after") == "AFTER"  # a fresh instance
+
+
+def test_cancelling_acall_cancels_the_host_coroutine(host: PluginHost, server: Server) -> None:
+    entered = threading.Event()
+    cancelled = threading.Event()
+
+    async def ask(q: str) -> str:
+        entered.set()
+        try:
+            return await _ask(server.port, q)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    provide(host, ask)
+    plugin = load(host, timeout_ms=30_000)
+
+    async def main() -> float:
+        task = asyncio.create_task(plugin.acall("call-ask", "hang"))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        start = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < 1.0
+    assert cancelled.wait(2)  # the coroutine saw the cancellation
+    # The guest's call failed and its instance went away; the plugin still works.
+    deadline = time.monotonic() + 5
+    while plugin.metrics().instances and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert plugin.call("call-ask", "after") == "AFTER"
+
+
+def test_an_async_host_function_that_raises(host: PluginHost) -> None:
+    async def ask(q: str) -> str:
+        await asyncio.sleep(0)
+        raise LookupError(q)
+
+    provide(host, ask)
+    plugin = load(host)
+    with pytest.raises(HostFunctionError) as info:
+        plugin.call("call-ask", "boom")
+    assert isinstance(info.value.__cause__, LookupError)
+    with pytest.raises(HostFunctionError):
+        asyncio.run(plugin.acall("call-ask", "boom"))
