@@ -32,7 +32,8 @@ IFACE = "demo:aio/host@0.1.0"
 STR = w.P("string")
 ASK = w.Func("ask", (("q", STR),), STR)
 TRY_ASK = w.Func("try-ask", (("q", STR),), w.Result(STR, STR))
-COMPONENT = w.component([], {IFACE: [ASK, TRY_ASK]}).encode()
+SPIN = w.Func("spin", (), None, "(loop $l (br $l))")
+COMPONENT = w.component([SPIN], {IFACE: [ASK, TRY_ASK]}).encode()
 MANIFEST = Manifest(name="aio", host_interfaces=(IFACE,))
 
 
@@ -67,9 +68,11 @@ class Server:
         self.port = 0
         ready = threading.Event()
 
+        self.server: asyncio.Server | None = None
+
         async def start() -> None:
-            server = await asyncio.start_server(_serve, "127.0.0.1", 0)
-            self.port = server.sockets[0].getsockname()[1]
+            self.server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
 
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -78,8 +81,15 @@ class Server:
         assert ready.wait(5)
 
     def close(self) -> None:
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
 @pytest.fixture
@@ -222,6 +232,36 @@ def test_cancelling_acall_cancels_the_host_coroutine(host: PluginHost, server: S
     while plugin.metrics().instances and time.monotonic() < deadline:
         time.sleep(0.01)
     assert plugin.call("call-ask", "after") == "AFTER"
+
+
+def test_cancelling_acall_interrupts_a_spinning_guest(host: PluginHost) -> None:
+    async def ask(q: str) -> str:
+        return q
+
+    provide(host, ask)
+    plugin = load(host, timeout_ms=60_000)
+
+    async def main() -> None:
+        task = asyncio.create_task(plugin.acall("spin"))
+        deadline = time.monotonic() + 5
+        while not host._ticker.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert host._ticker.in_flight  # the guest is now looping in its own code
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # The guest was ended within a deadline slice, not at its 60 s limit: the
+    # next call gets an instance at once (pool_size=1).
+    start = time.monotonic()
+    assert plugin.call("tick") == 1  # a fresh instance
+    assert time.monotonic() - start < 5.0
+    # The worker thread records the fault just after it discards the instance.
+    deadline = time.monotonic() + 5
+    while not plugin.metrics().faults and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert plugin.metrics().faults == {"interrupted": 1}
 
 
 def test_an_async_host_function_that_raises(host: PluginHost) -> None:
