@@ -31,6 +31,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Protocol
 
@@ -257,11 +258,24 @@ def _type_component(
     return data
 
 
+_shapes: weakref.WeakKeyDictionary[Engine, dict[bytes, ComponentShape]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _shape(engine: Engine, data: bytes, origin: str) -> ComponentShape:
+    """The shape of type-only component ``data``, compiled once per engine."""
+    with _memo_lock:
+        known = _shapes.setdefault(engine, {}).get(data)
+    if known is not None:
+        return known
     try:
-        return read_shape(engine, Component(engine, data))
+        shape = read_shape(engine, Component(engine, data))
     except (WasmtimeError, NotImplementedError) as e:
         raise HostInterfaceError(origin, [f"cannot read the derived component type: {e}"]) from None
+    with _memo_lock:
+        _shapes.setdefault(engine, {})[data] = shape
+    return shape
 
 
 def interface_shape(
