@@ -16,8 +16,9 @@ Every wait has a deadline: the rest of the call's ``Limits.timeout_ms`` budget
 function), checked in slices of :data:`POLL_S`. When it runs out, the coroutine
 is cancelled and the call fails with :class:`~wasmplug.PluginTimeout`.
 Cancelling the ``acall`` task cancels the coroutine it is waiting for (the
-guest's call then fails and its instance is discarded) and makes any later
-async host function of that call fail at once.
+guest's call then fails and its instance is discarded), makes any later async
+host function of that call fail at once, and ends a guest running its own code
+at its next epoch-deadline slice (``deadline.py`` checks ``AsyncCall.cancelled``).
 """
 
 from __future__ import annotations

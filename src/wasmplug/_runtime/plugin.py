@@ -288,10 +288,10 @@ class Plugin:
 
         Async host functions (``async def``) called by the plugin during this call
         run on this event loop while the worker thread waits for them, within the
-        call's time limit. Cancelling the awaiting task cancels the host coroutine
-        the guest is waiting for (the call then fails and its instance is
-        discarded); a guest running its own code goes on until it returns or
-        reaches its deadline.
+        call's time limit. Cancelling the awaiting task interrupts the call: the
+        host coroutine the guest is waiting for is cancelled, and a guest running
+        its own code is ended at its next deadline check (every 25 ms); the
+        instance is discarded either way.
         """
         loop = asyncio.get_running_loop()
         call = AsyncCall(loop)
