@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,6 +100,13 @@ def server() -> Iterator[Server]:
     s.close()
 
 
+@pytest.fixture(params=["inprocess", "process"])
+def any_host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PluginHost]:
+    """A host of either isolation tier: host functions run in this process in both."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation=request.param, spare_workers=0) as host:
+        yield host
+
+
 def provide(host: PluginHost, ask: Callable[[str], Awaitable[str]]) -> None:
     async def try_ask(q: str) -> str:
         if q == "no":
@@ -114,15 +122,17 @@ def load(host: PluginHost, timeout_ms: float = 2000) -> Plugin:
     )
 
 
-def test_sync_call_runs_the_coroutine_on_the_hosts_loop(host: PluginHost, server: Server) -> None:
+def test_sync_call_runs_the_coroutine_on_the_hosts_loop(
+    any_host: PluginHost, server: Server
+) -> None:
     loops: list[Any] = []
 
     async def ask(q: str) -> str:
         loops.append(asyncio.get_running_loop())
         return await _ask(server.port, q)
 
-    provide(host, ask)
-    plugin = load(host)
+    provide(any_host, ask)
+    plugin = load(any_host)
     assert plugin.call("call-ask", "hello") == "HELLO"
     assert plugin.call("call-try-ask", "again") == "AGAIN"
     with pytest.raises(ErrorResult) as info:
@@ -132,7 +142,7 @@ def test_sync_call_runs_the_coroutine_on_the_hosts_loop(host: PluginHost, server
     assert loops[0] is not server.loop
 
 
-def test_acall_runs_the_coroutine_on_the_callers_loop(host: PluginHost) -> None:
+def test_acall_runs_the_coroutine_on_the_callers_loop(any_host: PluginHost) -> None:
     async def main() -> tuple[list[str], bool]:
         server = await asyncio.start_server(_serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -143,8 +153,8 @@ def test_acall_runs_the_coroutine_on_the_callers_loop(host: PluginHost) -> None:
             on_caller_loop.append(asyncio.get_running_loop() is here)
             return await _ask(port, q)
 
-        provide(host, ask)
-        plugin = load(host)
+        provide(any_host, ask)
+        plugin = load(any_host)
         async with server:
             # The server runs on this loop too: the guest's host call can only be
             # answered if the loop stays free while the worker thread waits.
@@ -172,7 +182,7 @@ def test_a_sync_call_inside_a_running_loop_does_not_deadlock(
 
 
 @pytest.mark.parametrize("how", ["call", "acall"])
-def test_the_time_limit_bounds_the_wait(host: PluginHost, server: Server, how: str) -> None:
+def test_the_time_limit_bounds_the_wait(any_host: PluginHost, server: Server, how: str) -> None:
     cancelled = threading.Event()
 
     async def ask(q: str) -> str:
@@ -182,8 +192,8 @@ def test_the_time_limit_bounds_the_wait(host: PluginHost, server: Server, how: s
             cancelled.set()
             raise
 
-    provide(host, ask)
-    plugin = load(host, timeout_ms=200)
+    provide(any_host, ask)
+    plugin = load(any_host, timeout_ms=200)
     start = time.monotonic()
 
     def hang() -> Any:
@@ -264,13 +274,13 @@ def test_cancelling_acall_interrupts_a_spinning_guest(host: PluginHost) -> None:
     assert plugin.metrics().faults == {"interrupted": 1}
 
 
-def test_an_async_host_function_that_raises(host: PluginHost) -> None:
+def test_an_async_host_function_that_raises(any_host: PluginHost) -> None:
     async def ask(q: str) -> str:
         await asyncio.sleep(0)
         raise LookupError(q)
 
-    provide(host, ask)
-    plugin = load(host)
+    provide(any_host, ask)
+    plugin = load(any_host)
     with pytest.raises(HostFunctionError) as info:
         plugin.call("call-ask", "boom")
     assert isinstance(info.value.__cause__, LookupError)

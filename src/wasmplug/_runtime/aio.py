@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -123,6 +124,10 @@ def _remaining_s(inst: Any) -> float | None:
     plugin = inst.plugin
     if plugin.limits.timeout_ms is None:
         return None
+    end_s = getattr(inst, "deadline_s", None)  # a process-tier call (process/backend.py)
+    if end_s is not None:
+        left_s: float = end_s - time.monotonic()
+        return left_s
     ticker = plugin._ticker
     end = getattr(inst, "deadline_at", None)  # absolute end in ticks, where recorded
     if end is None:

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -77,7 +78,7 @@ _tls = _callctx._tls
 class _Frame:
     """This thread's call into a process plugin, on the call chain re-entry checks walk."""
 
-    __slots__ = ("caller", "host_exc", "host_func", "plugin", "worker")
+    __slots__ = ("caller", "deadline_s", "host_exc", "host_func", "plugin", "worker")
 
     def __init__(self, plugin: Plugin, caller: Any, worker: WorkerProcess) -> None:
         self.plugin = plugin
@@ -85,6 +86,8 @@ class _Frame:
         self.worker = worker
         self.host_exc: BaseException | None = None
         self.host_func = ""
+        # When the call's budget ends (time.monotonic()), for async host functions.
+        self.deadline_s: float | None = None
 
 
 @attrs.frozen
@@ -466,6 +469,9 @@ class ProcessBackend:
     ) -> Any:
         plugin = self.plugin
         frame = _Frame(plugin, prev, worker)
+        timeout_ms = plugin.limits.timeout_ms
+        if timeout_ms is not None:
+            frame.deadline_s = time.monotonic() + timeout_ms / 1000
         _tls.inst = frame
         kill_after = self._kill_after
         deadline = None if kill_after is None else time.monotonic() + kill_after
@@ -524,6 +530,8 @@ class ProcessBackend:
         try:
             try:
                 out = hf.invoke(args)
+                if out.__class__ is CoroutineType:  # an async host function (see aio.py)
+                    out = _callctx.run_coroutine(out, frame, hf.qualname)
             except Err as e:
                 if not hf.returns_result:
                     raise
@@ -602,6 +610,9 @@ class ProcessBackend:
                     f"host function {frame.host_func} raised {type(host_exc).__name__}"
                 )
                 plugin._supervisor.record_fault(plugin._error(fault, ex))
+                return host_exc
+            if isinstance(host_exc, PluginTimeout):  # an async host function ran out of time
+                plugin._supervisor.record_fault(plugin._error(host_exc, ex))
                 return host_exc
             exc = HostFunctionError(
                 f"host function {frame.host_func} raised {type(host_exc).__name__}: {host_exc}"
