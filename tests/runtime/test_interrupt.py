@@ -218,13 +218,16 @@ def test_ctrl_c_during_a_finalizer_is_not_lost() -> None:
             while time.monotonic() < end:
                 pass
 
+    def finalize_then_wait(start: float) -> None:
+        obj = Slow()
+        del obj  # the finalizer runs here, and the SIGINT arrives during it
+        while time.monotonic() - start < 3:
+            pass
+
     with PluginHost(cache_dir=False):
         sigint = Sigint(0.1)
         start = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            obj = Slow()
-            del obj  # the finalizer runs here, and the SIGINT arrives during it
-            while time.monotonic() - start < 3:
-                pass
+            finalize_then_wait(start)
         assert time.monotonic() - start < 1.0
         sigint.latency()
