@@ -454,3 +454,29 @@ def test_record_of_scalars_is_rewritten_in_place_call_after_call(host: PluginHos
         plugin.call("echo-scalars", {**full, "c": "\ud800"})
     assert plugin.call("echo-scalars", {**full, "i": -1}).i == -1
     plugin.close()  # frees the kept records with the instance
+
+
+def test_call_buffers_are_recycled_across_instances(host: PluginHost) -> None:
+    """A discarded instance's call buffers serve the next instance (no store state
+    lives in them): values stay right after reset(), a fault and a failed lowering."""
+    plugin = load(host, w.component(echo_funcs(["point", "string", "strings", "u32"])))
+    ex = plugin._by_name["echo-point"]
+    assert_same(plugin.call("echo-point", {"x": 1, "y": 2}), Rec(x=1, y=2))
+    assert plugin.call("echo-strings", ["a", "b"]) == ["a", "b"]
+    [first] = plugin._pool.live()
+    buf = first.buffers[ex.index]
+    plugin.reset()
+    assert ex.spare == [buf]
+    assert_same(plugin.call("echo-point", {"x": 3, "y": 4}), Rec(x=3, y=4))
+    [second] = plugin._pool.live()
+    assert second is not first
+    assert second.buffers[ex.index] is buf
+    assert ex.spare == []
+    with pytest.raises(WitTypeError, match="item 1"):
+        plugin.call("echo-strings", ["ok", 1])  # the first item was lowered, then freed
+    plugin.reset()
+    assert plugin.call("echo-strings", ["c"]) == ["c"]
+    assert plugin.call("echo-string", "é" * 300) == "é" * 300
+    assert plugin.call("echo-u32", 7) == 7
+    plugin.close()
+    assert ex.spare == [], "a closed plugin keeps no buffers"

@@ -37,6 +37,7 @@ from .wit import (
     TupleT,
     VariantT,
     WitType,
+    contains_handles,
     pascal,
     snake,
 )
@@ -328,7 +329,7 @@ def _lift_result(t: ResultT) -> Lift:
     return lift
 
 
-def lifter(t: WitType) -> Lift:
+def _build_lifter(t: WitType) -> Lift:
     """Build the lifter for WIT type ``t``."""
     if isinstance(t, Prim):
         return _lift_prim(t)
@@ -358,3 +359,26 @@ def lifter(t: WitType) -> Lift:
         return b.lift_handle(t, val)
 
     return lift_handle
+
+
+_LIFTERS: dict[WitType, Lift] = {}
+
+
+def lifter(t: WitType) -> Lift:
+    """The lifter for WIT type ``t``, built once per type and shared.
+
+    Converters hold no per-plugin state, so every plugin (and every load of the
+    same component) shares them: less memory per live plugin, faster loads.
+    Types that mention a resource handle are built afresh: their converters
+    depend on where the resource lives, which type equality does not capture.
+    """
+    conv = _LIFTERS.get(t) if _cacheable(t) else None
+    if conv is None:
+        conv = _build_lifter(t)
+        if _cacheable(t):
+            _LIFTERS[t] = conv
+    return conv
+
+
+def _cacheable(t: WitType) -> bool:
+    return not contains_handles([t])

@@ -28,6 +28,7 @@ from .wit import (
     TupleT,
     VariantT,
     WitType,
+    contains_handles,
     snake,
 )
 
@@ -68,7 +69,21 @@ def _int_converter(t: Prim) -> Convert:
     return convert
 
 
+_SCALARS: dict[str, tuple[int, Any, Convert, Callable[[Any], Any] | None]] = {}
+
+
 def scalar(t: WitType | None) -> tuple[int, Any, Convert, Callable[[Any], Any] | None] | None:
+    """For a fixed-size primitive, ``(kind, ctype, convert, post_lift)``; else ``None``.
+    Built once per primitive and shared (see :func:`lowerer`)."""
+    if not isinstance(t, Prim) or t.name not in _SCALAR_CTYPES:
+        return None
+    info = _SCALARS.get(t.name)
+    if info is None:
+        info = _SCALARS[t.name] = _build_scalar(t)  # type: ignore[assignment]
+    return info
+
+
+def _build_scalar(t: Prim) -> tuple[int, Any, Convert, Callable[[Any], Any] | None] | None:
     """For a fixed-size primitive, ``(kind, ctype, convert, post_lift)``; else ``None``.
 
     The bridge keeps one ctypes object aliasing the payload of each scalar
@@ -459,7 +474,7 @@ def _lower_handle(t: HandleT) -> Lower:
     return lower
 
 
-def lowerer(t: WitType) -> Lower:
+def _build_lowerer(t: WitType) -> Lower:
     """Build the lowerer for WIT type ``t``.
 
     Raises:
@@ -613,3 +628,26 @@ class RecordTemplate:
             out.append(ctypes.c_float(raw).value if i in self.f32 else raw)
         packed[3::4] = out
         self.packer.pack_into(view, 0, *packed)
+
+
+_LOWERERS: dict[WitType, Lower] = {}
+
+
+def lowerer(t: WitType) -> Lower:
+    """The lowerer for WIT type ``t``, built once per type and shared.
+
+    Converters hold no per-plugin state, so every plugin (and every load of the
+    same component) shares them: less memory per live plugin, faster loads.
+    Types that mention a resource handle are built afresh: their converters
+    depend on where the resource lives, which type equality does not capture.
+    """
+    conv = _LOWERERS.get(t) if _cacheable(t) else None
+    if conv is None:
+        conv = _build_lowerer(t)
+        if _cacheable(t):
+            _LOWERERS[t] = conv
+    return conv
+
+
+def _cacheable(t: WitType) -> bool:
+    return not contains_handles([t])

@@ -43,6 +43,7 @@ class ExportFunc:
         "returns_result",
         "scalars",
         "sig",
+        "spare",
         "templates",
     )
 
@@ -76,9 +77,26 @@ class ExportFunc:
         self.converts = [s[2] for s in self.scalars if s is not None]
         self.result_scalar = scalar(sig.result)
         self.numbers = _numbers_struct(sig)
+        self.spare: list[Buffers] = []
 
     def __call__(self, *args: Any) -> Any:
         return self.plugin._invoke(self, args)
+
+    def take_buffers(self) -> Buffers:
+        """Call buffers for a new instance: a discarded instance's, or new ones."""
+        try:
+            return self.spare.pop()
+        except IndexError:
+            return Buffers(self)
+
+    def give_back(self, buf: Buffers) -> None:
+        """Keep the buffers of a discarded instance for the next one (at most one
+        per pool slot). They hold no store state: arguments are deleted or plain
+        scalars after every call, the result slot is reset to ``bool``."""
+        if not self.plugin.closed and len(self.spare) < self.plugin.pool_size:
+            self.spare.append(buf)
+        else:
+            buf.free()
 
     def __repr__(self) -> str:
         return f"<export {self.name}: {self.sig}>"
@@ -184,6 +202,11 @@ class Buffers:
         kept, self.kept = self.kept, []
         for ref in kept:
             f.val_delete(ref)
+
+    def __del__(self) -> None:
+        # Kept values are plain C allocations (no store): safe on any thread.
+        if getattr(self, "kept", None):
+            self.free()
 
 
 class Exports:

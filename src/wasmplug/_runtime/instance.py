@@ -295,9 +295,9 @@ class Instance:
         drops = self.pending_drops
         while drops:
             f.resource_any_delete(drops.pop())
-        for buf in self.buffers:
+        for ex, buf in zip(self.plugin._exports_list, self.buffers, strict=False):
             if buf is not None:
-                buf.free()
+                ex.give_back(buf)
         self.buffers = []
         self.funcs = []
         store = getattr(self, "store", None)

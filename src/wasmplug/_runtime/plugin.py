@@ -432,7 +432,7 @@ class Plugin:
             self._run_drops(inst)
         buf = inst.buffers[ex.index]
         if buf is None:
-            buf = inst.buffers[ex.index] = Buffers(ex)
+            buf = inst.buffers[ex.index] = ex.take_buffers()
         i = 0
         moved = track_moves() if ex.has_handles else None
         try:
@@ -742,6 +742,8 @@ class Plugin:
                     time.sleep(0.002)
                 ct.cancel()  # its caller gives up and abandons the thread
         self._pool.close(skip=here)
+        for ex in self._exports_list:
+            ex.spare.clear()  # recycled call buffers (their __del__ frees what they keep)
         self.sandbox.close()
 
     def __enter__(self) -> Plugin:
