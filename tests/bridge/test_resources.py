@@ -53,11 +53,20 @@ poke_hook: list[Callable[[], None]] = []
 """What the host function ``poke`` runs (the guest calls it from ``call-poke``)."""
 
 
-@pytest.fixture
-def counters(host: PluginHost) -> Iterator[Plugin]:
+# The same component plus an unused ``wasi:io/poll`` import: a plugin that could block
+# in WASI, whose calls (and destructor runs) therefore go through a call thread.
+_POLL_IMPORT = '(import "wasi:io/poll@0.2.0" (instance (export "pollable" (type (sub resource)))))'
+GUEST_COUNTER_CALL_THREAD = GUEST_COUNTER.replace("(component\n", f"(component {_POLL_IMPORT}\n", 1)
+
+
+@pytest.fixture(params=["direct", "call-thread"])
+def counters(host: PluginHost, request: pytest.FixtureRequest) -> Iterator[Plugin]:
     poke_hook.clear()
     host.provide(HOST, {"poke": lambda: poke_hook[0]() if poke_hook else None})
-    yield load(host, GUEST_COUNTER)
+    threaded = request.param == "call-thread"
+    plugin = load(host, GUEST_COUNTER_CALL_THREAD if threaded else GUEST_COUNTER)
+    assert plugin._threaded is threaded
+    yield plugin
     poke_hook.clear()
 
 

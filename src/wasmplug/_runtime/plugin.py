@@ -127,6 +127,11 @@ class Plugin:
         sha256: Hex SHA-256 of the component bytes.
         publisher: Key id (hex) of the trusted key that signed it, or ``None``.
         exports: Attribute-style access to exports.
+        blocking_wasi: The WASI interfaces it imports through which a guest can
+            block in the host (``("wasi:io/poll@0.2.0",)``...). When not empty,
+            each instance's calls run on a call thread of its own and the caller
+            waits with the deadline (see docs/crash-isolation.md, "Blocking WASI
+            calls"); when empty, calls run directly on the calling thread.
     """
 
     def __init__(
