@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,13 +45,17 @@ def load_prober(shared_host: PluginHost, prober_wasm: Path) -> Iterator[Loader]:
     """``load_prober({"/guest": DirGrant(...)}) -> Plugin``; each grant is also declared."""
     loaded: list[Plugin] = []
 
-    def load(grants: dict[str, DirGrant]) -> Plugin:
+    def load(grants: dict[str, DirGrant], **kwargs: Any) -> Plugin:
         manifest = Manifest(
             name="prober",
             filesystem=tuple(FilesystemRequest(g, d.mode) for g, d in grants.items()),
         )
         plugin = shared_host.load(
-            prober_wasm, allow_unsigned=True, manifest=manifest, grants=Grants(filesystem=grants)
+            prober_wasm,
+            allow_unsigned=True,
+            manifest=manifest,
+            grants=Grants(filesystem=grants),
+            **kwargs,
         )
         loaded.append(plugin)
         return plugin
@@ -164,6 +169,23 @@ def test_changed_identity_refuses_the_next_instance(
     _trap(plugin)
     _assert_refused(plugin)
     assert (tree / "elsewhere" / "settings.txt").read_text() == SECRET
+
+
+def test_process_tier_workers_check_the_identity_bound_at_load(
+    load_prober: Loader, tree: Path
+) -> None:
+    """With ``isolation="process"`` the worker binds the path again: both the running
+    worker's next instance and a freshly started worker refuse a swapped directory."""
+    plugin = load_prober({"/cfg": DirGrant(tree / "D" / "cfg", "ro")}, isolation="process")
+    assert plugin.call("read-file", "/cfg/settings.txt") == "colour = blue"
+    _swap_for_symlink(tree)
+    _trap(plugin)
+    with pytest.raises(CapabilityError, match=r"now resolves to .*elsewhere"):
+        plugin.call("read-file", "/cfg/settings.txt")
+    plugin.reset()  # a new worker process binds the grant from scratch
+    with pytest.raises(CapabilityError, match=r"now resolves to .*elsewhere"):
+        plugin.call("read-file", "/cfg/settings.txt")
+    assert plugin.metrics().faults.get("capability", 0) >= 2
 
 
 def test_symlinked_grant_path_is_bound_to_its_target(load_prober: Loader, tree: Path) -> None:

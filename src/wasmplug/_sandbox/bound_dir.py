@@ -99,7 +99,9 @@ class BoundDir:
         self._check()  # the path may have changed between realpath() and open()
         if expect is not None and (self.real_path, self.dev, self.ino) != tuple(expect):
             self.close()
-            raise self._changed(f"it is not the directory bound at load ({expect[0]})")
+            if self.real_path != expect[0]:
+                raise self._changed(f"it now resolves to {self.real_path}, not {expect[0]}")
+            raise self._changed(f"{self.real_path} is now a different directory")
 
     def identity(self) -> tuple[int, int]:
         """``(st_dev, st_ino)`` of the bound directory."""

@@ -35,6 +35,7 @@ from wasmplug._bridge.resources import Resource
 from wasmplug._bridge.values import Err, Ok
 from wasmplug._bridge.wit import FuncSig, HandleT, ResultT
 from wasmplug._errors import (
+    CapabilityError,
     ErrorResult,
     HostFunctionError,
     InstantiationError,
@@ -330,6 +331,8 @@ class ProcessBackend:
             if msg[0] == Op.READY:
                 return worker
             kind = msg[1] if len(msg) > 1 else None
+            if kind == "capability" and len(msg) == 3:
+                raise self._capability(_text(msg[2]))
             if kind == "inst" and len(msg) >= 4:
                 err = InstantiationError(_text(msg[2]))
                 err.__notes__ = [_text(n) for n in msg[4:]]
@@ -569,6 +572,11 @@ class ProcessBackend:
                 raise ProtocolError("malformed DROP")
             objects.pop(oid, None)
 
+    def _capability(self, message: str) -> CapabilityError:
+        """A worker refused to create an instance: a granted directory changed (counted)."""
+        self.plugin._supervisor.record("capability", message, None)
+        return CapabilityError(message)
+
     def _fault(
         self,
         worker: WorkerProcess,
@@ -591,6 +599,8 @@ class ProcessBackend:
             err.__notes__ = [_text(n) for n in msg[4:]]
             err.__cause__ = WasmtimeError(_text(msg[3]))
             return err
+        if kind == "capability" and len(msg) == 3:
+            return self._capability(_text(msg[2]))
         if kind in ("WitTypeError", "WitValueError", "StaleResourceError") and len(msg) == 3:
             cls = {"WitTypeError": WitTypeError, "WitValueError": WitValueError}.get(
                 kind, StaleResourceError

@@ -32,6 +32,7 @@ from wasmtime.component import Component, Linker
 from wasmplug._bridge.hostfuncs import Invoke, ResolvedImports, link_resolved
 from wasmplug._bridge.wit import FuncSig, HandleT, InterfaceShape, read_shape
 from wasmplug._errors import (
+    CapabilityError,
     ErrorResult,
     HostFunctionError,
     InstantiationError,
@@ -296,6 +297,8 @@ class Server:
             reply = [Op.FAULT, "wasm", str(e.__cause__ or ""), e.guest_stderr]
         except InstantiationError as e:
             reply = [Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *getattr(e, "__notes__", [])]
+        except CapabilityError as e:  # a grant no longer names its directory: no instance
+            reply = [Op.FAULT, "capability", str(e)]
         except (WitTypeError, WitValueError, StaleResourceError) as e:
             reply = [Op.FAULT, type(e).__name__, str(e)]
         except PluginError as e:
@@ -345,6 +348,9 @@ def main(argv: list[str]) -> None:
         except InstantiationError as e:
             notes = getattr(e, "__notes__", [])
             chan.send([Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *notes])
+            os._exit(0)
+        except CapabilityError as e:  # a granted directory is not the one bound at load
+            chan.send([Op.FAULT, "capability", str(e)])
             os._exit(0)
         _limit_memory(settings["limits"])
         chan.send([Op.READY, os.getpid()])
