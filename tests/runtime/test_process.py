@@ -549,24 +549,44 @@ def test_host_functions_see_the_calling_plugin(host: PluginHost) -> None:
     assert current_plugin() is None
 
 
-def test_ctrl_c_while_waiting_for_a_worker(host: PluginHost) -> None:
+def test_ctrl_c_while_waiting_for_a_worker(tmp_path: Path) -> None:
     """SIGINT in the waiting thread kills the worker at once (it ends any call, even
-    one blocked in host code) and is counted as "interrupted", never quarantine."""
-    plugin = load(host, limits=Limits(timeout_ms=None))
-    [pid] = pids(plugin)
+    one blocked in host code) and is counted as "interrupted", never quarantine.
+    The host is created after the default handler, so wasmplug's SIGINT guard wraps it."""
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            plugin.call("sleep", 60 * 10**9)
-        timer.join()
+        with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+            plugin = load(host, limits=Limits(timeout_ms=None))
+            [pid] = pids(plugin)
+            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            start = time.perf_counter()
+            with pytest.raises(KeyboardInterrupt):
+                plugin.call("sleep", 60 * 10**9)
+            assert time.perf_counter() - start < 5
+            timer.join()
+            assert gone(pid)
+            assert plugin.metrics().faults == {"interrupted": 1}
+            assert not plugin.metrics().quarantined
+            assert plugin.call("add", 1, 1) == 2
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_closing_the_plugin_from_its_own_host_function(host: PluginHost) -> None:
+    holder: list[Plugin] = []
+
+    def cb(x: int) -> int:
+        holder[0].close()
+        return x
+
+    plugin = load(host, cb)
+    holder.append(plugin)
+    [pid] = pids(plugin)
+    with pytest.raises(PluginClosedError):
+        plugin.call("call-cb", 1)
     assert gone(pid)
-    assert plugin.metrics().faults == {"interrupted": 1}
-    assert not plugin.metrics().quarantined
-    assert plugin.call("add", 1, 1) == 2
+    assert pids(plugin) == []
 
 
 @pytest.mark.parametrize("bad", ["thread", "", "PROCESS"])

@@ -700,10 +700,13 @@ class ProcessBackend:
         :class:`PluginClosedError` (``Plugin._closed`` is already set)."""
         with self._lock:
             spares, self._spares = self._spares, []
-        for worker in [*self.pool.live(), *spares]:
+        for worker in spares:
             worker.close()
-        # Running calls see EOF at once and check their workers in; never wait
-        # for the ones this thread is running (close() from a host function).
+        for worker in self.pool.live():
+            worker.kill()
+        # Idle workers are discarded (reaped) here; running calls see EOF at once
+        # and discard theirs. Never wait for the ones this thread is running
+        # (close() from a host function): that call discards its worker on return.
         self.pool.close(skip=self._this_threads_workers())
         self._cleanup()
 

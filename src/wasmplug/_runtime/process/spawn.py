@@ -95,12 +95,16 @@ class WorkerProcess:
         """Whether the process has not exited (or been reaped) yet."""
         return not self._reaped and self.proc.poll() is None
 
-    def close(self) -> None:
-        """SIGKILL the worker and reap it (idempotent)."""
-        self._closed = True
+    def kill(self) -> None:
+        """SIGKILL the worker (a call waiting on it sees EOF at once); not reaped yet."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if not self._reaped and self.proc.returncode is None:
                 os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        """SIGKILL the worker and reap it (idempotent)."""
+        self._closed = True
+        self.kill()
         self.reap()
 
     def reap(self) -> int | None:
