@@ -63,7 +63,6 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Callable"),
     ("py:class", "collections.abc.Iterator"),
     ("py:class", "collections.abc.Mapping"),
-    ("py:class", "enum.Enum"),  # base class of wasmplug.Capability
     ("py:class", "ssl.SSLContext"),  # HttpCapability(ssl_context=...)
     ("py:class", "httpx.BaseTransport"),  # HttpCapability(transport=...), for tests
     # Registry.install(oci=...): the record PluginHost.install passes for OCI sources.

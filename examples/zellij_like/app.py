@@ -33,11 +33,10 @@ from wasmplug import (
 from .layout import Layout, PaneSpec
 from .permissions import (
     EVENT_NEEDS,
-    PERMISSIONS,
-    TARGET_PREFIX,
     as_grants,
-    as_wasmplug_permission,
+    as_permission,
     granted_names,
+    permission_name,
 )
 from .runtime import HOST_INTERFACE, TYPES_INTERFACE, WIT_DIR, HostImpl, Pane
 
@@ -95,9 +94,7 @@ class PermissionScreen(ModalScreen[bool]):
         who = r.publisher_name or r.publisher or "unsigned"
         lines = [f"Plugin {r.plugin} {r.version} (pane {self.pane_id}, signed by {who}) asks to:"]
         for p in r.new:
-            name = p.target.removeprefix(TARGET_PREFIX)
-            display, description = PERMISSIONS[name]
-            lines.append(f"  - {display}: {description}")
+            lines.append(f"  - {p.capability.display_name}: {p.capability.description}")
         lines.append("Your answer is remembered for this plugin file.")
         with Vertical(id="dialog"):
             yield Label("\n".join(lines), id="question")
@@ -382,7 +379,7 @@ class Workspace(App[None]):
         granted = {p for p in wanted if p in pane.spec.permissions}
         if need and pane.plugin is not None:
             plugin = pane.plugin
-            perms = tuple(as_wasmplug_permission(p) for p in need)
+            perms = tuple(as_permission(p) for p in need)
             request = PermissionRequest(
                 plugin=plugin.name,
                 version=plugin.manifest.version,
@@ -421,7 +418,7 @@ class Workspace(App[None]):
         previous = self.policy.store.get(  # type: ignore[union-attr]
             request.plugin, request.publisher, request.sha256
         )
-        names = {p.target.removeprefix(TARGET_PREFIX) for p in request.permissions}
+        names = {permission_name(p) for p in request.permissions}
         if previous is not None:
             names |= granted_names(previous.grants)
         return as_grants(names)

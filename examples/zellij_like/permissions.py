@@ -1,27 +1,32 @@
-"""The one permission enum of the workspace, and what needs which permission.
+"""The workspace's permissions, as application-defined wasmplug capabilities.
 
-Decisions are kept in wasmplug's :class:`~wasmplug.GrantStore`. wasmplug's own
-:class:`~wasmplug.Capability` enum covers sandbox capabilities only (folders,
-environment, HTTP, host interfaces), so each workspace permission is recorded as a
-``host-interface`` permission on a pseudo interface name,
-``wasmplug-demo:zellij/permission/<name>``; :class:`~wasmplug.GrantPolicy` then
-does the rest (remembered answers keyed by plugin name, publisher key and sha256,
-prompting for what is new).
+Each permission a pane plugin can request (the WIT ``permission`` enum) is one
+:class:`~wasmplug.Capability` defined here, with its display name and prompt
+text. Asking, remembering and checking are wasmplug's: a request is a
+:class:`~wasmplug.PermissionRequest` of ``capability.permission()`` entries
+decided by a :class:`~wasmplug.GrantPolicy` (remembered answers keyed by plugin
+name, publisher key and sha256, prompting for what is new), and an answer is
+``Grants(capabilities={...})``, checked with ``capability.granted_in(grants)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from wasmplug import Capability, Grants, Permission
 
-PERMISSIONS: dict[str, tuple[str, str]] = {
-    "read-application-state": ("Read application state", "see the input mode, tabs and panes"),
-    "change-application-state": ("Change application state", "switch tabs"),
-    "open-files": ("Open files", "ask the workspace to open files the plugin can see"),
-    "run-commands": ("Run commands", "run programs on this computer"),
-    "web-access": ("Web access", "make web requests to the sites its manifest lists"),
-    "message-plugins": ("Message other plugins", "send messages to other panes"),
+PERMISSIONS: dict[str, Capability] = {
+    name: Capability(f"wasmplug-demo:{name}", display, description)
+    for name, display, description in [
+        ("read-application-state", "Read application state", "see the input mode, tabs and panes"),
+        ("change-application-state", "Change application state", "switch tabs"),
+        ("open-files", "Open files", "ask the workspace to open files the plugin can see"),
+        ("run-commands", "Run commands", "run programs on this computer"),
+        ("web-access", "Web access", "make web requests to the sites its manifest lists"),
+        ("message-plugins", "Message other plugins", "send messages to other panes"),
+    ]
 }
-"""Permission (WIT enum case) -> (display name, description)."""
+"""Permission (WIT enum case) -> its capability."""
 
 EVENT_NEEDS = {
     "mode-update": "read-application-state",
@@ -39,19 +44,24 @@ CALL_NEEDS = {
 }
 """Host calls that fail (``err``) without a permission."""
 
-TARGET_PREFIX = "wasmplug-demo:zellij/permission/"
+_BY_ID = {cap.id: name for name, cap in PERMISSIONS.items()}
 
 
-def as_wasmplug_permission(name: str) -> Permission:
-    display, description = PERMISSIONS[name]
-    return Permission(Capability.HOST_INTERFACE, TARGET_PREFIX + name, f"{display}: {description}")
+def as_permission(name: str) -> Permission:
+    """The wasmplug permission that asks for workspace permission ``name``."""
+    return PERMISSIONS[name].permission()
+
+
+def permission_name(permission: Permission) -> str:
+    """The workspace permission a wasmplug permission asks for."""
+    return _BY_ID[permission.capability.id]
 
 
 def granted_names(grants: Grants) -> set[str]:
-    return {
-        i.removeprefix(TARGET_PREFIX) for i in grants.host_interfaces if i.startswith(TARGET_PREFIX)
-    }
+    """The workspace permissions ``grants`` grant."""
+    return {name for name, cap in PERMISSIONS.items() if cap.granted_in(grants)}
 
 
-def as_grants(names: set[str] | frozenset[str]) -> Grants:
-    return Grants(host_interfaces={TARGET_PREFIX + n for n in names})
+def as_grants(names: Iterable[str]) -> Grants:
+    """Grants of the workspace permissions ``names``."""
+    return Grants(capabilities={PERMISSIONS[n].id for n in names})

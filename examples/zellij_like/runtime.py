@@ -13,12 +13,13 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from wasmplug import Err, Grants, Plugin, PluginHost, Variant, WasmplugError
+from wasmplug import Err, Grants, Plugin, PluginHost, Variant, WasmplugError, current_plugin
 
 from .layout import PaneSpec
 from .permissions import CALL_NEEDS
@@ -31,11 +32,17 @@ WIT_DIR = Path(__file__).parent / "wit"
 """The WIT package both interfaces come from: the host offers exactly what it defines."""
 
 _tls = threading.local()
+_PANES: weakref.WeakKeyDictionary[Plugin, Pane] = weakref.WeakKeyDictionary()
 
 
 def current_pane() -> Pane:
-    """The pane whose plugin is calling (set by :meth:`Pane.call_sync` on its thread)."""
-    pane = getattr(_tls, "pane", None)
+    """The pane whose plugin is calling: found from :func:`wasmplug.current_plugin`
+    (the guest may run on a wasmplug call thread), else the pane that
+    :meth:`Pane.call_sync` set on this thread."""
+    plugin = current_plugin()
+    pane = _PANES.get(plugin) if plugin is not None else None
+    if pane is None:
+        pane = getattr(_tls, "pane", None)
     if pane is None:
         raise RuntimeError("host function called outside a pane call")
     return pane  # type: ignore[no-any-return]
@@ -79,13 +86,15 @@ class Pane:
             self.plugin = self._load(host)
 
     def _load(self, host: PluginHost) -> Plugin:
-        return host.load(
+        plugin = host.load(
             self.path,
             grants=self.grants(),
             limits=self.spec.limits,
             restart_policy=self.spec.restart,
             isolation=self.spec.isolation,
         )
+        _PANES[plugin] = self
+        return plugin
 
     def grants(self) -> Grants:
         """The layout's grants, plus the declared outbound hosts once ``web-access`` is granted."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wasmplug import CapabilityError, DirGrant, FilesystemRequest, Grants, Limits, Manifest
-from wasmplug._sandbox.grants import resolve
+from wasmplug._sandbox.capabilities import resolve
 
 
 def manifest(**kwargs: object) -> Manifest:

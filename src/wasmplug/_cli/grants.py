@@ -7,6 +7,7 @@ import datetime
 import json
 from typing import Any
 
+from wasmplug._sandbox.capabilities import show_grants
 from wasmplug._sandbox.grantstore import GrantStore, grants_to_json
 
 __all__ = ["add_commands"]
@@ -38,13 +39,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     for d in decisions:
         when = datetime.datetime.fromtimestamp(d.decided_at).isoformat(timespec="seconds")
         print(f"{d.plugin}  publisher {d.publisher or 'unsigned'}  sha256 {d.sha256[:16]}…  {when}")
-        g = d.grants
-        granted = [
-            *(f"filesystem {k} -> {v.host_path} ({v.mode})" for k, v in g.filesystem.items()),
-            *(f"env {k}" for k in g.env),
-            *(f"interface {i}" for i in sorted(g.host_interfaces)),
-            *(f"http {h}" for h in g.allowed_outbound_hosts),
-        ]
+        granted = show_grants(d.grants, show_values=args.show_values)
         print("  granted: " + (", ".join(granted) if granted else "nothing"))
     return 0
 

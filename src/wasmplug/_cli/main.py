@@ -46,6 +46,7 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.host import PluginHost
+from wasmplug._sandbox.capabilities import declared_capabilities
 from wasmplug._sandbox.grants import DirGrant, Grants
 from wasmplug._sandbox.limits import Limits
 from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
@@ -162,10 +163,7 @@ def _manifest_json(m: Manifest, embedded: bool) -> dict[str, Any]:
         "source": "embedded" if embedded else "sidecar or default",
         "name": m.name,
         "version": m.version,
-        "host-interfaces": list(m.host_interfaces),
-        "env": list(m.env),
-        "filesystem": [f"{r.guest_path} ({r.mode})" for r in m.filesystem],
-        "allowed-outbound-hosts": list(m.allowed_outbound_hosts),
+        **declared_capabilities(m),
     }
 
 

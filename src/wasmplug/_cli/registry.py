@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmplug._errors import WasmplugError
+from wasmplug._sandbox.capabilities import declared_capabilities
 from wasmplug._trust import signing as _signing
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustedKey, TrustStore
@@ -69,12 +70,7 @@ def _info_json(info: PluginInfo, store: TrustStore | None = None) -> dict[str, A
         "key-id": info.key_id,
         "signed": info.signed,
         "revoked": revoked,
-        "capabilities": {
-            "host-interfaces": list(m.host_interfaces),
-            "env": list(m.env),
-            "filesystem": [f"{r.guest_path} ({r.mode})" for r in m.filesystem],
-            "allowed-outbound-hosts": list(m.allowed_outbound_hosts),
-        },
+        "capabilities": declared_capabilities(m),
         "imports": list(info.imports),
         "exports": list(info.exports),
     }

@@ -42,8 +42,8 @@ from wasmplug._errors import (
     ManifestError,
     PluginNotFoundError,
 )
-from wasmplug._sandbox.capabilities import requested_permissions
-from wasmplug._sandbox.grants import Grants, resolve
+from wasmplug._sandbox.capabilities import Capability, requested_permissions, resolve
+from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
 from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability, wit_file
 from wasmplug._sandbox.limits import Limits, RestartPolicy
@@ -751,9 +751,20 @@ class PluginHost:
     ) -> HostInterface | None:
         """The application's provider of import ``name``, if there is one and it may be
         linked under ``grants``; otherwise adds why not to ``problems``."""
+        needed = [
+            cap for cap in Capability.all() if cap.covers(name) and cap.is_application_defined
+        ]
+        missing = [cap for cap in needed if not cap.granted_in(grants)]
+        for cap in missing:
+            problems.append(
+                f"{name}: needs capability {cap.id} ({cap.display_name}), not granted "
+                f"(Grants(capabilities={{{cap.id!r}}}))"
+            )
         provider = find_provider(name, self._providers)
         if provider is None:
             problems.append(f"{name}: not provided by the application (PluginHost.provide)")
+            return None
+        if missing:
             return None
         if provider.sensitive and not any(
             semver_compatible(name, g) or g == provider.name for g in grants.host_interfaces

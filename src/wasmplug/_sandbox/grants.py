@@ -27,10 +27,9 @@ from wasmtime import WasiConfig
 from wasmplug._errors import CapabilityError
 
 from .bound_dir import BoundDir
-from .manifest import Manifest
 from .stdio import GuestOutput
 
-__all__ = ["DirGrant", "EffectiveSandbox", "Grants", "resolve"]
+__all__ = ["DirGrant", "EffectiveSandbox", "Grants", "check_overlaps"]
 
 
 def _absolute(p: str | os.PathLike[str]) -> Path:
@@ -82,12 +81,18 @@ class Grants:
         host_interfaces: Interfaces granted when they were provided with
             ``sensitive=True``. Non-sensitive provided interfaces need no grant.
         allowed_outbound_hosts: Outbound URL patterns granted (Spin syntax).
+        capabilities: Ids of application-defined capabilities granted
+            (see :class:`~wasmplug.Capability`).
+
+    Each field is the grant of one :class:`~wasmplug.Capability` definition,
+    which also says how it is stored, merged, read from a grants file and shown.
     """
 
     filesystem: Mapping[str, DirGrant] = attrs.field(factory=dict, converter=_dirs)
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
     host_interfaces: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)
     allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    capabilities: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)
 
     @classmethod
     def none(cls) -> Grants:
@@ -110,13 +115,16 @@ class EffectiveSandbox:
     Attributes:
         preopens: Directories visible in the guest.
         env: Environment variables visible in the guest.
+        allowed_outbound_hosts: Outbound URL patterns the plugin may reach.
         denied: Human-readable notes on what was declared but not granted.
+        capabilities: Ids of the application capabilities granted.
     """
 
     preopens: tuple[Preopen, ...]
     env: tuple[tuple[str, str], ...]
     allowed_outbound_hosts: tuple[str, ...]
     denied: tuple[str, ...]
+    capabilities: frozenset[str] = frozenset()
 
     def wasi_config(self, stdout: GuestOutput | None, stderr: GuestOutput | None) -> WasiConfig:
         """Build a fresh ``WasiConfig`` for one instance.
@@ -126,12 +134,12 @@ class EffectiveSandbox:
                 directory it named at load (see :class:`BoundDir`), or cannot
                 be preopened.
         """
+        from .capabilities import GRANT_KINDS  # the definitions import this module
+
         config = WasiConfig()
         config.argv = ["plugin"]
-        if self.env:
-            config.env = [list(pair) for pair in self.env]
-        for p in self.preopens:
-            p.directory.preopen(config, writable=p.writable)
+        for cap in GRANT_KINDS:
+            cap.configure_wasi(self, config)
         if stdout is not None:
             config.stdout_custom = stdout
         if stderr is not None:
@@ -156,7 +164,7 @@ def _ancestors(directory: BoundDir) -> set[tuple[int, int]]:
     return found
 
 
-def _check_overlaps(preopens: list[Preopen]) -> None:
+def check_overlaps(preopens: list[Preopen]) -> None:
     """Refuse a grant that lies inside, or is, the directory of another writable grant."""
     for inner in preopens:
         above = _ancestors(inner.directory)
@@ -172,47 +180,3 @@ def _check_overlaps(preopens: list[Preopen]) -> None:
                     f"{outer.guest_path!r} the plugin could modify or replace it. Grant the "
                     "outer directory read-only, or grant directories that do not overlap"
                 )
-
-
-def resolve(manifest: Manifest, grants: Grants) -> EffectiveSandbox:
-    """Intersect what ``manifest`` declares with what ``grants`` allows.
-
-    Each granted directory is opened and bound to its identity here; the
-    returned sandbox holds it until :meth:`EffectiveSandbox.close`.
-
-    Raises:
-        CapabilityError: if a granted host directory does not exist or is not a
-            directory, or if a granted directory is, or lies inside, another
-            writable granted directory.
-    """
-    denied: list[str] = []
-    preopens: list[Preopen] = []
-    try:
-        for req in manifest.filesystem:
-            grant = grants.filesystem.get(req.guest_path)
-            if grant is None:
-                denied.append(f"filesystem {req.guest_path} ({req.mode}): not granted")
-                continue
-            writable = req.mode == "rw" and grant.mode == "rw"
-            if req.mode == "rw" and not writable:
-                denied.append(f"filesystem {req.guest_path}: write access not granted (read-only)")
-            directory = BoundDir(grant.host_path, req.guest_path)
-            preopens.append(Preopen(grant.host_path, req.guest_path, writable, directory))
-        _check_overlaps(preopens)
-    except BaseException:
-        for p in preopens:
-            p.directory.close()
-        raise
-    env = []
-    for key in manifest.env:
-        if key in grants.env:
-            env.append((key, grants.env[key]))
-        else:
-            denied.append(f"env {key}: not granted")
-    hosts = tuple(h for h in manifest.allowed_outbound_hosts if h in grants.allowed_outbound_hosts)
-    denied.extend(
-        f"outbound host {h}: not granted"
-        for h in manifest.allowed_outbound_hosts
-        if h not in grants.allowed_outbound_hosts
-    )
-    return EffectiveSandbox(tuple(preopens), tuple(env), hosts, tuple(denied))

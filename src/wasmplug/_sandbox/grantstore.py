@@ -27,15 +27,14 @@ from wasmplug._jsonstore import (
     JsonStore,
     as_dict,
     as_float,
-    as_list,
     as_opt_str,
     as_str,
     as_str_list,
     field,
 )
 
-from .capabilities import Permission
-from .grants import DirGrant, Grants
+from .capabilities import GRANT_KINDS, Permission, grant_attr
+from .grants import Grants
 
 __all__ = ["GrantPolicy", "GrantStore", "PermissionRequest", "StoredDecision"]
 
@@ -87,47 +86,32 @@ class StoredDecision:
 
 
 def _perm_key(p: Permission) -> str:
-    return f"{p.capability.value}:{p.target}"
+    return p.key
 
 
 def grants_to_json(g: Grants) -> dict[str, Any]:
+    """The grant store's JSON form of ``g``: one key per capability's grant."""
     return {
-        "filesystem": {k: [str(v.host_path), v.mode] for k, v in g.filesystem.items()},
-        "env": dict(g.env),
-        "host-interfaces": sorted(g.host_interfaces),
-        "allowed-outbound-hosts": list(g.allowed_outbound_hosts),
+        cap.grant_key: cap.grant_to_data(getattr(g, grant_attr(cap)))
+        for cap in GRANT_KINDS
+        if cap.grant_key
     }
 
 
-def _dir_grant(value: Any, where: str) -> DirGrant:
-    pair = as_list(value, where)
-    if len(pair) != 2:
-        raise Invalid(f"{where}: expected [host path, mode], got {len(pair)} items")
-    host, mode = as_str(pair[0], f"{where}[0]"), as_str(pair[1], f"{where}[1]")
-    if mode not in ("ro", "rw"):
-        raise Invalid(f"{where}[1]: expected 'ro' or 'rw', got {mode!r}")
-    return DirGrant(Path(host), mode)  # type: ignore[arg-type]
-
-
-def _str_dict(value: Any, where: str) -> dict[str, str]:
-    table = as_dict(value, where)
-    return {k: as_str(v, f"{where}.{k}") for k, v in table.items()}
-
-
-def grants_from_json(data: Any, where: str = "grants") -> Grants:
-    """The inverse of :func:`grants_to_json`, with every field type-checked.
+def grants_from_json(data: Any, where: str = "grants", *, toml: bool = False) -> Grants:
+    """The inverse of :func:`grants_to_json` (or a grants file's table, with ``toml``),
+    with every field type-checked by its capability.
 
     Raises:
-        Invalid: a field is missing or has the wrong type (names the field).
+        Invalid: a field has the wrong type (names the field).
     """
     table = as_dict(data, where)
-    fs = field(table, "filesystem", where, as_dict, {})
-    return Grants(
-        filesystem={k: _dir_grant(v, f"{where}.filesystem.{k}") for k, v in fs.items()},
-        env=field(table, "env", where, _str_dict, {}),
-        host_interfaces=field(table, "host-interfaces", where, as_str_list, []),
-        allowed_outbound_hosts=field(table, "allowed-outbound-hosts", where, as_str_list, []),
-    )
+    values: dict[str, Any] = {}
+    for cap in GRANT_KINDS:
+        if cap.grant_key and cap.grant_key in table:
+            at = f"{where}.{cap.grant_key}"
+            values[grant_attr(cap)] = cap.grant_from_data(table[cap.grant_key], at, toml=toml)
+    return Grants(**values)
 
 
 def _key(plugin: str, publisher: str | None, sha256: str) -> str:
@@ -228,37 +212,23 @@ def merge_grants(earlier: Grants, answer: Grants | None) -> Grants:
     if answer is None:
         return earlier
     return Grants(
-        filesystem={**earlier.filesystem, **answer.filesystem},
-        env={**earlier.env, **answer.env},
-        host_interfaces=earlier.host_interfaces | answer.host_interfaces,
-        allowed_outbound_hosts=tuple(
-            dict.fromkeys([*earlier.allowed_outbound_hosts, *answer.allowed_outbound_hosts])
-        ),
+        **{
+            grant_attr(cap): cap.merge(
+                getattr(earlier, grant_attr(cap)), getattr(answer, grant_attr(cap))
+            )
+            for cap in GRANT_KINDS
+        }
     )
-
-
-_GRANT_KEYS = ("filesystem", "env", "host-interfaces", "allowed-outbound-hosts")
 
 
 def _grants_from_toml(entry: Any, where: str, problems: list[str]) -> Grants:
     table = as_dict(entry, where)
+    known = [cap.grant_key for cap in GRANT_KINDS if cap.grant_key]
     problems.extend(
-        f"{where}.{k}: unknown key (known: {', '.join(_GRANT_KEYS)})"
-        for k in sorted(set(table) - set(_GRANT_KEYS))
+        f"{where}.{k}: unknown key (known: {', '.join(known)})"
+        for k in sorted(set(table) - set(known))
     )
-    fs: dict[str, DirGrant] = {}
-    for guest, spec in field(table, "filesystem", where, as_dict, {}).items():
-        spec = as_str(spec, f"{where}.filesystem.{guest}")
-        host_path, _, mode = spec.rpartition(":")
-        if mode not in ("ro", "rw") or not host_path:
-            host_path, mode = spec, "ro"
-        fs[guest] = DirGrant(Path(host_path), mode)  # type: ignore[arg-type]
-    return Grants(
-        filesystem=fs,
-        env=field(table, "env", where, _str_dict, {}),
-        host_interfaces=field(table, "host-interfaces", where, as_str_list, []),
-        allowed_outbound_hosts=field(table, "allowed-outbound-hosts", where, as_str_list, []),
-    )
+    return grants_from_json(table, where, toml=True)
 
 
 @attrs.define

@@ -32,9 +32,9 @@ import httpx
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.values import Err, Variant
 
+from .capabilities import HTTP_INTERFACE
 from .httpdeadline import deadline as _deadline
 from .httpdeadline import transport as _deadline_transport
-from .manifest import HTTP_INTERFACE
 from .urlpattern import DEFAULT_PORTS, HostPattern, compile_patterns, first_match
 
 __all__ = [

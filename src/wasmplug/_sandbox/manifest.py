@@ -37,9 +37,7 @@ code can always be packed, and the other way round.
 
 from __future__ import annotations
 
-import posixpath
 import re
-import reprlib
 import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,37 +46,40 @@ from typing import Any, Literal
 import attrs
 
 from wasmplug._errors import ManifestError
-from wasmplug._semver import SEMVER_RE, semver_compatible
+from wasmplug._semver import SEMVER_RE
 
+from .capabilities import (
+    DECLARABLE,
+    HTTP_INTERFACE,
+    Capability,
+    check_guest_path,
+    check_host_pattern,
+    declares_import,
+)
+from .capabilities import show_value as _show
 from .limits import Limits
-from .urlpattern import PatternError, parse_pattern
 
-__all__ = ["FilesystemRequest", "Manifest"]
+# Re-exported: their home is the capability definitions.
+_check_host_pattern = check_host_pattern
+
+__all__ = [
+    "HTTP_INTERFACE",
+    "FilesystemRequest",
+    "Manifest",
+    "check_guest_path",
+    "declares_import",
+    "undeclared_imports",
+]
 
 # Every pattern is used with fullmatch (``$`` would accept a trailing newline).
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 NAME_RE = re.compile(rf"(?:{_ID}:)?{_ID}")
-INTERFACE_RE = re.compile(rf"{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID}")
-ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-HTTP_INTERFACE = "wasmplug:host/http@0.1.0"
-"""The built-in outbound HTTP interface (``src/wasmplug/wit/http.wit``)."""
 
 SIDECAR_NAME = "wasmplug.toml"
 """File name of a development-time manifest next to an unpacked ``.wasm``."""
 
 MAX_MANIFEST_CHARS = 1 << 20
 """Longest manifest text accepted, in characters (a real one is a few hundred)."""
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlevel = 3
-
-
-def _show(value: object) -> str:
-    """``repr(value)`` cut to a readable length and depth, for messages about outside input."""
-    return _REPR.repr(value)
-
 
 MANIFEST_SECTION = "wasmplug-manifest"
 """Name of the custom section that carries an embedded manifest (TOML text)."""
@@ -263,16 +264,18 @@ class _Validator:
         caps = self.table(
             data.get("capabilities", {}),
             "capabilities",
-            {"host-interfaces", "env", "filesystem", "allowed-outbound-hosts", "stdio"},
+            {*(cap.manifest_key for cap in DECLARABLE if cap.manifest_key), "stdio"},
         )
         values: dict[str, Any] = {
             "name": name,
             "version": version,
             "description": description or "",
             "world": world,
-            "host_interfaces": self.strings(caps, "host-interfaces", "capabilities"),
-            "env": self.strings(caps, "env", "capabilities"),
-            "allowed_outbound_hosts": self.strings(caps, "allowed-outbound-hosts", "capabilities"),
+            **{
+                _attr(cap): self.strings(caps, cap.manifest_key, "capabilities")
+                for cap in DECLARABLE
+                if cap.manifest_key and cap.manifest_key != "filesystem"
+            },
             "stdio": self.string(caps, "stdio", "capabilities", default="log"),
             "filesystem": self.filesystem(caps.get("filesystem", [])),
             "limits": self.limits(data.get("limits", {})),
@@ -355,9 +358,9 @@ def _value_problems(values: dict[str, Any]) -> list[str]:
     single("version", "plugin.version", _check_version)
     single("description", "plugin.description", _check_text)
     single("world", "plugin.world", lambda v: None if v is None else _check_text(v))
-    each("host_interfaces", "capabilities.host-interfaces", _check_interface)
-    each("env", "capabilities.env", _check_env_key)
-    each("allowed_outbound_hosts", "capabilities.allowed-outbound-hosts", _check_host_pattern)
+    for cap in DECLARABLE:  # each capability's own rule for what a manifest declares
+        if cap.manifest_key and cap.manifest_key != "filesystem":
+            each(_attr(cap), f"capabilities.{cap.manifest_key}", cap.check_declared)
     single("stdio", "capabilities.stdio", _check_stdio)
     single("limits", "limits", _check_limits)
     if "filesystem" in values:
@@ -379,20 +382,6 @@ def _check_version(value: Any) -> str | None:
 
 def _check_text(value: Any) -> str | None:
     return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
-
-
-def _check_interface(value: str) -> str | None:
-    if INTERFACE_RE.fullmatch(value):
-        return None
-    return f"{_show(value)} is not a WIT interface name like 'ns:pkg/iface@1.0.0'"
-
-
-def _check_env_key(value: str) -> str | None:
-    return (
-        None
-        if ENV_KEY_RE.fullmatch(value)
-        else f"{_show(value)} is not an environment variable name"
-    )
 
 
 def _check_stdio(value: Any) -> str | None:
@@ -421,7 +410,7 @@ def _filesystem_problems(requests: Any) -> list[str]:
         if not isinstance(req.description, str):
             out.append(f"{where}.description: must be a string")
         error = (
-            check_guest_path(req.guest_path)
+            Capability.FILESYSTEM_READ.check_declared(req.guest_path)
             if isinstance(req.guest_path, str)
             else f"must be a string, got {type(req.guest_path).__name__}"
         )
@@ -434,16 +423,10 @@ def _filesystem_problems(requests: Any) -> list[str]:
     return out
 
 
-def declares_import(manifest: Manifest, name: str) -> bool:
-    """Whether ``manifest`` declares the (non-WASI) import ``name``.
-
-    An import is declared when a semver-compatible name is listed in
-    ``host-interfaces``; declaring ``allowed-outbound-hosts`` also declares
-    the built-in ``wasmplug:host/http`` interface that uses them.
-    """
-    if any(semver_compatible(name, d) for d in manifest.host_interfaces):
-        return True
-    return semver_compatible(name, HTTP_INTERFACE) and bool(manifest.allowed_outbound_hosts)
+def _attr(cap: Capability) -> str:
+    """The :class:`Manifest` attribute of a capability's manifest key."""
+    assert cap.manifest_key is not None
+    return cap.manifest_key.replace("-", "_")
 
 
 def undeclared_imports(manifest: Manifest, imports: Iterable[str]) -> list[str]:
@@ -464,27 +447,3 @@ def undeclared_imports(manifest: Manifest, imports: Iterable[str]) -> list[str]:
 
 
 _RESOURCE_FUNC = re.compile(r"^\[(?:constructor|method|static)\]([^.]+)(?:\..*)?$", re.S)
-
-
-def check_guest_path(path: str) -> str | None:
-    """Return why ``path`` is not an acceptable guest path, or ``None`` if it is."""
-    if "\0" in path:
-        return "contains a NUL byte"
-    if not path.startswith("/"):
-        return f"{_show(path)} must be absolute (start with '/')"
-    if ".." in path.split("/"):
-        return f"{_show(path)} must not contain '..'"
-    if posixpath.normpath(path) != path and path != "/":
-        return f"{_show(path)} is not normalised (use {_show(posixpath.normpath(path))})"
-    return None
-
-
-def _check_host_pattern(pattern: str) -> str | None:
-    try:
-        parse_pattern(pattern)
-    except PatternError as e:
-        return (
-            f"{_show(pattern)} is not a host pattern like 'https://api.example.com' "
-            f"or 'https://*.example.org:8443' ({e})"
-        )
-    return None
