@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from runtime.test_faults import FAULTY_WAT
-from support.blocking_wat import BLOCKING_WAT, NEVER_NS
+from support.blocking_wat import BLOCKING_WAT, NEVER_NS, STDIN_WAT
 from wasmplug import (
     HostFunctionError,
     InstantiationError,
@@ -207,7 +207,7 @@ def test_interpreter_exits_promptly_with_a_blocked_call(blocked_in: str) -> None
         f"""
         import asyncio, sys, threading, time
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
-        from support.blocking_wat import BLOCKING_WAT, NEVER_NS
+        from support.blocking_wat import BLOCKING_WAT, NEVER_NS, STDIN_WAT
         from wasmplug import Limits, Manifest, PluginHost
 
         host = PluginHost(cache_dir=False)
@@ -342,3 +342,26 @@ def test_start_up_that_blocks_is_abandoned(host: PluginHost, monkeypatch: Any) -
             manifest=Manifest(name="napper", version="0.1.0", host_interfaces=("cb",)),
         )
     assert time.perf_counter() - start < 1.0
+
+
+def test_stdin_is_never_the_hosts_and_reads_end_at_once(host: PluginHost) -> None:
+    """The guest's stdin is an empty stream, never the host's: a blocking read returns
+    ``closed`` at once even while the host's own stdin is a pipe with no data."""
+    plugin = host.load(
+        STDIN_WAT.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="reader", version="0.1.0"),
+        limits=Limits(timeout_ms=2000),
+    )
+    assert plugin.blocking_wasi == ("wasi:cli/stdin@0.2.0", "wasi:io/streams@0.2.0")
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    try:
+        os.dup2(read_end, 0)
+        start = time.perf_counter()
+        assert plugin.call("read-stdin") == 11  # err(closed)
+        assert time.perf_counter() - start < 0.5
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)

@@ -76,3 +76,52 @@ BLOCKING_WAT = r"""(component $C
 
 NEVER_NS = 2**64 - 1
 """The longest wait a guest can ask for (about 585 years)."""
+
+STDIN_WAT = r"""
+(component $C
+  (import "wasi:io/error@0.2.0" (instance $err
+    (export "error" (type (sub resource)))))
+  (alias export $err "error" (type $error))
+  (import "wasi:io/streams@0.2.0" (instance $streams
+    (alias outer $C $error (type $e))
+    (export "error" (type $ee (eq $e)))
+    (export "input-stream" (type $is (sub resource)))
+    (type $se (variant (case "last-operation-failed" (own $ee)) (case "closed")))
+    (export "stream-error" (type $sev (eq $se)))
+    (export "[method]input-stream.blocking-read"
+      (func (param "self" (borrow $is)) (param "len" u64)
+        (result (result (list u8) (error $sev)))))))
+  (alias export $streams "input-stream" (type $input))
+  (import "wasi:cli/stdin@0.2.0" (instance $stdin
+    (alias outer $C $input (type $i))
+    (export "input-stream" (type $ie (eq $i)))
+    (export "get-stdin" (func (result (own $ie))))))
+  (core module $mem
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
+      (local.get $p)))
+  (core instance $mem (instantiate $mem))
+  (core func $get (canon lower (func $stdin "get-stdin")))
+  (core func $read (canon lower (func $streams "[method]input-stream.blocking-read")
+    (memory (core memory $mem "memory")) (realloc (core func $mem "realloc"))))
+  (core module $m
+    (import "h" "get" (func $get (result i32)))
+    (import "h" "read" (func $read (param i32 i64 i32)))
+    (import "h" "memory" (memory 1))
+    ;; read one byte from stdin: 0 = ok (data), 1 = err; then the error case
+    (func (export "read-stdin") (result i32)
+      (call $read (call $get) (i64.const 1) (i32.const 64))
+      (i32.add (i32.mul (i32.load8_u (i32.const 64)) (i32.const 10))
+               (i32.load8_u (i32.const 68)))))
+  (core instance $i (instantiate $m (with "h" (instance
+    (export "get" (func $get)) (export "read" (func $read))
+    (export "memory" (memory $mem "memory"))))))
+  (func (export "read-stdin") (result u32) (canon lift (core func $i "read-stdin")))
+)
+"""
+"""Reads one byte from ``wasi:cli/stdin`` with ``input-stream.blocking-read``;
+``read-stdin`` returns 10 * (0 ok, 1 err) + the error case (0 failed, 1 closed)."""
