@@ -130,3 +130,22 @@ def test_deadline_is_checked_while_lifting(  # type: ignore[no-untyped-def]
     with pytest.raises(PluginTimeout, match="while its result was being lifted"):
         plugin.call("many", lift.CHUNK + 1, 1)
     assert plugin.metrics().faults == {"timeout": 1}
+
+
+def test_process_tier_reports_the_same_faults(host: PluginHost) -> None:
+    """In a worker process the cap and the lifting deadline give the same typed faults."""
+    from wasmplug import Manifest
+
+    host.provide("test:host/sink", {"take": len})
+    plugin = host.load(
+        COMPONENT.encode(),
+        allow_unsigned=True,
+        limits=Limits(max_result_bytes=1000),
+        manifest=Manifest(name="many", host_interfaces=("test:host/sink",)),
+        isolation="process",
+    )
+    assert plugin.call("many", 31, 0) == [""] * 31
+    with pytest.raises(ResultTooLarge):
+        plugin.call("many", 32, 0)
+    assert plugin.metrics().faults == {"result-size": 1}
+    assert plugin.call("many", 3, 1) == ["\0"] * 3

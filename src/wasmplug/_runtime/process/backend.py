@@ -46,6 +46,7 @@ from wasmplug._errors import (
     PluginFault,
     PluginTimeout,
     ReentrantCallError,
+    ResultTooLarge,
     StaleResourceError,
     WitTypeError,
     WitValueError,
@@ -628,6 +629,10 @@ class ProcessBackend:
                 f"host function {frame.host_func} raised {type(host_exc).__name__}: {host_exc}"
             )
             exc.__cause__ = host_exc
+        elif kind == "lift" and len(msg) == 4 and msg[2] in ("result-size", "timeout"):
+            # The worker's result exceeded Limits.max_result_bytes or the deadline
+            # while it was lifted there (see wasmplug._bridge.lift).
+            exc = (ResultTooLarge if msg[2] == "result-size" else PluginTimeout)(_text(msg[3]))
         elif kind == "wasm" and len(msg) == 4:
             cause, tail = _text(msg[2]), _text(msg[3])
             exc = classify(cause, guest_stderr=tail, memory_limited=self._memory_limited)

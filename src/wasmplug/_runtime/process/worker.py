@@ -38,6 +38,8 @@ from wasmplug._errors import (
     InstantiationError,
     PluginError,
     PluginFault,
+    PluginTimeout,
+    ResultTooLarge,
     StaleResourceError,
     WitTypeError,
     WitValueError,
@@ -294,7 +296,11 @@ class Server:
         except HostFunctionError:
             reply = [Op.FAULT, "host"]
         except PluginFault as e:
-            reply = [Op.FAULT, "wasm", str(e.__cause__ or ""), e.guest_stderr]
+            if e.__cause__ is None and isinstance(e, ResultTooLarge | PluginTimeout):
+                # Raised by wasmplug while lifting the result, not by wasmtime.
+                reply = [Op.FAULT, "lift", e.fault, Exception.__str__(e)]
+            else:
+                reply = [Op.FAULT, "wasm", str(e.__cause__ or ""), e.guest_stderr]
         except InstantiationError as e:
             reply = [Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *getattr(e, "__notes__", [])]
         except CapabilityError as e:  # a grant no longer names its directory: no instance
