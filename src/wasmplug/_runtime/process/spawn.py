@@ -20,10 +20,11 @@ directory instead of running ``wasmplug/__init__``, so a worker imports only the
 runtime it needs (wasmtime and the bridge), not the CLI, HTTP or signing stacks:
 that halves its start-up.
 
-Measured choice: ``multiprocessing``'s spawn context would also start a fresh
+Measured choice: ``multiprocessing``'s spawn context also starts a fresh
 interpreter, but it pickles the process object to the child and re-imports the
-application's ``__main__``; a plain ``subprocess`` start with our own msgpack
-framing does neither, and starts as fast.
+application's ``__main__``; a plain ``subprocess`` start with our own msgpack framing
+does neither. Start-up to ``import wasmtime`` done, median of 10 on the loaded 2-core
+VM: 568 ms with ``subprocess`` (``-I -S``), 595 ms with the spawn context.
 """
 
 from __future__ import annotations
