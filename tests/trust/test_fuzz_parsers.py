@@ -414,3 +414,15 @@ def test_seed_corpus_is_real() -> None:
     key = signing.load_public_key(files["public-key"])
     signing.verify(files["signed"], key)
     signing.verify(files["stripped"], key, detached_signature=files["detached"])
+
+
+def test_deep_sidecar_manifest_is_refused_at_load(tmp_path: Any) -> None:
+    """The sidecar ``wasmplug.toml`` next to an unpacked component goes through the
+    same parser: ``load`` raises ManifestError, not RecursionError."""
+    from wasmplug import PluginHost
+
+    (tmp_path / "plugin.wasm").write_bytes(corpus()["component"])
+    deep = '[plugin]\nname = "deep"\nversion = "1.0.0"\n[limits]\nfuel = '
+    (tmp_path / "wasmplug.toml").write_text(deep + "[" * 5000 + "]" * 5000 + "\n")
+    with PluginHost(cache_dir=tmp_path / "cache") as host, pytest.raises(ManifestError):
+        host.load(tmp_path / "plugin.wasm", allow_unsigned=True)

@@ -47,8 +47,9 @@ class Limits:
         memory_bytes: Total linear memory of one instance, all its memories
             together, in bytes. wasmtime limits each memory separately, so each
             of the ``memories`` allowed memories may grow to an equal share,
-            :attr:`per_memory_bytes`. ``memory.grow`` past it fails (returns -1)
-            in the guest. componentize-py components need about 12.3 MiB (197
+            :attr:`per_memory_bytes` (with ``memories=None`` nothing bounds the
+            total: each memory may grow to ``memory_bytes``). ``memory.grow`` past
+            it fails (returns -1) in the guest. componentize-py components need about 12.3 MiB (197
             pages) in their one memory just to instantiate.
         fuel: Fuel budget of one call (roughly, Wasm instructions). Needs
             ``PluginHost(consume_fuel=True)``; exhausting it raises
