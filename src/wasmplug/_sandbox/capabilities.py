@@ -14,9 +14,10 @@ models. A :class:`Capability` says, in one place:
   store, its form in a grants TOML file, how two answers merge, and how the CLI
   shows it (``grant_key``, ``grant_from_data``, ``grant_to_data``, ``merge``,
   ``show_grant``);
-- the link step: declared ∩ granted (``resolve``), and what goes into each
-  instance's WASI context (``configure_wasi``) or which import it declares
-  (``declares_import``).
+- the link step: declared ∩ granted (``resolve``: the preopens, environment,
+  hosts and application capabilities of the plugin's ``EffectiveSandbox``, which
+  each instance's WASI context is built from), and the imports a declaration
+  brings (``declares_import``: outbound hosts declare the HTTP interface).
 
 Adding a built-in capability is one new definition here (plus a field on
 ``Manifest`` and ``Grants``) and its tests; every loop below picks it up.
@@ -39,20 +40,15 @@ import re
 import reprlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from wasmtime import WasiConfig
+from typing import Any
 
 from wasmplug._jsonstore import Invalid, as_dict, as_list, as_str, as_str_list
 from wasmplug._semver import semver_compatible
 
 from .bound_dir import BoundDir
-from .capability import _REGISTRY, Capability, Permission
+from .capability import _REGISTRY, Capability, Declarations, Permission
 from .grants import DirGrant, EffectiveSandbox, Grants, Preopen, check_overlaps
 from .urlpattern import PatternError, parse_pattern
-
-if TYPE_CHECKING:
-    from .manifest import Manifest
 
 __all__ = [
     "BUILTIN",
@@ -114,7 +110,7 @@ class _FilesystemRead(Capability):
         return check_guest_path(item)
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         out: list[Permission] = []
         for req in manifest.filesystem:
@@ -123,7 +119,7 @@ class _FilesystemRead(Capability):
                 out.append(Permission(Capability.FILESYSTEM_WRITE, req.guest_path, req.description))
         return out
 
-    def resolve(self, manifest: Manifest, grants: Grants, denied: list[str]) -> dict[str, Any]:
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
         preopens: list[Preopen] = []
         try:
             for req in manifest.filesystem:
@@ -144,10 +140,6 @@ class _FilesystemRead(Capability):
                 p.directory.close()
             raise
         return {"preopens": tuple(preopens)}
-
-    def configure_wasi(self, sandbox: EffectiveSandbox, config: WasiConfig) -> None:
-        for p in sandbox.preopens:
-            p.directory.preopen(config, writable=p.writable)
 
     def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
         if isinstance(grants, EffectiveSandbox):
@@ -182,7 +174,7 @@ class _FilesystemRead(Capability):
     def show_grant(self, value: Mapping[str, DirGrant], *, show_values: bool = False) -> list[str]:
         return [f"filesystem {k} -> {v.host_path} ({v.mode})" for k, v in value.items()]
 
-    def show_declared(self, manifest: Manifest) -> list[str]:
+    def show_declared(self, manifest: Declarations) -> list[str]:
         return [f"{r.guest_path} ({r.mode})" for r in manifest.filesystem]
 
 
@@ -193,7 +185,7 @@ class _FilesystemWrite(Capability):
     __slots__ = ()
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         return []  # listed by FILESYSTEM_READ, next to the read permission it extends
 
@@ -219,11 +211,11 @@ class _Environment(Capability):
         )
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         return [Permission(self, key) for key in manifest.env]
 
-    def resolve(self, manifest: Manifest, grants: Grants, denied: list[str]) -> dict[str, Any]:
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
         env = []
         for key in manifest.env:
             if key in grants.env:
@@ -231,10 +223,6 @@ class _Environment(Capability):
             else:
                 denied.append(f"env {key}: not granted")
         return {"env": tuple(env)}
-
-    def configure_wasi(self, sandbox: EffectiveSandbox, config: WasiConfig) -> None:
-        if sandbox.env:
-            config.env = [list(pair) for pair in sandbox.env]
 
     def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
         return bool(grants.env)
@@ -251,7 +239,7 @@ class _Environment(Capability):
     def show_grant(self, value: Mapping[str, str], *, show_values: bool = False) -> list[str]:
         return [f"env {k}={v}" if show_values else f"env {k}" for k, v in value.items()]
 
-    def show_declared(self, manifest: Manifest) -> list[str]:
+    def show_declared(self, manifest: Declarations) -> list[str]:
         return list(manifest.env)
 
 
@@ -286,14 +274,14 @@ class _Http(Capability):
         return check_host_pattern(item)
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         return [Permission(self, host) for host in manifest.allowed_outbound_hosts]
 
-    def declares_import(self, manifest: Manifest, name: str) -> bool:
+    def declares_import(self, manifest: Declarations, name: str) -> bool:
         return bool(manifest.allowed_outbound_hosts) and self.covers(name)
 
-    def resolve(self, manifest: Manifest, grants: Grants, denied: list[str]) -> dict[str, Any]:
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
         granted = grants.allowed_outbound_hosts
         hosts = tuple(h for h in manifest.allowed_outbound_hosts if h in granted)
         denied.extend(
@@ -318,7 +306,7 @@ class _Http(Capability):
     def show_grant(self, value: tuple[str, ...], *, show_values: bool = False) -> list[str]:
         return [f"http {h}" for h in value]
 
-    def show_declared(self, manifest: Manifest) -> list[str]:
+    def show_declared(self, manifest: Declarations) -> list[str]:
         return list(manifest.allowed_outbound_hosts)
 
 
@@ -337,11 +325,11 @@ class _HostInterfaces(Capability):
         return f"{show_value(item)} is not a WIT interface name like 'ns:pkg/iface@1.0.0'"
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         return [Permission(self, name) for name in manifest.host_interfaces if name in sensitive]
 
-    def declares_import(self, manifest: Manifest, name: str) -> bool:
+    def declares_import(self, manifest: Declarations, name: str) -> bool:
         return any(semver_compatible(name, d) for d in manifest.host_interfaces)
 
     def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
@@ -359,7 +347,7 @@ class _HostInterfaces(Capability):
     def show_grant(self, value: frozenset[str], *, show_values: bool = False) -> list[str]:
         return [f"interface {i}" for i in sorted(value)]
 
-    def show_declared(self, manifest: Manifest) -> list[str]:
+    def show_declared(self, manifest: Declarations) -> list[str]:
         return list(manifest.host_interfaces)
 
 
@@ -371,7 +359,7 @@ class _ApplicationCapabilities(Capability):
     grant_key = "capabilities"
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         return [
             p
@@ -380,7 +368,7 @@ class _ApplicationCapabilities(Capability):
             for p in cap.permissions(manifest, sensitive)
         ]
 
-    def resolve(self, manifest: Manifest, grants: Grants, denied: list[str]) -> dict[str, Any]:
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
         return {"capabilities": frozenset(grants.capabilities)}
 
     def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> frozenset[str]:
@@ -451,7 +439,7 @@ def grant_attr(cap: Capability) -> str:
 _NEVER = ("wasi:sockets/", "wasi:http/")
 
 
-def declared_capabilities(manifest: Manifest) -> dict[str, list[str]]:
+def declared_capabilities(manifest: Declarations) -> dict[str, list[str]]:
     """What ``manifest`` declares, by manifest key, as ``inspect`` and ``list`` show it."""
     return {cap.manifest_key: cap.show_declared(manifest) for cap in DECLARABLE if cap.manifest_key}
 
@@ -483,7 +471,7 @@ def capability_for_import(name: str) -> Capability | None:
 
 
 def requested_permissions(
-    manifest: Manifest, sensitive_interfaces: frozenset[str] = frozenset()
+    manifest: Declarations, sensitive_interfaces: frozenset[str] = frozenset()
 ) -> tuple[Permission, ...]:
     """Everything ``manifest`` asks for that needs a grant.
 
@@ -499,14 +487,14 @@ def requested_permissions(
     )
 
 
-def declares_import(manifest: Manifest, name: str) -> bool:
+def declares_import(manifest: Declarations, name: str) -> bool:
     """Whether ``manifest`` declares the (non-WASI) import ``name``: a
     semver-compatible name in ``host-interfaces``, or an interface a declared
     capability brings (``allowed-outbound-hosts`` declares :data:`HTTP_INTERFACE`)."""
     return any(cap.declares_import(manifest, name) for cap in BUILTIN)
 
 
-def resolve(manifest: Manifest, grants: Grants) -> EffectiveSandbox:
+def resolve(manifest: Declarations, grants: Grants) -> EffectiveSandbox:
     """Intersect what ``manifest`` declares with what ``grants`` allows.
 
     Each granted directory is opened and bound to its identity here; the

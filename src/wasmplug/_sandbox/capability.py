@@ -10,24 +10,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import attrs
-from wasmtime import WasiConfig
 
 from wasmplug._semver import semver_compatible
 
 from .grants import EffectiveSandbox, Grants
 
-if TYPE_CHECKING:
-    from .manifest import Manifest
-
-__all__ = ["Capability", "Permission"]
+__all__ = ["Capability", "Declarations", "Permission"]
 
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 _APP_ID_RE = re.compile(rf"{_ID}:{_ID}(?:/{_ID})*")  # fullmatch; namespaced, unlike built-ins
 
 _REGISTRY: dict[str, Capability] = {}
+
+
+class Declarations(Protocol):
+    """What a manifest declares, as the capability definitions read it
+    (a :class:`~wasmplug.Manifest`)."""
+
+    @property
+    def host_interfaces(self) -> tuple[str, ...]: ...
+
+    @property
+    def env(self) -> tuple[str, ...]: ...
+
+    @property
+    def allowed_outbound_hosts(self) -> tuple[str, ...]: ...
+
+    @property
+    def filesystem(self) -> tuple[Any, ...]: ...
 
 
 class _CapabilityType(type):
@@ -148,7 +161,7 @@ class Capability(metaclass=_CapabilityType):
         return Permission(self, target, reason or self.description)
 
     def permissions(
-        self, manifest: Manifest, sensitive: frozenset[str] = frozenset()
+        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
         """What ``manifest`` asks for of this capability (application capabilities:
         one permission per declared host interface among ``imports``)."""
@@ -165,7 +178,7 @@ class Capability(metaclass=_CapabilityType):
         """Whether ``import_name`` is one of the imports that need this capability."""
         return any(_import_matches(import_name, pattern) for pattern in self.imports)
 
-    def declares_import(self, manifest: Manifest, name: str) -> bool:
+    def declares_import(self, manifest: Declarations, name: str) -> bool:
         """Whether declaring this capability in ``manifest`` declares import ``name``."""
         return False
 
@@ -186,13 +199,10 @@ class Capability(metaclass=_CapabilityType):
         """Why one declared value is invalid, or ``None``."""
         return None
 
-    def resolve(self, manifest: Manifest, grants: Grants, denied: list[str]) -> dict[str, Any]:
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
         """Declared ∩ granted: ``EffectiveSandbox`` fields; notes on what was
         declared but not granted go to ``denied``."""
         return {}
-
-    def configure_wasi(self, sandbox: EffectiveSandbox, config: WasiConfig) -> None:
-        """Put what this capability grants into one instance's WASI context."""
 
     def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> Any:
         """The ``Grants`` field from its JSON form (grant store), or its TOML form
@@ -212,7 +222,7 @@ class Capability(metaclass=_CapabilityType):
         """One line per granted item, for ``wasmplug grants list``."""
         raise NotImplementedError
 
-    def show_declared(self, manifest: Manifest) -> list[str]:
+    def show_declared(self, manifest: Declarations) -> list[str]:
         """What ``manifest`` declares of this capability, for ``inspect`` and ``list``."""
         return []
 

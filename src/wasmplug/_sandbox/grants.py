@@ -134,12 +134,12 @@ class EffectiveSandbox:
                 directory it named at load (see :class:`BoundDir`), or cannot
                 be preopened.
         """
-        from .capabilities import GRANT_KINDS  # the definitions import this module
-
         config = WasiConfig()
         config.argv = ["plugin"]
-        for cap in GRANT_KINDS:
-            cap.configure_wasi(self, config)
+        if self.env:
+            config.env = [list(pair) for pair in self.env]
+        for p in self.preopens:
+            p.directory.preopen(config, writable=p.writable)
         if stdout is not None:
             config.stdout_custom = stdout
         if stderr is not None:

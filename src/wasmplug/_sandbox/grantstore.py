@@ -263,6 +263,7 @@ class GrantPolicy:
             env = { API_KEY = "..." }
             host-interfaces = ["acme:db/query@1.0.0"]
             allowed-outbound-hosts = ["https://api.example.com"]
+            capabilities = ["acme:run-commands"]   # application-defined capabilities
 
         Every table and value is type-checked, and every problem is reported at once.
 
