@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 from wasmtime.component import Linker, LinkerInstance, ResourceType
 
+from wasmplug import _telemetry
+
 from . import callctx as _callctx
 from . import ffi as f
 from . import sigguard as _sigguard
@@ -92,9 +94,10 @@ def _trampoline(
         inst.lift_deadline = 0.0
         pyargs = [lift(args[i], inst) for i, lift in enumerate(hf.lifts)]
         try:
-            out = hf.invoke(pyargs)
-            if out.__class__ is _COROUTINE:  # an async host function
-                out = _run_coroutine(out, inst, hf.qualname)
+            if _telemetry.TRACER is None:
+                out = _invoke(hf, pyargs, inst)
+            else:  # a child span of the plugin call: the guest called its host
+                out = _traced_invoke(hf, pyargs, inst)
         except Err as e:
             if not hf.returns_result:
                 raise
@@ -114,6 +117,26 @@ def _trampoline(
             inst.host_exc = e
             inst.host_func = name
         return f.new_error(f"host function {name} raised {type(e).__name__}: {e}")
+
+
+def _invoke(hf: HostFunc, pyargs: list[Any], inst: Any) -> Any:
+    out = hf.invoke(pyargs)
+    if out.__class__ is _COROUTINE:  # an async host function
+        out = _run_coroutine(out, inst, hf.qualname)
+    return out
+
+
+def _traced_invoke(hf: HostFunc, pyargs: list[Any], inst: Any) -> Any:
+    """:func:`_invoke` in a ``wasmplug.host_call`` span; an ``err`` the host function
+    returns (by raising :class:`Err`) is an answer, not a span error."""
+    with _telemetry.span("wasmplug.host_call", {"wasmplug.host.function": hf.qualname}) as s:
+        try:
+            return _invoke(hf, pyargs, inst)
+        except Err as e:
+            err = e
+            if s is not None and s.is_recording():
+                s.set_attribute("wasmplug.outcome", "error-result")
+    raise err
 
 
 def _run_coroutine(coro: Any, inst: Any, qualname: str) -> Any:

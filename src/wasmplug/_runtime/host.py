@@ -21,6 +21,7 @@ import wasmtime
 from wasmtime import WasmtimeError
 from wasmtime.component import Component, Linker
 
+from wasmplug import _telemetry
 from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import Invoke, Linked, ResolvedImports, link_resolved
 from wasmplug._bridge.surface import HostInterface, find_provider, plan_function, plan_interface
@@ -66,6 +67,7 @@ from .callthread import CLOSE_GRACE_S
 from .engine import EpochTicker, make_engine
 from .plugin import Plugin
 from .process.backend import ProcessBackend
+from .telemetry import observe_host, plugin_attributes, stage
 
 __all__ = ["PluginHost"]
 
@@ -237,6 +239,8 @@ class PluginHost:
         self._closed = False
         # Ctrl-C during a main-thread call must not be lost in a ctypes callback.
         self._sigguard = _sigguard.install()
+        _telemetry.refresh()
+        observe_host(self)
         atexit.register(self.close)
         _on_interpreter_exit(self)
 
@@ -381,10 +385,42 @@ class PluginHost:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         isolation = self.isolation if isolation is None else isolation
         _check_isolation(isolation)
+        _telemetry.refresh()  # an SDK configured since the host was created
+        observe_host(self)
+        with _telemetry.span("wasmplug.load", {"wasmplug.isolation": isolation}) as span:
+            plugin = self._load(
+                source,
+                allow_unsigned=allow_unsigned,
+                manifest=manifest,
+                grants=grants,
+                limits=limits,
+                restart_policy=restart_policy,
+                pool_size=pool_size,
+                isolation=isolation,
+            )
+            if span is not None:
+                span.set_attributes(plugin_attributes(plugin))
+        return plugin
+
+    def _load(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        allow_unsigned: bool,
+        manifest: Manifest | None,
+        grants: Grants | None,
+        limits: Limits | None,
+        restart_policy: RestartPolicy | None,
+        pool_size: int,
+        isolation: Literal["inprocess", "process"],
+    ) -> Plugin:
         path, data = self._read(source)
         manifest = manifest or self._manifest_for(data, path)
         sha = hashlib.sha256(data).hexdigest()
-        trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
+        with stage("verify", **{"wasmplug.plugin.name": manifest.name}) as span:
+            trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
+            if span is not None:
+                span.set_attribute("wasmplug.signed", trusted is not None)
         if grants is None:
             grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
         component = self._compile(data, manifest.name)
@@ -413,7 +449,8 @@ class PluginHost:
                 spares=self.spare_workers,
             )
         else:
-            linker, linked = self._link(component, plan)
+            with stage("link", **{"wasmplug.plugin.name": manifest.name}):
+                linker, linked = self._link(component, plan)
         try:  # Plugin() creates the first instance
             plugin = Plugin(
                 host=self,
@@ -641,12 +678,22 @@ class PluginHost:
         Both caches are keyed by :func:`~wasmplug._runtime.cache.code_digest`,
         so a re-signed or re-packed file with unchanged code is a cache hit.
         """
+        with stage("compile", **{"wasmplug.plugin.name": name}) as span:
+            component, source = self._compile_from(data, name)
+            if span is not None:
+                span.set_attribute("wasmplug.compile.cache", source)
+            return component
+
+    def _compile_from(self, data: bytes, name: str) -> tuple[Component, str]:
+        """:meth:`_compile`, also saying where the component came from: ``"memory"``
+        or ``"disk"`` (cache hits) or ``"miss"`` (compiled now)."""
         key = code_digest(data)
         with self._compile_lock:
             cached = self._components.get(key)
         if cached is not None:
-            return cached
+            return cached, "memory"
         component = None
+        source = "disk"
         if self._cache is not None:
             payload = self._cache.get(key)
             if payload is not None:
@@ -655,6 +702,7 @@ class PluginHost:
                 except WasmtimeError as e:
                     log.warning("cache entry for %s unusable (%s); recompiling", name, e)
         if component is None:
+            source = "miss"
             start = time.perf_counter()
             if len(data) > 1_000_000:
                 log.info(
@@ -670,7 +718,7 @@ class PluginHost:
             if self._cache is not None:
                 self._cache.put(key, bytes(component.serialize()))
         with self._compile_lock:
-            return self._components.setdefault(key, component)
+            return self._components.setdefault(key, component), source
 
     def _plan_imports(
         self, shape: ComponentShape, manifest: Manifest, grants: Grants

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import functools
 import struct
@@ -55,6 +56,7 @@ from .instance import Instance
 from .pool import InstancePool
 from .resource_types import build_resource_classes
 from .supervisor import PluginMetrics, Supervisor
+from .telemetry import instrument
 
 if TYPE_CHECKING:
     from .host import PluginHost
@@ -191,6 +193,11 @@ class Plugin:
         # isolation="process": ``backend(self, pool_size=...)`` runs every call in
         # worker processes (see wasmplug._runtime.process); the pool stays empty.
         self._backend: ProcessBackend | None = None
+        # With an OpenTelemetry SDK configured, calls run through a span/timer
+        # wrapper bound here; otherwise the call path is untouched (telemetry.py).
+        self._tel = instrument(self, isolation="process" if backend else "inprocess")
+        if self._tel is not None:
+            self._invoke = self._tel.wrap(self._invoke)  # type: ignore[method-assign,assignment]
         if backend is not None:
             self._backend = backend(self, pool_size=pool_size)
             return
@@ -366,7 +373,10 @@ class Plugin:
 
     def _run_on_thread(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         """:meth:`_run` on the instance's call thread, waiting at most the call's budget."""
-        return self._on_thread(inst, ex, functools.partial(self._run, inst, ex, args))
+        job = functools.partial(self._run, inst, ex, args)
+        if self._tel is not None:  # host functions see the caller's span as current
+            job = functools.partial(contextvars.copy_context().run, job)
+        return self._on_thread(inst, ex, job)
 
     def _on_thread(self, inst: Instance, ex: ExportFunc | None, job: Any) -> Any:
         ct = inst.call_thread
@@ -625,6 +635,9 @@ class Plugin:
             raise self._quarantined(None)
         self._supervisor.before_instantiate()
         try:
+            if self._tel is not None:
+                inst: Instance = self._tel.timed_instantiate(functools.partial(Instance, self))
+                return inst
             return Instance(self)
         except CapabilityError as e:
             # A grant no longer names the directory it named at load: a fault of

@@ -85,6 +85,7 @@ class Supervisor:
         self.restarts = 0
         self.pending_restart = False
         self.quarantined = False
+        self.quarantines = 0  # times quarantine began
         self.last_fault: FaultRecord | None = None
         self.quarantine_reason = ""
 
@@ -106,8 +107,9 @@ class Supervisor:
             window.append(now)
             while window and now - window[0] > self.policy.window_s:
                 window.popleft()
-            if len(window) >= self.policy.max_faults:
+            if len(window) >= self.policy.max_faults and not self.quarantined:
                 self.quarantined = True
+                self.quarantines += 1
 
     def record_interrupt(self, exc: PluginFault) -> None:
         """Count a call that Ctrl-C ended: a fault in the metrics, and its instance is
@@ -121,6 +123,7 @@ class Supervisor:
     def quarantine(self, reason: str) -> None:
         """Quarantine now, for a reason other than the fault count."""
         with self._lock:
+            self.quarantines += not self.quarantined
             self.quarantined = True
             self.quarantine_reason = reason
 

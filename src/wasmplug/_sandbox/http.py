@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.values import Err, Variant
 
@@ -250,9 +251,21 @@ class HttpCapability:
         method = self._check_method(req.method)
         headers = self._headers(req.headers)
         body = None if req.body is None else bytes(req.body)
+        # The span names the host only: never the path, the query or a body.
+        where = {
+            "http.request.method": method,
+            "server.address": url.host,
+            "url.scheme": url.scheme,
+        }
         try:
-            with _deadline(deadline):
-                return self._exchange(who, patterns, method, url, headers, body, deadline)
+            with (
+                _telemetry.span("wasmplug.http", where, messages=False) as span,
+                _deadline(deadline),
+            ):
+                response = self._exchange(who, patterns, method, url, headers, body, deadline)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response["status"])
+                return response
         except _Denied as e:
             log.info("%s", e)
             _fail("denied", str(e))

@@ -1,0 +1,221 @@
+"""Traces and metrics of loads and calls, bound per plugin at load.
+
+The call path stays untouched while telemetry is off: :func:`instrument` returns
+``None`` and the plugin keeps its plain ``_invoke``. With an SDK tracer or meter
+provider configured (see :mod:`wasmplug._telemetry`), the plugin's ``_invoke`` is
+replaced by :class:`CallTelemetry`'s wrapper, which runs each call inside a
+``wasmplug.call`` span (current while the guest runs, so host functions and the
+application's own spans nest under it) and records the call-duration histogram.
+
+Counters and gauges are *observable* instruments whose callbacks read the
+figures the supervisor and the pool already keep (:meth:`Plugin.metrics`), so
+they cost nothing per call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from wasmplug import _telemetry
+from wasmplug._errors import ErrorResult, PluginFault
+
+if TYPE_CHECKING:
+    from .exports import ExportFunc
+    from .host import PluginHost
+    from .plugin import Plugin
+
+__all__ = ["CallTelemetry", "instrument", "observe_host", "stage"]
+
+_perf = time.perf_counter
+_OK = "ok"
+
+Invoke = Callable[["ExportFunc", tuple[Any, ...]], Any]
+
+
+def plugin_attributes(plugin: Plugin, isolation: str | None = None) -> dict[str, Any]:
+    """The attributes that name a plugin on every span and data point."""
+    if isolation is None:
+        isolation = "process" if plugin._backend is not None else "inprocess"
+    return {
+        "wasmplug.plugin.name": plugin.name,
+        "wasmplug.plugin.version": str(plugin.manifest.version),
+        "wasmplug.isolation": isolation,
+    }
+
+
+def outcome_of(exc: BaseException) -> tuple[str, str | None]:
+    """``(wasmplug.outcome, wasmplug.fault)`` for a call that raised ``exc``."""
+    if isinstance(exc, ErrorResult):
+        return "error-result", None  # the export answered err(E): not a fault
+    if isinstance(exc, PluginFault):
+        return "fault", exc.fault
+    if isinstance(exc, Exception):
+        return "rejected", None  # bad arguments, closed, quarantined: Wasm never ran
+    return "interrupted", "interrupted"
+
+
+class CallTelemetry:
+    """One plugin's call instrumentation (a span and/or a histogram per call)."""
+
+    def __init__(self, plugin: Plugin, tracer: Any, meter: Any, isolation: str) -> None:
+        self.tracer = tracer
+        base = plugin_attributes(plugin, isolation)
+        # One attribute dict per export, built once: the call path only indexes it.
+        self.attrs = [{**base, "wasmplug.export": ex.name} for ex in plugin._exports_list]
+        self.duration = None
+        self.instantiate = None
+        self.base = base
+        if meter is not None:
+            self.duration = meter.create_histogram(
+                "wasmplug.call.duration", unit="s", description="Duration of export calls."
+            )
+            self.instantiate = meter.create_histogram(
+                "wasmplug.instantiate.duration",
+                unit="s",
+                description="Duration of creating a plugin instance.",
+            )
+
+    def wrap(self, invoke: Invoke) -> Invoke:
+        """``invoke`` inside a ``wasmplug.call`` span, timed into the histogram."""
+        tracer = self.tracer
+        attrs = self.attrs
+        duration = self.duration
+        if tracer is None:
+            assert duration is not None
+            record = duration.record
+
+            def timed(ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+                t0 = _perf()
+                outcome = _OK
+                try:
+                    return invoke(ex, args)
+                except BaseException as e:
+                    outcome = outcome_of(e)[0]
+                    raise
+                finally:
+                    record(_perf() - t0, {**attrs[ex.index], "wasmplug.outcome": outcome})
+
+            return timed
+
+        from opentelemetry import context, trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        start_span = tracer.start_span
+        attach, detach, in_ctx = context.attach, context.detach, trace.set_span_in_context
+        internal = SpanKind.INTERNAL
+
+        def traced(ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+            a = attrs[ex.index]
+            span = start_span("wasmplug.call", kind=internal, attributes=a)
+            token = attach(in_ctx(span))
+            t0 = _perf()
+            outcome = _OK
+            try:
+                return invoke(ex, args)
+            except BaseException as e:
+                outcome, fault = outcome_of(e)
+                if span.is_recording():
+                    if fault is not None:
+                        span.set_attribute("wasmplug.fault", fault)
+                    if outcome != "error-result":
+                        span.set_status(Status(StatusCode.ERROR, f"{type(e).__name__}: {e}"))
+                        span.record_exception(e)
+                raise
+            finally:
+                elapsed = _perf() - t0
+                detach(token)
+                if span.is_recording():
+                    span.set_attribute("wasmplug.outcome", outcome)
+                span.end()
+                if duration is not None:
+                    duration.record(elapsed, {**a, "wasmplug.outcome": outcome})
+
+        return traced
+
+    def timed_instantiate(self, create: Callable[[], Any]) -> Any:
+        """Run ``create`` (a new instance) in a ``wasmplug.instantiate`` span, timed."""
+        t0 = _perf()
+        with _telemetry.span("wasmplug.instantiate", self.base):
+            inst = create()
+        if self.instantiate is not None:
+            self.instantiate.record(_perf() - t0, self.base)
+        return inst
+
+
+def instrument(plugin: Plugin, isolation: str) -> CallTelemetry | None:
+    """The plugin's call instrumentation, or ``None`` while telemetry is off."""
+    tracer, meter = _telemetry.TRACER, _telemetry.METER
+    if tracer is None and meter is None:
+        return None
+    return CallTelemetry(plugin, tracer, meter, isolation)
+
+
+def stage(name: str, **attributes: Any) -> Any:
+    """A child span of ``wasmplug.load`` (``verify``, ``compile``, ``link``...)."""
+    return _telemetry.span(f"wasmplug.load.{name}", attributes)
+
+
+# -- observable instruments: counters and gauges read from Plugin.metrics() ------------
+
+_hosts: weakref.WeakSet[PluginHost] = weakref.WeakSet()
+_observed_meter: Any = None
+_lock = threading.Lock()
+
+
+def observe_host(host: PluginHost) -> None:
+    """Report ``host``'s plugins through the observable instruments (created once per
+    meter) while it lives."""
+    global _observed_meter
+    meter = _telemetry.METER
+    with _lock:
+        _hosts.add(host)
+        if meter is None or meter is _observed_meter:
+            return
+        _observed_meter = meter
+    from opentelemetry.metrics import Observation
+
+    def per_plugin(read: Callable[[Plugin], Iterable[tuple[int, dict[str, Any]]]]) -> Any:
+        def callback(_options: Any) -> Iterator[Any]:
+            for h in list(_hosts):
+                if h.closed:
+                    continue
+                for p in h.plugins:
+                    for value, extra in read(p):
+                        yield Observation(value, {**plugin_attributes(p), **extra})
+
+        return [callback]
+
+    meter.create_observable_counter(
+        "wasmplug.calls",
+        per_plugin(lambda p: [(p.metrics().calls, {})]),
+        unit="{call}",
+        description="Export calls that returned (a value or an err result).",
+    )
+    meter.create_observable_counter(
+        "wasmplug.faults",
+        per_plugin(lambda p: [(n, {"wasmplug.fault": k}) for k, n in p.metrics().faults.items()]),
+        unit="{fault}",
+        description="Faults by class (wasmplug.fault).",
+    )
+    meter.create_observable_counter(
+        "wasmplug.restarts",
+        per_plugin(lambda p: [(p.metrics().restarts, {})]),
+        unit="{restart}",
+        description="Instances created to replace a faulted one.",
+    )
+    meter.create_observable_counter(
+        "wasmplug.quarantines",
+        per_plugin(lambda p: [(p._supervisor.quarantines, {})]),
+        unit="{quarantine}",
+        description="Times the plugin was quarantined (calls fail fast until reset).",
+    )
+    meter.create_observable_gauge(
+        "wasmplug.instances",
+        per_plugin(lambda p: [(p.metrics().instances, {})]),
+        unit="{instance}",
+        description="Live instances (worker processes with isolation='process').",
+    )

@@ -1,0 +1,280 @@
+"""OpenTelemetry: the span trees of a load and of calls, and the metrics, read back
+through the SDK's in-memory span exporter and metric reader.
+
+The SDK providers are handed to wasmplug by patching the API's global getters for
+the test only (the API lets a process set its global providers once), and the
+telemetry switch is refreshed after each test so later tests run uninstrumented.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="the dev extra installs opentelemetry-sdk")
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import StatusCode
+
+from wasmplug import Limits, Manifest, Plugin, PluginHost, PluginTimeout, PluginTrapped, _telemetry
+
+from .test_faults import FAULTY_WAT
+
+
+@attrs.define
+class Otel:
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    tracer: Any
+
+    def finished(self) -> list[ReadableSpan]:
+        return list(self.spans.get_finished_spans())
+
+    def tree(self) -> list[tuple[int, str]]:
+        """``(depth, name)`` of every finished span, parents before children."""
+        spans = self.finished()
+        children: dict[int | None, list[ReadableSpan]] = {}
+        ids = {s.context.span_id for s in spans}
+        for s in sorted(spans, key=lambda s: s.start_time or 0):
+            parent = s.parent.span_id if s.parent is not None else None
+            children.setdefault(parent if parent in ids else None, []).append(s)
+        out: list[tuple[int, str]] = []
+
+        def walk(parent: int | None, depth: int) -> None:
+            for s in children.get(parent, []):
+                out.append((depth, s.name))
+                walk(s.context.span_id, depth + 1)
+
+        walk(None, 0)
+        return out
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        assert data is not None
+        return [
+            point
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
+
+def _install(monkeypatch: pytest.MonkeyPatch, **tracer_kwargs: Any) -> Otel:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(**tracer_kwargs)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: tracer_provider)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: meter_provider)
+    return Otel(spans, reader, tracer_provider.get_tracer("app"))
+
+
+@pytest.fixture
+def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Otel]:
+    yield _install(monkeypatch)
+    monkeypatch.undo()
+    _telemetry.refresh()
+
+
+@pytest.fixture
+def host(otel: Otel, tmp_path: Path) -> Iterator[PluginHost]:
+    with PluginHost(cache_dir=tmp_path / "cache") as h:
+        yield h
+
+
+def load(host: PluginHost, otel: Otel, cb: Any = lambda x: x + 1, **kwargs: Any) -> Plugin:
+    host.provide("cb", cb)
+    plugin = host.load(
+        FAULTY_WAT.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="faulty", version="1.2.3", host_interfaces=("cb",)),
+        **kwargs,
+    )
+    otel.spans.clear()
+    return plugin
+
+
+def attrs_of(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def test_load_span_tree(host: PluginHost, otel: Otel) -> None:
+    host.provide("cb", lambda x: x)
+    data = FAULTY_WAT.encode()
+    manifest = Manifest(name="faulty", version="1.2.3", host_interfaces=("cb",))
+    host.load(data, allow_unsigned=True, manifest=manifest)
+    assert otel.tree() == [
+        (0, "wasmplug.load"),
+        (1, "wasmplug.load.verify"),
+        (1, "wasmplug.load.compile"),
+        (1, "wasmplug.load.link"),
+        (1, "wasmplug.instantiate"),
+    ]
+    by_name = {s.name: s for s in otel.finished()}
+    assert attrs_of(by_name["wasmplug.load"]) == {
+        "wasmplug.plugin.name": "faulty",
+        "wasmplug.plugin.version": "1.2.3",
+        "wasmplug.isolation": "inprocess",
+    }
+    assert attrs_of(by_name["wasmplug.load.verify"])["wasmplug.signed"] is False
+    assert attrs_of(by_name["wasmplug.load.compile"])["wasmplug.compile.cache"] == "miss"
+    otel.spans.clear()
+    host.load(data, allow_unsigned=True, manifest=manifest)  # compiled once per host
+    by_name = {s.name: s for s in otel.finished()}
+    assert attrs_of(by_name["wasmplug.load.compile"])["wasmplug.compile.cache"] == "memory"
+
+
+def test_call_with_host_call_nests_the_apps_span(host: PluginHost, otel: Otel) -> None:
+    seen: dict[str, Any] = {}
+
+    def cb(x: int) -> int:
+        with otel.tracer.start_as_current_span("app.lookup"):
+            seen.update(_telemetry.log_fields())
+        return x + 1
+
+    plugin = load(host, otel, cb)
+    assert plugin.call("call-cb", 1) == 2
+    assert otel.tree() == [
+        (0, "wasmplug.call"),
+        (1, "wasmplug.host_call"),
+        (2, "app.lookup"),
+    ]
+    call, host_call, app = sorted(otel.finished(), key=lambda s: s.start_time or 0)
+    assert attrs_of(call) == {
+        "wasmplug.plugin.name": "faulty",
+        "wasmplug.plugin.version": "1.2.3",
+        "wasmplug.isolation": "inprocess",
+        "wasmplug.export": "call-cb",
+        "wasmplug.outcome": "ok",
+    }
+    assert call.status.status_code is StatusCode.UNSET
+    assert attrs_of(host_call) == {"wasmplug.host.function": "cb"}
+    assert call.kind is trace.SpanKind.INTERNAL
+    assert seen == {
+        "trace_id": f"{app.context.trace_id:032x}",
+        "span_id": f"{app.context.span_id:016x}",
+    }
+
+
+def test_call_nests_under_the_apps_current_span(host: PluginHost, otel: Otel) -> None:
+    plugin = load(host, otel)
+    with otel.tracer.start_as_current_span("app.request"):
+        plugin.call("add", 1, 2)
+    assert otel.tree() == [(0, "app.request"), (1, "wasmplug.call")]
+
+
+def test_trapping_call_span(host: PluginHost, otel: Otel) -> None:
+    plugin = load(host, otel)
+    with pytest.raises(PluginTrapped):
+        plugin.call("boom")
+    (span,) = [s for s in otel.finished() if s.name == "wasmplug.call"]
+    a = attrs_of(span)
+    assert (a["wasmplug.export"], a["wasmplug.outcome"], a["wasmplug.fault"]) == (
+        "boom",
+        "fault",
+        "trap",
+    )
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.name for e in span.events] == ["exception"]
+    # The next call runs on a fresh instance: its span has an instantiate child.
+    otel.spans.clear()
+    assert plugin.call("add", 40, 2) == 42
+    assert otel.tree() == [(0, "wasmplug.call"), (1, "wasmplug.instantiate")]
+
+
+def test_timeout_span(host: PluginHost, otel: Otel) -> None:
+    plugin = load(host, otel, limits=Limits(timeout_ms=50))
+    with pytest.raises(PluginTimeout):
+        plugin.call("spin")
+    (span,) = otel.finished()
+    assert attrs_of(span)["wasmplug.fault"] == "timeout"
+    assert attrs_of(span)["wasmplug.outcome"] == "fault"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_failing_host_call_span(host: PluginHost, otel: Otel) -> None:
+    def cb(x: int) -> int:
+        raise LookupError("no such row")
+
+    plugin = load(host, otel, cb)
+    with pytest.raises(Exception, match="no such row"):
+        plugin.call("call-cb", 1)
+    spans = {s.name: s for s in otel.finished()}
+    assert attrs_of(spans["wasmplug.call"])["wasmplug.fault"] == "host-function"
+    host_call = spans["wasmplug.host_call"]
+    assert host_call.status.status_code is StatusCode.ERROR
+    assert attrs_of(host_call)["error.type"] == "LookupError"
+
+
+def test_counters_after_a_fault_and_a_restart(host: PluginHost, otel: Otel) -> None:
+    plugin = load(host, otel)
+    plugin.call("add", 1, 2)
+    with pytest.raises(PluginTrapped):
+        plugin.call("boom")
+    plugin.call("add", 1, 2)  # a fresh instance: one restart
+
+    def value(name: str, **match: str) -> Any:
+        want = {"wasmplug.plugin.name": "faulty", **match}
+        (point,) = [p for p in otel.points(name) if want.items() <= dict(p.attributes).items()]
+        return point
+
+    assert value("wasmplug.calls").value == 2
+    assert value("wasmplug.faults", **{"wasmplug.fault": "trap"}).value == 1
+    assert value("wasmplug.restarts").value == 1
+    assert value("wasmplug.quarantines").value == 0
+    assert value("wasmplug.instances").value == 1
+    ok = value("wasmplug.call.duration", **{"wasmplug.outcome": "ok", "wasmplug.export": "add"})
+    assert ok.count == 2
+    fault = value("wasmplug.call.duration", **{"wasmplug.outcome": "fault"})
+    assert fault.count == 1
+    assert value("wasmplug.instantiate.duration").count == 2  # at load, after the trap
+
+
+def test_sampling_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    otel = _install(monkeypatch, sampler=ALWAYS_OFF)
+    try:
+        with PluginHost(cache_dir=tmp_path / "cache") as host:
+            plugin = load(host, otel)
+            assert plugin.call("call-cb", 1) == 2
+            with pytest.raises(PluginTrapped):
+                plugin.call("boom")
+        assert otel.finished() == []
+    finally:
+        monkeypatch.undo()
+        _telemetry.refresh()
+
+
+def test_without_an_sdk_the_call_path_is_untouched(tmp_path: Path) -> None:
+    _telemetry.refresh()
+    assert _telemetry.TRACER is None
+    assert _telemetry.METER is None
+    with PluginHost(cache_dir=tmp_path / "cache") as host:
+        host.provide("cb", lambda x: x)
+        plugin = host.load(
+            FAULTY_WAT.encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="faulty", host_interfaces=("cb",)),
+        )
+        assert plugin._tel is None
+        assert plugin._invoke.__func__ is Plugin._invoke  # type: ignore[attr-defined]
+        assert plugin.call("call-cb", 4) == 4
+
+
+def test_log_fields_empty_without_a_span(otel: Otel) -> None:
+    _telemetry.refresh()
+    assert _telemetry.log_fields() == {}
+    logging.getLogger(__name__).debug("no span")  # nothing to attach: no error
