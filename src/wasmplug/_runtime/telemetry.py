@@ -32,6 +32,8 @@ __all__ = ["CallTelemetry", "instrument", "observe_host", "stage"]
 
 _perf = time.perf_counter
 _OK = "ok"
+#: The values of ``wasmplug.outcome``.
+OUTCOMES = ("ok", "error-result", "fault", "rejected", "interrupted")
 
 Invoke = Callable[["ExportFunc", tuple[Any, ...]], Any]
 
@@ -66,9 +68,23 @@ class CallTelemetry:
         base = plugin_attributes(plugin, isolation)
         # One attribute dict per export, built once: the call path only indexes it.
         self.attrs = [{**base, "wasmplug.export": ex.name} for ex in plugin._exports_list]
+        # The histogram's data points, one frozen attribute set per (export, outcome):
+        # the SDK hashes them on every record, so keep them few and build them once.
+        self.points = [
+            {
+                outcome: {
+                    "wasmplug.plugin.name": plugin.name,
+                    "wasmplug.export": ex.name,
+                    "wasmplug.outcome": outcome,
+                }
+                for outcome in OUTCOMES
+            }
+            for ex in plugin._exports_list
+        ]
         self.duration = None
         self.instantiate = None
         self.base = base
+        self.plugin_point = {"wasmplug.plugin.name": plugin.name}
         if meter is not None:
             self.duration = meter.create_histogram(
                 "wasmplug.call.duration", unit="s", description="Duration of export calls."
@@ -83,6 +99,7 @@ class CallTelemetry:
         """``invoke`` inside a ``wasmplug.call`` span, timed into the histogram."""
         tracer = self.tracer
         attrs = self.attrs
+        points = self.points
         duration = self.duration
         if tracer is None:
             assert duration is not None
@@ -97,7 +114,7 @@ class CallTelemetry:
                     outcome = outcome_of(e)[0]
                     raise
                 finally:
-                    record(_perf() - t0, {**attrs[ex.index], "wasmplug.outcome": outcome})
+                    record(_perf() - t0, points[ex.index][outcome])
 
             return timed
 
@@ -132,7 +149,7 @@ class CallTelemetry:
                     span.set_attribute("wasmplug.outcome", outcome)
                 span.end()
                 if duration is not None:
-                    duration.record(elapsed, {**a, "wasmplug.outcome": outcome})
+                    duration.record(elapsed, points[ex.index][outcome])
 
         return traced
 
@@ -142,7 +159,7 @@ class CallTelemetry:
         with _telemetry.span("wasmplug.instantiate", self.base):
             inst = create()
         if self.instantiate is not None:
-            self.instantiate.record(_perf() - t0, self.base)
+            self.instantiate.record(_perf() - t0, self.plugin_point)
         return inst
 
 
