@@ -32,16 +32,18 @@ from wasmplug import (  # noqa: E402
     PluginFault,
     PluginHost,
 )
-from wasmplug.authoring._build import build_python_component  # noqa: E402
+from wasmplug.authoring import ProgressBoard, build_python  # noqa: E402
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="  [%(name)s] %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="  [%(name)s] %(message)s")
     logging.getLogger("wasmplug.plugin").setLevel(logging.ERROR)  # keep guest tracebacks quiet
     print("1. building the plugin (componentize-py; cached after the first run)")
-    wasm = build_python_component(
-        GREETER_DIR, wit_path=GREETER_DIR / "wit", world="greeter", progress=print
-    )
+    with ProgressBoard() as board:  # live on a terminal, plain lines otherwise
+        built = build_python(GREETER_DIR, wit=GREETER_DIR / "wit", world="greeter", progress=board)
+    how = "cached" if built.cached else f"built in {built.seconds:.1f} s"
+    print(f"   {built.world}: {built.size / 1e6:.1f} MB ({how}), sha256 {built.sha256[:16]}")
+    wasm = built.path
     data_dir = Path(tempfile.mkdtemp(prefix="wasmplug-demo-"))
     (data_dir / "motd.txt").write_text("Only this directory is visible to the plugin.\n")
 
@@ -62,12 +64,13 @@ def main() -> None:
         )
         print("2. loading (compiles once, then served from the cache)")
         start = time.perf_counter()
-        plugin = host.load(
-            wasm,
-            allow_unsigned=True,  # signing arrives with the registry
-            manifest=manifest,
-            grants=Grants(filesystem={"/data": data_dir}),
-        )
+        with ProgressBoard() as board, board.task("greeter", "compiling (first time ~10 s)..."):
+            plugin = host.load(
+                wasm,
+                allow_unsigned=True,  # see docs/tutorial.md for signed plugins
+                manifest=manifest,
+                grants=Grants(filesystem={"/data": data_dir}),
+            )
         print(f"   loaded in {time.perf_counter() - start:.2f} s")
 
         print("3. typed calls")

@@ -34,9 +34,9 @@ from pathlib import Path
 import apsw
 import apsw.ext
 import apsw.shell
-import platformdirs
 
 from wasmplug import Grants, Limits, PluginHost
+from wasmplug.authoring import ProgressBoard
 
 from . import build, data
 from .fdw import ScanRecord
@@ -87,11 +87,6 @@ QUERIES = [
            FROM cars GROUP BY Origin ORDER BY cars DESC""",
     ),
 ]
-
-
-def default_state_dir() -> Path:
-    """``platformdirs.user_data_dir("wasmplug")/examples/db_wrapper``."""
-    return Path(platformdirs.user_data_dir("wasmplug")) / "examples" / "db_wrapper"
 
 
 def summarize(scans: Sequence[ScanRecord]) -> list[str]:
@@ -166,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir",
         type=Path,
-        default=default_state_dir(),
+        default=build.default_state_dir(),
         help="plugins, keys and data (default: %(default)s)",
     )
     parser.add_argument(
@@ -177,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="   [%(name)s] %(message)s")
-    logging.getLogger("wasmplug").setLevel(logging.INFO)  # "compiling ..." on the first run
     logging.getLogger("wasmplug.plugin").setLevel(logging.CRITICAL)  # guest tracebacks
     state_dir: Path = args.state_dir.absolute()
 
@@ -189,12 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with host:
         start = time.perf_counter()
-        registry = build.prepare(
-            state_dir,
-            host,
-            progress=lambda msg: print(f"   {msg}"),
-            registry_prefix=args.registry,
-        )
+        # Builds and first compiles (10-30 s each, once) are shown live, one line per plugin.
+        with ProgressBoard() as board:
+            registry = build.prepare(
+                state_dir, host, progress=board, registry_prefix=args.registry
+            )
         installed = ", ".join(f"{i.name} {i.version}" for i in registry.list())
         print(f"   registry {registry.root}: {installed}")
         print(f"   ready in {time.perf_counter() - start:.1f} s")

@@ -2,10 +2,12 @@
 
 The three plugins under ``plugins/`` are Python apps built with componentize-py
 against ``wit/`` (cached by content: the first build takes ~10 s per plugin,
-later ones ~1 ms). :func:`prepare` then makes each one a single installable
-file, the way a publisher would with ``wasmplug pack`` and ``wasmplug sign``:
-the manifest (``wasmplug.toml``) is embedded as the ``wasmplug-manifest``
-section and the file is signed with a demo key kept in ``STATE_DIR/keys``.
+later ones milliseconds). :func:`prepare` then makes each one a single installable
+file, the way a publisher would, with the public :mod:`wasmplug.authoring` API
+(what ``wasmplug pack`` and ``wasmplug sign`` run): the manifest
+(``wasmplug.toml``) is embedded as the ``wasmplug-manifest`` section and the file is
+signed with a demo key kept in ``STATE_DIR/keys``. Pass a
+:class:`~wasmplug.authoring.ProgressBoard` to see each build and first compile live.
 
 The application must trust that key for the three plugin names, and provide
 the interfaces the plugins import (``types`` has no functions, but wasmplug
@@ -28,8 +30,8 @@ name="wasmplug demo")``, creating the key pair on first use. The compile cache
 is keyed by the signed file's SHA-256, so a new state directory (a new key)
 means compiling again (~10 s per plugin); reuse one where you can.
 
-Run ``python examples/db_wrapper/build.py [STATE_DIR]`` to do it all from the
-command line (default STATE_DIR: ``.db_wrapper_state`` in the current directory).
+Run ``python -m examples.db_wrapper.build [STATE_DIR]`` to do it all from the
+command line (default STATE_DIR: the demo's directory under the user data dir).
 """
 
 from __future__ import annotations
@@ -37,33 +39,32 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+import platformdirs
+
 from wasmplug import (
+    Manifest,
     PluginHost,
     PluginNotFoundError,
+    PublicKey,
     Registry,
+    SecretKey,
     TrustedKey,
     UntrustedKeyError,
     push_plugin,
 )
-from wasmplug._fsutil import write_atomic
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
-from wasmplug._trust.signing import (
-    PublicKey,
-    SecretKey,
-    generate_keypair,
-    load_public_key,
-    load_secret_key,
-    sign,
-)
-from wasmplug._trust.wasm_sections import with_custom_section
-from wasmplug.authoring._build import build_python_component
+from wasmplug.authoring import BuiltComponent, ProgressBoard, build_python, keygen, pack, sign
 
-__all__ = ["PLUGINS", "WIT_DIR", "build_plugins", "demo_keypair", "demo_trusted_key", "prepare"]
+__all__ = [
+    "PLUGINS",
+    "WIT_DIR",
+    "build_plugins",
+    "default_state_dir",
+    "demo_keypair",
+    "demo_trusted_key",
+    "prepare",
+]
 
 HERE = Path(__file__).resolve().parent
 WIT_DIR = HERE / "wit"
@@ -78,80 +79,67 @@ PLUGINS: dict[str, Path] = {
 
 DEMO_KEY_NAME = "wasmplug demo"
 
-Progress = Callable[[str], None]
+
+def default_state_dir() -> Path:
+    """``user_data_dir("wasmplug")/examples/db_wrapper``: keys, packed plugins, registry, data."""
+    return Path(platformdirs.user_data_dir("wasmplug")) / "examples" / "db_wrapper"
 
 
-def _manifest(name: str) -> tuple[Manifest, bytes]:
+def _manifest(name: str) -> Manifest:
     path = PLUGINS[name] / "wasmplug.toml"
-    text = path.read_bytes()
-    manifest = Manifest.from_toml(text.decode("utf-8"), source=str(path))
+    manifest = Manifest.from_path(path)
     if manifest.name != name:
         raise ValueError(f"{path}: plugin.name is {manifest.name!r}, expected {name!r}")
     if not manifest.world:
         raise ValueError(f"{path}: plugin.world is needed to build the plugin")
-    return manifest, text
+    return manifest
 
 
-def _build_one(name: str, progress: Progress | None) -> Path:
-    manifest, _ = _manifest(name)
-    assert manifest.world is not None  # checked by _manifest
-
-    def report(msg: str) -> None:
-        if progress is not None:
-            progress(f"{name}: {msg}")
-
-    return build_python_component(
-        PLUGINS[name], wit_path=WIT_DIR, world=manifest.world, progress=report
-    )
-
-
-def build_plugins(progress: Progress | None = print) -> dict[str, Path]:
+def build_plugins(progress: ProgressBoard | None = None) -> dict[str, BuiltComponent]:
     """Build every plugin with componentize-py (cached by content), in parallel.
 
     Returns:
-        Plugin name -> path of the raw component in the build cache (no manifest
-        section, unsigned; do not modify it).
+        Plugin name -> the raw component in the build cache (no manifest section,
+        unsigned; do not modify the file).
 
     Raises:
         wasmplug.BuildError: componentize-py is missing or a build failed
             (``.output`` holds its output).
     """
     workers = max(1, min(len(PLUGINS), os.cpu_count() or 1))
-    start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="build") as pool:
-        futures = {name: pool.submit(_build_one, name, progress) for name in PLUGINS}
-        paths = {name: fut.result() for name, fut in futures.items()}
-    elapsed = time.perf_counter() - start
-    if progress is not None and elapsed > 1:
-        progress(f"built {len(paths)} plugins in {elapsed:.1f} s")
-    return paths
+        futures = {
+            name: pool.submit(
+                build_python,
+                PLUGINS[name],
+                wit=WIT_DIR,
+                world=str(_manifest(name).world),
+                name=name,
+                progress=progress,
+            )
+            for name in PLUGINS
+        }
+        return {name: fut.result() for name, fut in futures.items()}
 
 
-def demo_keypair(state_dir: Path) -> tuple[SecretKey, PublicKey]:
+def demo_keypair(state_dir: Path) -> tuple[Path, PublicKey]:
     """The demo signing key, ``state_dir/keys/demo.sec`` + ``demo.pub``, created on first use.
 
-    Both files are written atomically with mode 0600 (in a 0700 directory).
+    Returns:
+        The secret key file (mode 0600, in a 0700 directory) and the public key.
     """
     keys = Path(state_dir) / "keys"
     sec_path, pub_path = keys / "demo.sec", keys / "demo.pub"
     if not sec_path.is_file():
         Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        keys.mkdir(mode=0o700, exist_ok=True)
-        pair = generate_keypair()
-        # Written aside, then hard-linked into place: if another process (a
-        # parallel test worker) got there first, its key wins and stays valid.
-        tmp = keys / f".demo.sec.{os.getpid()}.{threading.get_ident()}"
-        write_atomic(tmp, pair.secret_key.to_wasmsign2_bytes(), mode=0o600)
         try:
-            os.link(tmp, sec_path)
+            keygen(pub_path, sec_path)
         except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    sk = load_secret_key(sec_path.read_bytes())
-    if not pub_path.is_file() or load_public_key(pub_path.read_bytes()).raw != sk.public_key.raw:
-        write_atomic(pub_path, sk.public_key.to_wasmsign2_bytes(), mode=0o600)
-    return sk, sk.public_key
+            pass  # a parallel process (a test worker) created it first: its key wins
+    public = SecretKey.from_bytes(sec_path.read_bytes()).public_key
+    if not pub_path.is_file() or PublicKey.from_bytes(pub_path.read_bytes()) != public:
+        pub_path.write_bytes(public.to_wasmsign2_bytes())  # the race's loser wrote its own
+    return sec_path, public
 
 
 def demo_trusted_key(state_dir: Path) -> TrustedKey:
@@ -164,7 +152,7 @@ def prepare(
     state_dir: Path,
     host: PluginHost,
     *,
-    progress: Progress | None = print,
+    progress: ProgressBoard | None = None,
     registry_prefix: str | None = None,
 ) -> Registry:
     """Build, pack, sign, precompile and install every demo plugin.
@@ -183,7 +171,9 @@ def prepare(
         state_dir: The demo's private state directory (created 0700 if missing).
         host: Compiles the plugins (into its cache) and installs them; it must
             trust :func:`demo_trusted_key`.
-        progress: Called with status messages; ``None`` for silence.
+        progress: Shows each build and first compile (10-30 s each) live;
+            ``None`` for silence.
+        registry_prefix: Push to this OCI registry prefix, then install from it.
 
     Returns:
         The registry holding the plugins (``host.load_installed(name, registry=...)``).
@@ -192,43 +182,38 @@ def prepare(
         wasmplug.BuildError: a build failed.
         wasmplug.UntrustedKeyError: ``host`` does not trust the demo key.
     """
-    say = progress or (lambda _msg: None)
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
     state_dir = Path(state_dir)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    sk, _ = demo_keypair(state_dir)
-    raw = build_plugins(progress)
+    secret_key, _ = demo_keypair(state_dir)
+    built = build_plugins(progress)
 
     packed_dir = state_dir / "packed"
     packed_dir.mkdir(mode=0o700, exist_ok=True)
     packed: dict[str, Path] = {}
-    for name, path in raw.items():
-        _, toml_bytes = _manifest(name)
-        data = with_custom_section(path.read_bytes(), MANIFEST_SECTION, toml_bytes)
-        # Ed25519 signatures are deterministic: the same input gives the same file.
-        signed = sign(data, sk, key_id=sk.key_id)
+    for name, component in built.items():
         out = packed_dir / f"{name}.wasm"
-        if not out.is_file() or out.read_bytes() != signed:
-            write_atomic(out, signed)
-        packed[name] = out
+        unsigned = pack(component.path, PLUGINS[name] / "wasmplug.toml", output=out)
+        # Ed25519 signatures are deterministic: the same input gives the same file.
+        packed[name] = sign(unsigned.path, secret_key, output=out).path or out
 
-    # A cache hit takes ~0.1 s per plugin; announce only a real compile (~10 s each).
-    start = time.perf_counter()
-    notice = threading.Timer(
-        1.0, say, [f"compiling {len(packed)} plugins in parallel (first time ~10 s each)..."]
-    )
-    notice.daemon = True
-    notice.start()
-    try:
-        shas = dict(zip(packed, host.precompile(list(packed.values())), strict=True))
-    finally:
-        notice.cancel()
-    elapsed = time.perf_counter() - start
-    if elapsed > 1:
-        say(f"compiled {len(packed)} plugins in {elapsed:.1f} s")
+    # One compile per plugin, in parallel: a cache hit takes ~0.1 s (not shown), a
+    # first compile ~10-30 s (shown live with its elapsed time).
+    def compile_one(name: str) -> str:
+        if progress is None:
+            return host.precompile([packed[name]])[0]
+        with progress.task(name, "compiling (first time ~10-30 s)..."):
+            return host.precompile([packed[name]])[0]
+
+    with concurrent.futures.ThreadPoolExecutor(len(packed), thread_name_prefix="compile") as pool:
+        shas = dict(zip(packed, pool.map(compile_one, packed), strict=True))
 
     registry = Registry(state_dir / "registry")
     for name, path in packed.items():
-        version = _manifest(name)[0].version
+        version = _manifest(name).version
         try:
             installed = registry.get(name, f"={version}")
         except PluginNotFoundError:
@@ -259,11 +244,14 @@ def prepare(
 
 
 def main(argv: list[str]) -> int:
-    state_dir = Path(argv[1] if len(argv) > 1 else ".db_wrapper_state").resolve()
-    with PluginHost(trusted_keys=[demo_trusted_key(state_dir)]) as host:
-        registry = prepare(state_dir, host)
-        for info in registry.list():
-            print(f"{info.name} {info.version}  sha256 {info.sha256[:16]}  {info.path}")
+    state_dir = Path(argv[1]).resolve() if len(argv) > 1 else default_state_dir()
+    with (
+        PluginHost(trusted_keys=[demo_trusted_key(state_dir)]) as host,
+        ProgressBoard(title="db_wrapper plugins") as board,
+    ):
+        registry = prepare(state_dir, host, progress=board)
+    for info in registry.list():
+        print(f"{info.name} {info.version}  sha256 {info.sha256[:16]}  {info.path}")
     return 0
 
 

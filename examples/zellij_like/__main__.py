@@ -1,4 +1,9 @@
-"""``python -m examples.zellij_like [--layout FILE] [--state-dir DIR] [--watch]``."""
+"""``python -m examples.zellij_like [--layout FILE] [--state-dir DIR] [--watch]``.
+
+Before the workspace opens, a start-up screen shows each plugin being built and
+compiled (a few minutes on the first run, seconds later). Keys, signed plugins and
+pane data live in ``--state-dir``, by default under the user data dir.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +15,40 @@ from pathlib import Path
 from typing import Any
 
 from wasmplug import GrantStore, PluginHost
+from wasmplug.authoring import ProgressBoard
 
 from . import build
 from .app import Workspace
 from .layout import DEFAULT_LAYOUT, load_layout
 
-DEFAULT_STATE = Path(".zellij_like_state")
-
 
 def make_app(
     *,
     layout_path: Path = DEFAULT_LAYOUT,
-    state_dir: Path = DEFAULT_STATE,
+    state_dir: Path | None = None,
     host: PluginHost | None = None,
     manual_timers: bool = False,
-    progress: build.Progress | None = None,
+    progress: ProgressBoard | None = None,
+    precompile: bool = False,
 ) -> Workspace:
-    """Build and sign the plugins the layout needs, then create the workspace."""
-    state_dir = Path(state_dir).resolve()
+    """Build and sign the plugins the layout needs, then create the workspace.
+
+    Args:
+        state_dir: Keys, signed plugins and pane data (default:
+            :func:`build.default_state_dir`, under the user data dir).
+        progress: Shows each build (and compile) live.
+        precompile: Compile every plugin now (10-30 s each the first time) rather
+            than when its pane opens.
+    """
+    state_dir = Path(state_dir if state_dir is not None else build.default_state_dir()).resolve()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     layout = load_layout(layout_path, state_dir=state_dir)
     names = sorted({p.plugin for p in layout.panes()})
     plugins = build.prepare(state_dir, names, progress=progress)
     key = build.demo_trusted_key(state_dir)
     host = host or PluginHost(trusted_keys=[key])
+    if precompile:
+        build.precompile(host, plugins, progress)
     return Workspace(
         layout,
         plugins,
@@ -119,10 +134,19 @@ def enable_watch(app: Workspace, state_dir: Path, **kw: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.zellij_like", description=__doc__)
     parser.add_argument("--layout", type=Path, default=DEFAULT_LAYOUT)
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=build.default_state_dir(),
+        help="keys, signed plugins and pane data (default: %(default)s)",
+    )
     parser.add_argument("--watch", action="store_true", help="reload plugins when they change")
     args = parser.parse_args(argv)
-    app = make_app(layout_path=args.layout, state_dir=args.state_dir, progress=print)
+    title = "zellij_like: preparing the plugins (first run: a few minutes; then seconds)"
+    with ProgressBoard(title=title) as board:
+        app = make_app(
+            layout_path=args.layout, state_dir=args.state_dir, progress=board, precompile=True
+        )
     if args.watch:
         enable_watch(app, args.state_dir)
     with app.host:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import re
@@ -24,6 +23,7 @@ from wasmplug import (
     Grants,
     GrantStore,
     PermissionRequest,
+    PluginFault,
     PluginHost,
     PluginQuarantinedError,
     TrustedKey,
@@ -43,31 +43,24 @@ from .runtime import HOST_INTERFACE, TYPES_INTERFACE, WIT_DIR, HostImpl, Pane
 __all__ = ["PermissionScreen", "Workspace"]
 
 
+# What a guest writes to stderr reaches the error pane through PluginFault.guest_stderr;
+# the log copy (``wasmplug.plugin.<name>``) would only scribble over the terminal UI.
+logging.getLogger("wasmplug.plugin").addHandler(logging.NullHandler())
+logging.getLogger("wasmplug.plugin").propagate = False
+
+
 _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
 
 
-class GuestOutput(logging.Handler):
-    """Keeps the last lines each plugin wrote to stderr (wasmplug logs them on
-    ``wasmplug.plugin.<name>``), so the error pane can show the guest's exception."""
+def _last_exception_line(stderr: str) -> str | None:
+    """The exception line of a guest's Python traceback (``ValueError: ...``), if any.
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: dict[str, collections.deque[str]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        name = record.name.removeprefix("wasmplug.plugin.")
-        buf = self.lines.setdefault(name, collections.deque(maxlen=40))
-        buf.extend(record.getMessage().splitlines())
-
-    def last_exception(self, plugin: str) -> str | None:
-        for line in reversed(self.lines.get(plugin, ())):
-            if _EXC_LINE.match(line.strip()):
-                return line.strip()
-        return None
-
-
-GUEST_OUTPUT = GuestOutput()
-logging.getLogger("wasmplug.plugin").addHandler(GUEST_OUTPUT)
+    componentize-py prints the traceback, then the Rust runtime's panic notes.
+    """
+    for line in reversed(stderr.splitlines()):
+        if _EXC_LINE.match(line.strip()):
+            return line.strip()
+    return None
 
 
 class PermissionScreen(ModalScreen[bool]):
@@ -261,7 +254,7 @@ class Workspace(App[None]):
             if pane.plugin is None:
                 await asyncio.to_thread(pane.open, self.host)
         except Exception as e:  # a plugin that cannot load is shown like a crashed one
-            pane.error = (type(e).__name__, str(e))
+            pane.error = e
             self.show_error(pane)
             return
         pane.forget_state()
@@ -276,8 +269,6 @@ class Workspace(App[None]):
         if reset and pane.plugin is not None:
             pane.plugin.reset()
         pane.error = None
-        if pane.plugin is not None:
-            GUEST_OUTPUT.lines.pop(pane.plugin.name, None)
         self.view(pane).remove_class("crashed")
         await self.start(pane)
         if pane.error is None:
@@ -311,17 +302,17 @@ class Workspace(App[None]):
             view.update(Text.from_ansi(out))
 
     def show_error(self, pane: Pane) -> None:
-        assert pane.error is not None
-        cls, msg = pane.error
+        error = pane.error
+        assert error is not None
         metrics = pane.plugin.metrics() if pane.plugin is not None else None
-        lines = ["ERROR IN PLUGIN", f"{cls}: {msg}"]
-        guest = GUEST_OUTPUT.last_exception(pane.plugin.name) if pane.plugin else None
-        if guest is not None and cls == "PluginTrapped":
+        lines = ["ERROR IN PLUGIN", f"{type(error).__name__}: {error}"]
+        guest = _last_exception_line(error.guest_stderr) if isinstance(error, PluginFault) else None
+        if guest is not None:
             lines.append(f"guest: {guest}")
         lines.append("")
         if metrics is not None:
             lines.append(f"faults: {metrics.total_faults}, restarts: {metrics.restarts}")
-        if cls == PluginQuarantinedError.__name__:
+        if isinstance(error, PluginQuarantinedError):
             lines.append("quarantined: press R to reset and restart")
         else:
             lines.append("press r to restart")

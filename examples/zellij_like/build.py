@@ -1,14 +1,17 @@
 """Build, pack and sign the zellij_like pane plugins.
 
 Each plugin under ``plugins/`` is a Python app built with componentize-py against
-``wit/`` by :func:`wasmplug.authoring._build.build_python_component`, which caches by
-content in the user cache (the first build takes ~10 s per plugin, later ones
-~1 ms). :func:`prepare` then embeds each plugin's ``wasmplug.toml`` (as
-``wasmplug pack`` does) and signs the result with a demo key kept in
-``STATE_DIR/keys`` (as ``wasmplug sign`` does). The application trusts that key
-for the plugin names only (:func:`demo_trusted_key`).
+``wit/`` by :func:`wasmplug.authoring.build_python`, which caches by content in the
+user cache (the first build takes ~10 s per plugin, later ones milliseconds).
+:func:`prepare` then embeds each plugin's ``wasmplug.toml`` (:func:`wasmplug.authoring.pack`,
+as ``wasmplug pack`` does) and signs the result with a demo key kept in
+``STATE_DIR/keys`` (:func:`wasmplug.authoring.sign`). The application trusts that key
+for the plugin names only (:func:`demo_trusted_key`). :func:`precompile` compiles the
+signed plugins into the host's compile cache (10-30 s each the first time).
 
-Run ``python -m examples.zellij_like.build [STATE_DIR]`` to do it from the command line.
+State lives under the user data dir (:func:`default_state_dir`), never in the current
+directory. Run ``python -m examples.zellij_like.build [STATE_DIR]`` to do it from the
+command line.
 """
 
 from __future__ import annotations
@@ -16,17 +19,23 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from wasmplug import TrustedKey
-from wasmplug._fsutil import write_atomic
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
-from wasmplug._trust.signing import PublicKey, SecretKey, generate_keypair, load_secret_key, sign
-from wasmplug._trust.wasm_sections import with_custom_section
-from wasmplug.authoring._build import build_python_component
+import platformdirs
 
-__all__ = ["PLUGINS", "WIT_DIR", "build_plugins", "demo_trusted_key", "manifest", "prepare"]
+from wasmplug import Manifest, PluginHost, PublicKey, SecretKey, TrustedKey
+from wasmplug.authoring import BuiltComponent, ProgressBoard, build_python, keygen, pack, sign
+
+__all__ = [
+    "PLUGINS",
+    "WIT_DIR",
+    "build_plugins",
+    "default_state_dir",
+    "demo_trusted_key",
+    "manifest",
+    "precompile",
+    "prepare",
+]
 
 HERE = Path(__file__).resolve().parent
 WIT_DIR = HERE / "wit"
@@ -37,33 +46,35 @@ PLUGINS: dict[str, Path] = {
 """Plugin name -> its directory (``app.py`` + ``wasmplug.toml``)."""
 
 DEMO_KEY_NAME = "zellij_like demo"
-Progress = Callable[[str], None]
 
 
-def manifest(name: str) -> tuple[Manifest, bytes]:
-    """The plugin's manifest, parsed and as bytes."""
-    path = PLUGINS[name] / "wasmplug.toml"
-    text = path.read_bytes()
-    return Manifest.from_toml(text.decode("utf-8"), source=str(path)), text
+def default_state_dir() -> Path:
+    """``user_data_dir("wasmplug")/examples/zellij_like``: keys, packed plugins, pane data."""
+    return Path(platformdirs.user_data_dir("wasmplug")) / "examples" / "zellij_like"
+
+
+def manifest(name: str) -> Manifest:
+    """The plugin's manifest (its ``wasmplug.toml``)."""
+    return Manifest.from_path(PLUGINS[name] / "wasmplug.toml")
 
 
 def _world(name: str) -> str:
     # "wasmplug-demo:zellij/plugin@0.1.0" -> "plugin"
-    world = manifest(name)[0].world
+    world = str(manifest(name).world)
     return world.split("/", 1)[1].split("@", 1)[0]
 
 
-def build_one(name: str, progress: Progress | None = None) -> Path:
-    """Build one plugin (cached by content); returns the raw component's path."""
-    return build_python_component(
-        PLUGINS[name], wit_path=WIT_DIR, world=_world(name), progress=progress
+def build_one(name: str, progress: ProgressBoard | None = None) -> BuiltComponent:
+    """Build one plugin (cached by content)."""
+    return build_python(
+        PLUGINS[name], wit=WIT_DIR, world=_world(name), name=name, progress=progress
     )
 
 
 def build_plugins(
-    names: list[str] | None = None, progress: Progress | None = None
-) -> dict[str, Path]:
-    """Build plugins in parallel (cached). Returns name -> raw component path."""
+    names: list[str] | None = None, progress: ProgressBoard | None = None
+) -> dict[str, BuiltComponent]:
+    """Build plugins in parallel (cached). Returns name -> the raw component."""
     names = list(PLUGINS) if names is None else names
     workers = max(1, min(len(names), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="build") as pool:
@@ -71,15 +82,20 @@ def build_plugins(
         return {n: f.result() for n, f in futures.items()}
 
 
-def demo_keypair(state_dir: Path) -> tuple[SecretKey, PublicKey]:
-    """The demo signing key ``state_dir/keys/demo.sec``, created (mode 0600) on first use."""
-    sec_path = Path(state_dir) / "keys" / "demo.sec"
+def demo_keypair(state_dir: Path) -> tuple[Path, PublicKey]:
+    """The demo signing key ``state_dir/keys/demo.sec`` (mode 0600), created on first use.
+
+    Returns:
+        The secret key file and the public key.
+    """
+    keys = Path(state_dir) / "keys"
+    sec_path = keys / "demo.sec"
     if not sec_path.is_file():
-        sec_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        pair = generate_keypair()
-        write_atomic(sec_path, pair.secret_key.to_wasmsign2_bytes(), mode=0o600)
-    sk = load_secret_key(sec_path.read_bytes())
-    return sk, sk.public_key
+        try:
+            keygen(keys / "demo.pub", sec_path)
+        except FileExistsError:
+            pass  # created meanwhile by another process: its key wins
+    return sec_path, SecretKey.from_bytes(sec_path.read_bytes()).public_key
 
 
 def demo_trusted_key(state_dir: Path) -> TrustedKey:
@@ -88,28 +104,56 @@ def demo_trusted_key(state_dir: Path) -> TrustedKey:
 
 
 def pack_and_sign(name: str, raw: Path, state_dir: Path) -> Path:
-    """Embed the manifest, sign with the demo key; writes ``state_dir/packed/NAME.wasm``."""
-    sk, _ = demo_keypair(state_dir)
-    data = with_custom_section(raw.read_bytes(), MANIFEST_SECTION, manifest(name)[1])
-    signed = sign(data, sk, key_id=sk.key_id)  # deterministic: same input, same file
+    """Embed the manifest, sign with the demo key; writes ``state_dir/packed/NAME.wasm``
+    (and the unsigned ``state_dir/unsigned/NAME.wasm``)."""
+    secret_key, _ = demo_keypair(state_dir)
     out = Path(state_dir) / "packed" / f"{name}.wasm"
     out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not out.is_file() or out.read_bytes() != signed:
-        write_atomic(out, signed)
+    # Both steps rewrite the file only when its bytes change (Ed25519 is deterministic),
+    # so --watch sees a change only when a plugin really changed.
+    unsigned = Path(state_dir) / "unsigned" / f"{name}.wasm"
+    packed = pack(raw, PLUGINS[name] / "wasmplug.toml", output=unsigned)
+    sign(packed.path, secret_key, output=out)
     return out
 
 
 def prepare(
-    state_dir: Path, names: list[str] | None = None, progress: Progress | None = None
+    state_dir: Path, names: list[str] | None = None, progress: ProgressBoard | None = None
 ) -> dict[str, Path]:
     """Build, pack and sign the plugins. Returns name -> signed ``.wasm`` path."""
-    raw = build_plugins(names, progress)
-    return {name: pack_and_sign(name, path, state_dir) for name, path in raw.items()}
+    built = build_plugins(names, progress)
+    return {name: pack_and_sign(name, b.path, state_dir) for name, b in built.items()}
+
+
+def precompile(
+    host: PluginHost, plugins: dict[str, Path], progress: ProgressBoard | None = None
+) -> None:
+    """Compile the signed plugins into ``host``'s compile cache, in parallel.
+
+    A cache hit takes ~0.1 s and is not shown; a first compile takes 10-30 s per
+    plugin and is shown on ``progress`` with its elapsed time.
+    """
+
+    def compile_one(name: str) -> None:
+        if progress is None:
+            host.precompile([plugins[name]])
+            return
+        with progress.task(name, "compiling (first time ~10-30 s)..."):
+            host.precompile([plugins[name]])
+
+    if not plugins:
+        return
+    with concurrent.futures.ThreadPoolExecutor(len(plugins), thread_name_prefix="compile") as pool:
+        list(pool.map(compile_one, plugins))
 
 
 def main(argv: list[str]) -> int:
-    state_dir = Path(argv[1] if len(argv) > 1 else ".zellij_like_state").resolve()
-    for name, path in prepare(state_dir, progress=print).items():
+    state_dir = Path(argv[1]).resolve() if len(argv) > 1 else default_state_dir()
+    with ProgressBoard(title="zellij_like plugins") as board:
+        plugins = prepare(state_dir, progress=board)
+        with PluginHost() as host:
+            precompile(host, plugins, board)
+    for name, path in plugins.items():
         print(f"{name}: {path}")
     return 0
 

@@ -61,7 +61,7 @@ class Pane:
         self.pending_permission = False
         self.held: list[Variant] = []
         self.effects: list[tuple[Any, ...]] = []
-        self.error: tuple[str, str] | None = None  # (fault class, message)
+        self.error: Exception | None = None  # the fault (or load failure) the pane shows
         self.error_at = 0.0  # time.monotonic() of the last fault
         self.output = ""
         self.timers: list[Any] = []  # Textual timer handles, or fire callbacks in manual mode
@@ -152,7 +152,7 @@ class Pane:
         try:
             return True, self.call_sync(export, *args)
         except WasmplugError as e:
-            self.error = (type(e).__name__, str(e))
+            self.error = e
             self.error_at = time.monotonic()
             return False, e
 

@@ -68,8 +68,12 @@ from wasmplug._errors import VersionConflictError as VersionConflictError
 from wasmplug._errors import WasmplugError as WasmplugError
 from wasmplug._errors import WitTypeError as WitTypeError
 from wasmplug._errors import WitValueError as WitValueError
+from wasmplug._runtime.describe import ComponentDescription as ComponentDescription
+from wasmplug._runtime.describe import FunctionDescription as FunctionDescription
+from wasmplug._runtime.describe import InterfaceDescription as InterfaceDescription
 from wasmplug._runtime.exports import Exports as Exports
 from wasmplug._runtime.host import PluginHost as PluginHost
+from wasmplug._runtime.host import inspect as inspect
 from wasmplug._runtime.plugin import Plugin as Plugin
 from wasmplug._runtime.supervisor import FaultRecord as FaultRecord
 from wasmplug._runtime.supervisor import PluginMetrics as PluginMetrics
@@ -106,6 +110,7 @@ __all__ = [
     "CacheError",
     "Capability",
     "CapabilityError",
+    "ComponentDescription",
     "DigestMismatchError",
     "DirGrant",
     "DistributionError",
@@ -115,6 +120,7 @@ __all__ = [
     "FaultRecord",
     "FilesystemRequest",
     "FuelExhausted",
+    "FunctionDescription",
     "GrantPolicy",
     "GrantPolicyError",
     "GrantStore",
@@ -125,6 +131,7 @@ __all__ = [
     "HttpCapability",
     "InstallRefusedError",
     "InstantiationError",
+    "InterfaceDescription",
     "InvalidComponentError",
     "InvalidReferenceError",
     "KeyFormatError",
@@ -186,6 +193,7 @@ __all__ = [
     "WitValueError",
     "__version__",
     "current_plugin",
+    "inspect",
     "pull_plugin",
     "push_plugin",
 ]

@@ -206,7 +206,7 @@ def test_pane_project_builds_and_passes_its_tests(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="needs node+npm")
 def test_js_project_new_build_test_sign_load(tmp_path: Path) -> None:
     root = new_project("hello-js", language="javascript", output_dir=tmp_path)
-    built = build_project(root)
+    built = build_project(root).path
     _generated_tests(root)
     log = RecordingHost()
     provide = {"acme:hello-js/host@0.1.0": log}

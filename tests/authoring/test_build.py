@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import textwrap
 from pathlib import Path
@@ -91,30 +92,41 @@ def test_missing_tool_raises_build_error(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with pytest.raises(BuildError, match="pip install componentize-py"):
-        _build.build_python_component(app, wit_path=app / "wit", world="w")
+        _build.build_python(app, wit=app / "wit", world="w")
 
 
 def test_build_is_cached_atomic_and_copied(app: Path, tmp_path: Path, fake_tool: Path) -> None:
     cache = tmp_path / "cache" / "builds"
-    messages: list[str] = []
-    out = _build.build_python_component(
-        app, wit_path=app / "wit", world="w", cache_dir=cache, progress=messages.append
+    events: list[_build.ProgressEvent] = []
+    built = _build.build_python(
+        app, wit=app / "wit", world="w", cache_dir=cache, progress=events.append
     )
+    out = built.path
+    assert not built.cached
+    assert built.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert built.size == out.stat().st_size
+    assert built.tool == "componentize-py 0.0.0-fake"
     assert out.parent == cache
     assert out.name == key(app, tool_version="componentize-py 0.0.0-fake") + ".wasm"
     assert out.read_bytes().startswith(b"\0asm")
     assert [p.name for p in cache.iterdir()] == [out.name], "no temporary files left"
     assert cache.stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
-    assert messages[0].startswith("building w with componentize-py")
-    assert messages[1].startswith("built w in ")
+    assert [(e.target, e.action, e.status) for e in events] == [
+        ("w", "build", "started"),
+        ("w", "build", "finished"),
+    ]
+    assert str(events[0]).startswith("building w with componentize-py")
+    assert str(events[1]).startswith("built w in ")
+    assert events[1].elapsed_s == built.seconds > 0
     assert "--stub-wasi" not in fake_tool.read_text()
 
     dest = tmp_path / "dist" / "w.wasm"
-    again = _build.build_python_component(
-        app, wit_path=app / "wit", world="w", cache_dir=cache, output=dest
-    )
-    assert again == dest
+    again = _build.build_python(app, wit=app / "wit", world="w", cache_dir=cache, output=dest)
+    assert again.path == dest
+    assert again.cached
+    assert again.seconds == 0.0
+    assert again.sha256 == built.sha256
     assert dest.read_bytes() == out.read_bytes()
     assert len(fake_tool.read_text().splitlines()) == 1, "second call must hit the cache"
     assert [p.name for p in dest.parent.iterdir()] == ["w.wasm"]
@@ -123,16 +135,23 @@ def test_build_is_cached_atomic_and_copied(app: Path, tmp_path: Path, fake_tool:
 def test_failed_build_raises_and_leaves_nothing(app: Path, tmp_path: Path, fake_tool: Path) -> None:
     (app / "app.py").write_text("fail\n")
     cache = tmp_path / "cache"
+    events: list[_build.ProgressEvent] = []
     with pytest.raises(BuildError, match="exit status 1") as info:
-        _build.build_python_component(app, wit_path=app / "wit", world="w", cache_dir=cache)
+        _build.build_python(
+            app, wit=app / "wit", world="w", cache_dir=cache, name="my-plugin",
+            progress=events.append,
+        )  # fmt: skip
     assert "fake failure" in info.value.output
+    assert [(e.target, e.status) for e in events] == [
+        ("my-plugin", "started"),
+        ("my-plugin", "failed"),
+    ]
+    assert "exit status 1" in events[1].message
     assert list(cache.iterdir()) == []
 
 
 def test_stub_wasi_is_passed(app: Path, tmp_path: Path, fake_tool: Path) -> None:
-    _build.build_python_component(
-        app, wit_path=app / "wit", world="w", cache_dir=tmp_path / "c", stub_wasi=True
-    )
+    _build.build_python(app, wit=app / "wit", world="w", cache_dir=tmp_path / "c", stub_wasi=True)
     assert "--stub-wasi" in fake_tool.read_text()
 
 

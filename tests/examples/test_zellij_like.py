@@ -23,7 +23,7 @@ from examples.zellij_like.__main__ import enable_watch, make_app
 from examples.zellij_like.app import PaneView, PermissionScreen, Workspace
 
 from wasmplug import PluginHost, Variant
-from wasmplug._cli.sign import write_atomic
+from wasmplug._fsutil import write_atomic
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wasmplug.authoring._build import build_python_component
+from wasmplug.authoring import build_js, build_python
 
 PLUGINS_DIR = Path(__file__).parent.parent / "plugins"
 GREETER_DIR = PLUGINS_DIR / "greeter"
@@ -24,7 +24,7 @@ def build_greeter() -> Path:
     Returns:
         Path of the ~18 MB component file in the build cache.
     """
-    return build_python_component(GREETER_DIR, wit_path=GREETER_DIR / "wit", world=GREETER_WORLD)
+    return build_python(GREETER_DIR, wit=GREETER_DIR / "wit", world=GREETER_WORLD).path
 
 
 GREETER_JS_DIR = PLUGINS_DIR / "greeter-js"
@@ -40,11 +40,9 @@ def build_greeter_js() -> Path:
     Returns:
         Path of the ~12 MB component file in the build cache.
     """
-    from wasmplug.authoring._build import build_js_component
-
-    return build_js_component(
-        GREETER_JS_DIR / "app.js", wit_path=GREETER_JS_DIR / "wit", world=GREETER_JS_WORLD
-    )
+    return build_js(
+        GREETER_JS_DIR / "app.js", wit=GREETER_JS_DIR / "wit", world=GREETER_JS_WORLD
+    ).path
 
 
 PROBER_DIR = PLUGINS_DIR / "prober"
@@ -58,4 +56,4 @@ def build_prober() -> Path:
     Returns:
         Path of the ~18 MB component file in the build cache.
     """
-    return build_python_component(PROBER_DIR, wit_path=PROBER_DIR / "wit", world=PROBER_WORLD)
+    return build_python(PROBER_DIR, wit=PROBER_DIR / "wit", world=PROBER_WORLD).path

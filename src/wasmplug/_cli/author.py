@@ -10,17 +10,13 @@ import sys
 from pathlib import Path
 
 from wasmplug._errors import BuildError
-from wasmplug._fsutil import write_atomic
-from wasmplug.authoring._project import LANGUAGES, WORLDS, build_project, new_project
+from wasmplug.authoring import ProgressBoard, bindgen, build_project, new_project
+from wasmplug.authoring._project import LANGUAGES, WORLDS
 
 __all__ = ["add_commands"]
 
 
 # -- commands ---------------------------------------------------------------------------
-
-
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -35,25 +31,29 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     try:
-        dest = build_project(args.project, output=args.output, progress=_progress)
+        with ProgressBoard() as board:
+            packed = build_project(args.project, output=args.output, progress=board)
     except BuildError as e:
         if e.output:  # the tool's own diagnosis, in full, before the one-line error
             print(e.output.rstrip(), file=sys.stderr)
             raise BuildError(str(e).split("\n", 1)[0]) from None
         raise
-    print(dest)
+    print(f"{packed.size / 1e6:.1f} MB, sha256 {packed.sha256[:16]}...", file=sys.stderr)
+    print(packed.path)
     return 0
 
 
 def cmd_bindgen(args: argparse.Namespace) -> int:
-    from wasmplug.authoring._bindgen import generate_bindings
-
-    code = generate_bindings(Path(args.component), cache_dir=args.cache_dir)
-    if args.output in (None, "-"):
-        sys.stdout.write(code)
+    with (
+        ProgressBoard(show_after_s=1.0) as board,
+        board.task(Path(args.component).name, "compiling to read its types (first time ~10 s)"),
+    ):
+        out = None if args.output in (None, "-") else Path(args.output)
+        bindings = bindgen(Path(args.component), output=out, cache_dir=args.cache_dir)
+    if out is None:
+        sys.stdout.write(bindings.code)
     else:
-        write_atomic(Path(args.output), code.encode("utf-8"))
-        print(f"wrote {args.output}", file=sys.stderr)
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

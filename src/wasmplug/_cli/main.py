@@ -21,7 +21,6 @@ Failures print one line, ``wasmplug: error: ...``, on stderr.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from wasmplug._bridge.jsonvalues import from_json, to_json
-from wasmplug._bridge.wit import ComponentShape, FuncSig, read_shape
 from wasmplug._errors import (
     CapabilityError,
     DistributionError,
@@ -46,13 +44,10 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.host import PluginHost
-from wasmplug._sandbox.capabilities import declared_capabilities
 from wasmplug._sandbox.grants import DirGrant, Grants
 from wasmplug._sandbox.limits import Limits
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
-from wasmplug._trust import signing as _signing
-from wasmplug._trust import wasm_sections as ws
-from wasmplug._trust.store import TrustStore, content_sha256
+from wasmplug._trust.store import TrustStore
+from wasmplug.authoring import ProgressBoard
 
 from ._common import (
     EXIT_ERR_RESULT,
@@ -95,76 +90,41 @@ def _parse_grant(spec: str, grants: dict[str, Any]) -> None:
         )
 
 
-def _sig_line(name: str, sig: FuncSig) -> str:
-    return f"{name}: {sig}"
-
-
-def _describe(shape: ComponentShape) -> dict[str, Any]:
-    def iface(items: dict[str, Any]) -> dict[str, list[str]]:
-        return {
-            name: [_sig_line(s.name, s) for s in i.functions]
-            + [f"resource {r.name}" for r in i.resources]
-            for name, i in items.items()
-        }
-
-    return {
-        "imports": iface(shape.imports),
-        "import-functions": [_sig_line(s.name, s) for s in shape.import_functions],
-        "exports": iface(shape.exports),
-        "export-functions": [_sig_line(s.name, s) for s in shape.export_functions],
-    }
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    data = path.read_bytes()
-    with PluginHost(cache_dir=args.cache_dir) as host:
-        component = host._compile(data, path.stem)
-        shape = read_shape(host._engine, component)
-        manifest = host._manifest_for(data, path)
-        embedded = ws.get_custom_section(data, MANIFEST_SECTION) is not None
-    try:
-        sigs = _signing.signatures(data)
-    except SignatureError:
-        sigs = []
-    info: dict[str, Any] = {
-        "path": str(path),
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "content-sha256": content_sha256(data),
-        "manifest": _manifest_json(manifest, embedded),
-        "signatures": [(s.key_id or b"").hex() or "(anonymous)" for s in sigs],
-        **_describe(shape),
-    }
+    doing = "compiling to read its types (first time: 10-30 s for a large component)"
+    with (
+        ProgressBoard(show_after_s=1.0) as board,
+        board.task(path.name, doing),
+        PluginHost(cache_dir=args.cache_dir) as host,
+    ):
+        info = host.inspect(path)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info.to_json(), indent=2))
         return EXIT_OK
-    print(f"{info['path']}  {info['size']} bytes  sha256 {info['sha256']}")
-    print(f"content sha256 (without signatures) {info['content-sha256']}")
-    m = info["manifest"]
-    print(f"manifest ({m['source']}): {manifest.name} {manifest.version}")
-    for key in ("host-interfaces", "env", "filesystem", "allowed-outbound-hosts"):
-        if m[key]:
-            print(f"  {key}: {', '.join(map(str, m[key]))}")
-    print(f"signatures: {', '.join(info['signatures']) or 'none'}")
-    for title, key in (("imports", "imports"), ("exports", "exports")):
+    print(f"{info.path}  {info.size} bytes  sha256 {info.sha256}")
+    print(f"content sha256 (without signatures) {info.content_sha256}")
+    m = info.to_json()["manifest"]
+    print(f"manifest ({info.manifest_source}): {info.manifest.name} {info.manifest.version}")
+    for key, values in m.items():
+        if key not in ("source", "name", "version") and values:
+            print(f"  {key}: {', '.join(map(str, values))}")
+    keys = [k or "(anonymous)" for k in info.signatures]
+    print(f"signatures: {', '.join(keys) or 'none'}")
+    for title, ifaces, funcs in (
+        ("imports", info.imports, info.import_functions),
+        ("exports", info.exports, info.export_functions),
+    ):
         print(f"{title}:")
-        for name, funcs in info[key].items():
-            print(f"  {name}")
-            for line in funcs:
-                print(f"    {line}")
-        for line in info[f"{key[:-1]}-functions"]:
-            print(f"  {line}")
+        for iface in ifaces:
+            print(f"  {iface.name}")
+            for f in iface.functions:
+                print(f"    {f}")
+            for r in iface.resources:
+                print(f"    resource {r}")
+        for f in funcs:
+            print(f"  {f}")
     return EXIT_OK
-
-
-def _manifest_json(m: Manifest, embedded: bool) -> dict[str, Any]:
-    return {
-        "source": "embedded" if embedded else "sidecar or default",
-        "name": m.name,
-        "version": m.version,
-        **declared_capabilities(m),
-    }
 
 
 def cmd_call(args: argparse.Namespace) -> int:

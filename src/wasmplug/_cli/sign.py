@@ -11,59 +11,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wasmplug._errors import KeyFormatError, SignatureError
-from wasmplug._fsutil import write_atomic
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
+from wasmplug._errors import SignatureError
 from wasmplug._trust import signing as _signing
-from wasmplug._trust import wasm_sections as ws
+from wasmplug.authoring import keygen, pack, sign
 
 __all__ = ["add_commands"]
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    manifest_text = Path(args.manifest).read_text(encoding="utf-8")
-    Manifest.from_toml(manifest_text, source=str(args.manifest))  # validate before embedding
-    data = Path(args.component).read_bytes()
-    if _signing.signatures(data):
-        data = _signing.strip_signature(data)
+    packed = pack(Path(args.component), Path(args.manifest), output=Path(args.output))
+    if packed.removed_signature:
         print("note: the input was signed; its signature was removed (sign the packed file)")
-    packed = ws.with_custom_section(data, MANIFEST_SECTION, manifest_text.encode("utf-8"))
-    write_atomic(Path(args.output), packed)
-    print(f"packed {args.component} + {args.manifest} -> {args.output} ({len(packed)} bytes)")
+    print(f"packed {args.component} + {args.manifest} -> {args.output} ({packed.size} bytes)")
     return 0
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    pair = _signing.generate_keypair()
-    write_atomic(Path(args.secret_key), pair.secret_key.to_wasmsign2_bytes(), mode=0o600)
-    write_atomic(Path(args.public_key), pair.public_key.to_wasmsign2_bytes())
-    print(f"key id {pair.key_id.hex()}")
+    keys = keygen(Path(args.public_key), Path(args.secret_key), overwrite=True)
+    print(f"key id {keys.key_id}")
     print(f"public key: {args.public_key}\nsecret key: {args.secret_key} (keep it private)")
     return 0
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    sk = _signing.load_secret_key(Path(args.secret_key).read_bytes())
-    if args.public_key:
-        pk = _signing.load_public_key(Path(args.public_key).read_bytes())
-        if pk.raw != sk.public_key.raw:
-            raise KeyFormatError("the public key (-K) does not match the secret key (-k)")
-    data = Path(args.input).read_bytes()
-    if args.signature_file:
-        sig_path = Path(args.signature_file)
-        previous = sig_path.read_bytes() if sig_path.exists() else None
-        detached = _signing.sign(
-            data, sk, key_id=sk.key_id, detached=True, detached_signature=previous
-        )
-        write_atomic(sig_path, detached)
-        if args.output and Path(args.output) != Path(args.input):
-            write_atomic(Path(args.output), data)
-        print(f"signed (detached) with key id {sk.key_id.hex()} -> {sig_path}")
-        return 0
-    if not args.output:
+    if not args.output and not args.signature_file:
         raise SignatureError("-o OUT is required for an embedded signature")
-    write_atomic(Path(args.output), _signing.sign(data, sk, key_id=sk.key_id))
-    print(f"signed with key id {sk.key_id.hex()} -> {args.output}")
+    signed = sign(
+        Path(args.input), Path(args.secret_key), output=args.output,
+        public_key=args.public_key, signature_file=args.signature_file,
+    )  # fmt: skip
+    if signed.signature_file is not None:
+        print(f"signed (detached) with key id {signed.key_id} -> {signed.signature_file}")
+    else:
+        print(f"signed with key id {signed.key_id} -> {signed.path}")
     return 0
 
 

@@ -64,12 +64,13 @@ from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 from .aio import HostLoop
 from .cache import CompileCache, code_digest, default_cache_dir
 from .callthread import CLOSE_GRACE_S
+from .describe import ComponentDescription, ManifestSource, describe
 from .engine import EpochTicker, make_engine
 from .plugin import Plugin
 from .process.backend import ProcessBackend
 from .telemetry import observe_host, plugin_attributes, stage
 
-__all__ = ["PluginHost"]
+__all__ = ["PluginHost", "inspect"]
 
 log = logging.getLogger("wasmplug")
 
@@ -614,6 +615,31 @@ class PluginHost:
             fut.result()
         return shas
 
+    def inspect(self, source: str | os.PathLike[str] | bytes) -> ComponentDescription:
+        """Describe a component without loading it: what ``wasmplug inspect`` shows.
+
+        The component is compiled (or taken from the compile cache) to read its
+        types; nothing is verified, linked or instantiated, and no grant is asked for.
+
+        Args:
+            source: Path to a ``.wasm`` component, or its bytes (binary or WAT text).
+
+        Returns:
+            Its digests, manifest (embedded, else a sidecar ``wasmplug.toml``, else the
+            default), signatures' key ids, and the WIT signature of every import and
+            export.
+
+        Raises:
+            InvalidComponentError: the bytes are not a valid component.
+            ManifestError: the embedded or sidecar manifest is invalid.
+            PluginClosedError: the host is closed.
+        """
+        self._check_open()
+        path, data = self._read(source)
+        manifest, where = self._find_manifest(data, path)
+        shape = read_shape(self._engine, self._compile(data, manifest.name))
+        return describe(data, path, shape, manifest, where)
+
     @property
     def plugins(self) -> list[Plugin]:
         """The plugins loaded by this host that are still open."""
@@ -656,6 +682,10 @@ class PluginHost:
         return self._trust_store
 
     def _manifest_for(self, data: bytes, path: Path | None) -> Manifest:
+        return self._find_manifest(data, path)[0]
+
+    def _find_manifest(self, data: bytes, path: Path | None) -> tuple[Manifest, ManifestSource]:
+        """The manifest a load uses (embedded, sidecar or default), and which it was."""
         try:
             embedded = ws.get_custom_section(data, MANIFEST_SECTION)
         except InvalidComponentError:
@@ -665,12 +695,13 @@ class PluginHost:
                 text = embedded.decode("utf-8")
             except UnicodeDecodeError:
                 raise ManifestError("<embedded>", ["not UTF-8 text"]) from None
-            return Manifest.from_toml(text, source=f"{path or 'component'} (embedded)")
+            manifest = Manifest.from_toml(text, source=f"{path or 'component'} (embedded)")
+            return manifest, "embedded"
         if path is not None:
             sidecar = path.with_name(SIDECAR_NAME)
             if sidecar.is_file():
-                return Manifest.from_path(sidecar)
-        return Manifest(name=_default_name(path))
+                return Manifest.from_path(sidecar), "sidecar"
+        return Manifest(name=_default_name(path)), "default"
 
     def _compile(self, data: bytes, name: str) -> Component:
         """The compiled component for ``data``: from memory, the disk cache, or Cranelift.
@@ -867,3 +898,22 @@ class PluginHost:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<wasmplug.PluginHost {len(self.plugins)} plugin(s) {state}>"
+
+
+def inspect(
+    source: str | os.PathLike[str] | bytes, *, cache_dir: str | os.PathLike[str] | None = None
+) -> ComponentDescription:
+    """Describe a component without loading it, with a temporary :class:`PluginHost`.
+
+    See :meth:`PluginHost.inspect`; use that method when you already have a host.
+
+    Args:
+        source: Path to a ``.wasm`` component, or its bytes (binary or WAT text).
+        cache_dir: Compile cache directory (default: the user cache dir).
+
+    Raises:
+        InvalidComponentError: the bytes are not a valid component.
+        ManifestError: the embedded or sidecar manifest is invalid.
+    """
+    with PluginHost(cache_dir=cache_dir) as host:
+        return host.inspect(source)

@@ -149,6 +149,20 @@ class SecretKey:
         """The default key id of the public key."""
         return self.public_key.key_id
 
+    @classmethod
+    def from_bytes(cls, data: bytes, *, password: bytes | None = None) -> SecretKey:
+        """Load a key file's bytes: wasmsign2 raw, PEM/DER (PKCS#8) or OpenSSH.
+
+        Args:
+            data: The file's bytes.
+            password: For an encrypted PEM or OpenSSH key.
+
+        Raises:
+            KeyFormatError: the bytes are none of these, not Ed25519, or the password
+                is wrong or missing.
+        """
+        return load_secret_key(data, password=password)
+
     def to_wasmsign2_bytes(self) -> bytes:
         """The wasmsign2 raw encoding, ``0x81 || seed || pk``."""
         return bytes([_SK_TAG]) + self.seed + self.public_key.raw

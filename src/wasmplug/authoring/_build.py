@@ -26,16 +26,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Literal
 
+import attrs
 import platformdirs
 
 from wasmplug._errors import BuildError
 from wasmplug._fsutil import atomic_path, fsync_dir
 
 __all__ = [
+    "BuiltComponent",
+    "ProgressCallback",
+    "ProgressEvent",
     "build_cache_key",
-    "build_js_component",
-    "build_python_component",
+    "build_js",
+    "build_python",
     "find_componentize_py",
     "js_build_cache_key",
 ]
@@ -47,7 +52,7 @@ _TIMEOUT_S = 300.0
 _SCRIPT = "import sys; from componentize_py import script; sys.exit(script())"
 
 _NPM_PINS = {"@bytecodealliance/componentize-js": "0.23.0"}
-"""npm packages (exact versions) installed for :func:`build_js_component`."""
+"""npm packages (exact versions) installed for :func:`build_js`."""
 _NPM_TIMEOUT_S = 600.0
 _NODE_MIN_MAJOR = 18
 _NODE_HINT = f"building JavaScript components needs Node.js >= {_NODE_MIN_MAJOR} with npm"
@@ -72,6 +77,60 @@ try {
 _NPM_TOOLS_ID = hashlib.sha256(
     json.dumps([_NPM_PINS, _NODE_SCRIPT], sort_keys=True).encode()
 ).hexdigest()[:16]
+
+
+@attrs.frozen
+class ProgressEvent:
+    """One step of a long authoring operation, passed to a ``progress`` callback.
+
+    ``str(event)`` is the human-readable message, so ``progress=print`` works.
+
+    Attributes:
+        target: What is being worked on: the plugin (or world) name given by the caller.
+        action: ``"install-tools"`` (npm installs componentize-js, ~30 s once),
+            ``"build"`` (componentize-py ~10 s, componentize-js ~10-40 s) or ``"pack"``.
+        status: ``"started"``, ``"finished"`` or ``"failed"``. Every ``"started"`` is
+            followed by a ``"finished"`` or a ``"failed"`` for the same target and action.
+        message: One line for a person, e.g. ``built clock in 9.8 s (18.2 MB)``.
+        elapsed_s: Seconds since the matching ``"started"`` (0.0 for ``"started"``).
+    """
+
+    target: str
+    action: Literal["install-tools", "build", "pack"]
+    status: Literal["started", "finished", "failed"]
+    message: str
+    elapsed_s: float = 0.0
+
+    def __str__(self) -> str:
+        return self.message
+
+
+ProgressCallback = Callable[[ProgressEvent], object]
+"""The type of a ``progress`` argument: called from the building thread."""
+
+
+@attrs.frozen
+class BuiltComponent:
+    """A component built from source (or found in the build cache).
+
+    Attributes:
+        path: The component: ``output`` if one was given, else the cached file
+            (shared: do not modify it).
+        sha256: SHA-256 of the component, 64 lowercase hex digits.
+        size: Its size in bytes.
+        world: The WIT world it targets.
+        tool: The tool and its version, e.g. ``componentize-py 0.25.1``.
+        cached: True if the build cache already held it (nothing was run).
+        seconds: Wall time of the build tool, in seconds (0.0 when cached).
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    world: str
+    tool: str
+    cached: bool
+    seconds: float
 
 
 def find_componentize_py() -> list[str]:
@@ -175,34 +234,45 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def _report(progress: Callable[[str], None] | None, msg: str) -> None:
-    """Log ``msg`` at INFO level and pass it to ``progress`` if given."""
-    _log.info("%s", msg)
+def _report(progress: ProgressCallback | None, event: ProgressEvent) -> None:
+    """Pass ``event`` to ``progress``; log it (INFO, or DEBUG when ``progress`` shows it)."""
+    _log.log(logging.INFO if progress is None else logging.DEBUG, "%s", event.message)
     if progress is not None:
-        progress(msg)
+        progress(event)
 
 
-def build_python_component(
-    app_dir: Path,
+def _result(
+    cached: Path, output: Path | None, world: str, tool: str, seconds: float | None
+) -> BuiltComponent:
+    """Deliver ``cached`` to ``output`` (if given) and describe it."""
+    data = cached.read_bytes()
+    path = _deliver(cached, output)
+    sha = hashlib.sha256(data).hexdigest()
+    return BuiltComponent(path, sha, len(data), world, tool, seconds is None, seconds or 0.0)
+
+
+def build_python(
+    app_dir: str | os.PathLike[str],
     *,
-    wit_path: Path,
+    wit: str | os.PathLike[str],
     world: str,
     module: str = "app",
-    output: Path | None = None,
-    cache_dir: Path | None = None,
+    output: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     stub_wasi: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> Path:
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> BuiltComponent:
     """Build a Python app into a WebAssembly component with componentize-py, cached.
 
     Runs ``componentize-py -d WIT -w WORLD componentize MODULE -p APP_DIR -o TMP``
     (plus ``--stub-wasi``) with a 300 s timeout, unless a build with the same
-    :func:`build_cache_key` is cached. A cache hit costs about 1 ms (plus one
-    ~0.1 s ``--version`` probe per process).
+    content hash (``build_cache_key``) is cached. A cache hit costs the SHA-256 of the component
+    (~30 ms for 18 MB) and one ~0.1 s ``--version`` probe per process.
 
     Args:
         app_dir: Directory containing the app module and its pure-Python dependencies.
-        wit_path: WIT directory or file describing ``world``.
+        wit: WIT directory or file describing ``world``.
         world: Name of the WIT world to target.
         module: Name of the Python module implementing the world (must differ from
             the world's name).
@@ -210,17 +280,20 @@ def build_python_component(
         cache_dir: Cache directory; defaults to ``user_cache_dir("wasmplug")/builds``.
             Missing directories are created with mode 0o700.
         stub_wasi: Replace all WASI imports with trapping stubs (``--stub-wasi``).
-        progress: Called with human-readable status messages, which are also logged
-            to the ``wasmplug.build`` logger at INFO level. Sizes are in MB (10**6 bytes).
+        name: What to call the build in progress events (default: ``world``).
+        progress: Called with a :class:`ProgressEvent` when a real build starts and
+            when it finishes or fails (a cache hit reports nothing). Without it,
+            the messages go to the ``wasmplug.build`` logger at INFO level; with
+            it, at DEBUG. Sizes are in MB (10**6 bytes).
 
     Returns:
-        ``output`` if given, else the path of the cached component.
+        The component (at ``output`` if given, else in the cache) and how it was made.
 
     Raises:
         BuildError: componentize-py is missing, failed, or ran past the timeout;
             ``.output`` holds the tool's combined stdout/stderr.
     """
-    app_dir, wit_path = Path(app_dir).resolve(), Path(wit_path).resolve()
+    app_dir, wit_path = Path(app_dir).resolve(), Path(wit).resolve()
     cmd = find_componentize_py()
     version = _tool_version(tuple(cmd))
     key = build_cache_key(
@@ -228,21 +301,26 @@ def build_python_component(
         tool_version=version,
     )  # fmt: skip
     cached = _cache_path(cache_dir, key)
+    seconds = None
     if cached.is_file():
         _log.debug("using cached build of %s: %s", world, cached)
     else:
         argv = [*cmd, "-d", str(wit_path), "-w", world, "componentize", module]
         argv += ["-p", str(app_dir)] + (["--stub-wasi"] if stub_wasi else [])
-        _run_build(argv, _TOOL, world, cached, progress, eta="~10 s")
-    return _deliver(cached, output)
+        seconds = _run_build(argv, _TOOL, name or world, cached, progress, eta="~10 s")
+    out = Path(output) if output is not None else None
+    return _result(cached, out, world, version, seconds)
 
 
-def _cache_path(cache_dir: Path | None, key: str) -> Path:
+def _cache_path(cache_dir: str | os.PathLike[str] | None, key: str) -> Path:
     """Path of the cached build ``key`` (creating the cache directory, mode 0o700)."""
-    if cache_dir is None:
-        cache_dir = Path(platformdirs.user_cache_dir("wasmplug")) / "builds"
-    _make_private_dirs(Path(cache_dir))
-    return Path(cache_dir) / f"{key}.wasm"
+    directory = (
+        Path(cache_dir)
+        if cache_dir is not None
+        else Path(platformdirs.user_cache_dir("wasmplug")) / "builds"
+    )
+    _make_private_dirs(directory)
+    return directory / f"{key}.wasm"
 
 
 def _deliver(cached: Path, output: Path | None) -> Path:
@@ -277,21 +355,35 @@ def _run_tool(
 def _run_build(
     argv: list[str],
     tool: str,
-    world: str,
+    name: str,
     dest: Path,
-    progress: Callable[[str], None] | None,
+    progress: ProgressCallback | None,
     *,
     eta: str,
-) -> None:
-    """Run ``argv -o TMP`` with TMP next to ``dest``, then atomically move TMP to ``dest``."""
-    _report(progress, f"building {world} with {tool} (first time, {eta})...")
+) -> float:
+    """Run ``argv -o TMP`` with TMP next to ``dest``, then atomically move TMP to ``dest``.
+
+    Returns:
+        The build's wall time in seconds.
+    """
+    msg = f"building {name} with {tool} (first time, {eta})..."
+    _report(progress, ProgressEvent(name, "build", "started", msg))
     start = time.monotonic()
-    with atomic_path(dest, mode=0o600) as tmp:  # a private cache entry
-        out = _run_tool([*argv, "-o", str(tmp)], tool, f"build {world}", timeout=_TIMEOUT_S)
-        if tmp.stat().st_size == 0:
-            raise BuildError(f"{tool} produced no output for {world}", out)
+    try:
+        with atomic_path(dest, mode=0o600) as tmp:  # a private cache entry
+            out = _run_tool([*argv, "-o", str(tmp)], tool, f"build {name}", timeout=_TIMEOUT_S)
+            if tmp.stat().st_size == 0:
+                raise BuildError(f"{tool} produced no output for {name}", out)
+    except BaseException as e:
+        elapsed = time.monotonic() - start
+        why = str(e).split("\n", 1)[0] or type(e).__name__
+        _report(progress, ProgressEvent(name, "build", "failed", f"{name}: {why}", elapsed))
+        raise
+    elapsed = time.monotonic() - start
     size_mb = dest.stat().st_size / 1e6
-    _report(progress, f"built {world} in {time.monotonic() - start:.1f} s ({size_mb:.1f} MB)")
+    msg = f"built {name} in {elapsed:.1f} s ({size_mb:.1f} MB)"
+    _report(progress, ProgressEvent(name, "build", "finished", msg, elapsed))
+    return elapsed
 
 
 # -- JavaScript (componentize-js) -----------------------------------------------------
@@ -314,7 +406,7 @@ def _find_node() -> str:
     return node
 
 
-def _install_js_tools(progress: Callable[[str], None] | None) -> Path:
+def _install_js_tools(progress: ProgressCallback | None) -> Path:
     """Install the pinned npm packages into :func:`_js_tools_dir`, unless present.
 
     npm runs in a temporary sibling directory (``--ignore-scripts``: none of the
@@ -330,7 +422,8 @@ def _install_js_tools(progress: Callable[[str], None] | None) -> Path:
         raise BuildError(f"npm was not found on PATH; {_NODE_HINT} (https://nodejs.org)")
     _make_private_dirs(dest.parent)
     pins = ", ".join(f"{name}@{version}" for name, version in _NPM_PINS.items())
-    _report(progress, f"installing {pins} with npm into {dest} (first time, ~30 s)...")
+    msg = f"installing {pins} with npm into {dest} (first time, ~30 s)..."
+    _report(progress, ProgressEvent("componentize-js", "install-tools", "started", msg))
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
@@ -347,10 +440,16 @@ def _install_js_tools(progress: Callable[[str], None] | None) -> Path:
                 raise BuildError(f"cannot move the npm tooling into {dest}: {e}") from e
             shutil.rmtree(tmp, ignore_errors=True)  # a concurrent install won the race
         fsync_dir(dest.parent)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        elapsed = time.monotonic() - start
+        msg = f"installing {pins} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        event = ProgressEvent("componentize-js", "install-tools", "failed", msg, elapsed)
+        _report(progress, event)
         raise
-    _report(progress, f"installed {pins} in {time.monotonic() - start:.1f} s")
+    elapsed = time.monotonic() - start
+    msg = f"installed {pins} in {elapsed:.1f} s"
+    _report(progress, ProgressEvent("componentize-js", "install-tools", "finished", msg, elapsed))
     return dest
 
 
@@ -370,49 +469,55 @@ def js_build_cache_key(source: Path, *, wit_path: Path, world: str) -> str:
     return _content_hash(fields, trees)
 
 
-def build_js_component(
-    source: Path,
+def build_js(
+    source: str | os.PathLike[str],
     *,
-    wit_path: Path,
+    wit: str | os.PathLike[str],
     world: str,
-    output: Path | None = None,
-    cache_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Path:
+    output: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> BuiltComponent:
     """Build a JavaScript ES module into a WebAssembly component with componentize-js, cached.
 
-    Unless a build with the same :func:`js_build_cache_key` is cached (a hit costs
-    about 1 ms and needs neither node nor npm), installs the pinned componentize-js
-    on first use (see the module docstring) and runs its ``componentize()`` API with
+    Unless a build with the same content hash (``js_build_cache_key``) is cached (a hit costs the
+    SHA-256 of the component and needs neither node nor npm), installs the pinned
+    componentize-js on first use (see the module docstring) and runs its ``componentize()`` API with
     node, with a 300 s timeout. The component embeds the StarlingMonkey engine; it
     imports ``wasi:cli``, ``wasi:clocks``, ``wasi:random``, ``wasi:filesystem`` and
     ``wasi:http/outgoing-handler`` (for ``fetch``) besides the world's imports.
 
     Args:
         source: The entry ES module; it may import sibling modules by relative path.
-        wit_path: WIT directory or file describing ``world``.
+        wit: WIT directory or file describing ``world``.
         world: Name of the WIT world to target.
         output: If given, the component is also copied (atomically) to this path.
         cache_dir: Cache directory; defaults to ``user_cache_dir("wasmplug")/builds``.
-        progress: Called with human-readable status messages (also logged to
-            ``wasmplug.build`` at INFO level).
+        name: What to call the build in progress events (default: ``world``).
+        progress: Called with a :class:`ProgressEvent` for the npm install and the
+            build (started, then finished or failed), as in :func:`build_python`.
 
     Returns:
-        ``output`` if given, else the path of the cached component.
+        The component (at ``output`` if given, else in the cache) and how it was made.
 
     Raises:
         BuildError: ``source`` is not a file; node (>= 18) or npm is missing; npm
             or componentize-js failed or timed out (``.output`` holds their output).
     """
-    source, wit_path = Path(source).resolve(), Path(wit_path).resolve()
+    source, wit_path = Path(source).resolve(), Path(wit).resolve()
     if not source.is_file():
         raise BuildError(f"{source}: not a JavaScript file")
     cached = _cache_path(cache_dir, js_build_cache_key(source, wit_path=wit_path, world=world))
+    seconds = None
     if cached.is_file():
         _log.debug("using cached build of %s: %s", world, cached)
     else:
         node = _find_node()
         script = _install_js_tools(progress) / _NODE_SCRIPT_NAME
         argv = [node, str(script), str(source), str(wit_path), world]
-        _run_build(argv, "componentize-js", world, cached, progress, eta="~10-40 s")
-    return _deliver(cached, output)
+        label = name or world
+        seconds = _run_build(argv, "componentize-js", label, cached, progress, eta="~10-40 s")
+    tool = "componentize-js " + _NPM_PINS["@bytecodealliance/componentize-js"]
+    out = Path(output) if output is not None else None
+    return _result(cached, out, world, tool, seconds)

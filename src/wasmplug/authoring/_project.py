@@ -13,7 +13,7 @@ table names the ``world`` to build), ``wit/`` and either ``app.py``
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -21,9 +21,10 @@ import attrs
 
 from wasmplug._errors import BuildError
 from wasmplug._fsutil import write_atomic
-from wasmplug._sandbox.manifest import MANIFEST_SECTION, SIDECAR_NAME, Manifest
-from wasmplug._trust import wasm_sections as ws
-from wasmplug.authoring._build import build_js_component, build_python_component
+from wasmplug._sandbox.manifest import SIDECAR_NAME, Manifest
+
+from ._build import ProgressCallback, build_js, build_python
+from ._package import PackedComponent, pack_bytes
 
 __all__ = [
     "LANGUAGES",
@@ -81,7 +82,7 @@ class PluginProject:
         return self.root / "dist" / f"{name}-{self.manifest.version}.wasm"
 
 
-def read_project(root: str | Path) -> PluginProject:
+def read_project(root: str | os.PathLike[str]) -> PluginProject:
     """Read and check a plugin project directory.
 
     Raises:
@@ -108,54 +109,56 @@ def read_project(root: str | Path) -> PluginProject:
 
 
 def build_project(
-    root: str | Path,
+    root: str | os.PathLike[str],
     *,
-    output: str | Path | None = None,
-    cache_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Path:
+    output: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> PackedComponent:
     """Build a plugin project into one ``.wasm`` with its manifest embedded.
 
-    The component build is cached by content (see :mod:`wasmplug.authoring._build`); the
-    manifest is then embedded as the ``wasmplug-manifest`` custom section and the
-    file written atomically. The result is unsigned: sign it with ``wasmplug sign``.
+    The component build is cached by content (see :func:`build_python` and
+    :func:`build_js`); the manifest is then embedded as the ``wasmplug-manifest``
+    custom section and the file written atomically (only if its bytes changed). The
+    result is unsigned: sign it with :func:`sign` or ``wasmplug sign``.
 
     Args:
         root: The project directory.
         output: Where to write; default :attr:`PluginProject.default_output`.
         cache_dir: Build cache directory (default: the user cache dir).
-        progress: Called with status messages (builds take 10-40 s uncached).
+        progress: Called with a :class:`ProgressEvent` when a real build starts and
+            ends (builds take 10-40 s uncached), named after the plugin.
 
     Returns:
-        The path written.
+        The packed component, with the build it came from in ``.built``.
 
     Raises:
         BuildError: the project is incomplete, or the build tool failed;
             ``.output`` holds the tool's own message (e.g. where the code and
             the WIT disagree).
+        ManifestError: the project's ``wasmplug.toml`` is invalid.
     """
     project = read_project(root)
+    name = project.manifest.name
     if project.language == "python":
-        built = build_python_component(
-            project.root, wit_path=project.wit, world=project.world, module="app",
-            cache_dir=cache_dir, progress=progress,
+        built = build_python(
+            project.root, wit=project.wit, world=project.world, module="app",
+            cache_dir=cache_dir, name=name, progress=progress,
         )  # fmt: skip
     else:
-        built = build_js_component(
-            project.root / "app.js", wit_path=project.wit, world=project.world,
-            cache_dir=cache_dir, progress=progress,
+        built = build_js(
+            project.root / "app.js", wit=project.wit, world=project.world,
+            cache_dir=cache_dir, name=name, progress=progress,
         )  # fmt: skip
-    data = ws.with_custom_section(
-        built.read_bytes(), MANIFEST_SECTION, project.manifest_text.encode("utf-8")
+    data, manifest, _ = pack_bytes(
+        built.path.read_bytes(), project.manifest_text, source=str(project.root / SIDECAR_NAME)
     )
     dest = Path(output) if output is not None else project.default_output
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.is_file() or dest.read_bytes() != data:
         write_atomic(dest, data)
-    if progress is not None:
-        sha = hashlib.sha256(data).hexdigest()
-        progress(f"wrote {dest} ({len(data) / 1e6:.1f} MB, sha256 {sha[:16]}...)")
-    return dest
+    sha = hashlib.sha256(data).hexdigest()
+    return PackedComponent(dest, sha, len(data), manifest, built=built)
 
 
 def new_project(

@@ -61,7 +61,7 @@ def build_plugin(
     Raises:
         BuildError: the build failed; ``.output`` holds the tool's message.
     """
-    return build_project(project, output=output, cache_dir=cache_dir)
+    return build_project(project, output=output, cache_dir=cache_dir).path
 
 
 class Call(NamedTuple):

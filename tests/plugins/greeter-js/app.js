@@ -1,6 +1,6 @@
 // Guest side of the `greeter-js` test plugin, built with componentize-js.
 //
-// Build: wasmplug.authoring._build.build_js_component(Path("app.js"), wit_path=Path("wit"),
+// Build: wasmplug.authoring.build_js(Path("app.js"), wit=Path("wit"),
 // world="greeter-js"), i.e. componentize-js's componentize({sourcePath, witPath,
 // worldName}). Exports are the module's named exports (kebab-case -> camelCase);
 // imports are ES imports from "demo:plugin/host@0.1.0".
