@@ -33,6 +33,10 @@ def test_import_contracts_are_kept() -> None:
 # Everything a user reads or copies: examples, benchmarks, the plugin template, scripts,
 # the docs' and README's code blocks. The tests may use private names; nothing else may.
 _PUBLIC_ONLY = ["examples", "benchmarks", "templates", "scripts", "docs", "README.md"]
+# Files that measure internals below the public API on purpose, each with its reason.
+_ALLOWED = {
+    "benchmarks/bench_oci.py": "times the OCI session and blob cache, which have no public API",
+}
 _TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".sh", ".cfg", ".ini", ".rst"}
 
 
@@ -87,6 +91,8 @@ def test_nothing_outside_the_package_imports_a_private_name() -> None:
         files = [root] if root.is_file() else sorted(root.rglob("*"))
         for path in files:
             if path.suffix not in _TEXT_SUFFIXES or "_build" in path.parts or not path.is_file():
+                continue
+            if path.relative_to(ROOT).as_posix() in _ALLOWED:
                 continue
             for name in _private_wasmplug_names(path.read_text(encoding="utf-8")):
                 offenders.append(f"{path.relative_to(ROOT)}: {name}")
