@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -164,3 +165,22 @@ def test_real_greeter_build_is_a_component() -> None:
         header = f.read(8)
     assert header == b"\0asm\x0d\x00\x01\x00", "component-model binary preamble"
     assert build_greeter() == path
+
+
+def test_progress_is_reported_once_callback_or_log(
+    app: Path, tmp_path: Path, fake_tool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With a callback, the log copy drops to DEBUG: an application that shows both
+    # (the db_wrapper demo did) must not print every build line twice.
+    events: list[_build.ProgressEvent] = []
+    with caplog.at_level(logging.INFO, logger="wasmplug.build"):
+        _build.build_python(
+            app, wit=app / "wit", world="w", cache_dir=tmp_path / "a", progress=events.append
+        )
+    assert len(events) == 2
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+    caplog.clear()
+    (app / "helper.py").write_text("X = 3\n")  # a new build, without a callback
+    with caplog.at_level(logging.INFO, logger="wasmplug.build"):
+        _build.build_python(app, wit=app / "wit", world="w", cache_dir=tmp_path / "b")
+    assert [r.getMessage()[:11] for r in caplog.records] == ["building w ", "built w in "]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -194,16 +195,25 @@ def test_board_prints_plain_lines_when_not_a_terminal() -> None:
     assert lines[3].startswith("fetch: failed: RuntimeError: disk full [")
 
 
-def test_board_hides_quick_tasks_but_never_failures() -> None:
+def test_board_hides_quick_tasks() -> None:
     out = io.StringIO()
     with ProgressBoard(stream=out, show_after_s=60) as board:
         with board.task("cached", "compiling"):
             pass
         board(_event("started", "building..."))
-        board(_event("failed", "clock: componentize-py failed", 0.2))
+        board(_event("failed", "clock: componentize-py failed", 0.2))  # the caller reports it
+    assert out.getvalue() == ""
+
+
+def test_board_shows_a_task_once_it_runs_long_enough() -> None:
+    out = io.StringIO()
+    with ProgressBoard(stream=out, show_after_s=0.2) as board, board.task("slow", "compiling"):
+        deadline = time.monotonic() + 10
+        while "slow: compiling" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
     lines = out.getvalue().splitlines()
-    assert not any(line.startswith("cached") for line in lines)
-    assert lines[-1].startswith("clock: failed: clock: componentize-py failed")
+    assert lines[0] == "slow: compiling"
+    assert lines[1].startswith("slow: done [")
 
 
 def test_board_draws_live_with_rich_on_a_terminal() -> None:

@@ -145,11 +145,16 @@ def cmd_call(args: argparse.Namespace) -> int:
         isolation=args.isolation,
         spare_workers=0,  # one call: a spare would only cost a process start
     ) as host:
-        plugin = host.load(
-            Path(args.path),
-            allow_unsigned=args.allow_unsigned,
-            grants=Grants(**raw),
-        )
+        path = Path(args.path)
+        with (
+            ProgressBoard(show_after_s=1.0) as board,
+            board.task(path.name, "verifying and compiling (first time: 10-30 s)"),
+        ):
+            plugin = host.load(
+                path,
+                allow_unsigned=args.allow_unsigned,
+                grants=Grants(**raw),
+            )
         sig = plugin._by_name.get(args.export)
         if sig is None:
             raise UsageError(

@@ -4,7 +4,8 @@ On a terminal, with ``rich`` installed (the ``author`` extra brings it), each ta
 line: a spinner, its name, what it is doing and the time elapsed, then a green check
 or a red cross with the final message. Elsewhere (a pipe, a CI log, ``TERM=dumb``, no
 ``rich``) it prints plain lines instead. Tasks that end within ``show_after_s``
-(cache hits) print nothing at all, so a warm run stays quiet.
+(cache hits) print nothing at all, so a warm run stays quiet; that includes quick
+failures, whose exception reaches the caller anyway.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ class ProgressBoard:
             decide: live when ``stream`` is a terminal, ``TERM`` is not ``dumb`` and
             ``rich`` is importable.
         title: A heading shown above the tasks (live display only).
-        show_after_s: A task that ends sooner (a cache hit) is not shown at all,
-            unless it fails. Seconds.
+        show_after_s: A task that ends sooner (a cache hit, a quick refusal) is not
+            shown at all; its exception, if any, reaches the caller. Seconds.
     """
 
     def __init__(
@@ -150,8 +151,6 @@ class ProgressBoard:
             task.state = "failed" if failed else "done"
             if message is not None:
                 task.message = message
-            if failed:
-                self._show(task)
             if task._shown:
                 self._render_end(task)
 
