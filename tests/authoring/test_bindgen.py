@@ -249,7 +249,7 @@ def test_db_wrapper_bindings_up_to_date_and_strict(tmp_path: Path) -> None:
         sys.path.insert(0, str(ROOT))
     from examples.db_wrapper import build
 
-    component = build.build_plugins(progress=None)["csv-source"]
+    component = build.build_plugins(progress=None)["csv-source"].path
     out = tmp_path / "bindings.py"
     assert main(["bindgen", str(component), "-o", str(out)]) == 0
     committed_path = DB_WRAPPER / "bindings.py"

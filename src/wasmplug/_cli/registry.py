@@ -19,6 +19,7 @@ from wasmplug._sandbox.capabilities import declared_capabilities
 from wasmplug._trust import signing as _signing
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustedKey, TrustStore
+from wasmplug.authoring import ProgressBoard
 
 from ._common import UsageError
 
@@ -99,10 +100,14 @@ def cmd_install(args: argparse.Namespace) -> int:
         info = install_from_registry(args, args.source, store)
         _print_installed(info)
         return 0
-    with PluginHost(cache_dir=args.cache_dir, trust_store=store) as host:
+    with (
+        PluginHost(cache_dir=args.cache_dir, trust_store=store) as host,
+        ProgressBoard(show_after_s=1.0) as board,
+    ):
 
         def precompile(data: bytes) -> None:
-            host._compile(data, "plugin")
+            with board.task(Path(args.source).name, "compiling (first time: 10-30 s)"):
+                host._compile(data, "plugin")
 
         info = _registry(args).install(
             args.source,

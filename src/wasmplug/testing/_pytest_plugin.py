@@ -20,7 +20,7 @@ from wasmplug._runtime.plugin import Plugin
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.limits import Limits
 from wasmplug._sandbox.manifest import SIDECAR_NAME
-from wasmplug.authoring._project import build_project
+from wasmplug.authoring import build_project
 
 __all__ = [
     "Call",
