@@ -21,7 +21,7 @@ _LINT = "import sys; from importlinter.cli import lint_imports_command; lint_imp
 
 def test_import_contracts_are_kept() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", _LINT, "--no-cache", "--no-logo", "--config", "pyproject.toml"],
+        [sys.executable, "-c", _LINT, "--no-cache", "--no-logo", "pyproject.toml"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
