@@ -117,15 +117,20 @@ def pids(plugin: Plugin) -> list[int]:
 
 
 def gone(pid: int) -> bool:
-    """The process no longer exists (or is a zombie nobody has reaped yet)."""
+    """The process no longer exists, or is a zombie nobody has reaped yet.
+
+    A killed multi-threaded process shows its main thread as a zombie while its
+    other threads are still exiting, and cannot be waited for until they have:
+    only then is it gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except FileNotFoundError:
         return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
+    return stat.rpartition(")")[2].split()[0] == "Z" and threads <= 1
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
