@@ -480,3 +480,19 @@ def test_call_buffers_are_recycled_across_instances(host: PluginHost) -> None:
     assert plugin.call("echo-u32", 7) == 7
     plugin.close()
     assert ex.spare == [], "a closed plugin keeps no buffers"
+
+
+def test_string_parameter_buffer_grows_and_shrinks(host: PluginHost) -> None:
+    """A string parameter is written into a per-instance buffer that grows on demand;
+    a shorter string after a longer one, an empty one and a failed encode stay exact."""
+    plugin = load(host, w.component(echo_funcs(["string", "opt-str"])))
+    for text in ["", "a", "é" * 200, "x" * 100_000, "short", "", "🦀" * 70_000, "z"]:
+        assert plugin.call("echo-string", text) == text
+    with pytest.raises(WitValueError, match="UTF-8"):
+        plugin.call("echo-string", "a\ud800")
+    with pytest.raises(WitTypeError, match="expects string"):
+        plugin.call("echo-string", b"bytes")
+    assert plugin.call("echo-string", "after") == "after"
+    assert plugin.call("echo-opt-str", "nested strings take the generic path") == (
+        "nested strings take the generic path"
+    )

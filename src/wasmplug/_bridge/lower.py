@@ -32,7 +32,7 @@ from .wit import (
     snake,
 )
 
-__all__ = ["RecordTemplate", "lowerer", "name_vec", "scalar"]
+__all__ = ["RecordTemplate", "StringParam", "lowerer", "name_vec", "scalar"]
 
 byref = ctypes.byref
 
@@ -651,3 +651,52 @@ def lowerer(t: WitType) -> Lower:
 
 def _cacheable(t: WitType) -> bool:
     return not contains_handles([t])
+
+
+class StringParam:
+    """A top-level ``string`` parameter written into memory the call buffers own.
+
+    ``wasmtime_component_func_call`` only reads its arguments, so instead of
+    allocating a ``wasm_byte_vec_t`` per call (and deleting it after), the
+    argument slot points at a buffer kept per export and instance, grown when a
+    longer string comes: lowering is one ``memmove`` and one size write. The
+    slot must never be passed to ``val_delete`` (the memory is Python's): the
+    owner leaves it out of the values it deletes.
+    """
+
+    T = Prim("string")
+
+    @staticmethod
+    def applies(t: WitType) -> bool:
+        return t == StringParam.T
+
+    def allocate(self, val: Any) -> Lower:
+        """Point ``val`` at a fresh buffer and return the lowerer that fills it."""
+        t = self.T
+        address = ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET
+        size = ctypes.c_size_t.from_address(address)
+        data = ctypes.c_void_p.from_address(address + ctypes.sizeof(ctypes.c_size_t))
+        store: list[Any] = [ctypes.create_string_buffer(256)]  # [buffer], kept alive here
+        data.value = ctypes.addressof(store[0])
+        size.value = 0
+        val.kind = f.STRING
+        memmove, addressof = ctypes.memmove, ctypes.addressof
+
+        def lower(v: Any, _val: Any, _b: Any) -> None:
+            if v.__class__ is not str and not isinstance(v, str):
+                raise type_error(t, v)
+            try:
+                raw = v.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise WitValueError(
+                    f"expects string: not encodable as UTF-8 ({e.reason})"
+                ) from None
+            n = len(raw)
+            buf = store[0]
+            if n > len(buf):
+                buf = store[0] = ctypes.create_string_buffer(max(n, 2 * len(buf)))
+                data.value = addressof(buf)
+            memmove(buf, raw, n)
+            size.value = n
+
+        return lower

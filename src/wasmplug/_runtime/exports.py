@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge.convert import needs_free
-from wasmplug._bridge.lift import lifter
-from wasmplug._bridge.lower import RecordTemplate, lowerer, scalar
+from wasmplug._bridge.lift import lifter, string_result
+from wasmplug._bridge.lower import RecordTemplate, StringParam, lowerer, scalar
 from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
 
 if TYPE_CHECKING:
@@ -57,8 +57,12 @@ class ExportFunc:
         self.lowers = [lowerer(t) for _, t in sig.params]
         # Records of fixed-size primitives are allocated once per instance and
         # rewritten in place (see RecordTemplate); the others are lowered afresh.
-        self.templates = [
-            RecordTemplate(t) if RecordTemplate.applies(t) else None  # type: ignore[arg-type]
+        self.templates: list[RecordTemplate | StringParam | None] = [
+            RecordTemplate(t)  # type: ignore[arg-type]
+            if RecordTemplate.applies(t)
+            else StringParam()
+            if StringParam.applies(t)
+            else None
             for _, t in sig.params
         ]
         self.lift = None if sig.result is None else lifter(sig.result)
@@ -151,6 +155,7 @@ class Buffers:
 
     __slots__ = (
         "kept",
+        "lift",
         "lowers",
         "packed",
         "param_refs",
@@ -173,7 +178,8 @@ class Buffers:
         for i, tpl in enumerate(ex.templates):
             if tpl is not None:
                 self.lowers[i] = tpl.allocate(self.pvals[i])
-                self.kept.append(self.param_refs[i])
+                if isinstance(tpl, RecordTemplate):  # C memory (a StringParam's is Python's)
+                    self.kept.append(self.param_refs[i])
                 self.param_refs[i] = byref(f.Val())  # a bool: deleting it is a no-op
         self.slots: list[Any] = []
         for val, info in zip(self.pvals, ex.scalars, strict=True):
@@ -190,6 +196,7 @@ class Buffers:
         )
         self.result = f.Val()
         self.rref = byref(self.result)
+        self.lift = string_result(self.result) if ex.sig.result == Prim("string") else ex.lift
         rinfo = ex.result_scalar
         self.rslot = (
             None

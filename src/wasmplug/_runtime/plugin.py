@@ -519,7 +519,7 @@ class Plugin:
         if rslot is not None:
             post = ex.result_scalar[3]  # type: ignore[index]
             return rslot.value if post is None else post(rslot.value)
-        lift = ex.lift
+        lift = buf.lift
         if lift is None:
             return None
         inst.lift_left = inst.max_lift  # Limits.max_result_bytes, see _bridge.lift
