@@ -75,6 +75,8 @@ from wasmplug._runtime.exports import Exports as Exports
 from wasmplug._runtime.host import PluginHost as PluginHost
 from wasmplug._runtime.host import inspect as inspect
 from wasmplug._runtime.plugin import Plugin as Plugin
+from wasmplug._runtime.stats import HostStats as HostStats
+from wasmplug._runtime.stats import PluginStats as PluginStats
 from wasmplug._runtime.supervisor import FaultRecord as FaultRecord
 from wasmplug._runtime.supervisor import PluginMetrics as PluginMetrics
 from wasmplug._sandbox.capabilities import Capability as Capability
@@ -128,6 +130,7 @@ __all__ = [
     "Grants",
     "HostFunctionError",
     "HostInterfaceError",
+    "HostStats",
     "HttpCapability",
     "InstallRefusedError",
     "InstantiationError",
@@ -156,6 +159,7 @@ __all__ = [
     "PluginMetrics",
     "PluginNotFoundError",
     "PluginQuarantinedError",
+    "PluginStats",
     "PluginTimeout",
     "PluginTrapped",
     "PublicKey",

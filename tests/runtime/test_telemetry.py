@@ -27,7 +27,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 
-from wasmplug import Limits, Manifest, Plugin, PluginHost, PluginTimeout, PluginTrapped, _telemetry
+from wasmplug import (
+    HostStats,
+    Limits,
+    Manifest,
+    Plugin,
+    PluginHost,
+    PluginStats,
+    PluginTimeout,
+    PluginTrapped,
+    RestartPolicy,
+    _telemetry,
+)
 
 from .test_faults import FAULTY_WAT
 
@@ -274,7 +285,63 @@ def test_without_an_sdk_the_call_path_is_untouched(tmp_path: Path) -> None:
         assert plugin.call("call-cb", 4) == 4
 
 
+def test_fault_log_record_has_structured_fields_and_trace_ids(
+    host: PluginHost, otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = load(host, otel)
+    caplog.set_level(logging.INFO, logger="wasmplug")
+    with pytest.raises(PluginTrapped):
+        plugin.call("boom")
+    (record,) = [r for r in caplog.records if getattr(r, "fault", None) is not None]
+    assert (record.plugin, record.export, record.fault) == ("faulty", "boom", "trap")  # type: ignore[attr-defined]
+    (span,) = otel.finished()
+    assert record.trace_id == f"{span.context.trace_id:032x}"  # type: ignore[attr-defined]
+    assert record.span_id == f"{span.context.span_id:016x}"  # type: ignore[attr-defined]
+    assert record.getMessage().startswith("plugin 'faulty', export 'boom': trap fault: ")
+
+
 def test_log_fields_empty_without_a_span(otel: Otel) -> None:
     _telemetry.refresh()
+    assert _telemetry.TRACER is not None
     assert _telemetry.log_fields() == {}
-    logging.getLogger(__name__).debug("no span")  # nothing to attach: no error
+
+
+def test_host_stats_without_otel(tmp_path: Path) -> None:
+    _telemetry.refresh()
+    with PluginHost(
+        cache_dir=tmp_path / "cache", restart_policy=RestartPolicy(max_faults=2)
+    ) as host:
+        host.provide("cb", lambda x: x)
+        manifest = Manifest(name="faulty", version="1.2.3", host_interfaces=("cb",))
+        plugin = host.load(FAULTY_WAT.encode(), allow_unsigned=True, manifest=manifest)
+        plugin.call("add", 1, 2)
+        for _ in range(2):
+            with pytest.raises(PluginTrapped):
+                plugin.call("boom")
+        stats = host.stats()
+        assert isinstance(stats, HostStats)
+        assert len(stats) == 1
+        s = stats.get("faulty")
+        assert s is not None
+        assert s == PluginStats(
+            name="faulty",
+            version="1.2.3",
+            isolation="inprocess",
+            calls=1,
+            faults=s.faults,
+            restarts=1,
+            quarantines=1,
+            quarantined=True,
+            instances=0,
+        )
+        assert dict(s.faults) == {"trap": 2}
+        assert s.total_faults == 2
+        with pytest.raises(TypeError):
+            s.faults["trap"] = 0  # type: ignore[index]
+        plugin.reset()
+        plugin.call("add", 1, 2)
+        after = host.stats().get("faulty")
+        assert after is not None
+        assert (after.calls, after.restarts, after.quarantines) == (2, 2, 1)
+        assert (s.calls, s.restarts) == (1, 1)  # a snapshot: it does not change
+        assert stats.get("nope") is None

@@ -68,6 +68,7 @@ from .describe import ComponentDescription, ManifestSource, describe
 from .engine import EpochTicker, make_engine
 from .plugin import Plugin
 from .process.backend import ProcessBackend
+from .stats import HostStats, host_stats
 from .telemetry import observe_host, plugin_attributes, stage
 
 __all__ = ["PluginHost", "inspect"]
@@ -639,6 +640,17 @@ class PluginHost:
         manifest, where = self._find_manifest(data, path)
         shape = read_shape(self._engine, self._compile(data, manifest.name))
         return describe(data, path, shape, manifest, where)
+
+    def stats(self) -> HostStats:
+        """A snapshot of every open plugin's calls, faults, restarts, quarantines and
+        instances: the figures the OpenTelemetry instruments report, without
+        OpenTelemetry (docs/observability.md).
+
+        Returns:
+            A frozen :class:`HostStats`; ``stats().get("name")`` is one plugin's
+            :class:`PluginStats`.
+        """
+        return host_stats(self.plugins)
 
     @property
     def plugins(self) -> list[Plugin]:

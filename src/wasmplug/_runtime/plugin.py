@@ -168,7 +168,7 @@ class Plugin:
         self._linked = linked
         self._uses_wasi = uses_wasi
         self._closed = False
-        self._supervisor = Supervisor(restart_policy)
+        self._supervisor = Supervisor(restart_policy, name=manifest.name)
         self._pool: InstancePool[Instance] = InstancePool(pool_size, self._new_instance)
         self.pool_size = pool_size
         self._ticker = host._ticker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter, deque
@@ -9,10 +10,13 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from wasmplug import _telemetry
 from wasmplug._errors import PluginFault
 from wasmplug._sandbox.limits import RestartPolicy
 
 __all__ = ["FaultRecord", "PluginMetrics", "Supervisor"]
+
+log = logging.getLogger("wasmplug")
 
 
 @attrs.frozen
@@ -74,9 +78,14 @@ class Supervisor:
     """
 
     def __init__(
-        self, policy: RestartPolicy, *, clock: Callable[[], float] = time.monotonic
+        self,
+        policy: RestartPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "",
     ) -> None:
         self.policy = policy
+        self.name = name
         self._clock = clock
         self._lock = threading.Lock()
         self._window: deque[float] = deque()
@@ -107,9 +116,25 @@ class Supervisor:
             window.append(now)
             while window and now - window[0] > self.policy.window_s:
                 window.popleft()
-            if len(window) >= self.policy.max_faults and not self.quarantined:
+            quarantine = len(window) >= self.policy.max_faults and not self.quarantined
+            if quarantine:
                 self.quarantined = True
                 self.quarantines += 1
+        self._log(logging.INFO, "%s fault: %s", kind, message, export=export, fault=kind)
+        if quarantine:
+            self._log(logging.WARNING, "quarantined (%s fault)", kind, export=export, fault=kind)
+
+    def _log(
+        self, level: int, msg: str, *args: object, export: str | None, fault: str | None = None
+    ) -> None:
+        """Log about this plugin. The record carries ``plugin``, ``export`` and ``fault``
+        as structured fields, and ``trace_id``/``span_id`` while a span is active."""
+        if not log.isEnabledFor(level):
+            return
+        extra: dict[str, object] = {"plugin": self.name, "export": export, "fault": fault}
+        extra.update(_telemetry.log_fields())
+        where = f"plugin {self.name!r}" + (f", export {export!r}" if export else "")
+        log.log(level, f"{where}: {msg}", *args, extra=extra)
 
     def record_interrupt(self, exc: PluginFault) -> None:
         """Count a call that Ctrl-C ended: a fault in the metrics, and its instance is
@@ -119,6 +144,9 @@ class Supervisor:
             self.pending_restart = True
             message = Exception.__str__(exc)
             self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())
+        self._log(
+            logging.INFO, "%s fault: %s", exc.fault, message, export=exc.export, fault=exc.fault
+        )
 
     def quarantine(self, reason: str) -> None:
         """Quarantine now, for a reason other than the fault count."""
@@ -126,6 +154,7 @@ class Supervisor:
             self.quarantines += not self.quarantined
             self.quarantined = True
             self.quarantine_reason = reason
+        self._log(logging.WARNING, "quarantined: %s", reason, export=None)
 
     def record_success(self) -> None:
         """A call succeeded: the consecutive-fault streak ends."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from wasmplug import _telemetry
+
 __all__ = ["MAX_LINE_BYTES", "GuestOutput"]
 
 MAX_LINE_BYTES = 4096
@@ -52,6 +54,8 @@ class GuestOutput:
     ) -> None:
         self.logger = logger
         self.level = level
+        # Structured fields of every record (docs/observability.md, "Logs").
+        self.plugin = logger.name.removeprefix("wasmplug.plugin.")
         self.max_lines = max_lines
         self.per_s = per_s
         self.discard = discard
@@ -97,13 +101,19 @@ class GuestOutput:
 
     def _emit(self, line: str) -> None:
         now = time.monotonic()
+        extra = {"plugin": self.plugin, **_telemetry.log_fields()}
         if now - self._window_start >= self.per_s:
             if self._suppressed:
-                self.logger.log(self.level, "(%d lines suppressed by rate limit)", self._suppressed)
+                self.logger.log(
+                    self.level,
+                    "(%d lines suppressed by rate limit)",
+                    self._suppressed,
+                    extra=extra,
+                )
             self._window_start, self._count, self._suppressed = now, 0, 0
         if self._count < self.max_lines:
             self._count += 1
-            self.logger.log(self.level, "%s", line)
+            self.logger.log(self.level, "%s", line, extra=extra)
         else:
             self._suppressed += 1
 
