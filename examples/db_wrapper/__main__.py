@@ -2,12 +2,16 @@
 
 Run from the repository root::
 
-    python -m examples.db_wrapper [--shell] [--state-dir DIR] [--registry REF-PREFIX]
+    python -m examples.db_wrapper [--shell] [--trace] [--state-dir DIR] [--registry REF-PREFIX]
 
 The first run builds the three plugins with componentize-py and compiles them
 (about a minute); later runs take a second or two. ``--shell`` opens an apsw
 shell on the connection afterwards (try ``.tables`` and ``SELECT * FROM cars
 WHERE Origin = 'Japan' LIMIT 5;``).
+
+``--trace`` prints the OpenTelemetry span tree of the first query over HTTP: the
+plugin calls (``wasmplug.call``), the host calls they make (``wasmplug.host_call``)
+and the outbound requests (``wasmplug.http``), with their times.
 
 ``--registry 127.0.0.1:5000/demo`` pushes the three signed plugins to that OCI
 registry and installs them from it. A local registry for this (Debian's
@@ -165,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="plugins, keys and data (default: %(default)s)",
     )
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the OpenTelemetry span tree of the first HTTP query "
+        "(needs opentelemetry-sdk: pip install wasmplug[otel] opentelemetry-sdk)",
+    )
+    parser.add_argument(
         "--registry",
         metavar="REF-PREFIX",
         help="push the plugins to this OCI registry prefix (e.g. 127.0.0.1:5000/demo), "
@@ -175,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("wasmplug.plugin").setLevel(logging.CRITICAL)  # guest tracebacks
     state_dir: Path = args.state_dir.absolute()
 
+    if args.trace:
+        from . import tracing
+
+        tracing.configure()  # before the host is created: plugins bind tracing at load
     via = f", through the OCI registry {args.registry}" if args.registry else ""
     print(f"1. plugins: build, sign and install (state in {state_dir}{via})")
     host = PluginHost(
@@ -185,9 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         # Builds and first compiles (10-30 s each, once) are shown live, one line per plugin.
         with ProgressBoard() as board:
-            registry = build.prepare(
-                state_dir, host, progress=board, registry_prefix=args.registry
-            )
+            registry = build.prepare(state_dir, host, progress=board, registry_prefix=args.registry)
         installed = ", ".join(f"{i.name} {i.version}" for i in registry.list())
         print(f"   registry {registry.root}: {installed}")
         print(f"   ready in {time.perf_counter() - start:.1f} s")
@@ -210,8 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             module.register(con)
             print("3. tables")
             setup(con, server.url)
+            traced = False
             for title, sql in QUERIES:
-                run(con, module, title, sql)
+                if args.trace and not traced and "cars" in sql:
+                    traced = True
+                    with tracing.traced_query(sql):
+                        run(con, module, title, sql)
+                else:
+                    run(con, module, title, sql)
             fault_demo(con)
             if args.shell:
                 print("\nSQL shell on the demo connection (.tables, .quit)")

@@ -182,6 +182,7 @@ def prepare(
         wasmplug.BuildError: a build failed.
         wasmplug.UntrustedKeyError: ``host`` does not trust the demo key.
     """
+
     def say(message: str) -> None:
         if progress is not None:
             progress(message)

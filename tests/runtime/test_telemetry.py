@@ -27,7 +27,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 
+from support.http import COMPONENT as HTTP_COMPONENT
+from support.http import running_server, send, send_err
 from wasmplug import (
+    Grants,
     HostStats,
     Limits,
     Manifest,
@@ -345,3 +348,44 @@ def test_host_stats_without_otel(tmp_path: Path) -> None:
         assert (after.calls, after.restarts, after.quarantines) == (2, 2, 1)
         assert (s.calls, s.restarts) == (1, 1)  # a snapshot: it does not change
         assert stats.get("nope") is None
+
+
+def test_http_span_names_the_host_only(host: PluginHost, otel: Otel) -> None:
+    with running_server() as server:
+        origin = server.url
+        plugin = host.load(
+            HTTP_COMPONENT,
+            allow_unsigned=True,
+            manifest=Manifest(
+                name="fetcher",
+                host_interfaces=("wasmplug:host/http@0.1.0",),
+                allowed_outbound_hosts=(origin,),
+            ),
+            grants=Grants(allowed_outbound_hosts=(origin,)),
+        )
+        otel.spans.clear()
+        assert send(plugin, f"{origin}/json?token=s3cret").status == 200
+        denied = send_err(plugin, "http://example.com/x?token=s3cret")
+    assert denied.case == "denied"
+    trees = otel.tree()
+    assert trees == [
+        (0, "wasmplug.call"),
+        (1, "wasmplug.host_call"),
+        (2, "wasmplug.http"),
+        (0, "wasmplug.call"),
+        (1, "wasmplug.host_call"),
+        (2, "wasmplug.http"),
+    ]
+    ok, refused = [s for s in otel.finished() if s.name == "wasmplug.http"]
+    assert attrs_of(ok) == {
+        "http.request.method": "GET",
+        "server.address": "127.0.0.1",
+        "url.scheme": "http",
+        "http.response.status_code": 200,
+    }
+    assert attrs_of(refused)["server.address"] == "example.com"
+    assert refused.status.status_code is StatusCode.ERROR
+    for span in otel.finished():  # no path, query string or token anywhere
+        text = repr(span.to_json())
+        assert "s3cret" not in text
+        assert "/json" not in text
