@@ -389,3 +389,50 @@ def test_http_span_names_the_host_only(host: PluginHost, otel: Otel) -> None:
         text = repr(span.to_json())
         assert "s3cret" not in text
         assert "/json" not in text
+
+
+def test_process_tier_call_with_host_call(host: PluginHost, otel: Otel) -> None:
+    """Host calls of a process-isolated plugin run here, under the call's span."""
+
+    def cb(x: int) -> int:
+        with otel.tracer.start_as_current_span("app.lookup"):
+            return x + 1
+
+    plugin = load(host, otel, cb, isolation="process")
+    assert plugin.call("call-cb", 1) == 2
+    with pytest.raises(PluginTrapped):
+        plugin.call("boom")
+    assert otel.tree() == [
+        (0, "wasmplug.call"),
+        (1, "wasmplug.host_call"),
+        (2, "app.lookup"),
+        (0, "wasmplug.call"),
+    ]
+    ok, trapped = [s for s in otel.finished() if s.name == "wasmplug.call"]
+    assert attrs_of(ok)["wasmplug.isolation"] == "process"
+    assert (attrs_of(trapped)["wasmplug.outcome"], attrs_of(trapped)["wasmplug.fault"]) == (
+        "fault",
+        "trap",
+    )
+
+
+def test_call_thread_tier_propagates_the_context(host: PluginHost, otel: Otel) -> None:
+    """A plugin that can block in WASI runs calls on a call thread: the host function
+    still sees the call's span as current."""
+    poll = '(import "wasi:io/poll@0.2.0" (instance (export "pollable" (type (sub resource)))))'
+    threaded = FAULTY_WAT.replace("(component\n", f"(component {poll}\n", 1)
+
+    def cb(x: int) -> int:
+        with otel.tracer.start_as_current_span("app.lookup"):
+            return x + 1
+
+    host.provide("cb", cb)
+    plugin = host.load(
+        threaded.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="faulty", host_interfaces=("cb",)),
+    )
+    assert plugin._threaded
+    otel.spans.clear()
+    assert plugin.call("call-cb", 1) == 2
+    assert otel.tree() == [(0, "wasmplug.call"), (1, "wasmplug.host_call"), (2, "app.lookup")]

@@ -29,6 +29,7 @@ import attrs
 from wasmtime import WasmtimeError
 from wasmtime.component import Component
 
+from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.hostfuncs import Invoke
 from wasmplug._bridge.resources import Resource
@@ -532,14 +533,16 @@ class ProcessBackend:
         handles = _ParentHandles(worker)
         args = [dec(w, handles) for dec, w in zip(hf.decs, wire, strict=True)]
         try:
-            try:
-                out = hf.invoke(args)
-                if out.__class__ is CoroutineType:  # an async host function (see aio.py)
-                    out = _callctx.run_coroutine(out, frame, hf.qualname)
-            except Err as e:
-                if not hf.returns_result:
-                    raise
-                out = e
+            # A child span of the plugin's call span, as for in-process host calls.
+            with _telemetry.span("wasmplug.host_call", {"wasmplug.host.function": hf.qualname}):
+                try:
+                    out = hf.invoke(args)
+                    if out.__class__ is CoroutineType:  # an async host function (see aio.py)
+                        out = _callctx.run_coroutine(out, frame, hf.qualname)
+                except Err as e:
+                    if not hf.returns_result:
+                        raise
+                    out = e
             if hf.enc is not None:
                 if hf.returns_result and not isinstance(out, Ok | Err):
                     out = Ok(out)
