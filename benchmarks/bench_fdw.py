@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.db_wrapper import build, data  # noqa: E402
-from examples.db_wrapper.__main__ import default_state_dir  # noqa: E402
 from examples.db_wrapper.vtable import WasmModule  # noqa: E402
 
 from wasmplug import Grants, Limits, PluginHost  # noqa: E402
@@ -81,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
     parser.add_argument("--batch-size", type=int, default=1024, help="rows per iter-scan")
-    parser.add_argument("--state-dir", type=Path, default=default_state_dir())
+    parser.add_argument("--state-dir", type=Path, default=build.default_state_dir())
     args = parser.parse_args(argv)
 
     flights = data.flights_csv()
     with PluginHost(trusted_keys=[build.demo_trusted_key(args.state_dir)]) as host:
-        registry = build.prepare(args.state_dir, host, progress=print)
+        registry = build.prepare(args.state_dir, host)
         module = WasmModule(
             host,
             registry,
