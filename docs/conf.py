@@ -77,8 +77,9 @@ nitpick_ignore = [
 # -- Every public name is documented ----------------------------------------------------------
 def _check_public_names_documented(app: object, env: object) -> None:
     """Warn (an error under -W) for each name in ``wasmplug.__all__`` missing from api.md."""
-    import wasmplug
     from sphinx.util import logging
+
+    import wasmplug
 
     documented = env.get_domain("py").objects  # type: ignore[attr-defined]
     log = logging.getLogger("wasmplug.docs")
