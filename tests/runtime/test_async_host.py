@@ -27,6 +27,7 @@ from wasmplug import (
     Plugin,
     PluginHost,
     PluginTimeout,
+    WasmplugError,
 )
 
 IFACE = "demo:aio/host@0.1.0"
@@ -35,11 +36,22 @@ ASK = w.Func("ask", (("q", STR),), STR)
 TRY_ASK = w.Func("try-ask", (("q", STR),), w.Result(STR, STR))
 SPIN = w.Func("spin", (), None, "(loop $l (br $l))")
 COMPONENT = w.component([SPIN], {IFACE: [ASK, TRY_ASK]}).encode()
+# The same, importing a WASI interface that can block: its calls run on a call thread.
+POLL_IMPORT = '(import "wasi:io/poll@0.2.0" (instance (export "pollable" (type (sub resource)))))'
+THREADED = (
+    w.component([SPIN], {IFACE: [ASK, TRY_ASK]})
+    .replace("(component", f"(component\n  {POLL_IMPORT}", 1)
+    .encode()
+)
 MANIFEST = Manifest(name="aio", host_interfaces=(IFACE,))
+
+
+_CONNECTIONS: set[asyncio.StreamWriter] = set()
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Upper-cases each line; a line ``hang`` gets no answer (until the client goes)."""
+    _CONNECTIONS.add(writer)
     try:
         while line := await reader.readline():
             if line.strip() == b"hang":
@@ -48,6 +60,7 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             writer.write(line.upper())
             await writer.drain()
     finally:
+        _CONNECTIONS.discard(writer)
         writer.close()
 
 
@@ -85,7 +98,11 @@ class Server:
         async def stop() -> None:
             assert self.server is not None
             self.server.close()
+            for writer in list(_CONNECTIONS):  # connections a hanging test left open
+                if writer.transport.get_extra_info("sockname")[1] == self.port:
+                    writer.close()
             await self.server.wait_closed()
+            await asyncio.sleep(0)
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -116,10 +133,15 @@ def provide(host: PluginHost, ask: Callable[[str], Awaitable[str]]) -> None:
     host.provide(IFACE, {"ask": ask, "try-ask": try_ask})
 
 
-def load(host: PluginHost, timeout_ms: float = 2000) -> Plugin:
-    return host.load(
-        COMPONENT, allow_unsigned=True, manifest=MANIFEST, limits=Limits(timeout_ms=timeout_ms)
+def load(host: PluginHost, timeout_ms: float = 2000, *, threaded: bool = False) -> Plugin:
+    plugin = host.load(
+        THREADED if threaded else COMPONENT,
+        allow_unsigned=True,
+        manifest=MANIFEST,
+        limits=Limits(timeout_ms=timeout_ms),
     )
+    assert bool(plugin.blocking_wasi) is threaded
+    return plugin
 
 
 def test_sync_call_runs_the_coroutine_on_the_hosts_loop(
@@ -142,7 +164,8 @@ def test_sync_call_runs_the_coroutine_on_the_hosts_loop(
     assert loops[0] is not server.loop
 
 
-def test_acall_runs_the_coroutine_on_the_callers_loop(any_host: PluginHost) -> None:
+@pytest.mark.parametrize("threaded", [False, True], ids=["direct", "call-thread"])
+def test_acall_runs_the_coroutine_on_the_callers_loop(any_host: PluginHost, threaded: bool) -> None:
     async def main() -> tuple[list[str], bool]:
         server = await asyncio.start_server(_serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -154,7 +177,7 @@ def test_acall_runs_the_coroutine_on_the_callers_loop(any_host: PluginHost) -> N
             return await _ask(port, q)
 
         provide(any_host, ask)
-        plugin = load(any_host)
+        plugin = load(any_host, threaded=threaded)
         async with server:
             # The server runs on this loop too: the guest's host call can only be
             # answered if the loop stays free while the worker thread waits.
@@ -210,7 +233,10 @@ def test_the_time_limit_bounds_the_wait(any_host: PluginHost, server: Server, ho
     assert plugin.call("call-ask", "after") == "AFTER"  # a fresh instance
 
 
-def test_cancelling_acall_cancels_the_host_coroutine(host: PluginHost, server: Server) -> None:
+@pytest.mark.parametrize("threaded", [False, True], ids=["direct", "call-thread"])
+def test_cancelling_acall_cancels_the_host_coroutine(
+    host: PluginHost, server: Server, threaded: bool
+) -> None:
     entered = threading.Event()
     cancelled = threading.Event()
 
@@ -223,7 +249,7 @@ def test_cancelling_acall_cancels_the_host_coroutine(host: PluginHost, server: S
             raise
 
     provide(host, ask)
-    plugin = load(host, timeout_ms=30_000)
+    plugin = load(host, timeout_ms=30_000, threaded=threaded)
 
     async def main() -> float:
         task = asyncio.create_task(plugin.acall("call-ask", "hang"))
@@ -244,12 +270,13 @@ def test_cancelling_acall_cancels_the_host_coroutine(host: PluginHost, server: S
     assert plugin.call("call-ask", "after") == "AFTER"
 
 
-def test_cancelling_acall_interrupts_a_spinning_guest(host: PluginHost) -> None:
+@pytest.mark.parametrize("threaded", [False, True], ids=["direct", "call-thread"])
+def test_cancelling_acall_interrupts_a_spinning_guest(host: PluginHost, threaded: bool) -> None:
     async def ask(q: str) -> str:
         return q
 
     provide(host, ask)
-    plugin = load(host, timeout_ms=60_000)
+    plugin = load(host, timeout_ms=60_000, threaded=threaded)
 
     async def main() -> None:
         task = asyncio.create_task(plugin.acall("spin"))
@@ -286,3 +313,36 @@ def test_an_async_host_function_that_raises(any_host: PluginHost) -> None:
     assert isinstance(info.value.__cause__, LookupError)
     with pytest.raises(HostFunctionError):
         asyncio.run(plugin.acall("call-ask", "boom"))
+
+
+def test_closing_the_host_ends_a_wait_on_its_loop(tmp_path: Path, server: Server) -> None:
+    """An untimed plugin waiting on the host's loop does not outlive the host's close()."""
+    entered = threading.Event()
+
+    async def ask(q: str) -> str:
+        entered.set()
+        return await _ask(server.port, q)
+
+    host = PluginHost(cache_dir=tmp_path / "cache", limits=Limits.unlimited())
+    provide(host, ask)
+    plugin = host.load(COMPONENT, allow_unsigned=True, manifest=MANIFEST)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            plugin.call("call-ask", "hang")
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert entered.wait(5)
+    start = time.monotonic()
+    host.close()
+    t.join(5)
+    assert not t.is_alive()
+    assert time.monotonic() - start < 3.0
+    # The call failed with an ordinary error (the host function's coroutine was
+    # cancelled), not asyncio.CancelledError, and did not hang.
+    assert len(errors) == 1
+    assert isinstance(errors[0], WasmplugError), repr(errors[0])

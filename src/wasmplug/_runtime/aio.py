@@ -27,13 +27,13 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._errors import PluginTimeout
 
-__all__ = ["POLL_S", "AsyncCall", "HostLoop", "run_host_coroutine"]
+__all__ = ["POLL_S", "AsyncCall", "HostLoop", "run_as", "run_host_coroutine"]
 
 POLL_S = 0.05
 """Longest single wait for a host coroutine before deadlines and cancellation are rechecked (s)."""
@@ -66,6 +66,16 @@ class AsyncCall:
             pending = self.pending
         if pending is not None:
             pending.cancel()
+
+
+def run_as(call: AsyncCall, job: Callable[[], Any]) -> Any:
+    """Run ``job`` with ``call`` as this thread's current ``acall``: the call thread of a
+    plugin that can block in WASI runs the guest for the ``acall`` worker that waits."""
+    prev = _callctx.set_async(call)
+    try:
+        return job()
+    finally:
+        _callctx.set_async(prev)
 
 
 class HostLoop:
@@ -107,13 +117,28 @@ class HostLoop:
             return loop
 
     def close(self) -> None:
-        """Stop the loop (idempotent); pending host coroutines are cancelled by their waiters."""
+        """Cancel the host coroutines still running, then stop the loop (idempotent).
+
+        Calls waiting for them fail at once (the coroutine raises ``CancelledError``),
+        so closing the host never waits for a coroutine, even in an untimed plugin.
+        """
         with self._lock:
             self._closed = True
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=LOOP_STOP_TIMEOUT_S)
+
+        if thread is not threading.current_thread():
+            done = asyncio.run_coroutine_threadsafe(cancel_all(), loop)
+            concurrent.futures.wait((done,), LOOP_STOP_TIMEOUT_S)
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
             thread.join(LOOP_STOP_TIMEOUT_S)
@@ -185,7 +210,16 @@ def run_host_coroutine(coro: Coroutine[Any, Any, Any], inst: Any, qualname: str)
                 try:
                     return fut.result()
                 except concurrent.futures.CancelledError:
-                    raise asyncio.CancelledError from None
+                    if call is not None and call.cancelled:
+                        raise asyncio.CancelledError from None
+                    raise RuntimeError(
+                        f"async host function {qualname} was cancelled (the host was closed)"
+                    ) from None
+            if not loop.is_running():  # the caller's loop ended, or the host closed
+                fut.cancel()
+                raise RuntimeError(
+                    f"the event loop running async host function {qualname} stopped"
+                )
     finally:
         if call is not None:
             with call._lock:

@@ -890,10 +890,12 @@ class PluginHost:
         self._closed = True
         atexit.unregister(self.close)
         deadline = time.monotonic() + CLOSE_GRACE_S
+        # First end the async host functions running on the host's loop, so that
+        # no call waits for one while its plugin is being closed.
+        self._host_loop.close()
         for plugin in list(self._plugins):
             plugin._close(deadline)
         self._ticker.close()
-        self._host_loop.close()
         self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._components.clear()

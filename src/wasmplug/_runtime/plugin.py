@@ -40,7 +40,7 @@ from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
-from .aio import AsyncCall
+from .aio import AsyncCall, run_as
 from .callthread import (
     CLOSE_GRACE_S,
     GRACE_MS,
@@ -376,6 +376,9 @@ class Plugin:
         job = functools.partial(self._run, inst, ex, args)
         if self._tel is not None:  # host functions see the caller's span as current
             job = functools.partial(contextvars.copy_context().run, job)
+        call = _callctx.current_async()
+        if call is not None:  # an acall: its host coroutines and cancellation follow the guest
+            job = functools.partial(run_as, call, job)
         return self._on_thread(inst, ex, job)
 
     def _on_thread(self, inst: Instance, ex: ExportFunc | None, job: Any) -> Any:
