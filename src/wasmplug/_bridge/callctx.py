@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["current", "current_async", "current_plugin", "set_async", "swap"]
+__all__ = ["current", "current_async", "current_plugin", "host_call_runner", "set_async", "swap"]
 
 _tls = threading.local()
 
@@ -30,6 +30,14 @@ def current_plugin() -> Any:
     """
     inst = getattr(_tls, "inst", None)
     return None if inst is None else inst.plugin
+
+
+def host_call_runner() -> Any:
+    """How a host function must run on this thread: ``None`` for "right here", or a
+    function ``runner(fn, args)`` that runs ``fn(args)`` elsewhere and returns its
+    result. A plugin call thread (``_runtime/callthread.py``) sets one, so that host
+    functions run on the thread that called into the plugin, as on the direct path."""
+    return getattr(_tls, "host_call_runner", None)
 
 
 def swap(inst: Any) -> Any:

@@ -55,6 +55,7 @@ class HostFunc:
 _COROUTINE = types.CoroutineType
 _HOST_FUNCS: dict[int, HostFunc] = {}
 _deferred = _sigguard.deferred
+_host_call_runner = _callctx.host_call_runner
 _HOST_OBJECTS: dict[int, Any] = {}
 _ids = itertools.count(1)
 
@@ -94,10 +95,12 @@ def _trampoline(
         inst.lift_deadline = 0.0
         pyargs = [lift(args[i], inst) for i, lift in enumerate(hf.lifts)]
         try:
-            if _telemetry.TRACER is None:
-                out = _invoke(hf, pyargs, inst)
-            else:  # a child span of the plugin call: the guest called its host
-                out = _traced_invoke(hf, pyargs, inst)
+            invoke = _invoke if _telemetry.TRACER is None else _traced_invoke
+            runner = _host_call_runner()
+            if runner is None:
+                out = invoke(hf, pyargs, inst)
+            else:  # a call thread: the host function runs on the caller's thread
+                out = runner(lambda a: invoke(hf, a, inst), pyargs)
         except Err as e:
             if not hf.returns_result:
                 raise

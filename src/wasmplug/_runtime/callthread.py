@@ -10,13 +10,16 @@ there, and a thread blocked inside wasmtime cannot be interrupted.
 So for a plugin whose component imports such an interface (known statically,
 :func:`blocking_imports`), each instance gets a :class:`CallThread`: its
 instantiation, calls and resource drops run there, and the caller waits on a
-lock with a deadline. Waiting in Python keeps the caller responsive: Ctrl-C
-interrupts the wait on the main thread, ``close()`` can cancel it, and at the
-deadline the caller gives up. The instance is then *abandoned*: forgotten by the
-pool and never touched again by the caller (its Store is still in use), while
-the thread, a daemon, runs on until wasmtime returns; it then closes the
-instance itself and exits. A thread that never returns stays blocked until the
-process exits (daemon threads do not delay interpreter exit).
+lock with a deadline. Host functions the guest calls are handed back to the
+waiting caller and run on its thread (``callctx.host_call_runner``), so they see
+the caller's thread-locals and context, as on the direct path. Waiting in Python
+keeps the caller responsive: Ctrl-C interrupts the wait on the main thread,
+``close()`` can cancel it, and at the deadline the caller gives up. The instance
+is then *abandoned*: forgotten by the pool and never touched again by the caller
+(its Store is still in use), while the thread, a daemon, runs on until wasmtime
+returns; it then closes the instance itself and exits. A thread that never
+returns stays blocked until the process exits (daemon threads do not delay
+interpreter exit).
 
 Plugins that import none of these interfaces never pay for this: they keep the
 direct call path.
@@ -25,6 +28,7 @@ direct call path.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -108,6 +112,8 @@ class CallThread:
         "_done",
         "_error",
         "_go",
+        "_host_call",
+        "_host_reply",
         "_job",
         "_mutex",
         "_on_exit",
@@ -128,6 +134,8 @@ class CallThread:
         self._mutex = threading.Lock()
         self._job: Callable[[], Any] | None = None
         self._caller_inst: Any = None
+        self._host_call: tuple[Any, Callable[[Any], Any], Any] | None = None
+        self._host_reply: Any = None
         self.caller: threading.Thread | None = None  # the thread waiting for the job
         self._result: Any = None
         self._error: BaseException | None = None
@@ -160,9 +168,15 @@ class CallThread:
         self._caller_inst = _callctx.current()
         self._cancelled = False
         self.busy = True
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._go.release()
         try:
-            done = self._done.acquire(timeout=-1 if timeout_s is None else max(timeout_s, 0.0))
+            while True:
+                left = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+                done = self._done.acquire(timeout=left)
+                if not (done and self._host_call is not None and not self._cancelled):
+                    break
+                self._serve_host_call()
         except BaseException:
             if not self._give_up():
                 self._error = self._result = None  # it finished just as the wait broke
@@ -174,6 +188,21 @@ class CallThread:
             return False, None
         return True, self._take()
 
+    def _serve_host_call(self) -> None:
+        """Run the host function the guest called, here on the caller's thread (so
+        thread-locals, context variables and re-entry checks are the caller's), and
+        hand the outcome back to the call thread."""
+        inst, fn, args = self._host_call  # type: ignore[misc]
+        self._host_call = None
+        prev = _callctx.swap(inst)
+        try:
+            self._host_reply = (True, fn(args))
+        except BaseException as e:  # handed to the trampoline, which parks it
+            self._host_reply = (False, e)
+        finally:
+            _callctx.swap(prev)
+        self._go.release()
+
     def _give_up(self) -> bool:
         """Abandon the thread, unless its job has finished (then return False)."""
         with self._mutex:
@@ -183,6 +212,12 @@ class CallThread:
                 self._done.acquire(blocking=False)
                 return False
             self.abandoned = True
+            if self._host_call is not None:
+                # It waits for the answer to a host call: refuse it, so the guest
+                # traps and the thread ends.
+                self._host_call = None
+                self._host_reply = (False, Cancelled("the caller stopped waiting"))
+                self._go.release()
             return True
 
     def _take(self) -> Any:
@@ -214,6 +249,26 @@ class CallThread:
 
     # -- the thread's side ---------------------------------------------------------------
 
+    def _call_on_caller(self, fn: Callable[[Any], Any], args: Any) -> Any:
+        """The host-call runner of this thread (see ``callctx.host_call_runner``):
+        run ``fn(args)`` on the waiting caller's thread and return its result.
+
+        Raises:
+            BaseException: what ``fn`` raised; or :class:`Cancelled` if the caller
+                has stopped waiting.
+        """
+        with self._mutex:
+            if self.abandoned or self._cancelled:
+                raise Cancelled("the caller stopped waiting")
+            self._host_call = (_callctx.current(), fn, args)
+            self._done.release()
+        self._go.acquire()
+        ok, value = self._host_reply
+        self._host_reply = None
+        if not ok:
+            raise value
+        return value
+
     def _loop(self) -> None:
         tls = _callctx._tls
         while True:
@@ -225,12 +280,14 @@ class CallThread:
             # The caller's call chain continues here: re-entry checks and
             # current_plugin() see the same chain as on the calling thread.
             tls.inst = self._caller_inst
+            tls.host_call_runner = self._call_on_caller
             try:
                 self._result = job()
             except BaseException as e:  # handed to the caller, never lost here
                 self._error = e
             finally:
                 tls.inst = None
+                tls.host_call_runner = None
                 self._caller_inst = None
             with self._mutex:
                 self.busy = False

@@ -33,7 +33,7 @@ from .faults import DEADLINE_TRAP, INTERRUPT_TRAP
 
 __all__ = ["SLICE_MS", "install"]
 
-SLICE_MS = 25.0
+SLICE_MS = 10.0
 """Longest stretch of guest code between two deadline checks, in ms (Ctrl-C latency)."""
 
 _current = _callctx.current

@@ -302,7 +302,7 @@ class Plugin:
         run on this event loop while the worker thread waits for them, within the
         call's time limit. Cancelling the awaiting task interrupts the call: the
         host coroutine the guest is waiting for is cancelled, and a guest running
-        its own code is ended at its next deadline check (every 25 ms); the
+        its own code is ended at its next deadline check (every 10 ms); the
         instance is discarded either way.
         """
         loop = asyncio.get_running_loop()
