@@ -44,7 +44,7 @@ __all__ = [
     "blocking_imports",
 ]
 
-GRACE_MS = 25.0
+GRACE_MS = 40.0
 """How long past its budget a caller waits before abandoning the call thread, in ms.
 A guest spinning in Wasm is ended by its epoch deadline well within it."""
 
