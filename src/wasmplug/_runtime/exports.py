@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge.convert import needs_free
@@ -13,10 +13,22 @@ from wasmplug._bridge.lift import lifter, string_result
 from wasmplug._bridge.lower import RecordTemplate, StringParam, lowerer, scalar
 from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
 
-if TYPE_CHECKING:
-    from .plugin import Plugin
+__all__ = ["ExportFunc", "Exports", "PluginCalls", "short_interface_name"]
 
-__all__ = ["ExportFunc", "Exports", "short_interface_name"]
+
+class PluginCalls(Protocol):
+    """What an export needs from the plugin that owns it (:class:`~wasmplug.Plugin`).
+
+    A protocol, so that this module does not import ``plugin`` (which imports it).
+    """
+
+    pool_size: int
+
+    @property
+    def closed(self) -> bool: ...
+
+    def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any: ...
+
 
 byref = ctypes.byref
 
@@ -47,7 +59,7 @@ class ExportFunc:
         "templates",
     )
 
-    def __init__(self, plugin: Plugin, index: int, name: str, sig: FuncSig) -> None:
+    def __init__(self, plugin: PluginCalls, index: int, name: str, sig: FuncSig) -> None:
         self.plugin = plugin
         self.index = index
         self.name = name
