@@ -195,3 +195,18 @@ def test_cli_revoke_by_key_file(tmp_path: Path, store: TrustStore, pair: _signin
 @pytest.mark.parametrize("bad", ["abc\n", "zz", ""])
 def test_cli_revoke_rejects_bad_key_ids(tmp_path: Path, store: TrustStore, bad: str) -> None:
     assert main(["trust", "revoke", "--key", bad, "--trust-store", str(store.path)]) == 2
+
+
+@pytest.mark.parametrize(
+    "digest", ["56fd92b5...", "56fd92b5", "g" * 64, "a" * 63, "a" * 65, "", "sha256:" + "a" * 64]
+)
+def test_a_malformed_digest_is_refused_not_silently_stored(store: TrustStore, digest: str) -> None:
+    """A shortened or mistyped digest would never match a file: the revocation would not apply."""
+    with pytest.raises(ValueError, match="64 digits"):
+        store.revoke_digest(digest)
+    assert not store.revoked_digests
+
+
+def test_a_digest_is_normalised(store: TrustStore) -> None:
+    store.revoke_digest(" " + "AB" * 32 + "\n")
+    assert store.revoked_digests == {"ab" * 32}

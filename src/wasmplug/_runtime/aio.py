@@ -217,9 +217,7 @@ def run_host_coroutine(coro: Coroutine[Any, Any, Any], inst: Any, qualname: str)
                     ) from None
             if not loop.is_running():  # the caller's loop ended, or the host closed
                 fut.cancel()
-                raise RuntimeError(
-                    f"the event loop running async host function {qualname} stopped"
-                )
+                raise RuntimeError(f"the event loop running async host function {qualname} stopped")
     finally:
         if call is not None:
             with call._lock:

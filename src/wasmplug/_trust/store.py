@@ -24,6 +24,7 @@ import contextlib
 import fnmatch
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ def _scopes(value: Iterable[str]) -> tuple[str, ...]:
     if not scopes:
         raise ValueError("a trusted key needs at least one scope (use '*' for any plugin)")
     return scopes
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @attrs.frozen
@@ -313,8 +317,17 @@ class TrustStore:
         """Refuse a component by SHA-256 (hex): either the file's digest, or its
         *content* digest (the file without its signature section, as shown by
         ``wasmplug inspect``). Revoking the content digest also refuses copies
-        re-signed with other keys."""
-        self.revoked_digests.add(sha256.lower())
+        re-signed with other keys.
+
+        Raises:
+            ValueError: ``sha256`` is not 64 hexadecimal digits (a shortened or mistyped
+                digest would never match anything, and the revocation would silently not
+                apply).
+        """
+        digest = sha256.strip().lower()
+        if _SHA256_HEX.fullmatch(digest) is None:
+            raise ValueError(f"{sha256!r} is not a hex SHA-256 (64 digits)")
+        self.revoked_digests.add(digest)
 
     def check(
         self,
