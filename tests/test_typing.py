@@ -20,6 +20,7 @@ def test_user_code_type_checks_strictly(tmp_path: Path) -> None:
             "--cache-dir",
             str(tmp_path / "mypy-cache"),
             str(HERE / "typing" / "api.py"),
+            str(HERE / "typing" / "authoring.py"),
         ],
         capture_output=True,
         text=True,
