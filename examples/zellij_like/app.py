@@ -134,7 +134,7 @@ class PaneView(Static, can_focus=True):
 
 
 class BarView(Static):
-    DEFAULT_CSS = "BarView { height: auto; max-height: 2; background: $boost; }"
+    DEFAULT_CSS = "BarView { height: auto; max-height: 3; background: $boost; }"
 
     def __init__(self, pane: Pane) -> None:
         super().__init__(id=f"pane-{pane.id}")
@@ -174,6 +174,7 @@ class Workspace(App[None]):
         self.trusted_key = trusted_key
         self.policy = GrantPolicy(prompt=self._prompt_from_thread, store=grant_store)
         self.manual_timers = manual_timers
+        self._stats_sent = ""
         self.mode = "normal"
         self.active_tab = 0
         self.opened: list[tuple[str, str]] = []  # (pane id, path) from open-file
@@ -217,6 +218,31 @@ class Workspace(App[None]):
     async def _startup(self) -> None:
         await asyncio.gather(*(self.start(p) for p in self.panes.values()))
         await self.broadcast_state()
+        await self.send_stats()
+        if not self.manual_timers:
+            self.set_interval(1.0, lambda: self.spawn(self.send_stats()))
+
+    async def send_stats(self) -> None:
+        """Send every plugin's calls, faults and restarts (from ``PluginHost.stats()``)
+        to the status bar's ``pipe`` as a ``plugin-stats`` message."""
+        spec = self.layout_spec.bottom
+        bar = self.panes.get(spec.id) if spec is not None else None
+        if bar is None or bar.error is not None or bar.plugin is None:
+            return
+        parts = []
+        for s in self.host.stats():
+            part = f"{s.name} {s.calls}"
+            if s.total_faults or s.restarts:
+                part += f" ({s.total_faults} faults, {s.restarts} restarts)"
+            parts.append(part)
+        payload = "calls: " + ", ".join(parts)
+        if payload == self._stats_sent:
+            return
+        self._stats_sent = payload
+        msg = {"source": "host", "name": "plugin-stats", "payload": payload}
+        ok, changed = await self._call(bar, "pipe", msg)
+        if ok and changed:
+            await self.render_pane(bar)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, tracked so that :meth:`settle` can wait for it."""
@@ -322,6 +348,7 @@ class Workspace(App[None]):
         view.update(text)
         view.add_class("crashed")
         self.spawn(self.broadcast_panes())
+        self.spawn(self.send_stats())
 
     # -- host actions ------------------------------------------------------------------
 

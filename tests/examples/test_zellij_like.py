@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,7 @@ async def test_startup_focus_and_status_bar(tmp_path, state_dir, host):
         assert "ERROR IN PLUGIN" not in text
         assert "NORMAL" in text
         assert "pane: files" in text
+        assert re.search(r"calls: clock \d+, ", text)  # PluginHost.stats(), sent by the host
         assert "1:main" in text
         assert "2:second" in text
         assert "tick 0" in text  # clock
@@ -246,6 +248,8 @@ async def test_panic_shows_error_pane_and_r_restarts(tmp_path, state_dir, host):
         assert "ERROR IN PLUGIN" in err
         assert "PluginTrapped" in err
         assert "panic on key p" in err
+        # The status bar shows each plugin's calls, faults and restarts (PluginHost.stats()).
+        assert re.search(r"misbehaving \d+ \(1 faults, 0 restarts\)", screen_text(app))
         app.fire_timers("clock")  # the other panes keep updating
         await pilot.press("shift+tab", "shift+tab", "a", "enter", "tab", "tab")  # todo works
         await settled(app, pilot)
@@ -315,7 +319,10 @@ async def test_tabs_switch_and_save_a_screenshot(tmp_path, state_dir, host):
         assert app.active_tab == 1
         assert app.focused.pane.id == "clock-2"
         assert "clock-2" in text
-        assert "misbehaving" not in text
+        # The misbehaving pane (tab 1) is hidden; the status bar's stats line still names it.
+        assert "keys seen" not in text
+        panes = [line for line in text.splitlines() if "calls: " not in line]
+        assert "misbehaving" not in "\n".join(panes)
         svg = app.export_screenshot()
         assert svg.startswith("<svg")
         assert "second" in svg

@@ -3,7 +3,8 @@
 Needs ``read-application-state`` (mode and pane updates). If the pane config has
 ``branch-command`` (e.g. ``git rev-parse --abbrev-ref HEAD``) it also asks for
 ``run-commands`` and shows the command's output. Other plugins may send it
-``todo-count`` messages (``pipe``).
+``todo-count`` messages (``pipe``); the application sends ``plugin-stats`` (each
+plugin's calls, faults and restarts, from ``PluginHost.stats()``).
 """
 
 import wit_world
@@ -19,7 +20,14 @@ from wit_world.imports.types import (
 
 BOLD, REV, DIM, RESET = "\x1b[1m", "\x1b[7m", "\x1b[2m", "\x1b[0m"
 
-state = {"mode": "normal", "focused": "", "todo": None, "branch": "", "granted": None}
+state = {
+    "mode": "normal",
+    "focused": "",
+    "todo": None,
+    "branch": "",
+    "granted": None,
+    "stats": "",
+}
 config = {}
 
 
@@ -75,10 +83,14 @@ class WitWorld(wit_world.WitWorld):
                 "Tab/Shift+Tab focus  Ctrl+T next tab  Ctrl+G lock  "
                 "r restart crashed pane  R reset quarantine  Ctrl+Q quit"
             )
-        return line1 + "\n" + DIM + hints[:cols] + RESET
+        stats = state["stats"][:cols] + "\n" if state["stats"] else ""
+        return line1 + "\n" + stats + DIM + hints[:cols] + RESET
 
     def pipe(self, msg):
         if msg.name == "todo-count":
             state["todo"] = msg.payload
+            return True
+        if msg.name == "plugin-stats" and msg.source == "host":
+            state["stats"] = msg.payload
             return True
         return False
