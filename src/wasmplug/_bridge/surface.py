@@ -65,7 +65,7 @@ __all__ = [
     "plan_function",
     "plan_interface",
     "type_mismatch",
-    "world_item",
+    "world_items",
 ]
 
 
@@ -129,7 +129,7 @@ class HostInterface:
                     self._surface = Surface(iface, resolve_all(self.name, iface, self.impl))
                 else:
                     shape = world_shape(engine, self.source, self.world, cache)
-                    item = world_item(shape, self.name)
+                    item = world_items(shape).get(self.name)
                     if item is None:
                         raise HostInterfaceError(
                             self.name, [f"world {self.world} imports no function or resource "
@@ -146,17 +146,18 @@ class HostInterface:
         return f"<HostInterface {self.name} ({wit})>"
 
 
-def world_item(shape: ComponentShape, name: str) -> InterfaceShape | None:
-    """World-level import ``name`` of ``shape`` as an unnamed interface: a function, or a
-    resource with its constructor, methods and static functions."""
+def world_items(shape: ComponentShape) -> dict[str, InterfaceShape]:
+    """World-level imports of ``shape`` by the name a provider has, each as an unnamed
+    interface: a function by its own name, a resource (with its constructor, methods and
+    static functions) by the resource's name."""
+    items = {}
     for res in shape.import_resources:
-        if res.name == name:
-            funcs = tuple(s for s in shape.import_functions if resource_of(s.name) == name)
-            return InterfaceShape("", funcs, (res,))
+        funcs = tuple(s for s in shape.import_functions if resource_of(s.name) == res.name)
+        items[res.name] = InterfaceShape("", funcs, (res,))
     for sig in shape.import_functions:
-        if sig.name == name:
-            return InterfaceShape("", (sig,), ())
-    return None
+        if resource_of(sig.name) is None:
+            items[sig.name] = InterfaceShape("", (sig,), ())
+    return items
 
 
 def find_provider(name: str, providers: Mapping[str, HostInterface]) -> HostInterface | None:

@@ -24,13 +24,18 @@ from wasmtime.component import Component, Linker
 from wasmplug import _telemetry
 from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import Invoke, Linked, ResolvedImports, link_resolved
-from wasmplug._bridge.surface import HostInterface, find_provider, plan_function, plan_interface
+from wasmplug._bridge.surface import (
+    HostInterface,
+    find_provider,
+    plan_function,
+    plan_interface,
+    world_items,
+)
 from wasmplug._bridge.wit import (
     ComponentShape,
     FuncSig,
     InterfaceShape,
     read_shape,
-    resource_of,
 )
 from wasmplug._bridge.witsource import WitSource, read_wit_source
 from wasmplug._distribution.names import DistributionConfig
@@ -97,19 +102,6 @@ class ImportPlan:
     resolved: ResolvedImports
     uses_wasi: bool
     needs_traps: bool
-
-
-def _world_items(shape: ComponentShape) -> dict[str, InterfaceShape]:
-    """World-level imports by the name a provider has: a function by its own name, a
-    resource (with its constructor, methods and statics) by the resource's name."""
-    items = {}
-    for res in shape.import_resources:
-        funcs = tuple(s for s in shape.import_functions if resource_of(s.name) == res.name)
-        items[res.name] = InterfaceShape("", funcs, (res,))
-    for sig in shape.import_functions:
-        if resource_of(sig.name) is None:
-            items[sig.name] = InterfaceShape("", (sig,), ())
-    return items
 
 
 @functools.cache
@@ -799,7 +791,7 @@ class PluginHost:
                 continue
             interfaces[name] = (iface, plan_interface(name, iface, provider, surface, problems))
         functions: dict[str, tuple[FuncSig, Invoke]] = {}
-        for owner, item in _world_items(shape).items():
+        for owner, item in world_items(shape).items():
             provider = self._check_provider(owner, grants, problems)
             if provider is None or not declares_import(manifest, owner):
                 continue
