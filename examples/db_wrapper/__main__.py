@@ -10,8 +10,9 @@ shell on the connection afterwards (try ``.tables`` and ``SELECT * FROM cars
 WHERE Origin = 'Japan' LIMIT 5;``).
 
 ``--trace`` prints the OpenTelemetry span tree of the first query over HTTP: the
-plugin calls (``wasmplug.call``), the host calls they make (``wasmplug.host_call``)
-and the outbound requests (``wasmplug.http``), with their times.
+plugin calls (``wasmplug.call``), the host calls they make (``wasmplug.host_call``),
+the outbound requests (``wasmplug.http``) and the lifting of each call's result
+(``wasmplug.lift``; the rest of a call is the guest), with their times.
 
 ``--registry 127.0.0.1:5000/demo`` pushes the three signed plugins to that OCI
 registry and installs them from it. A local registry for this (Debian's

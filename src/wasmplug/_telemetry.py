@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["METER", "SCOPE", "TRACER", "log_fields", "refresh", "span"]
+__all__ = ["METER", "SCOPE", "TRACER", "log_fields", "recording", "refresh", "span"]
 
 #: The instrumentation scope name of every wasmplug span and instrument.
 SCOPE = "wasmplug"
@@ -105,6 +105,12 @@ def _failed(s: Any, exc: BaseException, *, messages: bool) -> None:
         s.record_exception(exc)
     else:
         s.set_status(Status(StatusCode.ERROR))
+
+
+def recording() -> bool:
+    """Whether the current span is recording (sampled, and tracing is on)."""
+    trace = _trace
+    return trace is not None and TRACER is not None and trace.get_current_span().is_recording()
 
 
 def log_fields() -> dict[str, str]:

@@ -372,9 +372,11 @@ def test_http_span_names_the_host_only(host: PluginHost, otel: Otel) -> None:
         (0, "wasmplug.call"),
         (1, "wasmplug.host_call"),
         (2, "wasmplug.http"),
+        (1, "wasmplug.lift"),  # the response record becomes Python values
         (0, "wasmplug.call"),
         (1, "wasmplug.host_call"),
         (2, "wasmplug.http"),
+        (1, "wasmplug.lift"),
     ]
     ok, refused = [s for s in otel.finished() if s.name == "wasmplug.http"]
     assert attrs_of(ok) == {
@@ -436,3 +438,27 @@ def test_call_thread_tier_propagates_the_context(host: PluginHost, otel: Otel) -
     otel.spans.clear()
     assert plugin.call("call-cb", 1) == 2
     assert otel.tree() == [(0, "wasmplug.call"), (1, "wasmplug.host_call"), (2, "app.lookup")]
+
+
+# A string result: the guest returns a pointer to (ptr=16, len=2) and the host lifts it.
+HELLO_WAT = r"""
+(component
+  (core module $m
+    (memory (export "mem") 1)
+    (data (i32.const 16) "hi")
+    (func (export "hello") (result i32)
+      (i32.store (i32.const 100) (i32.const 16))
+      (i32.store (i32.const 104) (i32.const 2))
+      i32.const 100))
+  (core instance $i (instantiate $m))
+  (func (export "hello") (result string)
+    (canon lift (core func $i "hello") (memory (core memory $i "mem"))))
+)
+"""
+
+
+def test_lifting_has_its_own_span(host: PluginHost, otel: Otel) -> None:
+    plugin = host.load(HELLO_WAT.encode(), allow_unsigned=True, manifest=Manifest(name="hello"))
+    otel.spans.clear()
+    assert plugin.call("hello") == "hi"
+    assert otel.tree() == [(0, "wasmplug.call"), (1, "wasmplug.lift")]

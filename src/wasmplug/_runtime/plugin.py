@@ -528,7 +528,10 @@ class Plugin:
         inst.lift_left = inst.max_lift  # Limits.max_result_bytes, see _bridge.lift
         inst.lift_deadline = 0.0
         try:
-            value = lift(buf.result, inst)
+            if self._tel is None:
+                value = lift(buf.result, inst)
+            else:  # a wasmplug.lift span: lifting's share of the call
+                value = self._tel.timed_lift(lift, buf.result, inst)
         except PluginFault as e:  # ResultTooLarge, or the deadline passed while lifting
             self._lift_fault(inst, ex, e)
         finally:

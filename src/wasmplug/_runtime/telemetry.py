@@ -153,6 +153,16 @@ class CallTelemetry:
 
         return traced
 
+    def timed_lift(self, lift: Callable[[Any, Any], Any], result: Any, inst: Any) -> Any:
+        """``lift(result, inst)`` (the result's conversion to Python) in a
+        ``wasmplug.lift`` child span of the call, so a trace shows lifting apart from
+        the guest's own time. Made only while the call's span is recording."""
+        tracer = self.tracer
+        if tracer is None or not _telemetry.recording():
+            return lift(result, inst)
+        with tracer.start_as_current_span("wasmplug.lift", record_exception=False):
+            return lift(result, inst)
+
     def timed_instantiate(self, create: Callable[[], Any]) -> Any:
         """Run ``create`` (a new instance) in a ``wasmplug.instantiate`` span, timed."""
         t0 = _perf()
