@@ -4,8 +4,9 @@ A leaf module (it imports nothing from wasmplug), so the bridge (host-call spans
 the sandbox (outbound HTTP spans) and the runtime (load and call spans, metrics)
 share one switch. ``opentelemetry-api`` is optional (``wasmplug[otel]``):
 
-- not installed: :func:`refresh` finds nothing, :data:`TRACER` and :data:`METER`
-  stay ``None``, and no OpenTelemetry module is ever imported;
+- not installed, or not imported by the application: :func:`refresh` finds
+  nothing, :data:`TRACER` and :data:`METER` stay ``None``, and wasmplug imports no
+  OpenTelemetry module;
 - installed, but no SDK provider set (the API's proxy or no-op providers): the
   same, so the call path pays one ``is None`` test;
 - an SDK ``TracerProvider`` / ``MeterProvider`` set with
@@ -21,6 +22,7 @@ semantic-convention style under a ``wasmplug.`` prefix (docs/observability.md).
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -49,6 +51,11 @@ def _version() -> str:
 def refresh() -> None:
     """Bind :data:`TRACER` and :data:`METER` if an SDK provider is configured."""
     global TRACER, METER, _trace
+    # An application that configured an SDK has imported the API: when it has not,
+    # nothing can be configured, so don't pay for importing it (~50 ms).
+    if "opentelemetry.trace" not in sys.modules and "opentelemetry.metrics" not in sys.modules:
+        TRACER = METER = None
+        return
     try:
         from opentelemetry import metrics, trace
     except ImportError:

@@ -9,6 +9,8 @@ telemetry switch is refreshed after each test so later tests run uninstrumented.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -462,3 +464,21 @@ def test_lifting_has_its_own_span(host: PluginHost, otel: Otel) -> None:
     otel.spans.clear()
     assert plugin.call("hello") == "hi"
     assert otel.tree() == [(0, "wasmplug.call"), (1, "wasmplug.lift")]
+
+
+def test_no_opentelemetry_import_unless_the_application_imported_it() -> None:
+    """Creating a host and calling a plugin imports no OpenTelemetry module when the
+    application has not imported one (an SDK cannot be configured then)."""
+    code = (
+        "import sys\n"
+        "from wasmplug import Manifest, PluginHost\n"
+        "with PluginHost(cache_dir=False) as h:\n"
+        "    p = h.load(sys.argv[1].encode(), allow_unsigned=True, manifest=Manifest(name='x'))\n"
+        "    assert p.call('hello') == 'hi'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, HELLO_WAT], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
