@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -448,3 +449,26 @@ def test_plugins_distributed_through_an_oci_registry(
         assert {i.name: i.manifest_digest for i in again.list()} == {
             n: i.manifest_digest for n, i in installed.items()
         }
+
+
+def test_trace_prints_the_span_tree_of_one_query(env: Env) -> None:
+    """``python -m examples.db_wrapper --trace``: the span tree of the first HTTP query
+    (the plugin calls, their host calls and outbound requests, and lifting)."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.db_wrapper", "--trace", "--state-dir", str(env.state_dir)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    tree = out.stdout.split("span tree", 1)[1].split("\n==", 1)[0]
+    lines = [line.strip() for line in tree.splitlines()[1:] if line.strip()]
+    assert lines[0].startswith("db_wrapper.query")
+    assert any(line.startswith("wasmplug.call json-http-source iter-scan") for line in lines)
+    assert any(
+        line.startswith("wasmplug.host_call wasmplug:host/http@0.1.0#send") for line in lines
+    )
+    assert any(line.startswith("wasmplug.http GET 127.0.0.1") for line in lines)
+    assert any(line.startswith("wasmplug.lift") for line in lines)
