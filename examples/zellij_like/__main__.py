@@ -18,7 +18,7 @@ from wasmplug import GrantStore, PluginHost
 from wasmplug.authoring import ProgressBoard
 
 from . import build
-from .app import Workspace
+from .app import Workspace, quiet_plugin_logs
 from .layout import DEFAULT_LAYOUT, load_layout
 
 
@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.watch:
         enable_watch(app, args.state_dir)
+    quiet_plugin_logs()
     with app.host:
         app.run()
     return 0

@@ -40,13 +40,17 @@ from .permissions import (
 )
 from .runtime import HOST_INTERFACE, TYPES_INTERFACE, WIT_DIR, HostImpl, Pane
 
-__all__ = ["PermissionScreen", "Workspace"]
+__all__ = ["PermissionScreen", "Workspace", "quiet_plugin_logs"]
 
 
-# What a guest writes to stderr reaches the error pane through PluginFault.guest_stderr;
-# the log copy (``wasmplug.plugin.<name>``) would only scribble over the terminal UI.
-logging.getLogger("wasmplug.plugin").addHandler(logging.NullHandler())
-logging.getLogger("wasmplug.plugin").propagate = False
+def quiet_plugin_logs() -> None:
+    """Keep guests' log lines off the terminal UI (the running app calls this, not imports).
+
+    What a guest writes to stderr reaches the error pane through PluginFault.guest_stderr;
+    the log copy (``wasmplug.plugin.<name>``) would only scribble over the terminal UI.
+    """
+    logging.getLogger("wasmplug.plugin").addHandler(logging.NullHandler())
+    logging.getLogger("wasmplug.plugin").propagate = False
 
 
 _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
