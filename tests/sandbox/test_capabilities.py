@@ -55,7 +55,7 @@ TOML_GRANT = {
     "env": '{ API_KEY = "secret" }',
     "allowed-outbound-hosts": '["https://api.example.com"]',
     "host-interfaces": '["acme:db/query@1.0.0"]',
-    "capabilities": '["acme:run-commands"]',
+    "capabilities": '["test:run-commands"]',
 }
 
 
@@ -134,9 +134,9 @@ def test_every_capability_is_declared_and_granted_to_be_effective(
 
 # -- application-defined capabilities ------------------------------------------------------
 
-RUN = Capability("acme:run-commands", "Run commands", "run programs on this computer")
+RUN = Capability("test:run-commands", "Run commands", "run programs on this computer")
 DB = Capability(
-    "acme:db-write", "Change the database", "write rows", imports=("acme:db/write@1.0.0",)
+    "test:db-write", "Change the database", "write rows", imports=("acme:db/write@1.0.0",)
 )
 
 
@@ -157,7 +157,7 @@ def test_an_application_capability_is_asked_remembered_and_checked(tmp_path: Pat
     again = GrantPolicy(prompt=prompt, store=GrantStore(tmp_path / "g.json")).decide(request)
     assert RUN.granted_in(again)
     assert len(asked) == 1  # remembered
-    assert "capability acme:run-commands (Run commands)" in show_grants(again)
+    assert "capability test:run-commands (Run commands)" in show_grants(again)
 
 
 def test_an_application_capability_gates_the_imports_it_names(tmp_path: Path) -> None:
@@ -170,13 +170,13 @@ def test_an_application_capability_gates_the_imports_it_names(tmp_path: Path) ->
     assert [p.capability for p in requested_permissions(manifest)] == [DB]
     with PluginHost(cache_dir=False) as host:
         host.provide("acme:db/write@1.0.0", {"put": lambda k: None})
-        with pytest.raises(LinkError, match="needs capability acme:db-write"):
+        with pytest.raises(LinkError, match="needs capability test:db-write"):
             host.load(wat.encode(), allow_unsigned=True, manifest=manifest)
         plugin = host.load(
             wat.encode(),
             allow_unsigned=True,
             manifest=manifest,
-            grants=Grants(capabilities={"acme:db-write"}),
+            grants=Grants(capabilities={"test:db-write"}),
         )
         assert DB.granted_in(plugin.sandbox)
         assert plugin.call("one") == 1
@@ -189,8 +189,8 @@ def test_application_capability_ids_are_namespaced(bad: str) -> None:
 
 
 def test_an_id_cannot_be_defined_twice_differently() -> None:
-    assert Capability("acme:run-commands", "Run commands", "run programs on this computer") == RUN
+    assert Capability("test:run-commands", "Run commands", "run programs on this computer") == RUN
     with pytest.raises(ValueError, match="already defined"):
-        Capability("acme:run-commands", "Something else")
+        Capability("test:run-commands", "Something else")
     with pytest.raises(ValueError, match="namespace"):  # built-in ids are not namespaced
         Capability("http", "Not the built-in one")
