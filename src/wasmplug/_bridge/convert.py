@@ -18,7 +18,7 @@ Lifters never free anything: the caller deletes the top-level value once (see
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from wasmplug._errors import WitTypeError, WitValueError
 
@@ -35,6 +35,7 @@ from .wit import (
     TupleT,
     VariantT,
     WitType,
+    contains_handles,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "needs_free",
     "prefixed",
     "python_shape",
+    "shared_converter",
     "type_error",
 ]
 
@@ -52,6 +54,25 @@ Lower = Callable[[Any, Any, Any], None]
 """``lower(value, val_struct, bridge)``: write ``value`` into ``val_struct``."""
 Lift = Callable[[Any, Any], Any]
 """``lift(val_struct, bridge)``: read a Python value out of ``val_struct``."""
+
+_C = TypeVar("_C")
+
+
+def shared_converter(cache: dict[WitType, _C], t: WitType, build: Callable[[WitType], _C]) -> _C:
+    """The converter for ``t`` from ``cache``, built with ``build`` once per type and shared.
+
+    Converters hold no per-plugin state, so every plugin (and every load of the same
+    component) shares them: less memory per live plugin, faster loads. Types that mention a
+    resource handle are built afresh and never cached: their converters depend on where the
+    resource lives, which type equality does not capture.
+    """
+    conv = cache.get(t)
+    if conv is None:
+        conv = build(t)
+        if not contains_handles([t]):
+            cache[t] = conv
+    return conv
+
 
 INT_RANGES: dict[str, tuple[int, int, int]] = {
     # name: (kind, min, max)

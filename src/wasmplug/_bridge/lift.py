@@ -24,7 +24,7 @@ import attrs
 from wasmplug._errors import PluginTimeout, ResultTooLarge
 
 from . import ffi as f
-from .convert import Lift
+from .convert import Lift, shared_converter
 from .values import Err, Ok, Some, Variant
 from .wit import (
     EnumT,
@@ -37,7 +37,6 @@ from .wit import (
     TupleT,
     VariantT,
     WitType,
-    contains_handles,
     pascal,
     snake,
 )
@@ -365,23 +364,8 @@ _LIFTERS: dict[WitType, Lift] = {}
 
 
 def lifter(t: WitType) -> Lift:
-    """The lifter for WIT type ``t``, built once per type and shared.
-
-    Converters hold no per-plugin state, so every plugin (and every load of the
-    same component) shares them: less memory per live plugin, faster loads.
-    Types that mention a resource handle are built afresh: their converters
-    depend on where the resource lives, which type equality does not capture.
-    """
-    conv = _LIFTERS.get(t) if _cacheable(t) else None
-    if conv is None:
-        conv = _build_lifter(t)
-        if _cacheable(t):
-            _LIFTERS[t] = conv
-    return conv
-
-
-def _cacheable(t: WitType) -> bool:
-    return not contains_handles([t])
+    """The lifter for WIT type ``t``, built once per type and shared (:func:`shared_converter`)."""
+    return shared_converter(_LIFTERS, t, _build_lifter)
 
 
 def string_result(val: Any) -> Lift:

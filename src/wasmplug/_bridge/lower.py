@@ -13,7 +13,7 @@ from typing import Any
 from wasmplug._errors import WitTypeError, WitValueError
 
 from . import ffi as f
-from .convert import INT_RANGES, Lower, prefixed, type_error
+from .convert import INT_RANGES, Lower, prefixed, shared_converter, type_error
 from .lift import scalar_code
 from .values import Err, Ok, Some, Variant
 from .wit import (
@@ -28,7 +28,6 @@ from .wit import (
     TupleT,
     VariantT,
     WitType,
-    contains_handles,
     snake,
 )
 
@@ -634,23 +633,8 @@ _LOWERERS: dict[WitType, Lower] = {}
 
 
 def lowerer(t: WitType) -> Lower:
-    """The lowerer for WIT type ``t``, built once per type and shared.
-
-    Converters hold no per-plugin state, so every plugin (and every load of the
-    same component) shares them: less memory per live plugin, faster loads.
-    Types that mention a resource handle are built afresh: their converters
-    depend on where the resource lives, which type equality does not capture.
-    """
-    conv = _LOWERERS.get(t) if _cacheable(t) else None
-    if conv is None:
-        conv = _build_lowerer(t)
-        if _cacheable(t):
-            _LOWERERS[t] = conv
-    return conv
-
-
-def _cacheable(t: WitType) -> bool:
-    return not contains_handles([t])
+    """The lowerer for WIT type ``t``, built once per type and shared (:func:`shared_converter`)."""
+    return shared_converter(_LOWERERS, t, _build_lowerer)
 
 
 class StringParam:
