@@ -392,6 +392,21 @@ def test_close_kills_every_worker_at_once(tmp_path: Path) -> None:
             plugin.call("add", 1, 1)
 
 
+def test_close_stops_spares_that_are_still_booting(tmp_path: Path) -> None:
+    """A spare still starting when the plugin closes is killed and its starter thread
+    joined: no worker, thread or descriptor outlives ``close()``."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=1) as host:
+        plugin = load(host, limits=Limits(timeout_ms=None))
+        backend = plugin._backend
+        assert backend is not None
+        wait_until(lambda: bool(backend._booting))  # the spare is spawned, not yet READY
+        booting = [w.pid for w in backend._booting]
+        plugin.close()
+        assert not [t for t in threading.enumerate() if t.name == "wasmplug-spare"]
+        assert all(gone(pid) for pid in booting)
+        assert backend.worker_pids() == []
+
+
 CHILD = """
 import sys, threading, time
 sys.path.insert(0, {src!r})

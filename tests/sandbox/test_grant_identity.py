@@ -239,13 +239,24 @@ def test_read_only_outer_grant_may_contain_a_writable_one(load_prober: Loader, t
 
 
 def test_grant_descriptors_are_released_on_close(load_prober: Loader, tree: Path) -> None:
+    """Counts only descriptors that name the test's directory tree: descriptors of
+    other tests' background workers come and go at any time."""
+    root = str(tree.resolve())
+
     def open_fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
+        names = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                names.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # closed between listdir and readlink
+                continue
+        return sum(1 for n in names if n == root or n.startswith(root + "/"))
 
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd (Linux)")  # pragma: no cover
     before = open_fds()
     plugin = load_prober({"/cfg": DirGrant(tree / "D" / "cfg", "ro")})
+    assert open_fds() > before, "the grant holds a directory descriptor while loaded"
     plugin.close()
     assert open_fds() == before
     with pytest.raises(CapabilityError):

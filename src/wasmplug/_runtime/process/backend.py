@@ -73,6 +73,8 @@ KILL_GRACE_MS = 50.0
 """How long past ``Limits.timeout_ms`` the application waits before killing the worker."""
 START_TIMEOUT_S = 120.0
 """Deadline for a worker to start, load the compiled component and instantiate it."""
+SPARE_JOIN_TIMEOUT_S = 5.0
+"""How long ``close()`` waits for spare starters once their booting workers are killed."""
 _MAX_TEXT = 1 << 16  # longest message / log line taken from a worker, in characters
 
 _tls = _callctx._tls
@@ -277,6 +279,11 @@ class ProcessBackend:
         self._spares_wanted = spares
         self._spares: list[WorkerProcess] = []
         self._starting = 0
+        # Workers still booting (spawned, not yet READY) and the threads starting
+        # spares: close() kills the first and joins the second, so no worker or fd
+        # outlives the plugin.
+        self._booting: set[WorkerProcess] = set()
+        self._spare_threads: list[threading.Thread] = []
         self._tmp_cache: str | None = None
         if cache is None:
             self._tmp_cache = tempfile.mkdtemp(prefix="wasmplug-compiled-")
@@ -327,6 +334,8 @@ class ProcessBackend:
         worker = spawn_worker()
         worker.chan.max_frame = self._max_frame
         name = self.plugin.name
+        with self._lock:
+            self._booting.add(worker)
         try:
             worker.chan.send([Op.INIT, self._settings])
             msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
@@ -353,6 +362,9 @@ class ProcessBackend:
         except BaseException:
             worker.close()
             raise
+        finally:
+            with self._lock:
+                self._booting.discard(worker)
 
     def _refill_spares(self) -> None:
         with self._lock:
@@ -361,13 +373,18 @@ class ProcessBackend:
                 return
             self._starting += missing
         for _ in range(missing):
-            threading.Thread(target=self._start_spare, name="wasmplug-spare", daemon=True).start()
+            thread = threading.Thread(target=self._start_spare, name="wasmplug-spare", daemon=True)
+            with self._lock:
+                self._spare_threads = [t for t in self._spare_threads if t.is_alive()]
+                self._spare_threads.append(thread)
+            thread.start()
 
     def _start_spare(self) -> None:
         try:
             worker = self._start_worker()
         except BaseException as e:
-            log.warning("plugin %s: cannot start a spare worker: %s", self.plugin.name, e)
+            if not self.plugin._closed:
+                log.warning("plugin %s: cannot start a spare worker: %s", self.plugin.name, e)
             with self._lock:
                 self._starting -= 1
             return
@@ -708,8 +725,16 @@ class ProcessBackend:
         :class:`PluginClosedError` (``Plugin._closed`` is already set)."""
         with self._lock:
             spares, self._spares = self._spares, []
+            booting = list(self._booting)
+            starters, self._spare_threads = self._spare_threads, []
         for worker in spares:
             worker.close()
+        for worker in booting:
+            worker.kill()
+        deadline = time.monotonic() + SPARE_JOIN_TIMEOUT_S
+        for thread in starters:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.pool.live():
             worker.kill()
         # Idle workers are discarded (reaped) here; running calls see EOF at once
