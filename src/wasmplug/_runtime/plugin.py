@@ -304,11 +304,19 @@ class Plugin:
         host coroutine the guest is waiting for is cancelled, and a guest running
         its own code is ended at its next deadline check (every 10 ms); the
         instance is discarded either way.
+
+        Host functions, sync or async, run in a copy of the awaiting task's
+        :mod:`contextvars` context, as under :meth:`call`: they see its context
+        variables and its current OpenTelemetry span.
         """
         loop = asyncio.get_running_loop()
         call = AsyncCall(loop)
+        # The worker runs in a copy of the caller's context (as asyncio.to_thread does;
+        # run_in_executor does not), so host functions, sync or async, see the
+        # caller's contextvars and current span, and the call's span nests under it.
+        job = functools.partial(self._acall_worker, call, export, args)
         fut = loop.run_in_executor(
-            self._host._executor, functools.partial(self._acall_worker, call, export, args)
+            self._host._executor, functools.partial(contextvars.copy_context().run, job)
         )
         try:
             return await fut

@@ -1,0 +1,180 @@
+"""The caller's context (contextvars, and so the current OpenTelemetry span) reaches
+host functions, sync and ``async def``, under ``plugin.call`` and ``await
+plugin.acall``, in every tier: the guest's own thread, a call thread (a plugin that
+can block in WASI) and a worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="the dev extra installs opentelemetry-sdk")
+
+from wasmplug import Manifest, Plugin, PluginHost
+
+from .test_faults import FAULTY_WAT
+from .test_telemetry import Otel, otel  # noqa: F401 - the fixture
+
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST", default="unset")
+
+POLL = '(import "wasi:io/poll@0.2.0" (instance (export "pollable" (type (sub resource)))))'
+# FAULTY_WAT importing a WASI interface that can block: its calls run on a call thread.
+THREADED_WAT = FAULTY_WAT.replace("(component\n", f"(component {POLL}\n", 1)
+
+TIERS = [
+    pytest.param("inprocess", FAULTY_WAT, id="inprocess"),
+    pytest.param("inprocess", THREADED_WAT, id="call-thread"),
+    pytest.param("process", FAULTY_WAT, id="process"),
+]
+
+
+@pytest.fixture
+def host(otel: Otel, tmp_path: Path) -> Iterator[PluginHost]:  # noqa: F811
+    with PluginHost(cache_dir=tmp_path / "cache") as h:
+        yield h
+
+
+def _load(host: PluginHost, otel: Otel, wat: str, isolation: str, cb: Any) -> Plugin:  # noqa: F811
+    host.provide("cb", cb)
+    plugin = host.load(
+        wat.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="faulty", host_interfaces=("cb",)),
+        isolation=isolation,  # type: ignore[arg-type]
+    )
+    otel.spans.clear()
+    return plugin
+
+
+EXPECTED = [
+    (0, "app.request"),
+    (1, "wasmplug.call"),
+    (2, "wasmplug.host_call"),
+    (3, "app.lookup"),
+]
+
+
+@pytest.mark.parametrize(("isolation", "wat"), TIERS)
+def test_async_host_function_under_acall(
+    host: PluginHost,
+    otel: Otel,  # noqa: F811
+    isolation: str,
+    wat: str,
+) -> None:
+    seen: list[str] = []
+
+    async def cb(x: int) -> int:
+        await asyncio.sleep(0)
+        with otel.tracer.start_as_current_span("app.lookup"):
+            seen.append(REQUEST.get())
+        return x + 1
+
+    plugin = _load(host, otel, wat, isolation, cb)
+
+    async def request() -> int:
+        REQUEST.set("req-1")
+        with otel.tracer.start_as_current_span("app.request"):
+            result: int = await plugin.acall("call-cb", 1)
+            return result
+
+    assert asyncio.run(request()) == 2
+    assert seen == ["req-1"]
+    assert otel.tree() == EXPECTED
+
+
+@pytest.mark.parametrize(("isolation", "wat"), TIERS)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_host_function_under_call(
+    host: PluginHost,
+    otel: Otel,  # noqa: F811
+    isolation: str,
+    wat: str,
+    kind: str,
+) -> None:
+    seen: list[str] = []
+
+    def lookup(x: int) -> int:
+        with otel.tracer.start_as_current_span("app.lookup"):
+            seen.append(REQUEST.get())
+        return x + 1
+
+    async def alookup(x: int) -> int:
+        await asyncio.sleep(0)
+        return lookup(x)
+
+    plugin = _load(host, otel, wat, isolation, lookup if kind == "sync" else alookup)
+
+    def request() -> Any:
+        REQUEST.set("req-2")
+        with otel.tracer.start_as_current_span("app.request"):
+            return plugin.call("call-cb", 1)
+
+    assert contextvars.copy_context().run(request) == 2
+    assert seen == ["req-2"]
+    assert otel.tree() == EXPECTED
+
+
+@pytest.mark.parametrize(("isolation", "wat"), TIERS)
+def test_sync_host_function_under_acall(
+    host: PluginHost,
+    otel: Otel,  # noqa: F811
+    isolation: str,
+    wat: str,
+) -> None:
+    seen: list[str] = []
+
+    def cb(x: int) -> int:
+        with otel.tracer.start_as_current_span("app.lookup"):
+            seen.append(REQUEST.get())
+        return x + 1
+
+    plugin = _load(host, otel, wat, isolation, cb)
+
+    async def request() -> int:
+        REQUEST.set("req-3")
+        with otel.tracer.start_as_current_span("app.request"):
+            result: int = await plugin.acall("call-cb", 1)
+            return result
+
+    assert asyncio.run(request()) == 2
+    assert seen == ["req-3"]
+    assert otel.tree() == EXPECTED
+
+
+@pytest.mark.parametrize(("isolation", "wat"), TIERS)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_contextvars_under_acall_without_opentelemetry(
+    tmp_path: Path, isolation: str, wat: str, kind: str
+) -> None:
+    seen: list[str] = []
+
+    def lookup(x: int) -> int:
+        seen.append(REQUEST.get())
+        return x + 1
+
+    async def alookup(x: int) -> int:
+        await asyncio.sleep(0)
+        return lookup(x)
+
+    async def request(plugin: Plugin) -> int:
+        REQUEST.set("req-4")
+        result: int = await plugin.acall("call-cb", 1)
+        return result
+
+    with PluginHost(cache_dir=tmp_path / "cache") as host:
+        host.provide("cb", lookup if kind == "sync" else alookup)
+        plugin = host.load(
+            wat.encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="faulty", host_interfaces=("cb",)),
+            isolation=isolation,  # type: ignore[arg-type]
+        )
+        assert plugin._tel is None
+        assert asyncio.run(request(plugin)) == 2
+    assert seen == ["req-4"]
