@@ -306,7 +306,7 @@ class Plugin:
         instance is discarded either way.
 
         Host functions, sync or async, run in a copy of the awaiting task's
-        :mod:`contextvars` context, as under :meth:`call`: they see its context
+        ``contextvars`` context, as under :meth:`call`: they see its context
         variables and its current OpenTelemetry span.
         """
         loop = asyncio.get_running_loop()
