@@ -59,10 +59,22 @@ _POLL_IMPORT = '(import "wasi:io/poll@0.2.0" (instance (export "pollable" (type 
 GUEST_COUNTER_CALL_THREAD = GUEST_COUNTER.replace("(component\n", f"(component {_POLL_IMPORT}\n", 1)
 
 
-@pytest.fixture(params=["direct", "call-thread"])
-def counters(host: PluginHost, request: pytest.FixtureRequest) -> Iterator[Plugin]:
+@pytest.fixture(params=["direct", "call-thread", "process"])
+def counters(host: PluginHost, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plugin]:
+    """The guest counter in process (calls on the caller's thread or on a call thread)
+    and in a worker process: the same handles, methods, drops and staleness."""
     poke_hook.clear()
-    host.provide(HOST, {"poke": lambda: poke_hook[0]() if poke_hook else None})
+    impl = {"poke": lambda: poke_hook[0]() if poke_hook else None}
+    if request.param == "process":
+        with PluginHost(
+            cache_dir=tmp_path / "process-cache", isolation="process", spare_workers=0
+        ) as process_host:
+            process_host.provide(HOST, impl)
+            host.provide(HOST, impl)  # for a second, in-process plugin (see below)
+            yield load(process_host, GUEST_COUNTER)
+        poke_hook.clear()
+        return
+    host.provide(HOST, impl)
     threaded = request.param == "call-thread"
     plugin = load(host, GUEST_COUNTER_CALL_THREAD if threaded else GUEST_COUNTER)
     assert plugin._threaded is threaded
@@ -165,6 +177,10 @@ def test_guest_resource_after_plugin_close(counters: Plugin) -> None:
 
 
 def instance_of(plugin: Plugin) -> Any:
+    """The plugin's one instance: in-process, or the worker's as its handles see it."""
+    if plugin._backend is not None:
+        [worker] = plugin._backend.pool.live()
+        return worker.instance
     [inst] = plugin._pool.live()
     return inst
 

@@ -25,13 +25,13 @@ from typing import Any
 import msgpack
 import pytest
 
+import support.bridge as bridge_support
 import support.http as http_support
 from wasmplug import (
     Grants,
     HostFunctionError,
     InstantiationError,
     Limits,
-    LinkError,
     Manifest,
     Plugin,
     PluginClosedError,
@@ -40,6 +40,7 @@ from wasmplug import (
     PluginQuarantinedError,
     PluginTimeout,
     RestartPolicy,
+    StaleResourceError,
     current_plugin,
 )
 from wasmplug._runtime.process import backend as backend_module
@@ -345,19 +346,75 @@ def test_reentry_from_a_host_function_is_refused(host: PluginHost) -> None:
     assert type(info.value.__cause__).__name__ == "ReentrantCallError"
 
 
-def test_guest_defined_resources_are_refused_at_load(host: PluginHost) -> None:
-    wat = r"""
-    (component
-      (type $r (resource (rep i32)))
-      (core func $new (canon resource.new $r))
-      (core module $m (import "h" "new" (func $new (param i32) (result i32)))
-        (func (export "make") (result i32) i32.const 7 call $new))
-      (core instance $i (instantiate $m (with "h" (instance (export "new" (func $new))))))
-      (export $R "thing" (type $r))
-      (func (export "make") (result (own $R)) (canon lift (core func $i "make"))))
-    """
-    with pytest.raises(LinkError, match="guest-defined resource"):
-        host.load(wat.encode(), allow_unsigned=True, manifest=Manifest(name="res"))
+# -- guest-defined resources: handles name objects in one worker ---------------------------------
+
+
+pokes: list[Callable[[], None]] = []
+"""What the counter component's host function ``poke`` runs."""
+
+
+def load_counters(host: PluginHost, pool_size: int = 2) -> Plugin:
+    """The guest ``counter`` of the bridge tests (tests/bridge/test_resources.py runs
+    the whole resource suite in both tiers)."""
+    host.provide(bridge_support.HOST, {"poke": lambda: pokes[0]() if pokes else None})
+    return host.load(
+        bridge_support.GUEST_COUNTER.encode(),
+        allow_unsigned=True,
+        manifest=bridge_support.MANIFEST,
+        pool_size=pool_size,
+    )
+
+
+def test_guest_resource_calls_go_to_the_worker_holding_the_object(host: PluginHost) -> None:
+    counters = load_counters(host)
+    counter = counters.exports.api.Counter
+    handles = [counter(i) for i in range(6)]
+    assert len({h._inst.worker.pid for h in handles}) == 2, "both workers hold counters"
+    assert [h.get() for h in handles] == list(range(6))
+    assert [counter.take(h, 1) for h in reversed(handles)] == [6, 5, 4, 3, 2, 1]
+    assert sum(counters.call("drops") for _ in range(2)) == 6  # one call per worker
+
+
+def test_guest_resource_of_a_dead_worker_is_stale(host: PluginHost) -> None:
+    counters = load_counters(host)
+    counter = counters.exports.api.Counter
+    c = counter(5)
+    worker = c._inst.worker
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_until(lambda: not worker.running)
+    with pytest.raises(StaleResourceError, match="discarded"):
+        c.get()
+    assert not c.alive
+    c.drop()  # nothing to do: the guest object died with its worker
+    assert counters.metrics().faults == {"crash": 1}
+    assert counter(6).get() == 6
+
+
+def test_guest_resources_of_a_worker_that_crashed_mid_call_are_stale(host: PluginHost) -> None:
+    counters = load_counters(host, pool_size=1)
+    assert counters._backend is not None
+    counter = counters.exports.api.Counter
+    c = counter(7)
+    pokes.append(counters._backend._test_crash_current_worker)
+    try:
+        with pytest.raises(PluginCrashed, match="SIGSEGV"):
+            counters.call("call-poke")
+    finally:
+        pokes.clear()
+    assert not c.alive
+    with pytest.raises(StaleResourceError):
+        c.get()
+    assert counter(1).get() == 1
+
+
+def test_guest_resource_handles_die_with_the_plugin(host: PluginHost) -> None:
+    counters = load_counters(host, pool_size=1)
+    c = counters.exports.api.Counter(1)
+    counters.close()
+    assert not c.alive
+    with pytest.raises(PluginClosedError):
+        c.get()
+    c.drop()
 
 
 def test_instantiation_failure_surfaces_at_load(host: PluginHost) -> None:

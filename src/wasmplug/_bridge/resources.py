@@ -13,6 +13,10 @@
   on any thread, even inside a call into that same instance, so it never
   enters Wasm itself; it only queues the handle on the instance
   (``Instance.pending_drops``).
+* ``_inst`` is the in-process ``Instance``, or, for a plugin loaded with
+  ``isolation="process"``, the worker's instance (``_runtime.process.handles``),
+  and ``_ptr`` is then a token naming the guest object in that worker. Either
+  provides ``alive``, ``plugin``, ``pending_drops`` and ``release_handle``.
 * Host-defined resources (imported by the plugin) are plain Python objects of
   the class the application provided; the guest sees an opaque handle.
 """
@@ -118,7 +122,7 @@ class Resource:
         if self.owned and self._inst.alive:
             self._inst.plugin._drop_resource(self._inst, ptr)
         else:
-            f.resource_any_delete(ptr)
+            self._inst.release_handle(ptr)
 
     def close(self) -> None:
         """The same as :meth:`drop`."""
@@ -141,7 +145,7 @@ class Resource:
         if self.owned and inst.alive:
             inst.pending_drops.append(ptr)
         else:
-            f.resource_any_delete(ptr)
+            inst.release_handle(ptr)
 
     def __repr__(self) -> str:
         state = "alive" if self.alive else "stale"

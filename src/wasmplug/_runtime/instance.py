@@ -309,6 +309,12 @@ class Instance:
     def guest_stderr_tail(self) -> str:
         return self.stderr.tail
 
+    @staticmethod
+    def release_handle(ptr: Any) -> None:
+        """Free a handle's ``ResourceAny*`` without running the guest destructor (a
+        ``borrow``, or the instance is gone and the guest object with it)."""
+        f.resource_any_delete(ptr)
+
     def drop_resource(self, ptr: Any) -> Any:
         """Run the guest destructor of an owned resource and free ``ptr``.
 

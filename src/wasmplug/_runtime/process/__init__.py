@@ -1,8 +1,10 @@
 """The process isolation tier: a plugin's instances in worker processes that can be killed.
 
 Owns: the application's side of a process-isolated plugin (``backend``: worker
-pool, warm spares, the call loop that serves host calls, deadline kills and fault
-mapping), starting and reaping workers (``spawn``), the framed msgpack channel
+pool, warm spares, the call loop, deadline kills and fault mapping; ``hostcalls``:
+serving host functions and guest output while a call waits; ``handles``: resource
+handles that cross, host objects lent to a worker and tokens of guest objects
+held in one), starting and reaping workers (``spawn``), the framed msgpack channel
 (``wire``), the WIT-typed wire conversion (``codec``) and the worker's main loop
 (``worker``, which runs in the child process).
 

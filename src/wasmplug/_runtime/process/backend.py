@@ -22,25 +22,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from wasmtime import WasmtimeError
 from wasmtime.component import Component
 
-from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
-from wasmplug._bridge.hostfuncs import Invoke
 from wasmplug._bridge.resources import Resource
-from wasmplug._bridge.values import Err, Ok
-from wasmplug._bridge.wit import FuncSig, HandleT, ResultT
+from wasmplug._bridge.wit import FuncSig, ResultT
 from wasmplug._errors import (
     CapabilityError,
     ErrorResult,
     HostFunctionError,
     InstantiationError,
-    LinkError,
     PluginClosedError,
     PluginCrashed,
     PluginError,
@@ -56,7 +51,9 @@ from wasmplug._runtime.cache import CompileCache
 from wasmplug._runtime.faults import classify
 from wasmplug._runtime.pool import InstancePool
 
-from .codec import Decode, Encode, ProtocolError, decoder, encoder, supported
+from .codec import Decode, Encode, ProtocolError, decoder, encoder
+from .handles import CallHandles, WorkerInstance, retire
+from .hostcalls import Frame, HostCalls, text
 from .spawn import WorkerProcess, spawn_worker
 from .wire import MAX_FRAME_BYTES, Op
 
@@ -75,33 +72,8 @@ START_TIMEOUT_S = 120.0
 """Deadline for a worker to start, load the compiled component and instantiate it."""
 SPARE_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for spare starters once their booting workers are killed."""
-_MAX_TEXT = 1 << 16  # longest message / log line taken from a worker, in characters
 
 _tls = _callctx._tls
-
-
-class _Frame:
-    """This thread's call into a process plugin, on the call chain re-entry checks walk."""
-
-    __slots__ = ("caller", "deadline_s", "host_exc", "host_func", "plugin", "worker")
-
-    def __init__(self, plugin: Plugin, caller: Any, worker: WorkerProcess) -> None:
-        self.plugin = plugin
-        self.caller = caller
-        self.worker = worker
-        self.host_exc: BaseException | None = None
-        self.host_func = ""
-        # When the call's budget ends (time.monotonic()), for async host functions.
-        self.deadline_s: float | None = None
-
-
-@attrs.frozen
-class _HostFunc:
-    qualname: str
-    invoke: Invoke
-    decs: list[Decode]
-    enc: Encode | None
-    returns_result: bool
 
 
 @attrs.frozen
@@ -109,65 +81,6 @@ class _ExportCodec:
     encs: list[Encode]
     ok: Decode | None
     err: Decode | None
-
-
-class _ParentHandles:
-    """Application side of one worker's handle table: host objects lent to it, by id.
-
-    An object stays in the table while the worker may use it: until the worker
-    reports it dropped (``DROP``), or ownership comes back to the application
-    (an ``own`` handle from the worker), or the call it was lent to as a
-    ``borrow`` returns (a borrow cannot outlive its call).
-    """
-
-    __slots__ = ("borrowed", "worker")
-
-    def __init__(self, worker: WorkerProcess) -> None:
-        self.worker = worker
-        self.borrowed: list[int] = []
-
-    def object_id(self, ty: HandleT, obj: Any) -> int:
-        if isinstance(obj, Resource) or obj is None:
-            name = ty.resource.name
-            raise WitTypeError(f"expects {ty} (an instance of the provided {name} class)")
-        worker = self.worker
-        oid = worker.next_oid
-        worker.next_oid += 1
-        worker.objects[oid] = obj
-        if not ty.owned:
-            self.borrowed.append(oid)
-        return oid
-
-    def object_for(self, ty: HandleT, oid: int) -> Any:
-        objects = self.worker.objects
-        try:
-            return objects.pop(oid) if ty.owned else objects[oid]
-        except KeyError:
-            raise ProtocolError(f"no {ty.resource.name} object with id {oid}") from None
-
-    def end_call(self) -> None:
-        """The call returned: forget what was only borrowed for it."""
-        objects = self.worker.objects
-        for oid in self.borrowed:
-            objects.pop(oid, None)
-        self.borrowed.clear()
-
-
-def _text(value: Any) -> str:
-    if value.__class__ is not str:
-        raise ProtocolError("expected a string")
-    return value[:_MAX_TEXT]
-
-
-def _check_supported(name: str, sigs: list[tuple[str, FuncSig]]) -> None:
-    problems = [
-        f"{where}: {sig} passes a guest-defined resource handle, which cannot cross "
-        "the process boundary; load it with isolation='inprocess'"
-        for where, sig in sigs
-        if not all(supported(t) for _, t in sig.params) or not supported(sig.result)
-    ]
-    if problems:
-        raise LinkError(name, problems)
 
 
 def _worker_settings(
@@ -224,7 +137,6 @@ class ProcessBackend:
         spares: Ready workers to keep besides the ones serving calls.
 
     Raises:
-        LinkError: an export or import passes guest-defined resource handles.
         InstantiationError: the first worker could not start or instantiate.
     """
 
@@ -243,30 +155,11 @@ class ProcessBackend:
         spares: int,
     ) -> None:
         self.plugin = plugin
-        self._host_funcs: list[_HostFunc] = []
-        wanted: list[list[Any]] = []
-        sigs: list[tuple[str, FuncSig]] = []
-        for iface, (shape, invokes) in plan.resolved.interfaces.items():
-            names = []
-            for sig in shape.functions:
-                self._add_host_func(f"{shape.name}#{sig.name}", sig, invokes[sig.name])
-                sigs.append((f"{shape.name}#{sig.name}", sig))
-                names.append(sig.name)
-            wanted.append([iface, names])
-        world = []
-        for name, (sig, invoke) in plan.resolved.functions.items():
-            self._add_host_func(name, sig, invoke)
-            sigs.append((name, sig))
-            world.append(name)
-        if world:
-            wanted.append(["", world])
-        sigs += [(ex.name, ex.sig) for ex in plugin._exports_list]
-        _check_supported(plugin.name, sigs)
+        self._host_calls = HostCalls(plan.resolved, plugin.name)
         self._exports = [self._export_codec(ex.sig) for ex in plugin._exports_list]
         timeout = plugin.limits.timeout_ms
         self._timeout_ms = timeout
         self._kill_after = None if timeout is None else (timeout + KILL_GRACE_MS) / 1000.0
-        self._guest_log = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
         self._memory_limited = plugin.limits.memory_bytes is not None
         # The worker refuses to lift a value past max_result_bytes; msgpack adds at
         # most one byte per four (a u32 is five bytes), so anything much bigger than
@@ -291,7 +184,7 @@ class ProcessBackend:
         if not cache.path_for(cache_key).exists():
             cache.put(cache_key, bytes(component.serialize()))
         self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
-        self._settings["imports"] = wanted
+        self._settings["imports"] = self._host_calls.wanted
         self.pool: InstancePool[WorkerProcess] = InstancePool(pool_size, self._new_worker)
         try:
             self.pool.prime()
@@ -299,17 +192,6 @@ class ProcessBackend:
             self._cleanup()
             raise
         self._refill_spares()
-
-    def _add_host_func(self, qualname: str, sig: FuncSig, invoke: Invoke) -> None:
-        self._host_funcs.append(
-            _HostFunc(
-                qualname=qualname,
-                invoke=invoke,
-                decs=[decoder(t) for _, t in sig.params],
-                enc=None if sig.result is None else encoder(sig.result),
-                returns_result=isinstance(sig.result, ResultT),
-            )
-        )
 
     @staticmethod
     def _export_codec(sig: FuncSig) -> _ExportCodec:
@@ -340,15 +222,16 @@ class ProcessBackend:
             worker.chan.send([Op.INIT, self._settings])
             msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
             if msg[0] == Op.READY:
+                retire(worker, self.plugin)  # its first instance, for guest resource handles
                 return worker
             kind = msg[1] if len(msg) > 1 else None
             if kind == "capability" and len(msg) == 3:
-                raise self._capability(_text(msg[2]))
+                raise self._capability(text(msg[2]))
             if kind == "inst" and len(msg) >= 4:
-                err = InstantiationError(_text(msg[2]))
-                err.__notes__ = [_text(n) for n in msg[4:]]
-                raise err from WasmtimeError(_text(msg[3]))
-            detail = _text(msg[2]) if len(msg) > 2 else "no detail"
+                err = InstantiationError(text(msg[2]))
+                err.__notes__ = [text(n) for n in msg[4:]]
+                raise err from WasmtimeError(text(msg[3]))
+            detail = text(msg[2]) if len(msg) > 2 else "no detail"
             raise InstantiationError(f"cannot start a worker process for plugin {name!r}: {detail}")
         except InstantiationError:
             worker.close()
@@ -425,13 +308,9 @@ class ProcessBackend:
             worker = pool.checkout()
             if worker.running:
                 break
-            # It died while idle (killed from outside, the OOM killer...): count the
-            # crash, then take the next slot, which comes back empty.
-            pool.discard(worker)
-            worker.lock.release()
-            text, sig, code = worker.describe_exit()
-            crash = PluginCrashed(f"{text} while idle", signal=sig, exit_code=code)
-            self.plugin._supervisor.record_fault(self.plugin._error(crash, None))
+            # It died while idle: count the crash, then take the next slot, which
+            # comes back empty.
+            self._died_idle(worker)
         if not worker.fresh:
             # The worker discarded its instance after a fault: the next call makes
             # a new one, which is a restart for the restart policy.
@@ -445,6 +324,37 @@ class ProcessBackend:
                 raise
             worker.fresh = True
         return worker
+
+    def _checkout_for(self, args: tuple[Any, ...]) -> WorkerProcess | None:
+        """Lock the worker holding the first guest resource argument (or return None):
+        a call on a handle runs where its guest object lives."""
+        for arg in args:
+            if isinstance(arg, Resource):
+                inst = arg._inst
+                if inst.plugin is not self.plugin:
+                    raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
+                assert isinstance(inst, WorkerInstance)
+                worker = inst.worker
+                if inst.alive and self.pool.lock(worker):
+                    if worker.running and inst.alive:
+                        return worker
+                    if worker.running:
+                        worker.lock.release()
+                    else:
+                        self._died_idle(worker)
+                raise StaleResourceError(
+                    f"{arg.type_name} handle belongs to an instance that was discarded"
+                )
+        return None
+
+    def _died_idle(self, worker: WorkerProcess) -> None:
+        """A worker whose lock this thread holds exited between calls (killed from
+        outside, the OOM killer...): discard it and count the crash."""
+        self.pool.discard(worker)
+        worker.lock.release()
+        why, sig, code = worker.describe_exit()
+        crash = PluginCrashed(f"{why} while idle", signal=sig, exit_code=code)
+        self.plugin._supervisor.record_fault(self.plugin._error(crash, None))
 
     # -- the call path ------------------------------------------------------------------
 
@@ -466,11 +376,15 @@ class ProcessBackend:
         if plugin._supervisor.quarantined:
             raise plugin._quarantined(ex)
         codec = self._exports[ex.index]
+        routed = None
         try:
-            worker = self._checkout()
+            if ex.has_handles:
+                routed = self._checkout_for(args)
+            worker = routed or self._checkout()
         except PluginError as e:
             raise plugin._error(e, ex)  # noqa: B904 - same exception, now attributed
-        handles = _ParentHandles(worker)
+        handles = CallHandles(worker)
+        undo = True  # until the worker has taken the arguments
         try:
             wire = []
             i = 0
@@ -481,16 +395,53 @@ class ProcessBackend:
                 raise type(e)(
                     f"{plugin.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
                 ).with_traceback(None) from None
-            return self._run(worker, ex, codec, wire, prev)
+            drops = worker.instance.take_drops() if worker.instance is not None else []
+            undo = False
+            try:
+                return self._run(worker, ex, codec, [Op.CALL, ex.index, wire, drops], prev)
+            except (WitTypeError, WitValueError, StaleResourceError):
+                undo = True  # the worker refused the arguments before the call
+                raise
         finally:
-            handles.end_call()
-            self.pool.checkin(worker)
+            handles.end_call(undo=undo)
+            if routed is None:
+                self.pool.checkin(worker)
+            else:
+                worker.lock.release()
+
+    def drop_resource(self, inst: WorkerInstance, token: int) -> None:
+        """``Resource.drop()`` on an ``own`` handle of this plugin: the guest destructor
+        runs in its worker now (see ``Plugin._drop_resource``).
+
+        Raises:
+            PluginFault: the destructor faulted (the worker discarded its instance).
+        """
+        worker = inst.worker
+        if worker in self._this_threads_workers():
+            # A host function of a call on that worker: never re-enter it; the
+            # destructor runs before the worker's next call.
+            inst.pending_drops.append(token)
+            return
+        if not self.pool.lock(worker):
+            return  # discarded: the guest object went with it
+        try:
+            if inst.alive and worker.running:
+                self._run(worker, None, None, [Op.DESTROY, token], getattr(_tls, "inst", None))
+        finally:
+            worker.lock.release()
 
     def _run(
-        self, worker: WorkerProcess, ex: ExportFunc, codec: _ExportCodec, wire: list[Any], prev: Any
+        self,
+        worker: WorkerProcess,
+        ex: ExportFunc | None,
+        codec: _ExportCodec | None,
+        request: list[Any],
+        prev: Any,
     ) -> Any:
+        """Send ``request`` (``CALL`` or ``DESTROY``), serve the worker until it replies,
+        and return the result or raise what the reply (or its absence) means."""
         plugin = self.plugin
-        frame = _Frame(plugin, prev, worker)
+        frame = Frame(plugin, prev, worker)
         timeout_ms = plugin.limits.timeout_ms
         if timeout_ms is not None:
             frame.deadline_s = time.monotonic() + timeout_ms / 1000
@@ -499,15 +450,17 @@ class ProcessBackend:
         deadline = None if kill_after is None else time.monotonic() + kill_after
         try:
             try:
-                worker.chan.send([Op.CALL, ex.index, wire])
+                worker.chan.send(request)
                 msg = self._converse(worker, frame, deadline)
                 if msg[0] == Op.RESULT and len(msg) == 2:
-                    dec = codec.ok
-                    value = None if dec is None else dec(msg[1], _ParentHandles(worker))
-                    self._succeeded(worker)
+                    dec = None if codec is None else codec.ok
+                    if dec is None and msg[1] is not None:
+                        raise ProtocolError("a value for a call without a result")
+                    value = None if dec is None else dec(msg[1], CallHandles(worker))
+                    self._succeeded(worker, ex)
                     return value
                 if msg[0] != Op.FAULT or len(msg) < 2:
-                    raise ProtocolError(f"unexpected opcode {msg[0]} in reply to CALL")
+                    raise ProtocolError(f"unexpected opcode {msg[0]} in reply to a call")
                 exc = self._fault(worker, ex, codec, frame, msg)
             except BaseException as e:
                 raise self._lost(worker, ex, e)  # noqa: B904 - __cause__ is set by _lost
@@ -515,83 +468,32 @@ class ProcessBackend:
             _tls.inst = prev
         raise exc
 
-    def _succeeded(self, worker: WorkerProcess) -> None:
-        worker.calls += 1
+    def _succeeded(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
+        if ex is not None:
+            worker.calls += 1
         sup = self.plugin._supervisor
         if sup.consecutive:
             sup.record_success()
 
     def _converse(
-        self, worker: WorkerProcess, frame: _Frame | None, deadline: float | None
+        self, worker: WorkerProcess, frame: Frame | None, deadline: float | None
     ) -> list[Any]:
         """Serve ``worker`` (host calls, log lines, drops) until it sends a final reply."""
         chan = worker.chan
+        host_calls = self._host_calls
         while True:
             msg = chan.recv(deadline)
             op = msg[0]
             if op == Op.HOSTCALL and frame is not None:
-                self._host_call(worker, frame, msg)
+                host_calls.serve(worker, frame, msg)
             elif op == Op.LOG:
-                self._log(msg)
+                host_calls.log(msg)
             elif op == Op.DROP:
-                self._drop(worker, msg)
+                host_calls.dropped(worker, msg)
             elif op in (Op.RESULT, Op.FAULT, Op.READY, Op.DONE):
                 return msg
             else:
                 raise ProtocolError(f"unexpected opcode {op}")
-
-    def _host_call(self, worker: WorkerProcess, frame: _Frame, msg: list[Any]) -> None:
-        if len(msg) != 3 or msg[1].__class__ is not int or not 0 <= msg[1] < len(self._host_funcs):
-            raise ProtocolError("malformed HOSTCALL")
-        hf = self._host_funcs[msg[1]]
-        wire = msg[2]
-        if wire.__class__ is not list or len(wire) != len(hf.decs):
-            raise ProtocolError(f"HOSTCALL {hf.qualname}: wrong number of arguments")
-        handles = _ParentHandles(worker)
-        args = [dec(w, handles) for dec, w in zip(hf.decs, wire, strict=True)]
-        try:
-            # A child span of the plugin's call span, as for in-process host calls.
-            with _telemetry.span("wasmplug.host_call", {"wasmplug.host.function": hf.qualname}):
-                try:
-                    out = hf.invoke(args)
-                    if out.__class__ is CoroutineType:  # an async host function (see aio.py)
-                        out = _callctx.run_coroutine(out, frame, hf.qualname)
-                except Err as e:
-                    if not hf.returns_result:
-                        raise
-                    out = e
-            if hf.enc is not None:
-                if hf.returns_result and not isinstance(out, Ok | Err):
-                    out = Ok(out)
-                reply = [Op.RETURN, True, hf.enc(out, handles)]
-            elif out is not None:
-                raise TypeError(
-                    f"{hf.qualname} has no WIT result but returned {type(out).__name__}"
-                )
-            else:
-                reply = [Op.RETURN, True, None]
-        except BaseException as e:  # parked and re-raised once the worker has unwound
-            if frame.host_exc is None:
-                frame.host_exc = e
-                frame.host_func = hf.qualname
-            reply = [Op.RETURN, False, f"host function {hf.qualname} raised {type(e).__name__}"]
-        worker.chan.send(reply)
-
-    def _log(self, msg: list[Any]) -> None:
-        if len(msg) != 3 or msg[1].__class__ is not int:
-            raise ProtocolError("malformed LOG")
-        level = min(max(msg[1], logging.DEBUG), logging.ERROR)
-        self._guest_log.log(level, "%s", _text(msg[2]))
-
-    @staticmethod
-    def _drop(worker: WorkerProcess, msg: list[Any]) -> None:
-        if len(msg) != 2 or msg[1].__class__ is not list:
-            raise ProtocolError("malformed DROP")
-        objects = worker.objects
-        for oid in msg[1]:
-            if oid.__class__ is not int:
-                raise ProtocolError("malformed DROP")
-            objects.pop(oid, None)
 
     def _capability(self, message: str) -> CapabilityError:
         """A worker refused to create an instance: a granted directory changed (counted)."""
@@ -601,36 +503,38 @@ class ProcessBackend:
     def _fault(
         self,
         worker: WorkerProcess,
-        ex: ExportFunc,
-        codec: _ExportCodec,
-        frame: _Frame,
+        ex: ExportFunc | None,
+        codec: _ExportCodec | None,
+        frame: Frame,
         msg: list[Any],
     ) -> BaseException:
         """The exception for a FAULT reply (the worker itself is fine and stays)."""
         plugin = self.plugin
         kind = msg[1]
-        if kind == "err" and len(msg) == 3:
-            value = None if codec.err is None else codec.err(msg[2], _ParentHandles(worker))
-            if codec.err is None and msg[2] is not None:
+        if kind == "err" and len(msg) == 3 and codec is not None:
+            dec = codec.err
+            if dec is None and msg[2] is not None:
                 raise ProtocolError("err payload for a result without an error type")
-            self._succeeded(worker)
+            value = None if dec is None else dec(msg[2], CallHandles(worker))
+            self._succeeded(worker, ex)
             return plugin._error(ErrorResult(value), ex)
         if kind == "inst" and len(msg) >= 4:
-            err = InstantiationError(_text(msg[2]))
-            err.__notes__ = [_text(n) for n in msg[4:]]
-            err.__cause__ = WasmtimeError(_text(msg[3]))
+            err = InstantiationError(text(msg[2]))
+            err.__notes__ = [text(n) for n in msg[4:]]
+            err.__cause__ = WasmtimeError(text(msg[3]))
             return err
         if kind == "capability" and len(msg) == 3:
-            return self._capability(_text(msg[2]))
+            return self._capability(text(msg[2]))
         if kind in ("WitTypeError", "WitValueError", "StaleResourceError") and len(msg) == 3:
             cls = {"WitTypeError": WitTypeError, "WitValueError": WitValueError}.get(
                 kind, StaleResourceError
             )
-            return cls(_text(msg[2]))
+            return cls(text(msg[2]))
         if kind == "error" and len(msg) == 3:
-            return plugin._error(PluginError(_text(msg[2])), ex)
+            return plugin._error(PluginError(text(msg[2])), ex)
         exc: PluginFault
-        worker.fresh = False  # the worker discarded its instance
+        worker.fresh = False  # the worker discarded its instance...
+        retire(worker, plugin)  # ...and with it the guest objects its handles named
         if kind == "host" and len(msg) == 2:
             host_exc = frame.host_exc
             if host_exc is None:
@@ -652,18 +556,22 @@ class ProcessBackend:
         elif kind == "lift" and len(msg) == 4 and msg[2] in ("result-size", "timeout"):
             # The worker's result exceeded Limits.max_result_bytes or the deadline
             # while it was lifted there (see wasmplug._bridge.lift).
-            exc = (ResultTooLarge if msg[2] == "result-size" else PluginTimeout)(_text(msg[3]))
-        elif kind == "wasm" and len(msg) == 4:
-            cause, tail = _text(msg[2]), _text(msg[3])
+            exc = (ResultTooLarge if msg[2] == "result-size" else PluginTimeout)(text(msg[3]))
+        elif kind == "wasm" and len(msg) >= 4:
+            cause, tail = text(msg[2]), text(msg[3])
             exc = classify(cause, guest_stderr=tail, memory_limited=self._memory_limited)
             exc.__cause__ = WasmtimeError(cause)
             exc.guest_stderr = tail
+            for note in msg[4:]:  # e.g. "raised by the guest destructor..."
+                exc.add_note(text(note))
         else:
             raise ProtocolError(f"malformed FAULT {kind!r}")
         plugin._supervisor.record_fault(plugin._error(exc, ex))
         return exc
 
-    def _lost(self, worker: WorkerProcess, ex: ExportFunc, e: BaseException) -> BaseException:
+    def _lost(
+        self, worker: WorkerProcess, ex: ExportFunc | None, e: BaseException
+    ) -> BaseException:
         """The call did not end with a reply: kill the worker; what should the caller see?"""
         self.pool.discard(worker)
         plugin = self.plugin
@@ -710,6 +618,7 @@ class ProcessBackend:
             try:
                 if not worker.alive:
                     continue
+                retire(worker, self.plugin)  # guest resource handles of it are stale now
                 try:
                     worker.chan.send([Op.RESET])
                     msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
@@ -737,6 +646,8 @@ class ProcessBackend:
                 thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.pool.live():
             worker.kill()
+            if worker.instance is not None:
+                worker.instance.pending_drops.clear()  # the guest objects die with it
         # Idle workers are discarded (reaped) here; running calls see EOF at once
         # and discard theirs. Never wait for the ones this thread is running
         # (close() from a host function): that call discards its worker on return.
@@ -751,7 +662,7 @@ class ProcessBackend:
         workers = []
         frame = getattr(_tls, "inst", None)
         while frame is not None:
-            if isinstance(frame, _Frame) and frame.plugin is self.plugin:
+            if isinstance(frame, Frame) and frame.plugin is self.plugin:
                 workers.append(frame.worker)
             frame = frame.caller
         return workers
@@ -759,7 +670,7 @@ class ProcessBackend:
     def _test_crash_current_worker(self) -> None:
         """Test hook: make the worker serving this thread's call segfault (SIGSEGV)."""
         frame = getattr(_tls, "inst", None)
-        while frame is not None and not (isinstance(frame, _Frame) and frame.plugin is self.plugin):
+        while frame is not None and not (isinstance(frame, Frame) and frame.plugin is self.plugin):
             frame = frame.caller
         if frame is None:
             raise RuntimeError("not inside a call of this plugin")

@@ -25,10 +25,12 @@ Wire forms (everything is a msgpack primitive; maps are never used)::
     flags                     int bit mask (bit i = i-th flag, in WIT order)
     option<T>                 nil, or [payload]
     result<T, E>              [0] / [0, ok] or [1] / [1, err]
-    own<R>, borrow<R>         int object id (host-defined resources only)
+    own<R>, borrow<R>         int: an object id (host-defined R) or a token (guest-defined R)
 
-Resource handles cross as object ids through a :class:`Handles` table: the
-parent keeps the real host objects of each worker; the worker keeps stand-ins.
+Resource handles cross as integers through a :class:`Handles` table on each
+side: host objects stay in the application and the worker holds stand-ins;
+guest objects stay in the worker and the application holds tokens (see
+``handles`` and ``worker``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from wasmplug._bridge.wit import (
 )
 from wasmplug._errors import WitTypeError, WitValueError
 
-__all__ = ["Decode", "Encode", "Handles", "ProtocolError", "decoder", "encoder", "supported"]
+__all__ = ["Decode", "Encode", "Handles", "ProtocolError", "decoder", "encoder"]
 
 
 class ProtocolError(Exception):
@@ -74,29 +76,6 @@ class Handles(Protocol):
 
 Encode = Callable[[Any, Handles], Any]
 Decode = Callable[[Any, Handles], Any]
-
-
-def supported(t: WitType | None) -> bool:
-    """Whether values of ``t`` can cross the process boundary.
-
-    Handles of guest-defined resources cannot (yet): they live in one worker's
-    store, and the process tier does not route calls by handle.
-    """
-    if t is None or isinstance(t, Prim | EnumT | FlagsT):
-        return True
-    if isinstance(t, HandleT):
-        return t.resource.imported
-    if isinstance(t, ListT):
-        return supported(t.element)
-    if isinstance(t, OptionT):
-        return supported(t.payload)
-    if isinstance(t, RecordT):
-        return all(supported(ft) for _, ft in t.fields)
-    if isinstance(t, TupleT):
-        return all(supported(et) for et in t.elements)
-    if isinstance(t, VariantT):
-        return all(supported(ct) for _, ct in t.cases)
-    return supported(t.ok) and supported(t.err)
 
 
 # ---------------------------------------------------------------------------

@@ -41,9 +41,12 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .wire import Channel
+
+if TYPE_CHECKING:
+    from .handles import WorkerInstance
 
 __all__ = ["WorkerProcess", "spawn_worker"]
 
@@ -67,6 +70,8 @@ class WorkerProcess:
         pid: The worker's process id.
         chan: The channel (used by one call at a time).
         objects: Host-defined resource objects lent to this worker, by id.
+        instance: Its current plugin instance, as guest resource handles see it
+            (see :mod:`.handles`); ``None`` until it is ready.
         fresh: False after a fault discarded the worker's instance (the next
             call makes a new one: a restart, for the restart policy).
         calls: Calls that returned a value or an ``err`` result.
@@ -79,6 +84,7 @@ class WorkerProcess:
         self.cwd = cwd
         self.objects: dict[int, Any] = {}
         self.next_oid = 1
+        self.instance: WorkerInstance | None = None
         self.fresh = True
         self.calls = 0
         self.lock = threading.Lock()  # held by the call using this worker (see InstancePool)

@@ -13,12 +13,15 @@ Messages (``[opcode, ...]``)::
 
     application -> worker                 worker -> application
     INIT    {settings}                    READY    pid
-    CALL    export, [args]                RESULT   value
-    RETURN  ok, value | message           FAULT    kind, details...
-    RESET                                 HOSTCALL function, [args]
-    CRASH   (test hook: segfault)         LOG      level, text
-                                          DROP     [object ids]
+    CALL    export, [args], [drops]       RESULT   value
+    DESTROY token                         FAULT    kind, details...
+    RETURN  ok, value | message           HOSTCALL function, [args]
+    RESET                                 LOG      level, text
+    CRASH   (test hook: segfault)         DROP     [object ids]
                                           DONE
+
+``drops`` and ``DESTROY`` name guest resource handles the application dropped
+(garbage-collected ones, run before the call; ``Resource.drop()``, run now).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Op:
     CALL = 1
     RETURN = 2
     RESET = 3
+    DESTROY = 4
     CRASH = 9
     READY = 10
     RESULT = 11

@@ -30,6 +30,7 @@ from typing import Any, NoReturn, cast
 from wasmtime.component import Component, Linker
 
 from wasmplug._bridge.hostfuncs import Invoke, ResolvedImports, link_resolved
+from wasmplug._bridge.resources import Resource
 from wasmplug._bridge.wit import FuncSig, HandleT, InterfaceShape, read_shape
 from wasmplug._errors import (
     CapabilityError,
@@ -94,24 +95,67 @@ class RemoteObject:
 
 
 class _Handles:
-    """Worker side of the handle table: one :class:`RemoteObject` per live id."""
+    """Worker side of the handle tables.
+
+    Host-defined resources: one :class:`RemoteObject` per live object id (the
+    object lives in the application). Guest-defined resources: the instance's
+    own :class:`~wasmplug.Resource` handles, by a token that is never reused;
+    the application holds the token (see ``handles.py``).
+    """
 
     def __init__(self) -> None:
         self.live: weakref.WeakValueDictionary[int, RemoteObject] = weakref.WeakValueDictionary()
         self.dropped: list[int] = []
+        self.guest: dict[int, Resource] = {}
+        self.next_token = 1
+        self.taken: list[int] = []  # guest tokens passed as ``own`` in the current call
 
     def object_id(self, ty: HandleT, obj: Any) -> int:
+        if not ty.resource.imported:
+            if not isinstance(obj, Resource):  # the bridge lifted it: cannot happen
+                raise WitTypeError(f"expects {ty}, got {type(obj).__name__}")
+            token = self.next_token
+            self.next_token += 1
+            self.guest[token] = obj
+            return token
         if not isinstance(obj, RemoteObject):
             raise WitTypeError(f"expects {ty} (an object the application created)")
         return obj.oid
 
     def object_for(self, ty: HandleT, oid: int) -> Any:
+        if not ty.resource.imported:
+            res = self.guest.get(oid)
+            if res is None:
+                raise StaleResourceError(f"{ty.resource.name} handle was already dropped")
+            if ty.owned:
+                self.taken.append(oid)
+            return res
         obj = self.live.get(oid)
         if obj is None:
             obj = RemoteObject(oid)
             self.live[oid] = obj
             weakref.finalize(obj, self.dropped.append, oid)
         return obj
+
+    def release(self, tokens: list[Any]) -> None:
+        """The application dropped these handles: their destructors run before the
+        next call, as for garbage-collected handles in-process."""
+        for token in tokens:
+            if token.__class__ is not int:
+                raise ProtocolError("malformed drop list")
+            self.guest.pop(token, None)  # the last reference: Resource.__del__ queues it
+
+    def end_call(self) -> None:
+        """Forget the ``own`` handles the call moved into the guest."""
+        for token in self.taken:
+            res = self.guest.get(token)
+            if res is not None and res._ptr is None:
+                del self.guest[token]
+        self.taken.clear()
+
+    def purge(self) -> None:
+        """The instance was discarded: its guest handles are stale; forget them."""
+        self.guest = {t: r for t, r in self.guest.items() if r.alive}
 
 
 class _HostFailed(Exception):
@@ -273,45 +317,74 @@ class Server:
         while True:
             msg = chan.recv()
             op = msg[0]
-            if op == Op.CALL:
-                self._call(msg[1], msg[2])
+            if op == Op.CALL and len(msg) == 4 and msg[2].__class__ is list:
+                self._call(msg[1], msg[2], msg[3])
+            elif op == Op.DESTROY and len(msg) == 2:
+                self._destroy(msg[1])
             elif op == Op.RESET:
                 self.plugin.reset()
+                self.handles.purge()
                 self._send([Op.DONE])
             elif op == Op.CRASH:
                 _segfault()
             else:
                 raise ProtocolError(f"unexpected opcode {op}")
 
-    def _call(self, index: int, wire: list[Any]) -> None:
+    def _call(self, index: Any, wire: list[Any], drops: Any) -> None:
         plugin = self.plugin
         ex = plugin._exports_list[index]
         decs, ok_enc, err_enc, _ = self.exports[index]
         handles = self.handles
-        args = tuple(decs[i](w, handles) for i, w in enumerate(wire))
+        if drops:
+            handles.release(drops)
         try:
+            args = tuple(decs[i](w, handles) for i, w in enumerate(wire))
             value = plugin._invoke(ex, args)
-        except ErrorResult as e:
-            reply = [Op.FAULT, "err", None if err_enc is None else err_enc(e.value, handles)]
-        except HostFunctionError:
-            reply = [Op.FAULT, "host"]
-        except PluginFault as e:
-            if e.__cause__ is None and isinstance(e, ResultTooLarge | PluginTimeout):
-                # Raised by wasmplug while lifting the result, not by wasmtime.
-                reply = [Op.FAULT, "lift", e.fault, Exception.__str__(e)]
-            else:
-                reply = [Op.FAULT, "wasm", str(e.__cause__ or ""), e.guest_stderr]
-        except InstantiationError as e:
-            reply = [Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *getattr(e, "__notes__", [])]
-        except CapabilityError as e:  # a grant no longer names its directory: no instance
-            reply = [Op.FAULT, "capability", str(e)]
-        except (WitTypeError, WitValueError, StaleResourceError) as e:
-            reply = [Op.FAULT, type(e).__name__, str(e)]
-        except PluginError as e:
-            reply = [Op.FAULT, "error", Exception.__str__(e)]
+        except BaseException as e:
+            reply = self._failure(e, err_enc)
         else:
             reply = [Op.RESULT, None if ok_enc is None else ok_enc(value, handles)]
+        finally:
+            handles.end_call()
         self._send(reply)
+
+    def _destroy(self, token: Any) -> None:
+        """Run the guest destructor of a handle the application dropped (``DESTROY``)."""
+        res = self.handles.guest.pop(token, None) if token.__class__ is int else None
+        try:
+            if res is not None:
+                res.drop()
+        except BaseException as e:
+            reply = self._failure(e, None)
+        else:
+            reply = [Op.RESULT, None]
+        self._send(reply)
+
+    def _failure(self, e: BaseException, err_enc: Encode | None) -> list[Any]:
+        """The ``FAULT`` reply for what a call (or a destructor) raised."""
+        handles = self.handles
+        if isinstance(e, ErrorResult):
+            return [Op.FAULT, "err", None if err_enc is None else err_enc(e.value, handles)]
+        if isinstance(e, HostFunctionError):
+            handles.purge()
+            return [Op.FAULT, "host"]
+        if isinstance(e, PluginFault):
+            handles.purge()
+            if e.__cause__ is None and isinstance(e, ResultTooLarge | PluginTimeout):
+                # Raised by wasmplug while lifting the result, not by wasmtime.
+                return [Op.FAULT, "lift", e.fault, Exception.__str__(e)]
+            notes = getattr(e, "__notes__", [])
+            return [Op.FAULT, "wasm", str(e.__cause__ or ""), e.guest_stderr, *notes]
+        if isinstance(e, InstantiationError):
+            notes = getattr(e, "__notes__", [])
+            return [Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *notes]
+        if isinstance(e, CapabilityError):  # a grant no longer names its directory: no instance
+            return [Op.FAULT, "capability", str(e)]
+        if isinstance(e, WitTypeError | WitValueError | StaleResourceError):
+            return [Op.FAULT, type(e).__name__, str(e)]
+        if isinstance(e, PluginError):
+            return [Op.FAULT, "error", Exception.__str__(e)]
+        raise e
 
 
 def _limit_memory(limits: dict[str, Any]) -> None:

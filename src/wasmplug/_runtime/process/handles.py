@@ -1,0 +1,151 @@
+"""The application's side of resource handles that cross to a worker process.
+
+Two kinds of resource cross the channel, each as an integer the other side
+cannot forge into anything it was not given:
+
+* **Host-defined** resources (the plugin imports them; the application
+  implements them in Python). The objects stay here, in the worker's
+  ``objects`` table, and the worker holds their ids (see ``worker.RemoteObject``).
+  An object stays in the table while the worker may use it: until the worker
+  reports it dropped (``DROP``), or ownership comes back to the application (an
+  ``own`` handle from the worker), or the call it was lent to as a ``borrow``
+  returns (a borrow cannot outlive its call).
+* **Guest-defined** resources (the plugin exports them). The guest object and
+  wasmtime's handle to it stay in the worker, in a table keyed by a token it
+  never reuses; the application gets the plugin's :class:`~wasmplug.Resource`
+  class (``plugin.exports.api.Counter``) holding that token, bound to the
+  :class:`WorkerInstance` that returned it. Calls that pass the handle are
+  routed to that worker. Once the worker discards its instance (a fault,
+  ``reset()``) or dies, the :class:`WorkerInstance` is retired and the handle is
+  stale, exactly as a handle of a discarded in-process instance.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wasmplug._bridge.resources import Resource
+from wasmplug._bridge.wit import HandleT
+from wasmplug._errors import WitTypeError
+
+from .codec import ProtocolError
+
+if TYPE_CHECKING:
+    from wasmplug._runtime.plugin import Plugin
+
+    from .spawn import WorkerProcess
+
+__all__ = ["CallHandles", "WorkerInstance", "retire"]
+
+
+class WorkerInstance:
+    """One instance of a plugin in one worker, as the handles it returned see it.
+
+    It is the ``_inst`` of every guest resource handle the application holds
+    (:class:`~wasmplug.Resource`), standing in for the in-process ``Instance``.
+
+    Attributes:
+        plugin: The plugin.
+        worker: The worker process holding the instance.
+        pending_drops: Tokens of ``own`` handles garbage-collected here; the next
+            call on the worker sends them, and the worker runs their guest
+            destructors before that call (as in-process).
+    """
+
+    __slots__ = ("__weakref__", "current", "pending_drops", "plugin", "worker")
+
+    def __init__(self, plugin: Plugin, worker: WorkerProcess) -> None:
+        self.plugin = plugin
+        self.worker = worker
+        self.current = True
+        self.pending_drops: list[int] = []
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker still holds this instance (it neither discarded it nor died)."""
+        return self.current and self.worker.alive
+
+    @staticmethod
+    def release_handle(token: Any) -> None:
+        """Forget a handle without running its destructor: nothing to free here (the
+        worker frees its side when it discards the instance)."""
+
+    def take_drops(self) -> list[int]:
+        """The tokens garbage-collected since the last call (removed from the queue)."""
+        drops = self.pending_drops
+        taken = drops[:]  # finalizers may append meanwhile, on any thread
+        del drops[: len(taken)]
+        return taken
+
+
+def retire(worker: WorkerProcess, plugin: Plugin) -> None:
+    """The worker discarded its instance (or is starting): handles of the old one are stale."""
+    old = worker.instance
+    if old is not None:
+        old.current = False
+        old.pending_drops.clear()  # the worker frees those guest objects itself
+    worker.instance = WorkerInstance(plugin, worker)
+
+
+class CallHandles:
+    """How one call's values move handles across the channel, in the application.
+
+    The ``Handles`` of :mod:`.codec`: ``object_id`` when encoding what goes to
+    the worker, ``object_for`` when decoding what came back. ``end_call`` must
+    run when the call is over.
+    """
+
+    __slots__ = ("borrowed", "moved", "worker")
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.borrowed: list[int] = []
+        self.moved: list[tuple[Resource, Any]] = []
+
+    def object_id(self, ty: HandleT, obj: Any) -> int:
+        if not ty.resource.imported:
+            return self._guest_token(ty, obj)
+        if isinstance(obj, Resource) or obj is None:
+            name = ty.resource.name
+            raise WitTypeError(f"expects {ty} (an instance of the provided {name} class)")
+        worker = self.worker
+        oid = worker.next_oid
+        worker.next_oid += 1
+        worker.objects[oid] = obj
+        if not ty.owned:
+            self.borrowed.append(oid)
+        return oid
+
+    def _guest_token(self, ty: HandleT, obj: Any) -> int:
+        if not isinstance(obj, Resource):
+            raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(obj).__name__}")
+        token: int = obj._checked_ptr(self.worker.instance)  # moved, stale or elsewhere: raises
+        if ty.owned:
+            obj._ptr = None  # ownership moves into the guest (given back by end_call(undo))
+            self.moved.append((obj, token))
+        return token
+
+    def object_for(self, ty: HandleT, oid: int) -> Any:
+        ref = ty.resource
+        if not ref.imported:
+            inst = self.worker.instance
+            assert inst is not None
+            cls = inst.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+            return cls._new(inst, oid, ref.name, ty.owned)
+        objects = self.worker.objects
+        try:
+            return objects.pop(oid) if ty.owned else objects[oid]
+        except KeyError:
+            raise ProtocolError(f"no {ref.name} object with id {oid}") from None
+
+    def end_call(self, *, undo: bool) -> None:
+        """The call is over: forget host objects only borrowed for it; with ``undo``
+        (the worker never used the arguments) ``own`` handles stay with Python."""
+        objects = self.worker.objects
+        for oid in self.borrowed:
+            objects.pop(oid, None)
+        self.borrowed.clear()
+        if undo:
+            for obj, token in self.moved:
+                obj._ptr = token
+        self.moved.clear()
