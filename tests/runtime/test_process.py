@@ -565,6 +565,9 @@ MALICIOUS = {
     "fault-unknown-kind": _frame([Op.FAULT, "pwned", "x"]),
     "log-bad-level": _frame([Op.LOG, "x", "y"]),
     "drop-not-a-list": _frame([Op.DROP, 5]),
+    "span-unknown-kind": _frame([Op.SPAN, 7, 1, 2]),
+    "span-ends-before-it-starts": _frame([Op.SPAN, 0, 2, 1]),
+    "span-name-not-an-index": _frame([Op.SPAN, "wasmplug.call", 1, 2]),
 }
 
 

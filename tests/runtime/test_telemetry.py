@@ -9,8 +9,12 @@ telemetry switch is refreshed after each test so later tests run uninstrumented.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from wasmplug import (
     Limits,
     Manifest,
     Plugin,
+    PluginCrashed,
     PluginHost,
     PluginStats,
     PluginTimeout,
@@ -418,6 +423,106 @@ def test_process_tier_call_with_host_call(host: PluginHost, otel: Otel) -> None:
         "fault",
         "trap",
     )
+
+
+@pytest.fixture
+def process_host(otel: Otel, tmp_path: Path) -> Iterator[PluginHost]:
+    """A process-tier host with no warm spare: every worker starts when it is needed."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as h:
+        yield h
+
+
+def test_process_tier_load_span_tree(process_host: PluginHost, otel: Otel) -> None:
+    """The worker's own stages (link, instantiate) nest under the span of its start."""
+    process_host.provide("cb", lambda x: x)
+    manifest = Manifest(name="faulty", version="1.2.3", host_interfaces=("cb",))
+    process_host.load(FAULTY_WAT.encode(), allow_unsigned=True, manifest=manifest)
+    assert otel.tree() == [
+        (0, "wasmplug.load"),
+        (1, "wasmplug.load.verify"),
+        (1, "wasmplug.load.compile"),
+        (1, "wasmplug.worker.start"),
+        (2, "wasmplug.load.link"),
+        (2, "wasmplug.instantiate"),
+    ]
+    by_name = {s.name: s for s in otel.finished()}
+    start, inst = by_name["wasmplug.worker.start"], by_name["wasmplug.instantiate"]
+    assert attrs_of(inst) == {
+        "wasmplug.plugin.name": "faulty",
+        "wasmplug.plugin.version": "1.2.3",
+        "wasmplug.isolation": "process",
+    }
+    # Timed in the worker, on the clock both processes share: inside its start.
+    assert start.start_time is not None
+    assert start.end_time is not None
+    assert start.start_time <= (inst.start_time or 0) <= (inst.end_time or 0) <= start.end_time
+    assert otel.points("wasmplug.instantiate.duration")[0].count == 1
+
+
+def test_process_tier_trap_crash_and_restarts(process_host: PluginHost, otel: Otel) -> None:
+    """Faults have the in-process shape: a trapping call's span, the instance made
+    again in the next call, and a crashed worker (PluginCrashed) replaced in the next."""
+    plugin = load(process_host, otel, limits=Limits(timeout_ms=None), isolation="process")
+    with pytest.raises(PluginTrapped):
+        plugin.call("boom")
+    assert plugin.call("add", 1, 2) == 3  # the worker instantiates again, in this call
+    assert otel.tree() == [
+        (0, "wasmplug.call"),
+        (0, "wasmplug.call"),
+        (1, "wasmplug.instantiate"),
+    ]
+    otel.spans.clear()
+    backend = plugin._backend
+    assert backend is not None
+    [pid] = backend.worker_pids()
+    errors: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            plugin.call("spin")
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not _worker_is_busy(backend) and time.monotonic() < deadline:
+        time.sleep(0.005)  # kill it mid-call, not while idle
+    os.kill(pid, signal.SIGKILL)
+    thread.join(10)
+    assert [type(e) for e in errors] == [PluginCrashed]
+    assert plugin.call("add", 1, 2) == 3  # a new worker
+    assert otel.tree() == [
+        (0, "wasmplug.call"),
+        (0, "wasmplug.call"),
+        (1, "wasmplug.worker.start"),
+        (2, "wasmplug.load.link"),
+        (2, "wasmplug.instantiate"),
+    ]
+    crashed = next(s for s in otel.finished() if attrs_of(s).get("wasmplug.export") == "spin")
+    assert (attrs_of(crashed)["wasmplug.outcome"], attrs_of(crashed)["wasmplug.fault"]) == (
+        "fault",
+        "crash",
+    )
+    assert crashed.status.status_code is StatusCode.ERROR
+
+    def value(name: str, **match: str) -> Any:
+        want = {"wasmplug.plugin.name": "faulty", **match}
+        (point,) = [p for p in otel.points(name) if want.items() <= dict(p.attributes).items()]
+        return point
+
+    assert value("wasmplug.faults", **{"wasmplug.fault": "trap"}).value == 1
+    assert value("wasmplug.faults", **{"wasmplug.fault": "crash"}).value == 1
+    assert value("wasmplug.restarts").value == 2
+    assert value("wasmplug.calls").value == 2
+    assert value("wasmplug.instances").value == 1
+    assert value("wasmplug.instances").attributes["wasmplug.isolation"] == "process"
+    assert value("wasmplug.instantiate.duration").count == 3  # load, after the trap, the crash
+
+
+def _worker_is_busy(backend: Any) -> bool:
+    """Whether a call holds a worker (its lock), so the kill lands mid-call."""
+    return any(w.lock.locked() for w in list(backend.pool._live))
 
 
 def test_call_thread_tier_propagates_the_context(host: PluginHost, otel: Otel) -> None:

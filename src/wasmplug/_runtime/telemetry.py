@@ -172,6 +172,15 @@ class CallTelemetry:
             self.instantiate.record(_perf() - t0, self.plugin_point)
         return inst
 
+    def worker_span(self, name: str, start_ns: int, end_ns: int) -> None:
+        """A stage a worker process timed (``time.time_ns()``), as a child span of the
+        current one; an instantiation also goes into the instantiate histogram."""
+        if self.tracer is not None:
+            span = self.tracer.start_span(name, attributes=self.base, start_time=start_ns)
+            span.end(end_time=end_ns)
+        if self.instantiate is not None and name == "wasmplug.instantiate":
+            self.instantiate.record((end_ns - start_ns) / 1e9, self.plugin_point)
+
 
 def instrument(plugin: Plugin, isolation: str) -> CallTelemetry | None:
     """The plugin's call instrumentation, or ``None`` while telemetry is off."""

@@ -28,6 +28,7 @@ import attrs
 from wasmtime import WasmtimeError
 from wasmtime.component import Component
 
+from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.resources import Resource
 from wasmplug._bridge.wit import FuncSig, ResultT
@@ -50,12 +51,13 @@ from wasmplug._errors import (
 from wasmplug._runtime.cache import CompileCache
 from wasmplug._runtime.faults import classify
 from wasmplug._runtime.pool import InstancePool
+from wasmplug._runtime.telemetry import plugin_attributes
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
 from .handles import CallHandles, WorkerInstance, retire
 from .hostcalls import Frame, HostCalls, text
 from .spawn import WorkerProcess, spawn_worker
-from .wire import MAX_FRAME_BYTES, Op
+from .wire import MAX_FRAME_BYTES, WORKER_SPANS, Op
 
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
@@ -185,6 +187,8 @@ class ProcessBackend:
             cache.put(cache_key, bytes(component.serialize()))
         self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
         self._settings["imports"] = self._host_calls.wanted
+        self._settings["telemetry"] = plugin._tel is not None
+        self._span_attrs = plugin_attributes(plugin, "process")
         self.pool: InstancePool[WorkerProcess] = InstancePool(pool_size, self._new_worker)
         try:
             self.pool.prime()
@@ -207,20 +211,25 @@ class ProcessBackend:
 
     # -- workers ------------------------------------------------------------------------
 
-    def _start_worker(self) -> WorkerProcess:
+    def _start_worker(self, *, traced: bool = False) -> WorkerProcess:
         """Start a worker and wait until it has instantiated the plugin.
+
+        Args:
+            traced: Report the worker's start-up stages (SPAN) under the current span.
 
         Raises:
             InstantiationError: it could not start, load or instantiate.
         """
         worker = spawn_worker()
         worker.chan.max_frame = self._max_frame
+        worker.traced = traced
         name = self.plugin.name
         with self._lock:
             self._booting.add(worker)
         try:
             worker.chan.send([Op.INIT, self._settings])
             msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
+            worker.traced = True  # from now on its stages belong to the calls it serves
             if msg[0] == Op.READY:
                 retire(worker, self.plugin)  # its first instance, for guest resource handles
                 return worker
@@ -296,7 +305,11 @@ class ProcessBackend:
                 else:
                     candidate.close()
         if worker is None:
-            worker = self._start_worker()
+            # Traced: a wasmplug.worker.start span, holding the worker's own link and
+            # instantiate spans (SPAN messages). A spare's start is not traced: it ran
+            # in the background, for no call or load in particular.
+            with _telemetry.span("wasmplug.worker.start", self._span_attrs):
+                worker = self._start_worker(traced=True)
         self._refill_spares()
         return worker
 
@@ -490,10 +503,25 @@ class ProcessBackend:
                 host_calls.log(msg)
             elif op == Op.DROP:
                 host_calls.dropped(worker, msg)
+            elif op == Op.SPAN:
+                self._span(worker, msg)
             elif op in (Op.RESULT, Op.FAULT, Op.READY, Op.DONE):
                 return msg
             else:
                 raise ProtocolError(f"unexpected opcode {op}")
+
+    def _span(self, worker: WorkerProcess, msg: list[Any]) -> None:
+        """A stage the worker timed: a child span of the current one, with its times."""
+        if (
+            len(msg) != 4
+            or not all(v.__class__ is int for v in msg[1:])
+            or not 0 <= msg[1] < len(WORKER_SPANS)
+            or not 0 <= msg[2] <= msg[3] < 2**63
+        ):
+            raise ProtocolError("malformed SPAN")
+        tel = self.plugin._tel
+        if tel is not None and worker.traced:
+            tel.worker_span(WORKER_SPANS[msg[1]], msg[2], msg[3])
 
     def _capability(self, message: str) -> CapabilityError:
         """A worker refused to create an instance: a granted directory changed (counted)."""

@@ -86,6 +86,7 @@ class WorkerProcess:
         self.next_oid = 1
         self.instance: WorkerInstance | None = None
         self.fresh = True
+        self.traced = False  # its SPAN reports go into the application's trace (backend.py)
         self.calls = 0
         self.lock = threading.Lock()  # held by the call using this worker (see InstancePool)
         self._reap_lock = threading.Lock()

@@ -19,9 +19,14 @@ Messages (``[opcode, ...]``)::
     RESET                                 LOG      level, text
     CRASH   (test hook: segfault)         DROP     [object ids]
                                           DONE
+                                          SPAN     kind, start ns, end ns
 
 ``drops`` and ``DESTROY`` name guest resource handles the application dropped
 (garbage-collected ones, run before the call; ``Resource.drop()``, run now).
+
+``SPAN`` reports a stage the worker timed (``kind`` indexes :data:`WORKER_SPANS`;
+the times are ``time.time_ns()``, a clock both processes share); a worker sends
+it only when the INIT settings ask for it (``"telemetry"``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import msgpack
 
 from .codec import ProtocolError
 
-__all__ = ["MAX_FRAME_BYTES", "Channel", "Op"]
+__all__ = ["MAX_FRAME_BYTES", "WORKER_SPANS", "Channel", "Op"]
 
 MAX_FRAME_BYTES = 1 << 30
 """Largest frame accepted (1 GiB); a bigger length prefix is a protocol violation."""
@@ -60,6 +65,12 @@ class Op:
     LOG = 14
     DROP = 15
     DONE = 16
+    SPAN = 17
+
+
+WORKER_SPANS = ("wasmplug.load.link", "wasmplug.instantiate")
+"""The span names a worker's ``SPAN`` message may name, by index (the application
+never uses a name the worker chose)."""
 
 
 class Channel:

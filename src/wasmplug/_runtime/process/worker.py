@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import resource
 import signal
 import socket
 import sys
+import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -54,10 +57,13 @@ from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
-from .wire import Channel, Op
+from .wire import WORKER_SPANS, Channel, Op
 
 __all__ = ["main"]
 
+_LINK, _INSTANTIATE = (
+    WORKER_SPANS.index(n) for n in ("wasmplug.load.link", "wasmplug.instantiate")
+)
 _PR_SET_PDEATHSIG = 1
 _HEADROOM = 64 << 20  # bytes of address space above what start-up used, besides guest memory
 _NEVER_QUARANTINE = RestartPolicy(max_faults=2**31 - 1, window_s=1e-9)
@@ -192,6 +198,11 @@ class Server:
     def __init__(self, chan: Channel, settings: dict[str, Any]) -> None:
         self.chan = chan
         self.handles = _Handles()
+        # Stages timed for the application's trace (SPAN), when it traces: those of
+        # start-up are sent before READY, later ones (a restart in a call) at once.
+        self.traced = bool(settings.get("telemetry"))
+        self.serving = False
+        self.startup_spans: list[list[int]] = []
         host = _WorkerHost(bool(settings["consume_fuel"]), float(settings["tick_ms"]))
         cache = CompileCache(Path(settings["cache_dir"]), host.settings)
         payload = cache.get(settings["cache_key"])
@@ -202,12 +213,14 @@ class Server:
         # World-level host resources are defined at the root (their functions are stand-ins).
         self._root_resources = tuple(r.name for r in shape.import_resources)
         resolved = self._stand_ins(shape.imports, shape.import_functions, settings["imports"])
+        link_start = time.time_ns()
         linker = Linker(host._engine)
         if settings["uses_wasi"]:
             linker.add_wasip2()
         linked = link_resolved(linker, resolved)
         if settings["needs_traps"]:
             linker.define_unknown_imports_as_traps(component)
+        self.report(_LINK, link_start, time.time_ns())
         sandbox = EffectiveSandbox(
             preopens=tuple(
                 Preopen(Path(h), g, bool(w), BoundDir(Path(h), g, expect=(real, dev, ino)))
@@ -217,6 +230,7 @@ class Server:
             allowed_outbound_hosts=(),
             denied=(),
         )
+        first_start = time.time_ns()
         self.plugin = Plugin(
             host=cast(Any, host),
             component=component,
@@ -233,6 +247,11 @@ class Server:
             # Blocking WASI needs no call thread here: the parent kills the worker.
             call_threads=False,
         )
+        # Building the export table, then the first instance; later instances are
+        # made in calls (after a fault), and each is reported as it is made.
+        self.report(_INSTANTIATE, first_start, time.time_ns())
+        pool = self.plugin._pool
+        pool._create = functools.partial(self._timed_instance, pool._create)
         # Calls run on this (main) thread even when the guest can block in WASI: the
         # application kills the whole worker at the deadline, which the in-process
         # call-thread path only approximates, and a call thread left behind could
@@ -312,7 +331,23 @@ class Server:
             self.chan.send([Op.DROP, ids])
         self.chan.send(message)
 
+    def _timed_instance(self, create: Callable[[], Any]) -> Any:
+        start = time.time_ns()
+        inst = create()
+        self.report(_INSTANTIATE, start, time.time_ns())
+        return inst
+
+    def report(self, kind: int, start_ns: int, end_ns: int) -> None:
+        """Report a timed stage to the application (if it traces)."""
+        if not self.traced:
+            return
+        if self.serving:
+            self._send([Op.SPAN, kind, start_ns, end_ns])
+        else:
+            self.startup_spans.append([Op.SPAN, kind, start_ns, end_ns])
+
     def serve(self) -> None:
+        self.serving = True
         chan = self.chan
         while True:
             msg = chan.recv()
@@ -432,6 +467,8 @@ def main(argv: list[str]) -> None:
             chan.send([Op.FAULT, "capability", str(e)])
             os._exit(0)
         _limit_memory(settings["limits"])
+        for span in server.startup_spans:
+            chan.send(span)
         chan.send([Op.READY, os.getpid()])
         server.serve()
     except EOFError:
