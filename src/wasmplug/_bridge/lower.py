@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import enum
 import struct
-from array import array
 from collections.abc import Callable, Mapping
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -13,9 +11,21 @@ from typing import Any
 from wasmplug._errors import WitTypeError, WitValueError
 
 from . import ffi as f
+from .accept import (
+    byte_string,
+    enum_case,
+    field_value,
+    flag_names,
+    is_number_list,
+    number_array,
+    option_payload,
+    record_source,
+    result_case,
+    utf8,
+    variant_case,
+)
 from .convert import INT_RANGES, Lower, prefixed, shared_converter, type_error
 from .lift import scalar_code
-from .values import Err, Ok, Some, Variant
 from .wit import (
     EnumT,
     FlagsT,
@@ -140,13 +150,7 @@ def _lower_prim(t: Prim) -> Lower:
         return lower_scalar
 
     def lower_string(v: Any, val: Any, _b: Any) -> None:
-        if not isinstance(v, str):
-            raise type_error(t, v)
-        try:
-            data = v.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise WitValueError(f"expects string: not encodable as UTF-8 ({e.reason})") from None
-        f.bytes_to_vec(data, val.of.string)
+        f.bytes_to_vec(utf8(t, v), val.of.string)
         val.kind = f.STRING
 
     return lower_string
@@ -163,13 +167,7 @@ def _lower_bytes(t: ListT) -> Lower:
     u8 = bytes([f.U8])
 
     def lower(v: Any, val: Any, _b: Any) -> None:
-        if not isinstance(v, bytes | bytearray | memoryview):
-            if not isinstance(v, list | tuple):
-                raise type_error(t, v)
-            try:
-                v = bytes(v)
-            except (TypeError, ValueError):
-                raise WitValueError(f"expects {t}: items must be ints in [0, 255]") from None
+        v = byte_string(t, v)
         n = len(v)
         # Build the whole array of u8 values in one buffer with strided slice
         # assignment, instead of one ctypes write per byte.
@@ -185,27 +183,20 @@ def _lower_bytes(t: ListT) -> Lower:
 
 def _bulk_scalars(t: ListT, slow: Lower) -> Lower:
     """A list of numbers in bulk: ``array`` converts (and range-checks) every item
-    in C, then ``width`` strided slice copies write the payloads straight into the
-    freshly allocated value list. Anything the fast path does not accept exactly
-    (a bool among ints, an int subclass, an out-of-range value, a float among
-    ints) goes to ``slow``, the per-item converter, which names the bad item."""
-    code, width, _ = scalar_code(t.element)  # type: ignore[misc]
+    in C (:func:`.accept.number_array`), then ``width`` strided slice copies write
+    the payloads straight into the freshly allocated value list. Anything the fast
+    path does not accept exactly (a bool among ints, an int subclass, an
+    out-of-range value, a float among ints) goes to ``slow``, the per-item
+    converter, which names the bad item."""
+    _, width, _ = scalar_code(t.element)  # type: ignore[misc]
     assert isinstance(t.element, Prim)
     kind = _SCALAR_CTYPES[t.element.name][0]
-    allowed = {int} if t.element.name in INT_RANGES else {int, float}
+    fast = number_array(t)
     size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
 
     def lower(v: Any, val: Any, b: Any) -> None:
-        if v.__class__ is array and v.typecode == code:
-            raw = v
-        elif v.__class__ is list or v.__class__ is tuple:
-            if not set(map(type, v)) <= allowed:
-                return slow(v, val, b)
-            try:
-                raw = array(code, v)
-            except (OverflowError, TypeError):
-                return slow(v, val, b)
-        else:
+        raw = fast(v)
+        if raw is None:
             return slow(v, val, b)
         n = len(raw)
         lst = val.of.list
@@ -236,10 +227,7 @@ def _lower_list(t: ListT) -> Lower:
         f.vallist_new_uninit(byref(lst), n)
         _fill(val, f.LIST, lst.data, [elem] * n, v, b, "item")
 
-    info = scalar_code(t.element)
-    if info is not None and info[0] not in "?" and t.element != Prim("char"):
-        return _bulk_scalars(t, lower)
-    return lower
+    return _bulk_scalars(t, lower) if is_number_list(t) else lower
 
 
 def _fill(val: Any, kind: int, data: Any, lowers: list[Lower], v: Any, b: Any, what: str) -> None:
@@ -261,28 +249,13 @@ def _fill(val: Any, kind: int, data: Any, lowers: list[Lower], v: Any, b: Any, w
     val.kind = kind
 
 
-def _field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
-    if mapping:
-        if name in v:
-            return v[name]
-        if attr in v:
-            return v[attr]
-        raise WitTypeError("is missing")
-    try:
-        return getattr(v, attr)
-    except AttributeError:
-        raise WitTypeError("is missing") from None
-
-
 def _lower_record(t: RecordT) -> Lower:
     fields = [(name_vec(n), n, snake(n), lowerer(ft)) for n, ft in t.fields]
     n = len(fields)
     copy_vec = f.byte_vec_copy
 
     def lower(v: Any, val: Any, b: Any) -> None:
-        if isinstance(v, str | bytes | int | float | list | tuple) or v is None:
-            raise type_error(t, v)
-        mapping = v.__class__ is dict or isinstance(v, Mapping)
+        mapping = record_source(t, v)
         rec = val.of.record
         f.valrecord_new_uninit(byref(rec), n)
         data = rec.data
@@ -293,7 +266,7 @@ def _lower_record(t: RecordT) -> Lower:
                 entry = data[i]
                 copy_vec(byref(entry.name), name_ref)
                 try:
-                    low(_field_value(v, name, attr, mapping), entry.val, b)
+                    low(field_value(v, name, attr, mapping), entry.val, b)
                 except BaseException:
                     entry.val.kind = f.BOOL
                     raise
@@ -357,12 +330,7 @@ def _lower_variant(t: VariantT) -> Lower:
     cases = {name: (name.encode(), None if ct is None else lowerer(ct)) for name, ct in t.cases}
 
     def lower(v: Any, val: Any, b: Any) -> None:
-        if not isinstance(v, Variant):
-            raise type_error(t, v)
-        case = cases.get(v.case)
-        if case is None:
-            raise WitValueError(f"expects {t}: no case named {v.case!r}")
-        raw_name, low = case
+        raw_name, low = variant_case(t, cases, v)
         payload = None
         if low is not None:
             try:
@@ -379,21 +347,11 @@ def _lower_variant(t: VariantT) -> Lower:
     return lower
 
 
-def _enum_name(v: Any) -> Any:
-    return v.value if isinstance(v, enum.Enum) else v
-
-
 def _lower_enum(t: EnumT) -> Lower:
     names = {n: n.encode() for n in t.names}
 
     def lower(v: Any, val: Any, _b: Any) -> None:
-        name = _enum_name(v)
-        if not isinstance(name, str):
-            raise type_error(t, v)
-        raw = names.get(name)
-        if raw is None:
-            raise WitValueError(f"expects {t}: {name!r} is not one of its cases")
-        f.bytes_to_vec(raw, val.of.enumeration)
+        f.bytes_to_vec(names[enum_case(t, v)], val.of.enumeration)
         val.kind = f.ENUM
 
     return lower
@@ -403,12 +361,7 @@ def _lower_flags(t: FlagsT) -> Lower:
     names = {n: n.encode() for n in t.names}
 
     def lower(v: Any, val: Any, _b: Any) -> None:
-        if isinstance(v, str) or not isinstance(v, set | frozenset | list | tuple):
-            raise type_error(t, v)
-        chosen = sorted({_enum_name(x) for x in v}, key=str)
-        for name in chosen:
-            if name not in names:
-                raise WitValueError(f"expects {t}: {name!r} is not one of its flags")
+        chosen = flag_names(t, v)
         flags = val.of.flags
         f.valflags_new_uninit(byref(flags), len(chosen))
         for i, name in enumerate(chosen):
@@ -420,19 +373,12 @@ def _lower_flags(t: FlagsT) -> Lower:
 
 def _lower_option(t: OptionT) -> Lower:
     low = lowerer(t.payload)
-    nested = isinstance(t.payload, OptionT)
 
     def lower(v: Any, val: Any, b: Any) -> None:
         if v is None:
             val.of.option = None
         else:
-            if nested:
-                if not isinstance(v, Some):
-                    raise WitTypeError(f"expects {t}: wrap the outer some in wasmplug.Some")
-                v = v.value
-            elif isinstance(v, Some):
-                v = v.value
-            val.of.option = _boxed(low, v, b)
+            val.of.option = _boxed(low, option_payload(t, v), b)
         val.kind = f.OPTION
 
     return lower
@@ -443,12 +389,8 @@ def _lower_result(t: ResultT) -> Lower:
     err = None if t.err is None else lowerer(t.err)
 
     def lower(v: Any, val: Any, b: Any) -> None:
-        if isinstance(v, Ok):
-            is_ok, low, payload = True, ok, v.value
-        elif isinstance(v, Err):
-            is_ok, low, payload = False, err, v.value
-        else:
-            raise type_error(t, v)
+        is_ok, payload = result_case(t, v)
+        low = ok if is_ok else err
         if low is None:
             if payload is not None:
                 raise WitValueError(f"expects {t}: this case carries no payload")
@@ -621,7 +563,7 @@ class RecordTemplate:
             zip(self.names, self.attrs, self.converts, strict=True)
         ):
             try:
-                raw = convert(_field_value(v, name, attr, mapping))
+                raw = convert(field_value(v, name, attr, mapping))
             except (WitTypeError, WitValueError) as e:
                 raise prefixed(f"field {name!r}", e) from None
             out.append(ctypes.c_float(raw).value if i in self.f32 else raw)
@@ -667,14 +609,7 @@ class StringParam:
         memmove, addressof = ctypes.memmove, ctypes.addressof
 
         def lower(v: Any, _val: Any, _b: Any) -> None:
-            if v.__class__ is not str and not isinstance(v, str):
-                raise type_error(t, v)
-            try:
-                raw = v.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise WitValueError(
-                    f"expects string: not encodable as UTF-8 ({e.reason})"
-                ) from None
+            raw = utf8(t, v)
             n = len(raw)
             buf = store[0]
             if n > len(buf):

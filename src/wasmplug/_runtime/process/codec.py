@@ -35,11 +35,23 @@ guest objects stay in the worker and the application holds tokens (see
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from wasmplug._bridge.convert import INT_RANGES, prefixed, type_error
+from wasmplug._bridge.accept import (
+    byte_string,
+    enum_case,
+    field_value,
+    flag_names,
+    is_number_list,
+    number_array,
+    option_payload,
+    record_source,
+    result_case,
+    utf8,
+    variant_case,
+)
+from wasmplug._bridge.convert import INT_RANGES, prefixed, shared_converter, type_error
 from wasmplug._bridge.lift import record_class
 from wasmplug._bridge.lower import scalar
 from wasmplug._bridge.values import Err, Ok, Some, Variant
@@ -79,7 +91,7 @@ Decode = Callable[[Any, Handles], Any]
 
 
 # ---------------------------------------------------------------------------
-# Encoders: Python value -> wire (same checks and messages as _bridge.lower)
+# Encoders: Python value -> wire (the lowerers' own checks, see _bridge.accept)
 # ---------------------------------------------------------------------------
 
 
@@ -89,32 +101,19 @@ def _enc_prim(t: Prim) -> Encode:
         convert = info[2]
         if t.name == "char":
             return lambda v, _h: chr(convert(v))
-        return lambda v, _h: convert(v)
+        return lambda v, _h: convert(v)  # an int, a float or a bool, as the lowerer stores
 
     def enc_string(v: Any, _h: Any) -> str:
-        if not isinstance(v, str):
-            raise type_error(t, v)
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise WitValueError(f"expects string: not encodable as UTF-8 ({e.reason})") from None
-        return v
+        data = utf8(t, v)  # refuses what cannot be encoded, as the lowerer does
+        return v if v.__class__ is str else data.decode()
 
     return enc_string
 
 
 def _enc_bytes(t: ListT) -> Encode:
     def enc(v: Any, _h: Any) -> bytes:
-        if isinstance(v, bytes):
-            return v
-        if not isinstance(v, bytearray | memoryview):
-            if not isinstance(v, list | tuple):
-                raise type_error(t, v)
-            try:
-                return bytes(v)
-            except (TypeError, ValueError):
-                raise WitValueError(f"expects {t}: items must be ints in [0, 255]") from None
-        return bytes(v)
+        b = byte_string(t, v)
+        return b if b.__class__ is bytes else bytes(b)
 
     return enc
 
@@ -140,33 +139,28 @@ def _enc_list(t: ListT) -> Encode:
             raise type_error(t, v)
         return _enc_items([elem] * len(v), v, h, "item")
 
-    return enc
+    if not is_number_list(t):
+        return enc
+    fast = number_array(t)
 
+    def enc_numbers(v: Any, h: Handles) -> list[Any]:
+        # array checked (and, for floats, converted) every item in C; the slow
+        # path names the item it refuses.
+        raw = fast(v)
+        return enc(v, h) if raw is None else raw.tolist()
 
-def _field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
-    if mapping:
-        if name in v:
-            return v[name]
-        if attr in v:
-            return v[attr]
-        raise WitTypeError("is missing")
-    try:
-        return getattr(v, attr)
-    except AttributeError:
-        raise WitTypeError("is missing") from None
+    return enc_numbers
 
 
 def _enc_record(t: RecordT) -> Encode:
     fields = [(n, snake(n), encoder(ft)) for n, ft in t.fields]
 
     def enc(v: Any, h: Handles) -> list[Any]:
-        if isinstance(v, str | bytes | int | float | list | tuple) or v is None:
-            raise type_error(t, v)
-        mapping = v.__class__ is dict or isinstance(v, Mapping)
+        mapping = record_source(t, v)
         out = []
         for name, attr, fenc in fields:
             try:
-                out.append(fenc(_field_value(v, name, attr, mapping), h))
+                out.append(fenc(field_value(v, name, attr, mapping), h))
             except (WitTypeError, WitValueError) as e:
                 raise prefixed(f"field {name!r}", e) from None
         return out
@@ -190,12 +184,7 @@ def _enc_variant(t: VariantT) -> Encode:
     cases = {name: (i, None if ct is None else encoder(ct)) for i, (name, ct) in enumerate(t.cases)}
 
     def enc(v: Any, h: Handles) -> list[Any]:
-        if not isinstance(v, Variant):
-            raise type_error(t, v)
-        case = cases.get(v.case)
-        if case is None:
-            raise WitValueError(f"expects {t}: no case named {v.case!r}")
-        index, penc = case
+        index, penc = variant_case(t, cases, v)
         if penc is None:
             if v.value is not None:
                 raise WitValueError(f"expects {t}: case {v.case!r} has no payload")
@@ -208,37 +197,18 @@ def _enc_variant(t: VariantT) -> Encode:
     return enc
 
 
-def _enum_name(v: Any) -> Any:
-    return v.value if isinstance(v, enum.Enum) else v
-
-
 def _enc_enum(t: EnumT) -> Encode:
     index = {n: i for i, n in enumerate(t.names)}
-
-    def enc(v: Any, _h: Any) -> int:
-        name = _enum_name(v)
-        if not isinstance(name, str):
-            raise type_error(t, v)
-        i = index.get(name)
-        if i is None:
-            raise WitValueError(f"expects {t}: {name!r} is not one of its cases")
-        return i
-
-    return enc
+    return lambda v, _h: index[enum_case(t, v)]
 
 
 def _enc_flags(t: FlagsT) -> Encode:
     bits = {n: 1 << i for i, n in enumerate(t.names)}
 
     def enc(v: Any, _h: Any) -> int:
-        if isinstance(v, str) or not isinstance(v, set | frozenset | list | tuple):
-            raise type_error(t, v)
         mask = 0
-        for name in sorted({_enum_name(x) for x in v}, key=str):
-            bit = bits.get(name)
-            if bit is None:
-                raise WitValueError(f"expects {t}: {name!r} is not one of its flags")
-            mask |= bit
+        for name in flag_names(t, v):
+            mask |= bits[name]
         return mask
 
     return enc
@@ -246,20 +216,7 @@ def _enc_flags(t: FlagsT) -> Encode:
 
 def _enc_option(t: OptionT) -> Encode:
     inner = encoder(t.payload)
-    nested = isinstance(t.payload, OptionT)
-
-    def enc(v: Any, h: Handles) -> Any:
-        if v is None:
-            return None
-        if nested:
-            if not isinstance(v, Some):
-                raise WitTypeError(f"expects {t}: wrap the outer some in wasmplug.Some")
-            v = v.value
-        elif isinstance(v, Some):
-            v = v.value
-        return [inner(v, h)]
-
-    return enc
+    return lambda v, h: None if v is None else [inner(option_payload(t, v), h)]
 
 
 def _enc_result(t: ResultT) -> Encode:
@@ -267,12 +224,9 @@ def _enc_result(t: ResultT) -> Encode:
     err = None if t.err is None else encoder(t.err)
 
     def enc(v: Any, h: Handles) -> list[Any]:
-        if isinstance(v, Ok):
-            tag, penc, payload = 0, ok, v.value
-        elif isinstance(v, Err):
-            tag, penc, payload = 1, err, v.value
-        else:
-            raise type_error(t, v)
+        is_ok, payload = result_case(t, v)
+        penc = ok if is_ok else err
+        tag = 0 if is_ok else 1
         if penc is None:
             if payload is not None:
                 raise WitValueError(f"expects {t}: this case carries no payload")
@@ -280,7 +234,7 @@ def _enc_result(t: ResultT) -> Encode:
         try:
             return [tag, penc(payload, h)]
         except (WitTypeError, WitValueError) as e:
-            raise prefixed("ok" if tag == 0 else "err", e) from None
+            raise prefixed("ok" if is_ok else "err", e) from None
 
     return enc
 
@@ -289,27 +243,25 @@ def _enc_handle(t: HandleT) -> Encode:
     return lambda v, h: h.object_id(t, v)
 
 
+_BUILD_ENCODER: dict[type, Callable[[Any], Encode]] = {
+    Prim: _enc_prim,
+    ListT: _enc_list,
+    RecordT: _enc_record,
+    TupleT: _enc_tuple,
+    VariantT: _enc_variant,
+    EnumT: _enc_enum,
+    FlagsT: _enc_flags,
+    OptionT: _enc_option,
+    ResultT: _enc_result,
+    HandleT: _enc_handle,
+}
+_ENCODERS: dict[WitType, Encode] = {}
+
+
 def encoder(t: WitType) -> Encode:
-    """Build the encoder (Python value → wire form) for WIT type ``t``."""
-    if isinstance(t, Prim):
-        return _enc_prim(t)
-    if isinstance(t, ListT):
-        return _enc_list(t)
-    if isinstance(t, RecordT):
-        return _enc_record(t)
-    if isinstance(t, TupleT):
-        return _enc_tuple(t)
-    if isinstance(t, VariantT):
-        return _enc_variant(t)
-    if isinstance(t, EnumT):
-        return _enc_enum(t)
-    if isinstance(t, FlagsT):
-        return _enc_flags(t)
-    if isinstance(t, OptionT):
-        return _enc_option(t)
-    if isinstance(t, ResultT):
-        return _enc_result(t)
-    return _enc_handle(t)
+    """The encoder (Python value → wire form) for WIT type ``t``, built once per type
+    and shared (:func:`~wasmplug._bridge.convert.shared_converter`)."""
+    return shared_converter(_ENCODERS, t, lambda t: _BUILD_ENCODER[type(t)](t))
 
 
 # ---------------------------------------------------------------------------
@@ -492,24 +444,22 @@ def _dec_handle(t: HandleT) -> Decode:
     return dec
 
 
+_BUILD_DECODER: dict[type, Callable[[Any], Decode]] = {
+    Prim: _dec_prim,
+    ListT: _dec_list,
+    RecordT: _dec_record,
+    TupleT: _dec_tuple,
+    VariantT: _dec_variant,
+    EnumT: _dec_enum,
+    FlagsT: _dec_flags,
+    OptionT: _dec_option,
+    ResultT: _dec_result,
+    HandleT: _dec_handle,
+}
+_DECODERS: dict[WitType, Decode] = {}
+
+
 def decoder(t: WitType) -> Decode:
-    """Build the decoder (wire form → Python value, checked) for WIT type ``t``."""
-    if isinstance(t, Prim):
-        return _dec_prim(t)
-    if isinstance(t, ListT):
-        return _dec_list(t)
-    if isinstance(t, RecordT):
-        return _dec_record(t)
-    if isinstance(t, TupleT):
-        return _dec_tuple(t)
-    if isinstance(t, VariantT):
-        return _dec_variant(t)
-    if isinstance(t, EnumT):
-        return _dec_enum(t)
-    if isinstance(t, FlagsT):
-        return _dec_flags(t)
-    if isinstance(t, OptionT):
-        return _dec_option(t)
-    if isinstance(t, ResultT):
-        return _dec_result(t)
-    return _dec_handle(t)
+    """The decoder (wire form → Python value, checked) for WIT type ``t``, built once
+    per type and shared (:func:`~wasmplug._bridge.convert.shared_converter`)."""
+    return shared_converter(_DECODERS, t, lambda t: _BUILD_DECODER[type(t)](t))

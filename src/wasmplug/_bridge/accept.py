@@ -1,0 +1,169 @@
+"""Which Python values each WIT type accepts: the checks every argument converter shares.
+
+Two converters take a Python value for a WIT type: the lowerers of
+:mod:`.lower` (into a canonical-ABI value, in process) and the wire encoders of
+``wasmplug._runtime.process.codec`` (into msgpack, for a worker process). Both
+call these functions, so a value is accepted, normalised or refused with the
+same :class:`~wasmplug.WitTypeError` / :class:`~wasmplug.WitValueError` message in
+either isolation tier. Fixed-size scalars share their ``convert`` functions
+(``lower.scalar``) the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wasmplug._errors import WitTypeError, WitValueError
+
+from .convert import INT_RANGES, type_error
+from .lift import scalar_code
+from .values import Err, Ok, Some, Variant
+from .wit import EnumT, FlagsT, ListT, OptionT, Prim, RecordT, ResultT, VariantT
+
+__all__ = [
+    "byte_string",
+    "enum_case",
+    "enum_name",
+    "field_value",
+    "flag_names",
+    "is_number_list",
+    "number_array",
+    "option_payload",
+    "record_source",
+    "result_case",
+    "utf8",
+    "variant_case",
+]
+
+
+def utf8(t: Prim, v: Any) -> bytes:
+    """A ``string`` argument, encoded as UTF-8 (a lone surrogate cannot be)."""
+    if not isinstance(v, str):
+        raise type_error(t, v)
+    try:
+        return v.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise WitValueError(f"expects string: not encodable as UTF-8 ({e.reason})") from None
+
+
+def byte_string(t: ListT, v: Any) -> bytes | bytearray | memoryview:
+    """A ``list<u8>`` argument: a bytes-like object, or a list or tuple of ints in [0, 255]."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return v
+    if not isinstance(v, list | tuple):
+        raise type_error(t, v)
+    try:
+        return bytes(v)
+    except (TypeError, ValueError):
+        raise WitValueError(f"expects {t}: items must be ints in [0, 255]") from None
+
+
+def number_array(t: ListT) -> Callable[[Any], array[Any] | None]:
+    """For a list of integers or floats, ``fast(v)``: ``v`` as an ``array`` when it is
+    one of the element's typecode, or a list or tuple of plain ints (and floats, for
+    a float element) that ``array`` converts and range-checks in C; ``None`` for
+    anything else, which the per-item converter then accepts or refuses by item."""
+    code = scalar_code(t.element)[0]  # type: ignore[index]
+    assert isinstance(t.element, Prim)
+    allowed = {int} if t.element.name in INT_RANGES else {int, float}
+
+    def fast(v: Any) -> array[Any] | None:
+        cls = v.__class__
+        if cls is array:
+            return v if v.typecode == code else None
+        if (cls is list or cls is tuple) and set(map(type, v)) <= allowed:
+            try:
+                return array(code, v)
+            except (OverflowError, TypeError):
+                return None
+        return None
+
+    return fast
+
+
+def is_number_list(t: ListT) -> bool:
+    """Whether :func:`number_array` applies: a list of integers or floats."""
+    info = scalar_code(t.element)
+    return info is not None and info[0] not in "?" and t.element != Prim("char")
+
+
+def record_source(t: RecordT, v: Any) -> bool:
+    """Check a record argument; ``True`` if its fields are items (a mapping),
+    ``False`` if they are attributes (an object)."""
+    if isinstance(v, str | bytes | int | float | list | tuple) or v is None:
+        raise type_error(t, v)
+    return v.__class__ is dict or isinstance(v, Mapping)
+
+
+def field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
+    """A record field: item ``name`` (kebab-case) or ``attr`` (snake_case) of a mapping,
+    attribute ``attr`` of an object."""
+    if mapping:
+        if name in v:
+            return v[name]
+        if attr in v:
+            return v[attr]
+        raise WitTypeError("is missing")
+    try:
+        return getattr(v, attr)
+    except AttributeError:
+        raise WitTypeError("is missing") from None
+
+
+def variant_case(t: VariantT, cases: Mapping[str, Any], v: Any) -> Any:
+    """The entry of ``cases`` for a :class:`Variant` argument's case."""
+    if not isinstance(v, Variant):
+        raise type_error(t, v)
+    case = cases.get(v.case)
+    if case is None:
+        raise WitValueError(f"expects {t}: no case named {v.case!r}")
+    return case
+
+
+def enum_name(v: Any) -> Any:
+    """A Python ``enum.Enum`` member stands for the case named by its value."""
+    return v.value if isinstance(v, enum.Enum) else v
+
+
+def enum_case(t: EnumT, v: Any) -> str:
+    """An ``enum`` argument: a case name (or a Python enum member whose value is one)."""
+    name = enum_name(v)
+    if not isinstance(name, str):
+        raise type_error(t, v)
+    if name not in t.names:
+        raise WitValueError(f"expects {t}: {name!r} is not one of its cases")
+    return name
+
+
+def flag_names(t: FlagsT, v: Any) -> list[str]:
+    """A ``flags`` argument (a set, frozenset, list or tuple of names) as sorted names."""
+    if isinstance(v, str) or not isinstance(v, set | frozenset | list | tuple):
+        raise type_error(t, v)
+    chosen = sorted({enum_name(x) for x in v}, key=str)
+    names = t.names
+    for name in chosen:
+        if name not in names:
+            raise WitValueError(f"expects {t}: {name!r} is not one of its flags")
+    return chosen
+
+
+def option_payload(t: OptionT, v: Any) -> Any:
+    """The payload of a ``some`` argument (``v`` is not ``None``). ``Some(x)`` is ``x``;
+    for ``option<option<T>>`` the outer ``some`` must be written ``Some``."""
+    if isinstance(v, Some):
+        return v.value
+    if isinstance(t.payload, OptionT):
+        raise WitTypeError(f"expects {t}: wrap the outer some in wasmplug.Some")
+    return v
+
+
+def result_case(t: ResultT, v: Any) -> tuple[bool, Any]:
+    """``(is_ok, payload)`` of an :class:`Ok` or :class:`Err` argument."""
+    if isinstance(v, Ok):
+        return True, v.value
+    if isinstance(v, Err):
+        return False, v.value
+    raise type_error(t, v)
