@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+import wasmtime
+from wasmtime.component import Component, Linker
 
 from wasmplug import CapabilityError, DirGrant, FilesystemRequest, Grants, Limits, Manifest
 from wasmplug._sandbox.capabilities import resolve
+from wasmplug._sandbox.grants import EffectiveSandbox
+from wasmplug._sandbox.stdio import GuestOutput
 
 
 def manifest(**kwargs: object) -> Manifest:
@@ -70,3 +75,113 @@ def test_limits_are_capped_by_the_application() -> None:
 def test_limits_validate(bad: object) -> None:
     with pytest.raises(ValueError, match="timeout_ms"):
         Limits(timeout_ms=bad)  # type: ignore[arg-type]
+
+
+# A tiny component that writes "out-line\n" to wasi:cli/stdout and "err-line\n" to
+# wasi:cli/stderr (output-stream.blocking-write-and-flush), each stream once.
+STDIO_WAT = r"""
+(component $C
+  (import "wasi:io/error@0.2.0" (instance $err
+    (export "error" (type (sub resource)))))
+  (alias export $err "error" (type $error))
+  (import "wasi:io/streams@0.2.0" (instance $streams
+    (alias outer $C $error (type $e))
+    (export "error" (type $ee (eq $e)))
+    (export "output-stream" (type $os (sub resource)))
+    (type $se (variant (case "last-operation-failed" (own $ee)) (case "closed")))
+    (export "stream-error" (type $sev (eq $se)))
+    (export "[method]output-stream.blocking-write-and-flush"
+      (func (param "self" (borrow $os)) (param "contents" (list u8))
+        (result (result (error $sev)))))))
+  (alias export $streams "output-stream" (type $output))
+  (import "wasi:cli/stdout@0.2.0" (instance $stdout
+    (alias outer $C $output (type $o))
+    (export "output-stream" (type $oe (eq $o)))
+    (export "get-stdout" (func (result (own $oe))))))
+  (import "wasi:cli/stderr@0.2.0" (instance $stderr
+    (alias outer $C $output (type $o))
+    (export "output-stream" (type $oe (eq $o)))
+    (export "get-stderr" (func (result (own $oe))))))
+  (core module $mem
+    (memory (export "memory") 1)
+    (data (i32.const 0) "out-line\0aerr-line\0a"))
+  (core instance $mem (instantiate $mem))
+  (core func $get_stdout (canon lower (func $stdout "get-stdout")))
+  (core func $get_stderr (canon lower (func $stderr "get-stderr")))
+  (core func $write (canon lower (func $streams "[method]output-stream.blocking-write-and-flush")
+    (memory (core memory $mem "memory"))))
+  (core func $drop (canon resource.drop $output))
+  (core module $m
+    (import "h" "get-stdout" (func $get_stdout (result i32)))
+    (import "h" "get-stderr" (func $get_stderr (result i32)))
+    (import "h" "write" (func $write (param i32 i32 i32 i32)))
+    (import "h" "drop" (func $drop (param i32)))
+    (import "h" "memory" (memory 1))
+    (func $emit (param $stream i32) (param $at i32)
+      (call $write (local.get $stream) (local.get $at) (i32.const 9) (i32.const 64))
+      (call $drop (local.get $stream)))
+    (func (export "run")
+      (call $emit (call $get_stdout) (i32.const 0))
+      (call $emit (call $get_stderr) (i32.const 9))))
+  (core instance $i (instantiate $m (with "h" (instance
+    (export "get-stdout" (func $get_stdout))
+    (export "get-stderr" (func $get_stderr))
+    (export "write" (func $write))
+    (export "drop" (func $drop))
+    (export "memory" (memory $mem "memory"))))))
+  (func (export "run") (canon lift (core func $i "run")))
+)
+"""
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _run_stdio_guest(
+    sandbox: EffectiveSandbox, *, stdout: bool, stderr: bool
+) -> dict[str, list[str]]:
+    """Run STDIO_WAT in a store configured by ``sandbox.wasi_config``; lines per stream."""
+    captured: dict[str, list[str]] = {}
+    sinks: dict[str, GuestOutput | None] = {}
+    for stream, wired in (("stdout", stdout), ("stderr", stderr)):
+        logger = logging.getLogger(f"wasmplug.test.grants.{stream}")
+        handler = _Lines()
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        captured[stream] = handler.lines
+        sinks[stream] = GuestOutput(logger, logging.INFO) if wired else None
+    engine = wasmtime.Engine()
+    linker = Linker(engine)
+    linker.add_wasip2()
+    store = wasmtime.Store(engine)
+    store.set_wasi(sandbox.wasi_config(sinks["stdout"], sinks["stderr"]))
+    run = linker.instantiate(store, Component(engine, STDIO_WAT)).get_func(store, "run")
+    assert run is not None
+    run(store)
+    for sink in sinks.values():
+        if sink is not None:
+            sink.flush()
+    return captured
+
+
+def test_wasi_config_wires_each_guest_stream_to_its_own_sink() -> None:
+    sandbox = resolve(manifest(), Grants())
+    lines = _run_stdio_guest(sandbox, stdout=True, stderr=True)
+    assert lines == {"stdout": ["out-line"], "stderr": ["err-line"]}
+
+
+@pytest.mark.parametrize("wired", ["stdout", "stderr"])
+def test_an_unwired_guest_stream_goes_nowhere(wired: str) -> None:
+    """With no sink a stream is WASI's default (discarded), never the other stream's sink."""
+    sandbox = resolve(manifest(), Grants())
+    lines = _run_stdio_guest(sandbox, stdout=wired == "stdout", stderr=wired == "stderr")
+    expected = {"stdout": ["out-line"], "stderr": ["err-line"]}[wired]
+    assert lines[wired] == expected
+    assert lines[{"stdout": "stderr", "stderr": "stdout"}[wired]] == []
