@@ -10,7 +10,7 @@ import wasmtime
 import wasmtime.component
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +18,7 @@ from wasmplug._errors import (
     InvalidComponentError,
     KeyFormatError,
     SignatureError,
+    SignatureFormatError,
     SignatureInvalidError,
     SignatureMissingError,
 )
@@ -32,6 +33,7 @@ from wasmplug._trust.signing import (
     load_secret_key,
     sign,
     signatures,
+    signed_by,
     strip_signature,
     verify,
 )
@@ -95,7 +97,15 @@ def test_exact_wasmsign2_layout() -> None:
     section = b"\x09signature" + payload
     expected = MODULE[:8] + b"\x00" + encode_u32_leb(len(section)) + section + rest
     assert signed == expected
-    assert verify(signed, sk.public_key).key_id == kid
+    verified = verify(signed, sk.public_key)
+    assert (verified.key_id, verified.content_hash, verified.detached) == (kid, digest, False)
+
+
+def test_an_empty_binary_is_signed_over_the_hash_of_nothing() -> None:
+    empty = MODULE[:8]  # the header alone: no sections
+    signed = sign(empty, KP1)
+    assert [i.hashes for i in signatures(signed)] == [(hashlib.sha256(b"").digest(),)]
+    verify(signed, KP1.public_key)
 
 
 def test_key_id_is_hmac_of_public_key() -> None:
@@ -173,9 +183,7 @@ def test_signed_only_by_other_key_ids() -> None:
         verify(signed, KP3.public_key)
     message = str(info.value)
     assert KP3.key_id.hex() in message
-    assert "other key ids" in message
-    assert KP1.key_id.hex() in message
-    assert KP2.key_id.hex() in message
+    assert f"other key ids ({', '.join(sorted([KP1.key_id.hex(), KP2.key_id.hex()]))})" in message
 
 
 def test_new_content_starts_a_new_set() -> None:
@@ -195,7 +203,7 @@ def test_wrong_key_and_unsigned() -> None:
         verify(MODULE, KP1.public_key)
     assert signatures(MODULE) == []
     assert strip_signature(MODULE) == MODULE
-    with pytest.raises(SignatureMissingError):
+    with pytest.raises(SignatureMissingError, match="not signed"):
         detach_signature(MODULE)
     with pytest.raises(InvalidComponentError):
         verify(b"not wasm", KP1.public_key)
@@ -222,6 +230,49 @@ def test_detached() -> None:
         sign(COMPONENT, KP1.secret_key, detached_signature=sig)
 
 
+def test_signed_by_finds_exactly_the_keys_whose_signature_covers_the_content() -> None:
+    """Revocation's check: every Ed25519 record is tried with every key, key ids ignored."""
+    signed = sign(sign(MODULE, KP1, key_id=KP3.key_id), KP2)  # one false key id, one none
+    keys = [KP3.public_key, KP2.public_key, KP1.public_key]
+    assert signed_by(signed, iter(keys)) == [KP2.public_key, KP1.public_key]  # order given
+    assert signed_by(signed, []) == []
+    assert signed_by(MODULE, keys) == []
+    # a signature over other content (here: a section added after signing) does not count
+    assert signed_by(with_custom_section(signed, "late", b"x"), keys) == []
+
+
+def _unknown_record_payload(hash_sets: list[tuple[bytes, ...]], records: int) -> bytes:
+    """A signature payload: one set per hash tuple, each with ``records`` records of an
+    unknown algorithm (kept and skipped, never verified)."""
+    record = b"\x00\x02opaque"  # no key id, algorithm 2, opaque bytes
+    body = b"\x01\x01\x01" + encode_u32_leb(len(hash_sets))
+    for hashes in hash_sets:
+        one = encode_u32_leb(len(hashes)) + b"".join(hashes) + encode_u32_leb(records)
+        one += (encode_u32_leb(len(record)) + record) * records
+        body += encode_u32_leb(len(one)) + one
+    return body
+
+
+def test_signing_never_writes_more_than_the_parse_limits() -> None:
+    """256 signatures per set and 64 sets: what wasmsign2 (and verify) accept, not one more."""
+    content = (hashlib.sha256(COMPONENT[8:]).digest(),)
+    almost = _unknown_record_payload([content], 255)
+    full = sign(COMPONENT, KP1, detached=True, detached_signature=almost)
+    assert len(signatures(COMPONENT, detached_signature=full)) == 256
+    verify(COMPONENT, KP1.public_key, detached_signature=full)
+    with pytest.raises(SignatureError, match="too many signatures"):
+        sign(COMPONENT, KP2, detached=True, detached_signature=full)
+
+    others = [(bytes([i]) * 32,) for i in range(63)]  # sets over other content
+    sixty_four = sign(
+        COMPONENT, KP1, detached=True, detached_signature=_unknown_record_payload(others, 1)
+    )
+    assert len({i.hashes for i in signatures(COMPONENT, detached_signature=sixty_four)}) == 64
+    verify(COMPONENT, KP1.public_key, detached_signature=sixty_four)
+    with pytest.raises(SignatureError, match="too many signed hash sets"):
+        sign(MODULE, KP1, detached=True, detached_signature=sixty_four)
+
+
 def test_delimiters_give_rolling_hashes() -> None:
     header, sections = parse(MODULE)
     delim = Section.custom("signature_delimiter", bytes(16))
@@ -233,6 +284,10 @@ def test_delimiters_give_rolling_hashes() -> None:
     first_part = body[: cut + len(delim.encode())]
     assert info.hashes == (hashlib.sha256(first_part).digest(), hashlib.sha256(body).digest())
     verify(signed, KP1.public_key)
+    # the signature covers wasmsign2's message: domain, header, then every hash, concatenated
+    record = get_custom_section(signed, "signature")[-64:]  # (the only record comes last)
+    public = Ed25519PublicKey.from_public_bytes(KP1.public_key.raw)
+    public.verify(record, b"wasmsig\x01\x01\x01" + b"".join(info.hashes))  # raises if not
     # dropping the trailing part leaves a prefix whose hash is h1: still rejected
     prefix = signed[: len(signed) - (len(body) - len(first_part))]
     with pytest.raises(SignatureInvalidError, match="modified after signing"):
@@ -259,8 +314,66 @@ def test_misplaced_or_malformed_signature_section() -> None:
         verify(empty, KP1.public_key)
 
 
+def _one_set(signed_set: bytes) -> bytes:
+    """A signature payload holding one signed-hash set."""
+    return b"\x01\x01\x01\x01" + encode_u32_leb(len(signed_set)) + signed_set
+
+
+def _one_record(record: bytes) -> bytes:
+    """A signature payload with one set: no hashes and one signature record."""
+    return _one_set(b"\x00\x01" + encode_u32_leb(len(record)) + record)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"\x01\x01", "truncated signature header at offset 0"),
+        (b"\x01\x01\x02\x00", "unsupported version/content type/hash function 1/1/2 "
+                             r"\(expected 1/1/1: v1, module, SHA-256\)"),
+        (b"\x01\x01\x01", "truncated LEB128 signed hash set count at offset 3"),
+        (b"\x01\x01\x01\x41", r"too many signed hash sets \(65 > 64\)"),
+        (b"\x01\x01\x01\x01\x05\x00", "truncated signed hash set at offset 5"),
+        (b"\x01\x01\x01\x00\x00", "1 trailing bytes after signature data"),
+        (_one_set(b""), "truncated LEB128 hash count at offset 0"),
+        (_one_set(b"\x41"), r"too many hashes \(65 > 64\)"),
+        (_one_set(b"\x01" + bytes(10)), "truncated hash at offset 1"),
+        (_one_set(b"\x00"), "truncated LEB128 signature count at offset 1"),
+        (_one_set(b"\x00\x81\x02"), r"too many signatures \(257 > 256\)"),
+        (_one_set(b"\x00\x01\x05ab"), "truncated signature record at offset 3"),
+        (_one_set(b"\x00\x00x"), "1 trailing bytes after signed hash set"),
+        (_one_record(b"\x05ab"), "truncated key id at offset 1"),
+        (_one_record(b"\x02ab"), "truncated algorithm id at offset 3"),
+        (_one_record(b"\x00\x01\x40" + bytes(10)), "truncated signature at offset 3"),
+        (_one_record(b"\x00\x01\x40" + bytes(65)), "1 trailing bytes after signature record"),
+        (_one_record(b"\x00\x01\x0a" + bytes(10)), "Ed25519 signature is 10 bytes, expected 64"),
+    ],
+    ids=[
+        "header", "version", "set-count", "set-limit", "set", "trailing",
+        "hash-count", "hash-limit", "hash", "signature-count", "signature-limit", "record",
+        "set-trailing", "key-id", "algorithm", "signature", "record-trailing", "signature-size",
+    ],
+)  # fmt: skip
+def test_malformed_signature_data_is_refused_naming_the_broken_part(
+    payload: bytes, message: str
+) -> None:
+    bad = with_custom_section(MODULE, "signature", payload, first=True)
+    with pytest.raises(SignatureFormatError, match=f"^malformed signature data: {message}$"):
+        signatures(bad)
+    with pytest.raises(SignatureFormatError, match=f"^malformed signature data: {message}$"):
+        signatures(MODULE, detached_signature=payload)
+
+
+def test_the_parse_limits_are_inclusive() -> None:
+    """64 hashes in a set and 256 records in a set are wasmsign2's limits, not errors."""
+    hashes = tuple(bytes([i]) * 32 for i in range(64))
+    payload = _unknown_record_payload([hashes], 256)
+    info = signatures(MODULE, detached_signature=payload)
+    assert len(info) == 256
+    assert info[0].hashes == hashes
+
+
 def test_unknown_algorithm_records_are_kept_and_skipped() -> None:
-    other = b"\x00" + b"\x02" + b"opaque"  # no key id, algorithm 2
+    other = b"\x03kid" + b"\x02" + b"opaque"  # key id "kid", algorithm 2
     digest = hashlib.sha256(MODULE[8:]).digest()
     signed_hashes = b"\x01" + digest + b"\x01" + bytes([len(other)]) + other
     payload = b"\x01\x01\x01\x01" + bytes([len(signed_hashes)]) + signed_hashes
@@ -268,7 +381,8 @@ def test_unknown_algorithm_records_are_kept_and_skipped() -> None:
     with pytest.raises(SignatureInvalidError, match="no Ed25519 signature"):
         verify(pre, KP1.public_key)
     signed = sign(pre, KP1.secret_key)
-    assert [i.alg_id for i in signatures(signed)] == [2, 1]
+    assert [(i.key_id, i.alg_id) for i in signatures(signed)] == [(b"kid", 2), (None, 1)]
+    assert bytes([len(other)]) + other in signed  # kept byte for byte
     verify(signed, KP1.public_key)
 
 
@@ -314,6 +428,32 @@ def test_pem_der_and_openssh_keys() -> None:
     verify(signed, load_public_key(line))
 
 
+def test_encrypted_keys_need_their_password() -> None:
+    private = Ed25519PrivateKey.generate()
+    expected = SecretKey(private.private_bytes_raw())
+    enc, fmt = serialization.Encoding, serialization.PrivateFormat
+    cheap_bcrypt = fmt.OpenSSH.encryption_builder().kdf_rounds(2).build(b"pw")  # fast test
+    pkcs8 = serialization.BestAvailableEncryption(b"pw")
+    for encrypted in (
+        private.private_bytes(enc.PEM, fmt.OpenSSH, cheap_bcrypt),
+        private.private_bytes(enc.DER, fmt.PKCS8, pkcs8),
+        private.private_bytes(enc.PEM, fmt.PKCS8, pkcs8),
+    ):
+        assert load_secret_key(encrypted, password=b"pw") == expected
+        assert SecretKey.from_bytes(encrypted, password=b"pw") == expected
+        for wrong in (None, b"not-pw"):
+            with pytest.raises(KeyFormatError):
+                load_secret_key(encrypted, password=wrong)
+
+
+def test_key_classes_read_key_files() -> None:
+    pk, sk = KP1.public_key, KP1.secret_key
+    assert PublicKey.from_bytes(pk.to_wasmsign2_bytes()) == pk
+    assert SecretKey.from_bytes(sk.to_wasmsign2_bytes()) == sk
+    with pytest.raises(KeyFormatError):
+        PublicKey.from_bytes(b"junk")
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -342,14 +482,16 @@ def test_bad_secret_keys() -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    with pytest.raises(KeyFormatError, match="not an Ed25519"):
+    with pytest.raises(KeyFormatError, match="not an Ed25519 secret key: ECPrivateKey"):
         load_secret_key(pem)
     spki = ec_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    with pytest.raises(KeyFormatError, match="not an Ed25519"):
+    with pytest.raises(KeyFormatError, match="not an Ed25519 public key: ECPublicKey"):
         load_public_key(spki)
-    with pytest.raises(KeyFormatError):
+    with pytest.raises(KeyFormatError, match="not a wasmsign2, PEM, DER or OpenSSH public key"):
+        load_public_key(b"junk")
+    with pytest.raises(KeyFormatError, match="public key is 32 bytes, got 5"):
         PublicKey(b"short")
     with pytest.raises(KeyFormatError):
         SecretKey(b"short")
