@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from wasmplug import (
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._trust import signing as _signing
 from wasmplug._trust import wasm_sections as ws
+from wasmplug._trust.store import as_trusted
 
 WAT = """
 (component
@@ -78,6 +81,7 @@ def test_scope_must_cover_the_name(
         host.load(signed("evil:tool", pair))
     message = str(info.value)
     assert pair.key_id.hex() in message
+    assert "(Acme)" in message  # the publisher's name
     assert "acme:*" in message
     assert "evil:tool" in message
 
@@ -197,3 +201,152 @@ def test_public_key_from_pem_bytes(pair: _signing.KeyPair) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert PublicKey.from_bytes(pem) == pair.public_key
+
+
+def test_the_default_store_is_trust_json_in_the_user_config_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # platformdirs' config dir on Linux
+    assert TrustStore().path == tmp_path / "wasmplug" / "trust.json"
+
+
+def test_a_key_entry_needs_only_its_public_key(tmp_path: Path, pair: _signing.KeyPair) -> None:
+    path = tmp_path / "trust.json"
+    # "key-id" is informational: a stale one is ignored and the id recomputed from the key
+    entry = {"public-key": pair.public_key.raw.hex(), "key-id": "00" * 12}
+    path.write_text(json.dumps({"keys": [entry]}))
+    (key,) = TrustStore(path).keys
+    assert (key.key, key.scopes, key.name) == (pair.public_key, ("*",), "")
+    path.write_text(json.dumps({"revoked-keys": ["AB" * 12]}))  # no "keys" at all
+    store = TrustStore(path)
+    assert (store.keys, store.revoked_keys) == ([], {"ab" * 12})
+    assert (store.revoked_digests, store.revoked_public_keys) == (set(), {})
+
+
+PK_HEX = "11" * 32
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([1], "the document: expected an object, got an array"),
+        ({"keys": {"a": 1}}, "keys: expected an array"),
+        ({"keys": ["abc"]}, "keys[0]: expected an object"),
+        ({"keys": [{"scopes": ["*"]}]}, "keys[0].public-key: missing"),
+        ({"keys": [{"public-key": "zz"}]}, "keys[0].public-key: expected hexadecimal digits"),
+        ({"keys": [{"public-key": "abcd"}]}, "keys[0]: an Ed25519 public key is 32 bytes, got 2"),
+        ({"keys": [{"public-key": PK_HEX}, {"name": "x"}]}, "keys[1].public-key: missing"),
+        ({"keys": [{"public-key": PK_HEX, "scopes": [1]}]}, "keys[0].scopes[0]: expected a string"),
+        ({"keys": [{"public-key": PK_HEX, "name": 3}]}, "keys[0].name: expected a string"),
+        ({"keys": [{"public-key": PK_HEX, "key-id": 3}]}, "keys[0].key-id: expected a string"),
+        ({"revoked-keys": "ab"}, "revoked-keys: expected an array of strings"),
+        ({"revoked-digests": [1]}, "revoked-digests[0]: expected a string"),
+        ({"revoked-public-keys": []}, "revoked-public-keys: expected an object"),
+        ({"revoked-public-keys": {"x": "zz"}}, "revoked-public-keys.x: expected hexadecimal"),
+        ({"revoked-public-keys": {"x": "abcd"}}, "revoked-public-keys.x: an Ed25519 public key"),
+    ],
+    ids=[
+        "document", "keys", "entry", "public-key", "hex", "key-size", "second-entry", "scope",
+        "name", "key-id", "revoked-keys", "revoked-digests", "revoked-public-keys",
+        "revoked-public-key-hex", "revoked-public-key-size",
+    ],
+)  # fmt: skip
+def test_a_malformed_store_names_the_field(tmp_path: Path, doc: object, message: str) -> None:
+    path = tmp_path / "trust.json"
+    path.write_text(json.dumps(doc))
+    expected = f"trust store {path} is malformed: {message}"
+    with pytest.raises(TrustStoreError, match=re.escape(expected)):
+        TrustStore(path)
+
+
+def test_add_replaces_only_the_entry_with_the_same_key_id(
+    store: TrustStore, pair: _signing.KeyPair
+) -> None:
+    other = _signing.generate_keypair()
+    store.add(TrustedKey(pair.public_key, ("acme:*",), "Acme"))
+    store.add(TrustedKey(other.public_key, ("*",), "Other"))
+    store.add(TrustedKey(pair.public_key, ("acme:tool",), "Acme, narrowed"))
+    assert [(k.key, k.scopes, k.name) for k in store.keys] == [
+        (other.public_key, ("*",), "Other"),
+        (pair.public_key, ("acme:tool",), "Acme, narrowed"),
+    ]
+    store.save()
+    saved = json.loads(store.path.read_text())["keys"]
+    assert [entry["key-id"] for entry in saved] == [other.key_id.hex(), pair.key_id.hex()]
+
+
+def test_scopes_are_strings(pair: _signing.KeyPair) -> None:
+    with pytest.raises(TypeError, match="a scope is a name pattern string, got int"):
+        TrustedKey(pair.public_key, ("acme:*", 3))  # type: ignore[arg-type]
+
+
+def test_keys_are_accepted_as_trusted_keys_public_keys_or_key_file_bytes(
+    pair: _signing.KeyPair,
+) -> None:
+    scoped = TrustedKey(pair.public_key, ("acme:*",), "Acme")
+    assert as_trusted(scoped) is scoped
+    assert as_trusted(pair.public_key) == TrustedKey(pair.public_key)
+    assert as_trusted(pair.public_key.to_wasmsign2_bytes()) == TrustedKey(pair.public_key)
+
+
+def test_refresh_rereads_only_a_changed_file(tmp_path: Path, pair: _signing.KeyPair) -> None:
+    """One stat when nothing changed: an unchanged file is not re-read, not even after save."""
+    path = tmp_path / "trust.json"
+    store = TrustStore(path)
+    store.save()
+    unsaved = TrustedKey(pair.public_key)
+    store.add(unsaved)  # in memory only
+    store.refresh()
+    assert store.keys == [unsaved]
+    with TrustStore(path).modify() as other_process:
+        other_process.revoke_digest("ab" * 32)
+    store.refresh()
+    assert (store.keys, store.revoked_digests) == ([], {"ab" * 32})
+
+
+def test_the_decision_names_the_signer_and_the_file(
+    store: TrustStore, pair: _signing.KeyPair
+) -> None:
+    data = signed("acme:tool", pair)
+    decision = store.verify(data, "acme:tool", extra_keys=[TrustedKey(pair.public_key)])
+    assert decision.sha256 == hashlib.sha256(data).hexdigest()
+    where = "plugins/tool.wasm"
+    with pytest.raises(UntrustedKeyError, match=f"^{where}: signed by key id"):
+        store.check(data, "acme:tool", where=where)
+    with pytest.raises(UnsignedPluginError, match=f"^{where} is not signed; sign it"):
+        store.check(packed("acme:tool"), "acme:tool", where=where)
+    broken = ws.with_custom_section(packed("acme:tool"), "signature", b"\x01", first=True)
+    with pytest.raises(SignatureInvalidError, match=f"^{where}: unreadable signature section"):
+        store.check(broken, "acme:tool", where=where)
+    anonymous = _signing.sign(packed("acme:tool"), _signing.generate_keypair().secret_key)
+    with pytest.raises(UntrustedKeyError, match=r"signed by key id\(s\) \(anonymous\), none"):
+        store.check(anonymous, "acme:tool")
+
+
+def test_every_trusted_key_is_tried(store: TrustStore, pair: _signing.KeyPair) -> None:
+    """Keys that did not sign, or whose signature fails, do not stop the search."""
+    first, second = _signing.generate_keypair(), _signing.generate_keypair()
+    keys = [
+        TrustedKey(first.public_key),
+        TrustedKey(second.public_key),
+        TrustedKey(pair.public_key),
+    ]
+    by_id = signed("acme:tool", pair)  # the record names the signer's key id
+    anonymous = _signing.sign(packed("acme:tool"), pair.secret_key)  # every key is tried
+    for data in (by_id, anonymous):
+        assert store.check(data, "acme:tool", extra_keys=keys) == keys[2]
+
+
+def test_is_revoked_is_the_load_decision(store: TrustStore, pair: _signing.KeyPair) -> None:
+    """A revoked signer refuses a file unless a trusted, unrevoked key in scope vouches."""
+    revoked = _signing.generate_keypair()
+    data = _signing.sign(signed("acme:tool", revoked), pair.secret_key, key_id=pair.key_id)
+    store.revoke_key(revoked.public_key)
+    acme = TrustedKey(pair.public_key, ("acme:*",), "Acme")
+    assert store.is_revoked(data, "acme:tool", extra_keys=[acme]) is None
+    for name, keys in (("other:tool", [acme]), ("acme:tool", [])):
+        reason = store.is_revoked(data, name, extra_keys=keys)
+        assert reason == f"component: signed by revoked key(s) {revoked.key_id.hex()}"
+        with pytest.raises(RevokedError, match=re.escape(reason)):
+            store.check(data, name, extra_keys=keys, allow_unsigned=True)
+    assert store.is_revoked(packed("acme:tool"), "acme:tool") is None  # unsigned: not revoked
