@@ -185,3 +185,37 @@ def test_an_unwired_guest_stream_goes_nowhere(wired: str) -> None:
     expected = {"stdout": ["out-line"], "stderr": ["err-line"]}[wired]
     assert lines[wired] == expected
     assert lines[{"stdout": "stderr", "stderr": "stdout"}[wired]] == []
+
+
+def _two_dirs(outer: tuple[str, Path, str], inner: tuple[str, Path, str]) -> EffectiveSandbox:
+    """Resolve a manifest declaring both guest paths rw, granted as given."""
+    requests = tuple(FilesystemRequest(guest, "rw") for guest, _, _ in (outer, inner))
+    grants = {guest: DirGrant(host, mode) for guest, host, mode in (outer, inner)}  # type: ignore[arg-type]
+    return resolve(manifest(filesystem=requests), Grants(filesystem=grants))
+
+
+def test_a_grant_inside_a_writable_grant_is_refused(tmp_path: Path) -> None:
+    """Through the writable outer grant the plugin could modify or replace the inner one."""
+    (tmp_path / "cfg").mkdir()
+    for inner_mode in ("ro", "rw"):
+        with pytest.raises(
+            CapabilityError,
+            match=r"grant for '/cfg' \(.*cfg\) lies inside the writable grant for '/data'",
+        ):
+            _two_dirs(("/data", tmp_path, "rw"), ("/cfg", tmp_path / "cfg", inner_mode))
+    with pytest.raises(CapabilityError, match="is the same directory as the writable grant"):
+        _two_dirs(("/a", tmp_path, "rw"), ("/b", tmp_path, "ro"))
+
+
+def test_grants_that_cannot_modify_each_other_are_allowed(tmp_path: Path) -> None:
+    for d in ("out", "x", "y"):
+        (tmp_path / d).mkdir()
+    allowed = [
+        (("/project", tmp_path, "ro"), ("/out", tmp_path / "out", "rw")),  # ro outer
+        (("/a", tmp_path, "ro"), ("/b", tmp_path, "ro")),  # the same directory, read-only
+        (("/x", tmp_path / "x", "rw"), ("/y", tmp_path / "y", "rw")),  # disjoint
+    ]
+    for outer, inner in allowed:
+        sandbox = _two_dirs(outer, inner)
+        assert [p.guest_path for p in sandbox.preopens] == [outer[0], inner[0]]
+        sandbox.close()
