@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wasmtime.component import Component
 
-from wasmplug import InvalidComponentError, PluginHost
+from wasmplug import InvalidComponentError
+from wasmplug._runtime.compiler import Compiler
 from wasmplug._trust import wasm_sections as ws
 from wasmplug._trust.component_info import read_component_info
 
@@ -97,9 +98,9 @@ def test_reports_file_order_and_kinds() -> None:
 @pytest.mark.slow
 def test_matches_wasmtime_on_the_greeter(greeter_wasm: Path) -> None:
     data = greeter_wasm.read_bytes()
-    with PluginHost() as host:  # the default compile cache: compiled once per machine
-        component = host._compile(data, "greeter")
-        expected = wasmtime_view(component, host._engine)
+    # The default compile cache: compiled once per machine.
+    compiler = Compiler.standalone()
+    expected = wasmtime_view(compiler.compile(data, "greeter"), compiler.engine)
     imports, exports = our_view(data)
     assert (imports, exports) == expected
     assert imports["demo:plugin/host@0.1.0"] == "instance"

@@ -107,7 +107,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
         def precompile(data: bytes) -> None:
             with board.task(Path(args.source).name, "compiling (first time: 10-30 s)"):
-                host._compile(data, "plugin")
+                host.precompile([data])
 
         info = _registry(args).install(
             args.source,

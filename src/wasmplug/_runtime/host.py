@@ -8,60 +8,28 @@ import functools
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, final
 
-import attrs
-import wasmtime
-from wasmtime import WasmtimeError
-from wasmtime.component import Component, Linker
+from wasmtime.component import Linker
 
 from wasmplug import _telemetry
 from wasmplug._bridge import sigguard as _sigguard
-from wasmplug._bridge.hostfuncs import Invoke, Linked, ResolvedImports, link_resolved
-from wasmplug._bridge.surface import (
-    HostInterface,
-    find_provider,
-    plan_function,
-    plan_interface,
-    world_items,
-)
-from wasmplug._bridge.wit import (
-    ComponentShape,
-    FuncSig,
-    InterfaceShape,
-    read_shape,
-)
-from wasmplug._bridge.witsource import WitSource, read_wit_source
+from wasmplug._bridge.hostfuncs import Linked
+from wasmplug._bridge.wit import read_shape
 from wasmplug._distribution.names import DistributionConfig
 from wasmplug._distribution.operations import Session, resolve_source
-from wasmplug._errors import (
-    CapabilityError,
-    HostInterfaceError,
-    InvalidComponentError,
-    LinkError,
-    ManifestError,
-    PluginNotFoundError,
-)
-from wasmplug._sandbox.capabilities import Capability, requested_permissions, resolve
+from wasmplug._errors import CapabilityError, PluginClosedError, PluginNotFoundError
+from wasmplug._sandbox.capabilities import requested_permissions, resolve
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
-from wasmplug._sandbox.http import HTTP_INTERFACE, HttpCapability, wit_file
+from wasmplug._sandbox.http import HttpCapability
 from wasmplug._sandbox.limits import Limits, RestartPolicy
-from wasmplug._sandbox.manifest import (
-    MANIFEST_SECTION,
-    SIDECAR_NAME,
-    Manifest,
-    declares_import,
-    undeclared_imports,
-)
-from wasmplug._semver import semver_compatible
-from wasmplug._trust import wasm_sections as ws
+from wasmplug._sandbox.manifest import Manifest
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
@@ -69,10 +37,13 @@ from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 from .aio import HostLoop
 from .cache import CompileCache, code_digest, default_cache_dir
 from .callthread import CLOSE_GRACE_S
-from .describe import ComponentDescription, ManifestSource, describe
+from .compiler import Compiler
+from .describe import ComponentDescription, describe
 from .engine import EpochTicker, make_engine
+from .linking import Providers
 from .plugin import Plugin
 from .process.backend import ProcessBackend
+from .sources import default_name, find_manifest, read_source
 from .stats import HostStats, host_stats
 from .telemetry import observe_host, plugin_attributes, stage
 
@@ -81,41 +52,9 @@ __all__ = ["PluginHost", "inspect"]
 log = logging.getLogger("wasmplug")
 
 
-_WASI_HTTP = "wasi:http/"
-
-
 def _check_isolation(isolation: str) -> None:
     if isolation not in ("inprocess", "process"):
         raise ValueError(f"isolation must be 'inprocess' or 'process', got {isolation!r}")
-
-
-@attrs.frozen
-class ImportPlan:
-    """How one plugin's imports are satisfied (checked; nothing linked yet).
-
-    Attributes:
-        resolved: The Python callable behind every imported host function.
-        uses_wasi: The component imports WASI (linked with ``add_wasip2``).
-        needs_traps: It imports ``wasi:http``, linked as traps (see ``_link``).
-    """
-
-    resolved: ResolvedImports
-    uses_wasi: bool
-    needs_traps: bool
-
-
-@functools.cache
-def _http_wit() -> WitSource:
-    """The shipped WIT of the built-in HTTP interface: the only functions a plugin can reach."""
-    return read_wit_source(wit_file().read_text(encoding="utf-8"))
-
-
-def _default_name(path: Path | None) -> str:
-    stem = path.stem if path is not None else "plugin"
-    name = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
-    if not name or not name[0].isalpha():
-        name = f"plugin-{name}" if name else "plugin"
-    return name
 
 
 _EXECUTOR_PREFIX = "wasmplug-worker"
@@ -213,15 +152,11 @@ class PluginHost:
         else:
             directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)  # type: ignore[arg-type]
             self._cache = CompileCache(directory, settings)
-        self._components: dict[str, Component] = {}
-        self._compile_lock = threading.Lock()
-        self._providers: dict[str, HostInterface] = {}
+        self._compiler = Compiler(self._engine, self._cache)
         # The outbound HTTP capability is built in; each plugin's own allow-list
         # (declared ∩ granted) is checked on every request. provide() may replace it.
         self._http = HttpCapability()
-        self._providers[HTTP_INTERFACE] = HostInterface(
-            HTTP_INTERFACE, self._http, source=_http_wit()
-        )
+        self._providers = Providers(self._engine, self._cache, self._http)
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
         self._ticker = EpochTicker(self._engine, tick_ms)
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -293,32 +228,7 @@ class PluginHost:
             PluginClosedError: the host is closed.
         """
         self._check_open()
-        if interface == HTTP_INTERFACE:
-            source: WitSource | None = _http_wit()
-        else:
-            source = None if wit is None else read_wit_source(wit)
-        is_interface = "/" in interface
-        problem = None
-        if source is None and is_interface and not isinstance(impl, Mapping):
-            problem = (
-                f"a {type(impl).__name__} is linked only with the interface's WIT: pass "
-                "wit= (a .wit file, a package directory or WIT text), or a mapping whose "
-                "keys name the functions plugins may call"
-            )
-        elif is_interface and world is not None:
-            problem = "world= is only for world-level imports, not for an interface"
-        elif not is_interface and source is not None and world is None:
-            problem = "a world-level import's WIT needs world= (the world that declares it)"
-        elif not is_interface and source is None and world is not None:
-            problem = "world= needs wit="
-        elif not is_interface and not callable(impl) and not isinstance(impl, Mapping):
-            kind = type(impl).__name__
-            problem = f"a world-level import needs a callable, class or mapping, not {kind}"
-        if problem is not None:
-            raise HostInterfaceError(interface, [problem])
-        provider = HostInterface(interface, impl, sensitive, source, world)
-        provider.surface(self._engine, self._cache)  # every problem now, not at the first load
-        self._providers[interface] = provider
+        self._providers.add(interface, impl, wit=wit, world=world, sensitive=sensitive)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -408,8 +318,8 @@ class PluginHost:
         pool_size: int,
         isolation: Literal["inprocess", "process"],
     ) -> Plugin:
-        path, data = self._read(source)
-        manifest = manifest or self._manifest_for(data, path)
+        path, data = read_source(source)
+        manifest = manifest or find_manifest(data, path)[0]
         sha = hashlib.sha256(data).hexdigest()
         with stage("verify", **{"wasmplug.plugin.name": manifest.name}) as span:
             trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
@@ -417,7 +327,7 @@ class PluginHost:
                 span.set_attribute("wasmplug.signed", trusted is not None)
         if grants is None:
             grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
-        component = self._compile(data, manifest.name)
+        component = self._compiler.compile(data, manifest.name)
         shape = read_shape(self._engine, component)
         sandbox = resolve(manifest, grants)  # opens and binds each granted directory
         effective = manifest.limits.capped_by(limits or self.limits)
@@ -426,7 +336,7 @@ class PluginHost:
                 f"plugin {manifest.name!r} has a fuel limit, but the host was created "
                 "without consume_fuel=True"
             )
-        plan = self._plan_imports(shape, manifest, grants)
+        plan = self._providers.plan(shape, manifest, grants)
         backend = None
         if isolation == "process":
             # Nothing runs here: each worker links stand-ins for the host imports.
@@ -444,7 +354,7 @@ class PluginHost:
             )
         else:
             with stage("link", **{"wasmplug.plugin.name": manifest.name}):
-                linker, linked = self._link(component, plan)
+                linker, linked = self._providers.link(component, plan)
         try:  # Plugin() creates the first instance
             plugin = Plugin(
                 host=self,
@@ -573,11 +483,7 @@ class PluginHost:
     def _permission_request(
         self, manifest: Manifest, sha: str, key: TrustedKey | None
     ) -> PermissionRequest:
-        sensitive = frozenset(
-            name
-            for name in manifest.host_interfaces
-            if (p := find_provider(name, self._providers)) is not None and p.sensitive
-        )
+        sensitive = self._providers.sensitive(manifest.host_interfaces)
         permissions = requested_permissions(manifest, sensitive)
         return PermissionRequest(
             plugin=manifest.name,
@@ -599,10 +505,11 @@ class PluginHost:
             InvalidComponentError: if any source is not a valid component.
         """
         self._check_open()
-        items = [self._read(s) for s in sources]
+        items = [read_source(s) for s in sources]
         shas = [hashlib.sha256(data).hexdigest() for _, data in items]
         futures = [
-            self._executor.submit(self._compile, data, _default_name(path)) for path, data in items
+            self._executor.submit(self._compiler.compile, data, default_name(path))
+            for path, data in items
         ]
         for fut in futures:
             fut.result()
@@ -628,9 +535,9 @@ class PluginHost:
             PluginClosedError: the host is closed.
         """
         self._check_open()
-        path, data = self._read(source)
-        manifest, where = self._find_manifest(data, path)
-        shape = read_shape(self._engine, self._compile(data, manifest.name))
+        path, data = read_source(source)
+        manifest, where = find_manifest(data, path)
+        shape = read_shape(self._engine, self._compiler.compile(data, manifest.name))
         return describe(data, path, shape, manifest, where)
 
     def stats(self) -> HostStats:
@@ -648,21 +555,6 @@ class PluginHost:
     def plugins(self) -> list[Plugin]:
         """The plugins loaded by this host that are still open."""
         return [p for p in self._plugins if not p.closed]
-
-    def _read(self, source: str | os.PathLike[str] | bytes) -> tuple[Path | None, bytes]:
-        if isinstance(source, bytes | bytearray):
-            data = bytes(source)
-            if data.lstrip()[:1] == b"(":
-                try:
-                    data = bytes(wasmtime.wat2wasm(data.decode()))
-                except (WasmtimeError, UnicodeDecodeError) as e:
-                    raise InvalidComponentError(f"invalid WAT text: {e}") from None
-            return None, data
-        path = Path(source)
-        try:
-            return path, path.read_bytes()
-        except OSError as e:
-            raise InvalidComponentError(f"cannot read {path}: {e}") from None
 
     def _verify(
         self, data: bytes, name: str, path: Path | None, *, required: bool
@@ -685,185 +577,10 @@ class PluginHost:
             self._trust_store = TrustStore()
         return self._trust_store
 
-    def _manifest_for(self, data: bytes, path: Path | None) -> Manifest:
-        return self._find_manifest(data, path)[0]
-
-    def _find_manifest(self, data: bytes, path: Path | None) -> tuple[Manifest, ManifestSource]:
-        """The manifest a load uses (embedded, sidecar or default), and which it was."""
-        try:
-            embedded = ws.get_custom_section(data, MANIFEST_SECTION)
-        except InvalidComponentError:
-            embedded = None
-        if embedded is not None:
-            try:
-                text = embedded.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ManifestError("<embedded>", ["not UTF-8 text"]) from None
-            manifest = Manifest.from_toml(text, source=f"{path or 'component'} (embedded)")
-            return manifest, "embedded"
-        if path is not None:
-            sidecar = path.with_name(SIDECAR_NAME)
-            if sidecar.is_file():
-                return Manifest.from_path(sidecar), "sidecar"
-        return Manifest(name=_default_name(path)), "default"
-
-    def _compile(self, data: bytes, name: str) -> Component:
-        """The compiled component for ``data``: from memory, the disk cache, or Cranelift.
-
-        Both caches are keyed by :func:`~wasmplug._runtime.cache.code_digest`,
-        so a re-signed or re-packed file with unchanged code is a cache hit.
-        """
-        with stage("compile", **{"wasmplug.plugin.name": name}) as span:
-            component, source = self._compile_from(data, name)
-            if span is not None:
-                span.set_attribute("wasmplug.compile.cache", source)
-            return component
-
-    def _compile_from(self, data: bytes, name: str) -> tuple[Component, str]:
-        """:meth:`_compile`, also saying where the component came from: ``"memory"``
-        or ``"disk"`` (cache hits) or ``"miss"`` (compiled now)."""
-        key = code_digest(data)
-        with self._compile_lock:
-            cached = self._components.get(key)
-        if cached is not None:
-            return cached, "memory"
-        component = None
-        source = "disk"
-        if self._cache is not None:
-            payload = self._cache.get(key)
-            if payload is not None:
-                try:
-                    component = Component.deserialize(self._engine, payload)
-                except WasmtimeError as e:
-                    log.warning("cache entry for %s unusable (%s); recompiling", name, e)
-        if component is None:
-            source = "miss"
-            start = time.perf_counter()
-            if len(data) > 1_000_000:
-                log.info(
-                    "compiling %s (%.1f MB); this takes a few seconds the first time",
-                    name,
-                    len(data) / 1e6,
-                )
-            try:
-                component = Component(self._engine, data)
-            except WasmtimeError as e:
-                raise InvalidComponentError(f"{name}: not a valid component: {e}") from None
-            log.info("compiled %s in %.2f s", name, time.perf_counter() - start)
-            if self._cache is not None:
-                self._cache.put(key, bytes(component.serialize()))
-        with self._compile_lock:
-            return self._components.setdefault(key, component), source
-
-    def _plan_imports(
-        self, shape: ComponentShape, manifest: Manifest, grants: Grants
-    ) -> ImportPlan:
-        """Check every import against the manifest, the grants and the providers.
-
-        Raises:
-            LinkError: listing every import that is not declared, provided or granted.
-        """
-        # The same declaration rule as install (Registry.install).
-        problems = undeclared_imports(
-            manifest, [*shape.imports, *(sig.name for sig in shape.import_functions)]
-        )
-        uses_wasi = needs_traps = False
-        interfaces: dict[str, tuple[InterfaceShape, Mapping[str, Invoke]]] = {}
-        for name, iface in shape.imports.items():
-            if name.startswith("wasi:"):
-                uses_wasi = True
-                needs_traps |= name.startswith(_WASI_HTTP)
-                continue
-            declared = declares_import(manifest, name)
-            # An interface of type definitions only has nothing to call, so it
-            # needs no provider; it must still be declared, as install requires.
-            if not iface.functions and not iface.resources:
-                if declared:
-                    interfaces[name] = (iface, {})
-                continue
-            provider = self._check_provider(name, grants, problems)
-            if provider is None or not declared:
-                continue
-            try:
-                surface = provider.surface(self._engine, self._cache)
-            except HostInterfaceError as e:  # only the lazily read built-in WIT
-                problems.extend(f"{name}: {p}" for p in e.problems)
-                continue
-            interfaces[name] = (iface, plan_interface(name, iface, provider, surface, problems))
-        functions: dict[str, tuple[FuncSig, Invoke]] = {}
-        for owner, item in world_items(shape).items():
-            provider = self._check_provider(owner, grants, problems)
-            if provider is None or not declares_import(manifest, owner):
-                continue
-            surface = provider.surface(self._engine, self._cache)
-            if surface is None and not item.resources and not isinstance(provider.impl, Mapping):
-                sig = item.functions[0]
-                invoke = plan_function(sig, provider, problems)
-                if invoke is not None:
-                    functions[sig.name] = (sig, invoke)
-                continue
-            if surface is None and not isinstance(provider.impl, Mapping):
-                problems.append(
-                    f"{owner}: a world-level resource is linked with its WIT "
-                    "(provide(..., wit=..., world=...)) or a mapping of its functions' WIT names"
-                )
-                continue
-            invokes = plan_interface("", item, provider, surface, problems)
-            functions.update(
-                {s.name: (s, invokes[s.name]) for s in item.functions if s.name in invokes}
-            )
-        root_resources = [r.name for r in shape.import_resources]
-        if problems:
-            raise LinkError(manifest.name, problems)
-        resolved = ResolvedImports(interfaces, functions, tuple(root_resources))
-        return ImportPlan(resolved, uses_wasi, needs_traps)
-
-    def _link(self, component: Component, plan: ImportPlan) -> tuple[Linker, Linked]:
-        linker = Linker(self._engine)
-        if plan.uses_wasi:
-            linker.add_wasip2()
-        linked = link_resolved(linker, plan.resolved)
-        if plan.needs_traps:
-            # wasi:http is never linked for real (it has no host allow-list); a
-            # component that imports it still instantiates, and calls trap.
-            linker.define_unknown_imports_as_traps(component)
-        return linker, linked
-
-    def _check_provider(
-        self, name: str, grants: Grants, problems: list[str]
-    ) -> HostInterface | None:
-        """The application's provider of import ``name``, if there is one and it may be
-        linked under ``grants``; otherwise adds why not to ``problems``."""
-        needed = [
-            cap for cap in Capability.all() if cap.covers(name) and cap.is_application_defined
-        ]
-        missing = [cap for cap in needed if not cap.granted_in(grants)]
-        for cap in missing:
-            problems.append(
-                f"{name}: needs capability {cap.id} ({cap.display_name}), not granted "
-                f"(Grants(capabilities={{{cap.id!r}}}))"
-            )
-        provider = find_provider(name, self._providers)
-        if provider is None:
-            problems.append(f"{name}: not provided by the application (PluginHost.provide)")
-            return None
-        if missing:
-            return None
-        if provider.sensitive and not any(
-            semver_compatible(name, g) or g == provider.name for g in grants.host_interfaces
-        ):
-            problems.append(
-                f"{name}: sensitive interface not granted (Grants(host_interfaces=...))"
-            )
-            return None
-        return provider
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:
-            from wasmplug._errors import PluginClosedError
-
             raise PluginClosedError("the PluginHost is closed")
 
     @property
@@ -890,7 +607,7 @@ class PluginHost:
         self._ticker.close()
         self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._components.clear()
+        self._compiler.clear()
         if self._sigguard:
             self._sigguard = False
             _sigguard.uninstall()

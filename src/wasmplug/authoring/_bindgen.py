@@ -39,6 +39,7 @@ import os
 from pathlib import Path
 
 import attrs
+from wasmtime import Engine
 from wasmtime.component import ComponentInstanceType, EnumType, RecordType, VariantType
 
 from wasmplug._bridge.wit import (
@@ -62,7 +63,7 @@ from wasmplug._bridge.wit import (
     snake,
 )
 from wasmplug._fsutil import write_atomic
-from wasmplug._runtime.host import PluginHost
+from wasmplug._runtime.compiler import Compiler
 from wasmplug._runtime.resource_types import attr_name, resource_function
 from wasmplug._sandbox.manifest import HTTP_INTERFACE
 
@@ -144,9 +145,8 @@ def _short(interface: str) -> str:
     return interface.split("/")[-1].split("@")[0]
 
 
-def _named_types(host: PluginHost, component: object) -> dict[WitType, str]:
+def _named_types(engine: Engine, component: object) -> dict[WitType, str]:
     """WIT name of every record, variant and enum type the component's interfaces export."""
-    engine = host._engine
     reader = _Reader(engine)
     names: dict[WitType, str] = {}
     ctype = component.type  # type: ignore[attr-defined]
@@ -612,10 +612,10 @@ def bindgen(
     path = Path(component)
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    with PluginHost(cache_dir=cache_dir) as host:
-        compiled = host._compile(data, path.stem)
-        shape = read_shape(host._engine, compiled)
-        named = _named_types(host, compiled)
+    compiler = Compiler.standalone(cache_dir)
+    compiled = compiler.compile(data, path.stem)
+    shape = read_shape(compiler.engine, compiled)
+    named = _named_types(compiler.engine, compiled)
     code = render_bindings(shape, named, source=f"``{path.name}`` (sha256 {sha[:16]})")
     out = None if output is None else Path(output)
     if out is not None and (not out.is_file() or out.read_text(encoding="utf-8") != code):

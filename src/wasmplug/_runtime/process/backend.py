@@ -61,7 +61,7 @@ from .wire import MAX_FRAME_BYTES, WORKER_SPANS, Op
 
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
-    from wasmplug._runtime.host import ImportPlan
+    from wasmplug._runtime.linking import ImportPlan
     from wasmplug._runtime.plugin import Plugin
 
 __all__ = ["KILL_GRACE_MS", "ProcessBackend"]
