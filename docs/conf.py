@@ -88,5 +88,15 @@ def _check_public_names_documented(app: object, env: object) -> None:
             log.warning("wasmplug.%s is in wasmplug.__all__ but not documented in api.md", name)
 
 
+def _hide_private_bases(
+    app: object, name: str, obj: object, options: object, bases: list[type]
+) -> None:
+    """Leave private base classes out of "Bases:". ``Plugin``'s base ``CallPath`` (its
+    in-process call path, ``wasmplug._runtime.callpath``) is an implementation seam, not
+    API: public classes' ``__module__`` is ``wasmplug``, private ones' ``wasmplug._...``."""
+    bases[:] = [b for b in bases if not b.__module__.startswith("wasmplug._")] or [object]
+
+
 def setup(app: object) -> None:
     app.connect("env-check-consistency", _check_public_names_documented)  # type: ignore[attr-defined]
+    app.connect("autodoc-process-bases", _hide_private_bases)  # type: ignore[attr-defined]
