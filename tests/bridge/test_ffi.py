@@ -28,8 +28,10 @@ SIGNATURES: dict[str, tuple[int, str | None]] = {
     "_wasm_byte_vec_copy": (2, None),
     "_wasm_byte_vec_new_uninitialized": (2, None),
     "_wasmtime_component_func_call": (6, "LP_wasmtime_error"),
+    "_wasmtime_component_instance_get_func": (4, "c_bool"),
     "_wasmtime_component_linker_instance_add_func": (6, "LP_wasmtime_error"),
     "_wasmtime_component_linker_instance_add_resource": (7, "LP_wasmtime_error"),
+    "_wasmtime_component_linker_instantiate": (4, "LP_wasmtime_error"),
     "_wasmtime_component_resource_any_clone": (1, "LP_wasmtime_component_resource_any"),
     "_wasmtime_component_resource_any_delete": (1, None),
     "_wasmtime_component_resource_any_drop": (2, "LP_wasmtime_error"),
@@ -47,7 +49,27 @@ SIGNATURES: dict[str, tuple[int, str | None]] = {
     "_wasmtime_component_valtuple_new_uninit": (2, None),
     "_wasmtime_context_set_epoch_deadline": (2, None),
     "_wasmtime_context_set_fuel": (2, "LP_wasmtime_error"),
+    "_wasmtime_context_set_wasi": (2, "LP_wasmtime_error"),
+    "_wasmtime_pooling_allocation_config_delete": (1, None),
+    "_wasmtime_pooling_allocation_config_linear_memory_keep_resident_set": (2, None),
+    "_wasmtime_pooling_allocation_config_max_core_instances_per_component_set": (2, None),
+    "_wasmtime_pooling_allocation_config_max_memories_per_component_set": (2, None),
+    "_wasmtime_pooling_allocation_config_max_memories_per_module_set": (2, None),
+    "_wasmtime_pooling_allocation_config_max_memory_size_set": (2, None),
+    "_wasmtime_pooling_allocation_config_max_tables_per_component_set": (2, None),
+    "_wasmtime_pooling_allocation_config_max_tables_per_module_set": (2, None),
+    "_wasmtime_pooling_allocation_config_new": (0, "LP_wasmtime_pooling_allocation_config_t"),
+    "_wasmtime_pooling_allocation_config_table_elements_set": (2, None),
+    "_wasmtime_pooling_allocation_config_total_component_instances_set": (2, None),
+    "_wasmtime_pooling_allocation_config_total_core_instances_set": (2, None),
+    "_wasmtime_pooling_allocation_config_total_memories_set": (2, None),
+    "_wasmtime_pooling_allocation_config_total_tables_set": (2, None),
+    "_wasmtime_pooling_allocation_strategy_set": (2, None),
+    "_wasmtime_store_context": (1, "LP_wasmtime_context"),
+    "_wasmtime_store_delete": (1, None),
     "_wasmtime_store_epoch_deadline_callback": (4, None),
+    "_wasmtime_store_limiter": (6, None),
+    "_wasmtime_store_new": (3, "LP_wasmtime_store"),
 }
 
 # Private attributes of public wasmtime objects that ffi.py reaches into.
@@ -137,6 +159,38 @@ def test_private_attributes_of_public_objects() -> None:
         if owner is not None:
             assert hasattr(owner, attr), attr
     assert hasattr(func, "_func")
+
+
+def test_raw_store_instantiates_and_calls() -> None:
+    engine = wasmtime.Engine()
+    component = wasmtime.component.Component(
+        engine,
+        """(component
+             (core module $m (func (export "f") (result i32) (i32.const 7)))
+             (core instance $i (instantiate $m))
+             (func (export "f") (result u32) (canon lift (core func $i "f"))))""",
+    )
+    store = ffi.RawStore(engine)
+    store.set_limits(65536, 10, 1, 1, 1)
+    store.set_wasi(wasmtime.WasiConfig())  # consumed: wasmtime owns it now
+    assert hasattr(wasmtime.WasiConfig, "_consume")
+    instance = store.instantiate(wasmtime.component.Linker(engine), component)
+    index = component.get_export_index("f")
+    assert index is not None
+    func = ffi.export_func(instance, store.context, index)
+    result = ffi.Val()
+    assert not ffi.func_call(func, store.context, None, 0, ctypes.byref(result), 1)
+    assert (result.kind, result.of.u32) == (ffi.U32, 7)
+    missing = wasmtime.component.Component(
+        engine,
+        """(component (import "x" (func)))""",
+    )
+    with pytest.raises(wasmtime.WasmtimeError):
+        store.instantiate(wasmtime.component.Linker(engine), missing)
+    store.close()
+    store.close()  # idempotent
+    assert store.ptr is None
+    assert store.context is None
 
 
 def _wasmtime_private_names() -> set[str]:

@@ -11,8 +11,14 @@ here, so an upgrade of wasmtime-py breaks in one place:
 - the component type classes (``wasmtime.component._types``, read by
   :mod:`wasmplug._bridge.wit`);
 - private attributes of public objects: a Store's raw context
-  (:func:`store_context`), a component Func's C struct (:func:`func_handle`) and
-  building a ``WasmtimeError`` from a raw pointer (:func:`error_from_ptr`).
+  (:func:`store_context`), a component Func's C struct (:func:`func_handle`),
+  handing a ``WasiConfig`` over (:meth:`RawStore.set_wasi`) and building a
+  ``WasmtimeError`` from a raw pointer (:func:`error_from_ptr`).
+
+A plugin instance lives in a :class:`RawStore`: the store, the component
+instance and its export functions are held as C structs, not as wasmtime-py's
+``Store``/``Instance``/``Func`` wrappers, which cost about as much as wasmtime's
+own work when an instance is created and thrown away (``reset()`` + first call).
 
 ``tests/bridge/test_ffi.py`` pins every private name used here (and their ctypes
 signatures and layouts), and fails if any other module uses one.
@@ -23,21 +29,24 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from wasmtime import Store, WasmtimeError
+from wasmtime import Config, Engine, Store, WasiConfig, WasmtimeError
 from wasmtime import _bindings as b
 from wasmtime import _ffi as f
-from wasmtime.component import Func
+from wasmtime.component import Component, ExportIndex, Func, Linker
 from wasmtime.component import _types as component_types
 
 __all__ = [
+    "RawStore",
     "Val",
     "ValPtr",
     "component_types",
     "error_from_ptr",
     "error_message",
+    "export_func",
     "func_handle",
     "new_error",
     "store_context",
+    "use_pooling_allocator",
 ]
 
 Val = b.wasmtime_component_val_t
@@ -92,6 +101,16 @@ resource_host_to_any = b._wasmtime_component_resource_host_to_any
 resource_host_rep = b._wasmtime_component_resource_host_rep
 resource_host_delete = b._wasmtime_component_resource_host_delete
 resource_any_drop = b._wasmtime_component_resource_any_drop
+instance_get_func = b._wasmtime_component_instance_get_func
+linker_instantiate = b._wasmtime_component_linker_instantiate
+store_new = b._wasmtime_store_new
+store_delete = b._wasmtime_store_delete
+store_context_of = b._wasmtime_store_context
+store_limiter = b._wasmtime_store_limiter
+context_set_wasi = b._wasmtime_context_set_wasi
+NO_DATA_FINALIZER: Any = b._wasmtime_store_new.argtypes[2](0)
+ComponentInstance = b.wasmtime_component_instance_t
+ComponentFunc = b.wasmtime_component_func_t
 linker_instance_add_func = b._wasmtime_component_linker_instance_add_func
 linker_instance_add_resource = b._wasmtime_component_linker_instance_add_resource
 store_epoch_deadline_callback = b._wasmtime_store_epoch_deadline_callback
@@ -130,6 +149,121 @@ def store_context(store: Store) -> Any:
 def func_handle(func: Func) -> Any:
     """``byref`` of a component Func's ``wasmtime_component_func_t``, for :data:`func_call`."""
     return ctypes.byref(func._func)
+
+
+class RawStore:
+    """A ``wasmtime_store_t`` (without host data) and its ``wasmtime_context_t``.
+
+    Attributes:
+        ptr: The ``wasmtime_store_t*``; ``None`` once closed.
+        context: Its ``wasmtime_context_t*``; ``None`` once closed.
+    """
+
+    __slots__ = ("context", "ptr")
+
+    def __init__(self, engine: Engine) -> None:
+        self.ptr: Any = store_new(engine.ptr(), None, NO_DATA_FINALIZER)
+        self.context: Any = store_context_of(self.ptr)
+
+    def set_limits(
+        self, memory_size: int, table_elements: int, instances: int, tables: int, memories: int
+    ) -> None:
+        """``Store.set_limits``: a negative value leaves that limit unset."""
+        store_limiter(self.ptr, memory_size, table_elements, instances, tables, memories)
+
+    def set_wasi(self, config: WasiConfig) -> None:
+        """Give the store its WASI context (``config`` is consumed)."""
+        err = context_set_wasi(self.context, config._consume())
+        if err:
+            raise WasmtimeError._from_ptr(err)
+
+    def instantiate(self, linker: Linker, component: Component) -> Any:
+        """Instantiate ``component`` in this store.
+
+        Returns:
+            The ``wasmtime_component_instance_t`` (for :func:`export_func`).
+
+        Raises:
+            WasmtimeError: wasmtime refused (a trap in a start function, a missing
+                import, a limit).
+        """
+        instance = ComponentInstance()
+        err = linker_instantiate(
+            linker.ptr(), self.context, component.ptr(), ctypes.byref(instance)
+        )
+        if err:
+            raise WasmtimeError._from_ptr(err)
+        return instance
+
+    def close(self) -> None:
+        """Delete the store and everything in it (idempotent)."""
+        ptr = self.ptr
+        if ptr is not None:
+            self.ptr = self.context = None
+            store_delete(ptr)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def export_func(instance: Any, context: Any, index: ExportIndex) -> Any:
+    """``byref`` of the ``wasmtime_component_func_t`` of export ``index`` of a
+    component instance (from :meth:`RawStore.instantiate`), for :data:`func_call`.
+
+    Raises:
+        LookupError: ``index`` is not a function export of the instance's component.
+    """
+    func = ComponentFunc()
+    byref = ctypes.byref
+    if not instance_get_func(byref(instance), context, index.ptr(), byref(func)):
+        raise LookupError("not a function export of this instance")
+    return byref(func)
+
+
+_POOLING: dict[str, Any] = {
+    "total_component_instances": (
+        b._wasmtime_pooling_allocation_config_total_component_instances_set
+    ),
+    "total_core_instances": b._wasmtime_pooling_allocation_config_total_core_instances_set,
+    "total_memories": b._wasmtime_pooling_allocation_config_total_memories_set,
+    "total_tables": b._wasmtime_pooling_allocation_config_total_tables_set,
+    "max_core_instances_per_component": (
+        b._wasmtime_pooling_allocation_config_max_core_instances_per_component_set
+    ),
+    "max_memories_per_component": (
+        b._wasmtime_pooling_allocation_config_max_memories_per_component_set
+    ),
+    "max_tables_per_component": b._wasmtime_pooling_allocation_config_max_tables_per_component_set,
+    "max_memories_per_module": b._wasmtime_pooling_allocation_config_max_memories_per_module_set,
+    "max_tables_per_module": b._wasmtime_pooling_allocation_config_max_tables_per_module_set,
+    "max_memory_size": b._wasmtime_pooling_allocation_config_max_memory_size_set,
+    "table_elements": b._wasmtime_pooling_allocation_config_table_elements_set,
+    "linear_memory_keep_resident": (
+        b._wasmtime_pooling_allocation_config_linear_memory_keep_resident_set
+    ),
+}
+"""The pooling allocator's settings wasmplug uses, by the name of their C setter."""
+
+
+def use_pooling_allocator(config: Config, settings: dict[str, int]) -> None:
+    """Make engines built from ``config`` use wasmtime's pooling instance allocator.
+
+    Args:
+        config: The engine configuration (not yet used to build an engine).
+        settings: ``wasmtime_pooling_allocation_config_<name>_set`` values by
+            ``<name>`` (keys of :data:`_POOLING`); the rest keep wasmtime's defaults.
+
+    Raises:
+        KeyError: an unknown setting name.
+    """
+    setters = [(_POOLING[name], value) for name, value in settings.items()]
+    pooling = b._wasmtime_pooling_allocation_config_new()
+    try:
+        for setter, value in setters:
+            setter(pooling, value)
+        b._wasmtime_pooling_allocation_strategy_set(config.ptr(), pooling)  # copies it
+    finally:
+        b._wasmtime_pooling_allocation_config_delete(pooling)
 
 
 def bytes_to_vec(data: bytes, vec: Any) -> None:

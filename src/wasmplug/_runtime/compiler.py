@@ -18,7 +18,7 @@ from typing import Literal
 from wasmtime import Engine, WasmtimeError
 from wasmtime.component import Component
 
-from wasmplug._errors import InvalidComponentError
+from wasmplug._errors import InstantiationError, InvalidComponentError
 
 from .cache import CompileCache, code_digest, default_cache_dir
 from .engine import make_engine
@@ -73,6 +73,8 @@ class Compiler:
 
         Raises:
             InvalidComponentError: ``data`` is not a valid component.
+            InstantiationError: it needs more than an instance slot of a pooling
+                engine holds (``PluginHost(instance_slots=...)``).
         """
         with stage("compile", **{"wasmplug.plugin.name": name}) as span:
             component, source = self.compile_from(data, name)
@@ -108,6 +110,11 @@ class Compiler:
             try:
                 component = Component(self.engine, data)
             except WasmtimeError as e:
+                if "pooling allocator" in str(e):  # only engines with instance_slots say it
+                    raise InstantiationError(
+                        f"{name}: needs more than one of this host's instance slots holds "
+                        f"(PluginHost(instance_slots=...) sizes each by the host's limits): {e}"
+                    ) from None
                 raise InvalidComponentError(f"{name}: not a valid component: {e}") from None
             log.info("compiled %s in %.2f s", name, time.perf_counter() - start)
             if self.cache is not None:

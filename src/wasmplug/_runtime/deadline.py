@@ -73,6 +73,7 @@ def _on_deadline(_ctx: Any, _data: Any, delta: Any, kind: Any) -> int:
 _CALLBACK = f.EpochDeadlineCallback(_on_deadline)
 
 
-def install(store: Any) -> None:
-    """Give ``store`` the slicing deadline callback (once, right after creating it)."""
-    f.store_epoch_deadline_callback(store.ptr(), _CALLBACK, None, f.NO_FINALIZER)
+def install(store_ptr: Any) -> None:
+    """Give a store (its ``wasmtime_store_t*``) the slicing deadline callback (once,
+    right after creating it)."""
+    f.store_epoch_deadline_callback(store_ptr, _CALLBACK, None, f.NO_FINALIZER)

@@ -7,23 +7,77 @@ import time
 
 from wasmtime import Config, Engine
 
-__all__ = ["EpochTicker", "make_engine"]
+from wasmplug._bridge import ffi as f
+from wasmplug._sandbox.limits import Limits
+
+__all__ = ["EpochTicker", "make_engine", "pooling_settings"]
+
+_GIB = 2**30
 
 
-def make_engine(*, consume_fuel: bool) -> tuple[Engine, str]:
+def make_engine(
+    *, consume_fuel: bool, instance_slots: int | None = None, limits: Limits | None = None
+) -> tuple[Engine, str]:
     """Create the Engine every plugin of one host shares.
+
+    Args:
+        consume_fuel: Enable fuel metering.
+        instance_slots: Use wasmtime's pooling allocator with this many slots
+            (see :func:`pooling_settings`); ``None``: allocate on demand.
+        limits: The host's limits, which size each slot (default ``Limits()``).
 
     Returns:
         ``(engine, settings)`` where ``settings`` is a stable string of the
         options that affect compiled code; it is part of the compile-cache key.
+        The allocator is not one of them: it places memories and tables, it
+        does not change the code that uses them.
     """
     config = Config()
     config.wasm_component_model = True
     config.epoch_interruption = True
     config.consume_fuel = consume_fuel
     config.cranelift_opt_level = "speed"
+    if instance_slots is not None:
+        f.use_pooling_allocator(
+            config, pooling_settings(instance_slots, limits if limits is not None else Limits())
+        )
     settings = f"component-model,epoch,fuel={int(consume_fuel)},opt=speed"
     return Engine(config), settings
+
+
+def pooling_settings(slots: int, limits: Limits) -> dict[str, int]:
+    """The pooling allocator's settings for ``slots`` live instances, each as large
+    as ``limits`` allows (the host's ceiling: no plugin's limits exceed it).
+
+    A limit that is ``None`` (unbounded) gets a fixed size per slot: one memory
+    of 4 GiB, 64 core instances, 16 tables of 100,000 elements (``Limits()``'s
+    defaults, except the memory). The first 64 KiB of every linear memory stay
+    resident when a slot is freed (zeroed in place rather than handed back to
+    the kernel), so a fresh instance of a small plugin touches no new pages.
+
+    Raises:
+        ValueError: ``slots`` is below 1.
+    """
+    if slots < 1:
+        raise ValueError(f"instance_slots must be >= 1, got {slots}")
+    memories = limits.memories if limits.memories is not None else 1
+    tables = limits.tables if limits.tables is not None else 16
+    cores = limits.instances if limits.instances is not None else 64
+    per_memory = limits.per_memory_bytes
+    return {
+        "total_component_instances": slots,
+        "total_core_instances": slots * cores,
+        "total_memories": slots * memories,
+        "total_tables": slots * tables,
+        "max_core_instances_per_component": cores,
+        "max_memories_per_component": memories,
+        "max_tables_per_component": tables,
+        "max_memories_per_module": memories,
+        "max_tables_per_module": tables,
+        "max_memory_size": min(per_memory, 4 * _GIB) if per_memory is not None else 4 * _GIB,
+        "table_elements": limits.table_elements if limits.table_elements is not None else 100_000,
+        "linear_memory_keep_resident": 65536,
+    }
 
 
 class EpochTicker:

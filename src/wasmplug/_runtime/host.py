@@ -114,9 +114,20 @@ class PluginHost:
         spare_workers: With ``isolation="process"``, ready worker processes to
             keep per plugin besides those serving calls, so that a killed or
             crashed worker is replaced at once (each is one idle process).
+        instance_slots: Use wasmtime's pooling allocator with this many instance
+            slots, shared by every in-process plugin of the host, instead of
+            allocating each instance's memories and tables when it is created.
+            A fresh instance (``reset()``, the restart after a fault, a pool
+            growing) then costs about half as much, but at most this many
+            instances can be alive at once (one more raises
+            :class:`InstantiationError`), each slot is sized by ``limits`` (see
+            the host guide, "Instance slots"), and the engine reserves about 4 GiB of
+            virtual address space per slot up front (none of it resident).
+            ``None`` (the default): allocate on demand, no fixed capacity.
 
     Raises:
         CacheError: if ``cache_dir`` is unusable (not private or not writable).
+        ValueError: ``instance_slots`` is below 1.
     """
 
     def __init__(
@@ -133,6 +144,7 @@ class PluginHost:
         max_workers: int | None = None,
         isolation: Literal["inprocess", "process"] = "inprocess",
         spare_workers: int = 1,
+        instance_slots: int | None = None,
     ) -> None:
         _check_isolation(isolation)
         if spare_workers < 0:
@@ -145,7 +157,10 @@ class PluginHost:
         self._trust_store = trust_store
         self.policy = policy if policy is not None else GrantPolicy(store=False)
         self._consume_fuel = consume_fuel
-        self._engine, settings = make_engine(consume_fuel=consume_fuel)
+        self._engine, settings = make_engine(
+            consume_fuel=consume_fuel, instance_slots=instance_slots, limits=self.limits
+        )
+        self.instance_slots = instance_slots
         self._engine_settings = settings
         if cache_dir is False:
             self._cache: CompileCache | None = None

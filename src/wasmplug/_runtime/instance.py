@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from wasmtime import Store, WasmtimeError
+from wasmtime import WasmtimeError
 
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
@@ -32,9 +32,41 @@ from .faults import split_backtrace
 if TYPE_CHECKING:
     from .plugin import Plugin
 
-__all__ = ["Instance"]
+__all__ = ["ExportFuncs", "Instance"]
 
 _PAGE = 65536
+_NO_OUTPUT = GuestOutput(logging.getLogger("wasmplug.plugin"), logging.INFO, discard=True)
+"""The output of every instance of a component without WASI (it cannot write any)."""
+
+
+class ExportFuncs(dict[int, Any]):
+    """``byref`` of each export's ``wasmtime_component_func_t``, by export index,
+    looked up in wasmtime on first use: a fresh instance pays only for the
+    exports it calls (most instances of a pool, or after a fault, call one or
+    two), and a lookup after that is one dict access on the call path.
+
+    It holds the component instance and its store's context, never the
+    :class:`Instance` (no reference cycle); :meth:`Instance.close` replaces it
+    with an empty one, so nothing can reach a freed store through it.
+    """
+
+    __slots__ = ("component", "indices", "store_context")
+
+    def __init__(self, instance: Any, context: Any, indices: list[Any]) -> None:
+        super().__init__()
+        self.component = instance
+        self.store_context = context
+        self.indices = indices
+
+    def __missing__(self, index: int) -> Any:
+        if self.component is None:
+            raise PluginClosedError("the instance was closed")
+        func = self[index] = f.export_func(self.component, self.store_context, self.indices[index])
+        return func
+
+
+_NO_FUNCS = ExportFuncs(None, None, [])
+"""The export functions of a closed instance: none."""
 
 
 class Instance:
@@ -42,9 +74,11 @@ class Instance:
 
     Attributes:
         plugin: The owning plugin.
-        store: The wasmtime Store (one per instance).
+        store: Its own store (a :class:`~wasmplug._bridge.ffi.RawStore`).
         context: Raw ``wasmtime_context_t*`` of the store, for the fast call path.
-        funcs: ``byref(func)`` per export, indexed like ``plugin._exports_list``.
+        instance: The ``wasmtime_component_instance_t`` (a C struct).
+        funcs: ``byref(func)`` per export, indexed like ``plugin._exports_list``,
+            looked up on an export's first call (:class:`ExportFuncs`).
         alive: False once discarded.
         host_exc: The exception a host function raised during the current call.
         signal_exc: The exception a signal handler raised during the current call
@@ -111,10 +145,9 @@ class Instance:
         self.buffers: list[Any] = [None] * len(plugin._exports_list)
         host = plugin._host
         limits = plugin.limits
-        store = Store(host._engine)
-        self.store = store
-        self.context: Any = f.store_context(store)
-        _deadline.install(store)
+        store = self.store = f.RawStore(host._engine)
+        self.context: Any = store.context
+        _deadline.install(store.ptr)
         store.set_limits(
             # memory_bytes is the total: each allowed memory gets an equal share.
             memory_size=-1 if limits.per_memory_bytes is None else limits.per_memory_bytes,
@@ -123,29 +156,30 @@ class Instance:
             tables=-1 if limits.tables is None else limits.tables,
             memories=-1 if limits.memories is None else limits.memories,
         )
-        logger = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
-        discard = plugin.manifest.stdio == "discard"
-        self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
-        self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
         if plugin._uses_wasi:
+            logger = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
+            discard = plugin.manifest.stdio == "discard"
+            self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
+            self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
             try:  # checks that every granted directory is still the one bound at load
                 store.set_wasi(plugin.sandbox.wasi_config(self.stdout, self.stderr))
             except BaseException:
                 self.close()
                 raise
+        else:  # no WASI, no stdout or stderr: nothing is ever written, the tail stays ""
+            self.stdout = self.stderr = _NO_OUTPUT
         if host._consume_fuel:
-            store.set_fuel(limits.fuel if limits.fuel is not None else 2**63 - 1)
+            err = f.set_fuel(self.context, limits.fuel if limits.fuel is not None else 2**63 - 1)
+            if err:  # pragma: no cover - only without fuel enabled, checked above
+                self.close()
+                raise f.error_from_ptr(err)
         if plugin._threaded:
             # It can block in WASI: start-up, calls and drops run on its own thread.
             self.call_thread = CallThread(f"wasmplug-call:{plugin.name}", self._call_thread_exited)
             self.instance = self._instantiate_on_thread()
         else:
             self.instance = self._instantiate()
-        self.funcs = []
-        for index in plugin._export_indices:
-            func = self.instance.get_func(store, index)
-            assert func is not None
-            self.funcs.append(f.func_handle(func))
+        self.funcs = ExportFuncs(self.instance, self.context, plugin._export_indices)
 
     def _instantiate(self) -> Any:
         plugin = self.plugin
@@ -153,13 +187,13 @@ class Instance:
         ticker = host._ticker
         ticks = ticker.deadline_ticks(self._startup_ms())
         self.deadline_at = ticker.epoch + ticks
-        self.store.set_epoch_deadline(min(ticks, plugin._slice_ticks))
+        f.set_epoch_deadline(self.context, min(ticks, plugin._slice_ticks))
         prev = _callctx.current()
         try:
             _callctx.swap(self)
             self.caller = prev
             ticker.in_flight.add(self)
-            instance = plugin._linker.instantiate(self.store, plugin._component)
+            instance = self.store.instantiate(plugin._linker, plugin._component)
             if _sigguard.deferred:
                 _sigguard.run_deferred(self)
             return instance
@@ -207,7 +241,15 @@ class Instance:
         limits = self.plugin.limits
         hint = ""
         per_memory = limits.per_memory_bytes
-        if "memory" in cause and "count" in cause and limits.memories is not None:
+        slots = getattr(self.plugin._host, "instance_slots", None)  # None in a worker process
+        if "concurrent limit" in cause and slots is not None:
+            # wasmtime's pooling allocator: "maximum concurrent limit of N for X reached"
+            hint = (
+                f" (every slot of the host's pooling allocator is in use: "
+                f"PluginHost(instance_slots={slots}) holds at most {slots} live instances "
+                "over all its plugins; close plugins or raise instance_slots)"
+            )
+        elif "memory" in cause and "count" in cause and limits.memories is not None:
             hint = (
                 f" (the component has more linear memories than Limits.memories="
                 f"{limits.memories} allows; raising it splits Limits.memory_bytes evenly "
@@ -299,7 +341,7 @@ class Instance:
             if buf is not None:
                 ex.give_back(buf)
         self.buffers = []
-        self.funcs = []
+        self.funcs = _NO_FUNCS
         store = getattr(self, "store", None)
         if store is not None:
             self.context = None
