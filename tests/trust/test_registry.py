@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +14,23 @@ import pytest
 import wasmtime
 from wasmtime.component import Component
 
-from support.registry import packed, signed, snapshot, write
+from support.registry import component, packed, signed, snapshot, write
 from wasmplug import (
     InvalidComponentError,
+    LinkError,
+    ManifestError,
     PluginHost,
+    TrustStore,
+    UnsignedPluginError,
 )
 from wasmplug._errors import (
     PluginNotFoundError,
 )
+from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._semver import matches_spec, version_key
 from wasmplug._trust import signing as _signing
+from wasmplug._trust import wasm_sections as ws
+from wasmplug._trust.index import OciOrigin
 from wasmplug._trust.registry import Registry
 
 
@@ -131,3 +141,154 @@ def test_compile_runs_before_anything_is_written(install: Any, reg: Registry, pa
     assert snapshot(reg.root) == before
     install(signed(packed("tool"), pair), compile=compile_ok)
     assert seen == [1]
+
+
+def test_the_default_registry_is_in_the_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))  # platformdirs' data dir on Linux
+    reg = Registry()
+    assert reg.root == tmp_path / "wasmplug" / "registry"
+    assert repr(reg) == f"<wasmplug.Registry {str(reg.root)!r}>"
+
+
+def test_discovery_describes_each_file_and_skips_what_it_cannot_read(
+    tmp_path: Path, reg: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    good = write(plugins, "a.wasm", packed("acme:a", "1.2.0"))
+    write(plugins, "garbage.wasm", b"nope")
+    missing = tmp_path / "absent"
+    with caplog.at_level(logging.WARNING, logger="wasmplug"):
+        (info,) = reg.discover([missing, plugins], entry_points=False)  # a bad dir first
+    assert (info.path, info.origin, info.source) == (good, str(good), "dir")
+    assert (info.description, info.exports, info.signed) == ("test acme:a", ("one",), False)
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert warnings[0] == f"skipping {missing}: {missing} is not a directory"
+    assert warnings[1].startswith(f"skipping {plugins / 'garbage.wasm'}: ")
+    assert len(warnings) == 2
+
+
+def test_a_malformed_signature_is_discovered_as_unsigned(tmp_path: Path, reg: Registry) -> None:
+    """Discovery reports what a file claims; a broken signature section claims nothing."""
+    broken = ws.with_custom_section(packed("acme:a"), "signature", b"\x01\x01", first=True)
+    write(tmp_path, "a.wasm", broken)
+    (info,) = reg.discover([tmp_path], entry_points=False)
+    assert (info.name, info.signed, info.key_id) == ("acme:a", False, None)
+
+
+def test_get_names_what_is_installed(reg: Registry, install: Any, pair: _signing.KeyPair) -> None:
+    with pytest.raises(PluginNotFoundError) as info:
+        reg.get("acme:tool")
+    assert str(info.value) == "no installed plugin 'acme:tool' (installed versions: none)"
+    install(signed(packed("acme:tool", "1.0.0"), pair))
+    install(signed(packed("acme:tool", "1.1.0"), pair))
+    with pytest.raises(PluginNotFoundError) as info:
+        reg.get("acme:tool", "2")
+    assert str(info.value) == (
+        "no installed plugin 'acme:tool' matching '2' (installed versions: 1.0.0, 1.1.0)"
+    )
+
+
+def test_refusals_name_the_file(tmp_path: Path, install: Any, pair: _signing.KeyPair) -> None:
+    path = write(tmp_path, "tool.wasm", packed("acme:tool"))
+    with pytest.raises(UnsignedPluginError, match=f"^{re.escape(str(path))} is not signed"):
+        install(path)
+    with pytest.raises(UnsignedPluginError, match=f"^{re.escape(str(path))} is not signed"):
+        install("acme:tool", search_dirs=[tmp_path])  # found by NAME: named by where it was
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PluginNotFoundError) as info:
+        install("acme:other", search_dirs=[tmp_path, empty])
+    assert str(info.value) == (
+        f"no plugin 'acme:other' found in {tmp_path}, {empty}, entry points (wasmplug.plugins);"
+        " give a path to install a file"
+    )
+    undeclared = signed(packed("acme:tool", imports=("demo:plugin/host@0.1.0",)), pair)
+    with pytest.raises(LinkError, match=r"^cannot link plugin 'acme:tool'"):
+        install(undeclared)
+
+
+ORIGIN = OciOrigin("registry.example/acme/tool:1.0.0", "sha256:" + "ab" * 32)
+
+
+def test_an_oci_install_records_its_origin(
+    tmp_path: Path, reg: Registry, install: Any, pair: _signing.KeyPair
+) -> None:
+    with pytest.raises(UnsignedPluginError, match=f"^{re.escape(ORIGIN.reference)} is not"):
+        install(packed("acme:tool"), oci=ORIGIN)  # messages name the reference
+    data = signed(packed("acme:tool"), pair)
+    info = install(data, oci=ORIGIN)
+    assert (info.reference, info.manifest_digest) == (ORIGIN.reference, ORIGIN.manifest_digest)
+    # the same bytes again from another reference: the new origin is recorded
+    moved = OciOrigin("mirror.example/acme/tool:1.0.0", ORIGIN.manifest_digest)
+    assert install(data, oci=moved).reference == moved.reference
+    assert install(data, oci=moved).path == info.path  # same file, nothing copied
+    # and from a path (no OCI origin): the recorded origin is kept
+    assert install(write(tmp_path, "tool.wasm", data)).reference == moved.reference
+    assert reg.get("acme:tool").reference == moved.reference
+
+
+def test_reinstalling_the_same_bytes_under_a_trusted_key_records_the_signer(
+    tmp_path: Path, reg: Registry, pair: _signing.KeyPair
+) -> None:
+    """Installed unsigned (the signer was not trusted then): trusting the key later and
+    installing the same file again records who signed it."""
+    data = signed(packed("acme:tool"), pair)
+    nobody = TrustStore(tmp_path / "empty.json")
+    first = reg.install(data, trust_store=nobody, allow_unsigned=True)
+    assert (first.key_id, first.signed) == (None, False)
+    assert (first.description, first.origin) == ("test acme:tool", str(first.path))
+    entry = json.loads(reg.index_path.read_text())["plugins"]["acme:tool"]["versions"]["1.0.0"]
+    installed = datetime.datetime.fromisoformat(entry["installed"])
+    assert installed.utcoffset() == datetime.timedelta(0)  # an aware UTC time
+    assert ((reg.root / ".staging").stat().st_mode & 0o777) == 0o700
+    again = reg.install(data, trust_store=nobody, trusted_keys=[pair.public_key])
+    assert (again.key_id, again.signed, again.path) == (pair.key_id.hex(), True, first.path)
+    assert again.path is not None
+    assert again.path.read_bytes() == data
+    assert reg.install(data, trust_store=nobody, trusted_keys=[pair.public_key]) == again
+
+
+def test_a_source_is_a_path_unless_it_can_only_be_a_name(
+    tmp_path: Path, install: Any, pair: _signing.KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``install(x)``: bytes, a Path, an existing file, or a string with a ``/`` or ending
+    in ``.wasm`` is a file; any other string is a plugin NAME found by discovery."""
+    monkeypatch.chdir(tmp_path)
+    for missing in ("nope.wasm", "sub/nope", Path("nope")):
+        with pytest.raises(InvalidComponentError, match=f"^cannot read {missing}: "):
+            install(missing)
+    with pytest.raises(PluginNotFoundError, match=r"^no plugin 'nope' found"):
+        install("nope")
+    write(tmp_path, "toolfile", signed(packed("acme:tool"), pair))  # no slash, no .wasm
+    assert install("toolfile").name == "acme:tool"
+    with pytest.raises(UnsignedPluginError, match=r"^<bytes> is not signed"):
+        install(packed("acme:other"))
+
+
+def test_manifest_problems_name_the_file(tmp_path: Path, install: Any) -> None:
+    bare = write(tmp_path, "bare.wasm", component())
+    with pytest.raises(ManifestError, match=f"^invalid manifest {re.escape(str(bare))}: 1 "):
+        install(bare)
+    binary = ws.with_custom_section(component(), MANIFEST_SECTION, b"\xff\xfe")
+    with pytest.raises(ManifestError, match=r"^invalid manifest <bytes> \(embedded\): 1 "):
+        install(binary)
+    broken = ws.with_custom_section(component(), MANIFEST_SECTION, b"[plugin]\nname = 3\n")
+    with pytest.raises(ManifestError, match=r"^invalid manifest <bytes> \(embedded\): "):
+        install(broken)
+
+
+def test_remove_names_what_is_installed(
+    reg: Registry, install: Any, pair: _signing.KeyPair
+) -> None:
+    install(signed(packed("acme:tool", "1.0.0"), pair))
+    with pytest.raises(PluginNotFoundError) as info:
+        reg.remove("acme:tool", "9.9.9")
+    assert str(info.value) == "plugin 'acme:tool' 9.9.9 is not installed (versions: 1.0.0)"
+    with pytest.raises(PluginNotFoundError) as info:
+        reg.remove("acme:other")
+    assert str(info.value) == "plugin 'acme:other' is not installed (versions: none)"
+    with pytest.raises(ValueError, match=r"^forget=True drops the whole record"):
+        reg.remove("acme:tool", "1.0.0", forget=True)

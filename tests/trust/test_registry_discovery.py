@@ -66,9 +66,9 @@ def dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pair: Any) -> Iterator
     )
     (meta / "entry_points.txt").write_text(
         "[wasmplug.plugins]\n"
+        "broken = wasmplug_test_dist_pkg:missing\n"  # first: the ones after it still count
         "hello = wasmplug_test_dist_pkg:PLUGIN\n"
         "hello-callable = wasmplug_test_dist_pkg:plugin\n"
-        "broken = wasmplug_test_dist_pkg:missing\n"
     )
     monkeypatch.syspath_prepend(str(site))
     yield pkg
@@ -78,17 +78,21 @@ def dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pair: Any) -> Iterator
 def test_discover_and_install_from_entry_points(
     dist: Path, tmp_path: Path, reg: Registry, install: Any, pair: Any
 ) -> None:
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     found = [
         i
-        for i in reg.discover(on_error=lambda where, e: errors.append(where))
+        for i in reg.discover(on_error=lambda where, e: errors.append((where, type(e).__name__)))
         if i.origin.endswith("(wasmplug-test-dist)")
     ]
     assert [(i.name, i.source, i.path) for i in found] == [
         ("hello", "entry-point", dist / "hello.wasm"),
         ("hello", "entry-point", dist / "hello.wasm"),
     ]
-    assert any("broken" in e for e in errors)
+    broken = "entry point broken = wasmplug_test_dist_pkg:missing (wasmplug-test-dist)"
+    assert (broken, "AttributeError") in errors
+    assert (
+        found[0].origin == "entry point hello = wasmplug_test_dist_pkg:PLUGIN (wasmplug-test-dist)"
+    )
     info = install("hello")  # NAME resolved by discovery
     assert (info.name, info.source) == ("hello", "registry")
     assert info.sha256 == found[0].sha256

@@ -194,7 +194,8 @@ def test_name_conflict_between_publishers(
     store.add(TrustedKey(other.public_key, ("*",), "Other"))
     reg.install(signed(packed("tool", "1.0.0"), pair), trust_store=store)
     before = snapshot(reg.root)
-    with pytest.raises(NameConflictError, match=pair.key_id.hex()):
+    refused = f"publisher key {pair.key_id.hex()}; refusing key {other.key_id.hex()} under"
+    with pytest.raises(NameConflictError, match=refused):
         reg.install(signed(packed("tool", "2.0.0"), other), trust_store=store)
     with pytest.raises(NameConflictError, match="unsigned build"):
         reg.install(packed("tool", "2.0.0"), trust_store=store, allow_unsigned=True)

@@ -290,18 +290,23 @@ def test_keys_are_accepted_as_trusted_keys_public_keys_or_key_file_bytes(
 
 
 def test_refresh_rereads_only_a_changed_file(tmp_path: Path, pair: _signing.KeyPair) -> None:
-    """One stat when nothing changed: an unchanged file is not re-read, not even after save."""
+    """One stat when nothing changed: an unchanged file is not re-read (after reading it,
+    or after saving it), so edits not yet saved survive a refresh."""
     path = tmp_path / "trust.json"
+    TrustStore(path).save()
     store = TrustStore(path)
-    store.save()
-    unsaved = TrustedKey(pair.public_key)
-    store.add(unsaved)  # in memory only
+    first, second = TrustedKey(pair.public_key), TrustedKey(_signing.generate_keypair().public_key)
+    store.add(first)  # in memory only
     store.refresh()
-    assert store.keys == [unsaved]
+    assert store.keys == [first]
+    store.save()
+    store.add(second)
+    store.refresh()
+    assert store.keys == [first, second]
     with TrustStore(path).modify() as other_process:
         other_process.revoke_digest("ab" * 32)
-    store.refresh()
-    assert (store.keys, store.revoked_digests) == ([], {"ab" * 32})
+    store.refresh()  # changed on disk: re-read, the unsaved key is gone
+    assert (store.keys, store.revoked_digests) == ([first], {"ab" * 32})
 
 
 def test_the_decision_names_the_signer_and_the_file(
@@ -310,6 +315,8 @@ def test_the_decision_names_the_signer_and_the_file(
     data = signed("acme:tool", pair)
     decision = store.verify(data, "acme:tool", extra_keys=[TrustedKey(pair.public_key)])
     assert decision.sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(UntrustedKeyError, match=r"^component: signed by key id"):
+        store.verify(data, "acme:tool")  # the file's default name in messages
     where = "plugins/tool.wasm"
     with pytest.raises(UntrustedKeyError, match=f"^{where}: signed by key id"):
         store.check(data, "acme:tool", where=where)
