@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wasmplug import FilesystemRequest, Limits, Manifest, ManifestError, WasmplugError
+from wasmplug._sandbox.manifest import MAX_MANIFEST_CHARS, undeclared_imports
 
 FULL = """
 [plugin]
@@ -289,3 +290,120 @@ def test_a_manifest_built_in_code_round_trips_through_toml() -> None:
         '[[capabilities.filesystem]]\nguest-path = "/data"\nmode = "rw"\ndescription = "input"\n'
     )
     assert Manifest.from_toml(text) == m
+
+
+NAME_RULE = "is not valid (use lowercase kebab-case, optionally 'namespace:name')"
+PLUGIN_KEYS = "description, name, version, world"
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        ('[plugin]\nname = 3\nversion = "1.0.0"\n', ["plugin.name: must be a string, got int"]),
+        ('[plugin]\nversion = "1.0.0"\n', ["plugin.name: is required"]),
+        (
+            "plugin = 3\n",
+            [
+                "plugin: must be a table, got int",
+                "plugin.name: is required",
+                "plugin.version: is required",
+            ],
+        ),
+        (
+            '[plugin]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nenv = "A"\n',
+            ["capabilities.env: must be an array of strings, got str"],
+        ),
+        (
+            '[plugin]\nname = "x"\nversion = "1.0.0"\ncolour = 1\n',
+            [f"plugin.colour: unknown key (known: {PLUGIN_KEYS})"],
+        ),
+        (
+            '[plugin]\nname = "x"\nversion = "1.0.0"\n[extra]\n',
+            ["extra: unknown key (known: capabilities, limits, plugin)"],
+        ),
+        (
+            '[plugin]\nname = "Bad Name"\nversion = "1.0"\n',
+            [
+                f"plugin.name: 'Bad Name' {NAME_RULE}",
+                "plugin.version: '1.0' is not valid (use a semantic version such as 1.2.3)",
+            ],
+        ),
+    ],
+    ids=["type", "required", "table", "array", "unknown-key", "unknown-table", "name-version"],
+)
+def test_each_problem_names_its_key_and_what_is_wrong(text: str, problems: list[str]) -> None:
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_toml(text, source="wasmplug.toml")
+    assert list(info.value.problems) == problems
+    assert str(info.value).startswith(f"invalid manifest wasmplug.toml: {len(problems)} problem")
+
+
+def test_errors_name_the_source() -> None:
+    with pytest.raises(ManifestError, match=r"^invalid manifest <manifest>: 1 problem"):
+        Manifest.from_toml("x = [")  # the default source
+    with pytest.raises(
+        ManifestError, match=r"^invalid manifest m\.toml: 1 problem\n  - not valid TOML: "
+    ):
+        Manifest.from_toml("x = [", source="m.toml")
+    with pytest.raises(ManifestError, match=r"^invalid manifest Manifest\(name='Bad Name'\): "):
+        Manifest(name="Bad Name")
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_toml("x = " + "[" * 100_000, source="deep.toml")  # tomllib recurses
+    assert info.value.problems == ("not valid TOML: nested too deeply",)
+    assert str(info.value).startswith("invalid manifest deep.toml: 1 problem")
+
+
+def test_the_size_limit_is_one_mebi_character(tmp_path: Path) -> None:
+    head = '[plugin]\nname = "x"\nversion = "0.1.0"\n# '
+    # exactly at the limit, in 4-byte characters: 4 MiB on disk, still read whole
+    at_limit = head + "\U0001f600" * (MAX_MANIFEST_CHARS - len(head))
+    assert len(at_limit) == MAX_MANIFEST_CHARS
+    assert Manifest.from_toml(at_limit).name == "x"
+    (tmp_path / "big.toml").write_text(at_limit, encoding="utf-8")
+    assert Manifest.from_path(tmp_path / "big.toml").name == "x"
+    # over it: refused, and a file is read no further than the limit allows
+    with pytest.raises(ManifestError, match="is 1048577 characters long; the limit is 1048576"):
+        Manifest.from_toml(at_limit + "x", source="m.toml")
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"#" * (5 * MAX_MANIFEST_CHARS))
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_path(huge)
+    assert info.value.problems == (
+        f"is {4 * MAX_MANIFEST_CHARS + 1} characters long; the limit is {MAX_MANIFEST_CHARS}",
+    )
+    assert str(info.value).startswith(f"invalid manifest {huge}: ")
+
+
+def test_from_path_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ManifestError, match=f"^invalid manifest {missing}: 1 problem"):
+        Manifest.from_path(missing)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[plugin]\nname = "x"\n')
+    with pytest.raises(ManifestError, match=f"^invalid manifest {bad}: 1 problem") as info:
+        Manifest.from_path(bad)
+    assert info.value.problems == ("plugin.version: is required",)
+
+
+def test_every_non_wasi_import_must_be_declared() -> None:
+    """The one import rule of load and install: a declared interface covers semver-compatible
+    versions; a world-level resource's functions are declared by the resource's name."""
+    m = Manifest(name="x", host_interfaces=("demo:plugin/host@0.1.0", "counter", "log"))
+    imports = [
+        "wasi:cli/environment@0.2.0",  # WASI: linked capability-less, never declared
+        "demo:plugin/host@0.1.2",
+        "demo:plugin/host@0.2.0",
+        "other:x/y",
+        "[constructor]counter",
+        "[method]counter.get",
+        "[static]thing.make",
+        "[method]thing.get",
+        "log",
+    ]
+    rule = "imported but not declared in the manifest ([capabilities] host-interfaces)"
+    assert undeclared_imports(m, imports) == [
+        f"demo:plugin/host@0.2.0: {rule}",
+        f"other:x/y: {rule}",
+        f"thing: {rule}",  # once per resource
+    ]
+    assert undeclared_imports(m, ["wasi:http/outgoing-handler@0.2.0", "log"]) == []
