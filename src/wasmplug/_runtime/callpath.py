@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
+from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge import sigguard as _sigguard
@@ -312,17 +313,24 @@ class CallPath:
         in_flight = ticker.in_flight
         tls = _tls
         prev = getattr(tls, "inst", None)
+        # Guest output is logged on a wasmtime thread, where this call's span is not
+        # current: while tracing, hand it the call's trace ids (_sandbox/stdio.py).
+        output_ids = self._tel is not None and not stderr.discard
         # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
         try:
             tls.inst = inst
             inst.caller = prev
             in_flight.add(inst)
+            if output_ids:
+                stderr.call_fields = inst.stdout.call_fields = _telemetry.log_fields()
             err = _func_call(
                 inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults
             )
         finally:
             in_flight.discard(inst)
             tls.inst = prev
+            if output_ids:
+                stderr.call_fields = inst.stdout.call_fields = {}
         if _deferred:
             _run_deferred(inst)  # a signal deferred in a callback: raise it now
         if moved is not None:

@@ -56,6 +56,10 @@ class GuestOutput:
         self.level = level
         # Structured fields of every record (docs/observability.md, "Logs").
         self.plugin = logger.name.removeprefix("wasmplug.plugin.")
+        # The trace and span ids of the call running on the instance, set by the
+        # runtime while tracing: wasmtime calls this from a thread of its own, where
+        # the call's span is not the current one.
+        self.call_fields: dict[str, str] = {}
         self.max_lines = max_lines
         self.per_s = per_s
         self.discard = discard
@@ -101,7 +105,7 @@ class GuestOutput:
 
     def _emit(self, line: str) -> None:
         now = time.monotonic()
-        extra = {"plugin": self.plugin, **_telemetry.log_fields()}
+        extra = {"plugin": self.plugin, **(_telemetry.log_fields() or self.call_fields)}
         if now - self._window_start >= self.per_s:
             if self._suppressed:
                 self.logger.log(

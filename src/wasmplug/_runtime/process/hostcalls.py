@@ -98,6 +98,7 @@ class HostCalls:
             world.append(name)
         if world:
             self.wanted.append(["", world])
+        self._plugin_name = plugin_name
         self._guest_log = logging.getLogger(f"wasmplug.plugin.{plugin_name}")
 
     def _add(self, qualname: str, sig: FuncSig, invoke: Invoke) -> None:
@@ -161,7 +162,9 @@ class HostCalls:
         if len(msg) != 3 or msg[1].__class__ is not int:
             raise ProtocolError("malformed LOG")
         level = min(max(msg[1], logging.DEBUG), logging.ERROR)
-        self._guest_log.log(level, "%s", text(msg[2]))
+        # The fields in-process guest output carries (_sandbox/stdio.py).
+        extra = {"plugin": self._plugin_name, **_telemetry.log_fields()}
+        self._guest_log.log(level, "%s", text(msg[2]), extra=extra)
 
     @staticmethod
     def dropped(worker: WorkerProcess, msg: list[Any]) -> None:

@@ -448,9 +448,15 @@ def main(argv: list[str]) -> None:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     chan = Channel(socket.socket(fileno=fd))
+    # Only guest output goes to the application (LOG): the worker's own records
+    # (its fault lines) repeat what the application logs itself, with the
+    # structured fields, and would pass for lines the guest wrote.
+    guest = logging.getLogger("wasmplug.plugin")
+    guest.addHandler(_LogForwarder(chan))
+    guest.setLevel(logging.DEBUG)
+    guest.propagate = False
     wlog = logging.getLogger("wasmplug")
-    wlog.addHandler(_LogForwarder(chan))
-    wlog.setLevel(logging.DEBUG)
+    wlog.addHandler(logging.NullHandler())
     wlog.propagate = False
     try:
         msg = chan.recv()
