@@ -28,7 +28,6 @@ from wasmplug._sandbox.capabilities import (
     DECLARABLE,
     GRANT_KINDS,
     declared_capabilities,
-    grant_attr,
     requested_permissions,
     resolve,
     show_grants,
@@ -49,6 +48,7 @@ DECLARED: dict[str, tuple[Any, Any, Any]] = {
         ("https://api.example.com",),
     ),
     "host-interfaces": (("acme:db/query@1.0.0",), ("Not An Interface",), {"acme:db/query@1.0.0"}),
+    "application": (("test:run-commands",), ("Not An Id",), {"test:run-commands"}),
 }
 TOML_GRANT = {
     "filesystem": '{ "/data" = "/srv/data:rw" }',
@@ -57,11 +57,6 @@ TOML_GRANT = {
     "host-interfaces": '["acme:db/query@1.0.0"]',
     "capabilities": '["test:run-commands"]',
 }
-
-
-def attr(cap: Capability) -> str:
-    assert cap.manifest_key is not None
-    return cap.manifest_key.replace("-", "_")
 
 
 def test_ids_are_unique_and_every_declarable_one_is_covered() -> None:
@@ -81,18 +76,18 @@ def test_every_builtin_capability_has_prompt_text(cap: Capability) -> None:
 @pytest.mark.parametrize("cap", DECLARABLE, ids=lambda c: c.id)
 def test_every_manifest_key_is_validated_by_its_capability(cap: Capability) -> None:
     good, bad, _ = DECLARED[cap.manifest_key or ""]
-    m = Manifest(name="tool", **{attr(cap): good})
+    m = Manifest(name="tool", **{cap.manifest_attr: good})
     assert declared_capabilities(m)[cap.manifest_key or ""]
     assert requested_permissions(m, frozenset(good) if cap.id == "host-interface" else frozenset())
     with pytest.raises(ManifestError) as info:
-        Manifest(name="tool", **{attr(cap): bad})
+        Manifest(name="tool", **{cap.manifest_attr: bad})
     assert info.value.problems[0].startswith(f"capabilities.{cap.manifest_key}[0]")
 
 
 @pytest.mark.parametrize("cap", GRANT_KINDS, ids=lambda c: c.grant_key or c.id)
 def test_every_grant_round_trips_merges_and_shows(cap: Capability) -> None:
     value = DECLARED[cap.grant_key or ""][2] if cap.grant_key in DECLARED else {"acme:x"}
-    grants = Grants(**{grant_attr(cap): value})
+    grants = Grants(**{cap.grant_attr: value})
     data = json.loads(json.dumps(grants_to_json(grants)))
     assert grants_from_json(data) == grants
     assert show_grants(grants)
@@ -117,8 +112,8 @@ def test_every_capability_is_declared_and_granted_to_be_effective(
     good, _, grant = DECLARED[cap.manifest_key or ""]
     if cap.manifest_key == "filesystem":
         grant = {"/data": DirGrant(tmp_path, "rw")}
-    m = Manifest(name="tool", **{attr(cap): good})
-    key = grant_attr(cap)
+    m = Manifest(name="tool", **{cap.manifest_attr: good})
+    key = cap.grant_attr
     denied = resolve(m, Grants())
     granted = resolve(m, Grants(**{key: grant}))
     try:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wasmplug._sandbox.manifest import _check_host_pattern
+from wasmplug._sandbox.capabilities import check_host_pattern as _check_host_pattern
 from wasmplug._sandbox.urlpattern import (
     PatternError,
     compile_patterns,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-from typing import Any
 
 from wasmplug._sandbox.capabilities import show_grants
 from wasmplug._sandbox.grantstore import GrantStore, grants_to_json
@@ -25,7 +24,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
                         "publisher": d.publisher,
                         "sha256": d.sha256,
                         "answered": sorted(d.answered),
-                        "grants": _masked(grants_to_json(d.grants), args.show_values),
+                        "grants": grants_to_json(d.grants, masked=not args.show_values),
                         "decided-at": d.decided_at,
                     }
                     for d in decisions
@@ -42,13 +41,6 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         granted = show_grants(d.grants, show_values=args.show_values)
         print("  granted: " + (", ".join(granted) if granted else "nothing"))
     return 0
-
-
-def _masked(grants: dict[str, Any], show: bool) -> dict[str, Any]:
-    """Granted environment values are secrets: shown only with --show-values."""
-    if not show:
-        grants = {**grants, "env": dict.fromkeys(grants["env"], "***")}
-    return grants
 
 
 def cmd_grants_revoke(args: argparse.Namespace) -> int:

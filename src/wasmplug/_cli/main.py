@@ -44,7 +44,8 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.host import PluginHost
-from wasmplug._sandbox.grants import DirGrant, Grants
+from wasmplug._sandbox.capability import grant_kinds
+from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.limits import Limits
 from wasmplug._trust.store import TrustStore
 from wasmplug.authoring import ProgressBoard
@@ -67,27 +68,23 @@ from .sign import add_commands as add_signing_commands
 __all__ = ["main"]
 
 
-def _parse_grant(spec: str, grants: dict[str, Any]) -> None:
-    """``fs:/guest=/host[:rw]``, ``env:KEY=VALUE``, ``iface:NAME``, ``http:PATTERN``."""
-    kind, _, rest = spec.partition(":")
-    if kind == "fs" and "=" in rest:
-        guest, _, host = rest.partition("=")
-        mode = "ro"
-        if host.endswith((":rw", ":ro")):
-            host, mode = host[:-3], host[-2:]
-        grants["filesystem"][guest] = DirGrant(Path(host), mode)  # type: ignore[arg-type]
-    elif kind == "env" and "=" in rest:
-        key, _, value = rest.partition("=")
-        grants["env"][key] = value
-    elif kind == "iface" and rest:
-        grants["host_interfaces"].add(rest)
-    elif kind == "http" and rest:
-        grants["allowed_outbound_hosts"].append(rest)
-    else:
-        raise UsageError(
-            f"bad --grant {spec!r}; use fs:/guest=/host[:rw], env:KEY=VALUE, "
-            "iface:NAME or http:PATTERN"
-        )
+def _grant_usage() -> str:
+    return " | ".join(k.cli_usage for k in grant_kinds() if k.cli_prefix)
+
+
+def _parse_grant(spec: str, granted: dict[str, Any]) -> None:
+    """One ``--grant PREFIX:...``, parsed by the capability kind with that prefix
+    (``fs:/guest=/host[:rw]``, ``env:KEY=VALUE``, ``iface:NAME``, ``http:PATTERN``,
+    ``cap:NAMESPACE:NAME``...) into ``granted`` (grant key -> grant)."""
+    prefix, _, rest = spec.partition(":")
+    kind = next((k for k in grant_kinds() if k.cli_prefix and k.cli_prefix == prefix), None)
+    if kind is None:
+        raise UsageError(f"bad --grant {spec!r}; use {_grant_usage()}")
+    assert kind.grant_key is not None
+    try:
+        granted[kind.grant_key] = kind.parse_cli_grant(rest, granted.get(kind.grant_key))
+    except ValueError as e:
+        raise UsageError(f"bad --grant {spec!r} ({e}); use {_grant_usage()}") from None
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -128,14 +125,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    raw: dict[str, Any] = {
-        "filesystem": {},
-        "env": {},
-        "host_interfaces": set(),
-        "allowed_outbound_hosts": [],
-    }
+    granted: dict[str, Any] = {}
     for spec in args.grant:
-        _parse_grant(spec, raw)
+        _parse_grant(spec, granted)
     limits = Limits(timeout_ms=args.timeout_ms, memory_bytes=args.memory_bytes)
     store = TrustStore(args.trust_store) if args.trust_store else None
     with PluginHost(
@@ -153,7 +145,7 @@ def cmd_call(args: argparse.Namespace) -> int:
             plugin = host.load(
                 path,
                 allow_unsigned=args.allow_unsigned,
-                grants=Grants(**raw),
+                grants=Grants(granted=granted),
             )
         sig = plugin._by_name.get(args.export)
         if sig is None:
@@ -235,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="fs:/guest=/host[:rw] | env:KEY=VALUE | iface:NAME | http:PATTERN (repeatable)",
+        help=f"{_grant_usage()} (repeatable)",
     )
     p.add_argument(
         "--timeout-ms", type=_positive_ms, default=1000.0, help="per-call time limit, ms (> 0)"

@@ -6,27 +6,30 @@ models. A :class:`Capability` says, in one place:
 - its stable id, display name and prompt text (:attr:`~Capability.display_name`,
   :meth:`~Capability.describe`);
 - the import names that need it (:attr:`~Capability.imports`);
-- its manifest key under ``[capabilities]`` and how a declared value is checked
-  (``manifest_key``, ``check_declared``; :mod:`~wasmplug._sandbox.manifest`
-  applies them to ``Manifest(...)`` and TOML alike);
+- its manifest key under ``[capabilities]``, how its TOML value is read and how a
+  declared value is checked (``manifest_key``, ``parse_declared``,
+  ``declared_problems``: :mod:`~wasmplug._sandbox.manifest` applies them to
+  ``Manifest(...)`` and TOML alike, and keeps the declaration under that key);
 - what it asks the user for (``permissions``);
-- its grant: the :class:`~wasmplug.Grants` field, its JSON form in the grant
-  store, its form in a grants TOML file, how two answers merge, and how the CLI
-  shows it (``grant_key``, ``grant_from_data``, ``grant_to_data``, ``merge``,
-  ``show_grant``);
-- the link step: declared ∩ granted (``resolve``: the preopens, environment,
-  hosts and application capabilities of the plugin's ``EffectiveSandbox``, which
-  each instance's WASI context is built from), and the imports a declaration
-  brings (``declares_import``: outbound hosts declare the HTTP interface).
+- its grant: its key in :class:`~wasmplug.Grants`, its JSON form in the grant
+  store, its form in a grants file, how two answers merge, how the CLI shows and
+  parses it (``grant_key``, ``convert_grant``, ``grant_from_data``,
+  ``grant_to_data``, ``merge``, ``show_grant``, ``parse_cli_grant``);
+- the link step: declared ∩ granted (``resolve``: its part of the plugin's
+  ``EffectiveSandbox``), what that part adds to each instance's WASI context
+  (``configure_wasi``), how it reaches a worker process (``to_wire``), and the
+  imports a declaration brings (``declares_import``: outbound hosts declare the
+  HTTP interface).
 
-Adding a built-in capability is one new definition here (plus a field on
-``Manifest`` and ``Grants``) and its tests; every loop below picks it up.
-Applications define their own capabilities with the public constructor
-(``Capability("acme:run-commands", "Run commands")``): they are asked for with
-:meth:`Capability.permission`, remembered by :class:`~wasmplug.GrantPolicy`
-in ``Grants.capabilities``, and checked with :meth:`Capability.granted_in`. An
-application capability that names ``imports`` is also required, like a
-sensitive interface, by every plugin that imports one of them.
+Adding a capability is one new definition (here for a built-in, anywhere for an
+application's own kind) and its tests: ``Manifest``, ``Grants``,
+``EffectiveSandbox``, the grant store, grants files, the CLI and the process
+tier all loop over the registered definitions. Applications define plain
+capabilities with the public constructor (``Capability("acme:run-commands",
+"Run commands")``): a plugin declares them under ``application``, they are
+granted in ``Grants.capabilities`` and checked with
+:meth:`Capability.granted_in`. One that names ``imports`` is also required,
+like a sensitive interface, by every plugin that imports one of them.
 
 Some things are *implied* and never prompted for: clocks, random numbers,
 stdout/stderr into the application's log (rate-limited), and the limits
@@ -35,26 +38,38 @@ within the application's defaults. Sockets and ``wasi:http`` are never granted.
 
 from __future__ import annotations
 
-import posixpath
 import re
-import reprlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from wasmplug._jsonstore import Invalid, as_dict, as_list, as_str, as_str_list
+from wasmtime import WasiConfig
+
+from wasmplug._errors import CapabilityError
+from wasmplug._jsonstore import as_dict, as_str, as_str_list
 from wasmplug._semver import semver_compatible
 
-from .bound_dir import BoundDir
-from .capability import _REGISTRY, Capability, Declarations, Permission
-from .grants import DirGrant, EffectiveSandbox, Grants, Preopen, check_overlaps
+from .capability import (
+    _APP_ID_RE,
+    _REGISTRY,
+    Capability,
+    Declarations,
+    Permission,
+    declared_kinds,
+    grant_kind,
+    grant_kinds,
+    show_value,
+)
+from .filesystem import FilesystemRequest, _FilesystemRead, _FilesystemWrite, check_guest_path
+from .grants import EffectiveSandbox, Grants
 from .urlpattern import PatternError, parse_pattern
 
 __all__ = [
     "BUILTIN",
+    "DECLARABLE",
     "GRANT_KINDS",
     "HTTP_INTERFACE",
     "Capability",
+    "FilesystemRequest",
     "Permission",
     "capability_for_import",
     "check_guest_path",
@@ -62,6 +77,8 @@ __all__ = [
     "declares_import",
     "requested_permissions",
     "resolve",
+    "sandbox_from_wire",
+    "sandbox_to_wire",
     "show_grants",
 ]
 
@@ -72,127 +89,12 @@ _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 INTERFACE_RE = re.compile(rf"{_ID}:{_ID}/{_ID}(?:@[0-9A-Za-z.+-]+)?|{_ID}")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+
+def _not_a_string(value: Any) -> TypeError:
+    return TypeError(f"expected a collection, got a string: {show_value(value)}")
+
+
 # -- the built-in definitions ---------------------------------------------------------------
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlevel = 3
-
-
-def show_value(value: object) -> str:
-    """``repr(value)`` cut to a readable length and depth, for messages about outside input."""
-    return _REPR.repr(value)
-
-
-def check_guest_path(path: str) -> str | None:
-    """Return why ``path`` is not an acceptable guest path, or ``None`` if it is."""
-    if "\0" in path:
-        return "contains a NUL byte"
-    if not path.startswith("/"):
-        return f"{show_value(path)} must be absolute (start with '/')"
-    if ".." in path.split("/"):
-        return f"{show_value(path)} must not contain '..'"
-    if posixpath.normpath(path) != path and path != "/":
-        return f"{show_value(path)} is not normalised (use {show_value(posixpath.normpath(path))})"
-    return None
-
-
-class _FilesystemRead(Capability):
-    """Directories: ``[[capabilities.filesystem]]`` (guest path, mode), granted as
-    ``Grants.filesystem`` (guest path → :class:`DirGrant`), preopened per instance."""
-
-    __slots__ = ()
-    manifest_key = "filesystem"
-    grant_key = "filesystem"
-
-    def check_declared(self, item: str) -> str | None:
-        return check_guest_path(item)
-
-    def permissions(
-        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
-    ) -> list[Permission]:
-        out: list[Permission] = []
-        for req in manifest.filesystem:
-            out.append(Permission(self, req.guest_path, req.description))
-            if req.mode == "rw":
-                out.append(Permission(Capability.FILESYSTEM_WRITE, req.guest_path, req.description))
-        return out
-
-    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
-        preopens: list[Preopen] = []
-        try:
-            for req in manifest.filesystem:
-                grant = grants.filesystem.get(req.guest_path)
-                if grant is None:
-                    denied.append(f"filesystem {req.guest_path} ({req.mode}): not granted")
-                    continue
-                writable = req.mode == "rw" and grant.mode == "rw"
-                if req.mode == "rw" and not writable:
-                    denied.append(
-                        f"filesystem {req.guest_path}: write access not granted (read-only)"
-                    )
-                directory = BoundDir(grant.host_path, req.guest_path)
-                preopens.append(Preopen(grant.host_path, req.guest_path, writable, directory))
-            check_overlaps(preopens)
-        except BaseException:
-            for p in preopens:
-                p.directory.close()
-            raise
-        return {"preopens": tuple(preopens)}
-
-    def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
-        if isinstance(grants, EffectiveSandbox):
-            return bool(grants.preopens)
-        return bool(grants.filesystem)
-
-    def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> dict[str, DirGrant]:
-        out: dict[str, DirGrant] = {}
-        for guest, spec in as_dict(value, where).items():
-            at = f"{where}.{guest}"
-            if toml:  # grants file: "/srv/data" or "/srv/data:rw"
-                spec = as_str(spec, at)
-                host, _, mode = spec.rpartition(":")
-                if mode not in ("ro", "rw") or not host:
-                    host, mode = spec, "ro"
-            else:  # grant store: [host path, mode]
-                pair = as_list(spec, at)
-                if len(pair) != 2:
-                    raise Invalid(f"{at}: expected [host path, mode], got {len(pair)} items")
-                host, mode = as_str(pair[0], f"{at}[0]"), as_str(pair[1], f"{at}[1]")
-            if mode not in ("ro", "rw"):
-                raise Invalid(f"{at}: mode must be 'ro' or 'rw', got {mode!r}")
-            out[guest] = DirGrant(Path(host), mode)  # type: ignore[arg-type]
-        return out
-
-    def grant_to_data(self, value: Mapping[str, DirGrant]) -> Any:
-        return {k: [str(v.host_path), v.mode] for k, v in value.items()}
-
-    def merge(self, earlier: Mapping[str, DirGrant], answer: Mapping[str, DirGrant]) -> Any:
-        return {**earlier, **answer}
-
-    def show_grant(self, value: Mapping[str, DirGrant], *, show_values: bool = False) -> list[str]:
-        return [f"filesystem {k} -> {v.host_path} ({v.mode})" for k, v in value.items()]
-
-    def show_declared(self, manifest: Declarations) -> list[str]:
-        return [f"{r.guest_path} ({r.mode})" for r in manifest.filesystem]
-
-
-class _FilesystemWrite(Capability):
-    """Write access to a declared directory: asked for by :class:`_FilesystemRead`
-    (``mode = "rw"``) and granted by a :class:`DirGrant` with ``mode="rw"``."""
-
-    __slots__ = ()
-
-    def permissions(
-        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
-    ) -> list[Permission]:
-        return []  # listed by FILESYSTEM_READ, next to the read permission it extends
-
-    def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
-        if isinstance(grants, EffectiveSandbox):
-            return any(p.writable for p in grants.preopens)
-        return any(g.mode == "rw" for g in grants.filesystem.values())
 
 
 class _Environment(Capability):
@@ -202,30 +104,16 @@ class _Environment(Capability):
     __slots__ = ()
     manifest_key = "env"
     grant_key = "env"
+    cli_prefix = "env"
+    cli_usage = "env:KEY=VALUE"
 
     def check_declared(self, item: str) -> str | None:
-        return (
-            None
-            if ENV_KEY_RE.fullmatch(item)
-            else f"{show_value(item)} is not an environment variable name"
-        )
+        if ENV_KEY_RE.fullmatch(item):
+            return None
+        return f"{show_value(item)} is not an environment variable name"
 
-    def permissions(
-        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
-    ) -> list[Permission]:
-        return [Permission(self, key) for key in manifest.env]
-
-    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
-        env = []
-        for key in manifest.env:
-            if key in grants.env:
-                env.append((key, grants.env[key]))
-            else:
-                denied.append(f"env {key}: not granted")
-        return {"env": tuple(env)}
-
-    def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
-        return bool(grants.env)
+    def convert_grant(self, value: Mapping[str, str]) -> Any:
+        return dict(value)
 
     def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> dict[str, str]:
         return {k: as_str(v, f"{where}.{k}") for k, v in as_dict(value, where).items()}
@@ -233,18 +121,38 @@ class _Environment(Capability):
     def grant_to_data(self, value: Mapping[str, str]) -> Any:
         return dict(value)
 
+    def mask_data(self, data: Any) -> Any:
+        return dict.fromkeys(data, "***")  # granted values are secrets
+
     def merge(self, earlier: Mapping[str, str], answer: Mapping[str, str]) -> Any:
         return {**earlier, **answer}
 
     def show_grant(self, value: Mapping[str, str], *, show_values: bool = False) -> list[str]:
         return [f"env {k}={v}" if show_values else f"env {k}" for k, v in value.items()]
 
-    def show_declared(self, manifest: Declarations) -> list[str]:
-        return list(manifest.env)
+    def parse_cli_grant(self, text: str, current: Any) -> Any:
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            raise ValueError("expected KEY=VALUE")
+        return {**(current or {}), key: value}
 
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> Any:
+        env = []
+        for key in self.declared_in(manifest):
+            if key in grants.env:
+                env.append((key, grants.env[key]))
+            else:
+                denied.append(f"env {key}: not granted")
+        return tuple(env)
 
-def _string_list_grant(value: Any, where: str) -> tuple[str, ...]:
-    return tuple(as_str_list(value, where))
+    def configure_wasi(self, config: WasiConfig, effective: tuple[tuple[str, str], ...]) -> None:
+        config.env = [list(pair) for pair in effective]
+
+    def to_wire(self, effective: tuple[tuple[str, str], ...]) -> Any:
+        return [list(pair) for pair in effective]
+
+    def from_wire(self, data: Any) -> Any:
+        return tuple((str(k), str(v)) for k, v in data)
 
 
 def check_host_pattern(pattern: str) -> str | None:
@@ -268,34 +176,23 @@ class _Http(Capability):
     __slots__ = ()
     manifest_key = "allowed-outbound-hosts"
     grant_key = "allowed-outbound-hosts"
+    cli_prefix = "http"
+    cli_usage = "http:PATTERN"
     interface = HTTP_INTERFACE
 
     def check_declared(self, item: str) -> str | None:
         return check_host_pattern(item)
 
-    def permissions(
-        self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
-    ) -> list[Permission]:
-        return [Permission(self, host) for host in manifest.allowed_outbound_hosts]
-
     def declares_import(self, manifest: Declarations, name: str) -> bool:
-        return bool(manifest.allowed_outbound_hosts) and self.covers(name)
+        return bool(self.declared_in(manifest)) and self.covers(name)
 
-    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
-        granted = grants.allowed_outbound_hosts
-        hosts = tuple(h for h in manifest.allowed_outbound_hosts if h in granted)
-        denied.extend(
-            f"outbound host {h}: not granted"
-            for h in manifest.allowed_outbound_hosts
-            if h not in granted
-        )
-        return {"allowed_outbound_hosts": hosts}
-
-    def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
-        return bool(grants.allowed_outbound_hosts)
+    def convert_grant(self, value: Any) -> Any:
+        if isinstance(value, str | bytes):
+            raise _not_a_string(value)
+        return tuple(value)  # in the order given
 
     def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> tuple[str, ...]:
-        return _string_list_grant(value, where)
+        return tuple(as_str_list(value, where))
 
     def grant_to_data(self, value: tuple[str, ...]) -> Any:
         return list(value)
@@ -306,18 +203,27 @@ class _Http(Capability):
     def show_grant(self, value: tuple[str, ...], *, show_values: bool = False) -> list[str]:
         return [f"http {h}" for h in value]
 
-    def show_declared(self, manifest: Declarations) -> list[str]:
-        return list(manifest.allowed_outbound_hosts)
+    def parse_cli_grant(self, text: str, current: Any) -> Any:
+        if not text:
+            raise ValueError("expected a URL pattern")
+        return (*(current or ()), text)
+
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> Any:
+        declared, granted = self.declared_in(manifest), grants.allowed_outbound_hosts
+        denied.extend(f"outbound host {h}: not granted" for h in declared if h not in granted)
+        return tuple(h for h in declared if h in granted)
 
 
 class _HostInterfaces(Capability):
     """Application interfaces: ``host-interfaces`` declares the WIT interfaces a
     plugin imports; one provided with ``sensitive=True`` also needs
-    ``Grants.host_interfaces``."""
+    ``Grants.host_interfaces`` (checked when the imports are linked)."""
 
     __slots__ = ()
     manifest_key = "host-interfaces"
     grant_key = "host-interfaces"
+    cli_prefix = "iface"
+    cli_usage = "iface:NAME"
 
     def check_declared(self, item: str) -> str | None:
         if INTERFACE_RE.fullmatch(item):
@@ -327,58 +233,56 @@ class _HostInterfaces(Capability):
     def permissions(
         self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
-        return [Permission(self, name) for name in manifest.host_interfaces if name in sensitive]
+        return [Permission(self, n) for n in self.declared_in(manifest) if n in sensitive]
 
     def declares_import(self, manifest: Declarations, name: str) -> bool:
-        return any(semver_compatible(name, d) for d in manifest.host_interfaces)
+        return any(semver_compatible(name, d) for d in self.declared_in(manifest))
 
     def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
         return isinstance(grants, Grants) and bool(grants.host_interfaces)
 
-    def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> frozenset[str]:
-        return frozenset(as_str_list(value, where))
-
-    def grant_to_data(self, value: frozenset[str]) -> Any:
-        return sorted(value)
-
-    def merge(self, earlier: frozenset[str], answer: frozenset[str]) -> Any:
-        return earlier | answer
-
     def show_grant(self, value: frozenset[str], *, show_values: bool = False) -> list[str]:
         return [f"interface {i}" for i in sorted(value)]
 
-    def show_declared(self, manifest: Declarations) -> list[str]:
-        return list(manifest.host_interfaces)
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> Any:
+        return ()  # a link-time check against the providers, not a part of the sandbox
 
 
 class _ApplicationCapabilities(Capability):
-    """The grant of every application-defined capability: ``Grants.capabilities``,
-    a set of capability ids (not itself a capability one can ask for)."""
+    """Application-defined capabilities as a group: a manifest declares their ids
+    under ``application``, ``Grants.capabilities`` grants them, and the sandbox holds
+    the ids declared (or implied by a declared interface they guard) and granted.
+    Not itself a capability one asks for."""
 
     __slots__ = ()
+    manifest_key = "application"
     grant_key = "capabilities"
+    cli_prefix = "cap"
+    cli_usage = "cap:NAMESPACE:NAME"
+    listed = False
+
+    def check_declared(self, item: str) -> str | None:
+        if _APP_ID_RE.fullmatch(item):
+            return None
+        return f"{show_value(item)} is not a capability id like 'acme:run-commands'"
+
+    def _wanted(self, manifest: Declarations) -> dict[str, Capability | None]:
+        """Id → definition (``None`` if the application defines none) of what
+        ``manifest`` asks for: declared ids, then those guarding a declared interface."""
+        wanted: dict[str, Capability | None] = {
+            cap_id: _REGISTRY.get(cap_id) for cap_id in self.declared_in(manifest)
+        }
+        for name in Capability.HOST_INTERFACE.declared_in(manifest):
+            for cap in _REGISTRY.values():
+                if cap.is_application_defined and cap.covers(name):
+                    wanted.setdefault(cap.id, cap)
+        return wanted
 
     def permissions(
         self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
-        return [
-            p
-            for cap in _REGISTRY.values()
-            if cap.is_application_defined
-            for p in cap.permissions(manifest, sensitive)
-        ]
-
-    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
-        return {"capabilities": frozenset(grants.capabilities)}
-
-    def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> frozenset[str]:
-        return frozenset(as_str_list(value, where))
-
-    def grant_to_data(self, value: frozenset[str]) -> Any:
-        return sorted(value)
-
-    def merge(self, earlier: frozenset[str], answer: frozenset[str]) -> Any:
-        return earlier | answer
+        found = self._wanted(manifest).values()
+        return [cap.permission() for cap in found if cap is not None and cap.is_application_defined]
 
     def show_grant(self, value: frozenset[str], *, show_values: bool = False) -> list[str]:
         out = []
@@ -386,6 +290,15 @@ class _ApplicationCapabilities(Capability):
             cap = _REGISTRY.get(cap_id)
             out.append(f"capability {cap_id}" + (f" ({cap.display_name})" if cap else ""))
         return out
+
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> Any:
+        wanted = self._wanted(manifest)
+        for cap_id, cap in wanted.items():
+            if cap is None:
+                denied.append(f"capability {cap_id}: not defined by the application")
+            elif cap_id not in grants.capabilities:
+                denied.append(f"capability {cap_id}: not granted")
+        return frozenset(cap_id for cap_id in wanted if cap_id in grants.capabilities)
 
 
 Capability.FILESYSTEM_READ = _FilesystemRead(
@@ -399,8 +312,7 @@ Capability.ENVIRONMENT = _Environment(
 )
 Capability.HTTP = _Http("http", "Make web requests", imports=("wasmplug:host/http@",))
 Capability.HOST_INTERFACE = _HostInterfaces("host-interface", "Use an application interface")
-_APPLICATION = _ApplicationCapabilities("application", "Application capabilities")
-del _REGISTRY["application"]  # a grant group, not a capability to ask for
+APPLICATION = _ApplicationCapabilities("application", "Application capabilities")
 
 BUILTIN: tuple[Capability, ...] = (
     Capability.FILESYSTEM_READ,
@@ -411,28 +323,14 @@ BUILTIN: tuple[Capability, ...] = (
 )
 """The built-in capabilities, in prompt order."""
 
-DECLARABLE: tuple[Capability, ...] = tuple(c for c in BUILTIN if c.manifest_key is not None)
-"""Those with a manifest key under ``[capabilities]``."""
+DECLARABLE: tuple[Capability, ...] = declared_kinds()
+"""The built-in kinds with a manifest key under ``[capabilities]``."""
 
-GRANT_KINDS: tuple[Capability, ...] = (*(c for c in BUILTIN if c.grant_key), _APPLICATION)
-"""One per :class:`Grants` field (application capabilities share one)."""
-
-_GRANT_ATTRS = {
-    "filesystem": "filesystem",
-    "env": "env",
-    "allowed-outbound-hosts": "allowed_outbound_hosts",
-    "host-interfaces": "host_interfaces",
-    "capabilities": "capabilities",
-}
+GRANT_KINDS: tuple[Capability, ...] = grant_kinds()
+"""The built-in kinds with a grant (application capabilities share one)."""
 
 
-def grant_attr(cap: Capability) -> str:
-    """The :class:`Grants` attribute that holds ``cap``'s grant."""
-    assert cap.grant_key is not None
-    return _GRANT_ATTRS[cap.grant_key]
-
-
-# -- the loops ------------------------------------------------------------------------------
+# -- the loops (over every registered kind, built-in or not) --------------------------------
 
 # Import-name prefixes that can never get a capability: sockets are never granted,
 # and wasi:http is never linked for real (no host allow-list; it is linked as traps).
@@ -441,15 +339,20 @@ _NEVER = ("wasi:sockets/", "wasi:http/")
 
 def declared_capabilities(manifest: Declarations) -> dict[str, list[str]]:
     """What ``manifest`` declares, by manifest key, as ``inspect`` and ``list`` show it."""
-    return {cap.manifest_key: cap.show_declared(manifest) for cap in DECLARABLE if cap.manifest_key}
+    return {
+        cap.manifest_key: cap.show_declared(cap.declared_in(manifest))
+        for cap in declared_kinds()
+        if cap.manifest_key
+    }
 
 
 def show_grants(grants: Grants, *, show_values: bool = False) -> list[str]:
     """One line per granted item, as ``wasmplug grants list`` shows them."""
     return [
         line
-        for cap in GRANT_KINDS
-        for line in cap.show_grant(getattr(grants, grant_attr(cap)), show_values=show_values)
+        for cap in grant_kinds()
+        if cap.grant_key is not None and cap.grant_key in grants.granted
+        for line in cap.show_grant(grants.granted[cap.grant_key], show_values=show_values)
     ]
 
 
@@ -473,29 +376,26 @@ def capability_for_import(name: str) -> Capability | None:
 def requested_permissions(
     manifest: Declarations, sensitive_interfaces: frozenset[str] = frozenset()
 ) -> tuple[Permission, ...]:
-    """Everything ``manifest`` asks for that needs a grant.
+    """Everything ``manifest`` asks for that needs a grant, in prompt order.
 
     Args:
         manifest: The plugin's manifest.
         sensitive_interfaces: Interfaces the application provides as sensitive;
             only those of the declared host interfaces need a grant.
     """
-    return tuple(
-        p
-        for cap in (*BUILTIN, _APPLICATION)
-        for p in cap.permissions(manifest, sensitive_interfaces)
-    )
+    kinds = dict.fromkeys((*BUILTIN, *declared_kinds()))
+    return tuple(p for cap in kinds for p in cap.permissions(manifest, sensitive_interfaces))
 
 
 def declares_import(manifest: Declarations, name: str) -> bool:
     """Whether ``manifest`` declares the (non-WASI) import ``name``: a
     semver-compatible name in ``host-interfaces``, or an interface a declared
     capability brings (``allowed-outbound-hosts`` declares :data:`HTTP_INTERFACE`)."""
-    return any(cap.declares_import(manifest, name) for cap in BUILTIN)
+    return any(cap.declares_import(manifest, name) for cap in declared_kinds())
 
 
 def resolve(manifest: Declarations, grants: Grants) -> EffectiveSandbox:
-    """Intersect what ``manifest`` declares with what ``grants`` allows.
+    """Intersect what ``manifest`` declares with what ``grants`` allows, kind by kind.
 
     Each granted directory is opened and bound to its identity here; the
     returned sandbox holds it until :meth:`EffectiveSandbox.close`.
@@ -506,13 +406,48 @@ def resolve(manifest: Declarations, grants: Grants) -> EffectiveSandbox:
             writable granted directory.
     """
     denied: list[str] = []
-    fields: dict[str, Any] = {}
-    for cap in GRANT_KINDS:
-        fields.update(cap.resolve(manifest, grants, denied))
-    return EffectiveSandbox(
-        preopens=fields["preopens"],
-        env=fields["env"],
-        allowed_outbound_hosts=fields["allowed_outbound_hosts"],
-        denied=tuple(denied),
-        capabilities=fields["capabilities"],
-    )
+    effective: dict[str, Any] = {}
+    try:
+        for cap in grant_kinds():
+            assert cap.grant_key is not None
+            effective[cap.grant_key] = cap.resolve(manifest, grants, denied)
+    except BaseException:
+        EffectiveSandbox(effective=effective).close()
+        raise
+    return EffectiveSandbox(effective=effective, denied=tuple(denied))
+
+
+def sandbox_to_wire(sandbox: EffectiveSandbox) -> dict[str, Any]:
+    """The parts of ``sandbox`` a worker process links into WASI, as JSON-like data
+    (the other parts are served by the application through its host interfaces)."""
+    out: dict[str, Any] = {}
+    for key, value in sandbox.effective.items():
+        cap = grant_kind(key)
+        assert cap is not None
+        if cap.links_wasi:
+            out[key] = cap.to_wire(value)
+    return out
+
+
+def sandbox_from_wire(data: Mapping[str, Any]) -> EffectiveSandbox:
+    """The inverse of :func:`sandbox_to_wire`, in the worker.
+
+    Raises:
+        CapabilityError: a part names a kind the worker does not define (an
+            application kind with a WASI link step), or cannot be honoured (a
+            granted directory is no longer the one bound at load).
+    """
+    effective: dict[str, Any] = {}
+    try:
+        for key, value in data.items():
+            cap = grant_kind(key)
+            if cap is None:
+                raise CapabilityError(
+                    f"capability kind {key!r} links into WASI but is not defined in the "
+                    "worker process; load the plugin with isolation='inprocess'"
+                )
+            effective[key] = cap.from_wire(value)
+    except BaseException:
+        EffectiveSandbox(effective=effective).close()
+        raise
+    return EffectiveSandbox(effective=effective)

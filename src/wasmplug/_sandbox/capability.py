@@ -1,29 +1,70 @@
 """The public capability API: :class:`Capability` (a definition object) and :class:`Permission`.
 
-A :class:`Capability` carries everything about one kind of access; the base
-class is also how applications define their own. The built-in definitions,
-which override the declaration, grant and link hooks, and the loops over all
-of them, are in :mod:`wasmplug._sandbox.capabilities`.
+A :class:`Capability` carries everything about one kind of access. The base
+class is also how applications define their own: a plain instance is an
+*application capability* (declared under ``application`` in a manifest,
+granted in ``Grants.capabilities``), and a subclass that sets a
+``manifest_key`` and a ``grant_key`` is a new *kind*, with its own manifest
+key, grant, prompt lines, CLI display and link step, all in that one class.
+The built-in definitions and the loops over all of them are in
+:mod:`wasmplug._sandbox.capabilities`.
+
+The hooks a kind may override, by stage (the defaults suit a kind whose
+declaration is a list of names and whose grant is a set of them, as
+``host-interfaces`` is):
+
+- *declare*: ``parse_declared`` (the TOML value), ``check_declared`` /
+  ``declared_problems`` (the value rules, for TOML and ``Manifest(...)``
+  alike), ``normalise_declared``, ``show_declared``, ``declares_import``;
+- *ask*: ``permissions`` (one :class:`Permission` per declared item);
+- *grant*: ``convert_grant`` (a value given in code), ``grant_from_data`` /
+  ``grant_to_data`` (the grant store's JSON and a grants file's TOML),
+  ``merge``, ``show_grant`` and ``mask_data`` (``wasmplug grants list``),
+  ``parse_cli_grant`` (``wasmplug call --grant PREFIX:...``);
+- *link*: ``resolve`` (declared ∩ granted, the kind's part of the
+  :class:`~wasmplug._sandbox.grants.EffectiveSandbox`), ``configure_wasi``
+  (its part of each instance's WASI context), ``release``, and
+  ``to_wire``/``from_wire`` (how that part reaches a worker process).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 import attrs
+from wasmtime import WasiConfig
 
+from wasmplug._jsonstore import as_str_list
 from wasmplug._semver import semver_compatible
 
-from .grants import EffectiveSandbox, Grants
+from .grants import EffectiveSandbox, Grants, register_kind
 
-__all__ = ["Capability", "Declarations", "Permission"]
+__all__ = [
+    "Capability",
+    "Declarations",
+    "Permission",
+    "declared_kind",
+    "declared_kinds",
+    "grant_kind",
+    "grant_kinds",
+    "show_value",
+]
 
 _ID = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 _APP_ID_RE = re.compile(rf"{_ID}:{_ID}(?:/{_ID})*")  # fullmatch; namespaced, unlike built-ins
+_KEY_RE = re.compile(_ID)
+_BUILTIN_PACKAGE = "wasmplug._sandbox."
+_RESERVED_KEYS = frozenset({"stdio"})  # [capabilities] keys that are not capabilities
 
-_REGISTRY: dict[str, Capability] = {}
+_REGISTRY: dict[str, Capability] = {}  # id -> capability one can ask for
+_DECLARED: dict[str, Capability] = {}  # manifest key -> the kind that owns it
+_GRANTED: dict[str, Capability] = {}  # grant key -> the kind that owns it
+
+Problem = Callable[[str, str], None]
+"""``problem(key, message)``: how a parser reports one problem and carries on."""
 
 
 class Declarations(Protocol):
@@ -31,16 +72,45 @@ class Declarations(Protocol):
     (a :class:`~wasmplug.Manifest`)."""
 
     @property
-    def host_interfaces(self) -> tuple[str, ...]: ...
+    def declarations(self) -> Mapping[str, tuple[Any, ...]]: ...
 
-    @property
-    def env(self) -> tuple[str, ...]: ...
 
-    @property
-    def allowed_outbound_hosts(self) -> tuple[str, ...]: ...
+def declared_kinds() -> tuple[Capability, ...]:
+    """Every kind with a manifest key, in definition order (built-ins first)."""
+    return tuple(_DECLARED.values())
 
-    @property
-    def filesystem(self) -> tuple[Any, ...]: ...
+
+def grant_kinds() -> tuple[Capability, ...]:
+    """Every kind with a grant key, in definition order (built-ins first)."""
+    return tuple(_GRANTED.values())
+
+
+def declared_kind(key: str) -> Capability | None:
+    """The kind that owns manifest key ``key``, if any."""
+    return _DECLARED.get(key)
+
+
+def grant_kind(key: str) -> Capability | None:
+    """The kind that owns grant key ``key``, if any."""
+    return _GRANTED.get(key)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def show_value(value: object) -> str:
+    """``repr(value)`` cut to a readable length and depth, for messages about outside input."""
+    return _REPR.repr(value)
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists (and other iterables) become tuples; a string is kept, for the validator
+    to report (``env="HOME"`` would otherwise become four one-letter keys)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)
 
 
 class _CapabilityType(type):
@@ -64,10 +134,18 @@ class Capability(metaclass=_CapabilityType):
             "acme:run-commands", "Run commands", "run programs on this computer"
         )
 
-    An application capability is asked for with ``RUN_COMMANDS.permission()``
-    (in a :class:`PermissionRequest` given to ``GrantPolicy.decide``), granted
-    as ``Grants(capabilities={"acme:run-commands"})`` (remembered by the grant
-    store), and checked with ``RUN_COMMANDS.granted_in(grants)``.
+    A plugin declares it in its manifest (``[capabilities] application =
+    ["acme:run-commands"]``, or ``Manifest(application=[...])``); the
+    application grants it as ``Grants(capabilities={"acme:run-commands"})``
+    (asked for, and remembered, by a :class:`GrantPolicy` like any other
+    grant) and checks it with ``RUN_COMMANDS.granted_in(plugin.sandbox)``,
+    which holds only what was both declared and granted. An application can
+    also ask at run time with ``RUN_COMMANDS.permission()`` in a
+    :class:`PermissionRequest`.
+
+    A subclass that sets ``manifest_key`` and ``grant_key`` defines a new
+    kind of capability with its own manifest key and grant (see the module
+    docstring for the hooks it may override).
 
     Args:
         id: A stable id, ``namespace:kebab-name`` (built-ins have plain names).
@@ -79,7 +157,7 @@ class Capability(metaclass=_CapabilityType):
 
     Raises:
         ValueError: ``id`` is not ``namespace:kebab-name``, or is already
-            defined differently.
+            defined differently, or a kind's manifest or grant key is taken.
     """
 
     __slots__ = ("description", "display_name", "id", "imports")
@@ -95,15 +173,23 @@ class Capability(metaclass=_CapabilityType):
     HOST_INTERFACE: ClassVar[Capability]
     """Use an interface the application provides as sensitive (``host-interfaces``)."""
 
-    # Overridden by the built-in definitions below.
     manifest_key: ClassVar[str | None] = None
+    """Its key under ``[capabilities]`` (a kind; ``None`` for a plain capability)."""
     grant_key: ClassVar[str | None] = None
+    """Its grant's key in ``Grants``, the grant store and grants files."""
+    cli_prefix: ClassVar[str | None] = None
+    """``wasmplug call --grant PREFIX:...`` grants it."""
+    cli_usage: ClassVar[str] = ""
+    """How that ``--grant`` is written, for help and errors (``"http:PATTERN"``)."""
+    listed: ClassVar[bool] = True
+    """Whether it is one to ask for (listed by :meth:`all`), not only a grant group."""
 
     def __init__(
         self, id: str, display_name: str, description: str = "", *, imports: Iterable[str] = ()
     ) -> None:
-        builtin = type(self) is not Capability
-        if not builtin and not (isinstance(id, str) and _APP_ID_RE.fullmatch(id)):
+        if not type(self).__module__.startswith(_BUILTIN_PACKAGE) and not (
+            isinstance(id, str) and _APP_ID_RE.fullmatch(id)
+        ):
             raise ValueError(
                 f"capability id {id!r} must be 'namespace:kebab-name' (e.g. 'acme:run-commands')"
             )
@@ -114,7 +200,24 @@ class Capability(metaclass=_CapabilityType):
         known = _REGISTRY.get(id)
         if known is not None and (type(known) is not type(self) or _fields(known) != _fields(self)):
             raise ValueError(f"capability {id!r} is already defined as {known!r}")
-        _REGISTRY.setdefault(id, self)
+        if known is None:
+            self._register()
+
+    def _register(self) -> None:
+        key = self.manifest_key
+        if key is not None:
+            if not _KEY_RE.fullmatch(key) or key in _RESERVED_KEYS:
+                raise ValueError(f"manifest key {key!r} must be kebab-case, and not 'stdio'")
+            owner = _DECLARED.get(key)
+            if owner is not None and owner.id != self.id:
+                raise ValueError(f"manifest key {key!r} is already used by {owner.id!r}")
+        if self.grant_key is not None:
+            register_kind(self)
+            _GRANTED.setdefault(self.grant_key, self)
+        if key is not None:
+            _DECLARED.setdefault(key, self)
+        if self.listed:
+            _REGISTRY[self.id] = self
 
     # -- identity ---------------------------------------------------------------
 
@@ -149,6 +252,11 @@ class Capability(metaclass=_CapabilityType):
         """Every capability defined so far, built-ins first."""
         return tuple(_REGISTRY.values())
 
+    @property
+    def is_application_defined(self) -> bool:
+        """Whether it is a plain application capability (granted in ``Grants.capabilities``)."""
+        return type(self) is Capability
+
     # -- prompts ------------------------------------------------------------------
 
     def describe(self, target: str = "") -> str:
@@ -163,14 +271,8 @@ class Capability(metaclass=_CapabilityType):
     def permissions(
         self, manifest: Declarations, sensitive: frozenset[str] = frozenset()
     ) -> list[Permission]:
-        """What ``manifest`` asks for of this capability (application capabilities:
-        one permission per declared host interface among ``imports``)."""
-        return [self.permission(name) for name in manifest.host_interfaces if self.covers(name)]
-
-    @property
-    def is_application_defined(self) -> bool:
-        """Whether the application defined it (not one of the built-ins)."""
-        return type(self) is Capability
+        """What ``manifest`` asks for of this capability: one permission per declared item."""
+        return [Permission(self, str(item)) for item in self.declared_in(manifest)]
 
     # -- imports ----------------------------------------------------------------------
 
@@ -182,49 +284,166 @@ class Capability(metaclass=_CapabilityType):
         """Whether declaring this capability in ``manifest`` declares import ``name``."""
         return False
 
-    # -- grants -------------------------------------------------------------------------
+    # -- declare ------------------------------------------------------------------------
 
-    def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
-        """Whether ``grants`` (or a plugin's ``sandbox``) grant this capability.
+    @property
+    def manifest_attr(self) -> str:
+        """The ``Manifest(...)`` keyword of its manifest key (``-`` becomes ``_``)."""
+        assert self.manifest_key is not None
+        return self.manifest_key.replace("-", "_")
 
-        For built-in capabilities: whether anything of it is granted."""
-        if isinstance(grants, EffectiveSandbox):
-            return self.id in grants.capabilities
-        return self.id in grants.capabilities
+    def declared_in(self, manifest: Declarations) -> tuple[Any, ...]:
+        """What ``manifest`` declares under this kind's manifest key (empty if nothing)."""
+        if self.manifest_key is None:
+            return ()
+        return manifest.declarations.get(self.manifest_key, ())
 
-    # Declaration and grant hooks of the built-ins; application capabilities are
-    # grouped under one grant key (see _ApplicationCapabilities).
+    def parse_declared(self, value: Any, where: str, problem: Problem) -> tuple[Any, ...]:
+        """The declaration from its TOML value (an array of strings); wrong TOML
+        types go to ``problem`` and are left out."""
+        if not isinstance(value, list):
+            problem(where, f"must be an array of strings, got {type(value).__name__}")
+            return ()
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.append(item)
+            else:
+                problem(f"{where}[{i}]", f"must be a string, got {type(item).__name__}")
+        return tuple(out)
+
+    def normalise_declared(self, value: Any) -> Any:
+        """A value given to ``Manifest(...)``, before the rules run (lists become tuples)."""
+        return _as_tuple(value)
 
     def check_declared(self, item: str) -> str | None:
         """Why one declared value is invalid, or ``None``."""
         return None
 
-    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> dict[str, Any]:
-        """Declared ∩ granted: ``EffectiveSandbox`` fields; notes on what was
-        declared but not granted go to ``denied``."""
-        return {}
+    def declared_problems(self, value: Any, where: str) -> list[str]:
+        """Every rule the declaration breaks, keyed as in ``wasmplug.toml``: a tuple of
+        strings, each passing :meth:`check_declared`, without duplicates."""
+        if isinstance(value, str) or not isinstance(value, tuple):
+            return [f"{where}: must be an array of strings, got {type(value).__name__}"]
+        out = []
+        for i, item in enumerate(value):
+            error = f"must be a string, got {type(item).__name__}"
+            if isinstance(item, str):
+                error = self.check_declared(item) or ""
+            if error:
+                out.append(f"{where}[{i}]: {error}")
+        if len(set(value)) != len(value):
+            out.append(f"{where}: contains duplicates")
+        return out
+
+    def show_declared(self, declared: tuple[Any, ...]) -> list[str]:
+        """The declaration, one line per item, for ``inspect`` and ``list``."""
+        return [str(item) for item in declared]
+
+    # -- grant --------------------------------------------------------------------------
+
+    @property
+    def grant_attr(self) -> str:
+        """The ``Grants(...)`` keyword of its grant key."""
+        assert self.grant_key is not None
+        return self.grant_key.replace("-", "_")
+
+    @property
+    def effective_attr(self) -> str:
+        """The ``EffectiveSandbox(...)`` keyword of its part of the sandbox."""
+        return self.grant_attr
+
+    def granted_in(self, grants: Grants | EffectiveSandbox) -> bool:
+        """Whether ``grants`` (or a plugin's ``sandbox``) grant this capability.
+
+        For a kind: whether anything of it is granted."""
+        if self.grant_key is None:
+            return self.id in grants.capabilities
+        return bool(grants.get(self.grant_key))
+
+    def convert_grant(self, value: Any) -> Any:
+        """A grant given in code (``Grants(kind=...)``): a set of names.
+
+        Raises:
+            TypeError: a bare string (it would be a set of characters).
+        """
+        if isinstance(value, str | bytes):
+            raise TypeError(f"{self.grant_attr}: expected a collection of strings, got a string")
+        return frozenset(value)
 
     def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> Any:
-        """The ``Grants`` field from its JSON form (grant store), or its TOML form
-        (a grants file) with ``toml=True``; a wrong type raises ``Invalid``
-        naming ``where``."""
-        raise NotImplementedError
+        """The grant from its JSON form (grant store), or its TOML form (a grants
+        file) with ``toml=True``.
+
+        Raises:
+            Invalid: a wrong type, naming ``where``.
+        """
+        return frozenset(as_str_list(value, where))
 
     def grant_to_data(self, value: Any) -> Any:
-        """The JSON form of the ``Grants`` field."""
-        raise NotImplementedError
+        """The JSON form of the grant."""
+        return sorted(value)
+
+    def mask_data(self, data: Any) -> Any:
+        """The JSON form with secret values hidden (``wasmplug grants list`` without
+        ``--show-values``)."""
+        return data
 
     def merge(self, earlier: Any, answer: Any) -> Any:
         """Combine an earlier answer with a new one (the new one wins where both speak)."""
-        raise NotImplementedError
+        return frozenset(earlier) | frozenset(answer)
 
     def show_grant(self, value: Any, *, show_values: bool = False) -> list[str]:
         """One line per granted item, for ``wasmplug grants list``."""
-        raise NotImplementedError
+        return [f"{self.id} {item}" for item in sorted(value)]
 
-    def show_declared(self, manifest: Declarations) -> list[str]:
-        """What ``manifest`` declares of this capability, for ``inspect`` and ``list``."""
-        return []
+    def parse_cli_grant(self, text: str, current: Any) -> Any:
+        """The grant with ``--grant PREFIX:text`` added to ``current`` (or ``None``).
+
+        Raises:
+            ValueError: ``text`` is not a valid grant of this kind.
+        """
+        if not text:
+            raise ValueError("empty")
+        return frozenset(current or ()) | {text}
+
+    # -- link -----------------------------------------------------------------------------
+
+    def resolve(self, manifest: Declarations, grants: Grants, denied: list[str]) -> Any:
+        """Declared ∩ granted: this kind's part of the ``EffectiveSandbox``; notes
+        on what was declared but not granted go to ``denied``."""
+        granted = grants.get(self.grant_key or "", frozenset())
+        out = []
+        for item in self.declared_in(manifest):
+            if item in granted:
+                out.append(item)
+            else:
+                denied.append(f"{self.id} {item}: not granted")
+        return tuple(out)
+
+    def configure_wasi(self, config: WasiConfig, effective: Any) -> None:
+        """Add this kind's part of the sandbox to one instance's WASI context."""
+
+    def release(self, effective: Any) -> None:
+        """Release what :meth:`resolve` acquired (when the plugin closes; idempotent)."""
+
+    def to_wire(self, effective: Any) -> Any:
+        """This kind's part of the sandbox as JSON-like data for a worker process
+        (only kinds with a WASI link step are sent)."""
+        return list(effective)
+
+    def from_wire(self, data: Any) -> Any:
+        """The inverse of :meth:`to_wire`, in the worker.
+
+        Raises:
+            CapabilityError: the part can no longer be honoured there.
+        """
+        return tuple(data)
+
+    @property
+    def links_wasi(self) -> bool:
+        """Whether it has a WASI link step (overrides :meth:`configure_wasi`)."""
+        return type(self).configure_wasi is not Capability.configure_wasi
 
 
 def _fields(cap: Capability) -> tuple[Any, ...]:

@@ -6,6 +6,16 @@ grant, never from the plugin. WASI is linked with a capability-less
 ``WasiConfig`` plus exactly the granted preopens and environment keys; no
 ``inherit_*`` call is ever made.
 
+:class:`Grants` and :class:`EffectiveSandbox` hold one entry per *grant kind*,
+keyed by the kind's grant key (``"filesystem"``, ``"env"``...). Each kind is a
+capability definition (:class:`~wasmplug.Capability` with a ``grant_key``) that
+registers itself here when it is defined (:func:`register_kind`): it converts a
+value given in code, computes its part of the effective sandbox, and links it
+into each instance's WASI context. The familiar attributes
+(``Grants.filesystem``, ``EffectiveSandbox.preopens``...) are views of those
+entries, and the keyword arguments of both constructors are the kinds'
+attribute names, so a new kind needs no new field here.
+
 Each granted directory is bound to its identity when the plugin loads
 (:class:`~wasmplug._sandbox.bound_dir.BoundDir`), and checked before every new
 instance. A grant that lies inside (or is the same directory as) another,
@@ -17,9 +27,9 @@ would not be read-only, and it could replace the inner directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 from wasmtime import WasiConfig
@@ -29,7 +39,105 @@ from wasmplug._errors import CapabilityError
 from .bound_dir import BoundDir
 from .stdio import GuestOutput
 
-__all__ = ["DirGrant", "EffectiveSandbox", "Grants", "check_overlaps"]
+__all__ = [
+    "DirGrant",
+    "EffectiveSandbox",
+    "FrozenMap",
+    "GrantKind",
+    "Grants",
+    "Preopen",
+    "check_overlaps",
+    "register_kind",
+]
+
+
+class FrozenMap(Mapping[str, Any]):
+    """An immutable mapping, equal to any mapping with the same items (hashable
+    when its values are)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+
+class GrantKind(Protocol):
+    """What :class:`Grants` and :class:`EffectiveSandbox` need of a grant kind
+    (a :class:`~wasmplug.Capability` definition with a ``grant_key``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def grant_key(self) -> str | None: ...
+
+    @property
+    def grant_attr(self) -> str: ...
+
+    @property
+    def effective_attr(self) -> str: ...
+
+    def convert_grant(self, value: Any) -> Any: ...
+
+    def configure_wasi(self, config: WasiConfig, effective: Any) -> None: ...
+
+    def release(self, effective: Any) -> None: ...
+
+
+_KINDS: dict[str, GrantKind] = {}  # grant key -> kind, in definition order
+
+
+def register_kind(kind: GrantKind) -> None:
+    """Make ``kind`` a grant kind: its grant key names its entry in :class:`Grants`
+    and :class:`EffectiveSandbox`, its attribute names their keyword arguments.
+
+    Raises:
+        ValueError: another kind already uses its grant key or an attribute name.
+    """
+    assert kind.grant_key is not None
+    known = _KINDS.get(kind.grant_key)
+    if known is not None:
+        if known.id != kind.id:
+            raise ValueError(f"grant key {kind.grant_key!r} is already used by {known.id!r}")
+        return
+    for other in _KINDS.values():
+        names = {other.grant_attr, other.effective_attr}
+        if other.id != kind.id and names & {kind.grant_attr, kind.effective_attr}:
+            raise ValueError(f"{kind.id!r}: an attribute name is already used by {other.id!r}")
+    _KINDS[kind.grant_key] = kind
+
+
+def _by_attr(
+    owner: str, by_attr: Mapping[str, Any], attr: Callable[[GrantKind], str]
+) -> dict[str, Any]:
+    """Keyword arguments (kind attribute names) -> grant keys."""
+    names = {attr(kind): kind for kind in _KINDS.values()}
+    out: dict[str, Any] = {}
+    for name, value in by_attr.items():
+        kind = names.get(name)
+        if kind is None:
+            known = ", ".join(sorted(names))
+            raise TypeError(
+                f"{owner}() got an unexpected keyword argument {name!r} (known: {known})"
+            )
+        assert kind.grant_key is not None
+        out[kind.grant_key] = value
+    return out
 
 
 def _absolute(p: str | os.PathLike[str]) -> Path:
@@ -50,30 +158,11 @@ class DirGrant:
     mode: Literal["ro", "rw"] = "ro"
 
 
-def _dirs(value: Mapping[str, DirGrant | str | os.PathLike[str]]) -> dict[str, DirGrant]:
-    return {
-        guest: v if isinstance(v, DirGrant) else DirGrant(Path(v), "ro")
-        for guest, v in value.items()
-    }
-
-
-def _str_map(value: Mapping[str, str]) -> dict[str, str]:
-    return dict(value)
-
-
-def _str_set(value: Iterable[str]) -> frozenset[str]:
-    return frozenset(value)
-
-
-def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(init=False)
 class Grants:
     """What the application allows one plugin to have.
 
-    Attributes:
+    Args:
         filesystem: Guest path → host directory. A plain path grants read-only
             access; use :class:`DirGrant` with ``mode="rw"`` for writes.
         env: Environment variables granted, name → value. Only keys the
@@ -83,21 +172,66 @@ class Grants:
         allowed_outbound_hosts: Outbound URL patterns granted (Spin syntax).
         capabilities: Ids of application-defined capabilities granted
             (see :class:`~wasmplug.Capability`).
+        granted: The same, keyed by grant key (``{"env": {...}}``); the keyword
+            arguments above win over it.
 
-    Each field is the grant of one :class:`~wasmplug.Capability` definition,
-    which also says how it is stored, merged, read from a grants file and shown.
+    Every keyword is the grant of one :class:`~wasmplug.Capability` definition
+    (a kind an application defines adds its own), which also says how it is
+    stored, merged, read from a grants file and shown. Empty grants are dropped,
+    so ``Grants(env={}) == Grants()``.
+
+    Raises:
+        TypeError: an unknown keyword, or a value of the wrong type.
     """
 
-    filesystem: Mapping[str, DirGrant] = attrs.field(factory=dict, converter=_dirs)
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
-    host_interfaces: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)
-    allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    capabilities: frozenset[str] = attrs.field(factory=frozenset, converter=_str_set)
+    granted: Mapping[str, Any]
+    """Grant key → the grant of that kind (only non-empty ones)."""
+
+    def __init__(self, *, granted: Mapping[str, Any] | None = None, **by_attr: Any) -> None:
+        values = {**(granted or {}), **_by_attr("Grants", by_attr, lambda k: k.grant_attr)}
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            kind = _KINDS.get(key)
+            if kind is None:
+                raise TypeError(f"Grants(): unknown grant key {key!r} (known: {', '.join(_KINDS)})")
+            converted = kind.convert_grant(value)
+            if converted:
+                out[key] = converted
+        self.__attrs_init__(FrozenMap(out))
 
     @classmethod
     def none(cls) -> Grants:
         """No grants at all (the default)."""
         return cls()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The grant of the kind with grant key ``key``, or ``default``."""
+        return self.granted.get(key, default)
+
+    @property
+    def filesystem(self) -> Mapping[str, DirGrant]:
+        """Guest path → :class:`DirGrant`."""
+        return self.granted.get("filesystem", FrozenMap())  # type: ignore[no-any-return]
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """Environment variable name → value."""
+        return self.granted.get("env", FrozenMap())  # type: ignore[no-any-return]
+
+    @property
+    def host_interfaces(self) -> frozenset[str]:
+        """Sensitive interfaces granted."""
+        return self.granted.get("host-interfaces", frozenset())  # type: ignore[no-any-return]
+
+    @property
+    def allowed_outbound_hosts(self) -> tuple[str, ...]:
+        """Outbound URL patterns granted."""
+        return self.granted.get("allowed-outbound-hosts", ())  # type: ignore[no-any-return]
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Ids of the application capabilities granted."""
+        return self.granted.get("capabilities", frozenset())  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -108,26 +242,65 @@ class Preopen:
     directory: BoundDir = attrs.field(eq=False, repr=False)
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class EffectiveSandbox:
     """The sandbox one plugin actually gets: declared ∩ granted.
 
-    Attributes:
+    Args:
         preopens: Directories visible in the guest.
-        env: Environment variables visible in the guest.
+        env: Environment variables visible in the guest, ``(name, value)`` pairs.
         allowed_outbound_hosts: Outbound URL patterns the plugin may reach.
-        denied: Human-readable notes on what was declared but not granted.
         capabilities: Ids of the application capabilities granted.
+        denied: Human-readable notes on what was declared but not granted.
+        effective: The same, keyed by grant key; the keyword arguments above win.
+
+    Each keyword is one grant kind's part (:class:`Grants` explains kinds).
     """
 
-    preopens: tuple[Preopen, ...]
-    env: tuple[tuple[str, str], ...]
-    allowed_outbound_hosts: tuple[str, ...]
+    effective: Mapping[str, Any]
+    """Grant key → what the plugin gets of that kind (only non-empty ones)."""
     denied: tuple[str, ...]
-    capabilities: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        effective: Mapping[str, Any] | None = None,
+        denied: tuple[str, ...] = (),
+        **by_attr: Any,
+    ) -> None:
+        values = {
+            **(effective or {}),
+            **_by_attr("EffectiveSandbox", by_attr, lambda k: k.effective_attr),
+        }
+        self.__attrs_init__(FrozenMap({k: v for k, v in values.items() if v}), tuple(denied))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """What the plugin gets of the kind with grant key ``key``, or ``default``."""
+        return self.effective.get(key, default)
+
+    @property
+    def preopens(self) -> tuple[Preopen, ...]:
+        """Directories visible in the guest."""
+        return self.effective.get("filesystem", ())  # type: ignore[no-any-return]
+
+    @property
+    def env(self) -> tuple[tuple[str, str], ...]:
+        """Environment variables visible in the guest."""
+        return self.effective.get("env", ())  # type: ignore[no-any-return]
+
+    @property
+    def allowed_outbound_hosts(self) -> tuple[str, ...]:
+        """Outbound URL patterns the plugin may reach."""
+        return self.effective.get("allowed-outbound-hosts", ())  # type: ignore[no-any-return]
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Ids of the application capabilities granted (and declared)."""
+        return self.effective.get("capabilities", frozenset())  # type: ignore[no-any-return]
 
     def wasi_config(self, stdout: GuestOutput | None, stderr: GuestOutput | None) -> WasiConfig:
-        """Build a fresh ``WasiConfig`` for one instance.
+        """Build a fresh ``WasiConfig`` for one instance: each kind's link step
+        adds its part (preopens, environment...) to an empty configuration.
 
         Raises:
             CapabilityError: if a granted host directory no longer names the
@@ -136,10 +309,8 @@ class EffectiveSandbox:
         """
         config = WasiConfig()
         config.argv = ["plugin"]
-        if self.env:
-            config.env = [list(pair) for pair in self.env]
-        for p in self.preopens:
-            p.directory.preopen(config, writable=p.writable)
+        for key, value in self.effective.items():
+            _KINDS[key].configure_wasi(config, value)
         if stdout is not None:
             config.stdout_custom = stdout
         if stderr is not None:
@@ -147,9 +318,9 @@ class EffectiveSandbox:
         return config
 
     def close(self) -> None:
-        """Release the directories held for the preopens (idempotent)."""
-        for p in self.preopens:
-            p.directory.close()
+        """Release what the kinds hold (the directories of the preopens; idempotent)."""
+        for key, value in self.effective.items():
+            _KINDS[key].release(value)
 
 
 def _ancestors(directory: BoundDir) -> set[tuple[int, int]]:

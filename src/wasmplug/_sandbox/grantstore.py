@@ -33,7 +33,8 @@ from wasmplug._jsonstore import (
     field,
 )
 
-from .capabilities import GRANT_KINDS, Permission, grant_attr
+from .capabilities import Permission
+from .capability import grant_kind, grant_kinds
 from .grants import Grants
 
 __all__ = ["GrantPolicy", "GrantStore", "PermissionRequest", "StoredDecision"]
@@ -89,29 +90,40 @@ def _perm_key(p: Permission) -> str:
     return p.key
 
 
-def grants_to_json(g: Grants) -> dict[str, Any]:
-    """The grant store's JSON form of ``g``: one key per capability's grant."""
-    return {
-        cap.grant_key: cap.grant_to_data(getattr(g, grant_attr(cap)))
-        for cap in GRANT_KINDS
-        if cap.grant_key
-    }
+def grants_to_json(g: Grants, *, masked: bool = False) -> dict[str, Any]:
+    """The grant store's JSON form of ``g``: one key per kind granted, each in its
+    kind's form (secret values hidden with ``masked``)."""
+    out: dict[str, Any] = {}
+    for key, value in g.granted.items():
+        kind = grant_kind(key)
+        assert kind is not None
+        data = kind.grant_to_data(value)
+        out[key] = kind.mask_data(data) if masked else data
+    return out
 
 
 def grants_from_json(data: Any, where: str = "grants", *, toml: bool = False) -> Grants:
     """The inverse of :func:`grants_to_json` (or a grants file's table, with ``toml``),
-    with every field type-checked by its capability.
+    with every field type-checked by its kind. Keys of kinds this process does not
+    define (an application's own, read by another program) are left out.
 
     Raises:
         Invalid: a field has the wrong type (names the field).
     """
     table = as_dict(data, where)
     values: dict[str, Any] = {}
-    for cap in GRANT_KINDS:
-        if cap.grant_key and cap.grant_key in table:
-            at = f"{where}.{cap.grant_key}"
-            values[grant_attr(cap)] = cap.grant_from_data(table[cap.grant_key], at, toml=toml)
-    return Grants(**values)
+    try:
+        for key, value in table.items():
+            kind = grant_kind(key)
+            if kind is not None:
+                values[key] = kind.grant_from_data(value, f"{where}.{key}", toml=toml)
+        return Grants(granted=values)
+    except Invalid:
+        raise
+    except RecursionError:
+        raise Invalid(f"{where}: nested too deeply") from None
+    except Exception as e:  # a kind's reader or converter that failed some other way
+        raise Invalid(f"{where}: {type(e).__name__}: {e}") from None
 
 
 def _key(plugin: str, publisher: str | None, sha256: str) -> str:
@@ -211,19 +223,17 @@ def merge_grants(earlier: Grants, answer: Grants | None) -> Grants:
     """
     if answer is None:
         return earlier
-    return Grants(
-        **{
-            grant_attr(cap): cap.merge(
-                getattr(earlier, grant_attr(cap)), getattr(answer, grant_attr(cap))
-            )
-            for cap in GRANT_KINDS
-        }
-    )
+    merged = dict(earlier.granted)
+    for key, value in answer.granted.items():
+        kind = grant_kind(key)
+        assert kind is not None
+        merged[key] = kind.merge(merged[key], value) if key in merged else value
+    return Grants(granted=merged)
 
 
 def _grants_from_toml(entry: Any, where: str, problems: list[str]) -> Grants:
     table = as_dict(entry, where)
-    known = [cap.grant_key for cap in GRANT_KINDS if cap.grant_key]
+    known = [cap.grant_key for cap in grant_kinds() if cap.grant_key]
     problems.extend(
         f"{where}.{k}: unknown key (known: {', '.join(known)})"
         for k in sorted(set(table) - set(known))
@@ -278,7 +288,7 @@ class GrantPolicy:
         source = str(path)
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except (OSError, ValueError) as e:  # TOML, UTF-8, and values tomllib cannot hold
             raise GrantPolicyError(source, [f"cannot read grants: {e}"]) from None
         except RecursionError:
             raise GrantPolicyError(source, ["cannot read grants: nested too deeply"]) from None

@@ -17,6 +17,7 @@ and limits. The layout borrows from Spin's ``spin.toml`` (``files``,
     host-interfaces = ["demo:plugin/host@0.1.0"]
     env = ["GREETING"]
     allowed-outbound-hosts = ["https://api.example.com"]
+    application = ["acme:db-write"]  # capabilities the application defines
     stdio = "log"                  # or "discard"
 
     [[capabilities.filesystem]]
@@ -29,17 +30,21 @@ and limits. The layout borrows from Spin's ``spin.toml`` (``files``,
     fuel = 10000000
 
 Validation reports every problem at once and treats unknown keys as errors.
-The value rules (names, versions, interface names, env keys, guest paths, host
-patterns, modes) live in one place, :func:`_value_problems`, applied both to
-``Manifest(...)`` built in code and to parsed TOML, so a manifest that works in
-code can always be packed, and the other way round.
+Each key under ``[capabilities]`` (but ``stdio``) belongs to one capability
+definition (:mod:`~wasmplug._sandbox.capabilities`), which reads its TOML value
+and owns its value rules (interface names, env keys, guest paths, host
+patterns, modes...); :func:`_value_problems` applies those rules, and the
+plugin's own (name, version...), both to ``Manifest(...)`` built in code and to
+parsed TOML, so a manifest that works in code can always be packed, and the
+other way round. The declarations are kept keyed by manifest key
+(:attr:`Manifest.declarations`); ``manifest.env`` and the like are views.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,18 +54,15 @@ from wasmplug._errors import ManifestError
 from wasmplug._semver import SEMVER_RE
 
 from .capabilities import (
-    DECLARABLE,
     HTTP_INTERFACE,
-    Capability,
+    FilesystemRequest,
     check_guest_path,
-    check_host_pattern,
     declares_import,
 )
-from .capabilities import show_value as _show
+from .capability import declared_kind, declared_kinds
+from .capability import show_value as _show
+from .grants import FrozenMap
 from .limits import Limits
-
-# Re-exported: their home is the capability definitions.
-_check_host_pattern = check_host_pattern
 
 __all__ = [
     "HTTP_INTERFACE",
@@ -85,76 +87,126 @@ MANIFEST_SECTION = "wasmplug-manifest"
 """Name of the custom section that carries an embedded manifest (TOML text)."""
 
 
-@attrs.frozen
-class FilesystemRequest:
-    """A directory the plugin asks to see, at ``guest_path`` inside the sandbox.
-
-    The host directory is never named by the plugin: it comes from the
-    application's grant.
-
-    Attributes:
-        guest_path: Absolute POSIX path inside the guest, e.g. ``"/data"``.
-        mode: ``"ro"`` (read-only) or ``"rw"`` (read-write).
-        description: Why the plugin needs it, shown in permission prompts.
-    """
-
-    guest_path: str
-    mode: Literal["ro", "rw"] = "ro"
-    description: str = ""
-
-
-def _default_limits() -> Limits:
-    return Limits.unlimited()  # every kind defers to the application
-
-
-def _as_tuple(value: Any) -> Any:
-    """Lists (and other iterables) become tuples; a string is kept, for the validator
-    to report (``env="HOME"`` would otherwise become four one-letter keys)."""
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        return value
-    return tuple(value)
+def _declarations(owner: str, given: Mapping[str, Any], by_attr: Mapping[str, Any]) -> FrozenMap:
+    """The declarations keyed by manifest key, each normalised by its kind; empty
+    ones are dropped (declaring nothing is not declaring)."""
+    kinds = {cap.manifest_attr: cap for cap in declared_kinds()}
+    values = dict(given)
+    for attr, value in by_attr.items():
+        cap = kinds.get(attr)
+        if cap is None:
+            known = ", ".join(sorted(kinds))
+            raise TypeError(
+                f"{owner}() got an unexpected keyword argument {attr!r} (known: {known})"
+            )
+        assert cap.manifest_key is not None
+        values[cap.manifest_key] = value
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        cap = declared_kind(key)
+        normalised = value if cap is None else cap.normalise_declared(value)
+        if not (isinstance(normalised, tuple) and not normalised):
+            out[key] = normalised
+    return FrozenMap(out)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(init=False)
 class Manifest:
     """A parsed, validated plugin manifest.
 
-    Attributes:
+    Args:
         name: ``[namespace:]kebab-name``, e.g. ``"acme:greeter"``.
         version: Semantic version string.
         description: One line for listings.
         world: The WIT world the component targets, if stated.
+        stdio: ``"log"`` sends guest stdout/stderr to
+            ``logging.getLogger("wasmplug.plugin.<name>")``; ``"discard"`` drops it.
+        limits: Limits the plugin asks for; ``None`` kinds defer to the application.
         host_interfaces: WIT interface names the plugin imports from the host
             (``"demo:plugin/host@0.1.0"``), or plain names of world-level
             function imports.
         env: Environment variable names the plugin asks for (values come from grants).
-        filesystem: Directories the plugin asks for.
+        filesystem: Directories the plugin asks for (:class:`FilesystemRequest`).
         allowed_outbound_hosts: Outbound URL patterns (Spin syntax).
-        stdio: ``"log"`` sends guest stdout/stderr to
-            ``logging.getLogger("wasmplug.plugin.<name>")``; ``"discard"`` drops it.
-        limits: Limits the plugin asks for; ``None`` kinds defer to the application.
+        application: Ids of application-defined capabilities the plugin asks for
+            (``"acme:db-write"``; see :class:`~wasmplug.Capability`).
+        declarations: The same declarations keyed by manifest key
+            (``{"env": ("HOME",)}``); the keyword arguments above win over it.
+
+    Every declaration keyword is the manifest key of one
+    :class:`~wasmplug.Capability` definition, with ``-`` written ``_`` (a kind
+    an application defines adds its own), and is checked by that definition's
+    rules, the same ones ``wasmplug.toml`` is checked with.
+
+    Raises:
+        ManifestError: listing every problem, keyed as in ``wasmplug.toml``.
+        TypeError: an unknown keyword.
     """
 
     name: str
-    version: str = "0.0.0"
-    description: str = ""
-    world: str | None = None
-    host_interfaces: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
-    env: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
-    filesystem: tuple[FilesystemRequest, ...] = attrs.field(default=(), converter=_as_tuple)
-    allowed_outbound_hosts: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
-    stdio: Literal["log", "discard"] = "log"
-    limits: Limits = attrs.field(factory=_default_limits)
+    version: str
+    description: str
+    world: str | None
+    declarations: Mapping[str, tuple[Any, ...]]
+    """Manifest key (``"env"``, ``"filesystem"``...) → what is declared under it."""
+    stdio: Literal["log", "discard"]
+    limits: Limits
 
-    def __attrs_post_init__(self) -> None:
-        """Apply the manifest rules to a manifest built in code.
-
-        Raises:
-            ManifestError: listing every problem, keyed as in ``wasmplug.toml``.
-        """
-        problems = _value_problems(attrs.asdict(self, recurse=False))
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str = "0.0.0",
+        description: str = "",
+        world: str | None = None,
+        stdio: Literal["log", "discard"] = "log",
+        limits: Limits | None = None,
+        declarations: Mapping[str, Any] | None = None,
+        **declared: Any,
+    ) -> None:
+        self.__attrs_init__(
+            name,
+            version,
+            description,
+            world,
+            _declarations("Manifest", declarations or {}, declared),
+            stdio,
+            Limits.unlimited() if limits is None else limits,  # every kind defers to the app
+        )
+        core = {"name": name, "version": version, "description": description, "world": world}
+        problems = _value_problems(
+            {**core, "stdio": stdio, "limits": self.limits}, self.declarations
+        )
         if problems:
             raise ManifestError(f"Manifest(name={_show(self.name)})", problems)
+
+    # Views of the built-in declarations (a kind an application defines is read
+    # with ``manifest.declarations[key]`` or ``capability.declared_in(manifest)``).
+
+    @property
+    def host_interfaces(self) -> tuple[str, ...]:
+        """Host interfaces declared (``host-interfaces``)."""
+        return self.declarations.get("host-interfaces", ())
+
+    @property
+    def env(self) -> tuple[str, ...]:
+        """Environment variable names declared (``env``)."""
+        return self.declarations.get("env", ())
+
+    @property
+    def filesystem(self) -> tuple[FilesystemRequest, ...]:
+        """Directories declared (``[[capabilities.filesystem]]``)."""
+        return self.declarations.get("filesystem", ())
+
+    @property
+    def allowed_outbound_hosts(self) -> tuple[str, ...]:
+        """Outbound URL patterns declared (``allowed-outbound-hosts``)."""
+        return self.declarations.get("allowed-outbound-hosts", ())
+
+    @property
+    def application(self) -> tuple[str, ...]:
+        """Application capability ids declared (``application``)."""
+        return self.declarations.get("application", ())
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<manifest>") -> Manifest:
@@ -179,6 +231,10 @@ class Manifest:
             return _Validator(source).manifest(data)
         except RecursionError:  # pragma: no cover - the validator does not recurse
             raise ManifestError(source, ["nested too deeply"]) from None
+        except ManifestError:
+            raise
+        except Exception as e:  # a kind's parser that failed some other way
+            raise ManifestError(source, [f"cannot be read: {type(e).__name__}: {e}"]) from None
 
     @classmethod
     def from_path(cls, path: str | Path) -> Manifest:
@@ -235,21 +291,6 @@ class _Validator:
             return default
         return value
 
-    def strings(self, data: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
-        value = data.get(key, [])
-        if not isinstance(value, list):
-            self.problem(
-                f"{path}.{key}", f"must be an array of strings, got {type(value).__name__}"
-            )
-            return ()
-        out = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                self.problem(f"{path}.{key}[{i}]", f"must be a string, got {type(item).__name__}")
-                continue
-            out.append(item)
-        return tuple(out)
-
     def manifest(self, data: dict[str, Any]) -> Manifest:
         self.table(data, "", {"plugin", "capabilities", "limits"})
         if "plugin" not in data:
@@ -257,52 +298,29 @@ class _Validator:
         plugin = self.table(
             data.get("plugin", {}), "plugin", {"name", "version", "description", "world"}
         )
-        name = self.string(plugin, "name", "plugin", required=True)
-        version = self.string(plugin, "version", "plugin", required=True)
-        description = self.string(plugin, "description", "plugin", default="")
-        world = self.string(plugin, "world", "plugin")
-        caps = self.table(
-            data.get("capabilities", {}),
-            "capabilities",
-            {*(cap.manifest_key for cap in DECLARABLE if cap.manifest_key), "stdio"},
-        )
-        values: dict[str, Any] = {
-            "name": name,
-            "version": version,
-            "description": description or "",
-            "world": world,
-            **{
-                _attr(cap): self.strings(caps, cap.manifest_key, "capabilities")
-                for cap in DECLARABLE
-                if cap.manifest_key and cap.manifest_key != "filesystem"
-            },
+        kinds = {cap.manifest_key: cap for cap in declared_kinds() if cap.manifest_key}
+        caps = self.table(data.get("capabilities", {}), "capabilities", {*kinds, "stdio"})
+        core: dict[str, Any] = {
+            "name": self.string(plugin, "name", "plugin", required=True),
+            "version": self.string(plugin, "version", "plugin", required=True),
+            "description": self.string(plugin, "description", "plugin", default="") or "",
+            "world": self.string(plugin, "world", "plugin"),
             "stdio": self.string(caps, "stdio", "capabilities", default="log"),
-            "filesystem": self.filesystem(caps.get("filesystem", [])),
             "limits": self.limits(data.get("limits", {})),
+        }
+        declarations = {  # each kind reads its own key
+            key: cap.parse_declared(caps[key], f"capabilities.{key}", self.problem)
+            for key, cap in kinds.items()
+            if key in caps
         }
         # Fields that were missing or of the wrong TOML type were reported above;
         # the value rules run on the rest, the same rules as for Manifest(...).
-        self.problems.extend(_value_problems({k: v for k, v in values.items() if v is not None}))
+        self.problems.extend(
+            _value_problems({k: v for k, v in core.items() if v is not None}, declarations)
+        )
         if self.problems:
             raise ManifestError(self.source, self.problems)
-        return Manifest(**values)
-
-    def filesystem(self, value: Any) -> tuple[FilesystemRequest, ...]:
-        path = "capabilities.filesystem"
-        if not isinstance(value, list):
-            self.problem(path, "must be an array of tables ([[capabilities.filesystem]])")
-            return ()
-        out: list[FilesystemRequest] = []
-        for i, item in enumerate(value):
-            where = f"{path}[{i}]"
-            entry = self.table(item, where, {"guest-path", "mode", "description"})
-            guest = self.string(entry, "guest-path", where, required=True)
-            mode = self.string(entry, "mode", where, default="ro")
-            description = self.string(entry, "description", where, default="") or ""
-            if guest is None or mode is None:
-                continue
-            out.append(FilesystemRequest(guest, mode, description))  # type: ignore[arg-type]
-        return tuple(out)
+        return Manifest(**core, declarations=declarations)
 
     def limits(self, value: Any) -> Limits:
         keys = {
@@ -324,11 +342,12 @@ class _Validator:
         return attrs.evolve(Limits.unlimited(), **values)
 
 
-def _value_problems(values: dict[str, Any]) -> list[str]:
+def _value_problems(values: dict[str, Any], declarations: Mapping[str, Any]) -> list[str]:
     """Every rule a manifest's values must follow, keyed as in ``wasmplug.toml``.
 
-    ``values`` maps :class:`Manifest` attribute names to values; absent ones are
-    not checked (the TOML parser has already reported them).
+    ``values`` maps the :class:`Manifest` attributes that are not declarations to
+    values; absent ones are not checked (the TOML parser has already reported them).
+    Each declaration is checked by the kind that owns its manifest key.
     """
     out: list[str] = []
 
@@ -338,33 +357,18 @@ def _value_problems(values: dict[str, Any]) -> list[str]:
             if error:
                 out.append(f"{key}: {error}")
 
-    def each(attr: str, key: str, check: Callable[[str], str | None]) -> None:
-        if attr not in values:
-            return
-        items = values[attr]
-        if isinstance(items, str) or not isinstance(items, tuple):
-            out.append(f"{key}: must be an array of strings, got {type(items).__name__}")
-            return
-        for i, item in enumerate(items):
-            error = f"must be a string, got {type(item).__name__}"
-            if isinstance(item, str):
-                error = check(item) or ""
-            if error:
-                out.append(f"{key}[{i}]: {error}")
-        if len(set(items)) != len(items):
-            out.append(f"{key}: contains duplicates")
-
     single("name", "plugin.name", _check_name)
     single("version", "plugin.version", _check_version)
     single("description", "plugin.description", _check_text)
     single("world", "plugin.world", lambda v: None if v is None else _check_text(v))
-    for cap in DECLARABLE:  # each capability's own rule for what a manifest declares
-        if cap.manifest_key and cap.manifest_key != "filesystem":
-            each(_attr(cap), f"capabilities.{cap.manifest_key}", cap.check_declared)
+    for key, value in declarations.items():
+        cap = declared_kind(key)
+        if cap is None:
+            out.append(f"capabilities.{key}: unknown key")
+        else:
+            out.extend(cap.declared_problems(value, f"capabilities.{key}"))
     single("stdio", "capabilities.stdio", _check_stdio)
     single("limits", "limits", _check_limits)
-    if "filesystem" in values:
-        out.extend(_filesystem_problems(values["filesystem"]))
     return out
 
 
@@ -392,41 +396,6 @@ def _check_stdio(value: Any) -> str | None:
 
 def _check_limits(value: Any) -> str | None:
     return None if isinstance(value, Limits) else f"must be a Limits, got {type(value).__name__}"
-
-
-def _filesystem_problems(requests: Any) -> list[str]:
-    key = "capabilities.filesystem"
-    if isinstance(requests, str) or not isinstance(requests, tuple):
-        return [f"{key}: must be an array of tables, got {type(requests).__name__}"]
-    out: list[str] = []
-    seen: set[str] = set()
-    for i, req in enumerate(requests):
-        where = f"{key}[{i}]"
-        if not isinstance(req, FilesystemRequest):
-            out.append(f"{where}: must be a FilesystemRequest, got {type(req).__name__}")
-            continue
-        if req.mode not in ("ro", "rw"):
-            out.append(f"{where}.mode: must be 'ro' or 'rw', got {_show(req.mode)}")
-        if not isinstance(req.description, str):
-            out.append(f"{where}.description: must be a string")
-        error = (
-            Capability.FILESYSTEM_READ.check_declared(req.guest_path)
-            if isinstance(req.guest_path, str)
-            else f"must be a string, got {type(req.guest_path).__name__}"
-        )
-        if error:
-            out.append(f"{where}.guest-path: {error}")
-        elif req.guest_path in seen:
-            out.append(f"{where}.guest-path: {_show(req.guest_path)} is requested twice")
-        else:
-            seen.add(req.guest_path)
-    return out
-
-
-def _attr(cap: Capability) -> str:
-    """The :class:`Manifest` attribute of a capability's manifest key."""
-    assert cap.manifest_key is not None
-    return cap.manifest_key.replace("-", "_")
 
 
 def undeclared_imports(manifest: Manifest, imports: Iterable[str]) -> list[str]:

@@ -52,6 +52,7 @@ from wasmplug._runtime.cache import CompileCache
 from wasmplug._runtime.faults import classify
 from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
+from wasmplug._sandbox.capabilities import sandbox_to_wire
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
 from .handles import CallHandles, WorkerInstance, retire
@@ -104,19 +105,9 @@ def _worker_settings(
         "tick_ms": tick_ms,
         "limits": attrs.asdict(plugin.limits),
         "stdio": plugin.manifest.stdio,
-        # With the identity bound at load: the worker binds the path again and
-        # refuses it unless it is still that directory (see _sandbox.bound_dir).
-        "preopens": [
-            [
-                str(p.host_path),
-                p.guest_path,
-                p.writable,
-                p.directory.real_path,
-                *p.directory.identity(),
-            ]
-            for p in sandbox.preopens
-        ],
-        "env": [list(pair) for pair in sandbox.env],
+        # What the worker links into WASI (preopens with the identity bound at load,
+        # environment...), in each capability kind's own wire form.
+        "sandbox": sandbox_to_wire(sandbox),
         "uses_wasi": plan.uses_wasi,
         "needs_traps": plan.needs_traps,
     }

@@ -51,8 +51,7 @@ from wasmplug._errors import (
 from wasmplug._runtime.cache import CompileCache
 from wasmplug._runtime.engine import EpochTicker, make_engine
 from wasmplug._runtime.plugin import Plugin
-from wasmplug._sandbox.bound_dir import BoundDir
-from wasmplug._sandbox.grants import EffectiveSandbox, Preopen
+from wasmplug._sandbox.capabilities import sandbox_from_wire
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
@@ -221,15 +220,7 @@ class Server:
         if settings["needs_traps"]:
             linker.define_unknown_imports_as_traps(component)
         self.report(_LINK, link_start, time.time_ns())
-        sandbox = EffectiveSandbox(
-            preopens=tuple(
-                Preopen(Path(h), g, bool(w), BoundDir(Path(h), g, expect=(real, dev, ino)))
-                for h, g, w, real, dev, ino in settings["preopens"]
-            ),
-            env=tuple((k, v) for k, v in settings["env"]),
-            allowed_outbound_hosts=(),
-            denied=(),
-        )
+        sandbox = sandbox_from_wire(settings["sandbox"])
         first_start = time.time_ns()
         self.plugin = Plugin(
             host=cast(Any, host),
