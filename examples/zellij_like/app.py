@@ -35,6 +35,7 @@ from .permissions import (
     EVENT_NEEDS,
     as_grants,
     as_permission,
+    declared_names,
     granted_names,
     permission_name,
 )
@@ -314,7 +315,7 @@ class Workspace(App[None]):
             pane.held.append(event)
             return
         need = EVENT_NEEDS.get(kind)
-        if need is not None and need not in pane.granted:
+        if need is not None and not pane.holds(need):
             return
         ok, changed = await self._call(pane, "update", event)
         if ok and changed:
@@ -396,11 +397,15 @@ class Workspace(App[None]):
         return len(due)
 
     async def resolve_permission(self, pane: Pane, wanted: list[str]) -> None:
-        """Pre-grants from the layout, else remembered answers, else the modal prompt."""
-        need = [p for p in wanted if p not in pane.spec.permissions and p not in pane.granted]
-        granted = {p for p in wanted if p in pane.spec.permissions}
-        if need and pane.plugin is not None:
-            plugin = pane.plugin
+        """Ask for what the plugin declares and does not hold yet: remembered answers,
+        else the modal prompt. What its manifest does not declare is never asked for
+        (and never held: the answer is false). An answer that grants something loads
+        the plugin again with it (grants are fixed at load); its load() asks again and
+        is answered at once."""
+        plugin = pane.plugin
+        declared = declared_names(plugin.manifest) if plugin is not None else set()
+        need = [p for p in wanted if p in declared and not pane.holds(p)]
+        if need and plugin is not None:
             perms = tuple(as_permission(p) for p in need)
             request = PermissionRequest(
                 plugin=plugin.name,
@@ -412,19 +417,16 @@ class Workspace(App[None]):
                 new=perms,
             )
             grants = await asyncio.to_thread(self.policy.decide, request)
-            granted |= granted_names(grants) & set(need)
-        pane.granted |= granted
+            pane.granted |= granted_names(grants) & set(need)
         pane.pending_permission = False
-        if pane.web_grant_stale():
-            # web-access was just granted: the HTTP grant (the manifest's
-            # allowed-outbound-hosts) is given at load time, so load it again.
-            # Its load() asks again, and is answered at once from pane.granted.
+        if pane.grants_stale():
             old, pane.plugin = pane.plugin, None
             if old is not None:  # after any call still running on the pane's thread
                 await asyncio.get_running_loop().run_in_executor(pane.executor, old.close)
             await self.start(pane)
             return
-        await self.deliver(pane, Variant("permission-result", set(wanted) <= pane.granted))
+        allowed = all(pane.holds(p) for p in wanted)
+        await self.deliver(pane, Variant("permission-result", allowed))
         held, pane.held = pane.held, []
         for event in held:
             await self.deliver(pane, event)

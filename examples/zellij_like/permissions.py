@@ -2,18 +2,25 @@
 
 Each permission a pane plugin can request (the WIT ``permission`` enum) is one
 :class:`~wasmplug.Capability` defined here, with its display name and prompt
-text. Asking, remembering and checking are wasmplug's: a request is a
-:class:`~wasmplug.PermissionRequest` of ``capability.permission()`` entries
-decided by a :class:`~wasmplug.GrantPolicy` (remembered answers keyed by plugin
-name, publisher key and sha256, prompting for what is new), and an answer is
-``Grants(capabilities={...})``, checked with ``capability.granted_in(grants)``.
+text. The rest is wasmplug's:
+
+- a plugin *declares* the ones it may ask for in its manifest
+  (``[capabilities] application = ["wasmplug-demo:open-files"]``), packed and
+  signed with it; one it does not declare is never asked for and never held;
+- the workspace *grants* them: the layout's pre-grants and the user's answers go
+  into the ``Grants(capabilities={...})`` the pane's plugin is loaded with, and
+  answers are asked and remembered by a :class:`~wasmplug.GrantPolicy` (keyed by
+  plugin name, publisher key and sha256; a request is a
+  :class:`~wasmplug.PermissionRequest` of ``capability.permission()`` entries);
+- the plugin *holds* declared ∩ granted, ``plugin.sandbox``, which every host
+  call and permission-gated event is checked against (:func:`holds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from wasmplug import Capability, Grants, Permission
+from wasmplug import Capability, Grants, Manifest, Permission, Plugin
 
 PERMISSIONS: dict[str, Capability] = {
     name: Capability(f"wasmplug-demo:{name}", display, description)
@@ -65,3 +72,13 @@ def granted_names(grants: Grants) -> set[str]:
 def as_grants(names: Iterable[str]) -> Grants:
     """Grants of the workspace permissions ``names``."""
     return Grants(capabilities={PERMISSIONS[n].id for n in names})
+
+
+def declared_names(manifest: Manifest) -> set[str]:
+    """The workspace permissions a plugin's manifest declares (it may ask for)."""
+    return {_BY_ID[cap_id] for cap_id in manifest.application if cap_id in _BY_ID}
+
+
+def holds(plugin: Plugin | None, name: str) -> bool:
+    """Whether ``plugin`` holds workspace permission ``name`` (declared and granted)."""
+    return plugin is not None and PERMISSIONS[name].granted_in(plugin.sandbox)

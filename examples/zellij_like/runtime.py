@@ -22,7 +22,7 @@ import attrs
 from wasmplug import Err, Grants, Plugin, PluginHost, Variant, WasmplugError, current_plugin
 
 from .layout import PaneSpec
-from .permissions import CALL_NEEDS
+from .permissions import CALL_NEEDS, PERMISSIONS, holds
 
 __all__ = ["HOST_INTERFACE", "TYPES_INTERFACE", "WIT_DIR", "HostImpl", "Pane", "current_pane"]
 
@@ -57,7 +57,8 @@ class Pane:
         self.path = path
         self.plugin: Plugin | None = None
         self.subscriptions: set[str] = set()
-        self.granted: set[str] = set()
+        self.granted: set[str] = set()  # workspace permissions the user granted at run time
+        self.loaded_with: Grants | None = None  # the grants the running plugin was loaded with
         self.pending_permission = False
         self.held: list[Variant] = []
         self.effects: list[tuple[Any, ...]] = []
@@ -81,34 +82,41 @@ class Pane:
         """
         self.plugin = self._load(host)
         self.outbound = tuple(self.plugin.manifest.allowed_outbound_hosts)
-        if self.web_grant_stale():
+        if self.grants_stale():
             self.plugin.close()
             self.plugin = self._load(host)
 
     def _load(self, host: PluginHost) -> Plugin:
+        grants = self.grants()
         plugin = host.load(
             self.path,
-            grants=self.grants(),
+            grants=grants,
             limits=self.spec.limits,
             restart_policy=self.spec.restart,
             isolation=self.spec.isolation,
         )
+        self.loaded_with = grants
         _PANES[plugin] = self
         return plugin
 
     def grants(self) -> Grants:
-        """The layout's grants, plus the declared outbound hosts once ``web-access`` is granted."""
-        if "web-access" in self.spec.permissions | self.granted and self.outbound:
-            return attrs.evolve(self.spec.grants, allowed_outbound_hosts=self.outbound)
-        return self.spec.grants
+        """The layout's grants, plus every workspace permission granted (pre-granted in
+        the layout or answered by the user), plus the declared outbound hosts once
+        ``web-access`` is granted. The plugin holds only what its manifest declares."""
+        names = self.spec.permissions | self.granted
+        grants = attrs.evolve(self.spec.grants, capabilities={PERMISSIONS[n].id for n in names})
+        if "web-access" in names and self.outbound:
+            grants = attrs.evolve(grants, allowed_outbound_hosts=self.outbound)
+        return grants
 
-    def web_grant_stale(self) -> bool:
-        """``web-access`` is granted but the running instance lacks the HTTP grant
-        (grants are fixed when a plugin is loaded, so it must be loaded again)."""
-        if self.plugin is None or not self.outbound:
-            return False
-        has = set(self.plugin.sandbox.allowed_outbound_hosts)
-        return "web-access" in self.spec.permissions | self.granted and has != set(self.outbound)
+    def grants_stale(self) -> bool:
+        """Something was granted since the running plugin was loaded (grants are fixed
+        when a plugin is loaded, so it must be loaded again to hold it)."""
+        return self.plugin is not None and self.grants() != self.loaded_with
+
+    def holds(self, name: str) -> bool:
+        """Whether the running plugin holds workspace permission ``name``."""
+        return holds(self.plugin, name)
 
     def forget_state(self) -> None:
         """What a fresh instance starts without (it subscribes and asks again in load)."""
@@ -178,7 +186,7 @@ class HostImpl:
     def _check(call: str) -> Pane:
         pane = current_pane()
         need = CALL_NEEDS[call]
-        if need not in pane.granted:
+        if not pane.holds(need):
             raise Err(f"permission {need} not granted")
         return pane
 

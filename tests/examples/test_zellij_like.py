@@ -234,6 +234,35 @@ async def test_denied_permission_blocks_the_host_call(tmp_path, state_dir, host)
         assert app.opened == []
 
 
+async def test_a_permission_the_manifest_does_not_declare_is_never_held(tmp_path, state_dir, host):
+    """The layout grants the clock run-commands, but its manifest does not declare it
+    (wasmplug's declared ∩ granted), while the status bar, which declares it, holds it."""
+    layout = tmp_path / "undeclared.toml"
+    layout.write_text(
+        """
+[bottom]
+plugin = "status-bar"
+permissions = ["read-application-state", "run-commands"]
+[[tabs]]
+name = "main"
+[[tabs.panes]]
+plugin = "clock"
+permissions = ["run-commands", "read-application-state"]
+"""
+    )
+    app = new_app(tmp_path, state_dir, host, layout=layout)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        clock, bar = app.panes["clock"], app.panes["status-bar"]
+        assert "wasmplug-demo:run-commands" in clock.loaded_with.capabilities
+        assert clock.plugin.manifest.application == ()
+        assert clock.plugin.sandbox.capabilities == frozenset()
+        assert not clock.holds("run-commands")
+        assert "wasmplug-demo:run-commands" in bar.plugin.manifest.application
+        assert bar.holds("run-commands")
+        assert bar.holds("read-application-state")
+
+
 async def test_panic_shows_error_pane_and_r_restarts(tmp_path, state_dir, host):
     app = new_app(tmp_path, state_dir, host)
     async with app.run_test(size=SIZE) as pilot:

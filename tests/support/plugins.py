@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wasmplug.authoring import build_js, build_python
+import wasmtime
+
+from wasmplug.authoring import KeyFiles, build_js, build_python, keygen, pack, sign
 
 PLUGINS_DIR = Path(__file__).parent.parent / "plugins"
 GREETER_DIR = PLUGINS_DIR / "greeter"
@@ -57,3 +59,18 @@ def build_prober() -> Path:
         Path of the ~18 MB component file in the build cache.
     """
     return build_python(PROBER_DIR, wit=PROBER_DIR / "wit", world=PROBER_WORLD).path
+
+
+def packed_and_signed(directory: Path, wat: str, manifest: str) -> tuple[Path, KeyFiles]:
+    """A component written as WAT, packed with ``manifest`` (TOML text) and signed
+    with a new key pair, through the public authoring API.
+
+    Returns:
+        The signed file and the key pair (trust ``keys.public_key``).
+    """
+    raw = directory / "component.wasm"
+    raw.write_bytes(wasmtime.wat2wasm(wat))
+    (directory / "wasmplug.toml").write_text(manifest)
+    packed = pack(raw, directory / "wasmplug.toml", output=directory / "packed.wasm")
+    keys = keygen(directory / "k.pub", directory / "k.sec")
+    return sign(packed.path, keys.secret_key_path, output=directory / "signed.wasm").path, keys

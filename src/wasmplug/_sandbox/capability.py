@@ -376,7 +376,8 @@ class Capability(metaclass=_CapabilityType):
         file) with ``toml=True``.
 
         Raises:
-            Invalid: a wrong type, naming ``where``.
+            ValueError: a wrong type or value, naming ``where`` (the grant store and
+                grants files turn it into their own errors).
         """
         return frozenset(as_str_list(value, where))
 

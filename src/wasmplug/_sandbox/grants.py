@@ -46,6 +46,7 @@ __all__ = [
     "GrantKind",
     "Grants",
     "Preopen",
+    "by_keyword",
     "check_overlaps",
     "register_kind",
 ]
@@ -122,22 +123,26 @@ def register_kind(kind: GrantKind) -> None:
     _KINDS[kind.grant_key] = kind
 
 
-def _by_attr(
-    owner: str, by_attr: Mapping[str, Any], attr: Callable[[GrantKind], str]
-) -> dict[str, Any]:
-    """Keyword arguments (kind attribute names) -> grant keys."""
-    names = {attr(kind): kind for kind in _KINDS.values()}
+def by_keyword(owner: str, given: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
+    """Keyword arguments of ``owner(...)`` re-keyed: ``keys`` maps each known keyword
+    (a kind's attribute name) to its key.
+
+    Raises:
+        TypeError: an unknown keyword, naming the known ones.
+    """
     out: dict[str, Any] = {}
-    for name, value in by_attr.items():
-        kind = names.get(name)
-        if kind is None:
-            known = ", ".join(sorted(names))
+    for name, value in given.items():
+        if name not in keys:
+            known = ", ".join(sorted(keys))
             raise TypeError(
                 f"{owner}() got an unexpected keyword argument {name!r} (known: {known})"
             )
-        assert kind.grant_key is not None
-        out[kind.grant_key] = value
+        out[keys[name]] = value
     return out
+
+
+def _keys(attr: Callable[[GrantKind], str]) -> dict[str, str]:
+    return {attr(kind): key for key, kind in _KINDS.items()}
 
 
 def _absolute(p: str | os.PathLike[str]) -> Path:
@@ -188,7 +193,8 @@ class Grants:
     """Grant key → the grant of that kind (only non-empty ones)."""
 
     def __init__(self, *, granted: Mapping[str, Any] | None = None, **by_attr: Any) -> None:
-        values = {**(granted or {}), **_by_attr("Grants", by_attr, lambda k: k.grant_attr)}
+        by_key = by_keyword("Grants", by_attr, _keys(lambda k: k.grant_attr))
+        values = {**(granted or {}), **by_key}
         out: dict[str, Any] = {}
         for key, value in values.items():
             kind = _KINDS.get(key)
@@ -268,10 +274,8 @@ class EffectiveSandbox:
         denied: tuple[str, ...] = (),
         **by_attr: Any,
     ) -> None:
-        values = {
-            **(effective or {}),
-            **_by_attr("EffectiveSandbox", by_attr, lambda k: k.effective_attr),
-        }
+        by_key = by_keyword("EffectiveSandbox", by_attr, _keys(lambda k: k.effective_attr))
+        values = {**(effective or {}), **by_key}
         self.__attrs_init__(FrozenMap({k: v for k, v in values.items() if v}), tuple(denied))
 
     def get(self, key: str, default: Any = None) -> Any:

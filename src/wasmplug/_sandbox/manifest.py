@@ -61,7 +61,7 @@ from .capabilities import (
 )
 from .capability import declared_kind, declared_kinds
 from .capability import show_value as _show
-from .grants import FrozenMap
+from .grants import FrozenMap, by_keyword
 from .limits import Limits
 
 __all__ = [
@@ -90,17 +90,8 @@ MANIFEST_SECTION = "wasmplug-manifest"
 def _declarations(owner: str, given: Mapping[str, Any], by_attr: Mapping[str, Any]) -> FrozenMap:
     """The declarations keyed by manifest key, each normalised by its kind; empty
     ones are dropped (declaring nothing is not declaring)."""
-    kinds = {cap.manifest_attr: cap for cap in declared_kinds()}
-    values = dict(given)
-    for attr, value in by_attr.items():
-        cap = kinds.get(attr)
-        if cap is None:
-            known = ", ".join(sorted(kinds))
-            raise TypeError(
-                f"{owner}() got an unexpected keyword argument {attr!r} (known: {known})"
-            )
-        assert cap.manifest_key is not None
-        values[cap.manifest_key] = value
+    keys = {cap.manifest_attr: cap.manifest_key for cap in declared_kinds() if cap.manifest_key}
+    values = {**given, **by_keyword(owner, by_attr, keys)}
     out: dict[str, Any] = {}
     for key, value in values.items():
         cap = declared_kind(key)

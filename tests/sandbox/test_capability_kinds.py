@@ -1,0 +1,225 @@
+"""A new kind of capability is one definition: this test defines one (program
+arguments a plugin may be started with) and follows it through the manifest TOML,
+pack, sign and read back, the prompt, the grant store, a grants file, the CLI
+(`inspect`, `call --grant`, `grants list`) and the link step, without any other
+code knowing about it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import wasmtime
+from wasmtime import WasiConfig
+
+import wasmplug.authoring as authoring
+from support.plugins import packed_and_signed
+from wasmplug import (
+    Capability,
+    CapabilityError,
+    GrantPolicy,
+    Grants,
+    GrantStore,
+    Manifest,
+    ManifestError,
+    Permission,
+    PermissionRequest,
+    PluginHost,
+)
+from wasmplug._cli.main import main as cli
+
+_FLAG = re.compile(r"--[a-z][a-z0-9-]*")
+
+
+class _Arguments(Capability):
+    """Program arguments: a plugin declares the flags it may be started with
+    (``test-arguments = ["--fast"]``), the application grants some, and each
+    instance's argv carries the granted ones."""
+
+    manifest_key = "test-arguments"
+    grant_key = "test-arguments"
+    cli_prefix = "arg"
+    cli_usage = "arg:--FLAG"
+
+    def check_declared(self, item: str) -> str | None:
+        return None if _FLAG.fullmatch(item) else f"{item!r} is not a flag like '--fast'"
+
+    def configure_wasi(self, config: WasiConfig, effective: tuple[str, ...]) -> None:
+        config.argv = list(effective)  # wasmtime appends them to argv[0], "plugin"
+
+
+ARGUMENTS = _Arguments("test:arguments", "Start with arguments", "flags it runs with")
+
+# Returns how many program arguments (wasi:cli/environment get-arguments) it sees.
+ARGV_COUNTER = """(component
+  (import "wasi:cli/environment@0.2.0" (instance $env
+    (export "get-arguments" (func (result (list string))))))
+  (core module $mem
+    (memory (export "memory") 1)
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
+      (global.set $bump (i32.add (local.get $p) (local.get 3)))
+      (local.get $p)))
+  (core instance $m (instantiate $mem))
+  (alias core export $m "memory" (core memory $memory))
+  (alias core export $m "realloc" (core func $realloc))
+  (core func $get (canon lower (func $env "get-arguments") (memory $memory) (realloc $realloc)))
+  (core module $main
+    (import "host" "get" (func $get (param i32)))
+    (import "host" "memory" (memory 1))
+    (func (export "count") (result i32)
+      (call $get (i32.const 0))
+      (i32.load offset=4 (i32.const 0))))
+  (core instance $i (instantiate $main (with "host" (instance
+    (export "get" (func $get)) (export "memory" (memory $memory))))))
+  (func (export "argument-count") (result u32) (canon lift (core func $i "count"))))"""
+
+MANIFEST = """
+[plugin]
+name = "argv-counter"
+version = "1.0.0"
+
+[capabilities]
+test-arguments = ["--fast", "--verbose"]
+"""
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> tuple[Path, authoring.KeyFiles]:
+    """The counter, packed with MANIFEST and signed."""
+    path, keys = packed_and_signed(tmp_path, ARGV_COUNTER, MANIFEST)
+    assert Manifest.from_toml(MANIFEST).declarations["test-arguments"] == ("--fast", "--verbose")
+    return path, keys
+
+
+def test_the_manifest_declares_it_and_its_rules_apply() -> None:
+    m = Manifest.from_toml(MANIFEST)
+    assert ARGUMENTS.declared_in(m) == ("--fast", "--verbose")
+    assert m == Manifest(
+        name="argv-counter", version="1.0.0", test_arguments=["--fast", "--verbose"]
+    )
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_toml(MANIFEST.replace('"--verbose"', '"verbose", 3'))
+    assert list(info.value.problems) == [
+        "capabilities.test-arguments[2]: must be a string, got int",
+        "capabilities.test-arguments[1]: 'verbose' is not a flag like '--fast'",
+    ]
+    with pytest.raises(ManifestError, match=r"test-arguments\[0\]: 'x' is not a flag"):
+        Manifest(name="t", test_arguments=["x"])
+    with pytest.raises(ManifestError, match="contains duplicates"):
+        Manifest(name="t", test_arguments=["--a", "--a"])
+
+
+def test_it_flows_from_the_packed_manifest_to_the_instance(
+    signed: tuple[Path, authoring.KeyFiles], tmp_path: Path
+) -> None:
+    path, keys = signed
+    asked: list[PermissionRequest] = []
+
+    def prompt(request: PermissionRequest) -> Grants:
+        asked.append(request)
+        return Grants(test_arguments={"--fast"})
+
+    store = GrantStore(tmp_path / "grants.json")
+    policy = GrantPolicy(prompt=prompt, store=store)
+    with PluginHost(cache_dir=False, trusted_keys=[keys.public_key], policy=policy) as host:
+        plugin = host.load(path)  # signed, read back, asked, granted
+        assert [p.description for p in asked[0].permissions] == [
+            "Start with arguments: --fast",
+            "Start with arguments: --verbose",
+        ]
+        assert asked[0].permissions[0] == Permission(ARGUMENTS, "--fast")
+        assert plugin.sandbox.effective["test-arguments"] == ("--fast",)
+        assert "test:arguments --verbose: not granted" in plugin.sandbox.denied
+        assert ARGUMENTS.granted_in(plugin.sandbox)
+        assert plugin.call("argument-count") == 2  # "plugin", "--fast": linked per instance
+        plugin.close()
+        again = host.load(path)  # remembered: not asked again
+        assert len(asked) == 1
+        assert again.call("argument-count") == 2
+        again.close()
+        none = host.load(path, grants=Grants())
+        assert not ARGUMENTS.granted_in(none.sandbox)
+        assert none.call("argument-count") == 1
+        none.close()
+
+    stored = json.loads((tmp_path / "grants.json").read_text())
+    (decision,) = stored["decisions"].values()
+    assert decision["grants"] == {"test-arguments": ["--fast"]}
+    assert store.list()[0].grants == Grants(test_arguments=["--fast"])
+
+
+def test_grants_files_and_the_cli_know_it(
+    signed: tuple[Path, authoring.KeyFiles], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = signed
+    grants_file = tmp_path / "grants.toml"
+    grants_file.write_text('[grants."argv-*"]\ntest-arguments = ["--fast", "--verbose"]\n')
+    assert GrantPolicy.from_toml(grants_file).grants["argv-*"] == Grants(
+        test_arguments={"--fast", "--verbose"}
+    )
+    grants_file.write_text('[grants."argv-*"]\ntest-arguments = "--fast"\n')
+    with pytest.raises(ValueError, match=r"grants.argv-\*.test-arguments: expected an array"):
+        GrantPolicy.from_toml(grants_file)
+
+    assert cli(["--cache-dir", str(tmp_path / "cache"), "inspect", str(path)]) == 0
+    assert "test-arguments: --fast, --verbose" in capsys.readouterr().out
+    call = ["call", str(path), "argument-count", "--allow-unsigned", "--grant"]
+    assert cli(["--cache-dir", str(tmp_path / "cache"), *call, "arg:--verbose"]) == 0
+    assert capsys.readouterr().out.strip() == "2"
+    assert cli(["--cache-dir", str(tmp_path / "cache"), *call, "arg:"]) == 2
+    assert "arg:--FLAG" in capsys.readouterr().err
+
+    store = GrantStore(tmp_path / "g.json")
+    policy = GrantPolicy(prompt=lambda r: Grants(test_arguments={"--fast"}), store=store)
+    perms = (ARGUMENTS.permission("--fast"),)
+    policy.decide(PermissionRequest("argv-counter", "1.0.0", None, "", "00", perms, perms))
+    assert cli(["grants", "list", "--store", str(store.path)]) == 0
+    assert "granted: test:arguments --fast" in capsys.readouterr().out
+
+
+def test_a_kind_cannot_take_another_kinds_keys() -> None:
+    class _Clash(Capability):
+        manifest_key = "env"
+
+    with pytest.raises(ValueError, match="manifest key 'env' is already used by 'environment'"):
+        _Clash("test:clash", "Clash")
+    with pytest.raises(KeyError):
+        Capability.get("test:clash")  # nothing of it was registered
+
+    class _Unnamed(Capability):
+        grant_key = "test-arguments"
+
+    with pytest.raises(ValueError, match="grant key 'test-arguments' is already used"):
+        _Unnamed("test:unnamed", "Unnamed")
+
+
+def test_grants_and_manifests_refuse_unknown_keywords() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'test_argument'"):
+        Manifest(name="t", test_argument=["--fast"])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'enviroment'"):
+        Grants(enviroment={"A": "b"})
+    with pytest.raises(TypeError, match="got a string"):
+        Grants(test_arguments="--fast")  # not four one-letter flags
+
+
+def test_a_kind_that_links_into_wasi_is_refused_by_a_worker_that_lacks_it(tmp_path: Path) -> None:
+    """A worker process is a fresh interpreter: the kind's link step is not there,
+    so the load fails and says so, rather than running without that part."""
+    manifest = Manifest(name="c", test_arguments=["--fast"])
+    component = bytes(wasmtime.wat2wasm(ARGV_COUNTER))
+    with PluginHost(cache_dir=tmp_path / "cache", spare_workers=0) as host:
+        with pytest.raises(CapabilityError, match="'test-arguments' links into WASI but is not"):
+            host.load(
+                component,
+                allow_unsigned=True,
+                manifest=manifest,
+                grants=Grants(test_arguments={"--fast"}),
+                isolation="process",
+            )
+        plugin = host.load(component, allow_unsigned=True, manifest=manifest, isolation="process")
+        assert plugin.call("argument-count") == 1  # nothing of it granted: nothing to send
