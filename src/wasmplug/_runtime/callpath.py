@@ -313,8 +313,9 @@ class CallPath:
         in_flight = ticker.in_flight
         tls = _tls
         prev = getattr(tls, "inst", None)
-        # Guest output is logged on a wasmtime thread, where this call's span is not
-        # current: while tracing, hand it the call's trace ids (_sandbox/stdio.py).
+        # Guest output may be logged on another thread (the stdio pump, or wasmtime's
+        # for the callback stream), where this call's span is not current: while
+        # tracing, hand it the call's trace ids (_sandbox/stdio.py).
         output_ids = self._tel is not None and not stderr.discard
         # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
         try:
@@ -326,6 +327,8 @@ class CallPath:
             err = _func_call(
                 inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults
             )
+            if inst.output_poll is not None:  # log the call's output before it returns
+                inst.drain_output()
         finally:
             in_flight.discard(inst)
             tls.inst = prev

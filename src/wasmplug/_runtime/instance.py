@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import select
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,7 @@ class Instance:
         "lift_left",
         "lock",
         "max_lift",
+        "output_poll",
         "pending_drops",
         "plugin",
         "signal_exc",
@@ -168,6 +170,13 @@ class Instance:
                 raise
         else:  # no WASI, no stdout or stderr: nothing is ever written, the tail stays ""
             self.stdout = self.stderr = _NO_OUTPUT
+        # Guest output through pipes is drained after each call (drain_output).
+        self.output_poll: select.poll | None = None
+        for out in (self.stdout, self.stderr):
+            if out.pipe is not None:
+                if self.output_poll is None:
+                    self.output_poll = select.poll()
+                self.output_poll.register(out.pipe.fileno(), select.POLLIN)
         if host._consume_fuel:
             err = f.set_fuel(self.context, limits.fuel if limits.fuel is not None else 2**63 - 1)
             if err:  # pragma: no cover - only without fuel enabled, checked above
@@ -179,7 +188,17 @@ class Instance:
             self.instance = self._instantiate_on_thread()
         else:
             self.instance = self._instantiate()
+        self.drain_output()  # what start-up printed is logged before load() returns
         self.funcs = ExportFuncs(self.instance, self.context, plugin._export_indices)
+
+    def drain_output(self) -> None:
+        """Log what the guest has written to stdout/stderr so far (see GuestOutput.drain).
+
+        One ``poll(2)`` when nothing was written (cheaper than two failed reads)."""
+        poll = self.output_poll
+        if poll is not None and (poll.poll(0) or self.stdout.reading or self.stderr.reading):
+            self.stdout.drain()
+            self.stderr.drain()
 
     def _instantiate(self) -> Any:
         plugin = self.plugin
@@ -329,8 +348,8 @@ class Instance:
         ct = self.call_thread
         if ct is not None:
             ct.stop()
-        self.stdout.flush()
-        self.stderr.flush()
+        self.stdout.close()
+        self.stderr.close()
         forget_host_objects(self.host_reps)
         self.host_reps.clear()
         # The guest objects go with the store; free the host-side handles.

@@ -316,9 +316,9 @@ class EffectiveSandbox:
         for key, value in self.effective.items():
             _KINDS[key].configure_wasi(config, value)
         if stdout is not None:
-            config.stdout_custom = stdout
+            stdout.wire(config, "stdout")
         if stderr is not None:
-            config.stderr_custom = stderr
+            stderr.wire(config, "stderr")
         return config
 
     def close(self) -> None:

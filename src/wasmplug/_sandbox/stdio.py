@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from typing import TYPE_CHECKING, Literal
 
 from wasmplug import _telemetry
+
+from .stdiopipe import GuestPipe, open_pipe
+
+if TYPE_CHECKING:
+    from wasmtime import WasiConfig
 
 __all__ = ["MAX_LINE_BYTES", "GuestOutput"]
 
@@ -24,7 +32,13 @@ def _cut(data: bytes, limit: int) -> int:
 
 
 class GuestOutput:
-    """A ``WasiConfig.stdout_custom`` callback that logs each line the guest writes.
+    """Logs each line one guest stream (stdout or stderr of one instance) writes.
+
+    :meth:`wire` connects it to a ``WasiConfig``: through a pipe where possible (see
+    :mod:`wasmplug._sandbox.stdiopipe`: a guest write of up to 1 MiB arrives whole),
+    else as the ``stdout_custom`` callback (8,192 bytes per guest write; CPython
+    guests drop the rest of longer writes). Call :meth:`drain` after running guest
+    code to log what it wrote, and :meth:`close` when the instance is freed.
 
     Lines go to ``logger`` at ``level``; a line longer than :data:`MAX_LINE_BYTES`
     is logged as several records of at most that many bytes, cut between UTF-8
@@ -57,7 +71,8 @@ class GuestOutput:
         # Structured fields of every record (docs/observability.md, "Logs").
         self.plugin = logger.name.removeprefix("wasmplug.plugin.")
         # The trace and span ids of the call running on the instance, set by the
-        # runtime while tracing: wasmtime calls this from a thread of its own, where
+        # runtime while tracing: output is logged from another thread (the stdio pump,
+        # or wasmtime's for the callback stream), where
         # the call's span is not the current one.
         self.call_fields: dict[str, str] = {}
         self.max_lines = max_lines
@@ -69,11 +84,58 @@ class GuestOutput:
         self._window_start = 0.0
         self._count = 0
         self._suppressed = 0
+        self._lock = threading.RLock()
+        self.pipe: GuestPipe | None = None
+
+    def wire(self, config: WasiConfig, stream: Literal["stdout", "stderr"]) -> None:
+        """Make this the guest's ``stream`` in ``config``: a pipe, else the callback."""
+        opened = open_pipe(self.__call__)
+        if opened is not None:
+            pipe, write_fd = opened
+            try:
+                # wasmtime opens its own descriptor on the pipe's write end.
+                if stream == "stdout":
+                    config.stdout_file = pipe.path
+                else:
+                    config.stderr_file = pipe.path
+            except Exception:  # no descriptor left for wasmtime: use the callback
+                pipe.close()
+                opened = None
+            finally:
+                os.close(write_fd)
+            if opened is not None:
+                self.pipe = pipe
+                return
+        if stream == "stdout":
+            config.stdout_custom = self
+        else:
+            config.stderr_custom = self
+
+    @property
+    def reading(self) -> bool:
+        """Whether the pipe's reader holds output not yet logged (see GuestPipe.busy)."""
+        pipe = self.pipe
+        return pipe is not None and pipe.busy
+
+    def drain(self) -> None:
+        """Log what the guest has written to the pipe so far (no-op for the callback)."""
+        pipe = self.pipe
+        if pipe is not None:
+            pipe.drain()
+
+    def close(self) -> None:
+        """Drain and close the pipe, then log any unterminated last line (idempotent)."""
+        pipe = self.pipe
+        if pipe is not None:
+            pipe.close()
+        self.flush()
 
     def __call__(self, data: bytes) -> int:
-        # Called from inside wasmtime (via a ctypes callback): never raise.
+        # Called from inside wasmtime (via a ctypes callback) or by the pipe's reader,
+        # on any thread: never raise.
         try:
-            self._write(data)
+            with self._lock:
+                self._write(data)
         except Exception:  # pragma: no cover - logging handlers failing
             pass
         return len(data)
@@ -123,6 +185,7 @@ class GuestOutput:
 
     def flush(self) -> None:
         """Log any unterminated last line."""
-        if self._partial and not self.discard:
-            self._emit(self._partial.decode("utf-8", "replace"))
-        self._partial = b""
+        with self._lock:
+            if self._partial and not self.discard:
+                self._emit(self._partial.decode("utf-8", "replace"))
+            self._partial = b""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from typing import Any
 
@@ -76,11 +77,12 @@ never uses a name the worker chose)."""
 class Channel:
     """One end of a worker's socketpair, framed.
 
-    Not thread-safe: one call at a time uses a worker (its lock), and the
-    worker itself is single-threaded on its end.
+    ``recv`` is not thread-safe: one call at a time uses a worker (its lock), and
+    the worker reads on one thread. ``send`` is: the worker forwards guest output
+    lines from whichever thread drained them (its stdio pump, a call thread).
     """
 
-    __slots__ = ("_buf", "_packb", "_sock", "_timeout", "max_frame")
+    __slots__ = ("_buf", "_packb", "_send_lock", "_sock", "_timeout", "max_frame")
 
     def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
@@ -89,6 +91,7 @@ class Channel:
         self._timeout: float | None = None
         sock.settimeout(None)
         self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+        self._send_lock = threading.Lock()
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -99,12 +102,13 @@ class Channel:
         Raises:
             OSError: the other end is gone (``BrokenPipeError``...).
         """
-        data = self._packb(message)
-        if len(data) < _CHUNK:
-            self._sock.sendall(_LEN.pack(len(data)) + data)
-        else:
-            self._sock.sendall(_LEN.pack(len(data)))
-            self._sock.sendall(data)
+        with self._send_lock:
+            data = self._packb(message)
+            if len(data) < _CHUNK:
+                self._sock.sendall(_LEN.pack(len(data)) + data)
+            else:
+                self._sock.sendall(_LEN.pack(len(data)))
+                self._sock.sendall(data)
 
     def recv(self, deadline: float | None = None) -> list[Any]:
         """Receive one message: a non-empty array whose first item is an int opcode.
