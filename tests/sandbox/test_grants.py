@@ -167,7 +167,7 @@ def _run_stdio_guest(
     run(store)
     for sink in sinks.values():
         if sink is not None:
-            sink.flush()
+            sink.close()  # log what the guest wrote (through a pipe or the callback)
     return captured
 
 

@@ -62,6 +62,7 @@ def test_full_manifest_parses() -> None:
 
 def test_minimal_manifest_defaults() -> None:
     m = Manifest.from_toml('[plugin]\nname = "x"\nversion = "0.1.0"\n')
+    assert (m.description, m.world, m.env, m.allowed_outbound_hosts) == ("", None, (), ())
     assert m.host_interfaces == ()
     assert m.filesystem == ()
     assert m.stdio == "log"
@@ -328,8 +329,38 @@ PLUGIN_KEYS = "description, name, version, world"
                 "plugin.version: '1.0' is not valid (use a semantic version such as 1.2.3)",
             ],
         ),
+        (
+            '[plugin]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nenv = [1, "OK", 2.5]\n',
+            [
+                "capabilities.env[0]: must be a string, got int",
+                "capabilities.env[2]: must be a string, got float",
+            ],
+        ),
+        (
+            '[plugin]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nfilesystem = 3\n',
+            ["capabilities.filesystem: must be an array of tables ([[capabilities.filesystem]])"],
+        ),
+        (
+            '[capabilities]\nstdio = "log"\n',
+            [
+                "plugin: the [plugin] table is required",
+                "plugin.name: is required",
+                "plugin.version: is required",
+            ],
+        ),
     ],
-    ids=["type", "required", "table", "array", "unknown-key", "unknown-table", "name-version"],
+    ids=[
+        "type",
+        "required",
+        "table",
+        "array",
+        "unknown-key",
+        "unknown-table",
+        "name-version",
+        "items",
+        "filesystem",
+        "no-plugin",
+    ],
 )
 def test_each_problem_names_its_key_and_what_is_wrong(text: str, problems: list[str]) -> None:
     with pytest.raises(ManifestError) as info:
