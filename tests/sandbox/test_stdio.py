@@ -60,6 +60,21 @@ def test_long_guest_lines_are_cut_on_a_real_guest(
         assert all(len(r.encode()) <= MAX_LINE_BYTES for r in records)
 
 
+@needs_pipes
+def test_a_real_guest_in_a_worker_prints_60_KiB_whole(
+    load_greeter: Callable[..., Plugin], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The process tier: a worker's guest output reaches the application's logger
+    through the same pipes, before ``call`` returns (one print, just under 64 KiB)."""
+    plugin = load_greeter(isolation="process")
+    caplog.set_level(logging.INFO, logger=PLUGIN_LOGGER)
+    line = "z" * 61_000
+    assert plugin.call("print-stdout", line) is None
+    pieces = ["z" * 4096] * 14 + ["z" * (61_000 - 14 * 4096)]
+    assert _records(caplog, logging.INFO) == pieces
+    assert _records(caplog, logging.WARNING) == pieces
+
+
 def _collect(**kwargs: object) -> tuple[GuestOutput, list[str]]:
     logger = logging.getLogger("wasmplug.test.stdio")
     out: list[str] = []
