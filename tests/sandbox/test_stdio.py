@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.blocking_wat import STDIN_WAT
 from support.stdout_wat import LINE, STDOUT_WAT
 from wasmplug import Limits, Manifest, Plugin, PluginHost
 from wasmplug._sandbox import stdiopipe
@@ -198,6 +199,18 @@ def test_pipes_are_closed_with_their_instance(host: PluginHost) -> None:
     plugin.call("write-all", STDOUT, 100, 100)
     plugin.close()
     assert all(p is not None and p.closed for p in pipes)
+
+
+def test_a_component_without_stdout_or_stderr_gets_no_pipe(host: PluginHost) -> None:
+    """Pipes cost descriptors: a WASI component that cannot write output has none."""
+    plugin = host.load(
+        STDIN_WAT.encode(), allow_unsigned=True, manifest=Manifest(name="reader", version="0.1.0")
+    )
+    (inst,) = plugin._pool.live()
+    assert inst.stdout.pipe is None
+    assert inst.stderr.pipe is None
+    assert inst.output_poll is None
+    assert plugin.call("read-stdin") == 11  # its WASI works
 
 
 @pytest.mark.parametrize("why", ["unsupported", "over-budget"])

@@ -164,7 +164,11 @@ class Instance:
             self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
             self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
             try:  # checks that every granted directory is still the one bound at load
-                store.set_wasi(plugin.sandbox.wasi_config(self.stdout, self.stderr))
+                config = plugin.sandbox.wasi_config(
+                    self.stdout if plugin._writes_stdout else None,
+                    self.stderr if plugin._writes_stderr else None,
+                )
+                store.set_wasi(config)
             except BaseException:
                 self.close()
                 raise

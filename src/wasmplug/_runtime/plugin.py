@@ -113,6 +113,13 @@ class Plugin(CallPath):
         # thread and waits with a deadline (callthread.py); others call directly.
         self.blocking_wasi = tuple(blocking_imports(shape.imports)) if uses_wasi else ()
         self._threaded = call_threads and bool(self.blocking_wasi)
+        # The output streams it can write to: only those get a pipe (two descriptors).
+        self._writes_stdout = uses_wasi and any(
+            i.startswith("wasi:cli/stdout@") for i in shape.imports
+        )
+        self._writes_stderr = uses_wasi and any(
+            i.startswith("wasi:cli/stderr@") for i in shape.imports
+        )
         self._call = self._run_on_thread if self._threaded else self._run
         self._wait_s = None if timeout is None else (timeout + GRACE_MS) / 1000
         self._stuck: set[CallThread] = set()
