@@ -44,6 +44,7 @@ from wasmplug import (
     current_plugin,
 )
 from wasmplug._runtime.process import backend as backend_module
+from wasmplug._runtime.process import workers as workers_module
 from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
 from wasmplug._runtime.process.wire import Channel, Op
 from wasmplug._sandbox.http import HTTP_INTERFACE
@@ -456,8 +457,9 @@ def test_close_stops_spares_that_are_still_booting(tmp_path: Path) -> None:
         plugin = load(host, limits=Limits(timeout_ms=None))
         backend = plugin._backend
         assert backend is not None
-        wait_until(lambda: bool(backend._booting))  # the spare is spawned, not yet READY
-        booting = [w.pid for w in backend._booting]
+        starter = backend._starter
+        wait_until(lambda: bool(starter._booting))  # the spare is spawned, not yet READY
+        booting = [w.pid for w in starter._booting]
         plugin.close()
         assert not [t for t in threading.enumerate() if t.name == "wasmplug-spare"]
         assert all(gone(pid) for pid in booting)
@@ -601,7 +603,7 @@ def test_malformed_messages_kill_the_worker(
         threading.Thread(target=lie, daemon=True).start()
         return worker
 
-    monkeypatch.setattr(backend_module, "spawn_worker", spawn)
+    monkeypatch.setattr(workers_module, "spawn_worker", spawn)
     called: list[int] = []
     plugin = load(host, lambda x: called.append(x) or x)
     with pytest.raises(PluginCrashed, match="broke the wire protocol") as info:

@@ -1,10 +1,11 @@
 """The process isolation tier: a plugin's instances in worker processes that can be killed.
 
 Owns: the application's side of a process-isolated plugin (``backend``: worker
-pool, warm spares, the call loop, deadline kills and fault mapping; ``hostcalls``:
+pool, the call loop, deadline kills and fault mapping; ``hostcalls``:
 serving host functions and guest output while a call waits; ``handles``: resource
 handles that cross, host objects lent to a worker and tokens of guest objects
-held in one), starting and reaping workers (``spawn``), the framed msgpack channel
+held in one), starting workers and keeping warm spares (``workers``), spawning
+and reaping processes (``spawn``), the framed msgpack channel
 (``wire``), the WIT-typed wire conversion (``codec``) and the worker's main loop
 (``worker``, which runs in the child process).
 

@@ -11,7 +11,9 @@ deadline, ``Limits.timeout_ms`` plus :data:`KILL_GRACE_MS`: the worker's own
 epoch deadline normally ends a spinning guest first, and the kill ends what no
 epoch reaches (a guest blocked in ``wasi:io/poll``, a wedged runtime). A worker
 that dies, is killed, or sends anything malformed is reaped and replaced by a
-warm spare (``spares`` of them are kept ready per plugin).
+warm spare (``spares`` of them are kept ready per plugin, see :mod:`.workers`).
+Host calls are served by :mod:`.hostcalls`; resource handles cross through
+:mod:`.handles`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,8 +58,9 @@ from wasmplug._sandbox.capabilities import sandbox_to_wire
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
 from .handles import CallHandles, WorkerInstance, retire
 from .hostcalls import Frame, HostCalls, text
-from .spawn import WorkerProcess, spawn_worker
+from .spawn import WorkerProcess
 from .wire import MAX_FRAME_BYTES, WORKER_SPANS, Op
+from .workers import START_TIMEOUT_S, WorkerStarter
 
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
@@ -71,10 +73,6 @@ log = logging.getLogger("wasmplug.process")
 
 KILL_GRACE_MS = 50.0
 """How long past ``Limits.timeout_ms`` the application waits before killing the worker."""
-START_TIMEOUT_S = 120.0
-"""Deadline for a worker to start, load the compiled component and instantiate it."""
-SPARE_JOIN_TIMEOUT_S = 5.0
-"""How long ``close()`` waits for spare starters once their booting workers are killed."""
 
 _tls = _callctx._tls
 
@@ -158,18 +156,7 @@ class ProcessBackend:
         # most one byte per four (a u32 is five bytes), so anything much bigger than
         # that is a lie, refused before it is read.
         cap = plugin.limits.max_result_bytes
-        self._max_frame = (
-            MAX_FRAME_BYTES if cap is None else min(MAX_FRAME_BYTES, 2 * cap + (1 << 20))
-        )
-        self._lock = threading.Lock()
-        self._spares_wanted = spares
-        self._spares: list[WorkerProcess] = []
-        self._starting = 0
-        # Workers still booting (spawned, not yet READY) and the threads starting
-        # spares: close() kills the first and joins the second, so no worker or fd
-        # outlives the plugin.
-        self._booting: set[WorkerProcess] = set()
-        self._spare_threads: list[threading.Thread] = []
+        max_frame = MAX_FRAME_BYTES if cap is None else min(MAX_FRAME_BYTES, 2 * cap + (1 << 20))
         self._tmp_cache: str | None = None
         if cache is None:
             self._tmp_cache = tempfile.mkdtemp(prefix="wasmplug-compiled-")
@@ -180,13 +167,21 @@ class ProcessBackend:
         self._settings["imports"] = self._host_calls.wanted
         self._settings["telemetry"] = plugin._tel is not None
         self._span_attrs = plugin_attributes(plugin, "process")
+        self._starter = WorkerStarter(
+            plugin,
+            self._settings,
+            max_frame=max_frame,
+            spares=spares,
+            converse=self._converse,
+            capability=self._capability,
+        )
         self.pool: InstancePool[WorkerProcess] = InstancePool(pool_size, self._new_worker)
         try:
             self.pool.prime()
         except BaseException:
             self._cleanup()
             raise
-        self._refill_spares()
+        self._starter.refill()
 
     @staticmethod
     def _export_codec(sig: FuncSig) -> _ExportCodec:
@@ -202,83 +197,6 @@ class ProcessBackend:
 
     # -- workers ------------------------------------------------------------------------
 
-    def _start_worker(self, *, traced: bool = False) -> WorkerProcess:
-        """Start a worker and wait until it has instantiated the plugin.
-
-        Args:
-            traced: Report the worker's start-up stages (SPAN) under the current span.
-
-        Raises:
-            InstantiationError: it could not start, load or instantiate.
-        """
-        worker = spawn_worker()
-        worker.chan.max_frame = self._max_frame
-        worker.traced = traced
-        name = self.plugin.name
-        with self._lock:
-            self._booting.add(worker)
-        try:
-            worker.chan.send([Op.INIT, self._settings])
-            msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
-            worker.traced = True  # from now on its stages belong to the calls it serves
-            if msg[0] == Op.READY:
-                retire(worker, self.plugin)  # its first instance, for guest resource handles
-                return worker
-            kind = msg[1] if len(msg) > 1 else None
-            if kind == "capability" and len(msg) == 3:
-                raise self._capability(text(msg[2]))
-            if kind == "inst" and len(msg) >= 4:
-                err = InstantiationError(text(msg[2]))
-                err.__notes__ = [text(n) for n in msg[4:]]
-                raise err from WasmtimeError(text(msg[3]))
-            detail = text(msg[2]) if len(msg) > 2 else "no detail"
-            raise InstantiationError(f"cannot start a worker process for plugin {name!r}: {detail}")
-        except InstantiationError:
-            worker.close()
-            raise
-        except (EOFError, OSError, TimeoutError, ProtocolError) as e:
-            worker.close()
-            why = worker.describe_exit()[0] if isinstance(e, EOFError | OSError) else str(e)
-            raise InstantiationError(
-                f"cannot start a worker process for plugin {name!r}: {why or type(e).__name__}"
-            ) from None
-        except BaseException:
-            worker.close()
-            raise
-        finally:
-            with self._lock:
-                self._booting.discard(worker)
-
-    def _refill_spares(self) -> None:
-        with self._lock:
-            missing = self._spares_wanted - len(self._spares) - self._starting
-            if missing <= 0 or self.plugin._closed:
-                return
-            self._starting += missing
-        for _ in range(missing):
-            thread = threading.Thread(target=self._start_spare, name="wasmplug-spare", daemon=True)
-            with self._lock:
-                self._spare_threads = [t for t in self._spare_threads if t.is_alive()]
-                self._spare_threads.append(thread)
-            thread.start()
-
-    def _start_spare(self) -> None:
-        try:
-            worker = self._start_worker()
-        except BaseException as e:
-            if not self.plugin._closed:
-                log.warning("plugin %s: cannot start a spare worker: %s", self.plugin.name, e)
-            with self._lock:
-                self._starting -= 1
-            return
-        with self._lock:
-            self._starting -= 1
-            keep = not self.plugin._closed
-            if keep:
-                self._spares.append(worker)
-        if not keep:
-            worker.close()
-
     def _new_worker(self) -> WorkerProcess:
         """The pool's factory: a ready worker, a spare if there is one, after the
         restart policy's backoff."""
@@ -287,21 +205,14 @@ class ProcessBackend:
         if sup.quarantined:
             raise plugin._quarantined(None)
         sup.before_instantiate()
-        worker = None
-        with self._lock:
-            while self._spares and worker is None:
-                candidate = self._spares.pop(0)
-                if candidate.running:
-                    worker = candidate
-                else:
-                    candidate.close()
+        worker = self._starter.take_spare()
         if worker is None:
             # Traced: a wasmplug.worker.start span, holding the worker's own link and
             # instantiate spans (SPAN messages). A spare's start is not traced: it ran
             # in the background, for no call or load in particular.
             with _telemetry.span("wasmplug.worker.start", self._span_attrs):
-                worker = self._start_worker(traced=True)
-        self._refill_spares()
+                worker = self._starter.start(traced=True)
+        self._starter.refill()
         return worker
 
     def _checkout(self) -> WorkerProcess:
@@ -399,7 +310,8 @@ class ProcessBackend:
                 raise type(e)(
                     f"{plugin.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
                 ).with_traceback(None) from None
-            drops = worker.instance.take_drops() if worker.instance is not None else []
+            inst = worker.instance
+            drops = inst.take_drops() if inst is not None and inst.pending_drops else []
             undo = False
             try:
                 return self._run(worker, ex, codec, [Op.CALL, ex.index, wire, drops], prev)
@@ -454,7 +366,7 @@ class ProcessBackend:
         deadline = None if kill_after is None else time.monotonic() + kill_after
         try:
             try:
-                worker.chan.send(request)
+                worker.chan.send(request, deadline)
                 msg = self._converse(worker, frame, deadline)
                 if msg[0] == Op.RESULT and len(msg) == 2:
                     dec = None if codec is None else codec.ok
@@ -489,7 +401,7 @@ class ProcessBackend:
             msg = chan.recv(deadline)
             op = msg[0]
             if op == Op.HOSTCALL and frame is not None:
-                host_calls.serve(worker, frame, msg)
+                host_calls.serve(worker, frame, msg, deadline)
             elif op == Op.LOG:
                 host_calls.log(msg)
             elif op == Op.DROP:
@@ -625,9 +537,7 @@ class ProcessBackend:
 
     def worker_pids(self) -> list[int]:
         """Pids of every worker process, spares included (for tests and diagnostics)."""
-        with self._lock:
-            spares = list(self._spares)
-        return sorted(w.pid for w in [*self.pool.live(), *spares])
+        return sorted([w.pid for w in self.pool.live()] + self._starter.spare_pids())
 
     def reset(self) -> None:
         """Make idle workers discard their instances; the next call starts fresh."""
@@ -651,18 +561,7 @@ class ProcessBackend:
     def close(self) -> None:
         """Kill and reap every worker at once; calls still running raise
         :class:`PluginClosedError` (``Plugin._closed`` is already set)."""
-        with self._lock:
-            spares, self._spares = self._spares, []
-            booting = list(self._booting)
-            starters, self._spare_threads = self._spare_threads, []
-        for worker in spares:
-            worker.close()
-        for worker in booting:
-            worker.kill()
-        deadline = time.monotonic() + SPARE_JOIN_TIMEOUT_S
-        for thread in starters:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        self._starter.close()
         for worker in self.pool.live():
             worker.kill()
             if worker.instance is not None:
@@ -688,9 +587,7 @@ class ProcessBackend:
 
     def _test_crash_current_worker(self) -> None:
         """Test hook: make the worker serving this thread's call segfault (SIGSEGV)."""
-        frame = getattr(_tls, "inst", None)
-        while frame is not None and not (isinstance(frame, Frame) and frame.plugin is self.plugin):
-            frame = frame.caller
-        if frame is None:
+        workers = self._this_threads_workers()
+        if not workers:
             raise RuntimeError("not inside a call of this plugin")
-        frame.worker.chan.send([Op.CRASH])
+        workers[0].chan.send([Op.CRASH])

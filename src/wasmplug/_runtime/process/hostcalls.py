@@ -113,12 +113,16 @@ class HostCalls:
             )
         )
 
-    def serve(self, worker: WorkerProcess, frame: Frame, msg: list[Any]) -> None:
-        """Run the host function a ``HOSTCALL`` names and send the worker its ``RETURN``.
+    def serve(
+        self, worker: WorkerProcess, frame: Frame, msg: list[Any], deadline: float | None
+    ) -> None:
+        """Run the host function a ``HOSTCALL`` names and send the worker its ``RETURN``
+        (by ``deadline``, the call's, a ``time.monotonic()`` value).
 
         Raises:
             ProtocolError: the message is malformed (the worker is killed).
             OSError: the worker is gone.
+            TimeoutError: the worker did not take the reply by the deadline.
         """
         funcs = self._funcs
         if len(msg) != 3 or msg[1].__class__ is not int or not 0 <= msg[1] < len(funcs):
@@ -155,7 +159,7 @@ class HostCalls:
                 frame.host_exc = e
                 frame.host_func = hf.qualname
             reply = [Op.RETURN, False, f"host function {hf.qualname} raised {type(e).__name__}"]
-        worker.chan.send(reply)
+        worker.chan.send(reply, deadline)
 
     def log(self, msg: list[Any]) -> None:
         """A line the guest wrote to stdout/stderr (``LOG level, text``)."""
