@@ -9,6 +9,7 @@ sandbox, warm spares, parallel workers, and a worker that lies.
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import socket
@@ -44,6 +45,7 @@ from wasmplug import (
     current_plugin,
 )
 from wasmplug._runtime.process import backend as backend_module
+from wasmplug._runtime.process import spawn as spawn_module
 from wasmplug._runtime.process import workers as workers_module
 from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
 from wasmplug._runtime.process.wire import Channel, Op
@@ -538,6 +540,23 @@ def test_worker_has_empty_environment_private_cwd_and_no_inherited_fds(host: Plu
         assert plugin.call("add", 1, 1) == 2
     plugin.close()
     assert not Path(cwd).exists(), "the private directory is removed with the worker"
+
+
+def test_workers_import_only_the_runtime() -> None:
+    """A worker does not import asyncio (~8 MB), cryptography (~7.6 MB, signature
+    checks happen in the application) or platformdirs: memory per worker."""
+    code = spawn_module._BOOTSTRAP.replace("main(sys.argv)\n", "print(sorted(sys.modules))\n")
+    argv = ["0", "0", spawn_module._PACKAGE_DIR, *spawn_module._import_path()]
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    modules = set(ast.literal_eval(out.stdout))
+    assert "wasmplug._runtime.process.worker" in modules
+    assert not {"asyncio", "cryptography", "platformdirs", "ssl"} & modules
 
 
 # -- a worker that lies --------------------------------------------------------------------------

@@ -32,14 +32,12 @@ import stat
 import struct
 from pathlib import Path
 
-import platformdirs
 import wasmtime
 
 from wasmplug._errors import CacheError, InvalidComponentError
 from wasmplug._fsutil import write_atomic
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._trust import wasm_sections as ws
-from wasmplug._trust.signing import DELIMITER_SECTION, SIGNATURE_SECTION
 
 __all__ = ["CompileCache", "code_digest"]
 
@@ -52,6 +50,8 @@ _HEADER = struct.Struct("<8sI32s")
 
 def default_cache_dir() -> Path:
     """``platformdirs.user_cache_dir("wasmplug")/compiled``."""
+    import platformdirs  # here: worker processes use the cache without it
+
     return Path(platformdirs.user_cache_dir("wasmplug")) / "compiled"
 
 
@@ -64,7 +64,7 @@ def _wasmtime_version() -> str:
         return getattr(wasmtime, "__version__", "unknown")
 
 
-_NOT_CODE = frozenset({SIGNATURE_SECTION, DELIMITER_SECTION, MANIFEST_SECTION})
+_NOT_CODE = frozenset({ws.SIGNATURE_SECTION, ws.DELIMITER_SECTION, MANIFEST_SECTION})
 """Top-level custom sections that wasmplug itself writes and wasmtime never compiles."""
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import threading
@@ -247,6 +246,8 @@ class Plugin(CallPath):
         ``contextvars`` context, as under :meth:`call`: they see its context
         variables and its current OpenTelemetry span.
         """
+        import asyncio  # here: worker processes import Plugin but never await
+
         loop = asyncio.get_running_loop()
         call = AsyncCall(loop)
         # The worker runs in a copy of the caller's context (as asyncio.to_thread does;

@@ -56,8 +56,8 @@ __all__ = [
     "verify",
 ]
 
-SIGNATURE_SECTION = "signature"
-DELIMITER_SECTION = "signature_delimiter"
+# Defined with the section reader, which the compile cache uses without this module.
+SIGNATURE_SECTION, DELIMITER_SECTION = ws.SIGNATURE_SECTION, ws.DELIMITER_SECTION
 _VERSION, _CONTENT_TYPE, _SHA256 = 0x01, 0x01, 0x01
 _ED25519 = 0x01
 _PK_TAG, _SK_TAG = 0x01, 0x81

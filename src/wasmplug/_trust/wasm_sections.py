@@ -23,6 +23,11 @@ import attrs
 
 from wasmplug._errors import InvalidComponentError
 
+SIGNATURE_SECTION = "signature"
+"""The custom section holding a wasmsign2 signature (see ``signing``)."""
+DELIMITER_SECTION = "signature_delimiter"
+"""The custom section that ends a signed range (wasmsign2's partial signatures)."""
+
 __all__ = [
     "COMPONENT_HEADER",
     "CUSTOM_SECTION_ID",
