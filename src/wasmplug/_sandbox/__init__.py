@@ -4,8 +4,8 @@ Owns: the manifest (``manifest``), the capability definitions (``capability``: t
 class applications also use; ``capabilities``: the built-in ones and the loops over them),
 grants and the effective sandbox of one plugin (``grants``), remembered grant decisions
 (``grantstore``), limits and the restart policy (``limits``), guest stdout/stderr
-(``stdio``) and the outbound HTTP capability with its Spin-syntax allow-list (``http``,
-``urlpattern``).
+(``stdio``; ``stdiopipe``: the pipes and the thread that drains them) and the outbound
+HTTP capability with its Spin-syntax allow-list (``http``, ``urlpattern``).
 
 May import: ``wasmplug._bridge`` and the leaf modules (``_errors``, ``_fsutil``, ``_jsonstore``,
 ``_semver``).
