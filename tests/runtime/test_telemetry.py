@@ -263,6 +263,7 @@ def test_counters_after_a_fault_and_a_restart(host: PluginHost, otel: Otel) -> N
     fault = value("wasmplug.call.duration", **{"wasmplug.outcome": "fault"})
     assert fault.count == 1
     assert value("wasmplug.instantiate.duration").count == 2  # at load, after the trap
+    assert otel.points("wasmplug.memory.linear") == []  # not known in-process
 
 
 def test_sampling_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -521,6 +522,8 @@ def test_process_tier_trap_crash_and_restarts(process_host: PluginHost, otel: Ot
     assert value("wasmplug.instances").value == 1
     assert value("wasmplug.instances").attributes["wasmplug.isolation"] == "process"
     assert value("wasmplug.instantiate.duration").count == 3  # load, after the trap, the crash
+    assert value("wasmplug.memory.linear").value == 65536  # the worker's (memory 1)
+    assert value("wasmplug.memory.linear").attributes["wasmplug.isolation"] == "process"
 
 
 def _worker_is_busy(backend: Any) -> bool:

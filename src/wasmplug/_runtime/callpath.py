@@ -121,6 +121,10 @@ class Backend(Protocol):
         """Discard idle workers (``Plugin.reset``)."""
         ...
 
+    def linear_memory_bytes(self) -> int | None:
+        """Linear memory of the workers' instances, in bytes (``Plugin.stats``)."""
+        ...
+
     def close(self) -> None:
         """Kill and reap every worker (``Plugin.close``)."""
         ...

@@ -2,7 +2,7 @@
 
 :meth:`PluginHost.stats` returns the same figures the OpenTelemetry instruments
 report (docs/observability.md): calls, faults by class, restarts, quarantines and
-live instances, per plugin.
+live instances, per plugin, and linear memory where it can be read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import attrs
 if TYPE_CHECKING:
     from .plugin import Plugin
 
-__all__ = ["HostStats", "PluginStats", "host_stats", "plugin_stats"]
+__all__ = ["HostStats", "PluginStats", "host_stats", "linear_memory_bytes", "plugin_stats"]
 
 
 @attrs.frozen
@@ -35,6 +35,10 @@ class PluginStats:
         quarantines: Times the plugin was quarantined.
         quarantined: Whether calls fail fast right now.
         instances: Live instances (worker processes with ``isolation="process"``).
+        linear_memory_bytes: Linear memory of the live instances, in bytes (their
+            ``memory.size``, all memories together), with ``isolation="process"``;
+            ``None`` in-process, where wasmtime-py exposes no instance's memory
+            (docs/observability.md, "Metrics").
     """
 
     name: str
@@ -46,6 +50,7 @@ class PluginStats:
     quarantines: int
     quarantined: bool
     instances: int
+    linear_memory_bytes: int | None = None
 
     @property
     def total_faults(self) -> int:
@@ -93,7 +98,15 @@ def plugin_stats(plugin: Plugin) -> PluginStats:
         quarantines=sup.quarantines,
         quarantined=m.quarantined,
         instances=m.instances,
+        linear_memory_bytes=linear_memory_bytes(plugin),
     )
+
+
+def linear_memory_bytes(plugin: Plugin) -> int | None:
+    """Linear memory of ``plugin``'s live instances, in bytes, where it can be known
+    (``isolation="process"``: see ``process/memory.py``)."""
+    backend = plugin._backend
+    return None if backend is None else backend.linear_memory_bytes()
 
 
 def host_stats(plugins: Iterable[Plugin]) -> HostStats:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from wasmplug import _telemetry
 from wasmplug._errors import ErrorResult, PluginFault
 
+from .stats import linear_memory_bytes
+
 if TYPE_CHECKING:
     from .exports import ExportFunc
     from .host import PluginHost
@@ -255,3 +257,14 @@ def observe_host(host: PluginHost) -> None:
         unit="{instance}",
         description="Live instances (worker processes with isolation='process').",
     )
+    meter.create_observable_gauge(
+        "wasmplug.memory.linear",
+        per_plugin(_linear_memory),
+        unit="By",
+        description="Linear memory of the live instances (isolation='process' only).",
+    )
+
+
+def _linear_memory(plugin: Plugin) -> list[tuple[int, dict[str, Any]]]:
+    size = linear_memory_bytes(plugin)
+    return [] if size is None else [(size, {})]

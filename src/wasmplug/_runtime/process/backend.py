@@ -58,6 +58,7 @@ from wasmplug._sandbox.capabilities import sandbox_to_wire
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
 from .handles import CallHandles, WorkerInstance, retire
 from .hostcalls import Frame, HostCalls, text
+from .memory import linear_memory_bytes
 from .spawn import WorkerProcess
 from .wire import MAX_FRAME_BYTES, WORKER_SPANS, Op
 from .workers import START_TIMEOUT_S, WorkerStarter
@@ -534,6 +535,13 @@ class ProcessBackend:
         return exc
 
     # -- lifecycle and health --------------------------------------------------------------
+
+    def linear_memory_bytes(self) -> int | None:
+        """Linear memory of the instances serving calls (spares not counted), in bytes,
+        read from each worker's memory map; ``None`` when none can be read."""
+        sizes = [linear_memory_bytes(w.pid) for w in self.pool.live()]
+        known = [n for n in sizes if n is not None]
+        return sum(known) if known else None
 
     def worker_pids(self) -> list[int]:
         """Pids of every worker process, spares included (for tests and diagnostics)."""
