@@ -52,6 +52,25 @@ def _load(host: PluginHost, otel: Otel, wat: str, isolation: str, cb: Any) -> Pl
     return plugin
 
 
+def _lookup(otel: Otel | None, seen: list[str], kind: str) -> Any:  # noqa: F811
+    """A host function ``cb`` (sync or ``async def``) that records the caller's
+    ``REQUEST`` in ``seen``, inside an ``app.lookup`` span when ``otel`` is given."""
+
+    def lookup(x: int) -> int:
+        if otel is None:
+            seen.append(REQUEST.get())
+        else:
+            with otel.tracer.start_as_current_span("app.lookup"):
+                seen.append(REQUEST.get())
+        return x + 1
+
+    async def alookup(x: int) -> int:
+        await asyncio.sleep(0)
+        return lookup(x)
+
+    return lookup if kind == "sync" else alookup
+
+
 EXPECTED = [
     (0, "app.request"),
     (1, "wasmplug.call"),
@@ -61,21 +80,38 @@ EXPECTED = [
 
 
 @pytest.mark.parametrize(("isolation", "wat"), TIERS)
-def test_async_host_function_under_acall(
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_host_function_under_call(
     host: PluginHost,
     otel: Otel,  # noqa: F811
     isolation: str,
     wat: str,
+    kind: str,
 ) -> None:
     seen: list[str] = []
+    plugin = _load(host, otel, wat, isolation, _lookup(otel, seen, kind))
 
-    async def cb(x: int) -> int:
-        await asyncio.sleep(0)
-        with otel.tracer.start_as_current_span("app.lookup"):
-            seen.append(REQUEST.get())
-        return x + 1
+    def request() -> Any:
+        REQUEST.set("req-2")
+        with otel.tracer.start_as_current_span("app.request"):
+            return plugin.call("call-cb", 1)
 
-    plugin = _load(host, otel, wat, isolation, cb)
+    assert contextvars.copy_context().run(request) == 2
+    assert seen == ["req-2"]
+    assert otel.tree() == EXPECTED
+
+
+@pytest.mark.parametrize(("isolation", "wat"), TIERS)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_host_function_under_acall(
+    host: PluginHost,
+    otel: Otel,  # noqa: F811
+    isolation: str,
+    wat: str,
+    kind: str,
+) -> None:
+    seen: list[str] = []
+    plugin = _load(host, otel, wat, isolation, _lookup(otel, seen, kind))
 
     async def request() -> int:
         REQUEST.set("req-1")
@@ -90,85 +126,18 @@ def test_async_host_function_under_acall(
 
 @pytest.mark.parametrize(("isolation", "wat"), TIERS)
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_host_function_under_call(
-    host: PluginHost,
-    otel: Otel,  # noqa: F811
-    isolation: str,
-    wat: str,
-    kind: str,
-) -> None:
-    seen: list[str] = []
-
-    def lookup(x: int) -> int:
-        with otel.tracer.start_as_current_span("app.lookup"):
-            seen.append(REQUEST.get())
-        return x + 1
-
-    async def alookup(x: int) -> int:
-        await asyncio.sleep(0)
-        return lookup(x)
-
-    plugin = _load(host, otel, wat, isolation, lookup if kind == "sync" else alookup)
-
-    def request() -> Any:
-        REQUEST.set("req-2")
-        with otel.tracer.start_as_current_span("app.request"):
-            return plugin.call("call-cb", 1)
-
-    assert contextvars.copy_context().run(request) == 2
-    assert seen == ["req-2"]
-    assert otel.tree() == EXPECTED
-
-
-@pytest.mark.parametrize(("isolation", "wat"), TIERS)
-def test_sync_host_function_under_acall(
-    host: PluginHost,
-    otel: Otel,  # noqa: F811
-    isolation: str,
-    wat: str,
-) -> None:
-    seen: list[str] = []
-
-    def cb(x: int) -> int:
-        with otel.tracer.start_as_current_span("app.lookup"):
-            seen.append(REQUEST.get())
-        return x + 1
-
-    plugin = _load(host, otel, wat, isolation, cb)
-
-    async def request() -> int:
-        REQUEST.set("req-3")
-        with otel.tracer.start_as_current_span("app.request"):
-            result: int = await plugin.acall("call-cb", 1)
-            return result
-
-    assert asyncio.run(request()) == 2
-    assert seen == ["req-3"]
-    assert otel.tree() == EXPECTED
-
-
-@pytest.mark.parametrize(("isolation", "wat"), TIERS)
-@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_contextvars_under_acall_without_opentelemetry(
     tmp_path: Path, isolation: str, wat: str, kind: str
 ) -> None:
     seen: list[str] = []
 
-    def lookup(x: int) -> int:
-        seen.append(REQUEST.get())
-        return x + 1
-
-    async def alookup(x: int) -> int:
-        await asyncio.sleep(0)
-        return lookup(x)
-
     async def request(plugin: Plugin) -> int:
-        REQUEST.set("req-4")
+        REQUEST.set("req-3")
         result: int = await plugin.acall("call-cb", 1)
         return result
 
     with PluginHost(cache_dir=tmp_path / "cache") as host:
-        host.provide("cb", lookup if kind == "sync" else alookup)
+        host.provide("cb", _lookup(None, seen, kind))
         plugin = host.load(
             wat.encode(),
             allow_unsigned=True,
@@ -177,4 +146,4 @@ def test_contextvars_under_acall_without_opentelemetry(
         )
         assert plugin._tel is None
         assert asyncio.run(request(plugin)) == 2
-    assert seen == ["req-4"]
+    assert seen == ["req-3"]

@@ -12,59 +12,11 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="the dev extra installs opentelemetry-sdk")
 
-from wasmplug import Manifest, PluginHost, PluginTrapped, RestartPolicy, _telemetry
+from support.stdout_wat import STDOUT_WAT
+from wasmplug import Manifest, Plugin, PluginHost, PluginTrapped, RestartPolicy, _telemetry
 
 from .test_faults import FAULTY_WAT
 from .test_telemetry import Otel, otel  # noqa: F401 - the fixture
-
-# A guest that writes one line to WASI stdout (wasmtime hands it to the host's
-# stdout callback on a thread of its own, not the calling one).
-PRINT_WAT = r"""
-(component
-  (import "wasi:io/error@0.2.0" (instance $err (export "error" (type (sub resource)))))
-  (alias export $err "error" (type $error))
-  (import "wasi:io/streams@0.2.0" (instance $streams
-    (alias outer 1 $error (type))
-    (export "error" (type (eq 0)))
-    (export "output-stream" (type (sub resource)))
-    (type (own 1))
-    (type (variant (case "last-operation-failed" 3) (case "closed")))
-    (export "stream-error" (type (eq 4)))
-    (type (borrow 2))
-    (type (list u8))
-    (type (result (error 5)))
-    (export "[method]output-stream.blocking-write-and-flush"
-      (func (param "self" 6) (param "contents" 7) (result 8)))))
-  (alias export $streams "output-stream" (type $ostream))
-  (import "wasi:cli/stdout@0.2.0" (instance $stdout
-    (alias outer 1 $ostream (type))
-    (export "output-stream" (type (eq 0)))
-    (type (own 1))
-    (export "get-stdout" (func (result 2)))))
-  (core module $mem (memory (export "mem") 1))
-  (core instance $m (instantiate $mem))
-  (alias core export $m "mem" (core memory $memory))
-  (core func $get (canon lower (func $stdout "get-stdout")))
-  (core func $write (canon lower
-    (func $streams "[method]output-stream.blocking-write-and-flush") (memory $memory)))
-  (core func $drop (canon resource.drop $ostream))
-  (core module $main
-    (import "m" "mem" (memory 1))
-    (import "h" "get" (func $get (result i32)))
-    (import "h" "write" (func $write (param i32 i32 i32 i32)))
-    (import "h" "drop" (func $drop (param i32)))
-    (data (i32.const 16) "hello from the guest\n")
-    (func (export "hello") (local $s i32)
-      (local.set $s (call $get))
-      (call $write (local.get $s) (i32.const 16) (i32.const 21) (i32.const 64))
-      (call $drop (local.get $s))))
-  (core instance $i (instantiate $main
-    (with "m" (instance $m))
-    (with "h" (instance
-      (export "get" (func $get)) (export "write" (func $write)) (export "drop" (func $drop))))))
-  (func (export "hello") (canon lift (core func $i "hello")))
-)
-"""
 
 TIERS = ["inprocess", "process"]
 
@@ -83,6 +35,21 @@ def _guest_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "wasmplug.plugin.printer"]
 
 
+def _printer(host: PluginHost, isolation: str) -> Plugin:
+    """A guest that writes to WASI stdout: wasmtime hands the output to the host on a
+    thread of its own, not the calling one."""
+    return host.load(
+        STDOUT_WAT.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="printer"),
+        isolation=isolation,  # type: ignore[arg-type]
+    )
+
+
+def _print_a_line(plugin: Plugin) -> None:
+    assert plugin.call("write-blocking", 1, 21, 4096) == 21  # 20 x and a newline
+
+
 @pytest.mark.parametrize("isolation", TIERS)
 def test_guest_output_carries_the_plugin_and_the_calls_trace_ids(
     host: PluginHost,
@@ -90,17 +57,12 @@ def test_guest_output_carries_the_plugin_and_the_calls_trace_ids(
     caplog: pytest.LogCaptureFixture,
     isolation: str,
 ) -> None:
-    plugin = host.load(
-        PRINT_WAT.encode(),
-        allow_unsigned=True,
-        manifest=Manifest(name="printer"),
-        isolation=isolation,  # type: ignore[arg-type]
-    )
+    plugin = _printer(host, isolation)
     caplog.set_level(logging.INFO, logger="wasmplug")
     otel.spans.clear()
-    plugin.call("hello")
+    _print_a_line(plugin)
     (record,) = _guest_lines(caplog)
-    assert record.getMessage() == "hello from the guest"
+    assert record.getMessage() == "x" * 20
     (call,) = otel.finished()
     assert record.plugin == "printer"  # type: ignore[attr-defined]
     assert record.trace_id == f"{call.context.trace_id:032x}"  # type: ignore[attr-defined]
@@ -113,14 +75,9 @@ def test_guest_output_without_tracing_has_no_trace_ids(
 ) -> None:
     _telemetry.refresh()
     with PluginHost(cache_dir=tmp_path / "cache", spare_workers=0) as host:
-        plugin = host.load(
-            PRINT_WAT.encode(),
-            allow_unsigned=True,
-            manifest=Manifest(name="printer"),
-            isolation=isolation,  # type: ignore[arg-type]
-        )
+        plugin = _printer(host, isolation)
         caplog.set_level(logging.INFO, logger="wasmplug")
-        plugin.call("hello")
+        _print_a_line(plugin)
     (record,) = _guest_lines(caplog)
     assert record.plugin == "printer"  # type: ignore[attr-defined]
     assert not hasattr(record, "trace_id")
