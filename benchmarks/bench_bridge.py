@@ -78,6 +78,7 @@ F64A = "echo-f64s(array('d'))"
 S64S = "echo-s64s(list[int])"
 LIST_FLOOR = "floor: raw func_call, list<u8> prebuilt"
 FRESH = "reset() + first add"
+FRESH_POOLED = "reset() + first add, instance_slots=16"
 STOCK_FRESH = "stock: Store + Linker.instantiate"
 
 
@@ -193,6 +194,18 @@ def run(quick: bool, n_density: int) -> list[Row]:
         plugin.reset()
         return plugin.call("add", 1, 2)
 
+    try:  # wasmplug before PluginHost(instance_slots=...) had no pooling allocator
+        pooled_host = PluginHost(cache_dir=False, limits=Limits(timeout_ms=60_000),
+                                 instance_slots=16)  # fmt: skip
+    except TypeError:
+        pooled_host = None
+    pooled = None if pooled_host is None else pooled_host.load(WAT.encode(), allow_unsigned=True)
+
+    def fresh_pooled() -> object:
+        assert pooled is not None
+        pooled.reset()
+        return pooled.call("add", 1, 2)
+
     def stock_fresh() -> object:
         s = wasmtime.Store(engine)
         s.set_epoch_deadline(2**62)
@@ -204,7 +217,8 @@ def run(quick: bool, n_density: int) -> list[Row]:
                 (FLOOR, floor)],
         "echo": [(ADD, p(plugin.call, "add", 1, 2)), (ECHO, p(plugin.call, "echo", text))],
         "record64": [(REC, p(plugin.call, "echo-record", rec)), (REC_FLOOR, rec_floor)],
-        "instantiate": [(FRESH, fresh), (STOCK_FRESH, stock_fresh)],
+        "instantiate": [(FRESH, fresh), (STOCK_FRESH, stock_fresh),
+                        *([(FRESH_POOLED, fresh_pooled)] if pooled else [])],
     }  # fmt: skip
     rows: list[Row] = []
     for group, cases in groups.items():
@@ -218,6 +232,8 @@ def run(quick: bool, n_density: int) -> list[Row]:
             (S64S, p(plugin.call, "echo-s64s", ints)), (LIST_FLOOR, list_floor)]  # fmt: skip
     rows += measure_slow("lists 1MiB", slow, rounds=3 if quick else 7)
     host.close()
+    if pooled_host is not None:
+        pooled_host.close()
     if n_density:
         rows.append(density(n_density))
     return rows
@@ -236,6 +252,8 @@ GOALS: dict[str, tuple[str, str, float]] = {
     "list<u8> floor / memoryview copy": (LIST_FLOOR, COPY, 0.0),
     "reset()+add (µs)": (FRESH, "", 50.0),
     "reset()+add / stock instantiate": (FRESH, STOCK_FRESH, 0.0),
+    "reset()+add, instance_slots (µs)": (FRESH_POOLED, "", 50.0),
+    "reset()+add, instance_slots / stock instantiate": (FRESH_POOLED, STOCK_FRESH, 0.0),
 }
 
 

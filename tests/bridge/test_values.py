@@ -10,6 +10,7 @@ top-level ``result<T, E>``.
 from __future__ import annotations
 
 import enum
+import gc
 import math
 import re
 from array import array
@@ -461,6 +462,21 @@ def test_record_of_scalars_is_rewritten_in_place_call_after_call(host: PluginHos
         plugin.call("echo-scalars", {**full, "c": "\ud800"})
     assert plugin.call("echo-scalars", {**full, "i": -1}).i == -1
     plugin.close()  # frees the kept records with the instance
+
+
+def test_string_parameter_points_at_the_encoded_bytes_call_after_call(host: PluginHost) -> None:
+    """A top-level string parameter's slot points at the argument's UTF-8 bytes
+    (StringParam), which must stay alive through the call and be replaced by the
+    next: lengths up and down, empty, NUL inside, non-ASCII, a failed lowering."""
+    plugin = load(host, w.component(echo_funcs(["string"])))
+    texts = ["a" * 5000, "", "é\x00ü", "x", "漢字" * 300, "a\x00b", "", "last"]
+    for text in texts:
+        assert plugin.call("echo-string", "".join([text])) == text  # a fresh str object
+    with pytest.raises(WitValueError):
+        plugin.call("echo-string", "\ud800")  # not encodable: the slot keeps the last value
+    assert plugin.call("echo-string", "after") == "after"
+    gc.collect()
+    assert plugin.call("echo-string", "again" * 100) == "again" * 100
 
 
 def test_call_buffers_are_recycled_across_instances(host: PluginHost) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from wasmplug._bridge import ffi as f
-from wasmplug._bridge.convert import needs_free
+from wasmplug._bridge.convert import Lift, Lower, needs_free
 from wasmplug._bridge.lift import lifter, string_result
-from wasmplug._bridge.lower import RecordTemplate, StringParam, lowerer, scalar
+from wasmplug._bridge.lower import lowerer, scalar
+from wasmplug._bridge.params import RecordTemplate, StringParam
 from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
 
 __all__ = ["ExportFunc", "Exports", "PluginCalls", "short_interface_name"]
@@ -31,6 +33,9 @@ class PluginCalls(Protocol):
 
 
 byref = ctypes.byref
+
+ScalarInfo = tuple[int, Any, Callable[[Any], Any], Callable[[Any], Any] | None]
+""":func:`~wasmplug._bridge.lower.scalar`'s ``(kind, ctype, convert, post_lift)``."""
 
 
 class ExportFunc:
@@ -59,41 +64,47 @@ class ExportFunc:
         "templates",
     )
 
+    nparams: int
+    param_names: list[str]
+    lowers: list[Lower]
+    templates: list[RecordTemplate | StringParam | None]
+    lift: Lift | None
+    nresults: int
+    free_params: bool
+    free_result: bool
+    returns_result: bool
+    has_handles: bool
+    scalars: list[ScalarInfo | None]
+    all_scalar: bool
+    converts: list[Callable[[Any], Any]]
+    result_scalar: ScalarInfo | None
+    numbers: tuple[struct.Struct, tuple[type, ...], list[int]] | None
+
     def __init__(self, plugin: PluginCalls, index: int, name: str, sig: FuncSig) -> None:
         self.plugin = plugin
         self.index = index
         self.name = name
         self.sig = sig
-        self.nparams = len(sig.params)
-        self.param_names = [n for n, _ in sig.params]
-        self.lowers = [lowerer(t) for _, t in sig.params]
-        # Records of fixed-size primitives are allocated once per instance and
-        # rewritten in place (see RecordTemplate); the others are lowered afresh.
-        self.templates: list[RecordTemplate | StringParam | None] = [
-            RecordTemplate(t)  # type: ignore[arg-type]
-            if RecordTemplate.applies(t)
-            else StringParam()
-            if StringParam.applies(t)
-            else None
-            for _, t in sig.params
-        ]
-        self.lift = None if sig.result is None else lifter(sig.result)
-        self.nresults = 0 if sig.result is None else 1
-        self.free_params = any(
-            needs_free(t) and tpl is None
-            for (_, t), tpl in zip(sig.params, self.templates, strict=True)
-        )
-        self.free_result = needs_free(sig.result)
-        self.returns_result = isinstance(sig.result, ResultT)
-        self.has_handles = contains_handles([t for _, t in sig.params])
-        # Fast path: fixed-size primitives are written through ctypes aliases of
-        # the argument slots (see _lower.scalar).
-        self.scalars = [scalar(t) for _, t in sig.params]
-        self.all_scalar = all(s is not None for s in self.scalars)
-        self.converts = [s[2] for s in self.scalars if s is not None]
-        self.result_scalar = scalar(sig.result)
-        self.numbers = _numbers_struct(sig)
         self.spare: list[Buffers] = []
+        # Everything else depends on the signature alone: shared by every export
+        # with the same one (never mutated), so many loaded plugins hold one copy.
+        (
+            self.nparams,
+            self.param_names,
+            self.lowers,
+            self.templates,
+            self.lift,
+            self.nresults,
+            self.free_params,
+            self.free_result,
+            self.returns_result,
+            self.has_handles,
+            self.scalars,
+            self.all_scalar,
+            self.converts,
+            self.result_scalar,
+            self.numbers,
+        ) = _signature_parts(sig)
 
     def __call__(self, *args: Any) -> Any:
         return self.plugin._invoke(self, args)
@@ -116,6 +127,71 @@ class ExportFunc:
 
     def __repr__(self) -> str:
         return f"<export {self.name}: {self.sig}>"
+
+
+_SIGNATURES: dict[FuncSig, tuple[Any, ...]] = {}
+
+
+def _signature_parts(sig: FuncSig) -> tuple[Any, ...]:
+    """The converters and flags of an export with signature ``sig``, in the order
+    :class:`ExportFunc` unpacks them; shared by equal signatures, except those that
+    mention a resource handle (see :func:`~wasmplug._bridge.convert.shared_converter`:
+    type equality does not say where the resource lives)."""
+    parts = _SIGNATURES.get(sig)
+    if parts is None:
+        parts = _build_signature_parts(sig)
+        types = [t for _, t in sig.params] + ([sig.result] if sig.result is not None else [])
+        if not contains_handles(types):
+            _SIGNATURES[sig] = parts
+    return parts
+
+
+def _build_signature_parts(sig: FuncSig) -> tuple[Any, ...]:
+    nparams = len(sig.params)
+    param_names = [n for n, _ in sig.params]
+    lowers = [lowerer(t) for _, t in sig.params]
+    # Records of fixed-size primitives are allocated once per instance and
+    # rewritten in place (see RecordTemplate); the others are lowered afresh.
+    templates: list[RecordTemplate | StringParam | None] = [
+        RecordTemplate(t)  # type: ignore[arg-type]
+        if RecordTemplate.applies(t)
+        else StringParam()
+        if StringParam.applies(t)
+        else None
+        for _, t in sig.params
+    ]
+    lift = None if sig.result is None else lifter(sig.result)
+    nresults = 0 if sig.result is None else 1
+    free_params = any(
+        needs_free(t) and tpl is None for (_, t), tpl in zip(sig.params, templates, strict=True)
+    )
+    free_result = needs_free(sig.result)
+    returns_result = isinstance(sig.result, ResultT)
+    has_handles = contains_handles([t for _, t in sig.params])
+    # Fast path: fixed-size primitives are written through ctypes aliases of
+    # the argument slots (see lower.scalar).
+    scalars = [scalar(t) for _, t in sig.params]
+    all_scalar = all(s is not None for s in scalars)
+    converts = [s[2] for s in scalars if s is not None]
+    result_scalar = scalar(sig.result)
+    numbers = _numbers_struct(sig)
+    return (
+        nparams,
+        param_names,
+        lowers,
+        templates,
+        lift,
+        nresults,
+        free_params,
+        free_result,
+        returns_result,
+        has_handles,
+        scalars,
+        all_scalar,
+        converts,
+        result_scalar,
+        numbers,
+    )
 
 
 _STRUCT_CODES = {
@@ -151,7 +227,14 @@ def _numbers_struct(sig: FuncSig) -> tuple[struct.Struct, tuple[type, ...], list
         fmt += f"B{f.VAL_PAYLOAD_OFFSET - 1}x{code}"
         pos = start + f.VAL_PAYLOAD_OFFSET + struct.calcsize("<" + code)
     floats = any(c in "fd" for c in codes)
-    return struct.Struct(fmt), ((int, float) if floats else (int,)), kinds
+    return _struct(fmt), ((int, float) if floats else (int,)), kinds
+
+
+@functools.cache
+def _struct(fmt: str) -> struct.Struct:
+    """One ``struct.Struct`` per format, shared by every export that has it (a
+    ``Struct`` is immutable; thousands of loaded plugins need not each hold one)."""
+    return struct.Struct(fmt)
 
 
 class Buffers:

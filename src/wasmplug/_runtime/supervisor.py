@@ -88,7 +88,9 @@ class Supervisor:
         self.name = name
         self._clock = clock
         self._lock = threading.Lock()
-        self._window: deque[float] = deque()
+        # Times of recent faults; made on the first fault (an empty deque is 600 bytes,
+        # a lot next to the rest of a tiny plugin when thousands are loaded).
+        self._window: deque[float] | None = None
         self.faults: Counter[str] = Counter()
         self.consecutive = 0
         self.restarts = 0
@@ -113,6 +115,8 @@ class Supervisor:
             self.pending_restart = True
             self.last_fault = FaultRecord(kind, message, export, time.time())
             window = self._window
+            if window is None:
+                window = self._window = deque()
             window.append(now)
             while window and now - window[0] > self.policy.window_s:
                 window.popleft()
@@ -176,4 +180,4 @@ class Supervisor:
             self.quarantined = False
             self.quarantine_reason = ""
             self.consecutive = 0
-            self._window.clear()
+            self._window = None
