@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 from wasmplug import _telemetry
 from wasmplug._errors import ErrorResult, PluginFault
 
-from .stats import linear_memory_bytes
-
 if TYPE_CHECKING:
     from .exports import ExportFunc
     from .host import PluginHost
@@ -266,5 +264,7 @@ def observe_host(host: PluginHost) -> None:
 
 
 def _linear_memory(plugin: Plugin) -> list[tuple[int, dict[str, Any]]]:
-    size = linear_memory_bytes(plugin)
+    # As PluginStats.linear_memory_bytes: known with isolation="process" only.
+    backend = plugin._backend
+    size = None if backend is None else backend.linear_memory_bytes()
     return [] if size is None else [(size, {})]
