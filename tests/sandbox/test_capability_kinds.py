@@ -20,8 +20,10 @@ from wasmplug import (
     Capability,
     CapabilityError,
     GrantPolicy,
+    GrantPolicyError,
     Grants,
     GrantStore,
+    GrantStoreError,
     Manifest,
     ManifestError,
     Permission,
@@ -223,3 +225,48 @@ def test_a_kind_that_links_into_wasi_is_refused_by_a_worker_that_lacks_it(tmp_pa
             )
         plugin = host.load(component, allow_unsigned=True, manifest=manifest, isolation="process")
         assert plugin.call("argument-count") == 1  # nothing of it granted: nothing to send
+
+
+class _Broken(Capability):
+    """A kind whose readers fail in ways they should not (a bug in an application's kind)."""
+
+    manifest_key = "test-broken"
+    grant_key = "test-broken"
+
+    def parse_declared(self, value: object, where: str, problem: object) -> tuple[str, ...]:
+        raise KeyError("a bug")
+
+    def grant_from_data(self, value: object, where: str, *, toml: bool = False) -> object:
+        raise AttributeError("a bug")
+
+
+BROKEN = _Broken("test:broken", "Broken")
+
+
+def test_a_kind_that_fails_to_read_its_data_gives_the_parsers_typed_errors(tmp_path: Path) -> None:
+    text = '[plugin]\nname = "t"\nversion = "1.0.0"\n[capabilities]\ntest-broken = ["x"]\n'
+    with pytest.raises(ManifestError, match="KeyError"):
+        Manifest.from_toml(text)
+    grants_file = tmp_path / "grants.toml"
+    grants_file.write_text('[grants."t"]\ntest-broken = ["x"]\n')
+    with pytest.raises(GrantPolicyError, match=r"grants\.t: AttributeError"):
+        GrantPolicy.from_toml(grants_file)
+    store = tmp_path / "grants.json"
+    store.write_text(
+        json.dumps(
+            {
+                "decisions": {
+                    "t|unsigned|00": {
+                        "plugin": "t",
+                        "publisher": None,
+                        "sha256": "00",
+                        "answered": [],
+                        "grants": {"test-broken": ["x"]},
+                        "decided-at": 0.0,
+                    }
+                }
+            }
+        )
+    )
+    with pytest.raises(GrantStoreError, match="AttributeError"):
+        GrantStore(store).list()

@@ -215,6 +215,10 @@ POLICY_BAD = {
     "hosts of numbers": '[grants."acme:*"]\nallowed-outbound-hosts = [1]',
     "unknown key": '[grants."acme:*"]\nsockets = true',
     "unknown top-level key": "other = 1",
+    "capabilities of numbers": '[grants."acme:*"]\ncapabilities = [1]',
+    "filesystem value a number": '[grants."acme:*"]\nfilesystem = { "/d" = 5 }',
+    "an integer tomllib cannot hold": '[grants."acme:*"]\nenv = { K = ' + "9" * 5000 + " }",
+    "nested too deeply": '[grants."acme:*"]\nenv = { K = ' + "[" * 5000 + "]" * 5000 + " }",
     "not toml": "[grants",
     "not utf-8": b"\xff\xfe",
 }
