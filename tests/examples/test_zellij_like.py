@@ -583,7 +583,9 @@ def test_tmux_smoke(tmp_path, state_dir):
         raise AssertionError(f"{needle!r} not on screen:\n{capture()}")
 
     try:
-        wait_for("keys seen: 0")
+        # Start-up packs, signs and loads seven 18 MB plugins from the compile cache:
+        # ~35 s on a loaded 2-core machine, well past the 30 s each key press may take.
+        wait_for("keys seen: 0", timeout=180.0)
         subprocess.run([*tmux, "send-keys", "-t", session, "BTab"], check=True)
         wait_for("pane: misbehaving")
         subprocess.run([*tmux, "send-keys", "-t", session, "p"], check=True)
