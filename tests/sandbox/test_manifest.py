@@ -46,6 +46,7 @@ def test_full_manifest_parses() -> None:
     m = Manifest.from_toml(FULL)
     assert m.name == "acme:greeter"
     assert m.version == "1.2.3-beta.1"
+    assert m.description == "Says hello"
     assert m.world == "demo:plugin/greeter"
     assert m.host_interfaces == ("demo:plugin/host@0.1.0", "log")
     assert m.env == ("GREETING", "_X1")
@@ -461,3 +462,56 @@ def test_a_problem_after_a_malformed_item_names_its_own_index(declared: str, pro
     with pytest.raises(ManifestError) as info:
         Manifest.from_toml('[plugin]\nname = "x"\nversion = "1.0.0"\n' + declared)
     assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"description": 3}, "plugin.description: must be a string, got int"),
+        ({"world": 3}, "plugin.world: must be a string, got int"),
+        ({"limits": "x"}, "limits: must be a Limits, got str"),
+        ({"stdio": "shout"}, "capabilities.stdio: must be 'log' or 'discard', got 'shout'"),
+        ({"declarations": {"nope": ("a",)}}, "capabilities.nope: unknown key"),
+    ],
+    ids=["description", "world", "limits", "stdio", "unknown-declaration"],
+)
+def test_a_manifest_built_in_code_gets_the_same_rules(
+    kwargs: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ManifestError) as info:
+        Manifest(name="x", **kwargs)  # type: ignore[arg-type]
+    assert info.value.problems == (problem,)
+
+
+def test_an_unknown_keyword_names_the_known_ones() -> None:
+    with pytest.raises(TypeError, match=r"^Manifest\(\) got an unexpected keyword argument 'bo"):
+        Manifest(name="x", bogus=1)
+
+
+def test_wrong_toml_types_are_named_where_they_are() -> None:
+    text = (
+        '[plugin]\nname = "x"\nversion = "1.0.0"\ndescription = 3\nworld = 4\n'
+        "[capabilities]\nstdio = 5\nbogus = 1\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_toml(text)
+    bogus, *rest = info.value.problems
+    assert bogus.startswith("capabilities.bogus: unknown key (known: allowed-outbound-hosts, ")
+    assert rest == [
+        "plugin.description: must be a string, got int",
+        "plugin.world: must be a string, got int",
+        "capabilities.stdio: must be a string, got int",
+    ]
+
+
+def test_limits_are_positive_integers() -> None:
+    head = '[plugin]\nname = "x"\nversion = "1.0.0"\n[limits]\n'
+    ones = "timeout-ms = 1\nmemory-bytes = 1\nfuel = 1\ntable-elements = 9\n"
+    m = Manifest.from_toml(head + ones)
+    assert (m.limits.timeout_ms, m.limits.memory_bytes, m.limits.fuel) == (1, 1, 1)
+    assert m.limits.table_elements == 9
+    for bad, shown in (("0", "0"), ("-5", "-5"), ("true", "True"), ("1.5", "1.5")):
+        with pytest.raises(ManifestError) as info:
+            Manifest.from_toml(head + f"timeout-ms = {bad}\n")
+        expected = f"limits.timeout-ms: must be a positive integer, got {shown}"
+        assert info.value.problems == (expected,)
