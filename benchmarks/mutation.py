@@ -68,7 +68,7 @@ TARGETS: dict[str, tuple[str, list[str], str]] = {
     "grants": (
         "src/wasmplug/_sandbox/grants.py",
         # not test_permissions.py / test_grant_identity.py: they load componentize-py plugins
-        ["tests/sandbox/test_grants.py"],
+        ["tests/sandbox/test_grants.py", "tests/sandbox/test_capabilities.py"],
         "declared x granted",
     ),
     "urlpattern": (
