@@ -285,3 +285,19 @@ def test_the_guest_sees_argv_plugin_and_only_the_declared_granted_env() -> None:
 
     assert call("env-count") == 1  # A: declared and granted; B: not granted; C: not declared
     assert (call("arg-count"), call("arg0-first-byte")) == (1, ord("p"))  # argv == ["plugin"]
+
+
+def test_the_order_of_the_grants_does_not_matter(tmp_path: Path) -> None:
+    """The inner grant first: the outer writable one is still found."""
+    (tmp_path / "cfg").mkdir()
+    with pytest.raises(CapabilityError, match="lies inside the writable grant for '/data'"):
+        _two_dirs(("/cfg", tmp_path / "cfg", "ro"), ("/data", tmp_path, "rw"))
+
+
+def test_unknown_grants_are_type_errors_naming_the_known_ones() -> None:
+    with pytest.raises(TypeError, match=r"^Grants\(\) got an unexpected keyword argument 'bo"):
+        Grants(bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^Grants\(\): unknown grant key 'nope' \(known: file"):
+        Grants(granted={"nope": 1})
+    with pytest.raises(TypeError, match=r"^EffectiveSandbox\(\) got an unexpected keyword"):
+        EffectiveSandbox(bogus=1)
