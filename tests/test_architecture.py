@@ -37,6 +37,7 @@ _PUBLIC_ONLY = ["examples", "benchmarks", "templates", "scripts", "docs", "READM
 _ALLOWED = {
     "benchmarks/bench_oci.py": "times the OCI session and blob cache, which have no public API",
     "benchmarks/bench_bridge.py": "measures the raw ctypes call floor through _bridge.ffi",
+    "benchmarks/bench_stdio.py": "switches stdiopipe off for its callback-stream baseline",
     "benchmarks/bench_telemetry.py": "reloads _telemetry without OpenTelemetry for its baseline",
 }
 _TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".sh", ".cfg", ".ini", ".rst"}
