@@ -109,8 +109,9 @@ class Backend(Protocol):
         """Its workers (``stats()`` for :meth:`~wasmplug.Plugin.metrics`)."""
         ...
 
-    def invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
-        """Run one call (as ``CallPath._invoke`` does in-process)."""
+    def invoke(self, ex: ExportFunc, args: tuple[Any, ...], caller: Any) -> Any:
+        """Run one call that :meth:`CallPath._admit` let through (``caller``: what this
+        thread was running), as ``CallPath._invoke`` does in-process."""
         ...
 
     def drop_resource(self, inst: Any, token: int) -> None:
@@ -151,9 +152,9 @@ class CallPath:
     _stuck_lock: threading.Lock
     _tel: CallTelemetry | None
 
-    def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
-        if self._backend is not None:
-            return self._backend.invoke(ex, args)
+    def _admit(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        """Refuse a call that cannot start (closed, wrong arity, re-entry, quarantine);
+        return what this thread is running (the caller of the new call), in either tier."""
         if self._closed:
             raise self._error(PluginClosedError("plugin is closed"), ex)
         if len(args) != ex.nparams:
@@ -168,6 +169,12 @@ class CallPath:
             )
         if self._supervisor.quarantined:
             raise self._quarantined(ex)
+        return cur
+
+    def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        cur = self._admit(ex, args)
+        if self._backend is not None:
+            return self._backend.invoke(ex, args, cur)
         pool = self._pool
         try:
             if ex.has_handles:

@@ -43,7 +43,6 @@ from wasmplug._errors import (
     PluginError,
     PluginFault,
     PluginTimeout,
-    ReentrantCallError,
     ResultTooLarge,
     StaleResourceError,
     WitTypeError,
@@ -274,23 +273,11 @@ class ProcessBackend:
 
     # -- the call path ------------------------------------------------------------------
 
-    def invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
-        """Call export ``ex`` in a worker; the same contract as ``Plugin.call``."""
+    def invoke(self, ex: ExportFunc, args: tuple[Any, ...], prev: Any) -> Any:
+        """Call export ``ex`` in a worker; the same contract as ``Plugin.call``, whose
+        checks (closed, arity, re-entry, quarantine) have passed; ``prev`` is what this
+        thread was running."""
         plugin = self.plugin
-        if plugin._closed:
-            raise plugin._error(PluginClosedError("plugin is closed"), ex)
-        if len(args) != ex.nparams:
-            raise WitTypeError(
-                f"{plugin.name}: {ex.name} takes {ex.nparams} argument(s) "
-                f"({', '.join(ex.param_names)}), got {len(args)}"
-            )
-        prev = getattr(_tls, "inst", None)
-        if prev is not None and plugin._running_here(prev):
-            raise plugin._error(
-                ReentrantCallError("called from inside one of its own host calls"), ex
-            )
-        if plugin._supervisor.quarantined:
-            raise plugin._quarantined(ex)
         codec = self._exports[ex.index]
         routed = None
         try:

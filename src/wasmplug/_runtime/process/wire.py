@@ -31,8 +31,6 @@ it only when the INIT settings ask for it (``"telemetry"``).
 
 from __future__ import annotations
 
-import math
-import select
 import socket
 import struct
 import threading
@@ -80,10 +78,8 @@ never uses a name the worker chose)."""
 class Channel:
     """One end of a worker's socketpair, framed.
 
-    The application's end is non-blocking: every wait is one ``poll(2)`` with
-    what is left of the deadline, then one ``recv``/``send`` (no per-read
-    ``settimeout``, which costs system calls of its own). The worker's end
-    (``blocking=True``) never has a deadline: one blocking ``recv`` per message.
+    Every wait is a socket timeout set to what is left of the deadline (CPython
+    then waits in one ``poll(2)`` before each ``recv``/``send``); ``None`` blocks.
     A frame of up to :data:`_CHUNK` bytes is sent with its length prefix in one
     ``send``.
 
@@ -91,27 +87,25 @@ class Channel:
     the worker reads on one thread. ``send`` is: the worker forwards guest output
     lines from whichever thread drained them (its stdio pump, a call thread).
 
-    Measured with a timing loop of ``add`` calls: spinning on a non-blocking
-    ``recv`` before sleeping in ``poll`` made a loaded 2-core machine slower
-    (1.0-1.4 ms a scalar call without, 1.8-2.7 ms with 50 µs of spinning: the
-    spinning reader takes the core its worker needs), so the reader always sleeps.
+    Measured (a ping-pong of CALL-sized frames between two processes, and a timing
+    loop of ``add`` calls, on the loaded 2-core VM): a non-blocking socket with
+    our own ``poll`` was no faster than the socket timeout (36-52 µs vs 30-43 µs
+    a round trip), and spinning on ``recv`` before sleeping made calls slower
+    (1.8-2.7 ms vs 1.0-1.4 ms: the spinning reader takes the core its worker
+    needs), so neither is used.
 
     Attributes:
         max_frame: Largest frame :meth:`recv` accepts, in bytes.
     """
 
-    __slots__ = ("_blocking", "_buf", "_packb", "_poll", "_send_lock", "_sock", "max_frame")
+    __slots__ = ("_buf", "_packb", "_send_lock", "_sock", "_timeout", "max_frame")
 
-    def __init__(
-        self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES, *, blocking: bool = False
-    ) -> None:
+    def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
         self._sock = sock
         self._buf = bytearray()
-        self._blocking = blocking
-        sock.setblocking(blocking)
-        self._poll = select.poll()
-        self._poll.register(sock, select.POLLIN)
+        self._timeout: float | None = None
+        sock.settimeout(None)
         self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
         self._send_lock = threading.Lock()
 
@@ -122,8 +116,9 @@ class Channel:
         """Send one message.
 
         Args:
-            deadline: ``time.monotonic()`` value to give up at, or ``None`` to wait
-                (only a large frame the other side does not read ever waits).
+            deadline: ``time.monotonic()`` value to give up at, or ``None`` to wait;
+                only a frame of :data:`_CHUNK` bytes or more can wait (for a
+                worker that does not read), and only such a frame is timed.
 
         Raises:
             OSError: the other end is gone (``BrokenPipeError``...).
@@ -131,35 +126,15 @@ class Channel:
         """
         with self._send_lock:
             data = self._packb(message)
-            head = _LEN.pack(len(data))
             if len(data) < _CHUNK:
-                self._send_all(head + data, deadline)
+                # Fits the socket buffer of a peer that answers each message before
+                # the next: it never waits, so no settimeout (a system call) first.
+                self._sock.sendall(_LEN.pack(len(data)) + data)
             else:
-                self._send_all(head, deadline)
-                self._send_all(data, deadline)
-
-    def _send_all(self, data: bytes, deadline: float | None) -> None:
-        sock = self._sock
-        if self._blocking:
-            sock.sendall(data)
-            return
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        out = select.poll()
-        out.register(sock, select.POLLOUT)
-        while view:
-            if not out.poll(_poll_ms(deadline)):
-                raise TimeoutError
-            try:
-                sent = sock.send(view)
-            except BlockingIOError:
-                continue
-            view = view[sent:]
+                self._wait_until(deadline)
+                self._sock.sendall(_LEN.pack(len(data)))
+                self._wait_until(deadline)
+                self._sock.sendall(data)
 
     def recv(self, deadline: float | None = None) -> list[Any]:
         """Receive one message: a non-empty array whose first item is an int opcode.
@@ -192,17 +167,31 @@ class Channel:
             raise ProtocolError("a message must be an array starting with an int opcode")
         return message
 
+    def _wait_until(self, deadline: float | None) -> None:
+        """Make the socket's blocking calls give up at ``deadline``.
+
+        Raises:
+            TimeoutError: the deadline has passed.
+        """
+        if deadline is None:
+            if self._timeout is not None:
+                self._sock.settimeout(None)
+                self._timeout = None
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self._sock.settimeout(remaining)
+        self._timeout = remaining
+
     def _fill(self, n: int, deadline: float | None) -> None:
         """Read until the buffer holds at least ``n`` bytes."""
         buf = self._buf
         sock = self._sock
         while len(buf) < n:
-            if not self._blocking and not self._poll.poll(_poll_ms(deadline)):
-                raise TimeoutError
+            self._wait_until(deadline)
             try:
                 chunk = sock.recv(min(max(_CHUNK, n - len(buf)), _MAX_READ))
-            except BlockingIOError:  # poll saw data that is gone: wait again
-                continue
             except ConnectionResetError:
                 chunk = b""
             if not chunk:
@@ -214,17 +203,3 @@ class Channel:
             self._sock.close()
         except OSError:
             pass
-
-
-def _poll_ms(deadline: float | None) -> int | None:
-    """What is left until ``deadline`` (``time.monotonic()``) as a ``poll`` timeout.
-
-    Raises:
-        TimeoutError: the deadline has passed.
-    """
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
-    return max(1, math.ceil(remaining * 1000))

@@ -438,7 +438,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the application's to handle
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    chan = Channel(socket.socket(fileno=fd), blocking=True)
+    chan = Channel(socket.socket(fileno=fd))
     # Only guest output goes to the application (LOG): the worker's own records
     # (its fault lines) repeat what the application logs itself, with the
     # structured fields, and would pass for lines the guest wrote.
