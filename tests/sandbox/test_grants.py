@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import wasmtime
 from wasmtime.component import Component, Linker
 
 from wasmplug import CapabilityError, DirGrant, FilesystemRequest, Grants, Limits, Manifest
+from wasmplug._sandbox import grants as grants_module
 from wasmplug._sandbox.capabilities import resolve
-from wasmplug._sandbox.grants import EffectiveSandbox
+from wasmplug._sandbox.grants import EffectiveSandbox, GrantKind
 from wasmplug._sandbox.stdio import GuestOutput
 
 
@@ -200,7 +202,8 @@ def test_a_grant_inside_a_writable_grant_is_refused(tmp_path: Path) -> None:
     for inner_mode in ("ro", "rw"):
         with pytest.raises(
             CapabilityError,
-            match=r"grant for '/cfg' \(.*cfg\) lies inside the writable grant for '/data'",
+            match=r"grant for '/cfg' \(.*cfg\) lies inside the writable grant for '/data'.* Grant "
+            "the outer directory read-only, or grant directories that do not overlap$",
         ):
             _two_dirs(("/data", tmp_path, "rw"), ("/cfg", tmp_path / "cfg", inner_mode))
     with pytest.raises(CapabilityError, match="is the same directory as the writable grant"):
@@ -295,9 +298,35 @@ def test_the_order_of_the_grants_does_not_matter(tmp_path: Path) -> None:
 
 
 def test_unknown_grants_are_type_errors_naming_the_known_ones() -> None:
-    with pytest.raises(TypeError, match=r"^Grants\(\) got an unexpected keyword argument 'bo"):
+    known = r"\(known: allowed_outbound_hosts, capabilities, env, "
+    with pytest.raises(
+        TypeError, match=r"^Grants\(\) got an unexpected keyword argument 'bogus' " + known
+    ):
         Grants(bogus=1)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match=r"^Grants\(\): unknown grant key 'nope' \(known: file"):
+    with pytest.raises(
+        TypeError, match=r"^Grants\(\): unknown grant key 'nope' \(known: filesystem, env, "
+    ):
         Grants(granted={"nope": 1})
     with pytest.raises(TypeError, match=r"^EffectiveSandbox\(\) got an unexpected keyword"):
         EffectiveSandbox(bogus=1)
+
+
+def test_a_grant_kind_needs_its_own_key_and_attribute_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(grants_module, "_KINDS", dict(grants_module._KINDS))  # restored after
+
+    def kind(id: str, key: str, attr: str, effective: str) -> GrantKind:
+        fields = {"id": id, "grant_key": key, "grant_attr": attr, "effective_attr": effective}
+        return SimpleNamespace(**fields)  # type: ignore[return-value]
+
+    quota = kind("test:quota", "quota", "quota", "quota")
+    grants_module.register_kind(quota)
+    grants_module.register_kind(kind("test:quota", "quota", "quota", "quota"))  # again: kept
+    assert grants_module._KINDS["quota"] is quota
+    with pytest.raises(ValueError, match=r"^grant key 'quota' is already used by 'test:quota'$"):
+        grants_module.register_kind(kind("test:other", "quota", "other", "other"))
+    for attr, effective in (("quota", "other"), ("other", "quota"), ("env", "other")):
+        with pytest.raises(ValueError, match=r"^'test:other': an attribute name is already used"):
+            grants_module.register_kind(kind("test:other", "other", attr, effective))
+    assert "other" not in grants_module._KINDS
