@@ -441,27 +441,38 @@ def test_every_non_wasi_import_must_be_declared() -> None:
     assert undeclared_imports(m, ["wasi:http/outgoing-handler@0.2.0", "log"]) == []
 
 
-@pytest.mark.xfail(
-    reason="known bug (found by the mutation run): the TOML parse drops a malformed item, "
-    "so the value rules run on a shorter tuple and name the wrong index",
-    strict=True,
-)
 @pytest.mark.parametrize(
-    ("declared", "problem"),
+    ("declared", "malformed", "problem"),
     [
-        ('[capabilities]\nenv = [1, "1BAD"]\n', "capabilities.env[1]: '1BAD' is not"),
+        (
+            '[capabilities]\nenv = [1, "1BAD", "1BAD"]\n',
+            "capabilities.env[0]",
+            "capabilities.env[1]: '1BAD' is not",
+        ),
         (
             '[[capabilities.filesystem]]\nmode = "ro"\n'
             '[[capabilities.filesystem]]\nguest-path = "/a"\nmode = "rwx"\n',
+            "capabilities.filesystem[0]",
+            "capabilities.filesystem[1].mode: must be 'ro' or 'rw'",
+        ),
+        (
+            "[capabilities]\nfilesystem = [3, {guest-path = '/a', mode = 'rwx'}]\n",
+            "capabilities.filesystem[0]",
             "capabilities.filesystem[1].mode: must be 'ro' or 'rw'",
         ),
     ],
-    ids=["env", "filesystem"],
+    ids=["env", "filesystem", "filesystem-not-a-table"],
 )
-def test_a_problem_after_a_malformed_item_names_its_own_index(declared: str, problem: str) -> None:
+def test_a_problem_after_a_malformed_item_names_its_own_index(
+    declared: str, malformed: str, problem: str
+) -> None:
+    """Found by the mutation run: the parse dropped a malformed item, so the value
+    rules ran on a shorter tuple and named the wrong index (``env[0]`` for ``env[1]``)."""
     with pytest.raises(ManifestError) as info:
         Manifest.from_toml('[plugin]\nname = "x"\nversion = "1.0.0"\n' + declared)
-    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+    problems = info.value.problems
+    assert any(p.startswith(problem) for p in problems), problems
+    assert len([p for p in problems if p.startswith(malformed)]) == 1, problems
 
 
 @pytest.mark.parametrize(

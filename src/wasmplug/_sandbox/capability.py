@@ -43,6 +43,7 @@ from wasmplug._semver import semver_compatible
 from .grants import EffectiveSandbox, Grants, register_kind
 
 __all__ = [
+    "MALFORMED",
     "Capability",
     "Declarations",
     "Permission",
@@ -65,6 +66,19 @@ _GRANTED: dict[str, Capability] = {}  # grant key -> the kind that owns it
 
 Problem = Callable[[str, str], None]
 """``problem(key, message)``: how a parser reports one problem and carries on."""
+
+
+class _Malformed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MALFORMED"
+
+
+MALFORMED: Any = _Malformed()
+"""Stands in for a declared item whose TOML type ``parse_declared`` already reported,
+so the value rules that run after it still name every other item by its own index
+(a manifest with a problem is never built, so it never reaches a Manifest)."""
 
 
 class Declarations(Protocol):
@@ -310,6 +324,7 @@ class Capability(metaclass=_CapabilityType):
                 out.append(item)
             else:
                 problem(f"{where}[{i}]", f"must be a string, got {type(item).__name__}")
+                out.append(MALFORMED)
         return tuple(out)
 
     def normalise_declared(self, value: Any) -> Any:
@@ -327,12 +342,15 @@ class Capability(metaclass=_CapabilityType):
             return [f"{where}: must be an array of strings, got {type(value).__name__}"]
         out = []
         for i, item in enumerate(value):
+            if item is MALFORMED:  # reported by parse_declared
+                continue
             error = f"must be a string, got {type(item).__name__}"
             if isinstance(item, str):
                 error = self.check_declared(item) or ""
             if error:
                 out.append(f"{where}[{i}]: {error}")
-        if len(set(value)) != len(value):
+        items = [item for item in value if item is not MALFORMED]
+        if len(set(items)) != len(items):
             out.append(f"{where}: contains duplicates")
         return out
 

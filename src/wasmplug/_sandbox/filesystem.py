@@ -23,7 +23,7 @@ from wasmtime import WasiConfig
 from wasmplug._jsonstore import Invalid, as_dict, as_list, as_str
 
 from .bound_dir import BoundDir
-from .capability import Capability, Declarations, Permission, Problem, show_value
+from .capability import MALFORMED, Capability, Declarations, Permission, Problem, show_value
 from .grants import DirGrant, EffectiveSandbox, Grants, Preopen, check_overlaps
 
 __all__ = ["FilesystemRequest", "check_guest_path"]
@@ -96,6 +96,7 @@ class _FilesystemRead(Capability):
             at = f"{where}[{i}]"
             if not isinstance(entry, dict):
                 problem(at, f"must be a table, got {type(entry).__name__}")
+                out.append(MALFORMED)
                 continue
             for unknown in sorted(set(entry) - keys):
                 problem(f"{at}.{unknown}", f"unknown key (known: {', '.join(sorted(keys))})")
@@ -104,6 +105,8 @@ class _FilesystemRead(Capability):
             description = _toml_string(entry, "description", at, problem, "") or ""
             if guest is not None and mode is not None:
                 out.append(FilesystemRequest(guest, mode, description))  # type: ignore[arg-type]
+            else:  # reported by _toml_string
+                out.append(MALFORMED)
         return tuple(out)
 
     def check_declared(self, item: str) -> str | None:
@@ -116,6 +119,8 @@ class _FilesystemRead(Capability):
         seen: set[str] = set()
         for i, req in enumerate(value):
             at = f"{where}[{i}]"
+            if req is MALFORMED:  # reported by parse_declared
+                continue
             if not isinstance(req, FilesystemRequest):
                 out.append(f"{at}: must be a FilesystemRequest, got {type(req).__name__}")
                 continue
