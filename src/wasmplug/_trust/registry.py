@@ -172,10 +172,6 @@ def _info(c: _Candidate, source: Source, path: Path | None, origin: str) -> Plug
     )  # fmt: skip
 
 
-def _oci_json(oci: OciOrigin) -> dict[str, str]:
-    return {"reference": oci.reference, "manifest-digest": oci.manifest_digest}
-
-
 def _default_on_error(where: str, error: Exception) -> None:
     log.warning("skipping %s: %s", where, error)
 
