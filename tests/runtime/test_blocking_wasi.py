@@ -222,7 +222,7 @@ def test_interpreter_exits_promptly_with_a_blocked_call(blocked_in: str) -> None
             args = ("sleep-block", NEVER_NS)
             threading.Thread(target=plugin.call, args=args, daemon=True).start()
         else:
-            host._executor.submit(plugin.call, "sleep-poll", NEVER_NS)
+            host._services.executor.submit(plugin.call, "sleep-poll", NEVER_NS)
         time.sleep(0.2)
         print("exiting", flush=True)
         """

@@ -54,6 +54,7 @@ __all__ = [
     "PushResult",
     "Session",
     "embedded_manifest",
+    "install_source",
     "pull_plugin",
     "push_plugin",
     "resolve_source",
@@ -392,6 +393,48 @@ def push_plugin(
         data, where = Path(source).read_bytes(), os.fspath(source)
     with Session(insecure=insecure) as session:
         return session.push(data, ref, where=where)
+
+
+def install_source(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    registry: Registry,
+    trust_store: TrustStore,
+    trusted_keys: Iterable[TrustedKey | PublicKey | bytes] = (),
+    allow_unsigned: bool = False,
+    force: bool = False,
+    compile: Callable[[bytes], None] | None = None,
+    insecure: bool = False,
+) -> PluginInfo:
+    """Install a file, component bytes, or what an OCI reference or mapped package name
+    (:func:`resolve_source`) names: pulled first, then installed exactly as a file is.
+
+    Raises:
+        DistributionError: (references) as for :meth:`Session.install`.
+        LoadError: and the other refusals of :meth:`Registry.install`.
+    """
+    if isinstance(source, str) and not os.path.exists(source):
+        config = DistributionConfig.load()
+        if resolve_source(source, config) is not None:
+            with Session(config=config, insecure=insecure) as session:
+                info, _ = session.install(
+                    source,
+                    registry=registry,
+                    trust_store=trust_store,
+                    trusted_keys=trusted_keys,
+                    allow_unsigned=allow_unsigned,
+                    force=force,
+                    compile=compile,
+                )
+            return info
+    return registry.install(
+        source,
+        trust_store=trust_store,
+        trusted_keys=trusted_keys,
+        allow_unsigned=allow_unsigned,
+        force=force,
+        compile=compile,
+    )
 
 
 def pull_plugin(ref: str, *, insecure: bool = False) -> PullResult:

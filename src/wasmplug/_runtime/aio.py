@@ -190,7 +190,7 @@ def run_host_coroutine(coro: Coroutine[Any, Any, Any], inst: Any, qualname: str)
     if call is not None and not call.loop.is_closed():
         loop = call.loop
     else:
-        loop = inst.plugin._host._host_loop.get()
+        loop = inst.plugin._services.host_loop.get()
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:

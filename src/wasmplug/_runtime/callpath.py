@@ -273,7 +273,8 @@ class CallPath:
 
     def _running_here(self, cur: Instance | None) -> bool:
         """Whether this thread is inside a call on this plugin (``cur`` and its callers)."""
-        return any(inst.plugin is self for inst in call_chain(cur))
+        me: object = self  # a Plugin, which is its instances' InstanceOwner
+        return any(inst.plugin is me for inst in call_chain(cur))
 
     def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         if inst.pending_drops:
@@ -466,7 +467,8 @@ class CallPath:
         for arg in args:
             if isinstance(arg, Resource):
                 inst: Instance = arg._inst
-                if inst.plugin is not self:
+                owner: object = inst.plugin
+                if owner is not self:
                     raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
                 if not self._pool.lock(inst):
                     raise StaleResourceError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import functools
 import hashlib
 import logging
@@ -21,8 +20,7 @@ from wasmplug import _telemetry
 from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import Linked
 from wasmplug._bridge.wit import read_shape
-from wasmplug._distribution.names import DistributionConfig
-from wasmplug._distribution.operations import Session, resolve_source
+from wasmplug._distribution.operations import install_source
 from wasmplug._errors import CapabilityError, PluginClosedError, PluginNotFoundError
 from wasmplug._sandbox.capabilities import requested_permissions, resolve
 from wasmplug._sandbox.grants import Grants
@@ -34,15 +32,14 @@ from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
-from .aio import HostLoop
 from .cache import CompileCache, code_digest, default_cache_dir
 from .callthread import CLOSE_GRACE_S
 from .compiler import Compiler
 from .describe import ComponentDescription, describe
-from .engine import EpochTicker, make_engine
 from .linking import Providers
 from .plugin import Plugin
 from .process.backend import ProcessBackend
+from .services import EXECUTOR_PREFIX, HostServices
 from .sources import default_name, find_manifest, read_source
 from .stats import HostStats, host_stats
 from .telemetry import observe_host, plugin_attributes, stage
@@ -57,9 +54,6 @@ def _check_isolation(isolation: str) -> None:
         raise ValueError(f"isolation must be 'inprocess' or 'process', got {isolation!r}")
 
 
-_EXECUTOR_PREFIX = "wasmplug-worker"
-
-
 def _on_interpreter_exit(host: PluginHost) -> None:
     """At interpreter exit, Python joins non-daemon threads (the executor's too)
     *before* running atexit handlers, so a host's ``acall`` worker waiting on a
@@ -72,7 +66,7 @@ def _on_interpreter_exit(host: PluginHost) -> None:
         h = ref()
         if h is not None and not h._closed:
             for plugin in list(h._plugins):
-                plugin._cancel_waits(lambda t: t.name.startswith(_EXECUTOR_PREFIX))
+                plugin._cancel_waits(lambda t: t.name.startswith(EXECUTOR_PREFIX))
 
     try:
         threading._register_atexit(cancel_worker_waits)  # type: ignore[attr-defined]
@@ -156,30 +150,26 @@ class PluginHost:
         self.trusted_keys = tuple(as_trusted(k) for k in trusted_keys)
         self._trust_store = trust_store
         self.policy = policy if policy is not None else GrantPolicy(store=False)
-        self._consume_fuel = consume_fuel
-        self._engine, settings = make_engine(
-            consume_fuel=consume_fuel, instance_slots=instance_slots, limits=self.limits
+        self._services = services = HostServices(
+            consume_fuel=consume_fuel,
+            tick_ms=tick_ms,
+            max_workers=max_workers,
+            instance_slots=instance_slots,
+            limits=self.limits,
         )
         self.instance_slots = instance_slots
-        self._engine_settings = settings
+        self._engine = engine = services.engine
         if cache_dir is False:
             self._cache: CompileCache | None = None
         else:
             directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)  # type: ignore[arg-type]
-            self._cache = CompileCache(directory, settings)
-        self._compiler = Compiler(self._engine, self._cache)
+            self._cache = CompileCache(directory, services.engine_settings)
+        self._compiler = Compiler(engine, self._cache)
         # The outbound HTTP capability is built in; each plugin's own allow-list
         # (declared ∩ granted) is checked on every request. provide() may replace it.
         self._http = HttpCapability()
-        self._providers = Providers(self._engine, self._cache, self._http)
+        self._providers = Providers(engine, self._cache, self._http)
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
-        self._ticker = EpochTicker(self._engine, tick_ms)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
-            thread_name_prefix=_EXECUTOR_PREFIX,
-        )
-        # The event loop that async host functions run on under a synchronous call.
-        self._host_loop = HostLoop()
         self._closed = False
         # Ctrl-C during a main-thread call must not be lost in a ctypes callback.
         self._sigguard = _sigguard.install()
@@ -346,7 +336,7 @@ class PluginHost:
         shape = read_shape(self._engine, component)
         sandbox = resolve(manifest, grants)  # opens and binds each granted directory
         effective = manifest.limits.capped_by(limits or self.limits)
-        if effective.fuel is not None and not self._consume_fuel:
+        if effective.fuel is not None and not self._services.consume_fuel:
             raise CapabilityError(
                 f"plugin {manifest.name!r} has a fuel limit, but the host was created "
                 "without consume_fuel=True"
@@ -362,9 +352,9 @@ class PluginHost:
                 component=component,
                 cache=self._cache,
                 cache_key=code_digest(data),
-                engine_settings=self._engine_settings,
-                consume_fuel=self._consume_fuel,
-                tick_ms=self._ticker.tick_ms,
+                engine_settings=self._services.engine_settings,
+                consume_fuel=self._services.consume_fuel,
+                tick_ms=self._services.ticker.tick_ms,
                 spares=self.spare_workers,
             )
         else:
@@ -372,7 +362,7 @@ class PluginHost:
                 linker, linked = self._providers.link(component, plan)
         try:  # Plugin() creates the first instance
             plugin = Plugin(
-                host=self,
+                services=self._services,
                 component=component,
                 shape=shape,
                 manifest=manifest,
@@ -432,28 +422,15 @@ class PluginHost:
                 and references alike.
         """
         self._check_open()
-        target = registry or Registry()
-        if isinstance(source, str) and not os.path.exists(source):
-            config = DistributionConfig.load()
-            if resolve_source(source, config) is not None:
-                with Session(config=config, insecure=insecure) as session:
-                    info, _ = session.install(
-                        source,
-                        registry=target,
-                        trust_store=self.trust_store,
-                        trusted_keys=self.trusted_keys,
-                        allow_unsigned=allow_unsigned,
-                        force=force,
-                        compile=self._precompile_one,
-                    )
-                return info
-        return target.install(
+        return install_source(
             source,
+            registry=registry or Registry(),
             trust_store=self.trust_store,
             trusted_keys=self.trusted_keys,
             allow_unsigned=allow_unsigned,
             force=force,
             compile=self._precompile_one,
+            insecure=insecure,
         )
 
     def _precompile_one(self, data: bytes) -> None:
@@ -523,7 +500,7 @@ class PluginHost:
         items = [read_source(s) for s in sources]
         shas = [hashlib.sha256(data).hexdigest() for _, data in items]
         futures = [
-            self._executor.submit(self._compiler.compile, data, default_name(path))
+            self._services.executor.submit(self._compiler.compile, data, default_name(path))
             for path, data in items
         ]
         for fut in futures:
@@ -616,12 +593,11 @@ class PluginHost:
         deadline = time.monotonic() + CLOSE_GRACE_S
         # First end the async host functions running on the host's loop, so that
         # no call waits for one while its plugin is being closed.
-        self._host_loop.close()
+        self._services.host_loop.close()
         for plugin in list(self._plugins):
             plugin._close(deadline)
-        self._ticker.close()
+        self._services.close()
         self._http.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
         self._compiler.clear()
         if self._sigguard:
             self._sigguard = False

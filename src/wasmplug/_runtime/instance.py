@@ -13,7 +13,7 @@ import math
 import select
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wasmtime import WasmtimeError
 
@@ -31,9 +31,17 @@ from .callthread import GRACE_MS, CallThread, Cancelled
 from .faults import split_backtrace
 
 if TYPE_CHECKING:
-    from .plugin import Plugin
+    from wasmtime.component import Component, ExportIndex, Linker
 
-__all__ = ["ExportFuncs", "Instance"]
+    from wasmplug._sandbox.grants import EffectiveSandbox
+    from wasmplug._sandbox.limits import Limits
+    from wasmplug._sandbox.manifest import Manifest
+
+    from .engine import EpochTicker
+    from .exports import ExportFunc
+    from .services import HostServices
+
+__all__ = ["ExportFuncs", "Instance", "InstanceOwner"]
 
 _PAGE = 65536
 _NO_OUTPUT = GuestOutput(logging.getLogger("wasmplug.plugin"), logging.INFO, discard=True)
@@ -68,6 +76,33 @@ class ExportFuncs(dict[int, Any]):
 
 _NO_FUNCS = ExportFuncs(None, None, [])
 """The export functions of a closed instance: none."""
+
+
+class InstanceOwner(Protocol):
+    """What an instance uses of the plugin that owns it (:class:`~wasmplug.Plugin`).
+
+    A protocol, so that this module does not import ``plugin`` (which imports it).
+    """
+
+    name: str
+    manifest: Manifest
+    limits: Limits
+    sandbox: EffectiveSandbox
+    _services: HostServices
+    _component: Component
+    _linker: Linker
+    _uses_wasi: bool
+    _writes_stdout: bool
+    _writes_stderr: bool
+    _threaded: bool
+    _ticker: EpochTicker
+    _slice_ticks: int
+    _exports_list: list[ExportFunc]
+    _export_indices: list[ExportIndex]
+
+    def _call_thread_abandoned(self, ct: CallThread) -> None: ...
+
+    def _call_thread_exited(self, ct: CallThread) -> None: ...
 
 
 class Instance:
@@ -122,7 +157,7 @@ class Instance:
         "store",
     )
 
-    def __init__(self, plugin: Plugin) -> None:
+    def __init__(self, plugin: InstanceOwner) -> None:
         self.plugin = plugin
         self.alive = True
         self.host_exc: BaseException | None = None
@@ -145,9 +180,9 @@ class Instance:
         self.freed = False
         self.call_thread: CallThread | None = None
         self.buffers: list[Any] = [None] * len(plugin._exports_list)
-        host = plugin._host
+        services = plugin._services
         limits = plugin.limits
-        store = self.store = f.RawStore(host._engine)
+        store = self.store = f.RawStore(services.engine)
         self.context: Any = store.context
         _deadline.install(store.ptr)
         store.set_limits(
@@ -181,7 +216,7 @@ class Instance:
                 if self.output_poll is None:
                     self.output_poll = select.poll()
                 self.output_poll.register(out.pipe.fileno(), select.POLLIN)
-        if host._consume_fuel:
+        if services.consume_fuel:
             err = f.set_fuel(self.context, limits.fuel if limits.fuel is not None else 2**63 - 1)
             if err:  # pragma: no cover - only without fuel enabled, checked above
                 self.close()
@@ -206,8 +241,7 @@ class Instance:
 
     def _instantiate(self) -> Any:
         plugin = self.plugin
-        host = plugin._host
-        ticker = host._ticker
+        ticker = plugin._services.ticker
         ticks = ticker.deadline_ticks(self._startup_ms())
         self.deadline_at = ticker.epoch + ticks
         f.set_epoch_deadline(self.context, min(ticks, plugin._slice_ticks))
@@ -264,7 +298,7 @@ class Instance:
         limits = self.plugin.limits
         hint = ""
         per_memory = limits.per_memory_bytes
-        slots = getattr(self.plugin._host, "instance_slots", None)  # None in a worker process
+        slots = self.plugin._services.instance_slots
         if "concurrent limit" in cause and slots is not None:
             # wasmtime's pooling allocator: "maximum concurrent limit of N for X reached"
             hint = (

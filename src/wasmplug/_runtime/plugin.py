@@ -7,7 +7,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 
 from wasmtime.component import Component, ExportIndex, Linker
 
@@ -28,11 +28,9 @@ from .exports import ExportFunc, Exports, short_interface_name
 from .instance import Instance
 from .pool import InstancePool
 from .resource_types import build_resource_classes
+from .services import HostServices
 from .supervisor import PluginMetrics, Supervisor
 from .telemetry import instrument
-
-if TYPE_CHECKING:
-    from .host import PluginHost
 
 __all__ = ["Plugin"]
 
@@ -69,7 +67,7 @@ class Plugin(CallPath):
     def __init__(
         self,
         *,
-        host: PluginHost,
+        services: HostServices,
         component: Component,
         shape: ComponentShape,
         manifest: Manifest,
@@ -85,7 +83,7 @@ class Plugin(CallPath):
         backend: Callable[..., Backend] | None = None,
         call_threads: bool = True,
     ) -> None:
-        self._host = host
+        self._services = services
         self._component = component
         self.shape = shape
         self.manifest = manifest
@@ -101,13 +99,13 @@ class Plugin(CallPath):
         self._supervisor = Supervisor(restart_policy, name=manifest.name)
         self._pool: InstancePool[Instance] = InstancePool(pool_size, self._new_instance)
         self.pool_size = pool_size
-        self._ticker = host._ticker
+        self._ticker = services.ticker
         timeout = limits.timeout_ms
-        self._deadline_ticks = host._ticker.deadline_ticks(timeout) if timeout else 2**62
+        self._deadline_ticks = services.ticker.deadline_ticks(timeout) if timeout else 2**62
         # A call's store deadline is set one slice ahead; the deadline callback
         # (deadline.py) grants the next slice until _deadline_ticks are spent.
-        self._slice_ticks = min(self._deadline_ticks, host._ticker.deadline_ticks(SLICE_MS))
-        self._fuel = limits.fuel if host._consume_fuel and limits.fuel is not None else None
+        self._slice_ticks = min(self._deadline_ticks, services.ticker.deadline_ticks(SLICE_MS))
+        self._fuel = limits.fuel if services.consume_fuel and limits.fuel is not None else None
         # A plugin that can block in WASI runs each instance's calls on its own
         # thread and waits with a deadline (callthread.py); others call directly.
         self.blocking_wasi = tuple(blocking_imports(shape.imports)) if uses_wasi else ()
@@ -255,7 +253,7 @@ class Plugin(CallPath):
         # caller's contextvars and current span, and the call's span nests under it.
         job = functools.partial(self._acall_worker, call, export, args)
         fut = loop.run_in_executor(
-            self._host._executor, functools.partial(contextvars.copy_context().run, job)
+            self._services.executor, functools.partial(contextvars.copy_context().run, job)
         )
         try:
             return await fut

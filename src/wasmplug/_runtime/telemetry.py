@@ -17,16 +17,17 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wasmplug import _telemetry
 from wasmplug._errors import ErrorResult, PluginFault
 
 if TYPE_CHECKING:
+    from wasmplug._sandbox.manifest import Manifest
+
     from .exports import ExportFunc
-    from .host import PluginHost
-    from .plugin import Plugin
+    from .supervisor import PluginMetrics, Supervisor
 
 __all__ = ["CallTelemetry", "instrument", "observe_host", "stage"]
 
@@ -38,7 +39,38 @@ OUTCOMES = ("ok", "error-result", "fault", "rejected", "interrupted")
 Invoke = Callable[["ExportFunc", tuple[Any, ...]], Any]
 
 
-def plugin_attributes(plugin: Plugin, isolation: str | None = None) -> dict[str, Any]:
+class _Backend(Protocol):
+    def linear_memory_bytes(self) -> int | None: ...
+
+
+class Instrumented(Protocol):
+    """What telemetry reads of a plugin (:class:`~wasmplug.Plugin`).
+
+    A protocol, so that this module does not import ``plugin`` (which imports it).
+    """
+
+    name: str
+    manifest: Manifest
+    _exports_list: list[ExportFunc]
+    _supervisor: Supervisor
+
+    @property
+    def _backend(self) -> _Backend | None: ...
+
+    def metrics(self) -> PluginMetrics: ...
+
+
+class ObservedHost(Protocol):
+    """What telemetry reads of a host (:class:`~wasmplug.PluginHost`), which imports it."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def plugins(self) -> Sequence[Instrumented]: ...
+
+
+def plugin_attributes(plugin: Instrumented, isolation: str | None = None) -> dict[str, Any]:
     """The attributes that name a plugin on every span and data point."""
     if isolation is None:
         isolation = "process" if plugin._backend is not None else "inprocess"
@@ -63,7 +95,7 @@ def outcome_of(exc: BaseException) -> tuple[str, str | None]:
 class CallTelemetry:
     """One plugin's call instrumentation (a span and/or a histogram per call)."""
 
-    def __init__(self, plugin: Plugin, tracer: Any, meter: Any, isolation: str) -> None:
+    def __init__(self, plugin: Instrumented, tracer: Any, meter: Any, isolation: str) -> None:
         self.tracer = tracer
         base = plugin_attributes(plugin, isolation)
         # One attribute dict per export, built once: the call path only indexes it.
@@ -182,7 +214,7 @@ class CallTelemetry:
             self.instantiate.record((end_ns - start_ns) / 1e9, self.plugin_point)
 
 
-def instrument(plugin: Plugin, isolation: str) -> CallTelemetry | None:
+def instrument(plugin: Instrumented, isolation: str) -> CallTelemetry | None:
     """The plugin's call instrumentation, or ``None`` while telemetry is off."""
     tracer, meter = _telemetry.TRACER, _telemetry.METER
     if tracer is None and meter is None:
@@ -197,12 +229,12 @@ def stage(name: str, **attributes: Any) -> Any:
 
 # -- observable instruments: counters and gauges read from Plugin.metrics() ------------
 
-_hosts: weakref.WeakSet[PluginHost] = weakref.WeakSet()
+_hosts: weakref.WeakSet[ObservedHost] = weakref.WeakSet()
 _observed_meter: Any = None
 _lock = threading.Lock()
 
 
-def observe_host(host: PluginHost) -> None:
+def observe_host(host: ObservedHost) -> None:
     """Report ``host``'s plugins through the observable instruments (created once per
     meter) while it lives."""
     global _observed_meter
@@ -214,7 +246,7 @@ def observe_host(host: PluginHost) -> None:
         _observed_meter = meter
     from opentelemetry.metrics import Observation
 
-    def per_plugin(read: Callable[[Plugin], Iterable[tuple[int, dict[str, Any]]]]) -> Any:
+    def per_plugin(read: Callable[[Instrumented], Iterable[tuple[int, dict[str, Any]]]]) -> Any:
         def callback(_options: Any) -> Iterator[Any]:
             for h in list(_hosts):
                 if h.closed:
@@ -263,7 +295,7 @@ def observe_host(host: PluginHost) -> None:
     )
 
 
-def _linear_memory(plugin: Plugin) -> list[tuple[int, dict[str, Any]]]:
+def _linear_memory(plugin: Instrumented) -> list[tuple[int, dict[str, Any]]]:
     # As PluginStats.linear_memory_bytes: known with isolation="process" only.
     backend = plugin._backend
     size = None if backend is None else backend.linear_memory_bytes()

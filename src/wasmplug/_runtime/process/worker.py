@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 from wasmtime.component import Component, Linker
 
@@ -49,8 +49,8 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.cache import CompileCache
-from wasmplug._runtime.engine import EpochTicker, make_engine
 from wasmplug._runtime.plugin import Plugin
+from wasmplug._runtime.services import HostServices
 from wasmplug._sandbox.capabilities import sandbox_from_wire
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
@@ -181,16 +181,6 @@ class _LogForwarder(logging.Handler):
             pass
 
 
-class _WorkerHost:
-    """What ``Plugin`` and ``Instance`` use of a ``PluginHost``, for the one plugin here."""
-
-    def __init__(self, consume_fuel: bool, tick_ms: float) -> None:
-        self._engine, self.settings = make_engine(consume_fuel=consume_fuel)
-        self._consume_fuel = consume_fuel
-        self._ticker = EpochTicker(self._engine, tick_ms)
-        self._executor = None
-
-
 class Server:
     """Serves one plugin's calls until the channel closes."""
 
@@ -202,18 +192,22 @@ class Server:
         self.traced = bool(settings.get("telemetry"))
         self.serving = False
         self.startup_spans: list[list[int]] = []
-        host = _WorkerHost(bool(settings["consume_fuel"]), float(settings["tick_ms"]))
-        cache = CompileCache(Path(settings["cache_dir"]), host.settings)
+        services = HostServices(
+            consume_fuel=bool(settings["consume_fuel"]),
+            tick_ms=float(settings["tick_ms"]),
+            max_workers=1,  # never used: acall is the application's
+        )
+        cache = CompileCache(Path(settings["cache_dir"]), services.engine_settings)
         payload = cache.get(settings["cache_key"])
         if payload is None:
             raise StartError("the compiled component is missing from the compile cache")
-        component = Component.deserialize(host._engine, payload)
-        shape = read_shape(host._engine, component)
+        component = Component.deserialize(services.engine, payload)
+        shape = read_shape(services.engine, component)
         # World-level host resources are defined at the root (their functions are stand-ins).
         self._root_resources = tuple(r.name for r in shape.import_resources)
         resolved = self._stand_ins(shape.imports, shape.import_functions, settings["imports"])
         link_start = time.time_ns()
-        linker = Linker(host._engine)
+        linker = Linker(services.engine)
         if settings["uses_wasi"]:
             linker.add_wasip2()
         linked = link_resolved(linker, resolved)
@@ -223,7 +217,7 @@ class Server:
         sandbox = sandbox_from_wire(settings["sandbox"])
         first_start = time.time_ns()
         self.plugin = Plugin(
-            host=cast(Any, host),
+            services=services,
             component=component,
             shape=shape,
             manifest=Manifest(name=settings["name"], stdio=settings["stdio"]),

@@ -1,0 +1,75 @@
+"""What a host shares with every plugin it loads: engine, epoch ticker, threads, event loop.
+
+A :class:`HostServices` is made by ``PluginHost`` (and by a process-tier worker, for its
+one plugin) and handed to each ``Plugin``, so that a plugin and its instances depend on
+these services, not on the host that owns them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+from wasmplug._sandbox.limits import Limits
+
+from .aio import HostLoop
+from .engine import EpochTicker, make_engine
+
+__all__ = ["EXECUTOR_PREFIX", "HostServices"]
+
+EXECUTOR_PREFIX = "wasmplug-worker"
+"""The name prefix of the executor's threads (``Plugin.acall``, parallel compiles)."""
+
+
+class HostServices:
+    """The engine and the threads one host's plugins share.
+
+    Args:
+        consume_fuel: Enable fuel metering engine-wide.
+        tick_ms: The epoch tick, in ms.
+        max_workers: Threads for ``Plugin.acall`` and parallel compiles (default:
+            ``min(8, os.cpu_count() + 2)``); they start on first use.
+        instance_slots: Use wasmtime's pooling allocator with this many slots
+            (``engine.make_engine``); ``None``: allocate on demand.
+        limits: The host's limits, which size each slot.
+
+    Attributes:
+        engine: The wasmtime Engine every plugin of the host is compiled for.
+        engine_settings: Its settings as a stable string (part of the compile-cache key).
+        consume_fuel: Whether fuel metering is on.
+        instance_slots: The pooling allocator's slots, or ``None``.
+        ticker: The epoch ticker that enforces ``Limits.timeout_ms``.
+        executor: The worker threads.
+        host_loop: The event loop async host functions run on under a synchronous call
+            (started on first use).
+    """
+
+    def __init__(
+        self,
+        *,
+        consume_fuel: bool,
+        tick_ms: float,
+        max_workers: int | None,
+        instance_slots: int | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.engine, self.engine_settings = make_engine(
+            consume_fuel=consume_fuel, instance_slots=instance_slots, limits=limits
+        )
+        self.consume_fuel = consume_fuel
+        self.instance_slots = instance_slots
+        self.ticker = EpochTicker(self.engine, tick_ms)
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
+            thread_name_prefix=EXECUTOR_PREFIX,
+        )
+        self.host_loop = HostLoop()
+
+    def close(self) -> None:
+        """Stop the event loop, the ticker and the worker threads (idempotent).
+
+        Queued executor jobs are cancelled; running ones are not waited for.
+        """
+        self.host_loop.close()
+        self.ticker.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
