@@ -38,6 +38,7 @@ __all__ = [
     "ComponentShape",
     "FuncSig",
     "InterfaceShape",
+    "TypeReader",
     "WitType",
 ]
 
@@ -233,7 +234,7 @@ class ComponentShape:
                 yield f"{iface.name}#{sig.name}", sig
 
 
-class _Reader:
+class TypeReader:
     """Reads wasmtime type objects into the frozen model, naming resources."""
 
     def __init__(self, engine: Engine) -> None:
@@ -323,7 +324,7 @@ class _Reader:
 
 def read_shape(engine: Engine, component: Component) -> ComponentShape:
     """Read a compiled component's imports and exports into a :class:`ComponentShape`."""
-    reader = _Reader(engine)
+    reader = TypeReader(engine)
     ctype = component.type
     imports, import_funcs, import_res = reader.section(ctype.imports(engine), imported=True)
     exports, export_funcs, export_res = reader.section(ctype.exports(engine), imported=False)

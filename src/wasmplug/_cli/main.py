@@ -44,6 +44,7 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.host import PluginHost
+from wasmplug._runtime.plugin import export_names, find_export
 from wasmplug._sandbox.capability import grant_kinds
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.limits import Limits
@@ -147,10 +148,10 @@ def cmd_call(args: argparse.Namespace) -> int:
                 allow_unsigned=args.allow_unsigned,
                 grants=Grants(granted=granted),
             )
-        sig = plugin._by_name.get(args.export)
+        sig = find_export(plugin, args.export)
         if sig is None:
             raise UsageError(
-                f"no export {args.export!r}; exports are: {', '.join(plugin._by_name)}"
+                f"no export {args.export!r}; exports are: {', '.join(export_names(plugin))}"
             )
         if len(args.args) != sig.nparams:
             raise UsageError(

@@ -32,7 +32,7 @@ from .services import HostServices
 from .supervisor import PluginMetrics, Supervisor
 from .telemetry import instrument
 
-__all__ = ["Plugin"]
+__all__ = ["Plugin", "export_names", "find_export"]
 
 
 @final
@@ -365,3 +365,17 @@ class Plugin(CallPath):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<wasmplug.Plugin {self.name} {self.manifest.version} {state}>"
+
+
+def find_export(plugin: Plugin, name: str) -> ExportFunc | None:
+    """``plugin``'s export ``name`` (a WIT name, as for :meth:`Plugin.call`), or ``None``.
+
+    Its signature (``.sig``: WIT parameter and result types) is what ``wasmplug call``
+    parses command-line arguments by.
+    """
+    return plugin._by_name.get(name)
+
+
+def export_names(plugin: Plugin) -> list[str]:
+    """The WIT names :meth:`Plugin.call` accepts, in the component's order."""
+    return list(plugin._by_name)

@@ -1,8 +1,10 @@
 """``wasmplug bindgen``: typed Python bindings generated from a component's own types.
 
-The component is compiled with wasmtime (through the host's compile cache) and its
+The component is compiled with wasmtime (through the shared compile cache) and its
 imports and exports read with :func:`wasmplug._bridge.wit.read_shape`; the names of
-records, variants and enums come from the type exports of its interfaces.
+records, variants and enums come from the type exports of its interfaces. This module
+renders the module's functions, classes and protocols; ``_typegen`` renders the types
+and the conversions between the bridge's values and the generated classes.
 
 The generated module has its own classes, separate from the bridge's values:
 
@@ -34,7 +36,6 @@ defines are not wrapped: provide them with ``host.provide``.
 from __future__ import annotations
 
 import hashlib
-import keyword
 import os
 from pathlib import Path
 
@@ -44,35 +45,23 @@ from wasmtime.component import ComponentInstanceType, EnumType, RecordType, Vari
 
 from wasmplug._bridge.wit import (
     ComponentShape,
-    EnumT,
-    FlagsT,
     FuncSig,
-    HandleT,
     InterfaceShape,
-    ListT,
-    OptionT,
-    Prim,
-    RecordT,
     ResultT,
-    TupleT,
-    VariantT,
+    TypeReader,
     WitType,
-    _Reader,
     pascal,
     read_shape,
-    snake,
 )
 from wasmplug._fsutil import write_atomic
 from wasmplug._runtime.compiler import Compiler
 from wasmplug._runtime.resource_types import attr_name, resource_function
 from wasmplug._sandbox.manifest import HTTP_INTERFACE
 
+from ._typegen import TypeGen, ident
+
 __all__ = ["Bindings", "bindgen", "render_bindings"]
 
-_PRIMS = {"bool": "bool", "f32": "float", "f64": "float", "char": "str", "string": "str"}
-_RESERVED = {"Any", "Callable", "Protocol", "Union", "PluginHost", "Plugin", "Ok", "Err", "Some",
-             "Variant", "PluginExports", "attrs", "enum", "cast", "ClassVar", "Self", "Resource",
-             "_GuestResource"}  # fmt: skip
 
 _PRELUDE = """\
 from __future__ import annotations
@@ -134,12 +123,6 @@ class _GuestResource:
 """Emitted after the prelude when the component exports resources."""
 
 
-def _ident(name: str) -> str:
-    """A WIT name as a Python identifier (snake_case, ``_`` after keywords)."""
-    ident = snake(name)
-    return f"{ident}_" if keyword.iskeyword(ident) or ident in ("self", "cls") else ident
-
-
 def _short(interface: str) -> str:
     """``demo:plugin/api@0.1.0`` -> ``api``."""
     return interface.split("/")[-1].split("@")[0]
@@ -147,7 +130,7 @@ def _short(interface: str) -> str:
 
 def _named_types(engine: Engine, component: object) -> dict[WitType, str]:
     """WIT name of every record, variant and enum type the component's interfaces export."""
-    reader = _Reader(engine)
+    reader = TypeReader(engine)
     names: dict[WitType, str] = {}
     ctype = component.type  # type: ignore[attr-defined]
     for section in (ctype.imports(engine), ctype.exports(engine)):
@@ -161,217 +144,13 @@ def _named_types(engine: Engine, component: object) -> dict[WitType, str]:
     return names
 
 
-def _key(t: WitType) -> object:
-    """A dict key for ``t``: types that mention a handle hold wasmtime's unhashable
-    ``ResourceType``, so they are keyed by identity (the shape keeps them alive)."""
-    try:
-        hash(t)
-    except TypeError:
-        return ("id", id(t))
-    return t
-
-
-class _Gen:
-    """Accumulates declarations and converters while rendering types."""
-
-    def __init__(self, named: dict[WitType, str]) -> None:
-        self.named = {_key(t): n for t, n in named.items()}
-        self.classes: dict[object, str] = {}
-        self.used: set[str] = set(_RESERVED)
-        self.decls: list[str] = []
-        self.funcs: list[str] = []
-        self.lifts: dict[object, str] = {}
-        self.lowers: dict[object, str] = {}
-        self.cases: dict[object, list[str]] = {}
-        self.resources: dict[tuple[str, str], str] = {}
-        """Generated class name of each exported resource, by (interface, WIT name)."""
-
-    # -- names and annotations ------------------------------------------------------
-
-    def _fresh(self, base: str) -> str:
-        name, i = base, 2
-        while name in self.used:
-            name, i = f"{base}{i}", i + 1
-        self.used.add(name)
-        return name
-
-    def class_name(self, t: RecordT | VariantT | EnumT, hint: str) -> str:
-        name = self.classes.get(_key(t))
-        if name is not None:
-            return name
-        wit_name = self.named.get(_key(t), hint)
-        name = self.classes[_key(t)] = self._fresh(pascal(wit_name) or "Anon")
-        if isinstance(t, EnumT):
-            members = "".join(f"    {_ident(n).upper()} = {n!r}\n" for n in t.names)
-            self.decls.append(f'class {name}(enum.Enum):\n    """WIT {t}."""\n\n{members}')
-        elif isinstance(t, RecordT):
-            fields = "".join(
-                f"    {_ident(n)}: {self.ann(ft, name + pascal(n))}\n" for n, ft in t.fields
-            )
-            doc = f'    """WIT record {wit_name}."""\n'
-            fields = fields or "    pass\n"
-            self.decls.append(f"@attrs.frozen\nclass {name}:\n{doc}\n{fields}")
-        else:
-            cases = self.cases[_key(t)] = []
-            for case, ct in t.cases:
-                cname = self._fresh(name + pascal(case))
-                cases.append(cname)
-                body = "    pass\n" if ct is None else f"    value: {self.ann(ct, cname)}\n"
-                doc = f'    """Case ``{case}`` of :data:`{name}`."""\n'
-                self.decls.append(f"@attrs.frozen\nclass {cname}:\n{doc}\n{body}")
-            self.decls.append(f'{name} = Union[{", ".join(cases)}]\n"""WIT {t}."""\n')
-        return name
-
-    def ann(self, t: WitType | None, hint: str) -> str:
-        """The Python annotation of ``t`` (``hint`` names anonymous records)."""
-        if t is None:
-            return "None"
-        if isinstance(t, Prim):
-            return _PRIMS.get(t.name, "int")
-        if isinstance(t, ListT):
-            return "bytes" if t.element == Prim("u8") else f"list[{self.ann(t.element, hint)}]"
-        if isinstance(t, RecordT | VariantT | EnumT):
-            return self.class_name(t, hint)
-        if isinstance(t, TupleT):
-            return f"tuple[{', '.join(self.ann(e, hint) for e in t.elements) or '()'}]"
-        if isinstance(t, FlagsT):
-            return "frozenset[str]"
-        if isinstance(t, OptionT):
-            inner = self.ann(t.payload, hint)
-            return f"Some[{inner}] | None" if isinstance(t.payload, OptionT) else f"{inner} | None"
-        if isinstance(t, ResultT):
-            return f"Ok[{self.ann(t.ok, hint + 'Ok')}] | Err[{self.ann(t.err, hint + 'Error')}]"
-        return self.resource_class(t) or "Any"  # a host-defined resource: any object
-
-    def resource_class(self, t: HandleT) -> str | None:
-        """The generated class of a handle to a resource the plugin exports."""
-        return self.resources.get((t.resource.interface, t.resource.name))
-
-    # -- converters --------------------------------------------------------------------
-
-    def _needs(self, t: WitType | None, lift: bool) -> bool:
-        if isinstance(t, HandleT):
-            return self.resource_class(t) is not None
-        if t is None or isinstance(t, Prim | FlagsT):
-            return False
-        if isinstance(t, EnumT):
-            return lift  # the bridge lowers enum.Enum members by value
-        if isinstance(t, RecordT | VariantT):
-            return True
-        if isinstance(t, ListT):
-            return self._needs(t.element, lift)
-        if isinstance(t, OptionT):
-            return self._needs(t.payload, lift)
-        if isinstance(t, ResultT):
-            return self._needs(t.ok, lift) or self._needs(t.err, lift)
-        return any(self._needs(e, lift) for e in t.elements)
-
-    def lift(self, t: WitType | None, expr: str, hint: str) -> str:
-        """Expression converting the bridge value ``expr`` to ``ann(t)``."""
-        if t is None:
-            return "None"
-        if not self._needs(t, lift=True):
-            return f"cast({self.ann(t, hint)!r}, {expr})"
-        if isinstance(t, HandleT):
-            return f"{self.resource_class(t)}._wrap({expr})"
-        fn = self.lifts.get(_key(t))
-        if fn is None:
-            fn = self.lifts[_key(t)] = self._fresh(f"_lift_{len(self.lifts)}")
-            self.funcs.append(
-                f"def {fn}(v: Any) -> {self.ann(t, hint)}:\n{self._lift_body(t, hint)}"
-            )
-        return f"{fn}({expr})"
-
-    def _lift_body(self, t: WitType, hint: str) -> str:
-        if isinstance(t, EnumT):
-            return f"    return {self.ann(t, hint)}(v)\n"
-        if isinstance(t, RecordT):
-            name = self.ann(t, hint)
-            args = ", ".join(
-                f"{_ident(n)}={self.lift(ft, _getattr('v', snake(n)), name + pascal(n))}"
-                for n, ft in t.fields
-            )
-            return f"    return {name}({args})\n"
-        if isinstance(t, VariantT):
-            name = self.ann(t, hint)
-            lines = []
-            for (case, ct), cname in zip(t.cases, self.cases[_key(t)], strict=True):
-                arg = "" if ct is None else self.lift(ct, "v.value", cname)
-                lines.append(f"    if v.case == {case!r}:\n        return {cname}({arg})\n")
-            lines.append(f"    raise ValueError(f'unknown case {{v.case!r}} of {name}')\n")
-            return "".join(lines)
-        if isinstance(t, ListT):
-            return f"    return [{self.lift(t.element, 'e', hint)} for e in v]\n"
-        if isinstance(t, OptionT):
-            inner = self.lift(t.payload, "v.value" if isinstance(t.payload, OptionT) else "v", hint)
-            inner = f"Some({inner})" if isinstance(t.payload, OptionT) else inner
-            return f"    return None if v is None else {inner}\n"
-        if isinstance(t, ResultT):
-            ok = self.lift(t.ok, "v.value", hint + "Ok")
-            err = self.lift(t.err, "v.value", hint + "Error")
-            return f"    if isinstance(v, Ok):\n        return Ok({ok})\n    return Err({err})\n"
-        assert isinstance(t, TupleT)
-        elems = ", ".join(self.lift(e, f"v[{i}]", hint) for i, e in enumerate(t.elements))
-        return f"    return ({elems},)\n" if len(t.elements) == 1 else f"    return ({elems})\n"
-
-    def lower(self, t: WitType | None, expr: str, hint: str) -> str:
-        """Expression converting ``expr`` (of ``ann(t)``) to a value the bridge accepts."""
-        if not self._needs(t, lift=False):
-            return expr
-        assert t is not None
-        if isinstance(t, HandleT):
-            return f"{expr}.handle"
-        fn = self.lowers.get(_key(t))
-        if fn is None:
-            fn = self.lowers[_key(t)] = self._fresh(f"_lower_{len(self.lowers)}")
-            self.funcs.append(
-                f"def {fn}(v: {self.ann(t, hint)}) -> Any:\n{self._lower_body(t, hint)}"
-            )
-        return f"{fn}({expr})"
-
-    def _lower_body(self, t: WitType, hint: str) -> str:
-        if isinstance(t, RecordT):
-            name = self.ann(t, hint)
-            items = ", ".join(
-                f"{n!r}: {self.lower(ft, f'v.{_ident(n)}', name + pascal(n))}" for n, ft in t.fields
-            )
-            return f"    return {{{items}}}\n"
-        if isinstance(t, VariantT):
-            name = self.ann(t, hint)
-            lines = []
-            for (case, ct), cname in zip(t.cases, self.cases[_key(t)], strict=True):
-                payload = "" if ct is None else ", " + self.lower(ct, "v.value", cname)
-                lines.append(
-                    f"    if isinstance(v, {cname}):\n        return Variant({case!r}{payload})\n"
-                )
-            lines.append(f"    raise TypeError(f'not a {name}: {{v!r}}')\n")
-            return "".join(lines)
-        if isinstance(t, ListT):
-            return f"    return [{self.lower(t.element, 'e', hint)} for e in v]\n"
-        if isinstance(t, OptionT):
-            if isinstance(t.payload, OptionT):
-                return f"    return None if v is None else Some({self.lower(t.payload, 'v.value', hint)})\n"  # noqa: E501
-            return f"    return None if v is None else {self.lower(t.payload, 'v', hint)}\n"
-        if isinstance(t, ResultT):
-            ok = self.lower(t.ok, "v.value", hint + "Ok")
-            err = self.lower(t.err, "v.value", hint + "Error")
-            return f"    if isinstance(v, Ok):\n        return Ok({ok})\n    return Err({err})\n"
-        assert isinstance(t, TupleT)
-        elems = ", ".join(self.lower(e, f"v[{i}]", hint) for i, e in enumerate(t.elements))
-        return f"    return ({elems},)\n" if len(t.elements) == 1 else f"    return ({elems})\n"
-
-
-def _getattr(obj: str, attr: str) -> str:
-    return f"getattr({obj}, {attr!r})" if keyword.iskeyword(attr) else f"{obj}.{attr}"
-
-
 def _plain(sig: FuncSig) -> bool:
     """A plain function (not a resource constructor, method or static)."""
     return not sig.name.startswith("[")
 
 
 def _method(
-    gen: _Gen,
+    gen: TypeGen,
     sig: FuncSig,
     qualname: str,
     *,
@@ -384,7 +163,7 @@ def _method(
     """A method that calls the export ``qualname``: ``target.call(qualname, *bound,
     <the parameters after the first skip>)``, converting at the boundary."""
     hint = pascal(sig.name)
-    params = [(_ident(n), t, hint + pascal(n)) for n, t in sig.params[skip:]]
+    params = [(ident(n), t, hint + pascal(n)) for n, t in sig.params[skip:]]
     decl = ", ".join([first] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
     args = "".join(f", {a}" for a in bound)
     args += "".join(f", {gen.lower(t, p, h)}" for p, t, h in params)
@@ -396,12 +175,12 @@ def _method(
         doc += " An ``err`` raises :class:`~wasmplug.ErrorResult`."
     ret = gen.ann(result, hint + "Result")
     body = f"return {gen.lift(result, call, hint + 'Result')}" if result is not None else call
-    fname = name or _ident(sig.name)
+    fname = name or ident(sig.name)
     return f'    def {fname}({decl}) -> {ret}:\n        """{doc}"""\n        {body}\n'
 
 
 def _resource_class(
-    gen: _Gen, cls: str, resource: str, interface: str, funcs: list[tuple[str, FuncSig]]
+    gen: TypeGen, cls: str, resource: str, interface: str, funcs: list[tuple[str, FuncSig]]
 ) -> str:
     """The class of an exported resource (see the module docstring)."""
     doc = f"The resource ``{resource}`` exported by ``{interface}``."
@@ -409,7 +188,7 @@ def _resource_class(
     for qualname, sig in funcs:
         kind, _, member = resource_function(sig.name) or ("", "", "")
         if kind == "[constructor]":
-            params = [(_ident(n), t, pascal(sig.name) + pascal(n)) for n, t in sig.params]
+            params = [(ident(n), t, pascal(sig.name) + pascal(n)) for n, t in sig.params]
             decl = ", ".join(["self"] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
             args = "".join(f", {gen.lower(t, p, h)}" for p, t, h in params)
             lines.append(
@@ -449,7 +228,7 @@ def _member_attr(member: str) -> str:
     return f"{name}_" if name in ("handle", "cls", "self") else name
 
 
-def _exports_class(gen: _Gen, name: str, doc: str, funcs: list[tuple[str, FuncSig]],
+def _exports_class(gen: TypeGen, name: str, doc: str, funcs: list[tuple[str, FuncSig]],
                    members: list[tuple[str, str]],
                    resources: list[tuple[str, str]] | None = None) -> str:  # fmt: skip
     init = "".join(f"        self.{attr} = {cls}(plugin)\n" for attr, cls in members)
@@ -464,7 +243,7 @@ def _exports_class(gen: _Gen, name: str, doc: str, funcs: list[tuple[str, FuncSi
     )
 
 
-def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...],
+def _protocol(gen: TypeGen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...],
               name: str, wit_name: str) -> str:  # fmt: skip
     plain = [s for s in funcs if _plain(s)]
     doc = f"What the application implements for ``{wit_name}``."
@@ -473,18 +252,18 @@ def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...
     adapters, table = [], []
     for sig in plain:
         hint = pascal(sig.name)
-        params = [(_ident(n), t, hint + pascal(n)) for n, t in sig.params]
+        params = [(ident(n), t, hint + pascal(n)) for n, t in sig.params]
         decl = ", ".join(["self"] + [f"{p}: {gen.ann(t, h)}" for p, t, h in params])
         result, err_t = sig.result, None
         wrap_err = isinstance(result, ResultT)
         if isinstance(result, ResultT):
             err_t, result = result.err, result.ok
         ret = gen.ann(result, hint + "Result")
-        lines.append(f"\n    def {_ident(sig.name)}({decl}) -> {ret}:\n        ...\n")
-        fn = f"_{_ident(sig.name)}"
+        lines.append(f"\n    def {ident(sig.name)}({decl}) -> {ret}:\n        ...\n")
+        fn = f"_{ident(sig.name)}"
         adecl = ", ".join(f"a{i}: Any" for i in range(len(params)))
         args = ", ".join(gen.lift(t, f"a{i}", h) for i, (_, t, h) in enumerate(params))
-        call = f"impl.{_ident(sig.name)}({args})"
+        call = f"impl.{ident(sig.name)}({args})"
         stmts = [f"return {gen.lower(result, call, hint + 'Result')}"]
         if result is None:
             stmts = [call, "return None"]
@@ -498,7 +277,7 @@ def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...
     if len(plain) < len(funcs):
         lines.append("\n    # Resource functions are not bound: provide them with host.provide.\n")
     target = wit_name if iface is not None else None
-    provide_name = f"provide_{_ident(_short(wit_name)) if iface is not None else 'world'}"
+    provide_name = f"provide_{ident(_short(wit_name)) if iface is not None else 'world'}"
     impl_param = f", impl: {name}" if plain or iface is None else ""
     if target is not None:
         head = (
@@ -517,7 +296,7 @@ def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...
             f'    """Provide ``{wit_name}`` to plugins loaded later, converting values."""\n'
         )
         provide = "".join(
-            f"    host.provide({s.name!r}, _{_ident(s.name)}, sensitive=sensitive)\n" for s in plain
+            f"    host.provide({s.name!r}, _{ident(s.name)}, sensitive=sensitive)\n" for s in plain
         )
     protocol = "".join(lines) if plain or iface is None else ""
     return protocol + ("\n\n" if protocol else "") + head + "".join(adapters) + provide
@@ -525,7 +304,7 @@ def _protocol(gen: _Gen, iface: InterfaceShape | None, funcs: tuple[FuncSig, ...
 
 def render_bindings(shape: ComponentShape, named: dict[WitType, str], *, source: str = "") -> str:
     """Render the bindings module for ``shape`` (see the module docstring)."""
-    gen = _Gen(named)
+    gen = TypeGen(named)
     blocks: list[str] = []
     members: list[tuple[str, str]] = []
     exported = {
@@ -535,9 +314,9 @@ def render_bindings(shape: ComponentShape, named: dict[WitType, str], *, source:
     }  # componentize-py's own build-time initialiser is not part of the world
     for iname, iface in exported.items():
         for ref in iface.resources:
-            gen.resources[(iname, ref.name)] = gen._fresh(pascal(ref.name))
+            gen.resources[(iname, ref.name)] = gen.fresh(pascal(ref.name))
     for iname, iface in exported.items():
-        cls = gen._fresh(pascal(_short(iname)) + "Exports")
+        cls = gen.fresh(pascal(_short(iname)) + "Exports")
         funcs = [(f"{iname}#{s.name}", s) for s in iface.functions]
         classes = []
         for ref in iface.resources:
@@ -547,14 +326,14 @@ def render_bindings(shape: ComponentShape, named: dict[WitType, str], *, source:
             classes.append((pascal(ref.name), rcls))
         doc = f"The exported interface ``{iname}``."
         blocks.append(_exports_class(gen, cls, doc, funcs, [], classes))
-        members.append((_ident(_short(iname)), cls))
+        members.append((ident(_short(iname)), cls))
     funcs = [(s.name, s) for s in shape.export_functions]
     doc = "Typed exports of a loaded plugin: ``PluginExports(host.load(...))``."
     blocks.append(_exports_class(gen, "PluginExports", doc, funcs, members))
     for iname, iface in shape.imports.items():
         if iname.startswith("wasi:") or iname == HTTP_INTERFACE:
             continue
-        proto = gen._fresh(pascal(_short(iname)) + "Imports")
+        proto = gen.fresh(pascal(_short(iname)) + "Imports")
         blocks.append(_protocol(gen, iface, iface.functions, proto, iname))
     if any(_plain(s) for s in shape.import_functions):
         blocks.append(_protocol(gen, None, shape.import_functions, "WorldImports", "the world"))
