@@ -92,10 +92,10 @@ from wasmplug._sandbox.limits import Limits as Limits
 from wasmplug._sandbox.limits import RestartPolicy as RestartPolicy
 from wasmplug._sandbox.manifest import FilesystemRequest as FilesystemRequest
 from wasmplug._sandbox.manifest import Manifest as Manifest
+from wasmplug._trust.keys import PublicKey as PublicKey
+from wasmplug._trust.keys import SecretKey as SecretKey
 from wasmplug._trust.registry import PluginInfo as PluginInfo
 from wasmplug._trust.registry import Registry as Registry
-from wasmplug._trust.signing import PublicKey as PublicKey
-from wasmplug._trust.signing import SecretKey as SecretKey
 from wasmplug._trust.store import TrustDecision as TrustDecision
 from wasmplug._trust.store import TrustedKey as TrustedKey
 from wasmplug._trust.store import TrustStore as TrustStore

@@ -35,8 +35,8 @@ import tomli_w
 
 from wasmplug._errors import InvalidReferenceError, LockfileError
 from wasmplug._fsutil import write_atomic
+from wasmplug._trust.keys import PublicKey
 from wasmplug._trust.registry import OciOrigin, PluginInfo, Registry
-from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
 from .operations import PullResult, Session, embedded_manifest

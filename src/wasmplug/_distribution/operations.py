@@ -26,8 +26,8 @@ from wasmplug._errors import (
 )
 from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
 from wasmplug._trust import wasm_sections as ws
+from wasmplug._trust.keys import PublicKey
 from wasmplug._trust.registry import OciOrigin, PluginInfo, Registry
-from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore
 
 from .artifact import (

@@ -28,8 +28,8 @@ from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
 from wasmplug._sandbox.http import HttpCapability
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
+from wasmplug._trust.keys import PublicKey
 from wasmplug._trust.registry import PluginInfo, Registry
-from wasmplug._trust.signing import PublicKey
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
 from .cache import CompileCache, code_digest, default_cache_dir

@@ -24,7 +24,7 @@ from wasmplug._fsutil import write_atomic
 from wasmplug._sandbox.manifest import MANIFEST_SECTION, Manifest
 from wasmplug._trust import signing as _signing
 from wasmplug._trust import wasm_sections as ws
-from wasmplug._trust.signing import PublicKey, SecretKey
+from wasmplug._trust.keys import PublicKey, SecretKey
 
 from ._build import BuiltComponent
 
