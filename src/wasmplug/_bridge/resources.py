@@ -16,7 +16,10 @@
 * ``_inst`` is the in-process ``Instance``, or, for a plugin loaded with
   ``isolation="process"``, the worker's instance (``_runtime.process.handles``),
   and ``_ptr`` is then a token naming the guest object in that worker. Either
-  provides ``alive``, ``plugin``, ``pending_drops`` and ``release_handle``.
+  provides ``alive``, ``plugin``, ``pending_drops``, ``release_handle(ptr)`` (forget
+  it), ``drop_handle(ptr)`` (run the guest destructor, or queue it) and
+  ``resource_class(ref)`` (the plugin's class for an exported resource type); the
+  in-process one also ``resource_type_id(ref)`` (a host resource's type in its linker).
 * Host-defined resources (imported by the plugin) are plain Python objects of
   the class the application provided; the guest sees an opaque handle.
 """
@@ -120,7 +123,7 @@ class Resource:
             return
         ptr, self._ptr = self._ptr, None
         if self.owned and self._inst.alive:
-            self._inst.plugin._drop_resource(self._inst, ptr)
+            self._inst.drop_handle(ptr)
         else:
             self._inst.release_handle(ptr)
 
@@ -157,7 +160,7 @@ def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
     """Write ``value`` as an ``own``/``borrow`` handle of ``ty`` into ``val``."""
     ref = ty.resource
     if ref.imported:
-        type_id = inst.plugin._resource_type_id(ref)
+        type_id = inst.resource_type_id(ref)
         if isinstance(value, Resource) or value is None:
             raise WitTypeError(f"expects {ty} (an instance of the provided {ref.name} class)")
         rep = register_host_object(value)
@@ -240,5 +243,5 @@ def lift_handle(inst: Any, ty: HandleT, val: Any) -> Any:
             forget_host_objects({rep})
             inst.host_reps.discard(rep)
         return obj
-    cls = inst.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+    cls = inst.resource_class(ref)
     return cls._new(inst, f.resource_any_clone(ptr), ref.name, ty.owned)

@@ -1,9 +1,18 @@
 """The runtime: the host, plugins, instances, and crash isolation.
 
-Owns: ``PluginHost`` (``host``), ``Plugin`` and its call path (``plugin``, ``exports``),
-one live component instance (``instance``), the wasmtime engine and epoch ticker
-(``engine``), the compile cache (``cache``), fault classification (``faults``) and the
-restart policy's bookkeeping (``supervisor``).
+Owns: ``PluginHost`` (``host``) and what it loads with: reading a source and finding its
+manifest (``sources``), compiling (``compiler``, with the on-disk ``cache``), checking and
+linking imports against the application's interfaces (``linking``), the engine, ticker,
+threads and event loop it shares with its plugins (``services``, ``engine``, ``aio``).
+``Plugin`` (``plugin``) and its in-process call path (``callpath``, ``exports``,
+``deadline``, ``callthread``), one live component instance (``instance``) and the pool
+of them (``pool``), fault classification (``faults``), the restart policy's bookkeeping
+(``supervisor``), ``inspect()`` (``describe``), telemetry and stats, and the
+process-isolation tier (``process``).
+
+A module that needs something of a module that imports it sees it through a small
+protocol (``instance.InstanceOwner``, ``exports.PluginCalls``, ``callpath.Backend``,
+``telemetry.Instrumented``): no import cycle, not even a type-only one.
 
 May import: ``wasmplug._trust``, ``wasmplug._sandbox``, ``wasmplug._bridge`` and the leaf
 modules. Never ``wasmplug._cli``, ``wasmplug.authoring`` or ``wasmplug.testing``.

@@ -479,9 +479,6 @@ class CallPath:
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:
         """Drop an ``own`` handle now (``Resource.drop``): run the guest destructor."""
-        if self._backend is not None:  # ptr is a token for a guest object in a worker
-            self._backend.drop_resource(inst, ptr)
-            return
         if inst in call_chain(_current()):
             # A host function running on that instance: never re-enter it. The
             # destructor runs before the instance's next call.

@@ -21,8 +21,8 @@ from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.hostfuncs import forget_host_objects
-from wasmplug._bridge.resources import lift_handle, lower_handle
-from wasmplug._bridge.wit import HandleT
+from wasmplug._bridge.resources import Resource, lift_handle, lower_handle
+from wasmplug._bridge.wit import HandleT, ResourceRef
 from wasmplug._errors import InstantiationError, PluginClosedError
 from wasmplug._sandbox.stdio import GuestOutput
 
@@ -99,6 +99,11 @@ class InstanceOwner(Protocol):
     _slice_ticks: int
     _exports_list: list[ExportFunc]
     _export_indices: list[ExportIndex]
+    _resource_classes: dict[tuple[str, str], type[Resource]]
+
+    def _resource_type_id(self, ref: ResourceRef) -> int: ...
+
+    def _drop_resource(self, inst: Instance, ptr: Any) -> None: ...
 
     def _call_thread_abandoned(self, ct: CallThread) -> None: ...
 
@@ -407,6 +412,19 @@ class Instance:
 
     def guest_stderr_tail(self) -> str:
         return self.stderr.tail
+
+    def drop_handle(self, ptr: Any) -> None:
+        """``Resource.drop()`` on an ``own`` handle: its guest destructor runs now, or
+        before this instance's next call if a host function is running on it."""
+        self.plugin._drop_resource(self, ptr)
+
+    def resource_class(self, ref: ResourceRef) -> type[Resource]:
+        """The plugin's class for handles of the exported resource type ``ref``."""
+        return self.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+
+    def resource_type_id(self, ref: ResourceRef) -> int:
+        """The linker's type id of the host-defined (imported) resource type ``ref``."""
+        return self.plugin._resource_type_id(ref)
 
     @staticmethod
     def release_handle(ptr: Any) -> None:

@@ -17,7 +17,8 @@ cookiecutter, pytest, rich); JavaScript plugins also need Node.js >= 18 with npm
   (``wasmplug.toml`` + ``wit/`` + ``app.py`` or ``app.js``);
 * :func:`pack`, :func:`sign`, :func:`keygen`: the embedded manifest, wasmsign2 signatures
   and keys (:class:`PackedComponent`, :class:`SignedComponent`, :class:`KeyFiles`);
-* :func:`bindgen`: typed Python bindings for a component (:class:`Bindings`);
+* :func:`bindgen`: typed Python bindings for a component (:class:`Bindings`; the
+  module is rendered by ``_bindgen``, its types and converters by ``_typegen``);
 * :class:`ProgressBoard`: live progress for builds and first compiles
   (:class:`ProgressEvent` is what ``progress=`` callbacks receive).
 

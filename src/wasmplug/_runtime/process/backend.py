@@ -315,7 +315,7 @@ class ProcessBackend:
 
     def drop_resource(self, inst: WorkerInstance, token: int) -> None:
         """``Resource.drop()`` on an ``own`` handle of this plugin: the guest destructor
-        runs in its worker now (see ``Plugin._drop_resource``).
+        runs in its worker now (from ``WorkerInstance.drop_handle``).
 
         Raises:
             PluginFault: the destructor faulted (the worker discarded its instance).

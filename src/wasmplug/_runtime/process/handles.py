@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wasmplug._bridge.resources import Resource
-from wasmplug._bridge.wit import HandleT
+from wasmplug._bridge.wit import HandleT, ResourceRef
 from wasmplug._errors import WitTypeError
 
 from .codec import ProtocolError
@@ -69,6 +69,16 @@ class WorkerInstance:
     def release_handle(token: Any) -> None:
         """Forget a handle without running its destructor: nothing to free here (the
         worker frees its side when it discards the instance)."""
+
+    def drop_handle(self, token: int) -> None:
+        """``Resource.drop()``: the guest destructor runs in the worker now."""
+        backend = self.plugin._backend
+        assert backend is not None  # a worker's instance belongs to a process-tier plugin
+        backend.drop_resource(self, token)
+
+    def resource_class(self, ref: ResourceRef) -> type[Resource]:
+        """The plugin's class for handles of the guest resource type ``ref``."""
+        return self.plugin._resource_classes.get((ref.interface, ref.name), Resource)
 
     def take_drops(self) -> list[int]:
         """The tokens garbage-collected since the last call (removed from the queue)."""
@@ -130,7 +140,7 @@ class CallHandles:
         if not ref.imported:
             inst = self.worker.instance
             assert inst is not None
-            cls = inst.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+            cls = inst.resource_class(ref)
             return cls._new(inst, oid, ref.name, ty.owned)
         objects = self.worker.objects
         try:
