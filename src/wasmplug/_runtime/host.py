@@ -7,7 +7,6 @@ import functools
 import hashlib
 import logging
 import os
-import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -39,7 +38,7 @@ from .describe import ComponentDescription, describe
 from .linking import Providers
 from .plugin import Plugin
 from .process.backend import ProcessBackend
-from .services import EXECUTOR_PREFIX, HostServices
+from .services import EXECUTOR_PREFIX, HostServices, before_exit_joins_threads
 from .sources import default_name, find_manifest, read_source
 from .stats import HostStats, host_stats
 from .telemetry import observe_host, plugin_attributes, stage
@@ -52,26 +51,6 @@ log = logging.getLogger("wasmplug")
 def _check_isolation(isolation: str) -> None:
     if isolation not in ("inprocess", "process"):
         raise ValueError(f"isolation must be 'inprocess' or 'process', got {isolation!r}")
-
-
-def _on_interpreter_exit(host: PluginHost) -> None:
-    """At interpreter exit, Python joins non-daemon threads (the executor's too)
-    *before* running atexit handlers, so a host's ``acall`` worker waiting on a
-    call blocked in WASI would hang the exit before ``close()`` could run. This
-    hook runs first and cancels those waits; other threads are the application's.
-    """
-    ref = weakref.ref(host)
-
-    def cancel_worker_waits() -> None:
-        h = ref()
-        if h is not None and not h._closed:
-            for plugin in list(h._plugins):
-                plugin._cancel_waits(lambda t: t.name.startswith(EXECUTOR_PREFIX))
-
-    try:
-        threading._register_atexit(cancel_worker_waits)  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # pragma: no cover - already shutting down
-        pass
 
 
 @final
@@ -176,7 +155,7 @@ class PluginHost:
         _telemetry.refresh()
         observe_host(self)
         atexit.register(self.close)
-        _on_interpreter_exit(self)
+        before_exit_joins_threads(self, PluginHost._cancel_executor_waits)
 
     # -- host interfaces ------------------------------------------------------------
 
@@ -570,6 +549,14 @@ class PluginHost:
         return self._trust_store
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def _cancel_executor_waits(self) -> None:
+        """At interpreter exit, an ``acall`` executor thread waiting on a call blocked in
+        WASI would hang the exit before :meth:`close` could run: cancel those waits.
+        Other threads are the application's."""
+        if not self._closed:
+            for plugin in list(self._plugins):
+                plugin._cancel_waits(lambda t: t.name.startswith(EXECUTOR_PREFIX))
 
     def _check_open(self) -> None:
         if self._closed:

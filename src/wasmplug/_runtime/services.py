@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
 
 from wasmplug._sandbox.limits import Limits
 
 from .aio import HostLoop
 from .engine import EpochTicker, make_engine
 
-__all__ = ["EXECUTOR_PREFIX", "HostServices"]
+__all__ = ["EXECUTOR_PREFIX", "HostServices", "before_exit_joins_threads"]
+
+T = TypeVar("T")
 
 EXECUTOR_PREFIX = "wasmplug-worker"
 """The name prefix of the executor's threads (``Plugin.acall``, parallel compiles)."""
@@ -73,3 +79,24 @@ class HostServices:
         self.host_loop.close()
         self.ticker.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def before_exit_joins_threads(owner: T, hook: Callable[[T], None]) -> None:
+    """Run ``hook(owner)`` at interpreter exit, if ``owner`` is still alive, before
+    Python joins the non-daemon threads (the executor's too).
+
+    Python joins them *before* it runs ``atexit`` handlers, so a thread waiting on
+    something only ``close()`` would end hangs the exit; the hook runs first. It holds
+    ``owner`` weakly.
+    """
+    ref = weakref.ref(owner)
+
+    def run() -> None:
+        alive = ref()
+        if alive is not None:
+            hook(alive)
+
+    try:
+        threading._register_atexit(run)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # pragma: no cover - already shutting down
+        pass
