@@ -17,8 +17,8 @@ still wants it declared and provided)::
     import build
 
     with PluginHost(trusted_keys=[build.demo_trusted_key(state_dir)]) as host:
-        host.provide("wasmplug-demo:fdw/types@0.1.0", {}, wit=build.WIT_DIR)
-        host.provide("wasmplug-demo:fdw/host@0.1.0", services, wit=build.WIT_DIR)
+        host.provide("wasmplug-demo:fdw/types@0.2.0", {}, wit=build.WIT_DIR)
+        host.provide("wasmplug-demo:fdw/host@0.2.0", services, wit=build.WIT_DIR)
         registry = build.prepare(state_dir, host)
         csv_source = host.load_installed(
             "csv-source", registry=registry, grants=Grants(filesystem={"/data": data_dir})
@@ -68,7 +68,7 @@ __all__ = [
 
 HERE = Path(__file__).resolve().parent
 WIT_DIR = HERE / "wit"
-"""The WIT package every plugin is built against (``wasmplug-demo:fdw@0.1.0``)."""
+"""The WIT package every plugin is built against (``wasmplug-demo:fdw@0.2.0``)."""
 
 PLUGINS: dict[str, Path] = {
     "csv-source": HERE / "plugins" / "csv_source",

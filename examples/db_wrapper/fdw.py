@@ -3,7 +3,8 @@
 Everything here is independent of SQLite's virtual-table protocol (that is
 ``vtable.py``): the records the host sends (:class:`ScanContext`, :class:`Qual`),
 what it remembers about each scan (:class:`ScanRecord`), the conversions
-between WIT ``cell`` values and SQLite values, the ``host`` interface the
+between WIT ``cell`` values and columnar ``column-data`` and SQLite values
+(:func:`column_to_sql`), the ``host`` interface the
 plugins import (:class:`HostServices`), and :class:`FdwError`, the SQL error a
 failing plugin turns into.
 """
@@ -37,15 +38,16 @@ __all__ = [
     "ScanContext",
     "ScanRecord",
     "cell_to_sql",
+    "column_to_sql",
     "parse_option",
     "sql_to_cell",
 ]
 
-SOURCE_INTERFACE: Final = "wasmplug-demo:fdw/source@0.1.0"
+SOURCE_INTERFACE: Final = "wasmplug-demo:fdw/source@0.2.0"
 """The interface every data-source plugin exports."""
-HOST_INTERFACE: Final = "wasmplug-demo:fdw/host@0.1.0"
+HOST_INTERFACE: Final = "wasmplug-demo:fdw/host@0.2.0"
 """The interface every data-source plugin imports (implemented by :class:`HostServices`)."""
-TYPES_INTERFACE: Final = "wasmplug-demo:fdw/types@0.1.0"
+TYPES_INTERFACE: Final = "wasmplug-demo:fdw/types@0.2.0"
 """Types only (no functions), but imported by every plugin, so it is provided too."""
 WIT_DIR: Final = Path(__file__).parent / "wit"
 """The WIT package of the interfaces: plugins reach exactly the host functions it defines."""
@@ -95,6 +97,9 @@ class ScanRecord:
         rows: Rows the host received.
         batches: ``iter-scan`` calls made.
         rescan: The scan was restarted with ``re-scan`` instead of a new ``begin-scan``.
+        convert_ns: Nanoseconds the host spent turning the batches' columns into
+            SQLite values (:func:`column_to_sql`); ``benchmarks/bench_fdw.py``
+            reports it in its breakdown.
     """
 
     table: str
@@ -104,6 +109,7 @@ class ScanRecord:
     rows: int = 0
     batches: int = 0
     rescan: bool = False
+    convert_ns: int = 0
 
     def describe(self) -> str:
         """One line for humans: what was pushed down and how many rows were read/returned."""
@@ -150,6 +156,100 @@ def cell_to_sql(cell: Variant) -> SQLValue:
     if case in _PLAIN:
         return cell.value  # type: ignore[no-any-return]
     return _CONVERT[case](cell.value)
+
+
+_COLUMN_CONVERT: Final[dict[str, Callable[[Any], SQLValue]]] = {
+    "bool": int,
+    "date": _date,
+    "timestamp": _timestamp,
+    "mixed": cell_to_sql,
+}
+
+
+SEPARATOR: Final = "\x1e"
+"""What joins the values of a ``text`` column (U+001E, the record separator)."""
+_INTEGER: Final = re.compile(r"\s*[+-]?[0-9]+\s*")
+_REAL: Final = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+# A whole text column of plain decimal integers (or empty texts, the NULLs): read in C.
+_INTEGERS: Final = re.compile(r"(?:-?[0-9]{1,18})?(?:\x1e(?:-?[0-9]{1,18})?)*")
+_S64: Final = (-(2**63), 2**63 - 1)
+
+
+def _integer_or_text(text: str) -> int | float | str:
+    if _INTEGER.fullmatch(text):
+        value = int(text)
+        if _S64[0] <= value <= _S64[1]:
+            return value
+    return _real_or_text(text)
+
+
+def _real_or_text(text: str) -> float | str:
+    return float(text) if _REAL.fullmatch(text) else text
+
+
+def _from_text(joined: str, rows: int, affinity: str, nulls: Any) -> list[SQLValue]:
+    """Split a ``text`` column and read it by ``affinity``. The common case, a column of
+    plain numbers, is read in C: one regular-expression match over the whole string, then
+    ``map(int, ...)`` or ``map(float, ...)``; otherwise each value is read on its own."""
+    values: list[Any] = joined.split(SEPARATOR) if rows else []
+    if len(values) != rows:
+        raise ValueError(f"a text column has {len(values)} values, not {rows}")
+    if affinity not in ("integer", "real"):
+        return values
+    texts = values.copy() if nulls else values
+    for k in nulls:
+        values[k] = "0"  # any number: the NULLs are set afterwards
+    try:
+        if affinity == "integer" and _INTEGERS.fullmatch(joined):
+            return list(map(int, values))  # at most 18 digits: always an s64
+        # float() also reads "nan", "inf", "1_0" and non-ASCII digits; SQLite does not.
+        if affinity == "real" and joined.isascii() and not _NOT_SQL_REAL.search(joined):
+            return list(map(float, values))
+    except ValueError:
+        pass  # an empty text that is not a NULL, a word...
+    read = _integer_or_text if affinity == "integer" else _real_or_text
+    return list(map(read, texts))
+
+
+_NOT_SQL_REAL: Final = re.compile(r"[nN_]")
+
+
+def column_to_sql(column: Any, rows: int, affinity: str = "") -> list[SQLValue]:
+    """A WIT ``column-data`` (as the bridge lifts it: ``.values``, a :class:`~wasmplug.Variant`
+    whose value is a list or, for ``text``, a string, and ``.nulls``) as ``rows`` SQLite
+    values, converted like :func:`cell_to_sql`.
+
+    ``s64``, ``f64``, ``string`` and ``json`` lists are used as they are (the lifted
+    list is the result: no copy). A ``text`` column is split and read by the column's
+    ``affinity`` (``"integer"``, ``"real"``, anything else: text), as SQLite reads text
+    stored in a column of that affinity. Then the NULL positions are set to ``None``.
+
+    Raises:
+        ValueError: the column breaks the protocol: another number of values than
+            ``rows``, a NULL position past the end, or a value that has no SQLite
+            form (a date out of range).
+    """
+    values = column.values
+    case = values.case
+    if case == "null":
+        return [None] * rows
+    try:
+        if case == "text":
+            out = _from_text(values.value, rows, affinity, column.nulls)
+        else:
+            out = values.value
+            if len(out) != rows:
+                raise ValueError(f"a {case} column has {len(out)} values, not {rows}")
+            convert = _COLUMN_CONVERT.get(case)
+            if convert is not None:
+                out = list(map(convert, out))
+        for k in column.nulls:
+            out[k] = None
+    except IndexError:
+        raise ValueError(f"a NULL position is past the batch's {rows} rows") from None
+    except OverflowError as e:
+        raise ValueError(f"a {case} value has no SQLite form: {e}") from None
+    return out
 
 
 _NUMERIC: Final = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")

@@ -18,7 +18,10 @@ plugin; it never sets ``omit``, so SQLite re-checks every row and a plugin that
 ignores them is still correct. What was pushed is encoded in ``idxStr`` as
 JSON. A scan is ``begin-scan`` (columns the statement uses, quals, limit), then
 ``iter-scan`` batches of up to ``batch_size`` rows (the component boundary is
-crossed once per batch, not once per cell), then ``end-scan``.
+crossed once per batch, not once per cell), then ``end-scan``. A batch is
+columnar (one typed list per column, see ``wit/fdw.wit``); each is turned into
+SQLite values once (:func:`~examples.db_wrapper.fdw.column_to_sql`) and the
+batch into row tuples with one ``zip``, so ``Column`` is one tuple index.
 
 A plugin that returns ``err(fdw-error)`` or faults (trap, timeout, memory
 limit) fails that one statement with :class:`~examples.db_wrapper.fdw.FdwError`
@@ -31,6 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from time import perf_counter_ns
 from typing import Any, Final
 
 import apsw
@@ -43,7 +47,6 @@ from wasmplug import (
     PluginFault,
     PluginHost,
     Registry,
-    Variant,
     WasmplugError,
 )
 
@@ -55,7 +58,7 @@ from .fdw import (
     Qual,
     ScanContext,
     ScanRecord,
-    cell_to_sql,
+    column_to_sql,
     log,
     parse_option,
     sql_to_cell,
@@ -73,7 +76,6 @@ _OPS: Final = {
     apsw.SQLITE_INDEX_CONSTRAINT_GE: ("ge", 0.33),
 }
 _AFFINITY: Final = {"integer": "INTEGER", "real": "REAL", "text": "TEXT", "blob": "BLOB", "": ""}
-_PLAIN: Final = frozenset({"s64", "f64", "string", "json"})
 _FULL_SCAN: Final = 1e6  # the planner's idea of one scan's cost: every plugin scan reads it all
 
 
@@ -207,8 +209,8 @@ class WasmTable:
         self.name = name
         self.plugin = plugin
         # Typed exports from the generated bindings. begin-scan and iter-scan go through
-        # plugin.call: the scan context is fdw.ScanContext, and rows stay bridge Variants
-        # (no per-cell conversion on the hot path).
+        # plugin.call: the scan context is fdw.ScanContext, and a batch's typed lists
+        # stay the bridge's plain lists (no per-value conversion on the hot path).
         self.source = PluginExports(plugin).source
         self.options = tuple(options)
         self.columns: list[tuple[str, str]] = []  # (name, affinity)
@@ -310,9 +312,9 @@ class WasmCursor:
         self.generation = table.generation
         self.context: ScanContext | None = None
         self.record: ScanRecord | None = None
-        self.slot: list[int] = []  # table column -> position in a row, -1 if not requested
-        self.rows: list[list[Variant]] = []
-        self.pos = 0
+        self.wanted: list[int] = []  # the table columns requested, in the scan's order
+        self.rows: Iterator[tuple[Any, ...]] = iter(())
+        self.row: tuple[Any, ...] = ()  # the current row: one value per table column
         self.rowid = 0
         self.eof = True
 
@@ -333,9 +335,7 @@ class WasmCursor:
                 cell = sql_to_cell(value, affinity)
                 if cell is not None:
                     quals.append(Qual(name, spec[1], cell))
-        self.slot = [-1] * len(table.columns)
-        for pos, col in enumerate(columns):
-            self.slot[col] = pos
+        self.wanted = columns
         return ScanContext(
             options=table.options,
             columns=tuple(table.columns[c][0] for c in columns),
@@ -349,7 +349,7 @@ class WasmCursor:
         alive = self.scan_id is not None and self.generation == table.generation
         record = ScanRecord(table.name, table.plugin.name, context)
         table.module._record(record)
-        self.record, self.rows, self.pos, self.rowid, self.eof = record, [], 0, 0, False
+        self.record, self.rows, self.row, self.rowid, self.eof = record, iter(()), (), 0, False
         if alive and context == self.context:
             record.rescan = True
             assert self.scan_id is not None
@@ -363,41 +363,55 @@ class WasmCursor:
         self._fill()
 
     def _fill(self) -> None:
-        record = self.record
+        record, context, table = self.record, self.context, self.table
         assert record is not None
-        assert self.context is not None
+        assert context is not None
         want = self.batch_size
-        if self.context.limit is not None:
-            want = min(want, self.context.limit - record.rows)
-        rows = self.table.call("iter-scan", record, self.scan_id, want) if want > 0 else []
+        if context.limit is not None:
+            want = min(want, context.limit - record.rows)
+        if want <= 0:
+            self.eof = True
+            return
+        batch = table.call("iter-scan", record, self.scan_id, want)
+        start = perf_counter_ns()
         record.batches += 1
-        n = len(self.context.columns)
-        if any(len(row) != n for row in rows):
-            bad = next(len(row) for row in rows if len(row) != n)
-            raise FdwError(
-                self.table.name, self.table.plugin.name, "iter-scan", "protocol",
-                f"a row has {bad} cells, but {n} columns were requested",
-            )  # fmt: skip
-        record.rows += len(rows)
-        self.rows, self.pos, self.eof = rows, 0, not rows
+        n = batch.rows
+        try:
+            if len(batch.columns) != len(context.columns):
+                raise ValueError(
+                    f"a batch has {len(batch.columns)} columns, "
+                    f"but {len(context.columns)} were requested"
+                )
+            if n > want:
+                raise ValueError(f"a batch has {n} rows, but at most {want} were asked for")
+            # One list per table column; the columns the statement does not use share
+            # one list of None (zip iterates each argument on its own).
+            columns: list[list[Any]] = [[None] * n] * len(table.columns)
+            for col, data in zip(self.wanted, batch.columns, strict=True):
+                columns[col] = column_to_sql(data, n, table.columns[col][1])
+        except ValueError as e:
+            raise FdwError(table.name, table.plugin.name, "iter-scan", "protocol", str(e)) from None
+        record.rows += n
+        record.convert_ns += perf_counter_ns() - start
+        self.rows = zip(*columns, strict=True)
+        self.row = next(self.rows, ())
+        self.eof = not n
 
     def Eof(self) -> bool:  # noqa: N802
         return self.eof
 
     def Next(self) -> None:  # noqa: N802
-        self.pos += 1
         self.rowid += 1
-        if self.pos >= len(self.rows):
+        row = next(self.rows, None)
+        if row is None:
             self._fill()
+        else:
+            self.row = row
 
     def Column(self, number: int) -> Any:  # noqa: N802
         if number < 0:
             return self.rowid
-        pos = self.slot[number]
-        if pos < 0:
-            return None
-        cell = self.rows[self.pos][pos]
-        return cell.value if cell.case in _PLAIN else cell_to_sql(cell)
+        return self.row[number]
 
     def Rowid(self) -> int:  # noqa: N802
         return self.rowid

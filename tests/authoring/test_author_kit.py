@@ -46,8 +46,9 @@ def test_new_renders_a_complete_project(tmp_path: Path, world: str, language: st
         assert project.world == "acme:word-count/plugin@0.1.0"
         assert "# env = [" in (root / "wasmplug.toml").read_text()  # commented examples
     elif world == "db-source":
-        assert project.world == "wasmplug-demo:fdw/file-source@0.1.0"
-        assert "interface source" in (root / "wit" / "world.wit").read_text()
+        assert project.world == "wasmplug-demo:fdw/file-source@0.2.0"
+        fdw = ROOT / "examples" / "db_wrapper" / "wit" / "fdw.wit"
+        assert (root / "wit" / "world.wit").read_text().strip() == fdw.read_text().strip()
     else:
         assert project.world == "wasmplug-demo:zellij/plugin@0.1.0"
         zellij = ROOT / "examples" / "zellij_like" / "wit" / "zellij.wit"

@@ -31,6 +31,7 @@ from examples.db_wrapper.fdw import (  # noqa: E402
     FdwError,
     Qual,
     cell_to_sql,
+    column_to_sql,
     parse_option,
     sql_to_cell,
 )
@@ -404,6 +405,64 @@ def test_cells_become_sqlite_values() -> None:
     assert cell_to_sql(Variant("timestamp", 1_356_998_400_000_000)) == "2013-01-01 00:00:00"
     assert cell_to_sql(Variant("timestamp", 1_500_000)) == "1970-01-01 00:00:01.500000"
     assert cell_to_sql(Variant("json", "[1]")) == "[1]"
+
+
+@attrs.frozen
+class ColumnData:
+    """A WIT ``column-data`` as the bridge lifts it."""
+
+    values: Variant
+    nulls: list[int] = attrs.Factory(list)
+
+
+@pytest.mark.parametrize(
+    ("column", "affinity", "expected"),
+    [
+        (ColumnData(Variant("s64", [1, 0, 3]), [1]), "integer", [1, None, 3]),
+        (ColumnData(Variant("f64", [0.5, 0.0]), [1]), "real", [0.5, None]),
+        (ColumnData(Variant("string", ["a", ""]), [1]), "text", ["a", None]),
+        (ColumnData(Variant("bool", [True, False])), "integer", [1, 0]),
+        (ColumnData(Variant("date", [15706, 0]), [1]), "text", ["2013-01-01", None]),
+        (ColumnData(Variant("null")), "integer", [None, None]),
+        (ColumnData(Variant("mixed", [Variant("s64", 1), Variant("string", "x")])), "", [1, "x"]),
+        # text: read by the column's affinity, as SQLite reads text stored in it
+        (ColumnData(Variant("text", "1\x1e\x1e-3"), [1]), "integer", [1, None, -3]),
+        (ColumnData(Variant("text", "7\x1e 8 \x1e1.5\x1eNA\x1e1_0"), []), "integer",
+         [7, 8, 1.5, "NA", "1_0"]),
+        (ColumnData(Variant("text", "99999999999999999999"), []), "integer", [1e20]),
+        (ColumnData(Variant("text", "1.5\x1e\x1e2e3\x1enan\x1e7"), [1]), "real",
+         [1.5, None, 2000.0, "nan", 7.0]),
+        (ColumnData(Variant("text", "12\x1e\x1eb"), [1]), "text", ["12", None, "b"]),
+        (ColumnData(Variant("text", "\u0663"), []), "integer", ["\u0663"]),  # not ASCII
+        (ColumnData(Variant("text", ""), []), "text", [""]),
+    ],
+    ids=lambda v: v.values.case if isinstance(v, ColumnData) else None,
+)  # fmt: skip
+def test_columns_become_sqlite_values(column: ColumnData, affinity: str, expected: list) -> None:
+    got = column_to_sql(column, len(expected), affinity)
+    assert got == expected
+    assert [type(v) for v in got] == [type(v) for v in expected]
+
+
+@pytest.mark.parametrize(
+    ("column", "rows", "message"),
+    [
+        (ColumnData(Variant("s64", [1, 2])), 3, "s64 column has 2 values, not 3"),
+        (ColumnData(Variant("text", "a\x1eb")), 3, "text column has 2 values, not 3"),
+        (ColumnData(Variant("text", "")), 0, None),
+        (ColumnData(Variant("s64", [1]), [1]), 1, "NULL position is past"),
+        (ColumnData(Variant("text", "1"), [4]), 1, "NULL position is past"),
+        (ColumnData(Variant("date", [10**9])), 1, "date value has no SQLite form"),
+    ],
+)
+def test_columns_that_break_the_protocol_are_refused(
+    column: ColumnData, rows: int, message: str | None
+) -> None:
+    if message is None:
+        assert column_to_sql(column, rows, "integer") == []
+        return
+    with pytest.raises(ValueError, match=message):
+        column_to_sql(column, rows, "integer")
 
 
 def test_qual_values_follow_column_affinity() -> None:

@@ -188,10 +188,49 @@ def _lift_scalar_list(t: ListT, code: str, width: int, post: Any) -> Lift:
     return lift
 
 
+def _lift_string_list(t: ListT) -> Lift:
+    """``list<string>`` in bulk: every element's ``(size, data)`` is read with one
+    ``struct.iter_unpack`` over the value array (no ctypes object per element), the
+    contents are charged before any is copied, then each is copied and decoded."""
+    size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
+    # wasm_name_t at the payload: size_t size, then the data pointer.
+    vec = struct.Struct(f"<{offset}xQQ{size - offset - 16}x")
+    string_at = ctypes.string_at
+
+    def lift(val: Any, b: Any) -> list[str]:
+        lst = val.of.list
+        n = lst.size
+        if not n:
+            return []
+        left = b.lift_left - n * VALUE_BYTES
+        b.lift_left = left
+        if left < 0:
+            _too_large(b)
+        pairs = list(vec.iter_unpack(string_at(lst.data, n * size)))
+        left -= sum([p[0] for p in pairs])
+        b.lift_left = left
+        if left < 0:
+            _too_large(b)
+        if n <= CHUNK:
+            return [string_at(p, k).decode("utf-8") if k else "" for k, p in pairs]
+        out: list[str] = []
+        for start in range(0, n, CHUNK):
+            _past_deadline(b)
+            out += [
+                string_at(p, k).decode("utf-8") if k else ""
+                for k, p in pairs[start : start + CHUNK]
+            ]
+        return out
+
+    return lift
+
+
 def _lift_list(t: ListT) -> Lift:
     info = scalar_code(t.element)
     if info is not None and t.element != Prim("u8"):
         return _lift_scalar_list(t, *info)
+    if t.element == Prim("string"):
+        return _lift_string_list(t)
     if t.element == Prim("u8"):
         size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
 

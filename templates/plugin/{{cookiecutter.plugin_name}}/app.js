@@ -30,7 +30,7 @@ export function countWords(text) {
 // An exported interface is an exported object named after it (camelCase);
 // variants are `{ tag, val }` objects, s64 values are BigInts, and a thrown
 // `{ tag, val }` of fdw-error returns `err`.
-import { log, stat } from "wasmplug-demo:fdw/host@0.1.0";
+import { log, stat } from "wasmplug-demo:fdw/host@0.2.0";
 
 const COLUMNS = [
   { name: "n", typeName: "integer" },
@@ -60,20 +60,25 @@ export const source = {
     return id;
   },
   iterScan(scan, maxRows) {
+    // A batch is columnar: one typed list per requested column (see wit/world.wit).
     const state = scans.get(scan);
     let last = state.rows;
     if (state.ctx.limit !== undefined && state.ctx.limit !== null) {
       last = Math.min(last, Number(state.ctx.limit));
     }
-    const rows = [];
-    while (state.next <= last && rows.length < maxRows) {
-      const n = state.next++;
-      const values = { n: BigInt(n), square: BigInt(n * n) };
-      rows.push(state.ctx.columns.map((col) =>
-        col in values ? { tag: "s64", val: values[col] } : { tag: "null" }));
+    const ns = [];
+    while (state.next <= last && ns.length < maxRows) {
+      ns.push(state.next++);
     }
+    const columns = state.ctx.columns.map((col) => {
+      if (col === "n") return { values: { tag: "s64", val: ns.map(BigInt) }, nulls: [] };
+      if (col === "square") {
+        return { values: { tag: "s64", val: ns.map((n) => BigInt(n * n)) }, nulls: [] };
+      }
+      return { values: { tag: "null" }, nulls: [] };
+    });
     stat(scan, "rows-returned", BigInt(state.next - 1));
-    return rows;
+    return { rows: ns.length, columns };
   },
   reScan(scan) {
     scans.get(scan).next = 1;

@@ -38,7 +38,14 @@ Build with `wasmplug build`; test with `python -m pytest`.
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import host
-from wit_world.imports.types import Cell_S64, Cell_String, Column, FdwError_InvalidOption
+from wit_world.imports.types import (
+    Batch,
+    Column,
+    ColumnData,
+    FdwError_InvalidOption,
+    Values_Null,
+    Values_S64,
+)
 
 COLUMNS = {"n": "integer", "square": "integer"}
 
@@ -72,18 +79,17 @@ class Source(exports.Source):
         return scan_id
 
     def iter_scan(self, scan, max_rows):
+        # A batch is columnar: one typed list per requested column (see wit/world.wit).
         state = _scans[scan]
         last = state.rows
         if state.ctx.limit is not None:
             last = min(last, state.ctx.limit)
-        rows = []
-        while state.next <= last and len(rows) < max_rows:
-            n = state.next
-            values = {"n": n, "square": n * n}
-            rows.append([_cell(values.get(col)) for col in state.ctx.columns])
-            state.next += 1
+        ns = list(range(state.next, min(last + 1, state.next + max_rows)))
+        state.next += len(ns)
+        values = {"n": ns, "square": [n * n for n in ns]}
+        columns = [_column(values.get(col)) for col in state.ctx.columns]
         host.stat(scan, "rows-returned", state.next - 1)
-        return rows
+        return Batch(len(ns), columns)
 
     def re_scan(self, scan):
         _scans[scan].next = 1
@@ -92,8 +98,10 @@ class Source(exports.Source):
         _scans.pop(scan, None)
 
 
-def _cell(value):
-    return Cell_S64(value) if isinstance(value, int) else Cell_String(str(value))
+def _column(values):
+    if values is None:
+        return ColumnData(Values_Null(), [])
+    return ColumnData(Values_S64(values), [])
 {%- else -%}
 """Guest code of the {{ cookiecutter.plugin_name }} plugin: a pane for the zellij_like demo.
 

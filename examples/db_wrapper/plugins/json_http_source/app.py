@@ -1,6 +1,6 @@
 """json-http-source: a foreign-data-wrapper plugin that serves JSON arrays fetched over HTTP.
 
-World ``wasmplug-demo:fdw/http-source@0.1.0`` (``examples/db_wrapper/wit/fdw.wit``).
+World ``wasmplug-demo:fdw/http-source@0.2.0`` (``examples/db_wrapper/wit/fdw.wit``).
 Requests go through ``wasmplug:host/http@0.1.0``, so the host checks every URL
 (and redirect) against the manifest's ``allowed-outbound-hosts`` and what the
 application grants; there are no sockets in the sandbox.
@@ -22,7 +22,8 @@ Options:
 order of appearance, typed from their values (bool and int -> ``integer``, a
 float -> ``real``, a string, list, object or only nulls -> ``text``). Cells:
 bool -> ``%bool``, int -> ``s64``, float -> ``f64``, str -> ``string``,
-list/object -> ``json``, null or missing key -> ``null``.
+list/object -> ``json``, null or missing key -> ``null``. A batch sends each column
+as one typed list when its cells share a kind (NULLs aside), else as ``mixed``.
 
 Pages are fetched lazily, at most one per ``iter-scan`` call, and never once
 the LIMIT is reached; a scan keeps the pages it fetched, so ``re-scan`` does not
@@ -39,6 +40,7 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import host, http
 from wit_world.imports.types import (
+    Batch,
     Cell_Bool,
     Cell_F64,
     Cell_Json,
@@ -46,11 +48,19 @@ from wit_world.imports.types import (
     Cell_S64,
     Cell_String,
     Column,
+    ColumnData,
     FdwError_Http,
     FdwError_InvalidOption,
     FdwError_Other,
     FdwError_Parse,
     Op,
+    Values_Bool,
+    Values_F64,
+    Values_Json,
+    Values_Mixed,
+    Values_Null,
+    Values_S64,
+    Values_String,
 )
 
 KNOWN_OPTIONS = (
@@ -291,6 +301,28 @@ def text_cell(v):
 CONVERTERS = {"integer": integer_cell, "real": real_cell, "text": text_cell}
 
 
+TYPED = {
+    Cell_Bool: (Values_Bool, False),
+    Cell_S64: (Values_S64, 0),
+    Cell_F64: (Values_F64, 0.0),
+    Cell_String: (Values_String, ""),
+    Cell_Json: (Values_Json, ""),
+}
+
+
+def pack(cells) -> ColumnData:
+    """A column's cells as a ``column-data``: one typed list if they share a kind."""
+    kinds = set(map(type, cells))
+    kinds.discard(Cell_Null)
+    if not kinds:
+        return ColumnData(Values_Null(), [])
+    if len(kinds) > 1:
+        return ColumnData(Values_Mixed(cells), [])
+    make, fill = TYPED[kinds.pop()]
+    nulls = [k for k, c in enumerate(cells) if type(c) is Cell_Null]
+    return ColumnData(make([fill if type(c) is Cell_Null else c.value for c in cells]), nulls)
+
+
 def cell_value(cell):
     """The comparable Python value of a cell: None, int, float or str."""
     t = type(cell)
@@ -383,9 +415,9 @@ class Scan:
                         if not test(conv(rec.get(name))):
                             break
                     else:
-                        batch.append([conv(rec.get(name)) for name, conv in out])
+                        batch.append(rec)
                 else:
-                    batch.append([conv(rec.get(name)) for name, conv in out])
+                    batch.append(rec)
             self.rows_read += i - start
             if i >= n:
                 self.page += 1
@@ -399,7 +431,8 @@ class Scan:
         host.stat(self.id, "rows-read", self.rows_read)
         host.stat(self.id, "rows-returned", self.rows_returned)
         host.stat(self.id, "pages-fetched", self.pages_fetched)
-        return batch
+        columns = [pack([conv(rec.get(name)) for rec in batch]) for name, conv in out]
+        return Batch(len(batch), columns)
 
 
 _scans: dict[int, Scan] = {}

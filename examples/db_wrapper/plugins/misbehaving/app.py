@@ -1,6 +1,6 @@
 """misbehaving: a foreign-data-wrapper plugin that fails on purpose (crash-isolation demo).
 
-World ``wasmplug-demo:fdw/file-source@0.1.0``; it asks for no files.
+World ``wasmplug-demo:fdw/file-source@0.2.0``; it asks for no files.
 
 Option ``mode`` (default ``ok``), acted on by ``iter-scan``:
 
@@ -18,10 +18,12 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import host
 from wit_world.imports.types import (
-    Cell_S64,
+    Batch,
     Column,
+    ColumnData,
     FdwError_InvalidOption,
     FdwError_Other,
+    Values_S64,
 )
 
 MODES = ("ok", "loop", "bomb", "panic")
@@ -76,15 +78,15 @@ class Source(exports.Source):
             bomb()
         elif mode == "panic":
             raise RuntimeError("misbehaving: panic requested (mode = panic)")
-        batch = []
-        while n <= 3 and len(batch) < max(1, max_rows) and (limit is None or returned < limit):
-            batch.append([Cell_S64(n) for _ in columns])
+        values = []
+        while n <= 3 and len(values) < max(1, max_rows) and (limit is None or returned < limit):
+            values.append(n)
             n += 1
             returned += 1
         state[2], state[4] = n, returned
         host.stat(scan, "rows-read", n - 1)
         host.stat(scan, "rows-returned", returned)
-        return batch
+        return Batch(len(values), [ColumnData(Values_S64(values), []) for _ in columns])
 
     def re_scan(self, scan):
         state = _scans.get(scan)

@@ -50,9 +50,9 @@ import pytest
 from wasmplug import ErrorResult, Variant
 from wasmplug.testing import RecordingHost
 
-TYPES = "wasmplug-demo:fdw/types@0.1.0"
-HOST = "wasmplug-demo:fdw/host@0.1.0"
-SOURCE = "wasmplug-demo:fdw/source@0.1.0"
+TYPES = "wasmplug-demo:fdw/types@0.2.0"
+HOST = "wasmplug-demo:fdw/host@0.2.0"
+SOURCE = "wasmplug-demo:fdw/source@0.2.0"
 
 
 @pytest.fixture
@@ -78,14 +78,16 @@ def test_init_describes_columns(plugin):
     assert [(c.name, c.type_name) for c in columns] == [("n", "integer"), ("square", "integer")]
 
 
-def test_scan_returns_rows(plugin, host_services):
-    rows = scan(plugin, 3)
-    assert rows == [[Variant("s64", n), Variant("s64", n * n)] for n in (1, 2, 3)]
+def test_scan_returns_a_columnar_batch(plugin, host_services):
+    batch = scan(plugin, 3)
+    assert batch.rows == 3
+    assert [c.values for c in batch.columns] == [Variant("s64", [1, 2, 3]), Variant("s64", [1, 4, 9])]
+    assert [c.nulls for c in batch.columns] == [[], []]
     assert host_services.calls_to("stat")[-1][1:] == ("rows-returned", 3)
 
 
 def test_limit_is_pushed_down(plugin):
-    assert len(scan(plugin, 10, columns=("n",), limit=2)) == 2
+    assert scan(plugin, 10, columns=("n",), limit=2).rows == 2
 
 
 def test_bad_option_is_an_err(plugin):
