@@ -204,7 +204,7 @@ def split(spans: CpuSpans, scan: ScanRecord, cpu_s: float, ticker_s: float) -> d
     read = guest * read_us / max(1, read_us + encode_us)
     return {
         "guest: read + parse CSV rows (csv.reader in the sandbox)": read / 1e9,
-        "guest: build the typed column lists": (guest - read) / 1e9,
+        "guest: build the column data (joined text or typed lists)": (guest - read) / 1e9,
         "guest: host calls (stat)": hostfn / 1e9,
         "boundary: lower in the guest, canonical ABI, call path": boundary / 1e9,
         "lift: C-API values -> Python lists (bridge)": lift / 1e9,

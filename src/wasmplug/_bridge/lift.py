@@ -59,6 +59,14 @@ def _too_large(b: Any) -> NoReturn:
     )
 
 
+def _charge(b: Any, nbytes: int) -> None:
+    """Take ``nbytes`` from the lift's budget, or raise :class:`ResultTooLarge`."""
+    left = b.lift_left - nbytes
+    b.lift_left = left
+    if left < 0:
+        _too_large(b)
+
+
 def _past_deadline(b: Any) -> None:
     if time.monotonic() > b.lift_deadline_s():
         raise PluginTimeout("exceeded its time limit while its result was being lifted")
@@ -202,15 +210,9 @@ def _lift_string_list(t: ListT) -> Lift:
         n = lst.size
         if not n:
             return []
-        left = b.lift_left - n * VALUE_BYTES
-        b.lift_left = left
-        if left < 0:
-            _too_large(b)
+        _charge(b, n * VALUE_BYTES)
         pairs = list(vec.iter_unpack(string_at(lst.data, n * size)))
-        left -= sum([p[0] for p in pairs])
-        b.lift_left = left
-        if left < 0:
-            _too_large(b)
+        _charge(b, sum([p[0] for p in pairs]))
         if n <= CHUNK:
             return [string_at(p, k).decode("utf-8") if k else "" for k, p in pairs]
         out: list[str] = []
