@@ -165,22 +165,26 @@ def payload_struct(
     return struct.Struct(fmt)
 
 
+def _value_array(val: Any, b: Any) -> tuple[int, bytes]:
+    """A list's length and its C-API value array as bytes (one copy, in C), charged
+    :data:`VALUE_BYTES` per element before it is read."""
+    lst = val.of.list
+    n = lst.size
+    if not n:
+        return 0, b""
+    _charge(b, n * VALUE_BYTES)
+    return n, ctypes.string_at(lst.data, n * f.VAL_SIZE)
+
+
 def _lift_scalar_list(t: ListT, code: str, width: int, post: Any) -> Lift:
     """A list of fixed-size primitives in bulk: every value's payload bytes are
     gathered with ``width`` strided slice copies (in C), then one ``array``."""
     size, offset = f.VAL_SIZE, f.VAL_PAYLOAD_OFFSET
-    string_at = ctypes.string_at
 
     def lift(val: Any, b: Any) -> list[Any]:
-        lst = val.of.list
-        n = lst.size
+        n, blob = _value_array(val, b)
         if not n:
             return []
-        left = b.lift_left - n * VALUE_BYTES
-        b.lift_left = left
-        if left < 0:
-            _too_large(b)
-        blob = string_at(lst.data, n * size)
         raw: bytes | bytearray
         if width == 1:
             raw = blob[offset::size]
@@ -206,12 +210,10 @@ def _lift_string_list(t: ListT) -> Lift:
     string_at = ctypes.string_at
 
     def lift(val: Any, b: Any) -> list[str]:
-        lst = val.of.list
-        n = lst.size
+        n, blob = _value_array(val, b)
         if not n:
             return []
-        _charge(b, n * VALUE_BYTES)
-        pairs = list(vec.iter_unpack(string_at(lst.data, n * size)))
+        pairs = list(vec.iter_unpack(blob))
         _charge(b, sum([p[0] for p in pairs]))
         if n <= CHUNK:
             return [string_at(p, k).decode("utf-8") if k else "" for k, p in pairs]
