@@ -55,7 +55,7 @@ from wasmplug._runtime.telemetry import plugin_attributes
 from wasmplug._sandbox.capabilities import sandbox_to_wire
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
-from .handles import CallHandles, WorkerInstance, retire
+from .handles import CallHandles, WorkerInstance, instance_of, retire
 from .hostcalls import Frame, HostCalls, text
 from .memory import linear_memory_bytes
 from .spawn import WorkerProcess
@@ -298,7 +298,7 @@ class ProcessBackend:
                 raise type(e)(
                     f"{plugin.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
                 ).with_traceback(None) from None
-            inst = worker.instance
+            inst = instance_of(worker)
             drops = inst.take_drops() if inst is not None and inst.pending_drops else []
             undo = False
             try:
@@ -559,8 +559,9 @@ class ProcessBackend:
         self._starter.close()
         for worker in self.pool.live():
             worker.kill()
-            if worker.instance is not None:
-                worker.instance.pending_drops.clear()  # the guest objects die with it
+            inst = instance_of(worker)
+            if inst is not None:
+                inst.pending_drops.clear()  # the guest objects die with it
         # Idle workers are discarded (reaped) here; running calls see EOF at once
         # and discard theirs. Never wait for the ones this thread is running
         # (close() from a host function): that call discards its worker on return.

@@ -88,9 +88,15 @@ class WorkerInstance:
         return taken
 
 
+def instance_of(worker: WorkerProcess) -> WorkerInstance | None:
+    """The worker's current instance as its handles see it (``None`` before the first)."""
+    inst: WorkerInstance | None = worker.instance
+    return inst
+
+
 def retire(worker: WorkerProcess, plugin: Plugin) -> None:
     """The worker discarded its instance (or is starting): handles of the old one are stale."""
-    old = worker.instance
+    old = instance_of(worker)
     if old is not None:
         old.current = False
         old.pending_drops.clear()  # the worker frees those guest objects itself
@@ -129,7 +135,7 @@ class CallHandles:
     def _guest_token(self, ty: HandleT, obj: Any) -> int:
         if not isinstance(obj, Resource):
             raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(obj).__name__}")
-        token: int = obj._checked_ptr(self.worker.instance)  # moved, stale or elsewhere: raises
+        token: int = obj._checked_ptr(instance_of(self.worker))  # moved, stale or elsewhere: raises
         if ty.owned:
             obj._ptr = None  # ownership moves into the guest (given back by end_call(undo))
             self.moved.append((obj, token))
@@ -138,7 +144,7 @@ class CallHandles:
     def object_for(self, ty: HandleT, oid: int) -> Any:
         ref = ty.resource
         if not ref.imported:
-            inst = self.worker.instance
+            inst = instance_of(self.worker)
             assert inst is not None
             cls = inst.resource_class(ref)
             return cls._new(inst, oid, ref.name, ty.owned)

@@ -41,12 +41,9 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .wire import Channel
-
-if TYPE_CHECKING:
-    from .handles import WorkerInstance
 
 __all__ = ["WorkerProcess", "spawn_worker"]
 
@@ -84,7 +81,9 @@ class WorkerProcess:
         self.cwd = cwd
         self.objects: dict[int, Any] = {}
         self.next_oid = 1
-        self.instance: WorkerInstance | None = None
+        # The handles.WorkerInstance of its current instance, set by handles.retire():
+        # typed there (handles.instance_of), so this layer does not import handles.
+        self.instance: Any = None
         self.fresh = True
         self.traced = False  # its SPAN reports go into the application's trace (backend.py)
         self.calls = 0
