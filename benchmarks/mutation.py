@@ -54,6 +54,14 @@ TARGETS: dict[str, tuple[str, list[str], str]] = {
         ],
         "wasmsign2 parse, sign, verify",
     ),
+    "keys": (
+        "src/wasmplug/_trust/keys.py",
+        [
+            "tests/trust/test_signing.py",
+            "tests/trust/test_fuzz_parsers.py::test_key_readers",
+        ],
+        "Ed25519 key files (raw, PEM, DER, OpenSSH) and their ids",
+    ),
     "trust-store": (
         "src/wasmplug/_trust/store.py",
         [
