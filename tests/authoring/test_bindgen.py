@@ -262,7 +262,7 @@ def test_db_wrapper_bindings_up_to_date_and_strict(tmp_path: Path) -> None:
         committed = expected
     assert _normalise(committed) == _normalise(expected), (
         "examples/db_wrapper/bindings.py is stale; regenerate it with "
-        "WASMPLUG_REGEN_BINDINGS=1 python -m pytest tests/test_bindgen.py -k db_wrapper"
+        "WASMPLUG_REGEN_BINDINGS=1 python -m pytest tests/authoring/test_bindgen.py -k db_wrapper"
     )
 
     # The bindings and the example modules that use them pass mypy --strict.
