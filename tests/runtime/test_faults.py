@@ -384,6 +384,46 @@ def test_host_function_value_error(host: PluginHost) -> None:
     assert calls == [13, 1]
 
 
+# A world-level host function without a WIT result, called by "call-note".
+NOTE_WAT = r"""
+(component
+  (import "note" (func $note (param "x" u32)))
+  (core func $note_lowered (canon lower (func $note)))
+  (core module $m
+    (import "host" "note" (func $note (param i32)))
+    (func (export "call-note") (param i32) local.get 0 call $note))
+  (core instance $host (export "note" (func $note_lowered)))
+  (core instance $i (instantiate $m (with "host" (instance $host))))
+  (func (export "call-note") (param "x" u32) (canon lift (core func $i "call-note")))
+)
+"""
+
+
+def test_host_function_without_a_result_must_return_none(host: PluginHost) -> None:
+    """One rule in both tiers: a host function whose WIT signature has no result
+    returning a value is the application's bug, a HostFunctionError (TypeError)."""
+    seen: list[int] = []
+
+    def note(x: int) -> object:
+        seen.append(x)
+        return None if x else "stray"
+
+    host.provide("note", note)
+    plugin = host.load(
+        NOTE_WAT.encode(),
+        allow_unsigned=True,
+        manifest=Manifest(name="faulty", host_interfaces=("note",)),
+    )
+    assert plugin.call("call-note", 1) is None
+    with pytest.raises(HostFunctionError) as info:
+        plugin.call("call-note", 0)
+    assert type(info.value.__cause__) is TypeError
+    assert "note has no WIT result but returned str" in str(info.value.__cause__)
+    assert_attributed(info.value, "call-note")
+    assert plugin.call("call-note", 2) is None
+    assert seen == [1, 0, 2]
+
+
 def test_host_function_keyboard_interrupt_is_reraised(host: PluginHost) -> None:
     interrupt = {"on": True}
 

@@ -32,10 +32,40 @@ from .lower import lowerer
 from .values import Err, Ok
 from .wit import FuncSig, InterfaceShape, ResultT
 
-__all__ = ["Invoke", "Linked", "ResolvedImports", "link_resolved"]
+__all__ = ["Invoke", "Linked", "ResolvedImports", "answer", "link_resolved"]
 
 Invoke = Callable[[list[Any]], Any]
 """``invoke(args)``: run one host function with its lifted arguments."""
+
+
+def answer(qualname: str, out: Any, *, has_result: bool, returns_result: bool) -> Any:
+    """What a host function's return value (or the :class:`Err` it raised) gives the
+    guest: the one rule of both tiers.
+
+    For a WIT ``result``, a plain return value is its ``ok`` case (wrapped in
+    :class:`Ok`) and an :class:`Err` its ``err`` case; a function without a WIT
+    result must return ``None``.
+
+    Args:
+        qualname: ``interface#function``, for the error message.
+        out: What the function returned, or the :class:`Err` it raised (callers
+            catch ``Err`` only when ``returns_result``).
+        has_result: The WIT signature has a result.
+        returns_result: That result is a WIT ``result``.
+
+    Returns:
+        The value to lower, or ``None`` when there is no result.
+
+    Raises:
+        TypeError: no WIT result, but the function returned something.
+    """
+    if has_result:
+        if returns_result and not isinstance(out, Ok | Err):
+            return Ok(out)
+        return out
+    if out is not None:
+        raise TypeError(f"{qualname} has no WIT result but returned {type(out).__name__}")
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -105,12 +135,12 @@ def _trampoline(
             if not hf.returns_result:
                 raise
             out = e
-        if hf.lower_result is not None:
-            if hf.returns_result and not isinstance(out, Ok | Err):
-                out = Ok(out)
-            hf.lower_result(out, results[0], inst)
-        elif out is not None:
-            raise TypeError(f"{hf.qualname} has no WIT result but returned {type(out).__name__}")
+        lower_result = hf.lower_result
+        out = answer(
+            hf.qualname, out, has_result=lower_result is not None, returns_result=hf.returns_result
+        )
+        if lower_result is not None:
+            lower_result(out, results[0], inst)
         if _deferred:
             _sigguard.run_deferred(inst)
         return 0

@@ -19,8 +19,8 @@ import attrs
 
 from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
-from wasmplug._bridge.hostfuncs import Invoke
-from wasmplug._bridge.values import Err, Ok
+from wasmplug._bridge.hostfuncs import Invoke, answer
+from wasmplug._bridge.values import Err
 from wasmplug._bridge.wit import FuncSig, ResultT
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
@@ -144,16 +144,11 @@ class HostCalls:
                     if not hf.returns_result:
                         raise
                     out = e
-            if hf.enc is not None:
-                if hf.returns_result and not isinstance(out, Ok | Err):
-                    out = Ok(out)
-                reply = [Op.RETURN, True, hf.enc(out, handles)]
-            elif out is not None:
-                raise TypeError(
-                    f"{hf.qualname} has no WIT result but returned {type(out).__name__}"
-                )
-            else:
-                reply = [Op.RETURN, True, None]
+            enc = hf.enc
+            out = answer(
+                hf.qualname, out, has_result=enc is not None, returns_result=hf.returns_result
+            )
+            reply = [Op.RETURN, True, None if enc is None else enc(out, handles)]
         except BaseException as e:  # parked and re-raised once the worker has unwound
             if frame.host_exc is None:
                 frame.host_exc = e
