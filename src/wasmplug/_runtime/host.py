@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import functools
 import hashlib
 import logging
 import os
@@ -13,15 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, final
 
-from wasmtime.component import Linker
-
 from wasmplug import _telemetry
 from wasmplug._bridge import sigguard as _sigguard
-from wasmplug._bridge.hostfuncs import Linked
 from wasmplug._bridge.wit import read_shape
 from wasmplug._distribution.operations import install_source
 from wasmplug._errors import CapabilityError, PluginClosedError, PluginNotFoundError
-from wasmplug._sandbox.capabilities import requested_permissions, resolve
+from wasmplug._sandbox.capabilities import resolve
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
 from wasmplug._sandbox.http import HttpCapability
@@ -37,7 +33,7 @@ from .compiler import Compiler
 from .describe import ComponentDescription, describe
 from .linking import Providers
 from .plugin import Plugin
-from .process.backend import ProcessBackend
+from .process.launch import process_tier
 from .services import EXECUTOR_PREFIX, HostServices, before_exit_joins_threads
 from .sources import default_name, find_manifest, read_source
 from .stats import HostStats, host_stats
@@ -306,11 +302,26 @@ class PluginHost:
         manifest = manifest or find_manifest(data, path)[0]
         sha = hashlib.sha256(data).hexdigest()
         with stage("verify", **{"wasmplug.plugin.name": manifest.name}) as span:
-            trusted = self._verify(data, manifest.name, path, required=not allow_unsigned)
+            store = self.trust_store
+            store.refresh()  # keys revoked or trusted since the last load
+            trusted = store.check(
+                data,
+                manifest.name,
+                extra_keys=self.trusted_keys,
+                where=str(path or "component"),
+                allow_unsigned=allow_unsigned,
+            )
             if span is not None:
                 span.set_attribute("wasmplug.signed", trusted is not None)
         if grants is None:
-            grants = self.policy.decide(self._permission_request(manifest, sha, trusted))
+            request = PermissionRequest.asking(
+                manifest,
+                sha256=sha,
+                publisher=None if trusted is None else trusted.key_id,
+                publisher_name="" if trusted is None else trusted.name,
+                sensitive=self._providers.sensitive(manifest.host_interfaces),
+            )
+            grants = self.policy.decide(request)
         component = self._compiler.compile(data, manifest.name)
         shape = read_shape(self._engine, component)
         sandbox = resolve(manifest, grants)  # opens and binds each granted directory
@@ -323,17 +334,12 @@ class PluginHost:
         plan = self._providers.plan(shape, manifest, grants)
         backend = None
         if isolation == "process":
-            # Nothing runs here: each worker links stand-ins for the host imports.
-            linker, linked = Linker(self._engine), Linked()
-            backend = functools.partial(
-                ProcessBackend,
+            linker, linked, backend = process_tier(
+                self._services,
                 plan=plan,
                 component=component,
                 cache=self._cache,
                 cache_key=code_digest(data),
-                engine_settings=self._services.engine_settings,
-                consume_fuel=self._services.consume_fuel,
-                tick_ms=self._services.ticker.tick_ms,
                 spares=self.spare_workers,
             )
         else:
@@ -451,21 +457,6 @@ class PluginHost:
             isolation=isolation,
         )
 
-    def _permission_request(
-        self, manifest: Manifest, sha: str, key: TrustedKey | None
-    ) -> PermissionRequest:
-        sensitive = self._providers.sensitive(manifest.host_interfaces)
-        permissions = requested_permissions(manifest, sensitive)
-        return PermissionRequest(
-            plugin=manifest.name,
-            version=manifest.version,
-            publisher=None if key is None else key.key_id,
-            publisher_name="" if key is None else key.name,
-            sha256=sha,
-            permissions=permissions,
-            new=permissions,
-        )
-
     def precompile(self, sources: Iterable[str | os.PathLike[str] | bytes]) -> list[str]:
         """Compile several components in parallel threads and cache them.
 
@@ -526,20 +517,6 @@ class PluginHost:
     def plugins(self) -> list[Plugin]:
         """The plugins loaded by this host that are still open."""
         return [p for p in self._plugins if not p.closed]
-
-    def _verify(
-        self, data: bytes, name: str, path: Path | None, *, required: bool
-    ) -> TrustedKey | None:
-        """The trusted key that signed ``data`` (see :meth:`TrustStore.check`)."""
-        store = self.trust_store
-        store.refresh()
-        return store.check(
-            data,
-            name,
-            extra_keys=self.trusted_keys,
-            where=str(path or "component"),
-            allow_unsigned=not required,
-        )
 
     @property
     def trust_store(self) -> TrustStore:

@@ -33,9 +33,10 @@ from wasmplug._jsonstore import (
     field,
 )
 
-from .capabilities import Permission
+from .capabilities import Permission, requested_permissions
 from .capability import grant_kind, grant_kinds
 from .grants import Grants
+from .manifest import Manifest
 
 __all__ = ["GrantPolicy", "GrantStore", "PermissionRequest", "StoredDecision"]
 
@@ -61,6 +62,34 @@ class PermissionRequest:
     sha256: str
     permissions: tuple[Permission, ...]
     new: tuple[Permission, ...]
+
+    @classmethod
+    def asking(
+        cls,
+        manifest: Manifest,
+        *,
+        sha256: str,
+        publisher: str | None,
+        publisher_name: str,
+        sensitive: frozenset[str],
+    ) -> PermissionRequest:
+        """The request for everything ``manifest`` asks for that needs a grant, all of
+        it new (:meth:`GrantPolicy.decide` narrows ``new`` to what was not answered).
+
+        Args:
+            sensitive: The declared host interfaces the application provides as
+                sensitive (only those need a grant).
+        """
+        permissions = requested_permissions(manifest, sensitive)
+        return cls(
+            manifest.name,
+            manifest.version,
+            publisher,
+            publisher_name,
+            sha256,
+            permissions,
+            permissions,
+        )
 
 
 Prompt = Callable[[PermissionRequest], Grants | None]

@@ -1,6 +1,8 @@
 """The process isolation tier: a plugin's instances in worker processes that can be killed.
 
-Owns: the application's side of a process-isolated plugin (``backend``: worker
+Owns: what a process-isolated plugin is loaded with (``launch``: the backend
+factory and empty linker ``PluginHost.load`` gives the plugin instead of linking),
+the application's side of such a plugin (``backend``: worker
 pool, the call loop, deadline kills and fault mapping; ``hostcalls``:
 serving host functions and guest output while a call waits; ``handles``: resource
 handles that cross, host objects lent to a worker and tokens of guest objects
