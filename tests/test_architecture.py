@@ -101,3 +101,113 @@ def test_nothing_outside_the_package_imports_a_private_name() -> None:
                 offenders.append(f"{path.relative_to(ROOT)}: {name}")
     hint = "use the public API (wasmplug, wasmplug.authoring, wasmplug.testing):"
     assert not offenders, "\n".join([hint, *offenders])
+
+
+# -- no reaching into another package's private attributes ------------------------------
+
+_SRC = ROOT / "src" / "wasmplug"
+# The one module that may use wasmtime-py's private names (pinned by tests/bridge).
+_PRIVATE_API_HOME = "_bridge/ffi.py"
+# Private names of other libraries, used on purpose, each with its reason.
+_FOREIGN_PRIVATE = {
+    "argparse._SubParsersAction": "the type of add_subparsers(); argparse has no public name",
+    "os._exit": "public API despite the underscore: exit a forked worker without cleanup",
+    "threading._register_atexit": "the only hook that runs before threading joins threads",
+    "t._pool": "httpx's transport keeps its httpcore pool private; httpdeadline replaces it",
+}
+
+
+def _package(path: Path) -> str:
+    return path.parent.relative_to(_SRC).as_posix()
+
+
+def _owned_private_names(tree: ast.Module) -> set[str]:
+    """The private attribute names a module defines: members of its classes (methods,
+    class attributes, ``__slots__``, ``self._x = ...``). A ``Protocol`` owns nothing: it
+    describes another module's object."""
+    names: set[str] = set()
+    for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+        if any(isinstance(b, ast.Name) and b.id == "Protocol" for b in cls.bases):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.add(node.value)  # __slots__ entries
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+class _PrivateReach(ast.NodeVisitor):
+    """``obj._name`` where ``obj`` is not the method's own ``self``/``cls`` and this
+    module's package defines no private attribute ``_name``."""
+
+    def __init__(self, owned: set[str]) -> None:
+        self.owned = owned
+        self.own: list[str | None] = [None]
+        self.found: list[tuple[int, str]] = []
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        args = node.args.posonlyargs + node.args.args
+        self.own.append(args[0].arg if args and args[0].arg in ("self", "cls") else None)
+        self.generic_visit(node)
+        self.own.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815 - ast.NodeVisitor's naming
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        name = node.attr
+        if name.startswith("_") and not name.startswith("__") and name not in self.owned:
+            mine = isinstance(node.value, ast.Name) and node.value.id == self.own[-1]
+            if not mine:
+                self.found.append((node.lineno, ast.unparse(node)))
+        self.generic_visit(node)
+
+
+def _private_reaches(files: dict[str, ast.Module]) -> list[str]:
+    owned: dict[str, set[str]] = {}
+    for rel, tree in files.items():
+        owned.setdefault(rel.rpartition("/")[0], set()).update(_owned_private_names(tree))
+    found = []
+    for rel, tree in files.items():
+        if rel == _PRIVATE_API_HOME:
+            continue
+        visitor = _PrivateReach(owned[rel.rpartition("/")[0]])
+        visitor.visit(tree)
+        found += [
+            f"{rel}:{line}: {expr}" for line, expr in visitor.found if expr not in _FOREIGN_PRIVATE
+        ]
+    return found
+
+
+def test_no_module_reaches_into_another_packages_private_attributes() -> None:
+    """A private attribute (``obj._x``) is used only in the package that defines it: the
+    process tier reaches its plugin through ``plugin.PluginPort``, the runtime reaches a
+    resource handle through ``_bridge.resources``' functions (docs/architecture.md)."""
+    files = {p.relative_to(_SRC).as_posix(): ast.parse(p.read_text()) for p in _SRC.rglob("*.py")}
+    offenders = _private_reaches(files)
+    assert not offenders, "\n".join(["private attributes of another package:", *offenders])
+
+
+def test_private_reach_detector_is_not_blind() -> None:
+    owner = "class Plugin:\n    def __init__(self):\n        self._pool = []\n"
+    files = {
+        name: ast.parse(text)
+        for name, text in {
+            "_runtime/plugin.py": owner,
+            "_runtime/host.py": "def close(plugin):\n    plugin._pool.clear()\n",
+            "_runtime/process/backend.py": (
+                "from typing import Protocol\n"
+                "class Owner(Protocol):\n    _pool: list\n"  # a Protocol owns nothing
+                "class Backend:\n"
+                "    def __init__(self, plugin):\n        self._plugin = plugin\n"
+                "    def run(self):\n        self._plugin._pool.clear()\n"
+                "        return self._plugin\n"
+            ),
+        }.items()
+    }
+    assert _private_reaches(files) == ["_runtime/process/backend.py:8: self._plugin._pool"]

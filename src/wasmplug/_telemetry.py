@@ -37,6 +37,7 @@ TRACER: Any = None
 METER: Any = None
 
 _trace: Any = None  # the opentelemetry.trace module, once imported
+_tracer_provider: Any = None  # the provider TRACER came from
 
 
 def _version() -> str:
@@ -50,7 +51,7 @@ def _version() -> str:
 
 def refresh() -> None:
     """Bind :data:`TRACER` and :data:`METER` if an SDK provider is configured."""
-    global TRACER, METER, _trace
+    global TRACER, METER, _trace, _tracer_provider
     # An application that configured an SDK has imported the API: when it has not,
     # nothing can be configured, so don't pay for importing it (~50 ms).
     if "opentelemetry.trace" not in sys.modules and "opentelemetry.metrics" not in sys.modules:
@@ -65,10 +66,9 @@ def refresh() -> None:
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         TRACER = None
-    elif TRACER is None or getattr(TRACER, "_wasmplug_provider", None) is not provider:
+    elif TRACER is None or _tracer_provider is not provider:
         TRACER = provider.get_tracer(SCOPE, _version())
-        with contextlib.suppress(AttributeError):  # remember which provider it came from
-            TRACER._wasmplug_provider = provider
+        _tracer_provider = provider
     meters = metrics.get_meter_provider()
     # The API's stand-ins: NoOpMeterProvider, and the proxy used until one is set.
     if isinstance(meters, metrics.NoOpMeterProvider) or type(meters).__name__.startswith("_Proxy"):

@@ -11,14 +11,26 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["current", "current_async", "current_plugin", "host_call_runner", "set_async", "swap"]
+__all__ = [
+    "current",
+    "current_async",
+    "current_plugin",
+    "host_call_runner",
+    "set_async",
+    "swap",
+    "tls",
+]
 
-_tls = threading.local()
+tls = threading.local()
+"""This thread's call state: ``inst`` (the instance, or a process-tier call frame, whose
+call is running here), ``aio`` (the ``acall`` it belongs to) and ``host_call_runner``.
+The functions below read it; the runtime's call paths read and set ``tls.inst``
+directly, where a function call per access would cost too much."""
 
 
 def current() -> Any:
     """The instance whose Wasm code is running on this thread, or ``None``."""
-    return getattr(_tls, "inst", None)
+    return getattr(tls, "inst", None)
 
 
 def current_plugin() -> Any:
@@ -28,7 +40,7 @@ def current_plugin() -> Any:
     state or permissions), the way :class:`~wasmplug.HttpCapability` finds the
     caller's allow-list.
     """
-    inst = getattr(_tls, "inst", None)
+    inst = getattr(tls, "inst", None)
     return None if inst is None else inst.plugin
 
 
@@ -37,25 +49,25 @@ def host_call_runner() -> Any:
     function ``runner(fn, args)`` that runs ``fn(args)`` elsewhere and returns its
     result. A plugin call thread (``_runtime/callthread.py``) sets one, so that host
     functions run on the thread that called into the plugin, as on the direct path."""
-    return getattr(_tls, "host_call_runner", None)
+    return getattr(tls, "host_call_runner", None)
 
 
 def swap(inst: Any) -> Any:
     """Make ``inst`` current on this thread and return the previous one (to restore)."""
-    prev = getattr(_tls, "inst", None)
-    _tls.inst = inst
+    prev = getattr(tls, "inst", None)
+    tls.inst = inst
     return prev
 
 
 def current_async() -> Any:
     """The ``acall`` this thread is running (``_runtime.aio.AsyncCall``), or ``None``."""
-    return getattr(_tls, "aio", None)
+    return getattr(tls, "aio", None)
 
 
 def set_async(call: Any) -> Any:
     """Make ``call`` this thread's current ``acall`` and return the previous one (to restore)."""
-    prev = getattr(_tls, "aio", None)
-    _tls.aio = call
+    prev = getattr(tls, "aio", None)
+    tls.aio = call
     return prev
 
 

@@ -40,8 +40,13 @@ __all__ = [
     "Resource",
     "end_borrows",
     "end_moves",
+    "give_back",
+    "handle_instance",
     "lift_handle",
     "lower_handle",
+    "moved_into_guest",
+    "new_handle",
+    "take_handle",
     "track_moves",
 ]
 
@@ -154,6 +159,41 @@ class Resource:
         state = "alive" if self.alive else "stale"
         kind = "own" if self.owned else "borrow"
         return f"<wasmplug.{type(self).__qualname__} {kind}<{self.type_name}> {state}>"
+
+
+def handle_instance(value: Resource) -> Any:
+    """The instance holding ``value``'s guest object (in-process, or a worker's)."""
+    return value._inst
+
+
+def new_handle(cls: type[Resource], inst: Any, ptr: Any, type_name: str, owned: bool) -> Any:
+    """A new handle of ``cls`` to the guest object ``ptr`` of ``inst`` (the process
+    tier's way to make one for a token; in-process, :func:`lift_handle` makes them)."""
+    return cls._new(inst, ptr, type_name, owned)
+
+
+def take_handle(value: Resource, inst: Any, *, owned: bool) -> Any:
+    """``value``'s pointer (or worker token) for a call on ``inst``; for ``owned``,
+    ownership moves into the guest: the handle is emptied (:func:`give_back` undoes it).
+
+    Raises:
+        StaleResourceError: it was moved or dropped already, or its instance is gone.
+        WitValueError: it belongs to another instance.
+    """
+    ptr = value._checked_ptr(inst)
+    if owned:
+        value._ptr = None
+    return ptr
+
+
+def give_back(value: Resource, ptr: Any) -> None:
+    """Undo :func:`take_handle` of an ``own`` handle: the call never used it."""
+    value._ptr = ptr
+
+
+def moved_into_guest(value: Resource) -> bool:
+    """Whether ``value`` gave its ``own`` handle to the guest (or was dropped)."""
+    return value._ptr is None
 
 
 def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:

@@ -25,7 +25,13 @@ from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge import sigguard as _sigguard
-from wasmplug._bridge.resources import Resource, end_borrows, end_moves, track_moves
+from wasmplug._bridge.resources import (
+    Resource,
+    end_borrows,
+    end_moves,
+    handle_instance,
+    track_moves,
+)
 from wasmplug._bridge.values import Err
 from wasmplug._errors import (
     ErrorResult,
@@ -62,7 +68,7 @@ E = TypeVar("E", bound=PluginError)
 byref = ctypes.byref
 _swap = _callctx.swap
 _current = _callctx.current
-_tls = _callctx._tls
+_tls = _callctx.tls
 _func_call = f.func_call
 _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
@@ -102,7 +108,8 @@ def _pack_numbers(
 
 class Backend(Protocol):
     """Where a plugin's calls run instead of its in-process instances: with
-    ``isolation="process"``, a ``process.backend.ProcessBackend``."""
+    ``isolation="process"``, a ``process.backend.ProcessBackend``, made by
+    ``factory(plugin.PluginPort(plugin), pool_size=n)``."""
 
     @property
     def pool(self) -> InstancePool[Any]:
@@ -466,7 +473,7 @@ class CallPath:
         """Lock the instance that owns the first resource argument (or return None)."""
         for arg in args:
             if isinstance(arg, Resource):
-                inst: Instance = arg._inst
+                inst: Instance = handle_instance(arg)
                 owner: object = inst.plugin
                 if owner is not self:
                     raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")

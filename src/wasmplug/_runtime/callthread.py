@@ -270,7 +270,7 @@ class CallThread:
         return value
 
     def _loop(self) -> None:
-        tls = _callctx._tls
+        tls = _callctx.tls
         while True:
             self._go.acquire()
             job = self._job

@@ -6,8 +6,8 @@ import contextvars
 import functools
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, final
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, final
 
 from wasmtime.component import Component, ExportIndex, Linker
 
@@ -15,7 +15,7 @@ from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.hostfuncs import Linked
 from wasmplug._bridge.resources import Resource
 from wasmplug._bridge.wit import ComponentShape, FuncSig, ResourceRef, snake
-from wasmplug._errors import CapabilityError, PluginError
+from wasmplug._errors import CapabilityError, PluginError, PluginFault
 from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
@@ -32,7 +32,10 @@ from .services import HostServices
 from .supervisor import PluginMetrics, Supervisor
 from .telemetry import instrument
 
-__all__ = ["Plugin", "export_names", "find_export"]
+__all__ = ["Plugin", "PluginPort", "export_names", "find_export"]
+
+E = TypeVar("E", bound=PluginError)
+F = TypeVar("F", bound=PluginFault)
 
 
 @final
@@ -134,7 +137,7 @@ class Plugin(CallPath):
         if self._tel is not None:
             self._invoke = self._tel.wrap(self._invoke)  # type: ignore[method-assign,assignment]
         if backend is not None:
-            self._backend = backend(self, pool_size=pool_size)
+            self._backend = backend(PluginPort(self), pool_size=pool_size)
             return
         # The first instance, now: start-up failures surface at load time.
         self._pool.prime()
@@ -277,9 +280,7 @@ class Plugin(CallPath):
 
     def _new_instance(self) -> Instance:
         """The pool's factory: a fresh instance, after the restart policy's backoff."""
-        if self._supervisor.quarantined:
-            raise self._quarantined(None)
-        self._supervisor.before_instantiate()
+        self._admit_instance()
         try:
             if self._tel is not None:
                 inst: Instance = self._tel.timed_instantiate(functools.partial(Instance, self))
@@ -290,6 +291,13 @@ class Plugin(CallPath):
             # the plugin's sandbox, counted like any other; no instance exists.
             self._supervisor.record("capability", str(e), None)
             raise
+
+    def _admit_instance(self) -> None:
+        """Before a fresh instance (in-process, or a worker's): fail fast while
+        quarantined, else wait out the restart policy's backoff."""
+        if self._supervisor.quarantined:
+            raise self._quarantined(None)
+        self._supervisor.before_instantiate()
 
     # -- lifecycle and health ------------------------------------------------------------
 
@@ -365,6 +373,74 @@ class Plugin(CallPath):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<wasmplug.Plugin {self.name} {self.manifest.version} {state}>"
+
+
+@final
+class PluginPort:
+    """What the process tier may use of a :class:`Plugin`: the one interface between
+    a plugin and ``wasmplug._runtime.process`` (docs/architecture.md, "The process tier").
+
+    ``Plugin.__init__`` hands one to its backend factory (``backend(port,
+    pool_size=n)``, see ``process.launch``); a worker makes one for the in-process
+    plugin it runs the calls of. Both tiers share the plugin's fault accounting
+    through it: the in-process call path is the plugin's own (:class:`CallPath`).
+
+    Attributes:
+        plugin: The plugin: its public attributes, and its identity (the plugin of
+            resource handles and of the call frames that re-entry checks walk).
+        exports: Its exports, by ``ExportFunc.index`` (the numbering workers use).
+        supervisor: Its fault counts and restart policy.
+        telemetry: Its call telemetry, or ``None`` without an OpenTelemetry SDK.
+        invoke: ``invoke(ex, args)``: the plugin's whole call path for export ``ex``,
+            as :meth:`Plugin.call` runs it once it has found ``ex`` by name.
+        admit_instance: ``admit_instance()``, before a fresh instance is made: raises
+            :class:`PluginQuarantinedError` while quarantined, else waits out the
+            restart policy's backoff.
+    """
+
+    __slots__ = ("admit_instance", "exports", "invoke", "plugin", "supervisor", "telemetry")
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.exports: Sequence[ExportFunc] = plugin._exports_list
+        self.supervisor = plugin._supervisor
+        self.telemetry = plugin._tel
+        self.invoke: Callable[[ExportFunc, tuple[Any, ...]], Any] = plugin._invoke
+        self.admit_instance: Callable[[], None] = plugin._admit_instance
+
+    @property
+    def closed(self) -> bool:
+        """Whether the plugin was closed (a backend's calls then end with
+        :class:`PluginClosedError`)."""
+        return self.plugin._closed
+
+    def error(self, exc: E, ex: ExportFunc | None) -> E:
+        """``exc``, naming the plugin and the export ``ex`` (``None``: no call's)."""
+        return self.plugin._error(exc, ex)
+
+    def fault(self, exc: F, ex: ExportFunc | None) -> F:
+        """Count ``exc`` for the restart policy, naming the plugin and ``ex``; returns it."""
+        self.supervisor.record_fault(self.plugin._error(exc, ex))
+        return exc
+
+    def interrupted(self, ex: ExportFunc | None, exc: BaseException) -> None:
+        """Count a call (of ``ex``) ended by ``exc``, a ``BaseException`` such as Ctrl-C."""
+        self.plugin._record_interrupt(ex, exc)
+
+    def resource_class(self, ref: ResourceRef) -> type[Resource]:
+        """The plugin's handle class for the guest resource type ``ref``."""
+        return self.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+
+    def drop_resource(self, inst: Any, token: int) -> None:
+        """``Resource.drop()`` of an ``own`` handle of a worker's instance ``inst``."""
+        backend = self.plugin._backend
+        assert backend is not None  # a worker's instance belongs to a process-tier plugin
+        backend.drop_resource(inst, token)
+
+    def time_instances(self, timed: Callable[[Callable[[], Instance]], Instance]) -> None:
+        """Make every later instance as ``timed(create)`` (a worker reports each one)."""
+        pool = self.plugin._pool
+        pool._create = functools.partial(timed, pool._create)
 
 
 def find_export(plugin: Plugin, name: str) -> ExportFunc | None:

@@ -13,7 +13,8 @@ and reaping processes (``spawn``), the framed msgpack channel
 
 May import: ``wasmplug._runtime`` (``plugin``, ``instance``, ``engine``, ``cache``,
 ``faults``, ``exports``), ``wasmplug._sandbox``, ``wasmplug._bridge``, the leaf
-modules, and msgpack. ``worker`` must not import ``wasmplug/__init__`` or
+modules, and msgpack; of a plugin, only what ``plugin.PluginPort`` offers (never its
+private attributes). ``worker`` must not import ``wasmplug/__init__`` or
 anything that pulls in the CLI, HTTP or signing stacks: workers start from a bare
 namespace package (see ``spawn``) so that they start fast.
 """

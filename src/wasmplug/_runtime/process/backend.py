@@ -31,7 +31,7 @@ from wasmtime.component import Component
 
 from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
-from wasmplug._bridge.resources import Resource
+from wasmplug._bridge.resources import Resource, handle_instance
 from wasmplug._bridge.wit import FuncSig, ResultT
 from wasmplug._errors import (
     CapabilityError,
@@ -65,7 +65,7 @@ from .workers import START_TIMEOUT_S, WorkerStarter
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
     from wasmplug._runtime.linking import ImportPlan
-    from wasmplug._runtime.plugin import Plugin
+    from wasmplug._runtime.plugin import Plugin, PluginPort
 
 __all__ = ["KILL_GRACE_MS", "ProcessBackend"]
 
@@ -74,7 +74,7 @@ log = logging.getLogger("wasmplug.process")
 KILL_GRACE_MS = 50.0
 """How long past ``Limits.timeout_ms`` the application waits before killing the worker."""
 
-_tls = _callctx._tls
+_tls = _callctx.tls
 
 
 @attrs.frozen
@@ -115,7 +115,8 @@ class ProcessBackend:
     """Runs one plugin's calls in worker processes; starts the first one at once.
 
     Args:
-        plugin: The plugin this backend serves (its exports, limits, supervisor).
+        port: The plugin this backend serves, as the process tier sees it (its
+            exports, limits, fault accounting).
         pool_size: Worker processes serving calls, at most.
         plan: Its resolved host imports (they run here, in the application).
         component: Its compiled component, written to ``cache`` if not there yet.
@@ -133,7 +134,7 @@ class ProcessBackend:
 
     def __init__(
         self,
-        plugin: Plugin,
+        port: PluginPort,
         *,
         pool_size: int,
         plan: ImportPlan,
@@ -145,9 +146,11 @@ class ProcessBackend:
         tick_ms: float,
         spares: int,
     ) -> None:
-        self.plugin = plugin
+        self.port = port
+        self.plugin = plugin = port.plugin
+        self._supervisor = port.supervisor
         self._host_calls = HostCalls(plan.resolved, plugin.name)
-        self._exports = [self._export_codec(ex.sig) for ex in plugin._exports_list]
+        self._exports = [self._export_codec(ex.sig) for ex in port.exports]
         timeout = plugin.limits.timeout_ms
         self._timeout_ms = timeout
         self._kill_after = None if timeout is None else (timeout + KILL_GRACE_MS) / 1000.0
@@ -165,10 +168,10 @@ class ProcessBackend:
             cache.put(cache_key, bytes(component.serialize()))
         self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
         self._settings["imports"] = self._host_calls.wanted
-        self._settings["telemetry"] = plugin._tel is not None
+        self._settings["telemetry"] = port.telemetry is not None
         self._span_attrs = plugin_attributes(plugin, "process")
         self._starter = WorkerStarter(
-            plugin,
+            port,
             self._settings,
             max_frame=max_frame,
             spares=spares,
@@ -200,11 +203,7 @@ class ProcessBackend:
     def _new_worker(self) -> WorkerProcess:
         """The pool's factory: a ready worker, a spare if there is one, after the
         restart policy's backoff."""
-        plugin = self.plugin
-        sup = plugin._supervisor
-        if sup.quarantined:
-            raise plugin._quarantined(None)
-        sup.before_instantiate()
+        self.port.admit_instance()
         worker = self._starter.take_spare()
         if worker is None:
             # Traced: a wasmplug.worker.start span, holding the worker's own link and
@@ -229,11 +228,8 @@ class ProcessBackend:
         if not worker.fresh:
             # The worker discarded its instance after a fault: the next call makes
             # a new one, which is a restart for the restart policy.
-            sup = self.plugin._supervisor
             try:
-                if sup.quarantined:
-                    raise self.plugin._quarantined(None)
-                sup.before_instantiate()
+                self.port.admit_instance()
             except BaseException:
                 pool.checkin(worker)
                 raise
@@ -245,7 +241,7 @@ class ProcessBackend:
         a call on a handle runs where its guest object lives."""
         for arg in args:
             if isinstance(arg, Resource):
-                inst = arg._inst
+                inst = handle_instance(arg)
                 if inst.plugin is not self.plugin:
                     raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
                 assert isinstance(inst, WorkerInstance)
@@ -269,7 +265,7 @@ class ProcessBackend:
         worker.lock.release()
         why, sig, code = worker.describe_exit()
         crash = PluginCrashed(f"{why} while idle", signal=sig, exit_code=code)
-        self.plugin._supervisor.record_fault(self.plugin._error(crash, None))
+        self.port.fault(crash, None)
 
     # -- the call path ------------------------------------------------------------------
 
@@ -285,7 +281,7 @@ class ProcessBackend:
                 routed = self._checkout_for(args)
             worker = routed or self._checkout()
         except PluginError as e:
-            raise plugin._error(e, ex)  # noqa: B904 - same exception, now attributed
+            raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
         handles = CallHandles(worker)
         undo = True  # until the worker has taken the arguments
         try:
@@ -375,7 +371,7 @@ class ProcessBackend:
     def _succeeded(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
         if ex is not None:
             worker.calls += 1
-        sup = self.plugin._supervisor
+        sup = self._supervisor
         if sup.consecutive:
             sup.record_success()
 
@@ -410,13 +406,13 @@ class ProcessBackend:
             or not 0 <= msg[2] <= msg[3] < 2**63
         ):
             raise ProtocolError("malformed SPAN")
-        tel = self.plugin._tel
+        tel = self.port.telemetry
         if tel is not None and worker.traced:
             tel.worker_span(WORKER_SPANS[msg[1]], msg[2], msg[3])
 
     def _capability(self, message: str) -> CapabilityError:
         """A worker refused to create an instance: a granted directory changed (counted)."""
-        self.plugin._supervisor.record("capability", message, None)
+        self._supervisor.record("capability", message, None)
         return CapabilityError(message)
 
     def _fault(
@@ -428,7 +424,7 @@ class ProcessBackend:
         msg: list[Any],
     ) -> BaseException:
         """The exception for a FAULT reply (the worker itself is fine and stays)."""
-        plugin = self.plugin
+        port = self.port
         kind = msg[1]
         if kind == "err" and len(msg) == 3 and codec is not None:
             dec = codec.err
@@ -436,7 +432,7 @@ class ProcessBackend:
                 raise ProtocolError("err payload for a result without an error type")
             value = None if dec is None else dec(msg[2], CallHandles(worker))
             self._succeeded(worker, ex)
-            return plugin._error(ErrorResult(value), ex)
+            return port.error(ErrorResult(value), ex)
         if kind == "inst" and len(msg) >= 4:
             err = InstantiationError(text(msg[2]))
             err.__notes__ = [text(n) for n in msg[4:]]
@@ -450,10 +446,10 @@ class ProcessBackend:
             )
             return cls(text(msg[2]))
         if kind == "error" and len(msg) == 3:
-            return plugin._error(PluginError(text(msg[2])), ex)
+            return port.error(PluginError(text(msg[2])), ex)
         exc: PluginFault
         worker.fresh = False  # the worker discarded its instance...
-        retire(worker, plugin)  # ...and with it the guest objects its handles named
+        retire(worker, port)  # ...and with it the guest objects its handles named
         if kind == "host" and len(msg) == 2:
             host_exc = frame.host_exc
             if host_exc is None:
@@ -463,10 +459,10 @@ class ProcessBackend:
                 fault = HostFunctionError(
                     f"host function {frame.host_func} raised {type(host_exc).__name__}"
                 )
-                plugin._supervisor.record_fault(plugin._error(fault, ex))
+                port.fault(fault, ex)
                 return host_exc
             if isinstance(host_exc, PluginTimeout):  # an async host function ran out of time
-                plugin._supervisor.record_fault(plugin._error(host_exc, ex))
+                port.fault(host_exc, ex)
                 return host_exc
             exc = HostFunctionError(
                 f"host function {frame.host_func} raised {type(host_exc).__name__}: {host_exc}"
@@ -485,17 +481,16 @@ class ProcessBackend:
                 exc.add_note(text(note))
         else:
             raise ProtocolError(f"malformed FAULT {kind!r}")
-        plugin._supervisor.record_fault(plugin._error(exc, ex))
-        return exc
+        return port.fault(exc, ex)
 
     def _lost(
         self, worker: WorkerProcess, ex: ExportFunc | None, e: BaseException
     ) -> BaseException:
         """The call did not end with a reply: kill the worker; what should the caller see?"""
         self.pool.discard(worker)
-        plugin = self.plugin
-        if plugin._closed:
-            return plugin._error(PluginClosedError("plugin was closed during the call"), ex)
+        port = self.port
+        if port.closed:
+            return port.error(PluginClosedError("plugin was closed during the call"), ex)
         exc: PluginFault
         if isinstance(e, TimeoutError):
             exc = PluginTimeout(
@@ -515,11 +510,10 @@ class ProcessBackend:
             # Ctrl-C (or another BaseException) while waiting: the worker was killed,
             # which ends the call at once; count it like in-process, then let it go on.
             if not isinstance(e, Exception):
-                plugin._record_interrupt(ex, e)
+                port.interrupted(ex, e)
             return e
         exc.__cause__ = e if not isinstance(e, ProtocolError) else None
-        plugin._supervisor.record_fault(plugin._error(exc, ex))
-        return exc
+        return port.fault(exc, ex)
 
     # -- lifecycle and health --------------------------------------------------------------
 
@@ -542,7 +536,7 @@ class ProcessBackend:
             try:
                 if not worker.alive:
                     continue
-                retire(worker, self.plugin)  # guest resource handles of it are stale now
+                retire(worker, self.port)  # guest resource handles of it are stale now
                 try:
                     worker.chan.send([Op.RESET])
                     msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
@@ -555,7 +549,7 @@ class ProcessBackend:
 
     def close(self) -> None:
         """Kill and reap every worker at once; calls still running raise
-        :class:`PluginClosedError` (``Plugin._closed`` is already set)."""
+        :class:`PluginClosedError` (the plugin is already marked closed)."""
         self._starter.close()
         for worker in self.pool.live():
             worker.kill()

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wasmplug._bridge.resources import Resource
+from wasmplug._bridge.resources import Resource, give_back, new_handle, take_handle
 from wasmplug._bridge.wit import HandleT, ResourceRef
 from wasmplug._errors import WitTypeError
 
 from .codec import ProtocolError
 
 if TYPE_CHECKING:
-    from wasmplug._runtime.plugin import Plugin
+    from wasmplug._runtime.plugin import Plugin, PluginPort
 
     from .spawn import WorkerProcess
 
@@ -46,16 +46,18 @@ class WorkerInstance:
 
     Attributes:
         plugin: The plugin.
+        port: The plugin, as the process tier sees it.
         worker: The worker process holding the instance.
         pending_drops: Tokens of ``own`` handles garbage-collected here; the next
             call on the worker sends them, and the worker runs their guest
             destructors before that call (as in-process).
     """
 
-    __slots__ = ("__weakref__", "current", "pending_drops", "plugin", "worker")
+    __slots__ = ("__weakref__", "current", "pending_drops", "plugin", "port", "worker")
 
-    def __init__(self, plugin: Plugin, worker: WorkerProcess) -> None:
-        self.plugin = plugin
+    def __init__(self, port: PluginPort, worker: WorkerProcess) -> None:
+        self.plugin: Plugin = port.plugin
+        self.port = port
         self.worker = worker
         self.current = True
         self.pending_drops: list[int] = []
@@ -72,13 +74,11 @@ class WorkerInstance:
 
     def drop_handle(self, token: int) -> None:
         """``Resource.drop()``: the guest destructor runs in the worker now."""
-        backend = self.plugin._backend
-        assert backend is not None  # a worker's instance belongs to a process-tier plugin
-        backend.drop_resource(self, token)
+        self.port.drop_resource(self, token)
 
     def resource_class(self, ref: ResourceRef) -> type[Resource]:
         """The plugin's class for handles of the guest resource type ``ref``."""
-        return self.plugin._resource_classes.get((ref.interface, ref.name), Resource)
+        return self.port.resource_class(ref)
 
     def take_drops(self) -> list[int]:
         """The tokens garbage-collected since the last call (removed from the queue)."""
@@ -94,13 +94,13 @@ def instance_of(worker: WorkerProcess) -> WorkerInstance | None:
     return inst
 
 
-def retire(worker: WorkerProcess, plugin: Plugin) -> None:
+def retire(worker: WorkerProcess, port: PluginPort) -> None:
     """The worker discarded its instance (or is starting): handles of the old one are stale."""
     old = instance_of(worker)
     if old is not None:
         old.current = False
         old.pending_drops.clear()  # the worker frees those guest objects itself
-    worker.instance = WorkerInstance(plugin, worker)
+    worker.instance = WorkerInstance(port, worker)
 
 
 class CallHandles:
@@ -135,9 +135,9 @@ class CallHandles:
     def _guest_token(self, ty: HandleT, obj: Any) -> int:
         if not isinstance(obj, Resource):
             raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(obj).__name__}")
-        token: int = obj._checked_ptr(instance_of(self.worker))  # moved, stale or elsewhere: raises
+        # Moved, stale or elsewhere: raises. An own handle is emptied (end_call gives it back).
+        token: int = take_handle(obj, instance_of(self.worker), owned=ty.owned)
         if ty.owned:
-            obj._ptr = None  # ownership moves into the guest (given back by end_call(undo))
             self.moved.append((obj, token))
         return token
 
@@ -147,7 +147,7 @@ class CallHandles:
             inst = instance_of(self.worker)
             assert inst is not None
             cls = inst.resource_class(ref)
-            return cls._new(inst, oid, ref.name, ty.owned)
+            return new_handle(cls, inst, oid, ref.name, ty.owned)
         objects = self.worker.objects
         try:
             return objects.pop(oid) if ty.owned else objects[oid]
@@ -163,5 +163,5 @@ class CallHandles:
         self.borrowed.clear()
         if undo:
             for obj, token in self.moved:
-                obj._ptr = token
+                give_back(obj, token)
         self.moved.clear()

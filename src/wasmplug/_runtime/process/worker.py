@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import logging
 import os
 import resource
@@ -33,7 +32,7 @@ from typing import Any, NoReturn
 from wasmtime.component import Component, Linker
 
 from wasmplug._bridge.hostfuncs import Invoke, ResolvedImports, link_resolved
-from wasmplug._bridge.resources import Resource
+from wasmplug._bridge.resources import Resource, moved_into_guest
 from wasmplug._bridge.wit import FuncSig, HandleT, InterfaceShape, read_shape
 from wasmplug._errors import (
     CapabilityError,
@@ -49,7 +48,7 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.cache import CompileCache
-from wasmplug._runtime.plugin import Plugin
+from wasmplug._runtime.plugin import Plugin, PluginPort
 from wasmplug._runtime.services import HostServices
 from wasmplug._sandbox.capabilities import sandbox_from_wire
 from wasmplug._sandbox.limits import Limits, RestartPolicy
@@ -154,7 +153,7 @@ class _Handles:
         """Forget the ``own`` handles the call moved into the guest."""
         for token in self.taken:
             res = self.guest.get(token)
-            if res is not None and res._ptr is None:
+            if res is not None and moved_into_guest(res):
                 del self.guest[token]
         self.taken.clear()
 
@@ -229,22 +228,19 @@ class Server:
             pool_size=1,
             restart_policy=_NEVER_QUARANTINE,
             sha256=settings["sha256"],
-            # Blocking WASI needs no call thread here: the parent kills the worker.
+            # Calls run on this (main) thread even when the guest can block in WASI:
+            # the application kills the whole worker at the deadline, which the
+            # in-process call-thread path only approximates, and a call thread left
+            # behind could still use the channel after the worker had moved on.
             call_threads=False,
         )
+        self.port = port = PluginPort(self.plugin)
         # Building the export table, then the first instance; later instances are
         # made in calls (after a fault), and each is reported as it is made.
         self.report(_INSTANTIATE, first_start, time.time_ns())
-        pool = self.plugin._pool
-        pool._create = functools.partial(self._timed_instance, pool._create)
-        # Calls run on this (main) thread even when the guest can block in WASI: the
-        # application kills the whole worker at the deadline, which the in-process
-        # call-thread path only approximates, and a call thread left behind could
-        # still use the channel after the worker had moved on to the next call.
-        self.plugin._threaded = False
-        self.plugin._call = self.plugin._run
+        port.time_instances(self._timed_instance)
         self.exports: list[tuple[list[Decode], Encode | None, Encode | None, bool]] = []
-        for ex in self.plugin._exports_list:
+        for ex in port.exports:
             sig = ex.sig
             result = sig.result
             ok_enc = err_enc = None
@@ -351,15 +347,15 @@ class Server:
                 raise ProtocolError(f"unexpected opcode {op}")
 
     def _call(self, index: Any, wire: list[Any], drops: Any) -> None:
-        plugin = self.plugin
-        ex = plugin._exports_list[index]
+        port = self.port
+        ex = port.exports[index]
         decs, ok_enc, err_enc, _ = self.exports[index]
         handles = self.handles
         if drops:
             handles.release(drops)
         try:
             args = tuple(decs[i](w, handles) for i, w in enumerate(wire))
-            value = plugin._invoke(ex, args)
+            value = port.invoke(ex, args)
         except BaseException as e:
             reply = self._failure(e, err_enc)
         else:

@@ -28,7 +28,7 @@ from .spawn import WorkerProcess, spawn_worker
 from .wire import Op
 
 if TYPE_CHECKING:
-    from wasmplug._runtime.plugin import Plugin
+    from wasmplug._runtime.plugin import PluginPort
 
 __all__ = ["SPARE_JOIN_TIMEOUT_S", "START_TIMEOUT_S", "WorkerStarter"]
 
@@ -46,7 +46,7 @@ class WorkerStarter:
     """Starts one plugin's workers and keeps its warm spares.
 
     Args:
-        plugin: The plugin (its name, and whether it is closed).
+        port: The plugin (its name, and whether it is closed).
         settings: The ``INIT`` message body.
         max_frame: Largest frame accepted from these workers, in bytes.
         spares: Ready workers to keep besides the ones serving calls.
@@ -57,7 +57,7 @@ class WorkerStarter:
 
     def __init__(
         self,
-        plugin: Plugin,
+        port: PluginPort,
         settings: dict[str, Any],
         *,
         max_frame: int,
@@ -65,7 +65,7 @@ class WorkerStarter:
         converse: Converse,
         capability: Callable[[str], CapabilityError],
     ) -> None:
-        self._plugin = plugin
+        self._port = port
         self._settings = settings
         self._max_frame = max_frame
         self._converse = converse
@@ -93,7 +93,7 @@ class WorkerStarter:
         worker = spawn_worker()
         worker.chan.max_frame = self._max_frame
         worker.traced = traced
-        name = self._plugin.name
+        name = self._port.plugin.name
         with self._lock:
             self._booting.add(worker)
         try:
@@ -101,7 +101,7 @@ class WorkerStarter:
             msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
             worker.traced = True  # from now on its stages belong to the calls it serves
             if msg[0] == Op.READY:
-                retire(worker, self._plugin)  # its first instance, for guest resource handles
+                retire(worker, self._port)  # its first instance, for guest resource handles
                 return worker
             kind = msg[1] if len(msg) > 1 else None
             if kind == "capability" and len(msg) == 3:
@@ -142,7 +142,7 @@ class WorkerStarter:
         """Start spares in the background until ``spares`` are ready or starting."""
         with self._lock:
             missing = self._wanted - len(self._spares) - self._starting
-            if missing <= 0 or self._plugin._closed:
+            if missing <= 0 or self._port.closed:
                 return
             self._starting += missing
         for _ in range(missing):
@@ -156,14 +156,14 @@ class WorkerStarter:
         try:
             worker = self.start()
         except BaseException as e:
-            if not self._plugin._closed:
-                log.warning("plugin %s: cannot start a spare worker: %s", self._plugin.name, e)
+            if not self._port.closed:
+                log.warning("plugin %s: cannot start a spare worker: %s", self._port.plugin.name, e)
             with self._lock:
                 self._starting -= 1
             return
         with self._lock:
             self._starting -= 1
-            keep = not self._plugin._closed
+            keep = not self._port.closed
             if keep:
                 self._spares.append(worker)
         if not keep:
