@@ -10,6 +10,7 @@ import pytest
 import wasmtime
 from wasmtime.component import Component, Linker
 
+from support.wasi_wat import stream_imports
 from wasmplug import CapabilityError, DirGrant, FilesystemRequest, Grants, Limits, Manifest
 from wasmplug._sandbox import grants as grants_module
 from wasmplug._sandbox.capabilities import resolve
@@ -81,29 +82,10 @@ def test_limits_validate(bad: object) -> None:
 
 # A tiny component that writes "out-line\n" to wasi:cli/stdout and "err-line\n" to
 # wasi:cli/stderr (output-stream.blocking-write-and-flush), each stream once.
-STDIO_WAT = r"""
-(component $C
-  (import "wasi:io/error@0.2.0" (instance $err
-    (export "error" (type (sub resource)))))
-  (alias export $err "error" (type $error))
-  (import "wasi:io/streams@0.2.0" (instance $streams
-    (alias outer $C $error (type $e))
-    (export "error" (type $ee (eq $e)))
-    (export "output-stream" (type $os (sub resource)))
-    (type $se (variant (case "last-operation-failed" (own $ee)) (case "closed")))
-    (export "stream-error" (type $sev (eq $se)))
-    (export "[method]output-stream.blocking-write-and-flush"
-      (func (param "self" (borrow $os)) (param "contents" (list u8))
-        (result (result (error $sev)))))))
-  (alias export $streams "output-stream" (type $output))
-  (import "wasi:cli/stdout@0.2.0" (instance $stdout
-    (alias outer $C $output (type $o))
-    (export "output-stream" (type $oe (eq $o)))
-    (export "get-stdout" (func (result (own $oe))))))
-  (import "wasi:cli/stderr@0.2.0" (instance $stderr
-    (alias outer $C $output (type $o))
-    (export "output-stream" (type $oe (eq $o)))
-    (export "get-stderr" (func (result (own $oe))))))
+STDIO_WAT = (
+    "\n(component $C\n"
+    + stream_imports(writes=("blocking-write-and-flush",), cli=("stdout", "stderr"))
+    + r"""
   (core module $mem
     (memory (export "memory") 1)
     (data (i32.const 0) "out-line\0aerr-line\0a"))
@@ -134,6 +116,7 @@ STDIO_WAT = r"""
   (func (export "run") (canon lift (core func $i "run")))
 )
 """
+)
 
 
 class _Lines(logging.Handler):

@@ -9,7 +9,10 @@ It imports ``wasi:io/poll`` and ``wasi:clocks/monotonic-clock`` (linked by
 - ``add(a, b)``, and ``call-cb(x)``, which calls the host function ``cb``.
 """
 
-BLOCKING_WAT = r"""(component $C
+from .wasi_wat import bump_memory, stream_imports
+
+BLOCKING_WAT = (
+    r"""(component $C
   (import "cb" (func $cb (param "x" u32) (result u32)))
   (import "wasi:io/poll@0.2.0" (instance $poll
     (export "pollable" (type (sub resource)))
@@ -22,14 +25,10 @@ BLOCKING_WAT = r"""(component $C
     (export "pollable" (type $ep (eq $p)))
     (export "subscribe-duration" (func (param "when" u64) (result (own $ep))))
   ))
-  (core module $mem
-    (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 1024))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (i32.const 64)))
-      (local.get $p)))
+"""
+    + "  "
+    + bump_memory()
+    + r"""
   (core instance $mem (instantiate $mem))
   (core func $subscribe (canon lower (func $clock "subscribe-duration")))
   (core func $block (canon lower (func $poll "[method]pollable.block")))
@@ -73,37 +72,17 @@ BLOCKING_WAT = r"""(component $C
   (func (export "call-cb") (param "x" u32) (result u32) (canon lift (core func $i "call-cb")))
 )
 """
+)
 
 NEVER_NS = 2**64 - 1
 """The longest wait a guest can ask for (about 585 years)."""
 
-STDIN_WAT = r"""
-(component $C
-  (import "wasi:io/error@0.2.0" (instance $err
-    (export "error" (type (sub resource)))))
-  (alias export $err "error" (type $error))
-  (import "wasi:io/streams@0.2.0" (instance $streams
-    (alias outer $C $error (type $e))
-    (export "error" (type $ee (eq $e)))
-    (export "input-stream" (type $is (sub resource)))
-    (type $se (variant (case "last-operation-failed" (own $ee)) (case "closed")))
-    (export "stream-error" (type $sev (eq $se)))
-    (export "[method]input-stream.blocking-read"
-      (func (param "self" (borrow $is)) (param "len" u64)
-        (result (result (list u8) (error $sev)))))))
-  (alias export $streams "input-stream" (type $input))
-  (import "wasi:cli/stdin@0.2.0" (instance $stdin
-    (alias outer $C $input (type $i))
-    (export "input-stream" (type $ie (eq $i)))
-    (export "get-stdin" (func (result (own $ie))))))
-  (core module $mem
-    (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 1024))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
-      (local.get $p)))
+STDIN_WAT = (
+    "\n(component $C\n"
+    + stream_imports(reads=("blocking-read",), cli=("stdin",))
+    + "\n  "
+    + bump_memory("(i32.add (local.get 3) (i32.const 8))")
+    + r"""
   (core instance $mem (instantiate $mem))
   (core func $get (canon lower (func $stdin "get-stdin")))
   (core func $read (canon lower (func $streams "[method]input-stream.blocking-read")
@@ -123,5 +102,6 @@ STDIN_WAT = r"""
   (func (export "read-stdin") (result u32) (canon lift (core func $i "read-stdin")))
 )
 """
+)
 """Reads one byte from ``wasi:cli/stdin`` with ``input-stream.blocking-read``;
 ``read-stdin`` returns 10 * (0 ok, 1 err) + the error case (0 failed, 1 closed)."""

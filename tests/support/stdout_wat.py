@@ -17,39 +17,18 @@ newline-terminated rest), gets the stream, writes and drops it:
 1 check-write, 2 write, 3 flush, 4 blocking-write-and-flush; case 0 failed, 1 closed).
 """
 
+from .wasi_wat import stream_imports
+
 DATA_AT = 1024
 LINE = 4000
 
-STDOUT_WAT = r"""
-(component $C
-  (import "wasi:io/error@0.2.0" (instance $err
-    (export "error" (type (sub resource)))))
-  (alias export $err "error" (type $error))
-  (import "wasi:io/streams@0.2.0" (instance $streams
-    (alias outer $C $error (type $e))
-    (export "error" (type $ee (eq $e)))
-    (export "output-stream" (type $os (sub resource)))
-    (type $se (variant (case "last-operation-failed" (own $ee)) (case "closed")))
-    (export "stream-error" (type $sev (eq $se)))
-    (export "[method]output-stream.check-write"
-      (func (param "self" (borrow $os)) (result (result u64 (error $sev)))))
-    (export "[method]output-stream.write"
-      (func (param "self" (borrow $os)) (param "contents" (list u8))
-        (result (result (error $sev)))))
-    (export "[method]output-stream.blocking-flush"
-      (func (param "self" (borrow $os)) (result (result (error $sev)))))
-    (export "[method]output-stream.blocking-write-and-flush"
-      (func (param "self" (borrow $os)) (param "contents" (list u8))
-        (result (result (error $sev)))))))
-  (alias export $streams "output-stream" (type $output))
-  (import "wasi:cli/stdout@0.2.0" (instance $stdout
-    (alias outer $C $output (type $o))
-    (export "output-stream" (type $oe (eq $o)))
-    (export "get-stdout" (func (result (own $oe))))))
-  (import "wasi:cli/stderr@0.2.0" (instance $stderr
-    (alias outer $C $output (type $o))
-    (export "output-stream" (type $oe (eq $o)))
-    (export "get-stderr" (func (result (own $oe))))))
+STDOUT_WAT = (
+    "\n(component $C\n"
+    + stream_imports(
+        writes=("check-write", "write", "blocking-flush", "blocking-write-and-flush"),
+        cli=("stdout", "stderr"),
+    )
+    + r"""
   (core module $mem (memory (export "memory") 64))
   (core instance $mem (instantiate $mem))
   (core func $get-stdout (canon lower (func $stdout "get-stdout")))
@@ -166,4 +145,5 @@ STDOUT_WAT = r"""
     (canon lift (core func $i "write-once")))
 )
 """
+)
 """Writes ``n`` bytes to stdout or stderr; see the module docstring."""
