@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import gc
 import importlib
 import pathlib
 from typing import Any
@@ -191,6 +192,22 @@ def test_raw_store_instantiates_and_calls() -> None:
     store.close()  # idempotent
     assert store.ptr is None
     assert store.context is None
+
+
+def test_a_raw_store_interrupted_while_created_is_finalized_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C can raise inside ``RawStore.__init__`` (a new instance after a fault):
+    its finalizer then runs on a half-built object and must not raise (pytest turns
+    an exception in a finalizer into a failure)."""
+
+    def interrupted(*_args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ffi, "store_new", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ffi.RawStore(wasmtime.Engine())
+    gc.collect()  # the half-built store is gone; its __del__ raised nothing
 
 
 def _wasmtime_private_names() -> set[str]:

@@ -8,10 +8,12 @@ thread sends the SIGINT while the main thread is inside Wasm.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 from runtime.test_faults import FAULTY_WAT
 from wasmplug import Limits, Manifest, Plugin, PluginHost, PluginTimeout, current_plugin
 from wasmplug._bridge import callctx, sigguard
+from wasmplug._runtime import deadline
 
 pytestmark = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
@@ -231,3 +234,114 @@ def test_ctrl_c_during_a_finalizer_is_not_lost() -> None:
             finalize_then_wait(start)
         assert time.monotonic() - start < 1.0
         sigint.latency()
+
+
+def test_ctrl_c_landing_in_a_weakref_callback_during_a_call_is_not_lost() -> None:
+    """The CI flake: while the main thread is inside Wasm, the only Python it runs is
+    wasmplug's callbacks, and the cyclic garbage collector can run in any of them
+    (collecting a plugin an earlier test left behind, whose host's ``WeakSet`` then
+    runs its removal callback). Python drops an exception raised in a weakref
+    callback, so a Ctrl-C handled there was lost and the call spun on to its deadline.
+
+    Here a garbage cycle re-arms itself until the collector runs on the main thread
+    inside a call; its ``weakref.finalize`` callback then raises the signal, and the
+    handler runs in that callback's frame."""
+    fired: list[str] = []
+
+    class Cycle:
+        pass
+
+    def arm() -> None:
+        cycle = Cycle()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        weakref.finalize(cycle, on_collect)
+
+    def on_collect() -> None:
+        if fired:
+            return
+        if threading.current_thread() is threading.main_thread() and callctx.current():
+            fired.append("in a call")
+            signal.raise_signal(signal.SIGINT)
+        else:
+            arm()
+
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host, timeout_ms=5_000)
+        threshold = gc.get_threshold()
+        start = time.monotonic()
+        try:
+            arm()
+            gc.set_threshold(1)  # collect on (nearly) every allocation, on every thread
+            with pytest.raises(KeyboardInterrupt):
+                plugin.call("spin")
+        finally:
+            gc.set_threshold(*threshold)
+            fired.append("done")  # disarm
+        # Not the 5 s budget: the handler ran at the next deadline slice (10 ms),
+        # with a wide margin for a loaded machine.
+        assert time.monotonic() - start < 2.5
+        assert fired[0] == "in a call"
+        assert plugin.metrics().faults == {"interrupted": 1}
+        assert_works_everywhere(plugin)
+
+
+def test_ctrl_c_landing_in_a_function_the_deadline_callback_calls_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler may run in any Python function the epoch-deadline callback calls,
+    not only at its entry; a KeyboardInterrupt raised there ended the call as a plain
+    PluginInterrupted and the KeyboardInterrupt itself was lost."""
+    fired: list[bool] = []
+    current = deadline._current
+
+    def current_then_signal() -> Any:
+        if not fired and threading.current_thread() is threading.main_thread():
+            fired.append(True)
+            signal.raise_signal(signal.SIGINT)  # the handler runs in this frame
+        return current()
+
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host, timeout_ms=5_000)
+        monkeypatch.setattr(deadline, "_current", current_then_signal)
+        with pytest.raises(KeyboardInterrupt):
+            plugin.call("spin")
+        monkeypatch.undo()
+        assert fired
+        assert plugin.metrics().faults == {"interrupted": 1}
+        assert_works_everywhere(plugin)
+
+
+def test_ctrl_c_landing_in_a_weakref_callback_inside_a_host_function_is_not_lost() -> None:
+    """In a host function (application code) Ctrl-C raises at once; when the handler
+    runs inside a weakref callback there, it is delivered again right after it."""
+    seen: list[str] = []
+
+    class Thing:
+        pass
+
+    def on_collect() -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    def cb(x: int) -> int:
+        thing = Thing()
+        weakref.finalize(thing, on_collect)
+        del thing  # the callback runs here, and the SIGINT is handled in it
+        try:
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                pass
+        except KeyboardInterrupt:
+            seen.append("raised in the host function")
+            raise
+        return x
+
+    with PluginHost(cache_dir=False) as host:
+        plugin = load(host, cb)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            plugin.call("call-cb", 1)
+        assert time.monotonic() - start < 2.5  # not the 3 s loop: about 1 ms after
+
+        assert seen == ["raised in the host function"]
+        assert plugin.metrics().total_faults == 1
+        assert_works_everywhere(plugin)

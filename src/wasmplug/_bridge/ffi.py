@@ -197,7 +197,9 @@ class RawStore:
 
     def close(self) -> None:
         """Delete the store and everything in it (idempotent)."""
-        ptr = self.ptr
+        # getattr: a Ctrl-C raised inside __init__ leaves the slots unset, and then
+        # the finalizer calls this.
+        ptr = getattr(self, "ptr", None)
         if ptr is not None:
             self.ptr = self.context = None
             store_delete(ptr)

@@ -152,6 +152,7 @@ def _trampoline(
         return f.new_error(f"host function {name} raised {type(e).__name__}: {e}")
 
 
+@_sigguard.application_code
 def _invoke(hf: HostFunc, pyargs: list[Any], inst: Any) -> Any:
     out = hf.invoke(pyargs)
     if out.__class__ is _COROUTINE:  # an async host function

@@ -283,6 +283,7 @@ class CallPath:
         me: object = self  # a Plugin, which is its instances' InstanceOwner
         return any(inst.plugin is me for inst in call_chain(cur))
 
+    @_sigguard.enters_wasm
     def _run(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         if inst.pending_drops:
             self._run_drops(inst)
@@ -501,6 +502,7 @@ class CallPath:
             else:
                 self._run_drops(inst)
 
+    @_sigguard.enters_wasm
     def _run_drops(self, inst: Instance) -> None:
         """Run the guest destructors of the handles queued on ``inst`` (its lock held,
         no Wasm of it running on this thread). A destructor is guest code: it runs

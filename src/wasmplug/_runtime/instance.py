@@ -244,6 +244,7 @@ class Instance:
             self.stdout.drain()
             self.stderr.drain()
 
+    @_sigguard.enters_wasm
     def _instantiate(self) -> Any:
         plugin = self.plugin
         ticker = plugin._services.ticker
