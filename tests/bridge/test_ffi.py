@@ -51,6 +51,8 @@ SIGNATURES: dict[str, tuple[int, str | None]] = {
     "_wasmtime_context_set_epoch_deadline": (2, None),
     "_wasmtime_context_set_fuel": (2, "LP_wasmtime_error"),
     "_wasmtime_context_set_wasi": (2, "LP_wasmtime_error"),
+    "_wasmtime_config_host_memory_creator_set": (2, None),
+    "_wasmtime_config_memory_init_cow_set": (2, None),
     "_wasmtime_pooling_allocation_config_delete": (1, None),
     "_wasmtime_pooling_allocation_config_linear_memory_keep_resident_set": (2, None),
     "_wasmtime_pooling_allocation_config_max_core_instances_per_component_set": (2, None),
@@ -130,6 +132,38 @@ def test_value_layout() -> None:
     kinds += ("CHAR", "STRING", "LIST", "RECORD", "TUPLE", "VARIANT", "ENUM", "OPTION")
     kinds += ("RESULT", "FLAGS", "RESOURCE")
     assert [getattr(ffi, k) for k in kinds] == list(range(len(kinds)))
+
+
+def _signature(fn_type: Any) -> tuple[str | None, list[str]]:
+    """``(restype, argtypes)`` of a CFUNCTYPE class, by type name."""
+    restype = fn_type._restype_
+    return (
+        restype.__name__ if restype is not None else None,
+        [t.__name__ for t in fn_type._argtypes_],
+    )
+
+
+def test_memory_creator_layout() -> None:
+    # _bridge/memcreator.py fills these structs and implements these callbacks
+    # (wasmtime's config.h): a change of shape must fail here, not in a guest.
+    assert [n for n, _ in ffi.MemoryCreator._fields_] == ["env", "new_memory", "finalizer"]
+    assert [n for n, _ in ffi.LinearMemory._fields_] == [
+        "env",
+        "get_memory",
+        "grow_memory",
+        "finalizer",
+    ]
+    assert ctypes.sizeof(ffi.MemoryCreator) == 3 * ctypes.sizeof(ctypes.c_void_p)
+    assert ctypes.sizeof(ffi.LinearMemory) == 4 * ctypes.sizeof(ctypes.c_void_p)
+    size = "c_ulong"  # size_t
+    assert _signature(ffi.NewMemoryCallback) == (
+        size,  # wasmtime_error_t*, as an integer
+        ["c_void_p", "LP_wasm_memorytype_t", size, size, size, size, "LP_wasmtime_linear_memory"],
+    )
+    assert _signature(ffi.GetMemoryCallback) == (size, ["c_void_p", f"LP_{size}", f"LP_{size}"])
+    assert _signature(ffi.GrowMemoryCallback) == (size, ["c_void_p", size])
+    assert _signature(ffi.MemoryFinalizer) == (None, ["c_void_p"])
+    assert _signature(ffi.CreatorFinalizer) == (None, ["c_void_p"])
 
 
 def test_private_attributes_of_public_objects() -> None:

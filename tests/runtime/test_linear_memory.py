@@ -74,7 +74,7 @@ def test_process_tier_reports_the_instances_linear_memory(host: PluginHost) -> N
     assert stats.linear_memory_bytes == 1 * PAGE
 
 
-def test_in_process_it_is_not_known(host: PluginHost) -> None:
+def test_in_process_it_is_not_known_without_memory_accounting(host: PluginHost) -> None:
     _load(host, "inprocess")
     stats = host.stats().get("faulty")
     assert stats is not None

@@ -263,7 +263,18 @@ def test_counters_after_a_fault_and_a_restart(host: PluginHost, otel: Otel) -> N
     fault = value("wasmplug.call.duration", **{"wasmplug.outcome": "fault"})
     assert fault.count == 1
     assert value("wasmplug.instantiate.duration").count == 2  # at load, after the trap
-    assert otel.points("wasmplug.memory.linear") == []  # not known in-process
+    assert otel.points("wasmplug.memory.linear") == []  # not counted in-process by default
+
+
+def test_linear_memory_gauge_in_process_with_memory_accounting(otel: Otel, tmp_path: Path) -> None:
+    with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True) as host:
+        plugin = load(host, otel, limits=Limits(memory_bytes=4 << 20))
+        (point,) = otel.points("wasmplug.memory.linear")
+        assert point.value == 65536  # (memory 1)
+        assert dict(point.attributes)["wasmplug.isolation"] == "inprocess"
+        assert plugin.call("grow-max") == 64
+        (point,) = otel.points("wasmplug.memory.linear")
+        assert point.value == 64 * 65536
 
 
 def test_sampling_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,7 +13,10 @@ here, so an upgrade of wasmtime-py breaks in one place:
 - private attributes of public objects: a Store's raw context
   (:func:`store_context`), a component Func's C struct (:func:`func_handle`),
   handing a ``WasiConfig`` over (:meth:`RawStore.set_wasi`) and building a
-  ``WasmtimeError`` from a raw pointer (:func:`error_from_ptr`).
+  ``WasmtimeError`` from a raw pointer (:func:`error_from_ptr`);
+- the engine options wasmtime-py does not wrap: the pooling allocator
+  (:func:`use_pooling_allocator`) and a host memory creator
+  (:func:`use_memory_creator`, used by :mod:`wasmplug._bridge.memcreator`).
 
 A plugin instance lives in a :class:`RawStore`: the store, the component
 instance and its export functions are held as C structs, not as wasmtime-py's
@@ -42,10 +45,12 @@ __all__ = [
     "component_types",
     "error_from_ptr",
     "error_message",
+    "error_message_at",
     "export_func",
     "func_handle",
     "new_error",
     "store_context",
+    "use_memory_creator",
     "use_pooling_allocator",
 ]
 
@@ -139,6 +144,12 @@ def error_from_ptr(ptr: Any) -> WasmtimeError:
 def error_message(ptr: Any) -> str:
     """Take ownership of a ``wasmtime_error_t*`` and return its message text."""
     return str(WasmtimeError._from_ptr(ptr))
+
+
+def error_message_at(address: int) -> str:
+    """Take ownership of the ``wasmtime_error_t`` at ``address`` (the integer a
+    callback returned, as a C function pointer call gives it back) and return its text."""
+    return error_message(ctypes.cast(address, ctypes.POINTER(b.wasmtime_error_t)))
 
 
 def store_context(store: Store) -> Any:
@@ -266,6 +277,36 @@ def use_pooling_allocator(config: Config, settings: dict[str, int]) -> None:
         b._wasmtime_pooling_allocation_strategy_set(config.ptr(), pooling)  # copies it
     finally:
         b._wasmtime_pooling_allocation_config_delete(pooling)
+
+
+# A host memory creator (wasmtime's ``MemoryCreator`` through the C API, config.h):
+# new_memory(env, const wasm_memorytype_t*, minimum, maximum, reserved_size_in_bytes,
+#            guard_size_in_bytes, wasmtime_linear_memory_t* out) -> wasmtime_error_t*
+# get_memory(env, size_t* byte_size, size_t* byte_capacity) -> uint8_t* base
+# grow_memory(env, size_t new_size) -> wasmtime_error_t*
+# Sizes are in bytes; ``maximum`` is SIZE_MAX for "none" and ``reserved`` 0 for "none".
+MemoryCreator = b.wasmtime_memory_creator_t
+LinearMemory = b.wasmtime_linear_memory_t
+NewMemoryCallback = b.wasmtime_new_memory_callback_t
+GetMemoryCallback = b.wasmtime_memory_get_callback_t
+GrowMemoryCallback = b.wasmtime_memory_grow_callback_t
+# The finalizer fields' CFUNCTYPE(None, c_void_p), as the bindings declare them.
+MemoryFinalizer: Any = next(fd[1] for fd in LinearMemory._fields_ if fd[0] == "finalizer")
+CreatorFinalizer: Any = next(fd[1] for fd in MemoryCreator._fields_ if fd[0] == "finalizer")
+
+
+def use_memory_creator(config: Config, creator: Any) -> None:
+    """Make engines built from ``config`` allocate every linear memory through
+    ``creator`` (a filled :data:`MemoryCreator`; wasmtime copies it), and turn off
+    copy-on-write memory images, which wasmtime supports only in memories it
+    mapped itself: with them on, instantiating a module that has data segments
+    panics ("memory_image is Some only for mmap-based memories").
+
+    Only the on-demand instance allocator calls a memory creator; wasmtime's
+    pooling allocator places memories in its own slots.
+    """
+    b._wasmtime_config_memory_init_cow_set(config.ptr(), False)
+    b._wasmtime_config_host_memory_creator_set(config.ptr(), ctypes.byref(creator))
 
 
 def bytes_to_vec(data: bytes, vec: Any) -> None:

@@ -8,6 +8,7 @@ import time
 from wasmtime import Config, Engine
 
 from wasmplug._bridge import ffi as f
+from wasmplug._bridge.memcreator import MemoryAccounting
 from wasmplug._sandbox.limits import Limits
 
 __all__ = ["EpochTicker", "make_engine", "pooling_settings"]
@@ -16,7 +17,11 @@ _GIB = 2**30
 
 
 def make_engine(
-    *, consume_fuel: bool, instance_slots: int | None = None, limits: Limits | None = None
+    *,
+    consume_fuel: bool,
+    instance_slots: int | None = None,
+    limits: Limits | None = None,
+    memory_accounting: MemoryAccounting | None = None,
 ) -> tuple[Engine, str]:
     """Create the Engine every plugin of one host shares.
 
@@ -25,6 +30,8 @@ def make_engine(
         instance_slots: Use wasmtime's pooling allocator with this many slots
             (see :func:`pooling_settings`); ``None``: allocate on demand.
         limits: The host's limits, which size each slot (default ``Limits()``).
+        memory_accounting: Allocate every linear memory through it (on demand
+            only; copy-on-write memory images off).
 
     Returns:
         ``(engine, settings)`` where ``settings`` is a stable string of the
@@ -42,6 +49,9 @@ def make_engine(
             config, pooling_settings(instance_slots, limits if limits is not None else Limits())
         )
     settings = f"component-model,epoch,fuel={int(consume_fuel)},opt=speed"
+    if memory_accounting is not None:
+        memory_accounting.install(config)
+        settings += ",cow=0"  # checked when a compiled component is deserialized
     return Engine(config), settings
 
 

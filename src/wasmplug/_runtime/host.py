@@ -93,10 +93,18 @@ class PluginHost:
             the host guide, "Instance slots"), and the engine reserves about 4 GiB of
             virtual address space per slot up front (none of it resident).
             ``None`` (the default): allocate on demand, no fixed capacity.
+        memory_accounting: Count the linear memory of each in-process plugin, for
+            :meth:`stats` (``PluginStats.linear_memory_bytes``) and the
+            ``wasmplug.memory.linear`` gauge. The host then allocates every linear
+            memory itself, which makes each fresh instance slower: wasmtime's
+            copy-on-write memory images are off, so data segments are copied in at
+            instantiation (see docs/observability.md, "Linear memory in-process").
+            Process-isolated plugins are always counted. Not with ``instance_slots``.
 
     Raises:
         CacheError: if ``cache_dir`` is unusable (not private or not writable).
-        ValueError: ``instance_slots`` is below 1.
+        ValueError: ``instance_slots`` is below 1, or given with ``memory_accounting``.
+        OSError: ``memory_accounting`` on a platform without ``mmap`` (not POSIX).
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class PluginHost:
         isolation: Literal["inprocess", "process"] = "inprocess",
         spare_workers: int = 1,
         instance_slots: int | None = None,
+        memory_accounting: bool = False,
     ) -> None:
         _check_isolation(isolation)
         if spare_workers < 0:
@@ -131,6 +140,7 @@ class PluginHost:
             max_workers=max_workers,
             instance_slots=instance_slots,
             limits=self.limits,
+            memory_accounting=memory_accounting,
         )
         self.instance_slots = instance_slots
         self._engine = engine = services.engine

@@ -14,6 +14,8 @@ import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
+from wasmplug._bridge.callctx import current_plugin
+from wasmplug._bridge.memcreator import MemoryAccounting
 from wasmplug._sandbox.limits import Limits
 
 from .aio import HostLoop
@@ -38,12 +40,19 @@ class HostServices:
         instance_slots: Use wasmtime's pooling allocator with this many slots
             (``engine.make_engine``); ``None``: allocate on demand.
         limits: The host's limits, which size each slot.
+        memory_accounting: Count each plugin's linear memory (a
+            :class:`~wasmplug._bridge.memcreator.MemoryAccounting` on the engine).
+
+    Raises:
+        ValueError: ``memory_accounting`` with ``instance_slots``.
+        OSError: ``memory_accounting`` on a platform without ``mmap``.
 
     Attributes:
         engine: The wasmtime Engine every plugin of the host is compiled for.
         engine_settings: Its settings as a stable string (part of the compile-cache key).
         consume_fuel: Whether fuel metering is on.
         instance_slots: The pooling allocator's slots, or ``None``.
+        memory_accounting: The engine's memory accounting, or ``None``.
         ticker: The epoch ticker that enforces ``Limits.timeout_ms``.
         executor: The worker threads.
         host_loop: The event loop async host functions run on under a synchronous call
@@ -58,10 +67,22 @@ class HostServices:
         max_workers: int | None,
         instance_slots: int | None = None,
         limits: Limits | None = None,
+        memory_accounting: bool = False,
     ) -> None:
+        if memory_accounting and instance_slots is not None:
+            raise ValueError(
+                "memory_accounting cannot be combined with instance_slots: wasmtime's "
+                "pooling allocator places memories in its own slots, which no memory "
+                "creator sees"
+            )
+        accounting = MemoryAccounting(current_plugin) if memory_accounting else None
         self.engine, self.engine_settings = make_engine(
-            consume_fuel=consume_fuel, instance_slots=instance_slots, limits=limits
+            consume_fuel=consume_fuel,
+            instance_slots=instance_slots,
+            limits=limits,
+            memory_accounting=accounting,
         )
+        self.memory_accounting = accounting
         self.consume_fuel = consume_fuel
         self.instance_slots = instance_slots
         self.ticker = EpochTicker(self.engine, tick_ms)

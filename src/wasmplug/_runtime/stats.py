@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .telemetry import linear_memory_bytes
+
 if TYPE_CHECKING:
     from .plugin import Plugin
 
@@ -36,9 +38,9 @@ class PluginStats:
         quarantined: Whether calls fail fast right now.
         instances: Live instances (worker processes with ``isolation="process"``).
         linear_memory_bytes: Linear memory of the live instances, in bytes (their
-            ``memory.size``, all memories together), with ``isolation="process"``;
-            ``None`` in-process, where wasmtime-py exposes no instance's memory
-            (docs/observability.md, "Metrics").
+            ``memory.size``, all memories together), with ``isolation="process"``,
+            and in-process on a host created with ``memory_accounting=True``;
+            ``None`` otherwise (docs/observability.md, "Linear memory").
     """
 
     name: str
@@ -100,13 +102,6 @@ def plugin_stats(plugin: Plugin) -> PluginStats:
         instances=m.instances,
         linear_memory_bytes=linear_memory_bytes(plugin),
     )
-
-
-def linear_memory_bytes(plugin: Plugin) -> int | None:
-    """Linear memory of ``plugin``'s live instances, in bytes, where it can be known
-    (``isolation="process"``: see ``process/memory.py``)."""
-    backend = plugin._backend
-    return None if backend is None else backend.linear_memory_bytes()
 
 
 def host_stats(plugins: Iterable[Plugin]) -> HostStats:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .exports import ExportFunc
     from .supervisor import PluginMetrics, Supervisor
 
-__all__ = ["CallTelemetry", "instrument", "observe_host", "stage"]
+__all__ = ["CallTelemetry", "instrument", "linear_memory_bytes", "observe_host", "stage"]
 
 _perf = time.perf_counter
 _OK = "ok"
@@ -41,6 +41,15 @@ Invoke = Callable[["ExportFunc", tuple[Any, ...]], Any]
 
 class _Backend(Protocol):
     def linear_memory_bytes(self) -> int | None: ...
+
+
+class _MemoryAccounting(Protocol):
+    def bytes_of(self, owner: object) -> int: ...
+
+
+class _Services(Protocol):
+    @property
+    def memory_accounting(self) -> _MemoryAccounting | None: ...
 
 
 class Instrumented(Protocol):
@@ -56,6 +65,9 @@ class Instrumented(Protocol):
 
     @property
     def _backend(self) -> _Backend | None: ...
+
+    @property
+    def _services(self) -> _Services: ...
 
     def metrics(self) -> PluginMetrics: ...
 
@@ -291,12 +303,25 @@ def observe_host(host: ObservedHost) -> None:
         "wasmplug.memory.linear",
         per_plugin(_linear_memory),
         unit="By",
-        description="Linear memory of the live instances (isolation='process' only).",
+        description=(
+            "Linear memory of the live instances (isolation='process', or in-process "
+            "with PluginHost(memory_accounting=True))."
+        ),
     )
 
 
-def _linear_memory(plugin: Instrumented) -> list[tuple[int, dict[str, Any]]]:
-    # As PluginStats.linear_memory_bytes: known with isolation="process" only.
+def linear_memory_bytes(plugin: Instrumented) -> int | None:
+    """Linear memory of ``plugin``'s live instances, in bytes, where it is known:
+    with ``isolation="process"`` (each worker's memory map, ``process/memory.py``),
+    and in-process on a host with ``memory_accounting=True`` (the memories its
+    engine allocated for the plugin, ``_bridge/memcreator.py``); ``None`` otherwise."""
     backend = plugin._backend
-    size = None if backend is None else backend.linear_memory_bytes()
+    if backend is not None:
+        return backend.linear_memory_bytes()
+    accounting = plugin._services.memory_accounting
+    return None if accounting is None else accounting.bytes_of(plugin)
+
+
+def _linear_memory(plugin: Instrumented) -> list[tuple[int, dict[str, Any]]]:
+    size = linear_memory_bytes(plugin)
     return [] if size is None else [(size, {})]

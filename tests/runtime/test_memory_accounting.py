@@ -1,0 +1,285 @@
+"""``PluginHost(memory_accounting=True)``: each in-process plugin's linear memory is
+counted by the host's own memory creator (``_bridge/memcreator.py``), and the sandbox
+holds exactly as with wasmtime's allocator: out-of-bounds accesses trap (guard
+pages), the memory limit is enforced, data survives growth, nothing leaks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import wat
+from wasmplug import InstantiationError, Limits, Manifest, Plugin, PluginHost, PluginTrapped
+from wasmplug._bridge import memcreator
+from wasmplug._bridge.memcreator import MemoryAccounting
+from wat import Func, P
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="memory accounting is tested on Linux"
+)
+
+PAGE = 65536
+U32 = P("u32")
+FUNCS = [
+    Func("size", (("x", U32),), U32, "(memory.size)"),
+    Func("grow", (("pages", U32),), P("s32"), "(memory.grow (local.get 0))"),
+    Func("load", (("addr", U32),), U32, "(i32.load (local.get 0))"),
+    # A static offset of 16 MiB: wasmtime leaves out the bounds check and relies on
+    # the 32 MiB guard region after the 4 GiB reservation to fault.
+    Func("load-far", (("addr", U32),), U32, "(i32.load offset=16777216 (local.get 0))"),
+    Func(
+        "store",
+        (("addr", U32), ("v", U32)),
+        U32,
+        "(i32.store (local.get 0) (local.get 1)) (local.get 1)",
+    ),
+]
+COMPONENT = wat.component(FUNCS).encode()
+
+
+def component_with_pages(pages: int) -> bytes:
+    """The same component, its memory starting at ``pages`` pages."""
+    text = wat.component(FUNCS)
+    return text.replace('(memory (export "mem") 1)', f'(memory (export "mem") {pages})').encode()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[PluginHost]:
+    with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True) as h:
+        yield h
+
+
+def accounting(host: PluginHost) -> MemoryAccounting:
+    acc = host._services.memory_accounting
+    assert acc is not None
+    return acc
+
+
+def gauge(host: PluginHost, name: str = "mem") -> int | None:
+    stats = host.stats().get(name)
+    assert stats is not None
+    return stats.linear_memory_bytes
+
+
+def load(host: PluginHost, data: bytes = COMPONENT, name: str = "mem", **kw: object) -> Plugin:
+    return host.load(data, allow_unsigned=True, manifest=Manifest(name=name), **kw)  # type: ignore[arg-type]
+
+
+def test_the_gauge_reads_pages_times_64KiB_after_memory_grow(host: PluginHost) -> None:
+    plugin = load(host)
+    assert gauge(host) == 1 * PAGE
+    assert plugin.call("grow", 3) == 1
+    assert plugin.call("size", 0) == 4
+    assert gauge(host) == 4 * PAGE
+    assert plugin.call("grow", 0) == 4  # memory.grow 0 changes nothing
+    assert gauge(host) == 4 * PAGE
+
+
+def test_a_default_host_does_not_count_in_process_memory(tmp_path: Path) -> None:
+    with PluginHost(cache_dir=tmp_path / "cache") as default:
+        assert default._services.memory_accounting is None
+        load(default)
+        assert gauge(default) is None
+
+
+@pytest.mark.parametrize(
+    "export_addr",
+    [
+        ("load", PAGE),  # the first byte past the accessible page
+        ("load", 0xFFFF_FFFC),  # the end of the 4 GiB reservation
+        ("load-far", 0xFFFF_FFF0),  # 16 MiB into the guard region after it
+        ("store", 2 * PAGE),
+    ],
+    ids=["past-size", "end-of-reservation", "guard-region", "store-past-size"],
+)
+def test_out_of_bounds_accesses_still_trap(host: PluginHost, export_addr: tuple[str, int]) -> None:
+    export, addr = export_addr
+    plugin = load(host)
+    args = (addr, 7) if export == "store" else (addr,)
+    with pytest.raises(PluginTrapped, match="out of bounds memory access"):
+        plugin.call(export, *args)
+    assert plugin.call("load", PAGE - 4) == 0  # a fresh instance serves the next call
+    assert gauge(host) == 1 * PAGE
+
+
+def test_the_last_accessible_word_is_readable_and_writable(host: PluginHost) -> None:
+    plugin = load(host)
+    assert plugin.call("store", PAGE - 4, 0xCAFE) == 0xCAFE
+    assert plugin.call("load", PAGE - 4) == 0xCAFE
+    assert plugin.call("grow", 1) == 1
+    assert plugin.call("store", 2 * PAGE - 4, 9) == 9
+    assert plugin.call("load", PAGE - 4) == 0xCAFE
+
+
+@pytest.mark.parametrize("accounted", [True, False], ids=["accounting", "default"])
+def test_the_memory_limit_still_holds(tmp_path: Path, accounted: bool) -> None:
+    # The store's limiter is consulted before the creator is asked to grow: past
+    # Limits.memory_bytes, memory.grow returns -1 in the guest, with or without it.
+    with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=accounted) as h:
+        plugin = load(h, limits=Limits(memory_bytes=4 * PAGE))
+        assert plugin.call("grow", 3) == 1
+        assert plugin.call("grow", 1) == -1
+        assert plugin.call("size", 0) == 4
+        assert gauge(h) == (4 * PAGE if accounted else None)
+        with pytest.raises(InstantiationError, match="exceeds memory limits"):
+            load(h, component_with_pages(5), name="big", limits=Limits(memory_bytes=4 * PAGE))
+
+
+def test_data_survives_a_grow_and_new_pages_are_zero(host: PluginHost) -> None:
+    plugin = load(host)
+    assert plugin.call("store", 100, 0xDEADBEEF) == 0xDEADBEEF
+    assert plugin.call("grow", 8) == 1
+    assert plugin.call("load", 100) == 0xDEADBEEF
+    assert plugin.call("load", PAGE) == 0
+    assert plugin.call("load", 9 * PAGE - 4) == 0
+    assert plugin.call("store", 9 * PAGE - 4, 5) == 5
+    assert gauge(host) == 9 * PAGE
+
+
+def test_reset_and_close_bring_the_gauge_down(host: PluginHost) -> None:
+    plugin = load(host)
+    acc = accounting(host)
+    assert plugin.call("grow", 15) == 1
+    assert gauge(host) == 16 * PAGE
+    plugin.reset()  # the idle instance (and its memory) is gone
+    assert acc.bytes_of(plugin) == 0
+    assert plugin.call("size", 0) == 1  # a fresh instance, a fresh memory
+    assert gauge(host) == 1 * PAGE
+    plugin.close()
+    assert (acc.bytes_of(plugin), acc.memories_of(plugin)) == (0, 0)
+    assert plugin not in acc._tallies
+
+
+def test_a_trap_discards_the_instance_and_its_memory(host: PluginHost) -> None:
+    plugin = load(host)
+    assert plugin.call("grow", 7) == 1
+    with pytest.raises(PluginTrapped):
+        plugin.call("load", 0xFFFF_FFFC)
+    assert accounting(host).memories_of(plugin) == 0
+    assert plugin.call("size", 0) == 1
+    assert gauge(host) == 1 * PAGE
+
+
+def test_each_instance_of_a_pool_is_counted(host: PluginHost) -> None:
+    plugin = load(host, pool_size=3)
+    barrier = threading.Barrier(3)
+
+    def grab() -> None:  # three calls at once need three instances
+        barrier.wait(timeout=10)
+        plugin.call("size", 0)
+
+    threads = [threading.Thread(target=grab) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    instances = plugin.metrics().instances
+    assert instances >= 1
+    assert gauge(host) == instances * PAGE
+    assert accounting(host).memories_of(plugin) == instances
+
+
+def test_concurrent_instantiation_is_attributed_to_the_right_plugin(host: PluginHost) -> None:
+    small = load(host, component_with_pages(1), name="small")
+    big = load(host, component_with_pages(3), name="big")
+    acc = accounting(host)
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def churn(plugin: Plugin, pages: int) -> None:
+        try:
+            start.wait(timeout=10)
+            for _ in range(40):
+                plugin.reset()
+                assert plugin.call("size", 0) == pages
+                # This thread's plugin has exactly one instance now; the other
+                # thread's instances, made meanwhile, must not be counted here.
+                assert (acc.memories_of(plugin), acc.bytes_of(plugin)) == (1, pages * PAGE)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=churn, args=(small, 1)),
+        threading.Thread(target=churn, args=(big, 3)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert (gauge(host, "small"), gauge(host, "big")) == (1 * PAGE, 3 * PAGE)
+    assert acc.memories_of(None) == 0  # nothing went unattributed
+
+
+def _maps() -> list[tuple[int, int]]:
+    out = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            out.append((lo, hi))
+    return out
+
+
+def _memfds() -> set[str]:
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (os.listdir's own fd, say)
+        if target.startswith("/memfd:"):
+            fds.add(f"{fd}:{target}")
+    return fds
+
+
+def test_no_mapping_or_memfd_leaks_after_200_load_close_cycles(host: PluginHost) -> None:
+    acc = accounting(host)
+    memfds = _memfds()
+    ours: set[tuple[int, int]] = set()
+    for i in range(200):
+        plugin = load(host)
+        assert plugin.call("grow", i % 4) == 1
+        ours |= {
+            (mem.start, mem.start + mem.length)
+            for mem, owner in list(memcreator._MEMORIES.values())
+            if owner is acc
+        }
+        plugin.close()
+        assert acc.memories_of(plugin) == 0
+    assert ours  # the test saw the memories it made
+    assert acc._tallies == {}
+    live = _maps()
+    overlapping = [(lo, hi) for lo, hi in ours for a, b in live if a < hi and b > lo]
+    assert overlapping == []
+    assert _memfds() == memfds  # no copy-on-write images (or anything else) left open
+
+
+def test_memory_accounting_and_instance_slots_do_not_combine(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="memory_accounting cannot be combined"):
+        PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True, instance_slots=2)
+
+
+def test_the_compile_cache_keeps_the_two_engines_apart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Copy-on-write memory images are off on an accounting host's engine, and
+    # wasmtime refuses a component compiled with the other setting ("compiled with
+    # memory initialization with CoW but it is not enabled for the host"): the cache
+    # key must differ, or the two hosts would recompile over each other's entry.
+    caplog.set_level(logging.WARNING, logger="wasmplug")
+    with PluginHost(cache_dir=tmp_path / "cache") as default:
+        assert load(default).call("size", 0) == 1
+    assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()] == []
+    with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True) as accounted:
+        assert load(accounted).call("size", 0) == 1
+        assert gauge(accounted) == PAGE
+    with PluginHost(cache_dir=tmp_path / "cache") as default:
+        assert load(default).call("size", 0) == 1
+    assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()] == []
