@@ -25,6 +25,7 @@ from support.bridge import (
     load,
 )
 from wasmplug import (
+    Limits,
     Manifest,
     Plugin,
     PluginClosedError,
@@ -59,6 +60,12 @@ _POLL_IMPORT = '(import "wasi:io/poll@0.2.0" (instance (export "pollable" (type 
 GUEST_COUNTER_CALL_THREAD = GUEST_COUNTER.replace("(component\n", f"(component {_POLL_IMPORT}\n", 1)
 
 
+# No test here is about time, and a host function may run a full gc.collect() of the
+# whole test process (seconds on a loaded machine): the default 1 s budget must not
+# decide these tests. Still finite, so that a hang fails.
+UNHURRIED = Limits(timeout_ms=60_000)
+
+
 @pytest.fixture(params=["direct", "call-thread", "process"])
 def counters(host: PluginHost, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plugin]:
     """The guest counter in process (calls on the caller's thread or on a call thread)
@@ -71,12 +78,12 @@ def counters(host: PluginHost, request: pytest.FixtureRequest, tmp_path: Path) -
         ) as process_host:
             process_host.provide(HOST, impl)
             host.provide(HOST, impl)  # for a second, in-process plugin (see below)
-            yield load(process_host, GUEST_COUNTER)
+            yield load(process_host, GUEST_COUNTER, limits=UNHURRIED)
         poke_hook.clear()
         return
     host.provide(HOST, impl)
     threaded = request.param == "call-thread"
-    plugin = load(host, GUEST_COUNTER_CALL_THREAD if threaded else GUEST_COUNTER)
+    plugin = load(host, GUEST_COUNTER_CALL_THREAD if threaded else GUEST_COUNTER, limits=UNHURRIED)
     assert plugin._threaded is threaded
     yield plugin
     poke_hook.clear()

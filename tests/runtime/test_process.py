@@ -717,6 +717,9 @@ def test_the_builtin_http_interface_runs_in_the_application() -> None:
                     allowed_outbound_hosts=(server.url,),
                 ),
                 grants=Grants(allowed_outbound_hosts=(server.url,)),
+                # Not about time: a request to a server thread of this (loaded) process
+                # must not race the default 1 s budget. Finite, so that a hang fails.
+                limits=Limits(timeout_ms=60_000),
             )
             resp = http_support.send(plugin, f"{server.url}/json")
             assert resp.status == 200

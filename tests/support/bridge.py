@@ -19,6 +19,7 @@ import attrs
 import wat as w
 from wasmplug import (
     Err,
+    Limits,
     Manifest,
     Ok,
     Plugin,
@@ -147,8 +148,10 @@ def f32(x: float) -> float:
     return float(struct.unpack("<f", struct.pack("<f", x))[0])
 
 
-def load(host: PluginHost, text: str, *, manifest: Manifest = MANIFEST) -> Plugin:
-    return host.load(text.encode(), allow_unsigned=True, manifest=manifest)
+def load(
+    host: PluginHost, text: str, *, manifest: Manifest = MANIFEST, limits: Limits | None = None
+) -> Plugin:
+    return host.load(text.encode(), allow_unsigned=True, manifest=manifest, limits=limits)
 
 
 def echo_funcs(keys: list[str]) -> list[w.Func]:
