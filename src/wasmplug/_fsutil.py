@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,20 +63,47 @@ def write_atomic(
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+def file_lock(path: str | os.PathLike[str], *, timeout_s: float | None = None) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created 0o600, parents 0o700).
 
     Advisory: it only orders the processes that take it, which is every
     writer of wasmplug's stores. Released when the block ends (or the process dies).
+
+    Args:
+        path: The lock file (left in place: unlinking it would let a waiter and
+            a newcomer each lock a different file).
+        timeout_s: Longest wait for the lock, in seconds; ``None`` waits as long
+            as it is held (a store's edit takes milliseconds).
+
+    Raises:
+        TimeoutError: ``timeout_s`` passed while another process held the lock.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if timeout_s is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            _flock_by(fd, time.monotonic() + timeout_s, path)
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def _flock_by(fd: int, deadline: float, path: Path) -> None:
+    """``flock(fd, LOCK_EX)``, polling (every 50 ms at most) until ``deadline``."""
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{path} is still locked by another process") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -6,11 +6,14 @@ import hashlib
 import logging
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wasmplug._errors import BuildError
+from wasmplug._fsutil import file_lock, write_atomic
 from wasmplug.authoring import _build
 
 FAKE_TOOL = textwrap.dedent(
@@ -154,6 +157,70 @@ def test_failed_build_raises_and_leaves_nothing(app: Path, tmp_path: Path, fake_
 def test_stub_wasi_is_passed(app: Path, tmp_path: Path, fake_tool: Path) -> None:
     _build.build_python(app, wit=app / "wit", world="w", cache_dir=tmp_path / "c", stub_wasi=True)
     assert "--stub-wasi" in fake_tool.read_text()
+
+
+def _lock_of(app: Path, cache: Path) -> tuple[Path, Path]:
+    """The cache entry of ``app`` built by the fake tool, and its build lock."""
+    dest = cache / (key(app, tool_version="componentize-py 0.0.0-fake") + ".wasm")
+    return dest, cache / f".{dest.name}.lock"
+
+
+def test_a_build_waits_for_the_same_build_in_another_process(
+    app: Path, tmp_path: Path, fake_tool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several test sessions (or CI jobs) building the same plugin at once each ran
+    componentize-py, and on a loaded machine they ran past the timeout together. One
+    builds; the others wait for its lock and find the cache entry."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    dest, lock = _lock_of(app, cache)
+    waiting = threading.Event()
+    real_lock = _build.file_lock
+
+    def spied_lock(path: Path, **kwargs: Any) -> Any:
+        waiting.set()
+        return real_lock(path, **kwargs)
+
+    monkeypatch.setattr(_build, "file_lock", spied_lock)
+    results: list[_build.BuiltComponent] = []
+    builder = threading.Thread(
+        target=lambda: results.append(
+            _build.build_python(app, wit=app / "wit", world="w", cache_dir=cache)
+        )
+    )
+    with file_lock(lock):  # "another process" is building it (flock: one per open file)
+        builder.start()
+        assert waiting.wait(10)
+        write_atomic(dest, b"\0asm\x0d\0\x01\0built elsewhere", mode=0o600)
+    builder.join(10)
+    assert not builder.is_alive()
+    assert results[0].cached
+    assert results[0].path == dest
+    assert not fake_tool.exists(), "componentize-py must not run a second time"
+    assert [p.name for p in cache.iterdir()] == [dest.name], "the lock file is removed"
+
+
+def test_a_build_held_up_past_the_timeout_by_another_process_fails(
+    app: Path, tmp_path: Path, fake_tool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_build, "_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(_build, "_LOCK_GRACE_S", 0.05)
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    _, lock = _lock_of(app, cache)
+    with file_lock(lock), pytest.raises(BuildError, match="another process has been building w"):
+        _build.build_python(app, wit=app / "wit", world="w", cache_dir=cache)
+    assert not fake_tool.exists()
+
+
+def test_file_lock_waits_at_most_its_timeout(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    with file_lock(lock):
+        with pytest.raises(TimeoutError, match=r"x\.lock is still locked"):
+            with file_lock(lock, timeout_s=0.02):
+                pass
+    with file_lock(lock, timeout_s=0.0):  # free again: taken at once
+        pass
 
 
 @pytest.mark.slow

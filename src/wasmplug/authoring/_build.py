@@ -32,7 +32,7 @@ import attrs
 import platformdirs
 
 from wasmplug._errors import BuildError
-from wasmplug._fsutil import atomic_path, fsync_dir
+from wasmplug._fsutil import atomic_path, file_lock, fsync_dir
 
 __all__ = [
     "BuiltComponent",
@@ -48,7 +48,12 @@ __all__ = [
 _log = logging.getLogger("wasmplug.build")
 
 _TOOL = "componentize-py"
-_TIMEOUT_S = 300.0
+_TIMEOUT_S = 600.0
+"""Longest one build may take, in seconds. Idle builds take 10-40 s; the limit only
+catches a hung tool, so it leaves room for a loaded machine (builds of different
+plugins still run in parallel)."""
+_LOCK_GRACE_S = 30.0
+"""How much longer than :data:`_TIMEOUT_S` a caller waits for another process's build."""
 _SCRIPT = "import sys; from componentize_py import script; sys.exit(script())"
 
 _NPM_PINS = {"@bytecodealliance/componentize-js": "0.23.0"}
@@ -266,7 +271,7 @@ def build_python(
     """Build a Python app into a WebAssembly component with componentize-py, cached.
 
     Runs ``componentize-py -d WIT -w WORLD componentize MODULE -p APP_DIR -o TMP``
-    (plus ``--stub-wasi``) with a 300 s timeout, unless a build with the same
+    (plus ``--stub-wasi``) with a 600 s timeout, unless a build with the same
     content hash (``build_cache_key``) is cached. A cache hit costs the SHA-256 of the component
     (~30 ms for 18 MB) and one ~0.1 s ``--version`` probe per process.
 
@@ -360,12 +365,49 @@ def _run_build(
     progress: ProgressCallback | None,
     *,
     eta: str,
-) -> float:
+) -> float | None:
     """Run ``argv -o TMP`` with TMP next to ``dest``, then atomically move TMP to ``dest``.
 
+    One build per cache entry at a time, across processes: the build holds
+    ``dest``'s lock file, and a caller that waited for it finds ``dest`` built.
+    The lock file is removed before the lock is released, so the cache holds only
+    components; after a failed build a waiter and a newcomer may then each build
+    (the results are identical and each lands atomically).
+
     Returns:
-        The build's wall time in seconds.
+        The build's wall time in seconds, or ``None`` if another process built
+        ``dest`` meanwhile.
+
+    Raises:
+        BuildError: the tool failed or ran past :data:`_TIMEOUT_S`, or another
+            process's build of ``dest`` held the lock longer than that.
     """
+    lock = dest.with_name(f".{dest.name}.lock")
+    try:
+        with file_lock(lock, timeout_s=_TIMEOUT_S + _LOCK_GRACE_S):
+            try:
+                if dest.is_file():
+                    _log.debug("%s was built by another process meanwhile: %s", name, dest)
+                    return None
+                return _build_locked(argv, tool, name, dest, progress, eta=eta)
+            finally:
+                lock.unlink(missing_ok=True)
+    except TimeoutError:
+        raise BuildError(
+            f"another process has been building {name} for over {_TIMEOUT_S:.0f} s "
+            f"(it holds {lock})"
+        ) from None
+
+
+def _build_locked(
+    argv: list[str],
+    tool: str,
+    name: str,
+    dest: Path,
+    progress: ProgressCallback | None,
+    *,
+    eta: str,
+) -> float:
     msg = f"building {name} with {tool} (first time, {eta})..."
     _report(progress, ProgressEvent(name, "build", "started", msg))
     start = time.monotonic()
@@ -484,7 +526,7 @@ def build_js(
     Unless a build with the same content hash (``js_build_cache_key``) is cached (a hit costs the
     SHA-256 of the component and needs neither node nor npm), installs the pinned
     componentize-js on first use (see the module docstring) and runs its ``componentize()`` API with
-    node, with a 300 s timeout. The component embeds the StarlingMonkey engine; it
+    node, with a 600 s timeout. The component embeds the StarlingMonkey engine; it
     imports ``wasi:cli``, ``wasi:clocks``, ``wasi:random``, ``wasi:filesystem`` and
     ``wasi:http/outgoing-handler`` (for ``fetch``) besides the world's imports.
 
