@@ -83,6 +83,7 @@ from wasmplug._sandbox.capabilities import Capability as Capability
 from wasmplug._sandbox.capabilities import Permission as Permission
 from wasmplug._sandbox.grants import DirGrant as DirGrant
 from wasmplug._sandbox.grants import Grants as Grants
+from wasmplug._sandbox.grants import WasiSettings as WasiSettings
 from wasmplug._sandbox.grantstore import GrantPolicy as GrantPolicy
 from wasmplug._sandbox.grantstore import GrantStore as GrantStore
 from wasmplug._sandbox.grantstore import PermissionRequest as PermissionRequest
@@ -192,6 +193,7 @@ __all__ = [
     "UntrustedKeyError",
     "Variant",
     "VersionConflictError",
+    "WasiSettings",
     "WasmplugError",
     "WitTypeError",
     "WitValueError",

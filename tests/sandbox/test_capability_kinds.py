@@ -29,8 +29,10 @@ from wasmplug import (
     Permission,
     PermissionRequest,
     PluginHost,
+    WasiSettings,
 )
 from wasmplug._cli.main import main as cli
+from wasmplug._sandbox.capabilities import sandbox_from_wire
 
 _FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 
@@ -209,13 +211,14 @@ def test_grants_and_manifests_refuse_unknown_keywords() -> None:
         Grants(test_arguments="--fast")  # not four one-letter flags
 
 
-def test_a_kind_that_links_into_wasi_is_refused_by_a_worker_that_lacks_it(tmp_path: Path) -> None:
-    """A worker process is a fresh interpreter: the kind's link step is not there,
-    so the load fails and says so, rather than running without that part."""
+def test_a_kind_that_links_with_code_is_refused_for_a_worker_at_load(tmp_path: Path) -> None:
+    """A worker process never runs the application's code, so a granted kind whose
+    link step is code (configure_wasi) cannot be honoured there: the load fails before
+    any worker starts and says what to do, rather than running without that part."""
     manifest = Manifest(name="c", test_arguments=["--fast"])
     component = bytes(wasmtime.wat2wasm(ARGV_COUNTER))
     with PluginHost(cache_dir=tmp_path / "cache", spare_workers=0) as host:
-        with pytest.raises(CapabilityError, match="'test-arguments' links into WASI but is not"):
+        with pytest.raises(CapabilityError) as refused:
             host.load(
                 component,
                 allow_unsigned=True,
@@ -223,8 +226,103 @@ def test_a_kind_that_links_into_wasi_is_refused_by_a_worker_that_lacks_it(tmp_pa
                 grants=Grants(test_arguments={"--fast"}),
                 isolation="process",
             )
+        message = str(refused.value)
+        assert "'test-arguments' (test:arguments) links into WASI with code" in message
+        assert "_Arguments.configure_wasi" in message
+        assert "wasi_settings()" in message
+        assert host.plugins == []
         plugin = host.load(component, allow_unsigned=True, manifest=manifest, isolation="process")
         assert plugin.call("argument-count") == 1  # nothing of it granted: nothing to send
+
+
+class _Flags(Capability):
+    """The same kind of grant as _Arguments, with its link step as data: the granted
+    flags are program arguments, and ``FLAGS=<count>`` is in the environment."""
+
+    manifest_key = "test-flags"
+    grant_key = "test-flags"
+
+    def wasi_settings(self, effective: tuple[str, ...]) -> WasiSettings:
+        return WasiSettings(args=effective, env=[("FLAGS", str(len(effective)))])
+
+
+FLAGS = _Flags("test:flags", "Start with flags")
+
+# Returns how many program arguments and environment variables it sees (args * 100 + env).
+ARGS_AND_ENV = """(component
+  (import "wasi:cli/environment@0.2.0" (instance $env
+    (export "get-arguments" (func (result (list string))))
+    (export "get-environment" (func (result (list (tuple string string)))))))
+  (core module $mem
+    (memory (export "memory") 1)
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
+      (global.set $bump (i32.add (local.get $p) (local.get 3)))
+      (local.get $p)))
+  (core instance $m (instantiate $mem))
+  (alias core export $m "memory" (core memory $memory))
+  (alias core export $m "realloc" (core func $realloc))
+  (core func $args (canon lower (func $env "get-arguments") (memory $memory) (realloc $realloc)))
+  (core func $vars (canon lower (func $env "get-environment") (memory $memory) (realloc $realloc)))
+  (core module $main
+    (import "host" "args" (func $args (param i32)))
+    (import "host" "vars" (func $vars (param i32)))
+    (import "host" "memory" (memory 1))
+    (func (export "count") (result i32)
+      (call $args (i32.const 0))
+      (call $vars (i32.const 8))
+      (i32.add (i32.mul (i32.load offset=4 (i32.const 0)) (i32.const 100))
+               (i32.load offset=12 (i32.const 0)))))
+  (core instance $i (instantiate $main (with "host" (instance
+    (export "args" (func $args)) (export "vars" (func $vars))
+    (export "memory" (memory $memory))))))
+  (func (export "count") (result u32) (canon lift (core func $i "count"))))"""
+
+
+@pytest.mark.parametrize("isolation", ["inprocess", "process"])
+def test_a_kind_that_links_as_data_works_in_both_tiers(tmp_path: Path, isolation: str) -> None:
+    """A worker applies a WasiSettings it receives as data; in-process the default
+    configure_wasi applies the same: each instance sees the same arguments and variables."""
+    manifest = Manifest(name="f", test_flags=["--fast", "--verbose"], env=["HOME"])
+    component = bytes(wasmtime.wat2wasm(ARGS_AND_ENV))
+    grants = Grants(test_flags={"--fast", "--verbose"}, env={"HOME": "/nowhere"})
+    assert FLAGS.links_wasi
+    with PluginHost(cache_dir=tmp_path / "cache", spare_workers=0) as host:
+        plugin = host.load(
+            component, allow_unsigned=True, manifest=manifest, grants=grants, isolation=isolation
+        )
+        # argv: "plugin", "--fast", "--verbose"; env: HOME (the env grant), FLAGS.
+        assert plugin.call("count") == 3 * 100 + 2
+        plugin.reset()  # a fresh instance links it again
+        assert plugin.call("count") == 3 * 100 + 2
+        bare = host.load(component, allow_unsigned=True, manifest=manifest, isolation=isolation)
+        assert bare.call("count") == 1 * 100 + 0  # nothing granted: nothing linked
+
+
+def test_wasi_settings_check_their_data() -> None:
+    settings = WasiSettings(args=["--a"], env=[("K", "v")])
+    assert settings.args == ("--a",)
+    assert settings.env == (("K", "v"),)
+    assert WasiSettings.from_wire(settings.to_wire()) == settings
+    with pytest.raises(TypeError, match="sequence of str"):
+        WasiSettings(args="--a")
+    with pytest.raises(TypeError, match="sequence of str"):
+        WasiSettings(args=[1])
+    with pytest.raises(ValueError, match="NUL"):
+        WasiSettings(args=["a\0b"])
+    with pytest.raises(ValueError, match="names without '='"):
+        WasiSettings(env=[("A=B", "v")])
+    with pytest.raises(ValueError, match="pairs"):
+        WasiSettings(env=[("A", "v", "w")])
+    with pytest.raises(CapabilityError, match="malformed WASI settings"):
+        WasiSettings.from_wire([["--a"], [["K"]]])
+
+
+def test_a_worker_refuses_a_part_of_a_kind_it_does_not_define() -> None:
+    with pytest.raises(CapabilityError, match="'test-flags' is not defined in the worker"):
+        sandbox_from_wire({"kinds": {"test-flags": ["--fast"]}, "linked": []})
 
 
 class _Broken(Capability):

@@ -57,10 +57,11 @@ from .capability import (
     declared_kinds,
     grant_kind,
     grant_kinds,
+    is_builtin,
     show_value,
 )
 from .filesystem import FilesystemRequest, _FilesystemRead, _FilesystemWrite, check_guest_path
-from .grants import EffectiveSandbox, Grants
+from .grants import EffectiveSandbox, Grants, WasiSettings
 from .urlpattern import PatternError, parse_pattern
 
 __all__ = [
@@ -419,35 +420,57 @@ def resolve(manifest: Declarations, grants: Grants) -> EffectiveSandbox:
 
 def sandbox_to_wire(sandbox: EffectiveSandbox) -> dict[str, Any]:
     """The parts of ``sandbox`` a worker process links into WASI, as JSON-like data
-    (the other parts are served by the application through its host interfaces)."""
-    out: dict[str, Any] = {}
+    (the other parts are served by the application through its host interfaces):
+    ``"kinds"``, each built-in kind's part in its own wire form (the worker has the
+    same definitions), and ``"linked"``, the link steps of the application's kinds
+    as :class:`WasiSettings` data (the worker never runs the application's code).
+
+    Raises:
+        CapabilityError: an application's kind that is granted links into WASI
+            with code (it overrides ``configure_wasi``), which a worker cannot run.
+    """
+    kinds: dict[str, Any] = {}
+    linked: list[Any] = []
     for key, value in sandbox.effective.items():
         cap = grant_kind(key)
         assert cap is not None
-        if cap.links_wasi:
-            out[key] = cap.to_wire(value)
-    return out
+        if not cap.links_wasi:
+            continue
+        if is_builtin(cap):
+            kinds[key] = cap.to_wire(value)
+        elif type(cap).configure_wasi is not Capability.configure_wasi:
+            raise CapabilityError(
+                f"capability kind {key!r} ({cap.id}) links into WASI with code "
+                f"({type(cap).__qualname__}.configure_wasi), which a worker process never "
+                "runs: return its link step as data from wasi_settings() instead, or load "
+                "the plugin with isolation='inprocess'"
+            )
+        else:
+            settings = cap.wasi_settings(value)
+            if settings is not None:
+                linked.append(settings.to_wire())
+    for settings in sandbox.linked:
+        linked.append(settings.to_wire())
+    return {"kinds": kinds, "linked": linked}
 
 
 def sandbox_from_wire(data: Mapping[str, Any]) -> EffectiveSandbox:
     """The inverse of :func:`sandbox_to_wire`, in the worker.
 
     Raises:
-        CapabilityError: a part names a kind the worker does not define (an
-            application kind with a WASI link step), or cannot be honoured (a
-            granted directory is no longer the one bound at load).
+        CapabilityError: a part names a kind the worker does not define, is
+            malformed, or cannot be honoured (a granted directory is no longer the
+            one bound at load).
     """
     effective: dict[str, Any] = {}
     try:
-        for key, value in data.items():
+        for key, value in data["kinds"].items():
             cap = grant_kind(key)
-            if cap is None:
-                raise CapabilityError(
-                    f"capability kind {key!r} links into WASI but is not defined in the "
-                    "worker process; load the plugin with isolation='inprocess'"
-                )
+            if cap is None or not is_builtin(cap):
+                raise CapabilityError(f"capability kind {key!r} is not defined in the worker")
             effective[key] = cap.from_wire(value)
+        linked = tuple(WasiSettings.from_wire(s) for s in data["linked"])
     except BaseException:
         EffectiveSandbox(effective=effective).close()
         raise
-    return EffectiveSandbox(effective=effective)
+    return EffectiveSandbox(effective=effective, linked=linked)

@@ -22,9 +22,11 @@ declaration is a list of names and whose grant is a set of them, as
   ``merge``, ``show_grant`` and ``mask_data`` (``wasmplug grants list``),
   ``parse_cli_grant`` (``wasmplug call --grant PREFIX:...``);
 - *link*: ``resolve`` (declared ∩ granted, the kind's part of the
-  :class:`~wasmplug._sandbox.grants.EffectiveSandbox`), ``configure_wasi``
-  (its part of each instance's WASI context), ``release``, and
-  ``to_wire``/``from_wire`` (how that part reaches a worker process).
+  :class:`~wasmplug._sandbox.grants.EffectiveSandbox`), ``wasi_settings`` (its
+  part of each instance's WASI context, as data) or ``configure_wasi`` (the same
+  as code, which only the built-in kinds may use with ``isolation="process"``),
+  ``release``, and ``to_wire``/``from_wire`` (how a built-in kind's part reaches
+  a worker process).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from wasmtime import WasiConfig
 from wasmplug._jsonstore import as_str_list
 from wasmplug._semver import semver_compatible
 
-from .grants import EffectiveSandbox, Grants, register_kind
+from .grants import EffectiveSandbox, Grants, WasiSettings, register_kind
 
 __all__ = [
     "MALFORMED",
@@ -51,6 +53,7 @@ __all__ = [
     "declared_kinds",
     "grant_kind",
     "grant_kinds",
+    "is_builtin",
     "show_value",
 ]
 
@@ -201,9 +204,7 @@ class Capability(metaclass=_CapabilityType):
     def __init__(
         self, id: str, display_name: str, description: str = "", *, imports: Iterable[str] = ()
     ) -> None:
-        if not type(self).__module__.startswith(_BUILTIN_PACKAGE) and not (
-            isinstance(id, str) and _APP_ID_RE.fullmatch(id)
-        ):
+        if not is_builtin(self) and not (isinstance(id, str) and _APP_ID_RE.fullmatch(id)):
             raise ValueError(
                 f"capability id {id!r} must be 'namespace:kebab-name' (e.g. 'acme:run-commands')"
             )
@@ -440,8 +441,25 @@ class Capability(metaclass=_CapabilityType):
                 denied.append(f"{self.id} {item}: not granted")
         return tuple(out)
 
+    def wasi_settings(self, effective: Any) -> WasiSettings | None:
+        """This kind's link step as data: what its part of the sandbox (``effective``,
+        from :meth:`resolve`) adds to each instance's WASI context; ``None`` for
+        nothing. A kind that links here rather than in :meth:`configure_wasi` also
+        works with ``isolation="process"``: the worker process applies the data."""
+        return None
+
     def configure_wasi(self, config: WasiConfig, effective: Any) -> None:
-        """Add this kind's part of the sandbox to one instance's WASI context."""
+        """Add this kind's part of the sandbox to one instance's WASI context; by
+        default, what :meth:`wasi_settings` returns.
+
+        An application's kind that overrides it links with code, which a worker
+        process never runs: loading a plugin that is granted such a kind with
+        ``isolation="process"`` raises :class:`~wasmplug.CapabilityError`. Return a
+        :class:`~wasmplug.WasiSettings` from :meth:`wasi_settings` instead.
+        """
+        settings = self.wasi_settings(effective)
+        if settings is not None:
+            settings.apply(config)
 
     def release(self, effective: Any) -> None:
         """Release what :meth:`resolve` acquired (when the plugin closes; idempotent)."""
@@ -461,8 +479,19 @@ class Capability(metaclass=_CapabilityType):
 
     @property
     def links_wasi(self) -> bool:
-        """Whether it has a WASI link step (overrides :meth:`configure_wasi`)."""
-        return type(self).configure_wasi is not Capability.configure_wasi
+        """Whether it has a WASI link step (overrides :meth:`wasi_settings` or
+        :meth:`configure_wasi`)."""
+        kind = type(self)
+        return (
+            kind.configure_wasi is not Capability.configure_wasi
+            or kind.wasi_settings is not Capability.wasi_settings
+        )
+
+
+def is_builtin(cap: Capability) -> bool:
+    """Whether ``cap`` is one of wasmplug's own definitions (which every worker process
+    has), not an application's."""
+    return type(cap).__module__.startswith(_BUILTIN_PACKAGE)
 
 
 def _fields(cap: Capability) -> tuple[Any, ...]:

@@ -46,6 +46,7 @@ __all__ = [
     "GrantKind",
     "Grants",
     "Preopen",
+    "WasiSettings",
     "by_keyword",
     "check_overlaps",
     "register_kind",
@@ -240,6 +241,82 @@ class Grants:
         return self.granted.get("capabilities", frozenset())  # type: ignore[no-any-return]
 
 
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    try:
+        items = None if isinstance(value, str) else tuple(value)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise TypeError(f"WasiSettings {what} must be a sequence of str, got {value!r}")
+    if any("\0" in v for v in items):
+        raise ValueError(f"WasiSettings {what} must not contain NUL characters: {value!r}")
+    return items
+
+
+def _args(value: Any) -> tuple[str, ...]:
+    return _strings(value, "args")
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    pairs = tuple(_strings(pair, "env pairs") for pair in value)
+    for pair in pairs:
+        if len(pair) != 2 or not pair[0] or "=" in pair[0]:
+            raise ValueError(
+                f"WasiSettings env needs (name, value) pairs, names without '=': {pair!r}"
+            )
+    return pairs  # type: ignore[return-value]
+
+
+@attrs.frozen
+class WasiSettings:
+    """A capability kind's link step as data: what it adds to each instance's WASI
+    context (returned by :meth:`Capability.wasi_settings`).
+
+    Unlike a link step written as code (:meth:`Capability.configure_wasi`), data can be
+    sent to a worker process: a kind whose link step is a ``WasiSettings`` works with
+    ``isolation="process"`` too, where the worker applies it without running any of the
+    application's code.
+
+    Attributes:
+        args: Program arguments (``wasi:cli/environment`` ``get-arguments``), appended
+            after ``argv[0]`` (``"plugin"``) and those of other kinds.
+        env: Environment variables, ``(name, value)`` pairs, added to those of the
+            ``env`` grant and of other kinds.
+
+    Raises:
+        TypeError: an item is not a ``str``.
+        ValueError: a string holds a NUL character, or an ``env`` item is not a
+            ``(name, value)`` pair with a non-empty name without ``=``.
+    """
+
+    args: tuple[str, ...] = attrs.field(default=(), converter=_args)
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
+
+    def apply(self, config: WasiConfig) -> None:
+        """Add these settings to ``config`` (wasmtime appends arguments and variables)."""
+        if self.args:
+            config.argv = list(self.args)
+        if self.env:
+            config.env = [list(pair) for pair in self.env]
+
+    def to_wire(self) -> list[Any]:
+        """JSON-like data for a worker process."""
+        return [list(self.args), [list(pair) for pair in self.env]]
+
+    @classmethod
+    def from_wire(cls, data: Any) -> WasiSettings:
+        """The inverse of :meth:`to_wire`.
+
+        Raises:
+            CapabilityError: ``data`` is not what :meth:`to_wire` makes.
+        """
+        try:
+            args, env = data
+            return cls(args, env)
+        except (TypeError, ValueError) as e:
+            raise CapabilityError(f"malformed WASI settings from the application: {e}") from None
+
+
 @attrs.frozen
 class Preopen:
     host_path: Path
@@ -259,6 +336,9 @@ class EffectiveSandbox:
         capabilities: Ids of the application capabilities granted.
         denied: Human-readable notes on what was declared but not granted.
         effective: The same, keyed by grant key; the keyword arguments above win.
+        linked: Link steps given as data (:class:`WasiSettings`) by kinds that are not
+            defined in this process: what a worker process receives for an
+            application's kinds.
 
     Each keyword is one grant kind's part (:class:`Grants` explains kinds).
     """
@@ -266,17 +346,20 @@ class EffectiveSandbox:
     effective: Mapping[str, Any]
     """Grant key → what the plugin gets of that kind (only non-empty ones)."""
     denied: tuple[str, ...]
+    linked: tuple[WasiSettings, ...]
 
     def __init__(
         self,
         *,
         effective: Mapping[str, Any] | None = None,
         denied: tuple[str, ...] = (),
+        linked: tuple[WasiSettings, ...] = (),
         **by_attr: Any,
     ) -> None:
         by_key = by_keyword("EffectiveSandbox", by_attr, _keys(lambda k: k.effective_attr))
         values = {**(effective or {}), **by_key}
-        self.__attrs_init__(FrozenMap({k: v for k, v in values.items() if v}), tuple(denied))
+        effective = FrozenMap({k: v for k, v in values.items() if v})
+        self.__attrs_init__(effective, tuple(denied), tuple(linked))
 
     def get(self, key: str, default: Any = None) -> Any:
         """What the plugin gets of the kind with grant key ``key``, or ``default``."""
@@ -315,6 +398,8 @@ class EffectiveSandbox:
         config.argv = ["plugin"]
         for key, value in self.effective.items():
             _KINDS[key].configure_wasi(config, value)
+        for settings in self.linked:
+            settings.apply(config)
         if stdout is not None:
             stdout.wire(config, "stdout")
         if stderr is not None:
