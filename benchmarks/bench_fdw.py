@@ -7,20 +7,22 @@ columnar: one ``list<s64>``/``list<f64>``/``list<string>`` per column) and
 compares it with the plain-Python way, the baseline: ``csv.reader`` +
 ``executemany`` into a native in-memory SQLite table, then the same query on it.
 
-Then it attributes the scan's CPU time: one more scan runs with OpenTelemetry
-tracing on, through a span processor that notes the process's CPU time (less the
-epoch ticker's) as each wasmplug span starts and ends, and splits it into
+Then it attributes the CPU time of each query, ``count(*)`` and the scan: each runs
+once more with OpenTelemetry tracing on, through a span processor that notes the
+process's CPU time (less the epoch ticker's) as each wasmplug span starts and ends,
+and splits it into
 
 - guest: from each ``iter-scan`` call's start to the plugin's first host call
-  (it reports its stats once the batch is built), divided between reading and
-  parsing CSV rows and building the typed column lists in the proportion of the
-  plugin's own clock (its ``read-us`` and ``encode-us`` stats);
+  (it reports its stats once the batch is built), divided between reading the CSV
+  (parsing rows; for ``count(*)``, which needs no column, counting records) and
+  building the column data in the proportion of the plugin's own clock (its
+  ``read-us`` and ``encode-us`` stats);
 - boundary: the rest of each call: componentize-py lowering the batch into linear
   memory, wasmtime lifting it into C-API values, wasmplug's call path;
 - lift: the bridge turning those values into Python lists (``wasmplug.lift`` spans);
 - host: the lists into SQLite values (``ScanRecord.convert_ns``);
-- apsw + SQLite: the rest: the virtual-table callbacks (one ``Column`` call per
-  cell), SQLite's VM, the row loop, the tracing itself;
+- apsw + SQLite: the rest: the virtual-table callbacks (``Next`` and ``Eof`` per
+  row, one ``Column`` call per cell), SQLite's VM, the row loop, the tracing itself;
 - the epoch ticker: wasmplug's deadline thread, ticking while a call is in flight.
 
 Each part is printed as a ratio to the baseline's CPU time in the same run (CPU,
@@ -28,7 +30,10 @@ not wall: on this shared 2-core machine wall time is mostly waiting for a core).
 
 Run from the repository root (the first run builds and compiles the plugins)::
 
-    python benchmarks/bench_fdw.py [--repeat 3] [--batch-size 1024] [--state-dir DIR]
+    python benchmarks/bench_fdw.py [--repeat 3 | --quick] [--batch-size 1024] [--state-dir DIR]
+
+``--quick`` (best of 1) takes about a minute on an idle 2-core machine once the
+plugins are built and compiled.
 """
 
 from __future__ import annotations
@@ -203,13 +208,13 @@ def split(spans: CpuSpans, scan: ScanRecord, cpu_s: float, ticker_s: float) -> d
     read_us, encode_us = scan.stats["read-us"], scan.stats["encode-us"]
     read = guest * read_us / max(1, read_us + encode_us)
     return {
-        "guest: read + parse CSV rows (csv.reader in the sandbox)": read / 1e9,
+        "guest: read the CSV (csv.reader; count(*): count records)": read / 1e9,
         "guest: build the column data (joined text or typed lists)": (guest - read) / 1e9,
         "guest: host calls (stat)": hostfn / 1e9,
         "boundary: lower in the guest, canonical ABI, call path": boundary / 1e9,
         "lift: C-API values -> Python lists (bridge)": lift / 1e9,
         "host: column lists -> SQLite values": scan.convert_ns / 1e9,
-        "apsw + SQLite: xNext/xColumn callbacks, the VM, tracing": (
+        "apsw + SQLite: xNext/xEof/xColumn callbacks, the VM, tracing": (
             cpu_s - ticker_s - calls / 1e9 - scan.convert_ns / 1e9
         ),
         "epoch ticker thread (wasmplug's deadlines)": ticker_s,
@@ -217,10 +222,10 @@ def split(spans: CpuSpans, scan: ScanRecord, cpu_s: float, ticker_s: float) -> d
 
 
 def breakdown(
-    state_dir: Path, flights: Path, batch_size: int, repeat: int
-) -> tuple[float, dict[str, float]]:
-    """The scan again with tracing on: its process CPU time and the CPU seconds of each
-    part (the scan with the least CPU of ``repeat``)."""
+    state_dir: Path, flights: Path, batch_size: int, repeat: int, queries: list[str]
+) -> list[tuple[float, dict[str, float]]]:
+    """Each query again with tracing on: its process CPU time and the CPU seconds of
+    each part (the run with the least CPU of ``repeat``)."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -229,30 +234,34 @@ def breakdown(
     provider.add_span_processor(spans)
     trace.set_tracer_provider(provider)  # before the host: plugins bind tracing at load
 
-    found: tuple[float, dict[str, float]] | None = None
+    results = []
     with flights_table(state_dir, flights, batch_size) as (con, module):
         spans.tickers = ticker_clocks()
-        for _ in range(repeat):
-            spans.spans.clear()
-            cpu, ticker = time.process_time_ns(), spans.ticker_ns()
-            drain(con, SCAN.format(t="flights"))
-            cpu, ticker = time.process_time_ns() - cpu, spans.ticker_ns() - ticker
-            if found is None or cpu / 1e9 < found[0]:
-                scan = module.last_scan("flights")
-                found = (cpu / 1e9, split(spans, scan, cpu / 1e9, ticker / 1e9))
-    assert found is not None
-    return found
+        for sql in queries:
+            found: tuple[float, dict[str, float]] | None = None
+            for _ in range(repeat):
+                spans.spans.clear()
+                cpu, ticker = time.process_time_ns(), spans.ticker_ns()
+                drain(con, sql.format(t="flights"))
+                cpu, ticker = time.process_time_ns() - cpu, spans.ticker_ns() - ticker
+                if found is None or cpu / 1e9 < found[0]:
+                    scan = module.last_scan("flights")
+                    found = (cpu / 1e9, split(spans, scan, cpu / 1e9, ticker / 1e9))
+            assert found is not None
+            results.append(found)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
+    parser.add_argument("--quick", action="store_true", help="best of 1 (same as --repeat 1)")
     parser.add_argument("--batch-size", type=int, default=1024, help="rows per iter-scan")
     parser.add_argument("--state-dir", type=Path, default=build.default_state_dir())
     args = parser.parse_args(argv)
 
     flights = data.flights_csv()
-    r = args.repeat
+    r = 1 if args.quick else args.repeat
     with flights_table(args.state_dir, flights, args.batch_size) as (con, module):
         columns = [
             (str(name), str(decl))
@@ -296,16 +305,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{wasm[0] / native[0]:.2f}x wall, {wasm[1] / native[1]:.2f}x CPU"
         )
 
-    cpu, parts = breakdown(args.state_dir, flights, args.batch_size, r)
-    base = baseline_scan[1]
-    print(
-        f"\nwhere the scan's CPU time goes (a traced scan, best of {r}: {cpu:.3f} s CPU; "
-        f"x baseline = over the baseline's {base:.3f} s CPU)"
-    )
-    print(f"  {'part':<60} {'CPU s':>7}  {'share':>6}  {'x baseline':>10}")
-    for label, secs in parts.items():
-        print(f"  {label:<60} {secs:7.3f}  {secs / cpu:6.1%}  {secs / base:9.2f}x")
-    print(f"  {'total':<60} {cpu:7.3f}  {1:6.1%}  {cpu / base:9.2f}x")
+    traced = breakdown(args.state_dir, flights, args.batch_size, r, [COUNT, SCAN])
+    for label, (cpu, parts), base in (
+        ("count(*)", traced[0], plus(t_load, t_ncount)[1]),
+        ("scan", traced[1], baseline_scan[1]),
+    ):
+        print(
+            f"\nwhere the {label}'s CPU time goes (traced, best of {r}: {cpu:.3f} s CPU; "
+            f"x baseline = over the baseline's {base:.3f} s CPU)"
+        )
+        print(f"  {'part':<64} {'CPU s':>7}  {'share':>6}  {'x baseline':>10}")
+        for part, secs in parts.items():
+            print(f"  {part:<64} {secs:7.3f}  {secs / cpu:6.1%}  {secs / base:9.2f}x")
+        print(f"  {'total':<64} {cpu:7.3f}  {1:6.1%}  {cpu / base:9.2f}x")
     print(
         f"  (for scale, CPU: the baseline's csv.reader parse alone {t_parse[1]:.3f} s, "
         f"executemany with it {t_load[1]:.3f} s, its native scan {t_nscan[1]:.3f} s)"

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from time import perf_counter_ns
 from typing import Any, Final
 
@@ -315,6 +316,7 @@ class WasmCursor:
         self.wanted: list[int] = []  # the table columns requested, in the scan's order
         self.rows: Iterator[tuple[Any, ...]] = iter(())
         self.row: tuple[Any, ...] = ()  # the current row: one value per table column
+        self.no_columns = (None,) * len(table.columns)  # every row when no column is used
         self.rowid = 0
         self.eof = True
 
@@ -384,16 +386,21 @@ class WasmCursor:
                 )
             if n > want:
                 raise ValueError(f"a batch has {n} rows, but at most {want} were asked for")
-            # One list per table column; the columns the statement does not use share
-            # one list of None (zip iterates each argument on its own).
-            columns: list[list[Any]] = [[None] * n] * len(table.columns)
-            for col, data in zip(self.wanted, batch.columns, strict=True):
-                columns[col] = column_to_sql(data, n, table.columns[col][1])
+            if self.wanted:
+                # One list per table column; the columns the statement does not use
+                # share one list of None (zip iterates each argument on its own).
+                columns: list[list[Any]] = [[None] * n] * len(table.columns)
+                for col, data in zip(self.wanted, batch.columns, strict=True):
+                    columns[col] = column_to_sql(data, n, table.columns[col][1])
+                self.rows = zip(*columns, strict=True)
+            else:
+                # No column used (count(*)): only the row count crossed, and every
+                # row is one shared tuple of NULLs, not n new ones.
+                self.rows = repeat(self.no_columns, n)
         except ValueError as e:
             raise FdwError(table.name, table.plugin.name, "iter-scan", "protocol", str(e)) from None
         record.rows += n
         record.convert_ns += perf_counter_ns() - start
-        self.rows = zip(*columns, strict=True)
         self.row = next(self.rows, ())
         self.eof = not n
 

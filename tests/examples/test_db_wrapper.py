@@ -10,6 +10,7 @@ first run on a machine builds and compiles (about a minute).
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import subprocess
 import sys
@@ -222,6 +223,54 @@ def test_limit_is_pushed_down(con: apsw.Connection, module: WasmModule) -> None:
     assert module.last_scan("penguins").context.limit == 15  # SQLite skips the offset itself
     assert len(query(con, "SELECT * FROM penguins LIMIT ?", 4)) == 4
     assert module.last_scan("penguins").context.limit == 4
+
+
+# Records csv.reader reads in its own ways, each repeated with a new id: a blank line (not
+# a record), a quoted field spanning lines, doubled quotes, a record ended by a lone CR,
+# a quote inside an unquoted field (a plain character), quoted blank lines (data), a
+# missing field (NULL).
+_TRICKY_BLOCK = (
+    "{i}1,plain,10\r\n"
+    "\r\n"
+    '{i}2,"two\nlines",20\n'
+    '{i}3,"say ""hi""",30\r'
+    '{i}4,un"quoted,40\n'
+    '{i}5,"a\r\n\r\nb, c",50\n'
+    "{i}6,short\n"
+)
+
+
+@pytest.mark.parametrize("batch_size", [3, 1024])
+def test_count_reads_records_as_csv_reader_does(env: Env, batch_size: int) -> None:
+    # count(*) uses no column: the plugin counts records without splitting them into
+    # fields, and only the count crosses; it must still agree with csv.reader.
+    text = "id,word,n\n" + "".join(_TRICKY_BLOCK.format(i=i) for i in range(1, 40)) + "407,end,9"
+    (env.data_dir / "tricky.csv").write_text(text, newline="")
+    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r][1:]
+    ids = [int(r[0]) for r in records]
+    module = WasmModule(
+        env.host,
+        env.registry,
+        grants={"csv-source": Grants(filesystem={"/data": env.data_dir})},
+        batch_size=batch_size,
+    )
+    c = apsw.Connection(":memory:")
+    module.register(c)
+    c.execute("CREATE VIRTUAL TABLE t USING wasm(plugin='csv-source', file='tricky.csv')")
+    assert query(c, "SELECT count(*) FROM t") == [(len(records),)] == [(235,)]
+    scan = module.last_scan("t")
+    assert scan.context.columns == ()
+    assert scan.stats["rows-read"] == scan.rows == len(records)
+    assert [i for (i,) in query(c, "SELECT id FROM t")] == ids
+    assert query(c, "SELECT count(*) FROM t WHERE n >= 30") == [
+        (sum(1 for r in records if len(r) > 2 and int(r[2]) >= 30),)
+    ]
+    assert query(c, "SELECT word FROM t WHERE id = 25") == [("a\r\n\r\nb, c",)]
+    # A LIMIT under count(*): still no column, and the plugin stops at the limit.
+    assert query(c, "SELECT count(*) FROM (SELECT 1 FROM t LIMIT 8)") == [(8,)]
+    scan = module.last_scan("t")
+    assert (scan.context.columns, scan.context.limit, scan.rows) == ((), 8, 8)
+    c.close()
 
 
 def test_a_repeated_scan_uses_re_scan(con: apsw.Connection, module: WasmModule) -> None:

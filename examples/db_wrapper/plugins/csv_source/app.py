@@ -37,6 +37,7 @@ componentize app`` (``examples/db_wrapper/build.py`` does this, cached).
 """
 
 import csv
+import itertools
 import operator
 import os
 import posixpath
@@ -358,6 +359,7 @@ class Scan:
         self.read_ns = self.encode_ns = 0
         self.file = None
         self.reader = None
+        self.quotechar = '"'
         self.done = False
         self.matched = 0  # matching rows returned in the current pass
         self.open()
@@ -366,6 +368,7 @@ class Scan:
         self.close()
         self.file = open_file(self.table.path)
         self.reader = csv.reader(self.file, delimiter=self.table.delimiter)
+        self.quotechar = self.reader.dialect.quotechar
         self.done = False
         self.matched = 0
         try:
@@ -381,13 +384,17 @@ class Scan:
 
     def next_batch(self, max_rows):
         start = time.perf_counter_ns()
-        rows = self.read_rows(max_rows)
+        if self.out or self.quals:
+            rows = self.read_rows(max_rows)
+            n = len(rows)
+        else:
+            rows, n = (), self.count_rows(max_rows)
         read = time.perf_counter_ns()
         columns = [encode(rows, i, kind, conv, self.table.nulls) for i, kind, conv in self.out]
         self.read_ns += read - start
         self.encode_ns += time.perf_counter_ns() - read
-        self.matched += len(rows)
-        self.rows_returned += len(rows)
+        self.matched += n
+        self.rows_returned += n
         if self.limit is not None and self.matched >= self.limit:
             self.done = True
         if self.done:
@@ -396,15 +403,79 @@ class Scan:
         host.stat(self.id, "rows-returned", self.rows_returned)
         host.stat(self.id, "read-us", self.read_ns // 1000)
         host.stat(self.id, "encode-us", self.encode_ns // 1000)
-        return Batch(len(rows), columns)
+        return Batch(n, columns)
 
-    def read_rows(self, max_rows):
-        """The next matching CSV records (lists of str, padded with None to the header's width)."""
+    def count_rows(self, max_rows):
+        """How many of the next records there are, up to the limit, without splitting them.
+
+        A scan that needs no column and has no qualifier (``SELECT count(*)``) only
+        needs the number of records. A line without a quote character (or NUL, or
+        long enough to exceed csv's field size limit) is one record, or none if it is
+        blank, exactly as ``csv.reader`` reads it; the count of a chunk of such lines
+        is taken in C. A chunk with a quote goes through ``csv.reader`` line by line,
+        which pulls the following lines of a quoted field spanning lines itself.
+        """
+        want = self.wanted(max_rows)
+        if want <= 0:
+            return 0
+        lines, quote, limit = self.file, self.quotechar, csv.field_size_limit()
+        counted = read = 0
+        try:
+            while counted < want:
+                # At most one record per line, so `want - counted` lines never overshoot.
+                chunk = list(itertools.islice(lines, want - counted))
+                if not chunk:
+                    self.done = True
+                    break
+                joined = "".join(chunk)
+                if quote not in joined and "\0" not in joined and max(map(len, chunk)) <= limit:
+                    found = len(chunk) - sum(map(chunk.count, ("\n", "\r\n", "\r")))
+                else:
+                    found = self.count_records(chunk)
+                counted += found
+                read += found
+        except csv.Error as e:
+            raise Err(
+                FdwError_Parse(f"{self.table.path}, record {self.rows_read + read + 1}: {e}")
+            ) from None
+        except UnicodeDecodeError as e:
+            raise Err(FdwError_Parse(f"{self.table.path}: not UTF-8 text ({e.reason})")) from None
+        except OSError as e:
+            raise Err(FdwError_Io(f"reading {self.table.path}: {e}")) from None
+        finally:
+            self.rows_read += read
+        return counted
+
+    def count_records(self, chunk):
+        """The non-blank records starting in ``chunk`` (lines), read by ``csv.reader``; a
+        record's continuation lines past the chunk are taken from the file."""
+        it = iter(chunk)
+        rest = itertools.chain(it, self.file)
+        found = 0
+        for line in it:
+            if not line.strip("\r\n"):
+                continue  # a blank line
+            found += 1
+            if self.quotechar in line or "\0" in line:
+                # The reader takes its first line, then continuation lines if the
+                # record goes on (first from this chunk, then from the file).
+                next(csv.reader(itertools.chain((line,), rest), delimiter=self.table.delimiter))
+            elif len(line) > csv.field_size_limit():
+                next(csv.reader((line,), delimiter=self.table.delimiter))
+        return found
+
+    def wanted(self, max_rows):
+        """Rows to return in this batch: ``max_rows`` (at least 1), or fewer for the limit."""
         if self.done:
-            return []
+            return 0
         want = max(1, max_rows)
         if self.limit is not None:
             want = min(want, self.limit - self.matched)
+        return want
+
+    def read_rows(self, max_rows):
+        """The next matching CSV records (lists of str, padded with None to the header's width)."""
+        want = self.wanted(max_rows)
         rows = []
         if want <= 0:
             return rows
