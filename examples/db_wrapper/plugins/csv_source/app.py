@@ -36,6 +36,7 @@ Build: ``componentize-py -d ../../wit -w wasmplug-demo:fdw/file-source@0.2.0
 componentize app`` (``examples/db_wrapper/build.py`` does this, cached).
 """
 
+import contextlib
 import csv
 import itertools
 import operator
@@ -360,6 +361,7 @@ class Scan:
         self.file = None
         self.reader = None
         self.quotechar = '"'
+        self.delimiter = table.delimiter
         self.done = False
         self.matched = 0  # matching rows returned in the current pass
         self.open()
@@ -405,65 +407,6 @@ class Scan:
         host.stat(self.id, "encode-us", self.encode_ns // 1000)
         return Batch(n, columns)
 
-    def count_rows(self, max_rows):
-        """How many of the next records there are, up to the limit, without splitting them.
-
-        A scan that needs no column and has no qualifier (``SELECT count(*)``) only
-        needs the number of records. A line without a quote character (or NUL, or
-        long enough to exceed csv's field size limit) is one record, or none if it is
-        blank, exactly as ``csv.reader`` reads it; the count of a chunk of such lines
-        is taken in C. A chunk with a quote goes through ``csv.reader`` line by line,
-        which pulls the following lines of a quoted field spanning lines itself.
-        """
-        want = self.wanted(max_rows)
-        if want <= 0:
-            return 0
-        lines, quote, limit = self.file, self.quotechar, csv.field_size_limit()
-        counted = read = 0
-        try:
-            while counted < want:
-                # At most one record per line, so `want - counted` lines never overshoot.
-                chunk = list(itertools.islice(lines, want - counted))
-                if not chunk:
-                    self.done = True
-                    break
-                joined = "".join(chunk)
-                if quote not in joined and "\0" not in joined and max(map(len, chunk)) <= limit:
-                    found = len(chunk) - sum(map(chunk.count, ("\n", "\r\n", "\r")))
-                else:
-                    found = self.count_records(chunk)
-                counted += found
-                read += found
-        except csv.Error as e:
-            raise Err(
-                FdwError_Parse(f"{self.table.path}, record {self.rows_read + read + 1}: {e}")
-            ) from None
-        except UnicodeDecodeError as e:
-            raise Err(FdwError_Parse(f"{self.table.path}: not UTF-8 text ({e.reason})")) from None
-        except OSError as e:
-            raise Err(FdwError_Io(f"reading {self.table.path}: {e}")) from None
-        finally:
-            self.rows_read += read
-        return counted
-
-    def count_records(self, chunk):
-        """The non-blank records starting in ``chunk`` (lines), read by ``csv.reader``; a
-        record's continuation lines past the chunk are taken from the file."""
-        it = iter(chunk)
-        rest = itertools.chain(it, self.file)
-        found = 0
-        for line in it:
-            if not line.strip("\r\n"):
-                continue  # a blank line
-            found += 1
-            if self.quotechar in line or "\0" in line:
-                # The reader takes its first line, then continuation lines if the
-                # record goes on (first from this chunk, then from the file).
-                next(csv.reader(itertools.chain((line,), rest), delimiter=self.table.delimiter))
-            elif len(line) > csv.field_size_limit():
-                next(csv.reader((line,), delimiter=self.table.delimiter))
-        return found
-
     def wanted(self, max_rows):
         """Rows to return in this batch: ``max_rows`` (at least 1), or fewer for the limit."""
         if self.done:
@@ -473,43 +416,107 @@ class Scan:
             want = min(want, self.limit - self.matched)
         return want
 
+    # Records are read a chunk of lines at a time, at most as many lines as rows are still
+    # wanted (a record is at least one line, so a chunk never yields more than that). A
+    # chunk in which no line has a quote character, a NUL or more characters than csv's
+    # field size limit holds one record per line, or none for a blank line, exactly as
+    # csv.reader reads it: such a chunk is split (or, for count(*), counted) in C. Any
+    # other chunk goes through csv.reader, which takes the continuation lines of a quoted
+    # field that goes on past the chunk from the file itself.
+
+    def lines(self, n):
+        """The next ``n`` lines at most (fewer at the end of the file)."""
+        return list(itertools.islice(self.file, n))
+
+    def plain(self, chunk):
+        """Whether each line of ``chunk`` is one record, or a blank line, for csv.reader."""
+        joined = "".join(chunk)
+        return (
+            self.quotechar not in joined
+            and "\0" not in joined
+            and max(map(len, chunk)) <= csv.field_size_limit()
+        )
+
+    def records(self, chunk):
+        """The non-blank records of ``chunk`` (lines), read by csv.reader."""
+        reader = csv.reader(itertools.chain(chunk, self.file), delimiter=self.table.delimiter)
+        out = []
+        for row in reader:
+            if row:
+                out.append(row)
+            if reader.line_num >= len(chunk):
+                break  # the chunk is used up (and any record that went on past it)
+        return out
+
+    def parse(self, chunk):
+        """The records of ``chunk`` as lists of fields (csv.reader's)."""
+        if not self.plain(chunk):
+            return self.records(chunk)
+        if blank_lines(chunk):
+            chunk = [line for line in chunk if line not in BLANK_LINES]
+        ends = itertools.repeat("\r\n")
+        return list(map(str.split, map(str.rstrip, chunk, ends), itertools.repeat(self.delimiter)))
+
+    def count_rows(self, max_rows):
+        """How many records follow, up to ``max_rows`` and the limit, not split into fields
+        (``SELECT count(*)``: no column and no qualifier)."""
+        want = self.wanted(max_rows)
+        counted = 0
+        with self.reading():
+            while counted < want:
+                chunk = self.lines(want - counted)
+                if not chunk:
+                    self.done = True
+                    break
+                if self.plain(chunk):
+                    found = len(chunk) - blank_lines(chunk)
+                else:
+                    found = len(self.records(chunk))
+                counted += found
+                self.rows_read += found
+        return counted
+
     def read_rows(self, max_rows):
-        """The next matching CSV records (lists of str, padded with None to the header's width)."""
+        """The next matching records (lists of str, padded with None to the header's width)."""
         want = self.wanted(max_rows)
         rows = []
-        if want <= 0:
-            return rows
         quals, width = self.quals, self.width
-        read = 0
-        reader = self.reader
-        try:
-            for row in reader:
-                if not row:
-                    continue  # a blank line
-                read += 1
-                if len(row) < width:
-                    row = row + [None] * (width - len(row))
-                if quals:
-                    for i, conv, test in quals:
-                        if not test(conv(row[i])):
-                            break
-                    else:
-                        rows.append(row)
-                else:
-                    rows.append(row)
-                if len(rows) >= want:
+        with self.reading():
+            while len(rows) < want:
+                chunk = self.lines(want - len(rows))
+                if not chunk:
+                    self.done = True
                     break
-            else:
-                self.done = True
+                got = self.parse(chunk)
+                self.rows_read += len(got)
+                if got and min(map(len, got)) < width:
+                    got = [r if len(r) >= width else r + [None] * (width - len(r)) for r in got]
+                for i, conv, test in quals:
+                    got = [r for r in got if test(conv(r[i]))]
+                rows += got
+        return rows
+
+    @contextlib.contextmanager
+    def reading(self):
+        """Turn the errors of reading the file into ``fdw-error``s."""
+        try:
+            yield
         except csv.Error as e:
-            raise Err(FdwError_Parse(f"{self.table.path}, line {reader.line_num}: {e}")) from None
+            raise Err(
+                FdwError_Parse(f"{self.table.path}, record {self.rows_read + 1}: {e}")
+            ) from None
         except UnicodeDecodeError as e:
             raise Err(FdwError_Parse(f"{self.table.path}: not UTF-8 text ({e.reason})")) from None
         except OSError as e:
             raise Err(FdwError_Io(f"reading {self.table.path}: {e}")) from None
-        finally:
-            self.rows_read += read
-        return rows
+
+
+BLANK_LINES = ("\n", "\r\n", "\r")
+
+
+def blank_lines(chunk):
+    """How many lines of ``chunk`` are blank (csv.reader reads no record from them)."""
+    return sum(map(chunk.count, BLANK_LINES))
 
 
 def encode(rows, i, kind, conv, nulls):
