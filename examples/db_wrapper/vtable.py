@@ -21,7 +21,9 @@ JSON. A scan is ``begin-scan`` (columns the statement uses, quals, limit), then
 crossed once per batch, not once per cell), then ``end-scan``. A batch is
 columnar (one typed list per column, see ``wit/fdw.wit``); each is turned into
 SQLite values once (:func:`~examples.db_wrapper.fdw.column_to_sql`) and the
-batch into row tuples with one ``zip``, so ``Column`` is one tuple index.
+batch into row tuples with one ``zip``, so ``Column`` is one tuple index. A
+scan that uses no column (``count(*)``) gets only row counts, and its rows are
+one shared tuple of NULLs.
 
 A plugin that returns ``err(fdw-error)`` or faults (trap, timeout, memory
 limit) fails that one statement with :class:`~examples.db_wrapper.fdw.FdwError`

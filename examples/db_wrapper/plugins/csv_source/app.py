@@ -28,6 +28,11 @@ separator (U+001E) sends that column as a typed list instead: ``list<s64>``,
 ``list<f64>`` or ``list<string>``, or ``mixed`` cells where the fields do not
 all parse as the column's type.
 
+Records are read as ``csv.reader`` reads them, but a run of lines without a quote
+character is split in C (each such line is one record), and a scan that needs no
+column (``SELECT count(*)``) only counts them; lines with quotes go through
+``csv.reader`` itself. Then only the row count crosses the boundary.
+
 Stats (``host.stat``): ``rows-read``, ``rows-returned``, and ``read-us`` /
 ``encode-us``, the microseconds spent reading and parsing rows and building
 columns (the guest's share of a scan, apart from the canonical ABI's).
