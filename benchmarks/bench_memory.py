@@ -9,7 +9,10 @@ allocator, copy-on-write memory images) and one with ``memory_accounting=True``
 the two (GC off). Rows report the median wall time per fresh instance and its
 ratio to the group's default row, and the median CPU time of the process (user +
 system, all threads: a componentize-py plugin starts on its own call thread, and page
-faults and ``munmap`` are system time).
+faults and ``munmap`` are system time). ``RSS/inst`` is the resident memory (VmRSS,
+Linux) each of five more live plugins adds after its first call: copy-on-write leaves
+the data pages an instance never writes shared with the image, a copy makes them
+private.
 
 Groups:
 
@@ -62,29 +65,31 @@ def tiny_wat(data_bytes: int = 0) -> str:
 """
 
 
-def _wat_plugins(host: PluginHost, data_bytes: int) -> Callable[[], Any]:
-    plugin = host.load(
-        tiny_wat(data_bytes).encode(),
-        allow_unsigned=True,
-        manifest=Manifest(name="mem"),
-        limits=Limits(memory_bytes=64 * MIB),
-    )
-    return _fresh_call(plugin, lambda p: p.call("size"))
+# A group makes a loader: host -> (a loaded plugin, its first call).
+Loader = Callable[[PluginHost], tuple[Plugin, Callable[[Plugin], Any]]]
 
 
-def _fresh_call(plugin: Plugin, call: Callable[[Plugin], Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        plugin.reset()
-        return call(plugin)
+def _wat(data_bytes: int) -> Loader:
+    def load(host: PluginHost) -> tuple[Plugin, Callable[[Plugin], Any]]:
+        plugin = host.load(
+            tiny_wat(data_bytes).encode(),
+            allow_unsigned=True,
+            manifest=Manifest(name="mem"),
+            limits=Limits(memory_bytes=64 * MIB),
+        )
+        return plugin, lambda p: p.call("size")
 
-    return run
+    return load
 
 
-def _greeter(host: PluginHost) -> Callable[[], Any]:
+def _greeter(host: PluginHost) -> tuple[Plugin, Callable[[Plugin], Any]]:
     sys.path.insert(0, str(ROOT / "tests"))
     from support.plugins import GREETER_HOST_INTERFACE, build_greeter
 
-    host.provide(GREETER_HOST_INTERFACE, {"log": lambda msg: None, "get-config": lambda key: None})
+    if not host.plugins:
+        host.provide(
+            GREETER_HOST_INTERFACE, {"log": lambda msg: None, "get-config": lambda key: None}
+        )
     plugin = host.load(
         build_greeter(),
         allow_unsigned=True,
@@ -93,7 +98,35 @@ def _greeter(host: PluginHost) -> Callable[[], Any]:
         ),
     )
     assert plugin.call("greet", "x") == "Hello, x!", "greeter answers"
-    return _fresh_call(plugin, lambda p: p.call("greet", "x"))
+    return plugin, lambda p: p.call("greet", "x")
+
+
+def _fresh_instance(loaded: tuple[Plugin, Callable[[Plugin], Any]]) -> Callable[[], Any]:
+    plugin, call = loaded
+
+    def run() -> Any:
+        plugin.reset()
+        return call(plugin)
+
+    return run
+
+
+def _resident_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _resident_per_instance(host: PluginHost, load: Loader, n: int) -> float:
+    """Resident memory (MiB) each of ``n`` more live plugins adds, after its first call."""
+    gc.collect()
+    before = _resident_kib()
+    for _ in range(n):
+        plugin, call = load(host)
+        call(plugin)
+    return (_resident_kib() - before) / n / 1024
 
 
 def _measure(
@@ -130,18 +163,20 @@ def main() -> None:
     parser.add_argument("--json", help="write the rows to this file")
     opts = parser.parse_args()
     batches, target_s = (7, 0.03) if opts.quick else (21, 0.1)
-    groups: list[tuple[str, Callable[[PluginHost], Callable[[], Any]]]] = [
-        ("tiny", lambda h: _wat_plugins(h, 0)),
-        ("data 4MiB", lambda h: _wat_plugins(h, 4 * MIB)),
-    ]
+    groups: list[tuple[str, Loader]] = [("tiny", _wat(0)), ("data 4MiB", _wat(4 * MIB))]
     if not opts.no_python:
         groups.append(("componentize-py", _greeter))
     rows = []
-    print(f"{'group':<16} {'variant':<28} {'median µs':>10} {'cpu µs':>9} {'x ref':>7}")
-    for group, make in groups:
+    print(
+        f"{'group':<16} {'variant':<24} {'median µs':>10} {'cpu µs':>9} {'x ref':>7} "
+        f"{'RSS/inst':>9}"
+    )
+    for group, load in groups:
         with PluginHost() as default, PluginHost(memory_accounting=True) as accounted:
-            variants = {"default": make(default), "memory_accounting=True": make(accounted)}
+            hosts = {"default": default, "memory_accounting=True": accounted}
+            variants = {name: _fresh_instance(load(h)) for name, h in hosts.items()}
             times = _measure(variants, batches, target_s)
+            resident = {name: _resident_per_instance(h, load, 5) for name, h in hosts.items()}
             stats = accounted.stats()
             assert all(s.linear_memory_bytes for s in stats), "the gauge read each plugin"
         ref = statistics.median(times["default"][0])
@@ -154,11 +189,12 @@ def main() -> None:
                 "cpu_us": statistics.median(cpu) * 1e6,
                 "x_ref": med / ref,
                 "batches": len(wall),
+                "resident_mib_per_instance": resident[name],
             }
             rows.append(row)
             print(
-                f"{group:<16} {name:<28} {row['median_us']:10.1f} {row['cpu_us']:9.1f} "
-                f"{row['x_ref']:6.2f}x"
+                f"{group:<16} {name:<24} {row['median_us']:10.1f} {row['cpu_us']:9.1f} "
+                f"{row['x_ref']:6.2f}x {resident[name]:6.2f} MiB"
             )
     if opts.json:
         with open(opts.json, "w") as f:

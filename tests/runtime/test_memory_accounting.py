@@ -5,6 +5,8 @@ pages), the memory limit is enforced, data survives growth, nothing leaks."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import sys
@@ -259,6 +261,40 @@ def test_no_mapping_or_memfd_leaks_after_200_load_close_cycles(host: PluginHost)
     overlapping = [(lo, hi) for lo, hi in ours for a, b in live if a < hi and b > lo]
     assert overlapping == []
     assert _memfds() == memfds  # no copy-on-write images (or anything else) left open
+
+
+def test_a_memory_the_kernel_refuses_is_an_instantiation_error(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The creator's failure travels back through wasmtime as an error, never as a
+    # Python exception inside a ctypes callback (which wasmtime would read as success).
+    def refused(*_args: object) -> int:
+        ctypes.set_errno(errno.ENOMEM)
+        return memcreator._MAP_FAILED  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(memcreator, "_mmap", refused)
+    with pytest.raises(InstantiationError, match=r"could not create a linear memory.*mmap"):
+        load(host)
+    assert accounting(host)._tallies == {}  # nothing was counted for the failed load
+
+
+def test_a_grow_the_kernel_refuses_is_minus_one_in_the_guest(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = load(host)
+    assert plugin.call("grow", 1) == 1
+
+    def refused(*_args: object) -> int:
+        ctypes.set_errno(errno.ENOMEM)
+        return -1
+
+    monkeypatch.setattr(memcreator, "_mprotect", refused)
+    assert plugin.call("grow", 1) == -1  # an allocation failure, as past a limit
+    assert plugin.call("size", 0) == 2  # the instance lives on, unchanged
+    assert gauge(host) == 2 * PAGE
+    monkeypatch.undo()
+    assert plugin.call("grow", 1) == 2
+    assert gauge(host) == 3 * PAGE
 
 
 def test_memory_accounting_and_instance_slots_do_not_combine(tmp_path: Path) -> None:

@@ -96,9 +96,10 @@ class PluginHost:
         memory_accounting: Count the linear memory of each in-process plugin, for
             :meth:`stats` (``PluginStats.linear_memory_bytes``) and the
             ``wasmplug.memory.linear`` gauge. The host then allocates every linear
-            memory itself, which makes each fresh instance slower: wasmtime's
-            copy-on-write memory images are off, so data segments are copied in at
-            instantiation (see docs/observability.md, "Linear memory in-process").
+            memory itself, which makes each fresh instance slower and larger:
+            wasmtime's copy-on-write memory images are off, so data segments are
+            copied in at instantiation, into private pages (see
+            docs/observability.md, "Linear memory").
             Process-isolated plugins are always counted. Not with ``instance_slots``.
 
     Raises:
