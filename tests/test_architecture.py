@@ -12,6 +12,7 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,3 +212,13 @@ def test_private_reach_detector_is_not_blind() -> None:
         }.items()
     }
     assert _private_reaches(files) == ["_runtime/process/backend.py:8: self._plugin._pool"]
+
+
+def test_the_import_contracts_have_no_exceptions() -> None:
+    """An ``ignore_imports`` line would let a cycle or an upward import through unseen."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    contracts = config["contracts"]
+    assert {c["id"] for c in contracts} == {"layers", "acyclic"}
+    for contract in contracts:
+        assert "ignore_imports" not in contract, contract["id"]
+        assert "unmatched_ignore_imports_alerting" not in contract, contract["id"]
