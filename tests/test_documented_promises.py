@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from wasmplug import (
     RestartPolicy,
     StaleResourceError,
 )
+from wasmplug._sandbox import stdio
 
 Loader = Callable[..., Plugin]
 PLUGIN_LOGGER = "wasmplug.plugin.greeter"
@@ -44,17 +46,21 @@ def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 
 def test_guest_output_is_rate_limited_per_stream(
-    load_greeter: Loader, caplog: pytest.LogCaptureFixture
+    load_greeter: Loader, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """security.md: "Each stream of each instance is rate-limited to 100 lines per second;
     the excess is counted and reported once per window as (N lines suppressed by rate
     limit)"."""
+    # The limiter's clock stands still, then jumps one window: on a loaded machine the
+    # 150 lines could otherwise straddle two windows.
+    now = [1_000.0]
+    monkeypatch.setattr(stdio, "time", SimpleNamespace(monotonic=lambda: now[0]))
     plugin = load_greeter()
     caplog.set_level(logging.INFO, logger=PLUGIN_LOGGER)
     plugin.call("print-stdout", "\n".join(f"line {i}" for i in range(150)))
     for level in (logging.INFO, logging.WARNING):  # stdout, stderr: each has its own budget
         assert _lines(caplog, level) == [f"line {i}" for i in range(100)]
-    time.sleep(1.05)  # the next window
+    now[0] += 1.0  # the next window
     caplog.clear()
     plugin.call("print-stdout", "after")
     for level in (logging.INFO, logging.WARNING):

@@ -253,7 +253,9 @@ def test_cancelling_acall_cancels_the_host_coroutine(
 
     async def main() -> float:
         task = asyncio.create_task(plugin.acall("call-ask", "hang"))
+        deadline = time.monotonic() + 30
         while not entered.is_set():
+            assert time.monotonic() < deadline, "the host function was never entered"
             await asyncio.sleep(0.005)
         start = time.monotonic()
         task.cancel()

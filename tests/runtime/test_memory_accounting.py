@@ -260,7 +260,10 @@ def test_no_mapping_or_memfd_leaks_after_200_load_close_cycles(host: PluginHost)
     live = _maps()
     overlapping = [(lo, hi) for lo, hi in ours for a, b in live if a < hi and b > lo]
     assert overlapping == []
-    assert _memfds() == memfds  # no copy-on-write images (or anything else) left open
+    # No copy-on-write image (or anything else) of ours left open. Not equality: the
+    # collector may close another test's memfd meanwhile (a fd number closed and
+    # reused by one of ours is missed, a leak of 200 is not).
+    assert _memfds() - memfds == set()
 
 
 def test_a_memory_the_kernel_refuses_is_an_instantiation_error(

@@ -141,6 +141,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def wait_in_call(plugin: Plugin, pid: int) -> None:
+    """Wait until worker ``pid`` is checked out by a call (its lock is held from
+    checkout to checkin): a fixed sleep may end before a loaded machine got there."""
+    assert plugin._backend is not None
+    pool = plugin._backend.pool
+    wait_until(lambda: any(w.pid == pid and w.lock.locked() for w in pool.live()))
+
+
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException]]:
     errors: list[BaseException] = []
 
@@ -162,7 +170,7 @@ def test_sigkill_mid_call_is_plugin_crashed_and_the_next_call_works(host: Plugin
     plugin = load(host, limits=Limits(timeout_ms=None))
     [pid] = pids(plugin)
     thread, errors = in_thread(lambda: plugin.call("spin"))
-    time.sleep(0.2)
+    wait_in_call(plugin, pid)
     os.kill(pid, signal.SIGKILL)
     thread.join(10)
     [exc] = errors
@@ -246,7 +254,7 @@ def test_crash_loop_is_quarantined(host: PluginHost) -> None:
     for _ in range(2):
         [pid] = pids(plugin)
         thread, errors = in_thread(lambda: plugin.call("spin"))
-        time.sleep(0.1)
+        wait_in_call(plugin, pid)
         os.kill(pid, signal.SIGKILL)
         thread.join(10)
         assert isinstance(errors[0], PluginCrashed)
@@ -462,8 +470,10 @@ def test_close_stops_spares_that_are_still_booting(tmp_path: Path) -> None:
         starter = backend._starter
         wait_until(lambda: bool(starter._booting))  # the spare is spawned, not yet READY
         booting = [w.pid for w in starter._booting]
+        starters = list(starter._threads)  # this plugin's: another test's may still run
+        assert starters
         plugin.close()
-        assert not [t for t in threading.enumerate() if t.name == "wasmplug-spare"]
+        assert not [t for t in starters if t.is_alive()]
         assert all(gone(pid) for pid in booting)
         assert backend.worker_pids() == []
 
