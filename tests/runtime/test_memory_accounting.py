@@ -300,6 +300,16 @@ def test_a_grow_the_kernel_refuses_is_minus_one_in_the_guest(
     assert gauge(host) == 3 * PAGE
 
 
+def test_process_isolated_plugins_of_an_accounting_host_still_load(tmp_path: Path) -> None:
+    # The worker must build the host's kind of engine (copy-on-write images off), or
+    # the code the host compiled would not load there.
+    with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True, spare_workers=0) as h:
+        plugin = load(h, isolation="process")
+        assert plugin.call("grow", 2) == 1
+        assert gauge(h) == 3 * PAGE  # read from the worker's memory map
+        assert accounting(h).memories_of(plugin) == 0  # none of it is in this process
+
+
 def test_memory_accounting_and_instance_slots_do_not_combine(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="memory_accounting cannot be combined"):
         PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True, instance_slots=2)

@@ -125,6 +125,8 @@ class ProcessBackend:
         cache_key: The component's key in the compile cache.
         engine_settings: The host engine's settings string (part of the cache key).
         consume_fuel: The host's engine setting.
+        memory_accounting: The host's engine setting (its engine has copy-on-write
+            memory images off, and code compiled there loads only into such an engine).
         tick_ms: The epoch tick, as in the host.
         spares: Ready workers to keep besides the ones serving calls.
 
@@ -145,6 +147,7 @@ class ProcessBackend:
         consume_fuel: bool,
         tick_ms: float,
         spares: int,
+        memory_accounting: bool = False,
     ) -> None:
         self.port = port
         self.plugin = plugin = port.plugin
@@ -167,6 +170,7 @@ class ProcessBackend:
         if not cache.path_for(cache_key).exists():
             cache.put(cache_key, bytes(component.serialize()))
         self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
+        self._settings["memory_accounting"] = memory_accounting
         self._settings["imports"] = self._host_calls.wanted
         self._settings["telemetry"] = port.telemetry is not None
         self._span_attrs = plugin_attributes(plugin, "process")

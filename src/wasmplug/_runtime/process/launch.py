@@ -65,6 +65,7 @@ def process_tier(
         cache_key=cache_key,
         engine_settings=services.engine_settings,
         consume_fuel=services.consume_fuel,
+        memory_accounting=services.memory_accounting is not None,
         tick_ms=services.ticker.tick_ms,
         spares=spares,
     )

@@ -195,6 +195,8 @@ class Server:
             consume_fuel=bool(settings["consume_fuel"]),
             tick_ms=float(settings["tick_ms"]),
             max_workers=1,  # never used: acall is the application's
+            # The same engine as the host's, or the code it compiled does not load.
+            memory_accounting=bool(settings.get("memory_accounting")),
         )
         cache = CompileCache(Path(settings["cache_dir"]), services.engine_settings)
         payload = cache.get(settings["cache_key"])
