@@ -14,9 +14,10 @@ builds a *type-only* component that imports the interface::
 
 and the component-type reader (:mod:`.wit`) reads that component like any
 plugin's. The component's bytes are cached in memory for the process, keyed by
-the SHA-256 of the files, the interface name and the wasm-tools version, and on
-disk through the caller's cache (``get(key)``/``put(key, bytes)``: the host's
-checksummed compile cache).
+the SHA-256 of the files, the interface name, the wasm-tools version and
+:data:`_LAYOUT` (how this module lays out the shim), and on disk through the
+caller's cache (``get(key)``/``put(key, bytes)``: the host's checksummed compile
+cache, written atomically, so processes sharing it never read half an entry).
 
 A world-level import (a function or resource declared directly in a world) is
 read from the world that declares it: ``wasm-tools component embed --dummy
@@ -60,6 +61,9 @@ _INTERFACE_RE = re.compile(
 _WORLD_RE = _INTERFACE_RE
 _SHIM_PACKAGE = "wasmplug:provide"
 _APP_DIR = "wasmplug-application"
+_LAYOUT = 1
+"""Part of the cache key: bump it when :func:`_build` changes what it derives, so that
+an entry another wasmplug version left in a shared cache directory is not reused."""
 
 
 class WitCache(Protocol):
@@ -244,7 +248,8 @@ def _type_component(
 ) -> bytes:
     exe, version = _wasm_tools()
     what = f"interface {interface}" if interface is not None else f"world {world}"
-    key = hashlib.sha256(f"wit-types|{version}|{what}|{source.digest}".encode()).hexdigest()
+    fields = f"wit-types|{_LAYOUT}|{version}|{what}|{source.digest}"
+    key = hashlib.sha256(fields.encode()).hexdigest()
     with _memo_lock:
         data = _memo.get(key)
     if data is None and cache is not None:
