@@ -9,6 +9,7 @@ import ctypes
 import errno
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -308,6 +309,60 @@ def test_process_isolated_plugins_of_an_accounting_host_still_load(tmp_path: Pat
         assert plugin.call("grow", 2) == 1
         assert gauge(h) == 3 * PAGE  # read from the worker's memory map
         assert accounting(h).memories_of(plugin) == 0  # none of it is in this process
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_inside_the_creator_is_raised_after_instantiation(
+    default_sigint: None, tmp_path: Path
+) -> None:
+    # A SIGINT handled while wasmtime is inside the creator's callback must not
+    # raise there (ctypes would drop it and hand wasmtime a bogus "success"): it is
+    # deferred, and KeyboardInterrupt comes once instantiation has unwound.
+    with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True) as h:
+        acc = accounting(h)
+        owner = acc._owner
+
+        def interrupted() -> object:
+            signal.raise_signal(signal.SIGINT)  # handled at the next bytecode, in here
+            return owner()
+
+        acc._owner = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            load(h)
+        acc._owner = owner
+        assert acc._tallies == {}  # the half-made instance and its memory are gone
+        plugin = load(h)
+        assert plugin.call("grow", 1) == 1
+        assert gauge(h) == 2 * PAGE
+
+
+def test_ctrl_c_inside_a_grow_is_raised_after_the_call(
+    default_sigint: None, host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = load(host)
+    acc = accounting(host)
+    grown = acc._grown
+
+    def interrupted(memory: object, delta: int) -> None:
+        signal.raise_signal(signal.SIGINT)
+        grown(memory, delta)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(acc, "_grown", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plugin.call("grow", 2)
+    monkeypatch.undo()
+    # An interrupted call discards its instance (fault class "interrupted"): the
+    # grown memory went with it, and the next call has a fresh one.
+    assert plugin.metrics().faults == {"interrupted": 1}
+    assert plugin.call("size", 0) == 1
+    assert (acc.memories_of(plugin), gauge(host)) == (1, 1 * PAGE)
 
 
 def test_memory_accounting_and_instance_slots_do_not_combine(tmp_path: Path) -> None:
