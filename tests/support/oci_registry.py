@@ -14,6 +14,7 @@ site) and ``oci_auth_registry`` (htpasswd: user ``fleet``, password ``s3cret-pw`
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -72,12 +73,15 @@ def start_registry(
     token_server: TokenServer | None = None,
 ) -> RunningRegistry:
     """Start ``docker-registry`` in ``workdir``: htpasswd auth when ``username`` is given,
-    token (Bearer) auth through ``token_server`` when that is given."""
+    token (Bearer) auth through ``token_server`` when that is given.
+
+    The port is free when chosen but may be taken before the registry binds it (by
+    another test session on the machine, maybe another registry): a registry that
+    cannot bind is started again on a new port, and readiness is checked on a header
+    only this registry sends, never on whatever answers at the port."""
     binary = registry_binary()
     assert binary is not None, "docker-registry is not installed (scripts/test.sh installs it)"
     workdir.mkdir(parents=True, exist_ok=True)
-    storage = workdir / "storage"
-    port = free_port()
     auth = ""
     if username is not None:
         import bcrypt
@@ -92,11 +96,33 @@ def start_registry(
             f"    service: {token_server.SERVICE}\n    issuer: {token_server.ISSUER}\n"
             f"    rootcertbundle: {token_server.bundle}\n"
         )
+    for _ in range(BIND_ATTEMPTS - 1):
+        try:
+            return _serve(binary, workdir, auth, username, password)
+        except PortTaken:
+            continue
+    return _serve(binary, workdir, auth, username, password)
+
+
+BIND_ATTEMPTS = 5
+
+
+class PortTaken(Exception):
+    """The chosen port was taken before the registry could bind it."""
+
+
+def _serve(
+    binary: str, workdir: Path, auth: str, username: str | None, password: str | None
+) -> RunningRegistry:
+    storage = workdir / "storage"
+    port = free_port()
+    marker = secrets.token_hex(8)
     (workdir / "config.yml").write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"  headers:\n    {MARKER_HEADER}: [{marker}]\n" + auth
     )
     log = workdir / "registry.log"
     with open(log, "wb") as out:
@@ -107,10 +133,13 @@ def start_registry(
     deadline = time.monotonic() + READY_DEADLINE_S
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
+            text = log.read_text()
+            if "address already in use" in text:
+                raise PortTaken(port)
+            raise RuntimeError(f"docker-registry exited: {text[-2000:]}")
         try:
-            status = httpx.get(f"http://{running.host}/v2/", timeout=1.0).status_code
-            if status in (200, 401):
+            resp = httpx.get(f"http://{running.host}/v2/", timeout=1.0)
+            if resp.status_code in (200, 401) and resp.headers.get(MARKER_HEADER) == marker:
                 return running
         except httpx.TransportError:
             pass
@@ -118,6 +147,9 @@ def start_registry(
             running.stop()
             raise RuntimeError(f"docker-registry not ready after {READY_DEADLINE_S} s")
         time.sleep(0.05)
+
+
+MARKER_HEADER = "X-Wasmplug-Test-Registry"
 
 
 def plugin_bytes(name: str, version: str, *, n: int = 1, pair: object | None = None) -> bytes:
