@@ -10,6 +10,7 @@ first run on a machine builds and compiles (about a minute).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import shutil
 import subprocess
@@ -240,14 +241,10 @@ _TRICKY_BLOCK = (
 )
 
 
-@pytest.mark.parametrize("batch_size", [3, 1024])
-def test_count_reads_records_as_csv_reader_does(env: Env, batch_size: int) -> None:
-    # count(*) uses no column: the plugin counts records without splitting them into
-    # fields, and only the count crosses; it must still agree with csv.reader.
-    text = "id,word,n\n" + "".join(_TRICKY_BLOCK.format(i=i) for i in range(1, 40)) + "407,end,9"
-    (env.data_dir / "tricky.csv").write_text(text, newline="")
-    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r][1:]
-    ids = [int(r[0]) for r in records]
+def csv_table(env: Env, text: str, batch_size: int) -> tuple[apsw.Connection, WasmModule]:
+    """A connection with the table ``t``: ``text`` as a CSV file, read by csv-source."""
+    name = f"t-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
+    (env.data_dir / name).write_text(text, newline="")
     module = WasmModule(
         env.host,
         env.registry,
@@ -256,12 +253,22 @@ def test_count_reads_records_as_csv_reader_does(env: Env, batch_size: int) -> No
     )
     c = apsw.Connection(":memory:")
     module.register(c)
-    c.execute("CREATE VIRTUAL TABLE t USING wasm(plugin='csv-source', file='tricky.csv')")
+    c.execute(f"CREATE VIRTUAL TABLE t USING wasm(plugin='csv-source', file='{name}')")
+    return c, module
+
+
+@pytest.mark.parametrize("batch_size", [3, 1024])
+def test_count_reads_records_as_csv_reader_does(env: Env, batch_size: int) -> None:
+    # count(*) uses no column: the plugin counts records without splitting them into
+    # fields, and only the count crosses; it must still agree with csv.reader.
+    text = "id,word,n\n" + "".join(_TRICKY_BLOCK.format(i=i) for i in range(1, 40)) + "407,end,9"
+    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r][1:]
+    c, module = csv_table(env, text, batch_size)
     assert query(c, "SELECT count(*) FROM t") == [(len(records),)] == [(235,)]
     scan = module.last_scan("t")
     assert scan.context.columns == ()
     assert scan.stats["rows-read"] == scan.rows == len(records)
-    assert [i for (i,) in query(c, "SELECT id FROM t")] == ids
+    assert [i for (i,) in query(c, "SELECT id FROM t")] == [int(r[0]) for r in records]
     assert query(c, "SELECT count(*) FROM t WHERE n >= 30") == [
         (sum(1 for r in records if len(r) > 2 and int(r[2]) >= 30),)
     ]
@@ -270,6 +277,32 @@ def test_count_reads_records_as_csv_reader_does(env: Env, batch_size: int) -> No
     assert query(c, "SELECT count(*) FROM (SELECT 1 FROM t LIMIT 8)") == [(8,)]
     scan = module.last_scan("t")
     assert (scan.context.columns, scan.context.limit, scan.rows) == ((), 8, 8)
+    c.close()
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 1024])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b\r\n1,x\r\n2,NA\r\n3,\r\n4,y\r\n5,z",  # CRLF, NULLs, no final newline
+        "a,b\n1,x\n\n2,y\n3,z\n4,w,extra\n5\n6,NA\n",  # blank, longer and shorter records
+        "a,b\n1,x\r2,y\r3,z\n4,NA x\n",  # records ended by a lone CR; NA inside a value
+    ],
+)
+def test_plain_lines_read_as_csv_reader_does(env: Env, text: str, batch_size: int) -> None:
+    # Quote-free lines are split in C (a batch of records with the header's width as one
+    # flat list of fields); the values must be csv.reader's, batch boundaries anywhere.
+    c, _ = csv_table(env, text, batch_size)
+    want = [
+        (int(r[0]), None if len(r) < 2 or r[1] in ("NA", "") else r[1])
+        for r in csv.reader(io.StringIO(text, newline=""))
+        if r and r[0] != "a"
+    ]
+    assert query(c, "SELECT a, b FROM t") == want
+    assert query(c, "SELECT count(*), count(b) FROM t") == [
+        (len(want), sum(1 for _, b in want if b is not None))
+    ]
+    assert query(c, "SELECT a FROM t WHERE b = 'z'") == [(a,) for a, b in want if b == "z"]
     c.close()
 
 

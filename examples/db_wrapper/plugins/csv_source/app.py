@@ -43,6 +43,7 @@ componentize app`` (``examples/db_wrapper/build.py`` does this, cached).
 
 import contextlib
 import csv
+import functools
 import itertools
 import operator
 import os
@@ -392,12 +393,12 @@ class Scan:
     def next_batch(self, max_rows):
         start = time.perf_counter_ns()
         if self.out or self.quals:
-            rows = self.read_rows(max_rows)
-            n = len(rows)
+            n, column = self.read_fields(max_rows)
         else:
-            rows, n = (), self.count_rows(max_rows)
+            n, column = self.count_rows(max_rows), None
         read = time.perf_counter_ns()
-        columns = [encode(rows, i, kind, conv, self.table.nulls) for i, kind, conv in self.out]
+        nulls = self.table.nulls
+        columns = [encode(column(i), kind, conv, nulls) for i, kind, conv in self.out]
         self.read_ns += read - start
         self.encode_ns += time.perf_counter_ns() - read
         self.matched += n
@@ -433,9 +434,9 @@ class Scan:
         """The next ``n`` lines at most (fewer at the end of the file)."""
         return list(itertools.islice(self.file, n))
 
-    def plain(self, chunk):
-        """Whether each line of ``chunk`` is one record, or a blank line, for csv.reader."""
-        joined = "".join(chunk)
+    def plain(self, chunk, joined):
+        """Whether each line of ``chunk`` (``joined``: its lines joined) is one record, or
+        a blank line, for csv.reader."""
         return (
             self.quotechar not in joined
             and "\0" not in joined
@@ -444,7 +445,7 @@ class Scan:
 
     def records(self, chunk):
         """The non-blank records of ``chunk`` (lines), read by csv.reader."""
-        reader = csv.reader(itertools.chain(chunk, self.file), delimiter=self.table.delimiter)
+        reader = csv.reader(itertools.chain(chunk, self.file), delimiter=self.delimiter)
         out = []
         for row in reader:
             if row:
@@ -455,12 +456,30 @@ class Scan:
 
     def parse(self, chunk):
         """The records of ``chunk`` as lists of fields (csv.reader's)."""
-        if not self.plain(chunk):
+        if not self.plain(chunk, "".join(chunk)):
             return self.records(chunk)
         if blank_lines(chunk):
             chunk = [line for line in chunk if line not in BLANK_LINES]
         ends = itertools.repeat("\r\n")
         return list(map(str.split, map(str.rstrip, chunk, ends), itertools.repeat(self.delimiter)))
+
+    def flat(self, chunk):
+        """Every field of ``chunk`` in one list, row after row, if each line is a plain
+        record with as many fields as the header (the common case); else ``None``.
+        Column ``i`` is then one slice, ``fields[i::width]``: no list per row."""
+        width, delimiter = self.width, self.delimiter
+        joined = "".join(chunk)
+        if width < 2 or not self.plain(chunk, joined):
+            return None
+        if set(map(str.count, chunk, itertools.repeat(delimiter))) != {width - 1}:
+            return None  # a blank line, or a record with fewer or more fields
+        if "\r" in joined:
+            joined = joined.replace("\r\n", "\n")
+            if "\r" in joined:
+                return None  # records ended by a lone CR
+        fields = joined.replace("\n", delimiter).split(delimiter)
+        del fields[len(chunk) * width :]  # the empty field after the last newline
+        return fields
 
     def count_rows(self, max_rows):
         """How many records follow, up to ``max_rows`` and the limit, not split into fields
@@ -473,7 +492,7 @@ class Scan:
                 if not chunk:
                     self.done = True
                     break
-                if self.plain(chunk):
+                if self.plain(chunk, "".join(chunk)):
                     found = len(chunk) - blank_lines(chunk)
                 else:
                     found = len(self.records(chunk))
@@ -481,25 +500,36 @@ class Scan:
                 self.rows_read += found
         return counted
 
-    def read_rows(self, max_rows):
-        """The next matching records (lists of str, padded with None to the header's width)."""
+    def read_fields(self, max_rows):
+        """The next matching records: how many, and a function of a field's index that
+        returns that field of each (a new list; ``None`` where a record is too short)."""
         want = self.wanted(max_rows)
-        rows = []
-        quals, width = self.quals, self.width
+        width, quals = self.width, self.quals
+        parts = []  # a function of the field index per chunk
+        n = 0
         with self.reading():
-            while len(rows) < want:
-                chunk = self.lines(want - len(rows))
+            while n < want:
+                chunk = self.lines(want - n)
                 if not chunk:
                     self.done = True
                     break
-                got = self.parse(chunk)
-                self.rows_read += len(got)
-                if got and min(map(len, got)) < width:
-                    got = [r if len(r) >= width else r + [None] * (width - len(r)) for r in got]
+                fields = None if quals else self.flat(chunk)
+                if fields is not None:
+                    self.rows_read += len(chunk)
+                    n += len(chunk)
+                    parts.append(functools.partial(every, fields, width))
+                    continue
+                rows = self.parse(chunk)
+                self.rows_read += len(rows)
+                if rows and min(map(len, rows)) < width:
+                    rows = [r if len(r) >= width else r + [None] * (width - len(r)) for r in rows]
                 for i, conv, test in quals:
-                    got = [r for r in got if test(conv(r[i]))]
-                rows += got
-        return rows
+                    rows = [r for r in rows if test(conv(r[i]))]
+                n += len(rows)
+                parts.append(functools.partial(field_of, rows))
+        if len(parts) == 1:
+            return n, parts[0]
+        return n, lambda i: list(itertools.chain.from_iterable(part(i) for part in parts))
 
     @contextlib.contextmanager
     def reading(self):
@@ -519,32 +549,62 @@ class Scan:
 BLANK_LINES = ("\n", "\r\n", "\r")
 
 
+def every(fields, width, i):
+    """Field ``i`` of each record in ``fields`` (records of ``width`` fields, in a row)."""
+    return fields[i::width]
+
+
+def field_of(rows, i):
+    """Field ``i`` of each of ``rows``."""
+    return list(map(operator.itemgetter(i), rows))
+
+
 def blank_lines(chunk):
     """How many lines of ``chunk`` are blank (csv.reader reads no record from them)."""
     return sum(map(chunk.count, BLANK_LINES))
 
 
-def encode(rows, i, kind, conv, nulls):
-    """Column ``i`` of ``rows`` as a ``column-data``: its text, joined, NULLs aside.
+def encode(col, kind, conv, nulls):
+    """A column's fields (``col``, a list this takes over) as a ``column-data``: their
+    text, joined, NULLs aside.
 
     CSV fields are text already, so they are sent as they are (WIT ``text``: one
     string per column, read by the host by the column's type); the common case runs
-    in C (``map``, ``set.isdisjoint``, ``str.join``). Only a column with a value that
-    contains the separator is sent as a typed list instead.
+    in C: the join, then a search of the joined text for each NULL spelling (no field
+    contains the separator, so a field is ``s`` exactly where ``s`` stands between
+    separators). Only a column with a value that contains the separator is sent as a
+    typed list instead.
     """
-    col = list(map(operator.itemgetter(i), rows))
-    if nulls.isdisjoint(col):
-        where = []
+    try:
+        joined = SEPARATOR.join(col)
+    except TypeError:
+        pass  # a missing field (None): a NULL
     else:
-        where = [k for k, v in enumerate(col) if v in nulls]
-        if len(where) == len(col):
-            return ColumnData(Values_Null(), [])
-        for k in where:
-            col[k] = ""
+        if (
+            col
+            and joined.count(SEPARATOR) == len(col) - 1
+            and not any(has_field(joined, s) for s in nulls if s is not None)
+        ):
+            return ColumnData(Values_Text(joined), [])
+    where = [k for k, v in enumerate(col) if v in nulls]
+    if where and len(where) == len(col):
+        return ColumnData(Values_Null(), [])
+    for k in where:
+        col[k] = ""
     joined = SEPARATOR.join(col)
     if not col or joined.count(SEPARATOR) == len(col) - 1:
         return ColumnData(Values_Text(joined), where)
     return typed(col, where, kind, conv)
+
+
+def has_field(joined, s):
+    """Whether one of the fields joined by SEPARATOR (none containing it) is ``s``."""
+    return (
+        joined == s
+        or joined.startswith(s + SEPARATOR)
+        or joined.endswith(SEPARATOR + s)
+        or (SEPARATOR + s + SEPARATOR) in joined
+    )
 
 
 def typed(col, where, kind, conv):
