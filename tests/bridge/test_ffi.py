@@ -212,7 +212,7 @@ def test_raw_store_instantiates_and_calls() -> None:
     instance = store.instantiate(wasmtime.component.Linker(engine), component)
     index = component.get_export_index("f")
     assert index is not None
-    func = ffi.export_func(instance, store.context, index)
+    func = ffi.export_func(ctypes.byref(instance), store.context, index.ptr())
     result = ffi.Val()
     assert not ffi.func_call(func, store.context, None, 0, ctypes.byref(result), 1)
     assert (result.kind, result.of.u32) == (ffi.U32, 7)

@@ -60,6 +60,7 @@ ByteVec = b.wasm_byte_vec_t
 ValRecordEntry = b.wasmtime_component_valrecord_entry_t
 VAL_SIZE = ctypes.sizeof(Val)
 VAL_PAYLOAD_OFFSET = Val.of.offset
+_byref = ctypes.byref
 
 # Value kinds (wasmtime_component_valkind_t).
 BOOL = f.WASMTIME_COMPONENT_BOOL.value
@@ -198,10 +199,13 @@ class RawStore:
             WasmtimeError: wasmtime refused (a trap in a start function, a missing
                 import, a limit).
         """
+        return self.instantiate_raw(linker.ptr(), component.ptr())
+
+    def instantiate_raw(self, linker_ptr: Any, component_ptr: Any) -> Any:
+        """:meth:`instantiate`, given ``linker.ptr()`` and ``component.ptr()`` (looked
+        up once per plugin: each is a Python call). The caller keeps both alive."""
         instance = ComponentInstance()
-        err = linker_instantiate(
-            linker.ptr(), self.context, component.ptr(), ctypes.byref(instance)
-        )
+        err = linker_instantiate(linker_ptr, self.context, component_ptr, _byref(instance))
         if err:
             raise WasmtimeError._from_ptr(err)
         return instance
@@ -219,18 +223,22 @@ class RawStore:
         self.close()
 
 
-def export_func(instance: Any, context: Any, index: ExportIndex) -> Any:
-    """``byref`` of the ``wasmtime_component_func_t`` of export ``index`` of a
-    component instance (from :meth:`RawStore.instantiate`), for :data:`func_call`.
+def export_func(instance_ref: Any, context: Any, index_ptr: Any) -> Any:
+    """``byref`` of the ``wasmtime_component_func_t`` of one export of a component
+    instance, for :data:`func_call`.
+
+    Args:
+        instance_ref: ``byref`` of the instance (from :meth:`RawStore.instantiate`).
+        context: Its store's context.
+        index_ptr: ``ExportIndex.ptr()`` of the export (looked up once per component).
 
     Raises:
-        LookupError: ``index`` is not a function export of the instance's component.
+        LookupError: ``index_ptr`` is not a function export of the instance's component.
     """
     func = ComponentFunc()
-    byref = ctypes.byref
-    if not instance_get_func(byref(instance), context, index.ptr(), byref(func)):
+    if not instance_get_func(instance_ref, context, index_ptr, _byref(func)):
         raise LookupError("not a function export of this instance")
-    return byref(func)
+    return _byref(func)
 
 
 _POOLING: dict[str, Any] = {

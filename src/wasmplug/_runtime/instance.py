@@ -8,6 +8,7 @@ panicked instance around ended in a segfault (zellij#5374).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import select
@@ -30,6 +31,13 @@ from . import deadline as _deadline
 from .callthread import GRACE_MS, CallThread, Cancelled
 from .faults import split_backtrace
 
+_current = _callctx.current
+_swap = _callctx.swap
+_deferred = _sigguard.deferred
+_install_deadline = _deadline.install
+_set_epoch_deadline = f.set_epoch_deadline
+_store_limiter = f.store_limiter
+
 if TYPE_CHECKING:
     from wasmtime.component import Component, ExportIndex, Linker
 
@@ -41,7 +49,7 @@ if TYPE_CHECKING:
     from .exports import ExportFunc
     from .services import HostServices
 
-__all__ = ["ExportFuncs", "Instance", "InstanceOwner"]
+__all__ = ["ExportFuncs", "Instance", "InstanceOwner", "InstanceSpec"]
 
 _PAGE = 65536
 _NO_OUTPUT = GuestOutput(logging.getLogger("wasmplug.plugin"), logging.INFO, discard=True)
@@ -63,9 +71,9 @@ class ExportFuncs(dict[int, Any]):
 
     def __init__(self, instance: Any, context: Any, indices: list[Any]) -> None:
         super().__init__()
-        self.component = instance
+        self.component = None if instance is None else ctypes.byref(instance)
         self.store_context = context
-        self.indices = indices
+        self.indices = indices  # ExportIndex.ptr() of each export (InstanceSpec)
 
     def __missing__(self, index: int) -> Any:
         if self.component is None:
@@ -76,6 +84,105 @@ class ExportFuncs(dict[int, Any]):
 
 _NO_FUNCS = ExportFuncs(None, None, [])
 """The export functions of a closed instance: none."""
+_NO_BUFFERS: list[Any] = []
+"""The call buffers of a closed instance: none (never appended to)."""
+
+
+class InstanceSpec:
+    """What every instance of one plugin is made from, worked out once at load.
+
+    Creating an instance is on the path of ``reset()`` + the next call and of every
+    restart after a fault, so nothing here is recomputed per instance: the raw
+    pointers of the linker and the component, the store limiter's arguments, the
+    start-up deadline in epoch ticks.
+
+    Attributes:
+        engine: The host's engine.
+        ticker: The host's epoch ticker.
+        linker: The plugin's linker (kept alive for ``linker_ptr``).
+        component: The compiled component (kept alive for ``component_ptr``).
+        linker_ptr: ``linker.ptr()``.
+        component_ptr: ``component.ptr()``.
+        export_indices: The component's export index of each export, indexed like
+            ``plugin._exports_list``.
+        export_index_ptrs: ``ptr()`` of each of them.
+        nexports: ``len(export_indices)``.
+        limiter: The arguments of ``wasmtime_store_limiter`` (memory size, table
+            elements, instances, tables, memories; -1: unbounded), or ``None`` when
+            every one is unbounded (no limiter is set).
+        fuel: Fuel given to a new store, or ``None`` without fuel metering.
+        startup_ms: The start-up budget: ten times the per-call budget, at least 10 s
+            (componentize-py runs its interpreter's init).
+        startup_ticks: ``startup_ms`` in epoch ticks.
+        startup_slice_ticks: The first deadline slice of start-up, in ticks.
+        max_lift: ``Limits.max_result_bytes`` (``2**62``: no limit).
+        uses_wasi: Whether a store gets a WASI context.
+    """
+
+    __slots__ = (
+        "component",
+        "component_ptr",
+        "engine",
+        "export_index_ptrs",
+        "export_indices",
+        "fuel",
+        "limiter",
+        "linker",
+        "linker_ptr",
+        "max_lift",
+        "nexports",
+        "startup_ms",
+        "startup_slice_ticks",
+        "startup_ticks",
+        "ticker",
+        "uses_wasi",
+    )
+
+    def __init__(
+        self,
+        *,
+        services: HostServices,
+        linker: Linker,
+        component: Component,
+        export_indices: list[ExportIndex],
+        limits: Limits,
+        slice_ticks: int,
+        uses_wasi: bool,
+    ) -> None:
+        self.engine = services.engine
+        self.ticker = ticker = services.ticker
+        self.linker = linker
+        self.component = component
+        self.linker_ptr = linker.ptr()
+        self.component_ptr = component.ptr()
+        self.export_indices = export_indices
+        self.export_index_ptrs = [index.ptr() for index in export_indices]
+        self.nexports = len(export_indices)
+        # memory_bytes is the total: each allowed memory gets an equal share.
+        bounds = (
+            limits.per_memory_bytes,
+            limits.table_elements,
+            limits.instances,
+            limits.tables,
+            limits.memories,
+        )
+        self.limiter = (
+            None
+            if all(b is None for b in bounds)
+            else tuple(-1 if b is None else int(b) for b in bounds)
+        )
+        self.fuel = (
+            (limits.fuel if limits.fuel is not None else 2**63 - 1)
+            if services.consume_fuel
+            else None
+        )
+        timeout = limits.timeout_ms
+        self.startup_ms = max(10_000.0, 10 * timeout) if timeout else 10_000.0
+        self.startup_ticks = ticker.deadline_ticks(self.startup_ms)
+        self.startup_slice_ticks = min(self.startup_ticks, slice_ticks)
+        limit = limits.max_result_bytes
+        self.max_lift = 2**62 if limit is None else int(limit)
+        self.uses_wasi = uses_wasi
 
 
 class InstanceOwner(Protocol):
@@ -89,16 +196,12 @@ class InstanceOwner(Protocol):
     limits: Limits
     sandbox: EffectiveSandbox
     _services: HostServices
-    _component: Component
-    _linker: Linker
-    _uses_wasi: bool
+    _spec: InstanceSpec
     _writes_stdout: bool
     _writes_stderr: bool
     _threaded: bool
     _ticker: EpochTicker
-    _slice_ticks: int
     _exports_list: list[ExportFunc]
-    _export_indices: list[ExportIndex]
     _resource_classes: dict[tuple[str, str], type[Resource]]
 
     def _resource_type_id(self, ref: ResourceRef) -> int: ...
@@ -144,9 +247,9 @@ class Instance:
         "deadline_epoch",
         "freed",
         "funcs",
+        "_host_reps",
         "host_exc",
         "host_func",
-        "host_reps",
         "instance",
         "interrupt",
         "lift_deadline",
@@ -163,6 +266,7 @@ class Instance:
     )
 
     def __init__(self, plugin: InstanceOwner) -> None:
+        spec = plugin._spec
         self.plugin = plugin
         self.alive = True
         self.host_exc: BaseException | None = None
@@ -170,7 +274,7 @@ class Instance:
         # The instance this thread was running when this one was entered (a host
         # function calling another plugin), so re-entry anywhere up the chain is seen.
         self.caller: Instance | None = None
-        self.host_reps: set[int] = set()
+        self._host_reps: set[int] | None = None  # made on first use (host_reps)
         self.pending_drops: list[Any] = []
         self.calls = 0
         self.deadline_epoch = -1
@@ -178,52 +282,25 @@ class Instance:
         self.interrupt = False
         self.signal_exc: BaseException | None = None
         # The budget of the value being lifted (see _bridge.lift), reset before each lift.
-        limit = plugin.limits.max_result_bytes
-        self.max_lift = self.lift_left = 2**62 if limit is None else int(limit)
+        self.max_lift = self.lift_left = spec.max_lift
         self.lift_deadline = 0.0  # time.monotonic() deadline of the current lift; 0: not yet known
         self.lock = threading.Lock()
         self.freed = False
         self.call_thread: CallThread | None = None
-        self.buffers: list[Any] = [None] * len(plugin._exports_list)
-        services = plugin._services
-        limits = plugin.limits
-        store = self.store = f.RawStore(services.engine)
+        self.output_poll: select.poll | None = None
+        self.buffers: list[Any] = [None] * spec.nexports
+        store = self.store = f.RawStore(spec.engine)
         self.context: Any = store.context
-        _deadline.install(store.ptr)
-        store.set_limits(
-            # memory_bytes is the total: each allowed memory gets an equal share.
-            memory_size=-1 if limits.per_memory_bytes is None else limits.per_memory_bytes,
-            table_elements=-1 if limits.table_elements is None else limits.table_elements,
-            instances=-1 if limits.instances is None else limits.instances,
-            tables=-1 if limits.tables is None else limits.tables,
-            memories=-1 if limits.memories is None else limits.memories,
-        )
-        if plugin._uses_wasi:
-            logger = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
-            discard = plugin.manifest.stdio == "discard"
-            self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
-            self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
-            try:  # checks that every granted directory is still the one bound at load
-                config = plugin.sandbox.wasi_config(
-                    self.stdout if plugin._writes_stdout else None,
-                    self.stderr if plugin._writes_stderr else None,
-                )
-                store.set_wasi(config)
-            except BaseException:
-                self.close()
-                raise
+        _install_deadline(store.ptr)
+        if spec.limiter is not None:
+            _store_limiter(store.ptr, *spec.limiter)
+        if spec.uses_wasi:
+            self._wire_wasi()
         else:  # no WASI, no stdout or stderr: nothing is ever written, the tail stays ""
             self.stdout = self.stderr = _NO_OUTPUT
-        # Guest output through pipes is drained after each call (drain_output).
-        self.output_poll: select.poll | None = None
-        for out in (self.stdout, self.stderr):
-            if out.pipe is not None:
-                if self.output_poll is None:
-                    self.output_poll = select.poll()
-                self.output_poll.register(out.pipe.fileno(), select.POLLIN)
-        if services.consume_fuel:
-            err = f.set_fuel(self.context, limits.fuel if limits.fuel is not None else 2**63 - 1)
-            if err:  # pragma: no cover - only without fuel enabled, checked above
+        if spec.fuel is not None:
+            err = f.set_fuel(self.context, spec.fuel)
+            if err:  # pragma: no cover - only without fuel enabled, checked at load
                 self.close()
                 raise f.error_from_ptr(err)
         if plugin._threaded:
@@ -232,8 +309,41 @@ class Instance:
             self.instance = self._instantiate_on_thread()
         else:
             self.instance = self._instantiate()
-        self.drain_output()  # what start-up printed is logged before load() returns
-        self.funcs = ExportFuncs(self.instance, self.context, plugin._export_indices)
+        if self.output_poll is not None:
+            self.drain_output()  # what start-up printed is logged before load() returns
+        self.funcs = ExportFuncs(self.instance, self.context, spec.export_index_ptrs)
+
+    def _wire_wasi(self) -> None:
+        """Give the store its WASI context, with guest output logged (or discarded)."""
+        plugin = self.plugin
+        logger = logging.getLogger(f"wasmplug.plugin.{plugin.name}")
+        discard = plugin.manifest.stdio == "discard"
+        self.stdout = GuestOutput(logger, logging.INFO, discard=discard)
+        self.stderr = GuestOutput(logger, logging.WARNING, discard=discard)
+        try:  # checks that every granted directory is still the one bound at load
+            config = plugin.sandbox.wasi_config(
+                self.stdout if plugin._writes_stdout else None,
+                self.stderr if plugin._writes_stderr else None,
+            )
+            self.store.set_wasi(config)
+        except BaseException:
+            self.close()
+            raise
+        # Guest output through pipes is drained after each call (drain_output).
+        for out in (self.stdout, self.stderr):
+            if out.pipe is not None:
+                if self.output_poll is None:
+                    self.output_poll = select.poll()
+                self.output_poll.register(out.pipe.fileno(), select.POLLIN)
+
+    @property
+    def host_reps(self) -> set[int]:
+        """Reps of the host objects (``own`` handles of host-defined resources) this
+        instance's guest holds; forgotten when it is freed. Made on first use."""
+        reps = self._host_reps
+        if reps is None:
+            reps = self._host_reps = set()
+        return reps
 
     def drain_output(self) -> None:
         """Log what the guest has written to stdout/stderr so far (see GuestOutput.drain).
@@ -246,18 +356,17 @@ class Instance:
 
     @_sigguard.enters_wasm
     def _instantiate(self) -> Any:
-        plugin = self.plugin
-        ticker = plugin._services.ticker
-        ticks = ticker.deadline_ticks(self._startup_ms())
-        self.deadline_at = ticker.epoch + ticks
-        f.set_epoch_deadline(self.context, min(ticks, plugin._slice_ticks))
-        prev = _callctx.current()
+        spec = self.plugin._spec
+        ticker = spec.ticker
+        self.deadline_at = ticker.epoch + spec.startup_ticks
+        _set_epoch_deadline(self.context, spec.startup_slice_ticks)
+        prev = _current()
         try:
-            _callctx.swap(self)
+            _swap(self)
             self.caller = prev
             ticker.in_flight.add(self)
-            instance = self.store.instantiate(plugin._linker, plugin._component)
-            if _sigguard.deferred:
+            instance = self.store.instantiate_raw(spec.linker_ptr, spec.component_ptr)
+            if _deferred:
                 _sigguard.run_deferred(self)
             return instance
         except WasmtimeError as e:
@@ -270,18 +379,12 @@ class Instance:
             raise
         finally:
             ticker.in_flight.discard(self)
-            _callctx.swap(prev)
-
-    def _startup_ms(self) -> float:
-        """Start-up (componentize-py runs its interpreter's init) gets ten times the
-        per-call budget, at least 10 s."""
-        timeout = self.plugin.limits.timeout_ms
-        return max(10_000.0, 10 * timeout) if timeout else 10_000.0
+            _swap(prev)
 
     def _instantiate_on_thread(self) -> Any:
         ct = self.call_thread
         assert ct is not None
-        budget_ms = self._startup_ms()
+        budget_ms = self.plugin._spec.startup_ms
         try:
             done, instance = ct.run(self._instantiate, (budget_ms + GRACE_MS) / 1000)
         except Cancelled:
@@ -392,24 +495,28 @@ class Instance:
         ct = self.call_thread
         if ct is not None:
             ct.stop()
-        self.stdout.close()
-        self.stderr.close()
-        forget_host_objects(self.host_reps)
-        self.host_reps.clear()
+        if self.stdout is not _NO_OUTPUT:
+            self.stdout.close()
+            self.stderr.close()
+        reps = self._host_reps
+        if reps:
+            forget_host_objects(reps)
+            reps.clear()
         # The guest objects go with the store; free the host-side handles.
         drops = self.pending_drops
         while drops:
             f.resource_any_delete(drops.pop())
-        for ex, buf in zip(self.plugin._exports_list, self.buffers, strict=False):
-            if buf is not None:
-                ex.give_back(buf)
-        self.buffers = []
+        buffers = self.buffers
+        if buffers:
+            self.buffers = _NO_BUFFERS
+            exports = self.plugin._exports_list
+            for i, buf in enumerate(buffers):
+                if buf is not None:
+                    exports[i].give_back(buf)
         self.funcs = _NO_FUNCS
-        store = getattr(self, "store", None)
-        if store is not None:
-            self.context = None
-            self.instance = None
-            store.close()
+        self.context = None
+        self.instance = None
+        self.store.close()
 
     def guest_stderr_tail(self) -> str:
         return self.stderr.tail

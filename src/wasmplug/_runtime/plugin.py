@@ -25,7 +25,7 @@ from .callpath import Backend, CallPath, call_chain
 from .callthread import CLOSE_GRACE_S, GRACE_MS, CallThread, blocking_imports
 from .deadline import SLICE_MS
 from .exports import ExportFunc, Exports, short_interface_name
-from .instance import Instance
+from .instance import Instance, InstanceSpec
 from .pool import InstancePool
 from .resource_types import build_resource_classes
 from .services import HostServices
@@ -128,6 +128,15 @@ class Plugin(CallPath):
         self._export_indices: list[ExportIndex] = []
         self._by_name: dict[str, ExportFunc] = {}
         self._build_exports()
+        self._spec = InstanceSpec(
+            services=services,
+            linker=linker,
+            component=component,
+            export_indices=self._export_indices,
+            limits=limits,
+            slice_ticks=self._slice_ticks,
+            uses_wasi=uses_wasi,
+        )
         # isolation="process": ``backend(self, pool_size=...)`` runs every call in
         # worker processes (see wasmplug._runtime.process); the pool stays empty.
         self._backend: Backend | None = None
