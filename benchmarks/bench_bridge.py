@@ -45,6 +45,7 @@ from wasmtime.component import Linker, Record
 
 from wasmplug import Limits, PluginHost, WitTypeError
 from wasmplug._bridge import ffi as wf
+from wasmplug._runtime.plugin import find_export
 
 MIB = 1 << 20
 _LIFT_OPTS = '(memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))'
@@ -88,7 +89,7 @@ def raw_call(plugin: Any, stock: Any, store: Any, export: str, arg: Any) -> Call
     (C-API values in, guest call, values out, deleting the result), which no
     Python binding of that API can go under."""
     params, result = (wf.Val * 1)(), wf.Val()
-    plugin._by_name[export].lowers[0](arg, params[0], None)
+    find_export(plugin, export).lowers[0](arg, params[0], None)  # type: ignore[union-attr]
     func = stock.get_func(store, export)
     call, fn, ctx = wf.func_call, ctypes.byref(func._func), store._context()
     rref = ctypes.byref(result)

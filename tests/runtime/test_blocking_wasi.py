@@ -365,7 +365,7 @@ STARTUP_BLOCKS_WAT = BLOCKING_WAT.replace(
 
 
 def test_start_up_that_blocks_is_abandoned(host: PluginHost, monkeypatch: Any) -> None:
-    monkeypatch.setattr("wasmplug._runtime.instance.Instance._startup_ms", lambda self: 100.0)
+    monkeypatch.setattr("wasmplug._runtime.instance.startup_budget_ms", lambda limits: 100.0)
     host.provide("cb", lambda x: x)
     start = time.perf_counter()
     with pytest.raises(InstantiationError, match="still blocked"):

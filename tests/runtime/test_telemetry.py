@@ -49,6 +49,7 @@ from wasmplug import (
     RestartPolicy,
     _telemetry,
 )
+from wasmplug._runtime.callpath import CallPath
 
 from .test_faults import FAULTY_WAT
 
@@ -303,7 +304,7 @@ def test_without_an_sdk_the_call_path_is_untouched(tmp_path: Path) -> None:
             manifest=Manifest(name="faulty", host_interfaces=("cb",)),
         )
         assert plugin._tel is None
-        assert plugin._invoke.__func__ is Plugin._invoke  # type: ignore[attr-defined]
+        assert plugin._invoke.__func__ is CallPath._invoke  # type: ignore[attr-defined]
         assert plugin.call("call-cb", 4) == 4
 
 

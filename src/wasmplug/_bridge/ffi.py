@@ -35,7 +35,7 @@ from typing import Any
 from wasmtime import Config, Engine, Store, WasiConfig, WasmtimeError
 from wasmtime import _bindings as b
 from wasmtime import _ffi as f
-from wasmtime.component import Component, ExportIndex, Func, Linker
+from wasmtime.component import Component, Func, Linker
 from wasmtime.component import _types as component_types
 
 __all__ = [
@@ -173,8 +173,11 @@ class RawStore:
 
     __slots__ = ("context", "ptr")
 
-    def __init__(self, engine: Engine) -> None:
-        self.ptr: Any = store_new(engine.ptr(), None, NO_DATA_FINALIZER)
+    def __init__(self, engine: Engine, engine_ptr: Any = None) -> None:
+        """``engine_ptr``: ``engine.ptr()``, if the caller has it (one Python call less)."""
+        self.ptr: Any = store_new(
+            engine.ptr() if engine_ptr is None else engine_ptr, None, NO_DATA_FINALIZER
+        )
         self.context: Any = store_context_of(self.ptr)
 
     def set_limits(

@@ -9,6 +9,8 @@ and syntax follow the WIT specification (component-model ``WIT.md``).
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
@@ -322,13 +324,28 @@ class TypeReader:
         return interfaces, tuple(funcs), tuple(resources)
 
 
+_SHAPES: weakref.WeakKeyDictionary[Component, ComponentShape] = weakref.WeakKeyDictionary()
+_SHAPES_LOCK = threading.Lock()
+
+
 def read_shape(engine: Engine, component: Component) -> ComponentShape:
-    """Read a compiled component's imports and exports into a :class:`ComponentShape`."""
+    """Read a compiled component's imports and exports into a :class:`ComponentShape`.
+
+    The shape is read once per ``Component`` object (``engine`` must be the one it
+    was compiled for) and shared by every plugin loaded from it, for as long as the
+    component lives: a shape is never mutated.
+    """
+    with _SHAPES_LOCK:
+        shape = _SHAPES.get(component)
+    if shape is not None:
+        return shape
     reader = TypeReader(engine)
     ctype = component.type
     imports, import_funcs, import_res = reader.section(ctype.imports(engine), imported=True)
     exports, export_funcs, export_res = reader.section(ctype.exports(engine), imported=False)
-    return ComponentShape(imports, import_funcs, exports, export_funcs, import_res, export_res)
+    shape = ComponentShape(imports, import_funcs, exports, export_funcs, import_res, export_res)
+    with _SHAPES_LOCK:
+        return _SHAPES.setdefault(component, shape)
 
 
 def resource_of(func_name: str) -> str | None:

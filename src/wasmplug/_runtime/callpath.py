@@ -141,6 +141,8 @@ class Backend(Protocol):
 class CallPath:
     """The in-process call path; the base class of :class:`~wasmplug.Plugin`."""
 
+    __slots__ = ()  # Plugin declares the slots (no __dict__ per plugin)
+
     # Set by Plugin.__init__:
     name: str
     limits: Limits

@@ -88,6 +88,13 @@ _NO_BUFFERS: list[Any] = []
 """The call buffers of a closed instance: none (never appended to)."""
 
 
+def startup_budget_ms(limits: Limits) -> float:
+    """The time an instance's start-up may take, in ms: ten times the per-call budget,
+    at least 10 s (componentize-py runs its interpreter's init)."""
+    timeout = limits.timeout_ms
+    return max(10_000.0, 10 * timeout) if timeout else 10_000.0
+
+
 class InstanceSpec:
     """What every instance of one plugin is made from, worked out once at load.
 
@@ -98,6 +105,7 @@ class InstanceSpec:
 
     Attributes:
         engine: The host's engine.
+        engine_ptr: ``engine.ptr()``.
         ticker: The host's epoch ticker.
         linker: The plugin's linker (kept alive for ``linker_ptr``).
         component: The compiled component (kept alive for ``component_ptr``).
@@ -105,24 +113,27 @@ class InstanceSpec:
         component_ptr: ``component.ptr()``.
         export_indices: The component's export index of each export, indexed like
             ``plugin._exports_list``.
-        export_index_ptrs: ``ptr()`` of each of them.
+        export_index_ptrs: ``ptr()`` of each of them (both lists are the
+            component's, shared by every plugin of it: see ``exporttable``).
         nexports: ``len(export_indices)``.
         limiter: The arguments of ``wasmtime_store_limiter`` (memory size, table
             elements, instances, tables, memories; -1: unbounded), or ``None`` when
             every one is unbounded (no limiter is set).
         fuel: Fuel given to a new store, or ``None`` without fuel metering.
-        startup_ms: The start-up budget: ten times the per-call budget, at least 10 s
-            (componentize-py runs its interpreter's init).
+        startup_ms: The start-up budget (:func:`startup_budget_ms`).
         startup_ticks: ``startup_ms`` in epoch ticks.
         startup_slice_ticks: The first deadline slice of start-up, in ticks.
+        call_slice_ticks: A call's deadline slice (``plugin._slice_ticks``), in ticks.
         max_lift: ``Limits.max_result_bytes`` (``2**62``: no limit).
         uses_wasi: Whether a store gets a WASI context.
     """
 
     __slots__ = (
+        "call_slice_ticks",
         "component",
         "component_ptr",
         "engine",
+        "engine_ptr",
         "export_index_ptrs",
         "export_indices",
         "fuel",
@@ -145,18 +156,20 @@ class InstanceSpec:
         linker: Linker,
         component: Component,
         export_indices: list[ExportIndex],
+        export_index_ptrs: list[Any],
         limits: Limits,
         slice_ticks: int,
         uses_wasi: bool,
     ) -> None:
         self.engine = services.engine
+        self.engine_ptr = services.engine.ptr()
         self.ticker = ticker = services.ticker
         self.linker = linker
         self.component = component
         self.linker_ptr = linker.ptr()
         self.component_ptr = component.ptr()
         self.export_indices = export_indices
-        self.export_index_ptrs = [index.ptr() for index in export_indices]
+        self.export_index_ptrs = export_index_ptrs
         self.nexports = len(export_indices)
         # memory_bytes is the total: each allowed memory gets an equal share.
         bounds = (
@@ -176,10 +189,10 @@ class InstanceSpec:
             if services.consume_fuel
             else None
         )
-        timeout = limits.timeout_ms
-        self.startup_ms = max(10_000.0, 10 * timeout) if timeout else 10_000.0
+        self.startup_ms = startup_budget_ms(limits)
         self.startup_ticks = ticker.deadline_ticks(self.startup_ms)
         self.startup_slice_ticks = min(self.startup_ticks, slice_ticks)
+        self.call_slice_ticks = slice_ticks
         limit = limits.max_result_bytes
         self.max_lift = 2**62 if limit is None else int(limit)
         self.uses_wasi = uses_wasi
@@ -202,7 +215,9 @@ class InstanceOwner(Protocol):
     _threaded: bool
     _ticker: EpochTicker
     _exports_list: list[ExportFunc]
-    _resource_classes: dict[tuple[str, str], type[Resource]]
+
+    @property
+    def _resource_classes(self) -> dict[tuple[str, str], type[Resource]]: ...
 
     def _resource_type_id(self, ref: ResourceRef) -> int: ...
 
@@ -237,6 +252,7 @@ class Instance:
 
     __slots__ = (
         "__weakref__",
+        "_host_reps",
         "alive",
         "buffers",
         "call_thread",
@@ -247,7 +263,6 @@ class Instance:
         "deadline_epoch",
         "freed",
         "funcs",
-        "_host_reps",
         "host_exc",
         "host_func",
         "instance",
@@ -289,7 +304,7 @@ class Instance:
         self.call_thread: CallThread | None = None
         self.output_poll: select.poll | None = None
         self.buffers: list[Any] = [None] * spec.nexports
-        store = self.store = f.RawStore(spec.engine)
+        store = self.store = f.RawStore(spec.engine, spec.engine_ptr)
         self.context: Any = store.context
         _install_deadline(store.ptr)
         if spec.limiter is not None:
@@ -358,8 +373,12 @@ class Instance:
     def _instantiate(self) -> Any:
         spec = self.plugin._spec
         ticker = spec.ticker
-        self.deadline_at = ticker.epoch + spec.startup_ticks
+        epoch = ticker.epoch
+        self.deadline_at = epoch + spec.startup_ticks
         _set_epoch_deadline(self.context, spec.startup_slice_ticks)
+        # Start-up's first slice is a call's (see InstanceSpec): while the epoch has
+        # not moved, the first call need not set it again (CallPath._run).
+        self.deadline_epoch = epoch if spec.startup_slice_ticks == spec.call_slice_ticks else -1
         prev = _current()
         try:
             _swap(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -79,6 +80,9 @@ class Providers:
     def __init__(self, engine: Engine, cache: WitCache | None, http: object) -> None:
         self._engine = engine
         self._cache = cache
+        # Linkers with nothing but (or not even) WASI, by "uses WASI" (see link).
+        self._plain_linkers: dict[bool, tuple[Linker, Linked]] = {}
+        self._lock = threading.Lock()
         # The shipped WIT is read at the first load that links it, not here.
         self._by_name: dict[str, HostInterface] = {
             HTTP_INTERFACE: HostInterface(HTTP_INTERFACE, http, source=_http_wit())
@@ -196,7 +200,25 @@ class Providers:
         return ImportPlan(resolved, uses_wasi, needs_traps)
 
     def link(self, component: Component, plan: ImportPlan) -> tuple[Linker, Linked]:
-        """A linker with everything ``plan`` resolved (and WASI, if it is imported)."""
+        """A linker with everything ``plan`` resolved (and WASI, if it is imported).
+
+        A plan with no host function, resource or trap to define (a plugin that
+        imports nothing, or WASI alone) gets a linker shared by every such plugin of
+        this host: a linker is never changed once linked, and instantiating through
+        one from several threads at once is what a plugin's instance pool does anyway.
+        """
+        resolved = plan.resolved
+        if not (
+            resolved.interfaces or resolved.functions or resolved.root_resources or plan.needs_traps
+        ):
+            with self._lock:
+                shared = self._plain_linkers.get(plan.uses_wasi)
+                if shared is None:
+                    linker = Linker(self._engine)
+                    if plan.uses_wasi:
+                        linker.add_wasip2()
+                    shared = self._plain_linkers[plan.uses_wasi] = (linker, Linked())
+            return shared
         linker = Linker(self._engine)
         if plan.uses_wasi:
             linker.add_wasip2()

@@ -6,10 +6,11 @@ import contextvars
 import functools
 import threading
 import time
+import types
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, TypeVar, cast, final
 
-from wasmtime.component import Component, ExportIndex, Linker
+from wasmtime.component import Component, Linker
 
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.hostfuncs import Linked
@@ -25,6 +26,7 @@ from .callpath import Backend, CallPath, call_chain
 from .callthread import CLOSE_GRACE_S, GRACE_MS, CallThread, blocking_imports
 from .deadline import SLICE_MS
 from .exports import ExportFunc, Exports, short_interface_name
+from .exporttable import export_table
 from .instance import Instance, InstanceSpec
 from .pool import InstancePool
 from .resource_types import build_resource_classes
@@ -36,6 +38,14 @@ __all__ = ["Plugin", "PluginPort", "export_names", "find_export"]
 
 E = TypeVar("E", bound=PluginError)
 F = TypeVar("F", bound=PluginFault)
+
+_STUCK_LOCK = threading.Lock()
+"""Guards every plugin's set of stuck call threads (rarely taken: a thread abandoned
+or exiting), so that a plugin need not hold a lock of its own for it."""
+_NO_THREADS: frozenset[CallThread] = frozenset()
+"""The stuck call threads of a plugin without call threads: none, ever."""
+_BUILD_LOCK = threading.RLock()
+"""Held while a plugin builds its ``exports`` view and resource classes."""
 
 
 @final
@@ -59,13 +69,54 @@ class Plugin(CallPath):
         sandbox: The effective capabilities (declared ∩ granted).
         sha256: Hex SHA-256 of the component bytes.
         publisher: Key id (hex) of the trusted key that signed it, or ``None``.
-        exports: Attribute-style access to exports.
         blocking_wasi: The WASI interfaces it imports through which a guest can
             block in the host (``("wasi:io/poll@0.2.0",)``...). When not empty,
             each instance's calls run on a call thread of its own and the caller
             waits with the deadline (see docs/crash-isolation.md, "Blocking WASI
             calls"); when empty, calls run directly on the calling thread.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_backend",
+        "_call",
+        "_closed",
+        "_component",
+        "_deadline_ticks",
+        "_export_indices",
+        "_export_positions",
+        "_export_table",
+        "_exports_list",
+        "_exports_view",
+        "_fuel",
+        "_invoke",
+        "_linked",
+        "_linker",
+        "_pool",
+        "_resource_class_map",
+        "_services",
+        "_slice_ticks",
+        "_spec",
+        "_stuck",
+        "_stuck_lock",
+        "_supervisor",
+        "_tel",
+        "_threaded",
+        "_ticker",
+        "_uses_wasi",
+        "_wait_s",
+        "_writes_stderr",
+        "_writes_stdout",
+        "blocking_wasi",
+        "limits",
+        "manifest",
+        "name",
+        "pool_size",
+        "publisher",
+        "sandbox",
+        "sha256",
+        "shape",
+    )
 
     def __init__(
         self,
@@ -122,21 +173,35 @@ class Plugin(CallPath):
         )
         self._call = self._run_on_thread if self._threaded else self._run
         self._wait_s = None if timeout is None else (timeout + GRACE_MS) / 1000
-        self._stuck: set[CallThread] = set()
-        self._stuck_lock = threading.Lock()
-        self._exports_list: list[ExportFunc] = []
-        self._export_indices: list[ExportIndex] = []
-        self._by_name: dict[str, ExportFunc] = {}
-        self._build_exports()
+        # Only a plugin with call threads can have stuck ones (thousands of small
+        # plugins without need not each hold an empty set and a lock).
+        self._stuck: set[CallThread] = set() if self._threaded else cast(Any, _NO_THREADS)
+        self._stuck_lock = _STUCK_LOCK
+        # Names, signatures and export indices are the component's, shared by every
+        # plugin loaded from it; the ExportFunc objects are this plugin's.
+        table = self._export_table = export_table(component, shape)
+        self._export_positions = table.positions
+        self._export_indices = table.indices
+        self._exports_list = [
+            ExportFunc(self, i, name, sig)
+            for i, (name, sig) in enumerate(zip(table.names, table.sigs, strict=True))
+        ]
+        # plugin.exports and the resource classes are built on first use.
+        self._exports_view: Exports | None = None
+        self._resource_class_map: dict[tuple[str, str], type[Resource]] | None = None
         self._spec = InstanceSpec(
             services=services,
             linker=linker,
             component=component,
-            export_indices=self._export_indices,
+            export_indices=table.indices,
+            export_index_ptrs=table.index_ptrs,
             limits=limits,
             slice_ticks=self._slice_ticks,
             uses_wasi=uses_wasi,
         )
+        # A slot (Plugin has no __dict__), so the call path's method is bound here;
+        # telemetry may wrap it below.
+        self._invoke = types.MethodType(CallPath._invoke, self)  # type: ignore[method-assign]
         # isolation="process": ``backend(self, pool_size=...)`` runs every call in
         # worker processes (see wasmplug._runtime.process); the pool stays empty.
         self._backend: Backend | None = None
@@ -153,52 +218,66 @@ class Plugin(CallPath):
 
     # -- construction -------------------------------------------------------------
 
-    def _build_exports(self) -> None:
-        component = self._component
-        self._resource_classes: dict[tuple[str, str], type[Resource]] = {}
-        attrs_root: dict[str, Any] = {}
-        items_root: dict[str, Any] = {}
-        for iface_name, iface in self.shape.exports.items():
-            parent = component.get_export_index(iface_name)
-            assert parent is not None
-            funcs = [
-                (sig, self._add_export(f"{iface_name}#{sig.name}", sig, parent))
-                for sig in iface.functions
-            ]
-            members = self._members(iface_name, [r.name for r in iface.resources], funcs)
-            attrs_root[short_interface_name(iface_name)] = members
-            items_root[iface_name] = members
-        funcs = [
-            (sig, self._add_export(sig.name, sig, None)) for sig in self.shape.export_functions
-        ]
-        root = self._members("", [], funcs)
-        attrs_root.update(root._attrs)
-        items_root.update(root._items)
-        self.exports = Exports(attrs_root, items_root)
+    @property
+    def exports(self) -> Exports:
+        """Attribute-style access to the exports (see :class:`Exports`), built on first use."""
+        view = self._exports_view
+        if view is None:
+            view = self._build_exports()
+        return view
 
+    @property
+    def _resource_classes(self) -> dict[tuple[str, str], type[Resource]]:
+        """The class of each exported resource type, by ``(interface, name)``."""
+        classes = self._resource_class_map
+        if classes is None:
+            self._build_exports()
+            classes = self._resource_class_map
+            assert classes is not None
+        return classes
+
+    def _build_exports(self) -> Exports:
+        """Build :attr:`exports` and the resource classes (once: under a lock, so two
+        threads never hand out handles of two different classes for one type)."""
+        with _BUILD_LOCK:
+            view = self._exports_view
+            if view is not None:
+                return view
+            classes: dict[tuple[str, str], type[Resource]] = {}
+            attrs_root: dict[str, Any] = {}
+            items_root: dict[str, Any] = {}
+            exports = self._exports_list
+            for iface_name, resources, positions in self._export_table.interfaces:
+                funcs = [(exports[i].sig, exports[i]) for i in positions]
+                members = self._members(iface_name, list(resources), funcs, classes)
+                if iface_name:
+                    attrs_root[short_interface_name(iface_name)] = members
+                    items_root[iface_name] = members
+                else:  # the world's own functions
+                    attrs_root.update(members._attrs)
+                    items_root.update(members._items)
+            view = Exports(attrs_root, items_root)
+            self._resource_class_map = classes
+            self._exports_view = view
+            return view
+
+    @staticmethod
     def _members(
-        self, interface: str, resources: list[str], funcs: list[tuple[FuncSig, ExportFunc]]
+        interface: str,
+        resources: list[str],
+        funcs: list[tuple[FuncSig, ExportFunc]],
+        classes_out: dict[tuple[str, str], type[Resource]],
     ) -> Exports:
         """An interface's exports: plain functions (snake_case attributes), one
         class per resource type (PascalCase attributes), everything by WIT name."""
         classes, plain = build_resource_classes(interface, resources, funcs)
         attrs: dict[str, Any] = {}
         for name, cls in classes.items():
-            self._resource_classes[(interface, name)] = cls
+            classes_out[(interface, name)] = cls
             attrs[cls.__name__] = cls
         for name, ex in plain.items():
             attrs.setdefault(snake(name), ex)
         return Exports(attrs, {sig.name: ex for sig, ex in funcs})
-
-    def _add_export(self, name: str, sig: FuncSig, parent: ExportIndex | None) -> ExportFunc:
-        func_name = name.rpartition("#")[2]
-        index = self._component.get_export_index(func_name, parent)
-        assert index is not None
-        ex = ExportFunc(self, len(self._exports_list), name, sig)
-        self._exports_list.append(ex)
-        self._export_indices.append(index)
-        self._by_name[name] = ex
-        return ex
 
     def _resource_type_id(self, ref: ResourceRef) -> int:
         return self._linked.resource_types[(ref.interface, ref.name)]
@@ -236,10 +315,10 @@ class Plugin(CallPath):
                 (counted in :meth:`metrics` as a ``"capability"`` fault).
             KeyboardInterrupt: re-raised here if a host function raised it.
         """
-        ex = self._by_name.get(export)
-        if ex is None:
+        i = self._export_positions.get(export)
+        if i is None:
             raise self._unknown_export(export)
-        return self._invoke(ex, args)
+        return self._invoke(self._exports_list[i], args)
 
     async def acall(self, export: str, *args: Any) -> Any:
         """Like :meth:`call`, but runs in the host's worker threads; awaiting does not
@@ -281,7 +360,8 @@ class Plugin(CallPath):
             _callctx.set_async(prev)
 
     def _unknown_export(self, export: str) -> PluginError:
-        err = PluginError(f"no export named {export!r}; exports are: {', '.join(self._by_name)}")
+        names = ", ".join(self._export_table.names)
+        err = PluginError(f"no export named {export!r}; exports are: {names}")
         err.plugin = self.name
         return err
 
@@ -458,9 +538,10 @@ def find_export(plugin: Plugin, name: str) -> ExportFunc | None:
     Its signature (``.sig``: WIT parameter and result types) is what ``wasmplug call``
     parses command-line arguments by.
     """
-    return plugin._by_name.get(name)
+    i = plugin._export_positions.get(name)
+    return None if i is None else plugin._exports_list[i]
 
 
 def export_names(plugin: Plugin) -> list[str]:
     """The WIT names :meth:`Plugin.call` accepts, in the component's order."""
-    return list(plugin._by_name)
+    return list(plugin._export_table.names)

@@ -166,6 +166,8 @@ class Supervisor:
 
     def before_instantiate(self) -> None:
         """Sleep for the backoff the policy asks for, and count a restart if one is due."""
+        if not self.pending_restart:  # the usual case (reset(), a pool growing): no lock
+            return
         with self._lock:
             restarting, self.pending_restart = self.pending_restart, False
             delay = self.policy.backoff_ms(self.consecutive) if restarting else 0.0
