@@ -47,14 +47,26 @@ def load(host: PluginHost, cb: Callable[[int], int] = lambda x: x + 1, **limits:
 
 
 class Sigint:
-    """Send SIGINT to this process from a timer thread; remember when."""
+    """Send SIGINT to this process from a timer thread; remember when.
 
-    def __init__(self, delay_s: float) -> None:
+    With ``inside``, the signal waits (after ``delay_s``) until a call of that plugin
+    is in Wasm: on a loaded machine the main thread may not have got there yet."""
+
+    def __init__(self, delay_s: float, inside: Plugin | None = None) -> None:
         self.sent_at = 0.0
+        self._inside = inside
         self._timer = threading.Timer(delay_s, self._send)
         self._timer.start()
 
     def _send(self) -> None:
+        if self._inside is not None:
+            plugin = self._inside
+            deadline = time.monotonic() + 30
+            while not any(
+                getattr(i, "plugin", None) is plugin for i in list(plugin._ticker.in_flight)
+            ):
+                assert time.monotonic() < deadline, "the call never entered Wasm"
+                time.sleep(0.001)
         self.sent_at = time.perf_counter()
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -85,7 +97,7 @@ def assert_works_everywhere(plugin: Plugin) -> None:
 def test_ctrl_c_ends_a_spinning_guest_within_100_ms(tmp_path: Any) -> None:
     with PluginHost(cache_dir=False) as host:
         plugin = load(host)
-        sigint = Sigint(0.15)
+        sigint = Sigint(0.15, inside=plugin)
         with pytest.raises(KeyboardInterrupt):
             plugin.call("spin")
         latency = sigint.latency()
@@ -102,7 +114,7 @@ def test_ctrl_c_never_leads_to_quarantine() -> None:
     with PluginHost(cache_dir=False) as host:
         plugin = load(host)
         for _ in range(plugin._supervisor.policy.max_faults + 1):
-            sigint = Sigint(0.03)
+            sigint = Sigint(0.03, inside=plugin)
             with pytest.raises(KeyboardInterrupt):
                 plugin.call("spin")
             sigint.latency()
