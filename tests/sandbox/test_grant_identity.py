@@ -24,6 +24,8 @@ from wasmplug import (
     ErrorResult,
     FilesystemRequest,
     Grants,
+    Limits,
+    LinkError,
     Manifest,
     Plugin,
     PluginHost,
@@ -238,27 +240,74 @@ def test_read_only_outer_grant_may_contain_a_writable_one(load_prober: Loader, t
         plugin.call("move-path", "/project/out", "/project/elsewhere")
 
 
-def test_grant_descriptors_are_released_on_close(load_prober: Loader, tree: Path) -> None:
-    """Counts only descriptors that name the test's directory tree: descriptors of
-    other tests' background workers come and go at any time."""
-    root = str(tree.resolve())
-
-    def open_fds() -> int:
-        names = []
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                names.append(os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:  # closed between listdir and readlink
-                continue
-        return sum(1 for n in names if n == root or n.startswith(root + "/"))
-
+def _open_fds(tree: Path) -> int:
+    """Descriptors of this process that name ``tree`` or a path under it. Counts only
+    those: descriptors of other tests' background workers come and go at any time."""
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd (Linux)")  # pragma: no cover
-    before = open_fds()
+    root = str(tree.resolve())
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            names.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # closed between listdir and readlink
+            continue
+    return sum(1 for n in names if n == root or n.startswith(root + "/"))
+
+
+def test_grant_descriptors_are_released_on_close(load_prober: Loader, tree: Path) -> None:
+    before = _open_fds(tree)
     plugin = load_prober({"/cfg": DirGrant(tree / "D" / "cfg", "ro")})
-    assert open_fds() > before, "the grant holds a directory descriptor while loaded"
+    assert _open_fds(tree) > before, "the grant holds a directory descriptor while loaded"
     plugin.close()
-    assert open_fds() == before
+    assert _open_fds(tree) == before
     with pytest.raises(CapabilityError):
         load_prober({"/cfg": DirGrant(tree / "missing", "ro")})
-    assert open_fds() == before
+    assert _open_fds(tree) == before
+
+
+# Imports a function of an interface no host provides.
+_IMPORTS_UNPROVIDED = """(component
+  (import "demo:missing/api@0.1.0" (instance $api (export "ping" (func))))
+  (core func $ping (canon lower (func $api "ping")))
+  (core module $m (import "h" "ping" (func)) (func (export "run") (call 0)))
+  (core instance $i (instantiate $m (with "h" (instance (export "ping" (func $ping))))))
+  (func (export "run") (canon lift (core func $i "run"))))"""
+_ADD = """(component
+  (core module $m (func (export "add") (param i32 i32) (result i32)
+    (i32.add (local.get 0) (local.get 1))))
+  (core instance $i (instantiate $m))
+  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
+    (canon lift (core func $i "add"))))"""
+
+
+@pytest.mark.parametrize(
+    ("wat", "limits", "refusal"),
+    [
+        (_ADD, Limits(fuel=1000), "fuel limit"),  # the host has no consume_fuel
+        (_IMPORTS_UNPROVIDED, Limits(), "demo:missing/api"),  # nothing provides it
+    ],
+    ids=["fuel-without-metering", "unprovided-import"],
+)
+def test_a_load_refused_after_the_grant_was_bound_releases_it(
+    shared_host: PluginHost, tree: Path, wat: str, limits: Limits, refusal: str
+) -> None:
+    """Refusals that come after the granted directory was opened and bound (the fuel
+    check, the import plan) close it again, rather than leaving it to the collector:
+    while the application holds the exception, its traceback keeps the frames alive."""
+    manifest = Manifest(
+        name="refused",
+        filesystem=(FilesystemRequest("/cfg", "ro"),),
+        host_interfaces=("demo:missing/api@0.1.0",),
+        limits=limits,
+    )
+    before = _open_fds(tree)
+    with pytest.raises((CapabilityError, LinkError), match=refusal) as refused:
+        shared_host.load(
+            wat.encode(),
+            allow_unsigned=True,
+            manifest=manifest,
+            grants=Grants(filesystem={"/cfg": DirGrant(tree / "D" / "cfg", "ro")}),
+        )
+    assert refused.tb is not None
+    assert _open_fds(tree) == before

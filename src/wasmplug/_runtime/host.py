@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import logging
 import os
 import time
 import weakref
@@ -16,8 +15,7 @@ from wasmplug import _telemetry
 from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.wit import read_shape
 from wasmplug._distribution.operations import install_source
-from wasmplug._errors import CapabilityError, PluginClosedError, PluginNotFoundError
-from wasmplug._sandbox.capabilities import resolve
+from wasmplug._errors import PluginClosedError, PluginNotFoundError
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
 from wasmplug._sandbox.http import HttpCapability
@@ -27,21 +25,19 @@ from wasmplug._trust.keys import PublicKey
 from wasmplug._trust.registry import PluginInfo, Registry
 from wasmplug._trust.store import TrustedKey, TrustStore, as_trusted
 
-from .cache import CompileCache, code_digest, default_cache_dir
+from .cache import CompileCache, default_cache_dir
 from .callthread import CLOSE_GRACE_S
 from .compiler import Compiler
 from .describe import ComponentDescription, describe
 from .linking import Providers
+from .loader import Loader
 from .plugin import Plugin
-from .process.launch import process_tier
 from .services import EXECUTOR_PREFIX, HostServices, before_exit_joins_threads
 from .sources import default_name, find_manifest, read_source
 from .stats import HostStats, host_stats
 from .telemetry import observe_host, plugin_attributes, stage
 
 __all__ = ["PluginHost", "inspect"]
-
-log = logging.getLogger("wasmplug")
 
 
 def _check_isolation(isolation: str) -> None:
@@ -155,6 +151,7 @@ class PluginHost:
         # (declared ∩ granted) is checked on every request. provide() may replace it.
         self._http = HttpCapability()
         self._providers = Providers(engine, self._cache, self._http)
+        self._loader = Loader(services, self._compiler, self._providers, self._cache)
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
         self._closed = False
         # Ctrl-C during a main-thread call must not be lost in a ctypes callback.
@@ -333,52 +330,19 @@ class PluginHost:
                 sensitive=self._providers.sensitive(manifest.host_interfaces),
             )
             grants = self.policy.decide(request)
-        component = self._compiler.compile(data, manifest.name)
-        shape = read_shape(self._engine, component)
-        sandbox = resolve(manifest, grants)  # opens and binds each granted directory
-        effective = manifest.limits.capped_by(limits or self.limits)
-        if effective.fuel is not None and not self._services.consume_fuel:
-            raise CapabilityError(
-                f"plugin {manifest.name!r} has a fuel limit, but the host was created "
-                "without consume_fuel=True"
-            )
-        plan = self._providers.plan(shape, manifest, grants)
-        backend = None
-        if isolation == "process":
-            linker, linked, backend = process_tier(
-                self._services,
-                plan=plan,
-                component=component,
-                cache=self._cache,
-                cache_key=code_digest(data),
-                spares=self.spare_workers,
-            )
-        else:
-            with stage("link", **{"wasmplug.plugin.name": manifest.name}):
-                linker, linked = self._providers.link(component, plan)
-        try:  # Plugin() creates the first instance
-            plugin = Plugin(
-                services=self._services,
-                component=component,
-                shape=shape,
-                manifest=manifest,
-                sandbox=sandbox,
-                limits=effective,
-                linker=linker,
-                linked=linked,
-                uses_wasi=plan.uses_wasi,
-                pool_size=pool_size,
-                restart_policy=restart_policy or self.restart_policy,
-                sha256=sha,
-                publisher=None if trusted is None else trusted.key_id,
-                backend=backend,
-            )
-        except BaseException:
-            sandbox.close()  # release the granted directories held since resolve()
-            raise
+        plugin = self._loader.build(
+            data,
+            manifest,
+            grants,
+            sha256=sha,
+            publisher=None if trusted is None else trusted.key_id,
+            ceiling=limits or self.limits,
+            restart_policy=restart_policy or self.restart_policy,
+            pool_size=pool_size,
+            isolation=isolation,
+            spares=self.spare_workers,
+        )
         self._plugins.add(plugin)
-        for note in sandbox.denied:
-            log.info("plugin %s: %s", manifest.name, note)
         return plugin
 
     def install(
