@@ -10,7 +10,7 @@ import pytest
 import wasmtime
 from wasmtime.component import Component, Linker
 
-from support.wasi_wat import stream_imports
+from support.wasi_wat import ENV_WAT, stream_imports
 from wasmplug import CapabilityError, DirGrant, FilesystemRequest, Grants, Limits, Manifest
 from wasmplug._sandbox import grants as grants_module
 from wasmplug._sandbox.capabilities import resolve
@@ -205,52 +205,6 @@ def test_grants_that_cannot_modify_each_other_are_allowed(tmp_path: Path) -> Non
         sandbox = _two_dirs(outer, inner)
         assert [p.guest_path for p in sandbox.preopens] == [outer[0], inner[0]]
         sandbox.close()
-
-
-# A tiny component that reads wasi:cli/environment: how many variables it sees, the
-# number of arguments, and the first byte of argv[0].
-ENV_WAT = r"""
-(component
-  (import "wasi:cli/environment@0.2.0" (instance $env
-    (export "get-environment" (func (result (list (tuple string string)))))
-    (export "get-arguments" (func (result (list string))))))
-  (core module $mem
-    (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 1024))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap  ;; the next block, 8-aligned
-        (i32.and (i32.add (i32.add (global.get $heap) (local.get 3)) (i32.const 15))
-                 (i32.const -8)))
-      (local.get $p)))
-  (core instance $mem (instantiate $mem))
-  (core func $getenv (canon lower (func $env "get-environment")
-    (memory (core memory $mem "memory")) (realloc (core func $mem "realloc"))))
-  (core func $getargs (canon lower (func $env "get-arguments")
-    (memory (core memory $mem "memory")) (realloc (core func $mem "realloc"))))
-  (core module $m
-    (import "h" "getenv" (func $getenv (param i32)))
-    (import "h" "getargs" (func $getargs (param i32)))
-    (import "h" "memory" (memory 1))
-    (func (export "env-count") (result i32)
-      (call $getenv (i32.const 16))
-      (i32.load (i32.const 20)))
-    (func (export "arg-count") (result i32)
-      (call $getargs (i32.const 16))
-      (i32.load (i32.const 20)))
-    (func (export "arg0-first-byte") (result i32)
-      (call $getargs (i32.const 16))
-      (i32.load8_u (i32.load (i32.load (i32.const 16))))))
-  (core instance $i (instantiate $m (with "h" (instance
-    (export "getenv" (func $getenv))
-    (export "getargs" (func $getargs))
-    (export "memory" (memory $mem "memory"))))))
-  (func (export "env-count") (result u32) (canon lift (core func $i "env-count")))
-  (func (export "arg-count") (result u32) (canon lift (core func $i "arg-count")))
-  (func (export "arg0-first-byte") (result u32) (canon lift (core func $i "arg0-first-byte")))
-)
-"""
 
 
 def test_the_guest_sees_argv_plugin_and_only_the_declared_granted_env() -> None:

@@ -1,4 +1,5 @@
-"""WAT for test components that use WASI streams: the import header, written once.
+"""WAT for test components that use WASI: the streams import header, written once, and
+:data:`ENV_WAT`, a component that reads ``wasi:cli/environment``.
 
 A component that writes to stdout or reads stdin imports ``wasi:io/error``,
 ``wasi:io/streams`` (the stream resource, ``stream-error`` and the methods it calls) and
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["INPUT_METHODS", "OUTPUT_METHODS", "bump_memory", "stream_imports"]
+__all__ = ["ENV_WAT", "INPUT_METHODS", "OUTPUT_METHODS", "bump_memory", "stream_imports"]
 
 _SEV = "(error $sev)"
 OUTPUT_METHODS = {
@@ -100,3 +101,49 @@ def bump_memory(step: str = "(i32.const 64)") -> str:
       (local.set $p (global.get $heap))
       (global.set $heap (i32.add (global.get $heap) {step}))
       (local.get $p)))"""
+
+
+ENV_WAT = r"""
+(component
+  (import "wasi:cli/environment@0.2.0" (instance $env
+    (export "get-environment" (func (result (list (tuple string string)))))
+    (export "get-arguments" (func (result (list string))))))
+  (core module $mem
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap  ;; the next block, 8-aligned
+        (i32.and (i32.add (i32.add (global.get $heap) (local.get 3)) (i32.const 15))
+                 (i32.const -8)))
+      (local.get $p)))
+  (core instance $mem (instantiate $mem))
+  (core func $getenv (canon lower (func $env "get-environment")
+    (memory (core memory $mem "memory")) (realloc (core func $mem "realloc"))))
+  (core func $getargs (canon lower (func $env "get-arguments")
+    (memory (core memory $mem "memory")) (realloc (core func $mem "realloc"))))
+  (core module $m
+    (import "h" "getenv" (func $getenv (param i32)))
+    (import "h" "getargs" (func $getargs (param i32)))
+    (import "h" "memory" (memory 1))
+    (func (export "env-count") (result i32)
+      (call $getenv (i32.const 16))
+      (i32.load (i32.const 20)))
+    (func (export "arg-count") (result i32)
+      (call $getargs (i32.const 16))
+      (i32.load (i32.const 20)))
+    (func (export "arg0-first-byte") (result i32)
+      (call $getargs (i32.const 16))
+      (i32.load8_u (i32.load (i32.load (i32.const 16))))))
+  (core instance $i (instantiate $m (with "h" (instance
+    (export "getenv" (func $getenv))
+    (export "getargs" (func $getargs))
+    (export "memory" (memory $mem "memory"))))))
+  (func (export "env-count") (result u32) (canon lift (core func $i "env-count")))
+  (func (export "arg-count") (result u32) (canon lift (core func $i "arg-count")))
+  (func (export "arg0-first-byte") (result u32) (canon lift (core func $i "arg0-first-byte")))
+)
+"""
+"""Reads ``wasi:cli/environment``: ``env-count`` (how many variables it sees),
+``arg-count`` (how many program arguments) and ``arg0-first-byte``."""
