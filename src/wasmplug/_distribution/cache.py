@@ -15,7 +15,6 @@ install of the same digest downloads nothing.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import platformdirs
 
-from wasmplug._fsutil import write_atomic
+from wasmplug._errors import RegistryUnavailableError
+from wasmplug._fsutil import file_lock, write_atomic
 
 from .reference import DIGEST_RE
 
@@ -78,23 +78,31 @@ class BlobCache:
         return self._dir(path.with_name(path.name + ".partial"))
 
     @contextlib.contextmanager
-    def downloading(self, digest: str) -> Iterator[Path]:
+    def downloading(self, digest: str, *, timeout_s: float) -> Iterator[Path]:
         """Hold the download lock of ``digest`` (an exclusive ``flock``); yield its partial file.
 
         Two processes installing the same digest take turns instead of writing one
         partial file at once; the second then finds the blob cached.
+
+        Args:
+            timeout_s: Longest wait for another process's download, in seconds (its
+                own transfer deadline bounds how long it may hold the lock).
+
+        Raises:
+            RegistryUnavailableError: another process held the lock for ``timeout_s``.
         """
         partial = self.partial(digest)
-        fd = os.open(
-            partial.with_name(partial.name[: -len(".partial")] + ".lock"),
-            os.O_RDWR | os.O_CREAT,
-            0o600,
-        )
+        lock = partial.with_name(partial.name[: -len(".partial")] + ".lock")
+        held = contextlib.ExitStack()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.enter_context(file_lock(lock, timeout_s=timeout_s))
+        except TimeoutError:
+            raise RegistryUnavailableError(
+                f"{digest}: another process has been downloading it for {timeout_s:g} s; "
+                "giving up"
+            ) from None
+        with held:
             yield partial
-        finally:
-            os.close(fd)
 
     def adopt(self, digest: str, partial: Path) -> bytes:
         """Move a completed, verified download into the cache; returns its bytes."""

@@ -319,7 +319,9 @@ class Session:
         self.cache.put(digest, raw)
         data = self.cache.get(manifest.layer.digest)
         if data is None:
-            with self.cache.downloading(manifest.layer.digest) as partial:
+            # The process downloading it gives up after its own deadline_s.
+            wait_s = client.options.deadline_s + client.options.timeout_s
+            with self.cache.downloading(manifest.layer.digest, timeout_s=wait_s) as partial:
                 data = self.cache.get(manifest.layer.digest)  # another process may have done it
                 if data is None:
                     downloaded += client.fetch_blob(ref.repository, manifest.layer, partial)
