@@ -98,8 +98,7 @@ class BlobCache:
             held.enter_context(file_lock(lock, timeout_s=timeout_s))
         except TimeoutError:
             raise RegistryUnavailableError(
-                f"{digest}: another process has been downloading it for {timeout_s:g} s; "
-                "giving up"
+                f"{digest}: another process has been downloading it for {timeout_s:g} s; giving up"
             ) from None
         with held:
             yield partial
