@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import logging
 import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -363,6 +365,20 @@ def test_ctrl_c_inside_a_grow_is_raised_after_the_call(
     assert plugin.metrics().faults == {"interrupted": 1}
     assert plugin.call("size", 0) == 1
     assert (acc.memories_of(plugin), gauge(host)) == (1, 1 * PAGE)
+
+
+def test_a_closed_host_releases_its_creator(tmp_path: Path) -> None:
+    # wasmtime calls the creator's finalizer when the engine goes; the accounting
+    # (and its registration, which routes the creator's callbacks) goes with it.
+    def use_a_host() -> weakref.ref[MemoryAccounting]:
+        with PluginHost(cache_dir=tmp_path / "cache", memory_accounting=True) as h:
+            assert load(h).call("grow", 1) == 1
+            return weakref.ref(accounting(h))
+
+    acc = use_a_host()
+    gc.collect()
+    assert acc() is None
+    assert all(a is not acc() for a in memcreator._ACCOUNTINGS.values())
 
 
 def test_memory_accounting_and_instance_slots_do_not_combine(tmp_path: Path) -> None:
