@@ -228,7 +228,7 @@ def test_the_time_limit_bounds_the_wait(any_host: PluginHost, server: Server, ho
         hang()
     elapsed = time.monotonic() - start
     assert elapsed < 2.0, elapsed  # the budget (0.2 s) plus polling slack, not the server
-    assert cancelled.wait(2)
+    assert cancelled.wait(10)
     assert plugin.metrics().faults == {"timeout": 1}
     assert plugin.call("call-ask", "after") == "AFTER"  # a fresh instance
 
@@ -264,7 +264,7 @@ def test_cancelling_acall_cancels_the_host_coroutine(
         return time.monotonic() - start
 
     assert asyncio.run(main()) < 1.0
-    assert cancelled.wait(2)  # the coroutine saw the cancellation
+    assert cancelled.wait(10)  # the coroutine saw the cancellation
     # The guest's call failed and its instance went away; the plugin still works.
     deadline = time.monotonic() + 5
     while plugin.metrics().instances and time.monotonic() < deadline:
