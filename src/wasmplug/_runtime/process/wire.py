@@ -47,9 +47,10 @@ MAX_FRAME_BYTES = 1 << 30
 """Largest frame accepted (1 GiB); a bigger length prefix is a protocol violation."""
 
 _LEN = struct.Struct(">I")
-_CHUNK = 1 << 16
-_MAX_READ = 1 << 20  # bytes asked of one recv (it allocates that much first)
-
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
+_CHUNK = 1 << 16  # frames below this go out with their length prefix in one send
+_BUFFER = 1 << 16  # the receive buffer's size; it grows for a bigger frame, then shrinks back
+_SLACK_S = 0.002  # an armed socket timeout may end this much before the deadline
 
 class Op:
     """Opcodes (the first item of every message)."""
@@ -78,34 +79,54 @@ never uses a name the worker chose)."""
 class Channel:
     """One end of a worker's socketpair, framed.
 
-    Every wait is a socket timeout set to what is left of the deadline (CPython
-    then waits in one ``poll(2)`` before each ``recv``/``send``); ``None`` blocks.
-    A frame of up to :data:`_CHUNK` bytes is sent with its length prefix in one
-    ``send``.
+    The socket stays in blocking mode and every wait is bounded in the kernel:
+    ``SO_RCVTIMEO`` / ``SO_SNDTIMEO`` are set to what is left of the deadline,
+    and only when that differs from what is armed by more than :data:`_SLACK_S`
+    (calls of one plugin share one budget, so that is once per plugin, not once
+    per message). A wait that ends early (the armed time was shorter) is re-armed
+    and resumed; one that reaches the deadline is :class:`TimeoutError`. A message
+    is then one ``send`` (its length prefix included) and, when the reply is
+    already whole, one ``recv_into`` a reused buffer: no ``poll(2)`` and no
+    ``fcntl``/``ioctl`` per message, which is what Python's socket timeouts cost.
 
     ``recv`` is not thread-safe: one call at a time uses a worker (its lock), and
     the worker reads on one thread. ``send`` is: the worker forwards guest output
     lines from whichever thread drained them (its stdio pump, a call thread).
 
     Measured (a ping-pong of CALL-sized frames between two processes, and a timing
-    loop of ``add`` calls, on the loaded 2-core VM): a non-blocking socket with
-    our own ``poll`` was no faster than the socket timeout (36-52 µs vs 30-43 µs
-    a round trip), and spinning on ``recv`` before sleeping made calls slower
-    (1.8-2.7 ms vs 1.0-1.4 ms: the spinning reader takes the core its worker
-    needs), so neither is used.
+    loop of ``add`` calls, on the loaded 2-core VM): spinning on ``recv`` before
+    sleeping made calls slower (1.8-2.7 ms vs 1.0-1.4 ms: the spinning reader takes
+    the core its worker needs), so the reader sleeps in ``recv`` at once.
 
     Attributes:
         max_frame: Largest frame :meth:`recv` accepts, in bytes.
     """
 
-    __slots__ = ("_buf", "_packb", "_send_lock", "_sock", "_timeout", "max_frame")
+    __slots__ = (
+        "_armed",
+        "_buf",
+        "_end",
+        "_packb",
+        "_send_lock",
+        "_sock",
+        "_start",
+        "_view",
+        "max_frame",
+    )
 
     def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
         self._sock = sock
-        self._buf = bytearray()
-        self._timeout: float | None = None
-        sock.settimeout(None)
+        sock.settimeout(None)  # blocking: the kernel bounds each wait (_arm)
+        # Armed SO_RCVTIMEO / SO_SNDTIMEO, in seconds (None: no timeout).
+        self._armed: dict[int, float | None] = {
+            socket.SO_RCVTIMEO: None,
+            socket.SO_SNDTIMEO: None,
+        }
+        # Received bytes not yet consumed are _buf[_start:_end].
+        self._buf = bytearray(_BUFFER)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
         self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
         self._send_lock = threading.Lock()
 
@@ -116,9 +137,8 @@ class Channel:
         """Send one message.
 
         Args:
-            deadline: ``time.monotonic()`` value to give up at, or ``None`` to wait;
-                only a frame of :data:`_CHUNK` bytes or more can wait (for a
-                worker that does not read), and only such a frame is timed.
+            deadline: ``time.monotonic()`` value to give up at, or ``None`` to wait
+                (it is reached only if the other end stops reading).
 
         Raises:
             OSError: the other end is gone (``BrokenPipeError``...).
@@ -127,14 +147,24 @@ class Channel:
         with self._send_lock:
             data = self._packb(message)
             if len(data) < _CHUNK:
-                # Fits the socket buffer of a peer that answers each message before
-                # the next: it never waits, so no settimeout (a system call) first.
-                self._sock.sendall(_LEN.pack(len(data)) + data)
-            else:
-                self._wait_until(deadline)
-                self._sock.sendall(_LEN.pack(len(data)))
-                self._wait_until(deadline)
-                self._sock.sendall(data)
+                self._sendall(_LEN.pack(len(data)) + data, deadline)
+            else:  # no copy of a big payload just to prefix it
+                self._sendall(_LEN.pack(len(data)), deadline)
+                self._sendall(data, deadline)
+
+    def _sendall(self, data: bytes, deadline: float | None) -> None:
+        """``sendall`` whose every wait ends by ``deadline`` (re-armed for what is left
+        after a partial send; a stalled send is :class:`TimeoutError`)."""
+        sent = 0
+        with memoryview(data) as view:
+            while True:
+                self._arm(socket.SO_SNDTIMEO, deadline)
+                try:
+                    sent += self._sock.send(view[sent:])
+                except BlockingIOError:  # SO_SNDTIMEO ended the wait
+                    continue
+                if sent == len(view):
+                    return
 
     def recv(self, deadline: float | None = None) -> list[Any]:
         """Receive one message: a non-empty array whose first item is an int opcode.
@@ -147,56 +177,95 @@ class Channel:
             EOFError: the other end closed the channel (the worker died).
             ProtocolError: the frame is too big or is not such a message.
         """
-        buf = self._buf
-        if len(buf) < _LEN.size:
+        if self._end - self._start < _LEN.size:
             self._fill(_LEN.size, deadline)
-        (size,) = _LEN.unpack_from(buf)
-        if size > self.max_frame:
+        start = self._start
+        (size,) = _LEN.unpack_from(self._buf, start)
+        if size > self.max_frame:  # before a byte of the frame is read
             raise ProtocolError(f"frame of {size} bytes exceeds {self.max_frame}")
-        end = _LEN.size + size
-        if len(buf) < end:
-            self._fill(end, deadline)
+        end = start + _LEN.size + size
+        if self._end < end:
+            self._fill(_LEN.size + size, deadline)
+            start = self._start
+            end = start + _LEN.size + size
         try:
-            with memoryview(buf) as view:
-                message = msgpack.unpackb(view[_LEN.size : end], raw=False, strict_map_key=True)
+            message = msgpack.unpackb(
+                self._view[start + _LEN.size : end], raw=False, strict_map_key=True
+            )
         except Exception as e:  # every malformed-input failure, RecursionError included
             raise ProtocolError(f"undecodable frame: {type(e).__name__}: {e}") from None
         finally:
-            del buf[:end]
+            self._consumed(end)
         if message.__class__ is not list or not message or message[0].__class__ is not int:
             raise ProtocolError("a message must be an array starting with an int opcode")
         return message
 
-    def _wait_until(self, deadline: float | None) -> None:
-        """Make the socket's blocking calls give up at ``deadline``.
+    def _consumed(self, end: int) -> None:
+        """Forget the buffer up to ``end``; give back a buffer grown for a big frame."""
+        if end < self._end:
+            self._start = end
+            return
+        self._start = self._end = 0
+        if len(self._buf) > _BUFFER:
+            self._view.release()
+            self._buf = bytearray(_BUFFER)
+            self._view = memoryview(self._buf)
+
+    def _arm(self, option: int, deadline: float | None) -> None:
+        """Make the socket's blocking ``option`` wait (receive or send) end by ``deadline``.
 
         Raises:
             TimeoutError: the deadline has passed.
         """
+        armed = self._armed[option]
         if deadline is None:
-            if self._timeout is not None:
-                self._sock.settimeout(None)
-                self._timeout = None
+            if armed is not None:
+                self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
+                self._armed[option] = None
             return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        self._sock.settimeout(remaining)
-        self._timeout = remaining
+        if armed is not None and remaining - _SLACK_S <= armed <= remaining:
+            return
+        # Armed a little short of the deadline, the next call's wait (a few µs later,
+        # on the same budget) still fits, and needs no system call. The kernel rounds
+        # the time up to its clock tick (1-4 ms), well inside KILL_GRACE_MS.
+        timeout = remaining - _SLACK_S / 2 if remaining > _SLACK_S else remaining
+        seconds = int(timeout)
+        micros = max(int((timeout - seconds) * 1e6), 1)
+        self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
+        self._armed[option] = timeout
 
     def _fill(self, n: int, deadline: float | None) -> None:
-        """Read until the buffer holds at least ``n`` bytes."""
-        buf = self._buf
+        """Read until the buffer holds at least ``n`` unconsumed bytes (the caller
+        checked ``n`` against the frame cap)."""
+        if len(self._buf) - self._start < n:
+            self._make_room(n)
         sock = self._sock
-        while len(buf) < n:
-            self._wait_until(deadline)
+        while self._end - self._start < n:
+            self._arm(socket.SO_RCVTIMEO, deadline)
             try:
-                chunk = sock.recv(min(max(_CHUNK, n - len(buf)), _MAX_READ))
+                got = sock.recv_into(self._view[self._end :])
+            except BlockingIOError:  # SO_RCVTIMEO ended the wait: the deadline, or short of it
+                continue
             except ConnectionResetError:
-                chunk = b""
-            if not chunk:
+                got = 0
+            if not got:
                 raise EOFError("channel closed")
-            buf += chunk
+            self._end += got
+
+    def _make_room(self, n: int) -> None:
+        """Move the unconsumed bytes to the front of a buffer of at least ``n`` bytes."""
+        pending = bytes(self._view[self._start : self._end])
+        if len(self._buf) >= n:
+            self._view[: len(pending)] = pending
+        else:
+            self._view.release()
+            self._buf = bytearray(n)
+            self._view = memoryview(self._buf)
+            self._view[: len(pending)] = pending
+        self._start, self._end = 0, self._end - self._start
 
     def close(self) -> None:
         try:
