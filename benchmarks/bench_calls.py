@@ -13,6 +13,7 @@ import ctypes
 import functools
 import gc
 import json
+import multiprocessing
 import os
 import platform
 import signal
@@ -41,6 +42,8 @@ EXTISM_ECHO = "extism call('echo', b) [PDK-style copy]"
 WP_REC, STOCK_REC = "wasmplug plugin.call('echo-record', r)", "stock Func.__call__(store, r)"
 PROC_ADD, PROC_ECHO = "process plugin.call('add', 1, 2)", "process plugin.call('echo', s)"
 LOCAL_TRAP, PROC_TRAP = "inprocess trap, then next call", "process trap, then next call"
+PIPE_ADD = "multiprocessing pipe round trip, 16 B"
+PIPE_ECHO = "multiprocessing pipe round trip, 1 KiB"
 PROC_KILL = "process SIGKILL, next call served [warm spare]"
 PROC_KILL_COLD = "process SIGKILL, next call served [no spare]"
 LOCAL_BURN1, LOCAL_BURN2 = "inprocess burn, pool_size=1", "inprocess burn, pool_size=2"
@@ -390,8 +393,18 @@ def _throughput(plugin: Any, n: int, calls: int) -> float:
     return (time.perf_counter() - start) / (calls // 2 * 2)
 
 
+def _echo_child(conn: Any) -> None:
+    """The other end of the pipe baseline: send back each message until EOF."""
+    try:
+        while True:
+            conn.send_bytes(conn.recv_bytes())
+    except EOFError:
+        pass
+
+
 def run_process(quick: bool) -> list[Row]:
-    """The process isolation tier, each row next to its in-process counterpart."""
+    """The process isolation tier, each row next to its in-process counterpart and to
+    the floor any worker process has: a ``multiprocessing`` pipe round trip."""
     batches, batch_s, max_size = (5, 0.02, 200) if quick else (15, 0.1, 1000)
     kills, cold_kills = (3, 1) if quick else (15, 3)
     text = "wasmplug" * 128
@@ -407,20 +420,41 @@ def run_process(quick: bool) -> list[Row]:
         remote = phost.load(wat, allow_unsigned=True, restart_policy=forever)
         check(remote.call("add", 1, 2) == 3 and remote.call("echo", text) == text, "process")
         p = functools.partial
-        rows += measure(
-            "proc add",
-            [(WP_ADD, p(local.call, "add", 1, 2)), (PROC_ADD, p(remote.call, "add", 1, 2))],
-            batches,
-            batch_s,
-            max_size,
-        )
-        rows += measure(
-            "proc echo",
-            [(WP_ECHO, p(local.call, "echo", text)), (PROC_ECHO, p(remote.call, "echo", text))],
-            batches,
-            batch_s,
-            max_size,
-        )
+        ours, theirs = multiprocessing.get_context("spawn").Pipe()
+        child = multiprocessing.get_context("spawn").Process(target=_echo_child, args=(theirs,))
+        child.start()
+        theirs.close()
+
+        def pipe_round_trip(payload: bytes) -> None:
+            ours.send_bytes(payload)
+            ours.recv_bytes()
+
+        try:
+            rows += measure(
+                "proc add",
+                [
+                    (WP_ADD, p(local.call, "add", 1, 2)),
+                    (PROC_ADD, p(remote.call, "add", 1, 2)),
+                    (PIPE_ADD, p(pipe_round_trip, b"x" * 16)),
+                ],
+                batches,
+                batch_s,
+                max_size,
+            )
+            rows += measure(
+                "proc echo",
+                [
+                    (WP_ECHO, p(local.call, "echo", text)),
+                    (PROC_ECHO, p(remote.call, "echo", text)),
+                    (PIPE_ECHO, p(pipe_round_trip, text.encode())),
+                ],
+                batches,
+                batch_s,
+                max_size,
+            )
+        finally:
+            ours.close()
+            child.join(10)
         trap_local = [_recover_after_trap(local) * 1e6 for _ in range(kills * 4)]
         trap_proc = [_recover_after_trap(remote) * 1e6 for _ in range(kills * 4)]
         warm = [_recover_after_kill(remote, 1) * 1e6 for _ in range(kills)]
@@ -473,7 +507,9 @@ def summarize(rows: list[Row]) -> dict[str, float]:
         "echo: extism (PDK copy) / wasmplug": (EXTISM_ECHO, WP_ECHO),
         "record: stock / wasmplug": (STOCK_REC, WP_REC),
         "process add / inprocess add": (PROC_ADD, WP_ADD),
+        "process add / pipe round trip": (PROC_ADD, PIPE_ADD),
         "process echo / inprocess echo": (PROC_ECHO, WP_ECHO),
+        "process echo / pipe round trip 1 KiB": (PROC_ECHO, PIPE_ECHO),
         "process trap recovery / inprocess": (PROC_TRAP, LOCAL_TRAP),
         "process kill recovery (spare) / inprocess trap": (PROC_KILL, LOCAL_TRAP),
         "cpu-bound speed-up: process 2 workers vs 1": (PROC_BURN1, PROC_BURN2),
