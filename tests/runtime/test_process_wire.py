@@ -90,7 +90,9 @@ def test_a_receive_ends_at_its_deadline(pair: tuple[Channel, socket.socket]) -> 
     assert 0.05 <= took < 2.0  # the kernel rounds up to its tick; a loaded machine adds more
 
 
-def test_a_shorter_deadline_is_armed_after_a_longer_one(pair: tuple[Channel, socket.socket]) -> None:
+def test_a_shorter_deadline_is_armed_after_a_longer_one(
+    pair: tuple[Channel, socket.socket],
+) -> None:
     chan, peer = pair
     peer.sendall(frame([Op.DONE]))
     assert chan.recv(time.monotonic() + 60) == [Op.DONE]  # arms about 60 s

@@ -77,6 +77,10 @@ KILL_GRACE_MS = 50.0
 _tls = _callctx.tls
 
 
+class _Undelivered(Exception):
+    """The worker was gone before it got the request: it never ran; try another."""
+
+
 @attrs.frozen
 class _ExportCodec:
     encs: list[Encode]
@@ -222,13 +226,10 @@ class ProcessBackend:
         """A worker for one call (its lock held): alive, and with a fresh instance
         due if its last call faulted."""
         pool = self.pool
-        while True:
-            worker = pool.checkout()
-            if worker.running:
-                break
-            # It died while idle: count the crash, then take the next slot, which
-            # comes back empty.
-            self._died_idle(worker)
+        # Whether it is still running is not asked here (a wait4 per call): a worker
+        # that died while idle refuses the request (_Undelivered), and the call is
+        # made again on the next one.
+        worker = pool.checkout()
         if not worker.fresh:
             # The worker discarded its instance after a fault: the next call makes
             # a new one, which is a restart for the restart policy.
@@ -253,20 +254,18 @@ class ProcessBackend:
                 if inst.alive and self.pool.lock(worker):
                     if worker.running and inst.alive:
                         return worker
-                    if worker.running:
-                        worker.lock.release()
-                    else:
+                    if not worker.running:
                         self._died_idle(worker)
+                    worker.lock.release()
                 raise StaleResourceError(
                     f"{arg.type_name} handle belongs to an instance that was discarded"
                 )
         return None
 
     def _died_idle(self, worker: WorkerProcess) -> None:
-        """A worker whose lock this thread holds exited between calls (killed from
-        outside, the OOM killer...): discard it and count the crash."""
+        """A worker whose lock this thread holds (and keeps) exited between calls
+        (killed from outside, the OOM killer...): discard it and count the crash."""
         self.pool.discard(worker)
-        worker.lock.release()
         why, sig, code = worker.describe_exit()
         crash = PluginCrashed(f"{why} while idle", signal=sig, exit_code=code)
         self.port.fault(crash, None)
@@ -277,6 +276,13 @@ class ProcessBackend:
         """Call export ``ex`` in a worker; the same contract as ``Plugin.call``, whose
         checks (closed, arity, re-entry, quarantine) have passed; ``prev`` is what this
         thread was running."""
+        while True:
+            try:
+                return self._invoke_once(ex, args, prev)
+            except _Undelivered:
+                continue  # the worker was gone before it got the call: on the next one
+
+    def _invoke_once(self, ex: ExportFunc, args: tuple[Any, ...], prev: Any) -> Any:
         plugin = self.plugin
         codec = self._exports[ex.index]
         routed = None
@@ -301,10 +307,18 @@ class ProcessBackend:
             inst = instance_of(worker)
             drops = inst.take_drops() if inst is not None and inst.pending_drops else []
             undo = False
+            request = [Op.CALL, ex.index, wire, drops]
             try:
-                return self._run(worker, ex, codec, [Op.CALL, ex.index, wire, drops], prev)
+                return self._run(worker, ex, codec, request, prev, handles)
             except (WitTypeError, WitValueError, StaleResourceError):
                 undo = True  # the worker refused the arguments before the call
+                raise
+            except _Undelivered:
+                undo = True
+                if routed is not None:  # its guest objects died with it
+                    raise StaleResourceError(
+                        "the handle belongs to a worker process that exited"
+                    ) from None
                 raise
         finally:
             handles.end_call(undo=undo)
@@ -330,7 +344,10 @@ class ProcessBackend:
             return  # discarded: the guest object went with it
         try:
             if inst.alive and worker.running:
-                self._run(worker, None, None, [Op.DESTROY, token], getattr(_tls, "inst", None))
+                prev = getattr(_tls, "inst", None)
+                self._run(worker, None, None, [Op.DESTROY, token], prev, CallHandles(worker))
+        except _Undelivered:
+            pass  # the worker is gone, and the guest object with it
         finally:
             worker.lock.release()
 
@@ -341,32 +358,45 @@ class ProcessBackend:
         codec: _ExportCodec | None,
         request: list[Any],
         prev: Any,
+        handles: CallHandles,
     ) -> Any:
         """Send ``request`` (``CALL`` or ``DESTROY``), serve the worker until it replies,
-        and return the result or raise what the reply (or its absence) means."""
-        plugin = self.plugin
-        frame = Frame(plugin, prev, worker)
-        timeout_ms = plugin.limits.timeout_ms
+        and return the result or raise what the reply (or its absence) means.
+
+        Raises:
+            _Undelivered: the worker had exited before it got the request (it is
+                discarded, the crash counted; nothing ran).
+        """
+        frame = Frame(self.plugin, prev, worker)
+        now = time.monotonic()
+        timeout_ms = self._timeout_ms
         if timeout_ms is not None:
-            frame.deadline_s = time.monotonic() + timeout_ms / 1000
-        _tls.inst = frame
+            frame.deadline_s = now + timeout_ms / 1000
         kill_after = self._kill_after
-        deadline = None if kill_after is None else time.monotonic() + kill_after
+        deadline = None if kill_after is None else now + kill_after
+        _tls.inst = frame
         try:
             try:
-                worker.chan.send(request, deadline)
+                try:
+                    worker.chan.send(request, deadline)
+                except (BrokenPipeError, ConnectionResetError):
+                    # Its end of the channel was closed: the process had exited.
+                    self._died_idle(worker)
+                    raise _Undelivered from None
                 msg = self._converse(worker, frame, deadline)
                 if msg[0] == Op.RESULT and len(msg) == 2:
                     dec = None if codec is None else codec.ok
                     if dec is None and msg[1] is not None:
                         raise ProtocolError("a value for a call without a result")
-                    value = None if dec is None else dec(msg[1], CallHandles(worker))
+                    value = None if dec is None else dec(msg[1], handles)
                     self._succeeded(worker, ex)
                     return value
                 if msg[0] != Op.FAULT or len(msg) < 2:
                     raise ProtocolError(f"unexpected opcode {msg[0]} in reply to a call")
                 exc = self._fault(worker, ex, codec, frame, msg)
             except BaseException as e:
+                if e.__class__ is _Undelivered:
+                    raise
                 raise self._lost(worker, ex, e)  # noqa: B904 - __cause__ is set by _lost
         finally:
             _tls.inst = prev

@@ -52,6 +52,7 @@ _CHUNK = 1 << 16  # frames below this go out with their length prefix in one sen
 _BUFFER = 1 << 16  # the receive buffer's size; it grows for a bigger frame, then shrinks back
 _SLACK_S = 0.002  # an armed socket timeout may end this much before the deadline
 
+
 class Op:
     """Opcodes (the first item of every message)."""
 

@@ -356,7 +356,7 @@ class Server:
         if drops:
             handles.release(drops)
         try:
-            args = tuple(decs[i](w, handles) for i, w in enumerate(wire))
+            args = tuple([dec(w, handles) for dec, w in zip(decs, wire, strict=True)])
             value = port.invoke(ex, args)
         except BaseException as e:
             reply = self._failure(e, err_enc)
