@@ -129,7 +129,10 @@ def _build_scalar(t: Prim) -> tuple[int, Any, Convert, Callable[[Any], Any] | No
     def convert_float(v: Any) -> float:
         if v.__class__ is not float and (not isinstance(v, int | float) or isinstance(v, bool)):
             raise type_error(t, v)
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an int beyond the largest double
+            raise WitValueError(f"expects {t}: the int is too large for a float") from None
 
     return kind, ctype, convert_float, None
 

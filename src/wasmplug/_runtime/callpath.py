@@ -49,6 +49,7 @@ from wasmplug._errors import (
 )
 from wasmplug._sandbox.limits import Limits
 
+from . import fastcall
 from .aio import run_as
 from .callthread import MAX_STUCK_THREADS, CallThread, Cancelled
 from .engine import EpochTicker
@@ -155,6 +156,8 @@ class CallPath:
     _slice_ticks: int
     _fuel: int | None
     _threaded: bool
+    _uses_wasi: bool
+    _exports_list: list[ExportFunc]
     _call: Callable[[Instance, ExportFunc, tuple[Any, ...]], Any]
     _wait_s: float | None
     _stuck: set[CallThread]
@@ -179,6 +182,12 @@ class CallPath:
         if self._supervisor.quarantined:
             raise self._quarantined(ex)
         return cur
+
+    def _bind(self, ex: ExportFunc) -> Callable[[tuple[Any, ...]], Any]:
+        """Make and keep the function that runs ``ex``'s calls (``ex.bound``): generated
+        for the in-process fast path when it applies (fastcall.py), else :meth:`_invoke`."""
+        bound = ex.bound = fastcall.bind(self, ex)
+        return bound
 
     def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         cur = self._admit(ex, args)

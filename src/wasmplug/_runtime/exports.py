@@ -31,6 +31,8 @@ class PluginCalls(Protocol):
 
     def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any: ...
 
+    def _bind(self, ex: ExportFunc) -> Callable[[tuple[Any, ...]], Any]: ...
+
 
 byref = ctypes.byref
 
@@ -43,6 +45,7 @@ class ExportFunc:
 
     __slots__ = (
         "all_scalar",
+        "bound",
         "converts",
         "free_params",
         "free_result",
@@ -86,6 +89,9 @@ class ExportFunc:
         self.name = name
         self.sig = sig
         self.spare: list[Buffers] = []
+        # Runs one call, ``bound(args)``: made by ``plugin._bind`` on the first call
+        # (see fastcall.py), so a plugin that is loaded and never called pays nothing.
+        self.bound: Callable[[tuple[Any, ...]], Any] | None = None
         # Everything else depends on the signature alone: shared by every export
         # with the same one (never mutated), so many loaded plugins hold one copy.
         (
@@ -107,7 +113,7 @@ class ExportFunc:
         ) = _signature_parts(sig)
 
     def __call__(self, *args: Any) -> Any:
-        return self.plugin._invoke(self, args)
+        return (self.bound or self.plugin._bind(self))(args)
 
     def take_buffers(self) -> Buffers:
         """Call buffers for a new instance: a discarded instance's, or new ones."""

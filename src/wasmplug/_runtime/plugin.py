@@ -318,7 +318,8 @@ class Plugin(CallPath):
         i = self._export_positions.get(export)
         if i is None:
             raise self._unknown_export(export)
-        return self._invoke(self._exports_list[i], args)
+        ex = self._exports_list[i]
+        return (ex.bound or self._bind(ex))(args)
 
     async def acall(self, export: str, *args: Any) -> Any:
         """Like :meth:`call`, but runs in the host's worker threads; awaiting does not

@@ -1,0 +1,278 @@
+"""One function per export for its in-process calls, generated on the export's first call.
+
+:meth:`CallPath._invoke` and :meth:`CallPath._run` handle every kind of call, so each
+call walks their checks for resource handles, call threads, process backends,
+telemetry, per-call C allocations and WASI output. For the common case (the
+plugin runs in-process on the calling thread and the export takes no resource
+handle and no argument that needs a C allocation per call), :func:`bind`
+generates one function that does the same work as the general path, in the same
+order, with everything this export cannot need left out and every constant
+resolved once, as attrs generates ``__init__`` for a class:
+
+1. admission: the plugin is open and not quarantined, the arity is right, the
+   calling thread is not inside a plugin call (nested calls take the general path,
+   which checks for re-entry), and each number argument has the exact class;
+2. an instance from the pool, its pending guest destructors, its call buffers;
+3. the arguments: numbers with one ``struct.pack_into`` of kind bytes and payloads
+   (the kinds as constants), other types by their lowerers;
+4. the epoch deadline (re-armed only when the epoch moved since it was armed: the
+   deadline is absolute, so an unmoved epoch still grants the full slice), fuel,
+   the stderr tail used to classify a fault;
+5. the call, with the instance current on this thread and in flight for the epoch
+   ticker, both restored in ``finally``; a signal deferred in a callback; a fault;
+6. the counters, then the result: a scalar read through its alias, or lifted.
+
+Whatever is unusual leaves the fast path where it is detected, before any state
+changes: a failed admission check goes to the general path, and an argument
+that ``struct`` or a lowerer refuses is lowered again by :meth:`CallPath._run`
+on the same instance, which raises the error that names the parameter. Faults,
+interrupts (``BaseException``), lift limits and ``err`` results go to the same
+``CallPath`` methods as on the general path, so classification, quarantine and
+the restart policy are shared code.
+
+The generated source depends only on the export's shape (arity, number codes,
+which steps apply); every value, per plugin or per export, is in the function's
+globals, so exports of the same shape share one compiled code object. The
+source is registered in :mod:`linecache` so that tracebacks show its lines.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import linecache
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from wasmplug._bridge import callctx as _callctx
+from wasmplug._bridge import ffi as f
+from wasmplug._bridge import sigguard as _sigguard
+from wasmplug._bridge.values import Err
+from wasmplug._bridge.wit import Prim, contains_handles
+from wasmplug._errors import ErrorResult, PluginError, PluginFault, WitTypeError, WitValueError
+
+from .exports import ExportFunc
+
+CallPath = Any
+"""A :class:`~wasmplug._runtime.callpath.CallPath` (the plugin); not imported, since
+``callpath`` imports this module and the package's modules import without cycles."""
+
+__all__ = ["Bound", "bind"]
+
+Bound = Callable[[tuple[Any, ...]], Any]
+"""``bound(args)``: one call of an export with its arguments as a tuple."""
+
+
+def bind(plugin: CallPath, ex: ExportFunc) -> Bound:
+    """The function that runs ``ex``'s calls: generated when the fast path applies,
+    else the general path (``plugin._invoke``, with telemetry if it is wrapped)."""
+    general: Bound = functools.partial(plugin._invoke, ex)
+    if (
+        plugin._backend is not None
+        or plugin._threaded
+        or plugin._tel is not None
+        or ex.has_handles
+        or ex.free_params
+    ):
+        return general
+    return _generate(plugin, ex, general)
+
+
+def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
+    n = ex.nparams
+    numbers = ex.numbers
+    args = [f"a{i}" for i in range(n)]
+    g: dict[str, Any] = {
+        "general": general,
+        "plugin": plugin,
+        "ex": ex,
+        "sup": plugin._supervisor,
+        "tls": _callctx.tls,
+        "checkout": plugin._pool.checkout,
+        "checkin": plugin._pool.checkin,
+        "take_buffers": ex.take_buffers,
+        "ticker": plugin._ticker,
+        "in_flight_add": plugin._ticker.in_flight.add,
+        "in_flight_discard": plugin._ticker.in_flight.discard,
+        "set_deadline": f.set_epoch_deadline,
+        "set_fuel": f.set_fuel,
+        "func_call": f.func_call,
+        "val_delete": f.val_delete,
+        "deferred": _sigguard.deferred,
+        "run_deferred": _sigguard.run_deferred,
+        "run": plugin._run,
+        "run_drops": plugin._run_drops,
+        "fault": plugin._fault,
+        "interrupted": plugin._interrupted,
+        "lift_fault": plugin._lift_fault,
+        "error": plugin._error,
+        "PluginError": PluginError,
+        "PluginFault": PluginFault,
+        "ErrorResult": ErrorResult,
+        "Err": Err,
+        "LOWER_ERRORS": (WitTypeError, WitValueError),
+        "PACK_ERRORS": (struct.error, OverflowError),
+        "INDEX": ex.index,
+        "NP": n,
+        "NR": ex.nresults,
+        "SLICE": plugin._slice_ticks,
+        "TICKS": plugin._deadline_ticks,
+        "FUEL": plugin._fuel,
+        "BOOL": f.BOOL,
+    }
+    code: list[str] = []
+    add = code.append
+    # 1. Admission; anything unusual takes the general path, which raises or nests.
+    add("def call(args):")
+    add("    if (len(args) != NP or plugin._closed or sup.quarantined")
+    add("            or getattr(tls, 'inst', None) is not None):")
+    add("        return general(args)")
+    if n:
+        add(f"    {', '.join(args)}, = args")
+    if numbers is not None:
+        packer, _, kinds = numbers
+        checks = []
+        for i, (_, t) in enumerate(ex.sig.params):
+            if isinstance(t, Prim) and t.name in ("f32", "f64"):  # an int is accepted too
+                checks.append(f"(a{i}.__class__ is not float and a{i}.__class__ is not int)")
+            else:
+                checks.append(f"a{i}.__class__ is not int")
+        add(f"    if {' or '.join(checks)}:")
+        add("        return general(args)")
+        g["pack_into"] = packer.pack_into
+        for i, kind in enumerate(kinds):
+            g[f"K{i}"] = kind
+    # 2. An instance, its pending destructors, its buffers.
+    add("    try:")
+    add("        inst = checkout()")
+    add("    except PluginError as e:")
+    add("        raise error(e, ex)")
+    add("    try:")
+    if _may_hold_handles(plugin):
+        add("        if inst.pending_drops:")
+        add("            run_drops(inst)")
+    add("        buf = inst.buffers[INDEX]")
+    add("        if buf is None:")
+    add("            buf = inst.buffers[INDEX] = take_buffers()")
+    # 3. The arguments.
+    if numbers is not None:
+        packed = ", ".join(f"K{i}, a{i}" for i in range(n))
+        add("        try:")
+        add(f"            pack_into(buf.raw, 0, {packed})")
+        add("        except PACK_ERRORS:")
+        add("            return run(inst, ex, args)")
+    elif n:
+        add("        lowers = buf.lowers")
+        add("        pvals = buf.pvals")
+        add("        try:")
+        for i in range(n):
+            add(f"            lowers[{i}](a{i}, pvals[{i}], inst)")
+        add("        except LOWER_ERRORS:")
+        add("            return run(inst, ex, args)")
+    # 4. Deadline, fuel, the stderr tail.
+    add("        ctx = inst.context")
+    add("        epoch = ticker.epoch")
+    add("        if inst.deadline_epoch != epoch:")
+    add("            set_deadline(ctx, SLICE)")
+    add("            inst.deadline_epoch = epoch")
+    add("        inst.deadline_at = epoch + TICKS")
+    if plugin._fuel is not None:
+        add("        set_fuel(ctx, FUEL)")
+    uses_wasi = plugin._uses_wasi
+    if uses_wasi:
+        add("        stderr = inst.stderr")
+        add("        if stderr.tail:")
+        add("            stderr.tail = ''")
+    # 5. The call; the thread's current instance and the in-flight set restored in finally.
+    add("        try:")
+    add("            tls.inst = inst")
+    add("            inst.caller = None")
+    add("            in_flight_add(inst)")
+    add("            err = func_call(inst.funcs[INDEX], ctx, buf.params, NP, buf.rref, NR)")
+    if uses_wasi:
+        add("            if inst.output_poll is not None:")
+        add("                inst.drain_output()")
+    add("        finally:")
+    add("            in_flight_discard(inst)")
+    add("            tls.inst = None")
+    add("        if deferred:")
+    add("            run_deferred(inst)")
+    add("        if err:")
+    add("            fault(inst, ex, err)")
+    # 6. Counters and the result.
+    add("        inst.calls += 1")
+    add("        if sup.consecutive:")
+    add("            sup.record_success()")
+    code += _result_lines(ex, g)
+    add("    except BaseException as e:")
+    add("        if not isinstance(e, Exception):")
+    add("            interrupted(inst, ex, e)")
+    add("        raise")
+    add("    finally:")
+    add("        checkin(inst)")
+    source = "\n".join(code) + "\n"
+    fn = _function(source, g)
+    fn.__name__ = fn.__qualname__ = f"call_{ex.name}"
+    return fn
+
+
+def _result_lines(ex: ExportFunc, g: dict[str, Any]) -> list[str]:
+    if ex.nresults == 0:
+        return ["        return None"]
+    scalar = ex.result_scalar
+    if scalar is not None:
+        post = scalar[3]
+        if post is None:
+            return ["        return buf.rslot.value"]
+        g["POST"] = post
+        return ["        return POST(buf.rslot.value)"]
+    lines = [
+        "        inst.lift_left = inst.max_lift",
+        "        inst.lift_deadline = 0.0",
+        "        try:",
+        "            value = buf.lift(buf.result, inst)",
+        "        except PluginFault as e:",
+        "            lift_fault(inst, ex, e)",
+    ]
+    if ex.free_result:
+        lines += [
+            "        finally:",
+            "            val_delete(buf.rref)",
+            "            buf.result.kind = BOOL",
+        ]
+    if ex.returns_result:
+        lines += [
+            "        if value.__class__ is Err:",
+            "            raise error(ErrorResult(value.value), ex)",
+            "        return value.value",
+        ]
+    else:
+        lines.append("        return value")
+    return lines
+
+
+def _may_hold_handles(plugin: CallPath) -> bool:
+    """Whether any export of ``plugin`` passes a resource handle (so guest destructors
+    may be pending on an instance)."""
+    for other in plugin._exports_list:
+        sig = other.sig
+        types = [t for _, t in sig.params] + ([sig.result] if sig.result is not None else [])
+        if contains_handles(types):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(source: str) -> Any:
+    filename = f"<wasmplug call {hashlib.sha1(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return compile(source, filename, "exec")
+
+
+def _function(source: str, g: dict[str, Any]) -> Callable[..., Any]:
+    exec(_compile(source), g)  # our own template: no outside input
+    fn: Callable[..., Any] = g.pop("call")
+    # Ctrl-C that lands in a finalizer while it is inside Wasm is deferred, as for
+    # CallPath._run (its code object is the cached one: the registry stays small).
+    return _sigguard.enters_wasm(fn)

@@ -1,0 +1,140 @@
+"""The generated per-export call functions (``_runtime/fastcall.py``).
+
+Every other test calls through them too; these pin what is particular to them:
+which exports get one, that an argument the fast path refuses is still reported by
+the general path naming the parameter (on the same instance, which survives), and
+that results, faults and counters are the general path's.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+
+import pytest
+
+import wat as w
+from support.bridge import load
+from wasmplug import (
+    Limits,
+    Plugin,
+    PluginHost,
+    PluginTimeout,
+    PluginTrapped,
+    WitTypeError,
+    WitValueError,
+)
+from wasmplug._runtime.plugin import find_export
+
+ADD = w.Func(
+    "add",
+    (("a", w.P("s32")), ("b", w.P("s32"))),
+    w.P("s32"),
+    "(i32.add (local.get 0) (local.get 1))",
+)
+MIX = w.Func("mix", (("n", w.P("u8")), ("x", w.P("f64"))), w.P("f64"), "(local.get 1)")
+WIDE = w.Func("wide", (("v", w.P("u64")),), w.P("u64"))
+CHAR = w.Func("echo-char", (("c", w.P("char")),), w.P("char"))
+TEXT = w.Func("echo-text", (("s", w.P("string")),), w.P("string"))
+FLAG = w.Func("echo-bool", (("b", w.P("bool")),), w.P("bool"))
+SPIN = w.Func("spin", (), None, "(loop $l (br $l))")
+COMPONENT = w.component([ADD, MIX, WIDE, CHAR, TEXT, FLAG, SPIN])
+
+
+class Small(enum.IntEnum):
+    SEVEN = 7
+
+
+@pytest.fixture
+def plugin(host: PluginHost) -> Plugin:
+    return load(host, COMPONENT)
+
+
+def test_in_process_exports_get_a_generated_function(plugin: Plugin) -> None:
+    for name, args in [("add", (1, 2)), ("echo-text", ("x",)), ("tick", ()), ("echo-char", ("c",))]:
+        plugin.call(name, *args)
+        bound = find_export(plugin, name).bound
+        assert bound is not None, name
+        assert not isinstance(bound, functools.partial), name
+        assert bound.__name__ == f"call_{name}"
+
+
+def test_results_match_python(plugin: Plugin) -> None:
+    assert plugin.call("add", 2**31 - 1, -(2**31) + 1) == 0
+    assert plugin.call("add", -5, 3) == -2
+    assert plugin.exports.add(40, 2) == 42
+    assert plugin.call("mix", 255, 0.5) == 0.5
+    assert plugin.call("mix", 0, 3) == 3.0  # an int for an f64
+    assert plugin.call("mix", Small.SEVEN, 1.0) == 1.0  # an int subclass: the general path
+    assert plugin.call("wide", 2**64 - 1) == 2**64 - 1
+    assert plugin.call("echo-char", "é") == "é"
+    assert plugin.call("echo-text", "héllo" * 300) == "héllo" * 300
+    assert plugin.call("echo-text", "") == ""
+    assert plugin.call("echo-bool", True) is True
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((True, 1), WitTypeError, "parameter 'a' expects s32"),
+        ((1, 2**31), WitValueError, "parameter 'b' expects s32"),
+        ((-(2**31) - 1, 0), WitValueError, "parameter 'a' expects s32"),
+        ((1, 1.5), WitTypeError, "parameter 'b' expects s32"),
+        ((1, "2"), WitTypeError, "parameter 'b' expects s32"),
+        ((1,), WitTypeError, "takes 2 argument"),
+        ((1, 2, 3), WitTypeError, "takes 2 argument"),
+    ],
+)
+def test_refused_arguments_name_the_parameter_and_keep_the_instance(
+    plugin: Plugin,
+    args: tuple[object, ...],
+    error: type[Exception],
+    message: str,
+) -> None:
+    before = plugin.call("tick")
+    with pytest.raises(error, match=message):
+        plugin.call("add", *args)
+    assert plugin.call("tick") == before + 1  # the same instance: its state survived
+    metrics = plugin.metrics()
+    assert not metrics.faults
+    assert metrics.instances == 1
+    assert plugin.call("add", 1, 2) == 3
+
+
+def test_refused_float_and_string_arguments(plugin: Plugin) -> None:
+    with pytest.raises(WitTypeError, match="parameter 'x' expects f64"):
+        plugin.call("mix", 1, "0.5")
+    with pytest.raises(WitValueError, match="parameter 'n' expects u8"):
+        plugin.call("mix", 256, 0.5)
+    with pytest.raises(WitTypeError, match="parameter 'n' expects u8"):
+        plugin.call("mix", False, 0.5)
+    with pytest.raises(WitValueError, match="parameter 'x' expects f64: the int is too large"):
+        plugin.call("mix", 1, 10**400)  # too large for a float
+    with pytest.raises(WitTypeError, match="parameter 's' expects string"):
+        plugin.call("echo-text", b"bytes")
+    with pytest.raises(WitValueError, match="parameter 's' expects string"):
+        plugin.call("echo-text", "\ud800")  # a lone surrogate
+    assert not plugin.metrics().faults
+    assert plugin.call("echo-text", "ok") == "ok"
+
+
+def test_faults_and_counters_are_the_general_paths(host: PluginHost) -> None:
+    plugin = load(host, COMPONENT)
+    plugin.call("tick")
+    with pytest.raises(PluginTrapped):
+        plugin.call("crash")
+    assert plugin.call("tick") == 1  # a fresh instance
+    metrics = plugin.metrics()
+    assert metrics.faults == {"trap": 1}
+    assert metrics.restarts == 1
+    assert metrics.calls == 2  # the two ticks; the trapped call did not return
+
+    host.close()
+    with PluginHost(cache_dir=False, limits=Limits(timeout_ms=50)) as timed:
+        spinner = load(timed, COMPONENT)
+        for _ in range(2):  # the deadline is armed afresh on every call
+            with pytest.raises(PluginTimeout):
+                spinner.call("spin")
+            assert spinner.call("add", 1, 2) == 3
+        assert math.isclose(spinner.call("mix", 1, 2.5), 2.5)
