@@ -14,6 +14,7 @@ private directory ``user_cache_dir("wasmplug")/npm/<hash of the pins>/`` (about
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -382,31 +383,34 @@ def _run_build(
         BuildError: the tool failed or ran past :data:`_TIMEOUT_S`, or another
             process's build of ``dest`` held the lock longer than that.
     """
+    with _one_build(dest, name) as built_meanwhile:
+        if built_meanwhile:
+            _log.debug("%s was built by another process meanwhile: %s", name, dest)
+            return None
+        return _build_now(argv, tool, name, dest, progress, eta)
+
+
+@contextlib.contextmanager
+def _one_build(dest: Path, name: str) -> Iterator[bool]:
+    """Hold ``dest``'s build lock (see :func:`_run_build`); yield whether ``dest``
+    exists already (another process built it while this one waited)."""
     lock = dest.with_name(f".{dest.name}.lock")
-    try:
-        with file_lock(lock, timeout_s=_TIMEOUT_S + _LOCK_GRACE_S):
-            try:
-                if dest.is_file():
-                    _log.debug("%s was built by another process meanwhile: %s", name, dest)
-                    return None
-                return _build_locked(argv, tool, name, dest, progress, eta=eta)
-            finally:
-                lock.unlink(missing_ok=True)
-    except TimeoutError:
-        raise BuildError(
-            f"another process has been building {name} for over {_TIMEOUT_S:.0f} s "
-            f"(it holds {lock})"
-        ) from None
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(lock, timeout_s=_TIMEOUT_S + _LOCK_GRACE_S))
+        except TimeoutError:
+            raise BuildError(
+                f"another process has been building {name} for over {_TIMEOUT_S:.0f} s "
+                f"(it holds {lock})"
+            ) from None
+        try:
+            yield dest.is_file()
+        finally:
+            lock.unlink(missing_ok=True)
 
 
-def _build_locked(
-    argv: list[str],
-    tool: str,
-    name: str,
-    dest: Path,
-    progress: ProgressCallback | None,
-    *,
-    eta: str,
+def _build_now(
+    argv: list[str], tool: str, name: str, dest: Path, progress: ProgressCallback | None, eta: str
 ) -> float:
     msg = f"building {name} with {tool} (first time, {eta})..."
     _report(progress, ProgressEvent(name, "build", "started", msg))
