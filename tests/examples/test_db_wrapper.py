@@ -243,8 +243,9 @@ _TRICKY_BLOCK = (
 
 def csv_table(env: Env, text: str, batch_size: int) -> tuple[apsw.Connection, WasmModule]:
     """A connection with the table ``t``: ``text`` as a CSV file, read by csv-source."""
-    name = f"t-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
-    (env.data_dir / name).write_text(text, newline="")
+    name = f"t-{hashlib.sha256(text.encode(errors='surrogateescape')).hexdigest()[:16]}.csv"
+    # surrogateescape: "\udcff" in ``text`` is written as the byte 0xff (not UTF-8).
+    (env.data_dir / name).write_text(text, newline="", errors="surrogateescape")
     module = WasmModule(
         env.host,
         env.registry,
@@ -468,6 +469,18 @@ def test_plugin_err_results_become_sql_errors(con: apsw.Connection) -> None:
     with pytest.raises(FdwError, match="invalid-option: option 'mode'") as info:
         query(con, "SELECT * FROM odd")
     assert (info.value.operation, info.value.reason) == ("begin-scan", "invalid-option")
+
+
+@pytest.mark.parametrize("sql", ["SELECT count(*) FROM t", "SELECT * FROM t"])
+def test_a_broken_file_fails_the_statement(env: Env, sql: str) -> None:
+    # Past the rows sampled at CREATE, a byte that is not UTF-8: a parse error, whether
+    # the plugin splits the records into fields or only counts them.
+    good = "".join(f"{i},row {i}\n" for i in range(5000))
+    c, _ = csv_table(env, "a,b\n" + good + "5000,\udcff\n", 1024)
+    with pytest.raises(FdwError, match="not UTF-8 text") as info:
+        query(c, sql)
+    assert (info.value.operation, info.value.reason) == ("iter-scan", "parse")
+    c.close()
 
 
 def test_isolation_option_is_checked(con: apsw.Connection) -> None:

@@ -431,8 +431,12 @@ class Scan:
     # field that goes on past the chunk from the file itself.
 
     def lines(self, n):
-        """The next ``n`` lines at most (fewer at the end of the file)."""
-        return list(itertools.islice(self.file, n))
+        """The next ``n`` lines at most: fewer at the end of the file, and none past it
+        (the scan is then done)."""
+        chunk = list(itertools.islice(self.file, n))
+        if not chunk:
+            self.done = True
+        return chunk
 
     def plain(self, chunk, joined):
         """Whether each line of ``chunk`` (``joined``: its lines joined) is one record, or
@@ -487,11 +491,7 @@ class Scan:
         want = self.wanted(max_rows)
         counted = 0
         with self.reading():
-            while counted < want:
-                chunk = self.lines(want - counted)
-                if not chunk:
-                    self.done = True
-                    break
+            while counted < want and (chunk := self.lines(want - counted)):
                 if self.plain(chunk, "".join(chunk)):
                     found = len(chunk) - blank_lines(chunk)
                 else:
@@ -508,11 +508,7 @@ class Scan:
         parts = []  # a function of the field index per chunk
         n = 0
         with self.reading():
-            while n < want:
-                chunk = self.lines(want - n)
-                if not chunk:
-                    self.done = True
-                    break
+            while n < want and (chunk := self.lines(want - n)):
                 fields = None if quals else self.flat(chunk)
                 if fields is not None:
                     self.rows_read += len(chunk)
@@ -538,7 +534,7 @@ class Scan:
             yield
         except csv.Error as e:
             raise Err(
-                FdwError_Parse(f"{self.table.path}, record {self.rows_read + 1}: {e}")
+                FdwError_Parse(f"{self.table.path}, after record {self.rows_read}: {e}")
             ) from None
         except UnicodeDecodeError as e:
             raise Err(FdwError_Parse(f"{self.table.path}: not UTF-8 text ({e.reason})")) from None
