@@ -289,6 +289,58 @@ def test_wasi_settings_check_their_data() -> None:
         WasiSettings.from_wire([["--a"], [["K"]]])
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"args": ["\ud800"]},
+        {"env": [("K\udc00", "v")]},
+        {"env": [("K", "a\ud800")]},
+        {"env": [("K", "a\0b")]},
+    ],
+    ids=["arg-surrogate", "env-name-surrogate", "env-value-surrogate", "env-value-nul"],
+)
+def test_wasi_settings_refuse_strings_wasi_cannot_carry(settings: dict[str, object]) -> None:
+    """Regression: a lone surrogate passed the check and failed to encode only when an
+    instance was made (a raw UnicodeEncodeError from load, or from the worker's codec)."""
+    with pytest.raises(ValueError, match=r"lone surrogate|NUL"):
+        WasiSettings(**settings)  # type: ignore[arg-type]
+    with pytest.raises(CapabilityError, match="malformed WASI settings"):
+        WasiSettings.from_wire([settings.get("args", []), settings.get("env", [])])
+
+
+class _NotData(Capability):
+    """A kind whose wasi_settings returns something that is not a WasiSettings."""
+
+    manifest_key = "test-not-data"
+    grant_key = "test-not-data"
+
+    def wasi_settings(self, effective: tuple[str, ...]) -> WasiSettings:
+        return {"args": list(effective)}  # type: ignore[return-value]
+
+
+NOT_DATA = _NotData("test:not-data", "Not data")
+
+
+@pytest.mark.parametrize("isolation", ["inprocess", "process"])
+def test_a_kind_whose_link_step_is_not_wasi_settings_is_a_capability_error(
+    tmp_path: Path, isolation: str
+) -> None:
+    """Regression: a raw AttributeError ('dict' object has no attribute 'apply' or
+    'to_wire') came out of load."""
+    manifest = Manifest(name="f", test_not_data=["--fast"])
+    component = bytes(wasmtime.wat2wasm(ENV_WAT))
+    grants = Grants(test_not_data={"--fast"})
+    with PluginHost(cache_dir=tmp_path / "cache", spare_workers=0) as host:
+        with pytest.raises(CapabilityError, match=r"_NotData\.wasi_settings\(\) returned a dict"):
+            host.load(
+                component,
+                allow_unsigned=True,
+                manifest=manifest,
+                grants=grants,
+                isolation=isolation,
+            )
+
+
 def test_a_worker_refuses_a_part_of_a_kind_it_does_not_define() -> None:
     with pytest.raises(CapabilityError, match="'test-flags' is not defined in the worker"):
         sandbox_from_wire({"kinds": {"test-flags": ["--fast"]}, "linked": []})

@@ -11,7 +11,16 @@ import wasmtime
 from wasmtime.component import Component, Linker
 
 from support.wasi_wat import ENV_WAT, stream_imports
-from wasmplug import CapabilityError, DirGrant, FilesystemRequest, Grants, Limits, Manifest
+from wasmplug import (
+    CapabilityError,
+    DirGrant,
+    FilesystemRequest,
+    GrantPolicy,
+    GrantPolicyError,
+    Grants,
+    Limits,
+    Manifest,
+)
 from wasmplug._sandbox import grants as grants_module
 from wasmplug._sandbox.capabilities import resolve
 from wasmplug._sandbox.grants import EffectiveSandbox, GrantKind
@@ -225,6 +234,37 @@ def test_the_guest_sees_argv_plugin_and_only_the_declared_granted_env() -> None:
 
     assert call("env-count") == 1  # A: declared and granted; B: not granted; C: not declared
     assert (call("arg-count"), call("arg0-first-byte")) == (1, ord("p"))  # argv == ["plugin"]
+
+
+@pytest.mark.parametrize(
+    ("env", "error", "match"),
+    [
+        ({"A": "a\0b"}, ValueError, "NUL"),
+        ({"A": "\ud800"}, ValueError, "lone surrogate"),
+        ({"A\0": "x"}, ValueError, "NUL"),
+        ({"A": 5}, TypeError, "must be a str"),
+        ("A=1", TypeError, "mapping"),
+    ],
+    ids=["nul-value", "surrogate-value", "nul-name", "int-value", "string"],
+)
+def test_an_env_grant_holds_only_strings_wasi_can_carry(
+    env: object, error: type[Exception], match: str
+) -> None:
+    """Regression: a NUL in a granted value was cut short in the guest without a word
+    (wasmtime takes C strings), a lone surrogate or an int failed at each instantiation
+    with a raw UnicodeEncodeError or AttributeError, and the worker turned an int into
+    a str the in-process tier never saw."""
+    with pytest.raises(error, match=match):
+        Grants(env=env)  # type: ignore[arg-type]
+
+
+def test_a_grants_file_with_a_nul_in_an_env_value_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "grants.toml"
+    path.write_text('[grants."acme:*"]\nenv = { HOME = "a\\u0000b" }\n')
+    with pytest.raises(
+        GrantPolicyError, match=r"grants\.acme:\*\.env: env 'HOME' must not contain NUL"
+    ):
+        GrantPolicy.from_toml(path)
 
 
 def test_the_order_of_the_grants_does_not_matter(tmp_path: Path) -> None:

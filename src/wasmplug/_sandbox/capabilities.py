@@ -61,7 +61,7 @@ from .capability import (
     show_value,
 )
 from .filesystem import FilesystemRequest, _FilesystemRead, _FilesystemWrite, check_guest_path
-from .grants import EffectiveSandbox, Grants, WasiSettings
+from .grants import EffectiveSandbox, Grants, WasiSettings, wasi_text
 from .urlpattern import PatternError, parse_pattern
 
 __all__ = [
@@ -113,11 +113,17 @@ class _Environment(Capability):
             return None
         return f"{show_value(item)} is not an environment variable name"
 
-    def convert_grant(self, value: Mapping[str, str]) -> Any:
-        return dict(value)
+    def convert_grant(self, value: Mapping[str, str]) -> dict[str, str]:
+        if isinstance(value, str | bytes) or not isinstance(value, Mapping):
+            raise TypeError(f"env: expected a mapping of names to values, got {value!r}")
+        return {wasi_text(k, "env name"): wasi_text(v, f"env {k!r}") for k, v in value.items()}
 
     def grant_from_data(self, value: Any, where: str, *, toml: bool = False) -> dict[str, str]:
-        return {k: as_str(v, f"{where}.{k}") for k, v in as_dict(value, where).items()}
+        data = {k: as_str(v, f"{where}.{k}") for k, v in as_dict(value, where).items()}
+        try:
+            return self.convert_grant(data)
+        except (TypeError, ValueError) as e:  # grants files and the grant store report these
+            raise ValueError(f"{where}: {e}") from None
 
     def grant_to_data(self, value: Mapping[str, str]) -> Any:
         return dict(value)
@@ -446,7 +452,7 @@ def sandbox_to_wire(sandbox: EffectiveSandbox) -> dict[str, Any]:
                 "the plugin with isolation='inprocess'"
             )
         else:
-            settings = cap.wasi_settings(value)
+            settings = cap.checked_wasi_settings(value)
             if settings is not None:
                 linked.append(settings.to_wire())
     for settings in sandbox.linked:

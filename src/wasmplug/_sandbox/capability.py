@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Protocol
 import attrs
 from wasmtime import WasiConfig
 
+from wasmplug._errors import CapabilityError
 from wasmplug._jsonstore import as_str_list
 from wasmplug._semver import semver_compatible
 
@@ -457,9 +458,23 @@ class Capability(metaclass=_CapabilityType):
         ``isolation="process"`` raises :class:`~wasmplug.CapabilityError`. Return a
         :class:`~wasmplug.WasiSettings` from :meth:`wasi_settings` instead.
         """
-        settings = self.wasi_settings(effective)
+        settings = self.checked_wasi_settings(effective)
         if settings is not None:
             settings.apply(config)
+
+    def checked_wasi_settings(self, effective: Any) -> WasiSettings | None:
+        """What :meth:`wasi_settings` returns, checked to be a ``WasiSettings`` or ``None``.
+
+        Raises:
+            CapabilityError: it returned anything else.
+        """
+        settings = self.wasi_settings(effective)
+        if settings is not None and not isinstance(settings, WasiSettings):
+            raise CapabilityError(
+                f"capability kind {self.id!r}: {type(self).__qualname__}.wasi_settings() "
+                f"returned a {type(settings).__name__}, not a WasiSettings or None"
+            )
+        return settings
 
     def release(self, effective: Any) -> None:
         """Release what :meth:`resolve` acquired (when the plugin closes; idempotent)."""

@@ -50,6 +50,7 @@ __all__ = [
     "by_keyword",
     "check_overlaps",
     "register_kind",
+    "wasi_text",
 ]
 
 
@@ -188,6 +189,8 @@ class Grants:
 
     Raises:
         TypeError: an unknown keyword, or a value of the wrong type.
+        ValueError: a value no plugin could be given (an ``env`` name or value
+            with a NUL character or a lone surrogate, see :func:`wasi_text`).
     """
 
     granted: Mapping[str, Any]
@@ -241,6 +244,28 @@ class Grants:
         return self.granted.get("capabilities", frozenset())  # type: ignore[no-any-return]
 
 
+def wasi_text(value: Any, what: str) -> str:
+    """``value`` if it can cross into a WASI context as a program argument or an
+    environment variable's name or value: a ``str`` without NUL characters that
+    encodes as UTF-8 (WASI strings are UTF-8; wasmtime takes them as C strings, so a
+    NUL would silently cut the string short, and a lone surrogate fails to encode
+    only when an instance is made).
+
+    Raises:
+        TypeError: ``value`` is not a ``str``.
+        ValueError: it holds a NUL character or a lone surrogate.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+    if "\0" in value:
+        raise ValueError(f"{what} must not contain NUL characters: {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode (a lone surrogate): {value!r}") from None
+    return value
+
+
 def _strings(value: Any, what: str) -> tuple[str, ...]:
     try:
         items = None if isinstance(value, str) else tuple(value)
@@ -248,8 +273,8 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
         items = None
     if items is None or not all(isinstance(v, str) for v in items):
         raise TypeError(f"WasiSettings {what} must be a sequence of str, got {value!r}")
-    if any("\0" in v for v in items):
-        raise ValueError(f"WasiSettings {what} must not contain NUL characters: {value!r}")
+    for v in items:
+        wasi_text(v, f"WasiSettings {what}")
     return items
 
 
@@ -285,8 +310,9 @@ class WasiSettings:
 
     Raises:
         TypeError: an item is not a ``str``.
-        ValueError: a string holds a NUL character, or an ``env`` item is not a
-            ``(name, value)`` pair with a non-empty name without ``=``.
+        ValueError: a string holds a NUL character or a lone surrogate (see
+            :func:`wasi_text`), or an ``env`` item is not a ``(name, value)`` pair with
+            a non-empty name without ``=``.
     """
 
     args: tuple[str, ...] = attrs.field(default=(), converter=_args)
