@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -11,7 +12,7 @@ from wasmplug._bridge import ffi as f
 from wasmplug._bridge.memcreator import MemoryAccounting
 from wasmplug._sandbox.limits import Limits
 
-__all__ = ["EpochTicker", "make_engine", "pooling_settings"]
+__all__ = ["EpochTicker", "call_ticks", "deadline_ticks", "make_engine", "pooling_settings"]
 
 _GIB = 2**30
 
@@ -90,6 +91,22 @@ def pooling_settings(slots: int, limits: Limits) -> dict[str, int]:
     }
 
 
+def deadline_ticks(timeout_ms: float, tick_ms: float) -> int:
+    """Epoch ticks to pass to ``set_epoch_deadline`` for ``timeout_ms`` with a tick of
+    ``tick_ms``: the timeout rounded up to whole ticks, plus one (the tick in progress
+    when the deadline is set may be almost over)."""
+    return int(-(-timeout_ms // tick_ms)) + 1
+
+
+@functools.lru_cache(maxsize=256)
+def call_ticks(timeout_ms: float | None, tick_ms: float, slice_ms: float) -> tuple[int, int]:
+    """``(deadline, slice)`` in epoch ticks for a call with a budget of ``timeout_ms``
+    (``None``: unbounded, ``2**62`` ticks) checked every ``slice_ms``: one tuple (and
+    two int objects) for every plugin with the same budget."""
+    deadline = deadline_ticks(timeout_ms, tick_ms) if timeout_ms else 2**62
+    return deadline, min(deadline, deadline_ticks(slice_ms, tick_ms))
+
+
 class EpochTicker:
     """A daemon thread that advances the engine's epoch every ``tick_ms`` while calls run.
 
@@ -118,7 +135,7 @@ class EpochTicker:
 
     def deadline_ticks(self, timeout_ms: float) -> int:
         """Number of ticks to pass to ``set_epoch_deadline`` for ``timeout_ms``."""
-        return int(-(-timeout_ms // self.tick_ms)) + 1
+        return deadline_ticks(timeout_ms, self.tick_ms)
 
     def _run(self) -> None:
         stop, in_flight, increment = self._stop, self.in_flight, self.engine.increment_epoch

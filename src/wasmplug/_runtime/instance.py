@@ -9,11 +9,13 @@ panicked instance around ended in a segfault (zellij#5374).
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 import select
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wasmtime import WasmtimeError
@@ -29,6 +31,7 @@ from wasmplug._sandbox.stdio import GuestOutput
 
 from . import deadline as _deadline
 from .callthread import GRACE_MS, CallThread, Cancelled
+from .engine import deadline_ticks
 from .faults import split_backtrace
 
 _current = _callctx.current
@@ -49,7 +52,16 @@ if TYPE_CHECKING:
     from .exports import ExportFunc
     from .services import HostServices
 
-__all__ = ["ExportFuncs", "Instance", "InstanceOwner", "InstanceSpec"]
+__all__ = [
+    "ExportFuncs",
+    "Instance",
+    "InstanceOwner",
+    "InstanceSpec",
+    "StoreSettings",
+    "instance_spec",
+    "startup_budget_ms",
+    "store_settings",
+]
 
 _PAGE = 65536
 _NO_OUTPUT = GuestOutput(logging.getLogger("wasmplug.plugin"), logging.INFO, discard=True)
@@ -71,14 +83,16 @@ class ExportFuncs(dict[int, Any]):
 
     def __init__(self, instance: Any, context: Any, indices: list[Any]) -> None:
         super().__init__()
-        self.component = None if instance is None else ctypes.byref(instance)
+        self.component = instance
         self.store_context = context
         self.indices = indices  # ExportIndex.ptr() of each export (InstanceSpec)
 
     def __missing__(self, index: int) -> Any:
         if self.component is None:
             raise PluginClosedError("the instance was closed")
-        func = self[index] = f.export_func(self.component, self.store_context, self.indices[index])
+        func = self[index] = f.export_func(
+            ctypes.byref(self.component), self.store_context, self.indices[index]
+        )
         return func
 
 
@@ -95,27 +109,11 @@ def startup_budget_ms(limits: Limits) -> float:
     return max(10_000.0, 10 * timeout) if timeout else 10_000.0
 
 
-class InstanceSpec:
-    """What every instance of one plugin is made from, worked out once at load.
-
-    Creating an instance is on the path of ``reset()`` + the next call and of every
-    restart after a fault, so nothing here is recomputed per instance: the raw
-    pointers of the linker and the component, the store limiter's arguments, the
-    start-up deadline in epoch ticks.
+class StoreSettings:
+    """The numbers every store of a plugin is set up with; one object for every
+    plugin with the same limits (see :func:`store_settings`), never mutated.
 
     Attributes:
-        engine: The host's engine.
-        engine_ptr: ``engine.ptr()``.
-        ticker: The host's epoch ticker.
-        linker: The plugin's linker (kept alive for ``linker_ptr``).
-        component: The compiled component (kept alive for ``component_ptr``).
-        linker_ptr: ``linker.ptr()``.
-        component_ptr: ``component.ptr()``.
-        export_indices: The component's export index of each export, indexed like
-            ``plugin._exports_list``.
-        export_index_ptrs: ``ptr()`` of each of them (both lists are the
-            component's, shared by every plugin of it: see ``exporttable``).
-        nexports: ``len(export_indices)``.
         limiter: The arguments of ``wasmtime_store_limiter`` (memory size, table
             elements, instances, tables, memories; -1: unbounded), or ``None`` when
             every one is unbounded (no limiter is set).
@@ -125,52 +123,21 @@ class InstanceSpec:
         startup_slice_ticks: The first deadline slice of start-up, in ticks.
         call_slice_ticks: A call's deadline slice (``plugin._slice_ticks``), in ticks.
         max_lift: ``Limits.max_result_bytes`` (``2**62``: no limit).
-        uses_wasi: Whether a store gets a WASI context.
     """
 
     __slots__ = (
         "call_slice_ticks",
-        "component",
-        "component_ptr",
-        "engine",
-        "engine_ptr",
-        "export_index_ptrs",
-        "export_indices",
         "fuel",
         "limiter",
-        "linker",
-        "linker_ptr",
         "max_lift",
-        "nexports",
         "startup_ms",
         "startup_slice_ticks",
         "startup_ticks",
-        "ticker",
-        "uses_wasi",
     )
 
     def __init__(
-        self,
-        *,
-        services: HostServices,
-        linker: Linker,
-        component: Component,
-        export_indices: list[ExportIndex],
-        export_index_ptrs: list[Any],
-        limits: Limits,
-        slice_ticks: int,
-        uses_wasi: bool,
+        self, limits: Limits, *, tick_ms: float, consume_fuel: bool, slice_ticks: int
     ) -> None:
-        self.engine = services.engine
-        self.engine_ptr = services.engine.ptr()
-        self.ticker = ticker = services.ticker
-        self.linker = linker
-        self.component = component
-        self.linker_ptr = linker.ptr()
-        self.component_ptr = component.ptr()
-        self.export_indices = export_indices
-        self.export_index_ptrs = export_index_ptrs
-        self.nexports = len(export_indices)
         # memory_bytes is the total: each allowed memory gets an equal share.
         bounds = (
             limits.per_memory_bytes,
@@ -185,17 +152,126 @@ class InstanceSpec:
             else tuple(-1 if b is None else int(b) for b in bounds)
         )
         self.fuel = (
-            (limits.fuel if limits.fuel is not None else 2**63 - 1)
-            if services.consume_fuel
-            else None
+            (limits.fuel if limits.fuel is not None else 2**63 - 1) if consume_fuel else None
         )
         self.startup_ms = startup_budget_ms(limits)
-        self.startup_ticks = ticker.deadline_ticks(self.startup_ms)
+        self.startup_ticks = deadline_ticks(self.startup_ms, tick_ms)
         self.startup_slice_ticks = min(self.startup_ticks, slice_ticks)
         self.call_slice_ticks = slice_ticks
         limit = limits.max_result_bytes
         self.max_lift = 2**62 if limit is None else int(limit)
+
+
+@functools.lru_cache(maxsize=256)
+def store_settings(
+    limits: Limits, tick_ms: float, consume_fuel: bool, slice_ticks: int
+) -> StoreSettings:
+    """The :class:`StoreSettings` for these limits, shared by every plugin that has them."""
+    return StoreSettings(
+        limits, tick_ms=tick_ms, consume_fuel=consume_fuel, slice_ticks=slice_ticks
+    )
+
+
+class InstanceSpec:
+    """What every instance of one plugin is made from, worked out once at load.
+
+    Creating an instance is on the path of ``reset()`` + the next call and of every
+    restart after a fault, so nothing here is recomputed per instance: the raw
+    pointers of the engine, the linker and the component (each ``ptr()`` is a Python
+    call), the store's limits and the start-up deadline (:class:`StoreSettings`).
+
+    Attributes:
+        engine: The host's engine.
+        engine_ptr: ``engine.ptr()``.
+        ticker: The host's epoch ticker.
+        linker: The plugin's linker (kept alive for ``linker_ptr``).
+        linker_ptr: ``linker.ptr()``.
+        component: The compiled component (kept alive for ``component_ptr``).
+        component_ptr: ``component.ptr()``.
+        export_indices: The component's export index of each export, indexed like
+            ``plugin._exports_list``.
+        export_index_ptrs: ``ptr()`` of each of them (both lists are the
+            component's, shared by every plugin of it: see ``exporttable``).
+        uses_wasi: Whether a store gets a WASI context.
+        settings: The store's limits, fuel and deadlines.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "component",
+        "component_ptr",
+        "engine",
+        "engine_ptr",
+        "export_index_ptrs",
+        "export_indices",
+        "linker",
+        "linker_ptr",
+        "settings",
+        "ticker",
+        "uses_wasi",
+    )
+
+    def __init__(
+        self,
+        *,
+        services: HostServices,
+        linker: Linker,
+        component: Component,
+        export_indices: list[ExportIndex],
+        export_index_ptrs: list[Any],
+        settings: StoreSettings,
+        uses_wasi: bool,
+    ) -> None:
+        self.engine = services.engine
+        self.engine_ptr = services.engine.ptr()
+        self.ticker = services.ticker
+        self.linker = linker
+        self.linker_ptr = linker.ptr()
+        self.component = component
+        self.component_ptr = component.ptr()
+        self.export_indices = export_indices
+        self.export_index_ptrs = export_index_ptrs
         self.uses_wasi = uses_wasi
+        self.settings = settings
+
+
+_SPECS: weakref.WeakValueDictionary[tuple[int, ...], InstanceSpec] = weakref.WeakValueDictionary()
+_SPECS_LOCK = threading.Lock()
+
+
+def instance_spec(
+    *,
+    services: HostServices,
+    linker: Linker,
+    component: Component,
+    export_indices: list[ExportIndex],
+    export_index_ptrs: list[Any],
+    limits: Limits,
+    slice_ticks: int,
+    uses_wasi: bool,
+) -> InstanceSpec:
+    """The :class:`InstanceSpec` for a plugin, shared with every live plugin of the
+    same host, linker, component and limits (plugins that link nothing but WASI
+    share a linker: see ``Providers.link``). A spec is never mutated.
+
+    The key is made of object ids: the spec holds each of those objects, so while a
+    spec is in the table none of its ids can be reused by another object.
+    """
+    settings = store_settings(limits, services.ticker.tick_ms, services.consume_fuel, slice_ticks)
+    key = (id(services), id(linker), id(component), id(export_index_ptrs), id(settings), uses_wasi)
+    with _SPECS_LOCK:
+        spec = _SPECS.get(key)
+        if spec is None:
+            spec = _SPECS[key] = InstanceSpec(
+                services=services,
+                linker=linker,
+                component=component,
+                export_indices=export_indices,
+                export_index_ptrs=export_index_ptrs,
+                settings=settings,
+                uses_wasi=uses_wasi,
+            )
+        return spec
 
 
 class InstanceOwner(Protocol):
@@ -282,6 +358,7 @@ class Instance:
 
     def __init__(self, plugin: InstanceOwner) -> None:
         spec = plugin._spec
+        settings = spec.settings
         self.plugin = plugin
         self.alive = True
         self.host_exc: BaseException | None = None
@@ -297,24 +374,24 @@ class Instance:
         self.interrupt = False
         self.signal_exc: BaseException | None = None
         # The budget of the value being lifted (see _bridge.lift), reset before each lift.
-        self.max_lift = self.lift_left = spec.max_lift
+        self.max_lift = self.lift_left = settings.max_lift
         self.lift_deadline = 0.0  # time.monotonic() deadline of the current lift; 0: not yet known
         self.lock = threading.Lock()
         self.freed = False
         self.call_thread: CallThread | None = None
         self.output_poll: select.poll | None = None
-        self.buffers: list[Any] = [None] * spec.nexports
+        self.buffers: list[Any] = [None] * len(spec.export_index_ptrs)
         store = self.store = f.RawStore(spec.engine, spec.engine_ptr)
         self.context: Any = store.context
         _install_deadline(store.ptr)
-        if spec.limiter is not None:
-            _store_limiter(store.ptr, *spec.limiter)
+        if settings.limiter is not None:
+            _store_limiter(store.ptr, *settings.limiter)
         if spec.uses_wasi:
             self._wire_wasi()
         else:  # no WASI, no stdout or stderr: nothing is ever written, the tail stays ""
             self.stdout = self.stderr = _NO_OUTPUT
-        if spec.fuel is not None:
-            err = f.set_fuel(self.context, spec.fuel)
+        if settings.fuel is not None:
+            err = f.set_fuel(self.context, settings.fuel)
             if err:  # pragma: no cover - only without fuel enabled, checked at load
                 self.close()
                 raise f.error_from_ptr(err)
@@ -372,13 +449,15 @@ class Instance:
     @_sigguard.enters_wasm
     def _instantiate(self) -> Any:
         spec = self.plugin._spec
+        settings = spec.settings
         ticker = spec.ticker
         epoch = ticker.epoch
-        self.deadline_at = epoch + spec.startup_ticks
-        _set_epoch_deadline(self.context, spec.startup_slice_ticks)
-        # Start-up's first slice is a call's (see InstanceSpec): while the epoch has
+        self.deadline_at = epoch + settings.startup_ticks
+        _set_epoch_deadline(self.context, settings.startup_slice_ticks)
+        # Start-up's first slice is a call's (see StoreSettings): while the epoch has
         # not moved, the first call need not set it again (CallPath._run).
-        self.deadline_epoch = epoch if spec.startup_slice_ticks == spec.call_slice_ticks else -1
+        if settings.startup_slice_ticks == settings.call_slice_ticks:
+            self.deadline_epoch = epoch
         prev = _current()
         try:
             _swap(self)
@@ -403,7 +482,7 @@ class Instance:
     def _instantiate_on_thread(self) -> Any:
         ct = self.call_thread
         assert ct is not None
-        budget_ms = self.plugin._spec.startup_ms
+        budget_ms = self.plugin._spec.settings.startup_ms
         try:
             done, instance = ct.run(self._instantiate, (budget_ms + GRACE_MS) / 1000)
         except Cancelled:

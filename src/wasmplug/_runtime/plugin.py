@@ -25,9 +25,10 @@ from .aio import AsyncCall
 from .callpath import Backend, CallPath, call_chain
 from .callthread import CLOSE_GRACE_S, GRACE_MS, CallThread, blocking_imports
 from .deadline import SLICE_MS
+from .engine import call_ticks
 from .exports import ExportFunc, Exports, short_interface_name
 from .exporttable import export_table
-from .instance import Instance, InstanceSpec
+from .instance import Instance, instance_spec
 from .pool import InstancePool
 from .resource_types import build_resource_classes
 from .services import HostServices
@@ -155,10 +156,11 @@ class Plugin(CallPath):
         self.pool_size = pool_size
         self._ticker = services.ticker
         timeout = limits.timeout_ms
-        self._deadline_ticks = services.ticker.deadline_ticks(timeout) if timeout else 2**62
         # A call's store deadline is set one slice ahead; the deadline callback
         # (deadline.py) grants the next slice until _deadline_ticks are spent.
-        self._slice_ticks = min(self._deadline_ticks, services.ticker.deadline_ticks(SLICE_MS))
+        self._deadline_ticks, self._slice_ticks = call_ticks(
+            timeout, services.ticker.tick_ms, SLICE_MS
+        )
         self._fuel = limits.fuel if services.consume_fuel and limits.fuel is not None else None
         # A plugin that can block in WASI runs each instance's calls on its own
         # thread and waits with a deadline (callthread.py); others call directly.
@@ -189,7 +191,7 @@ class Plugin(CallPath):
         # plugin.exports and the resource classes are built on first use.
         self._exports_view: Exports | None = None
         self._resource_class_map: dict[tuple[str, str], type[Resource]] | None = None
-        self._spec = InstanceSpec(
+        self._spec = instance_spec(
             services=services,
             linker=linker,
             component=component,

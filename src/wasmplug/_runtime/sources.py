@@ -9,6 +9,7 @@ default manifest (no capabilities) named after the file.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -77,4 +78,11 @@ def find_manifest(data: bytes, path: Path | None) -> tuple[Manifest, ManifestSou
         sidecar = path.with_name(SIDECAR_NAME)
         if sidecar.is_file():
             return Manifest.from_path(sidecar), "sidecar"
-    return Manifest(name=default_name(path)), "default"
+    return _default_manifest(default_name(path)), "default"
+
+
+@functools.lru_cache(maxsize=256)
+def _default_manifest(name: str) -> Manifest:
+    """The default manifest named ``name``: one (frozen) object for every load of a
+    component without a manifest under that name."""
+    return Manifest(name=name)

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import attrs
 
@@ -17,6 +18,8 @@ from wasmplug._sandbox.limits import RestartPolicy
 __all__ = ["FaultRecord", "PluginMetrics", "Supervisor"]
 
 log = logging.getLogger("wasmplug")
+
+_NO_FAULTS: Mapping[str, int] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -69,6 +72,12 @@ class PluginMetrics:
         return sum(self.faults.values())
 
 
+_LOCK = threading.Lock()
+"""Guards the fault bookkeeping of every supervisor: it is taken only when a fault is
+recorded, a restart is due, or quarantine is lifted, for a few field updates, so one
+lock serves all the plugins of a process instead of one per loaded plugin."""
+
+
 class Supervisor:
     """Applies a :class:`RestartPolicy` to one plugin's faults (thread-safe).
 
@@ -76,6 +85,22 @@ class Supervisor:
         policy: The restart policy.
         clock: Monotonic clock in seconds for the fault window (injectable for tests).
     """
+
+    __slots__ = (
+        "_clock",
+        "_faults",
+        "_lock",
+        "_window",
+        "consecutive",
+        "last_fault",
+        "name",
+        "pending_restart",
+        "policy",
+        "quarantine_reason",
+        "quarantined",
+        "quarantines",
+        "restarts",
+    )
 
     def __init__(
         self,
@@ -87,11 +112,12 @@ class Supervisor:
         self.policy = policy
         self.name = name
         self._clock = clock
-        self._lock = threading.Lock()
-        # Times of recent faults; made on the first fault (an empty deque is 600 bytes,
-        # a lot next to the rest of a tiny plugin when thousands are loaded).
+        self._lock = _LOCK
+        # Times of recent faults and the counts by kind; made on the first fault (an
+        # empty deque is 600 bytes, a lot next to the rest of a tiny plugin when
+        # thousands are loaded).
         self._window: deque[float] | None = None
-        self.faults: Counter[str] = Counter()
+        self._faults: Counter[str] | None = None
         self.consecutive = 0
         self.restarts = 0
         self.pending_restart = False
@@ -99,6 +125,18 @@ class Supervisor:
         self.quarantines = 0  # times quarantine began
         self.last_fault: FaultRecord | None = None
         self.quarantine_reason = ""
+
+    @property
+    def faults(self) -> Mapping[str, int]:
+        """Fault count by kind (empty until the first fault)."""
+        return self._faults if self._faults is not None else _NO_FAULTS
+
+    def _count(self, kind: str) -> None:
+        """Count a fault of class ``kind`` (the caller holds the lock)."""
+        faults = self._faults
+        if faults is None:
+            faults = self._faults = Counter()
+        faults[kind] += 1
 
     def record_fault(self, exc: PluginFault) -> None:
         """Count a fault; quarantine the plugin if the policy's limit is reached."""
@@ -110,7 +148,7 @@ class Supervisor:
         such as a grant that no longer names its directory: ``"capability"``)."""
         now = self._clock()
         with self._lock:
-            self.faults[kind] += 1
+            self._count(kind)
             self.consecutive += 1
             self.pending_restart = True
             self.last_fault = FaultRecord(kind, message, export, time.time())
@@ -144,7 +182,7 @@ class Supervisor:
         """Count a call that Ctrl-C ended: a fault in the metrics, and its instance is
         replaced, but it is not the plugin's fault, so it never leads to quarantine."""
         with self._lock:
-            self.faults[exc.fault] += 1
+            self._count(exc.fault)
             self.pending_restart = True
             message = Exception.__str__(exc)
             self.last_fault = FaultRecord(exc.fault, message, exc.export, time.time())

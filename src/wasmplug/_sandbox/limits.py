@@ -107,7 +107,15 @@ class Limits:
             field.name: cap(getattr(self, field.name), getattr(ceiling, field.name))
             for field in attrs.fields(Limits)
         }
-        return Limits(**values)  # type: ignore[arg-type]
+        capped = Limits(**values)  # type: ignore[arg-type]
+        # Usually one of the two already (the same limits for every plugin that asks
+        # for nothing special): hand that one out, so thousands of loaded plugins
+        # share it rather than each holding an equal copy.
+        if capped == ceiling:
+            return ceiling
+        if capped == self:
+            return self
+        return capped
 
 
 @attrs.frozen(kw_only=True)
