@@ -1,6 +1,6 @@
 """The bridge's data paths against their floors (issue 11's speed table), in one run.
 
-Usage: ``python benchmarks/bench_bridge.py [--quick] [--density N] [--json out.json]``.
+Usage: ``python benchmarks/bench_bridge.py [--quick] [--json out.json]``.
 
 Every row is measured against a named baseline of the same run (the machine is a
 shared, noisy 2-core VM, so only ratios within a run mean anything); timing uses
@@ -8,10 +8,7 @@ shared, noisy 2-core VM, so only ratios within a run mean anything); timing uses
 this thread's CPU time per call). The component is ``bench_calls.COMPONENT_WAT``
 plus list exports; nothing needs building.
 
-Density: ``N`` tiny plugins (``TINY_WAT``: one ``add``) loaded by one host and
-kept alive (each with its one instance), measured as the growth of the process's
-resident set (VmRSS) divided by ``N``, after a warm-up plugin so the compiled
-component and the host are already counted.
+Fresh instances and live-plugin density are measured by ``bench_instances.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -56,16 +52,6 @@ LISTS = "".join(
     for name, t in (("bytes", "u8"), ("f64s", "f64"), ("s64s", "s64"))
 )
 WAT = COMPONENT_WAT.rstrip().removesuffix(")") + LISTS + ")\n"
-TINY_WAT = """
-(component
-  (core module $m
-    (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))
-  (core instance $i (instantiate $m))
-  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
-    (canon lift (core func $i "add"))))
-"""
-"""The tiny plugin of the density row: one ``add`` export, no memory."""
-
 ADD = "plugin.call('add', 1, 2)"
 ADD_BOUND = "plugin.exports.add(1, 2) [bound once]"
 FLOOR = "floor: raw func_call, preallocated"
@@ -78,9 +64,6 @@ F64S = "echo-f64s(list[float])"
 F64A = "echo-f64s(array('d'))"
 S64S = "echo-s64s(list[int])"
 LIST_FLOOR = "floor: raw func_call, list<u8> prebuilt"
-FRESH = "reset() + first add"
-FRESH_POOLED = "reset() + first add, instance_slots=16"
-STOCK_FRESH = "stock: Store + Linker.instantiate"
 
 
 def raw_call(plugin: Any, stock: Any, store: Any, export: str, arg: Any) -> Callable[[], object]:
@@ -129,35 +112,7 @@ def measure_slow(group: str, cases: list[Case], rounds: int) -> list[Row]:
     ]
 
 
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def density(n: int) -> Row:
-    """Bytes of resident memory per live tiny plugin (one instance each)."""
-    wasm = bytes(wasmtime.wat2wasm(TINY_WAT))
-    with PluginHost(cache_dir=False) as host:
-        keep = [host.load(wasm, allow_unsigned=True)]  # compiles; counted before
-        keep[0].call("add", 1, 2)
-        gc.collect()
-        before = rss_bytes()
-        for _ in range(n):
-            plugin = host.load(wasm, allow_unsigned=True)
-            keep.append(plugin)
-        check(keep[-1].call("add", 2, 3) == 5, "density plugin")
-        gc.collect()
-        per = (rss_bytes() - before) / n
-    note = f"total {per * n / MIB:.1f} MiB"
-    if n < 2000:  # RSS grows in allocator arenas: few plugins give a meaningless figure
-        note += "; too few plugins for a stable figure, use --density 5000 or more"
-    return Row("density", f"{n} live tiny plugins, RSS per plugin (KiB)", per / 1024, per / 1024,
-               note=note)  # fmt: skip
-
-
-def run(quick: bool, n_density: int) -> list[Row]:
+def run(quick: bool) -> list[Row]:
     batches, batch_s, max_size = (5, 0.01, 500) if quick else (15, 0.05, 2000)
     host = PluginHost(cache_dir=False, limits=Limits(timeout_ms=60_000))
     plugin = host.load(WAT.encode(), allow_unsigned=True)
@@ -191,35 +146,12 @@ def run(quick: bool, n_density: int) -> list[Row]:
     check((rec_floor(), list_floor()) == (wf.RECORD, wf.LIST), "floors")
     view = memoryview(blob)
 
-    def fresh() -> object:
-        plugin.reset()
-        return plugin.call("add", 1, 2)
-
-    try:  # wasmplug before PluginHost(instance_slots=...) had no pooling allocator
-        pooled_host = PluginHost(cache_dir=False, limits=Limits(timeout_ms=60_000),
-                                 instance_slots=16)  # fmt: skip
-    except TypeError:
-        pooled_host = None
-    pooled = None if pooled_host is None else pooled_host.load(WAT.encode(), allow_unsigned=True)
-
-    def fresh_pooled() -> object:
-        assert pooled is not None
-        pooled.reset()
-        return pooled.call("add", 1, 2)
-
-    def stock_fresh() -> object:
-        s = wasmtime.Store(engine)
-        s.set_epoch_deadline(2**62)
-        return Linker(engine).instantiate(s, plugin._component)
-
     p = functools.partial
     groups: dict[str, list[Case]] = {
         "add": [(ADD, p(plugin.call, "add", 1, 2)), (ADD_BOUND, p(plugin.exports.add, 1, 2)),
                 (FLOOR, floor)],
         "echo": [(ADD, p(plugin.call, "add", 1, 2)), (ECHO, p(plugin.call, "echo", text))],
         "record64": [(REC, p(plugin.call, "echo-record", rec)), (REC_FLOOR, rec_floor)],
-        "instantiate": [(FRESH, fresh), (STOCK_FRESH, stock_fresh),
-                        *([(FRESH_POOLED, fresh_pooled)] if pooled else [])],
     }  # fmt: skip
     rows: list[Row] = []
     for group, cases in groups.items():
@@ -233,10 +165,6 @@ def run(quick: bool, n_density: int) -> list[Row]:
             (S64S, p(plugin.call, "echo-s64s", ints)), (LIST_FLOOR, list_floor)]  # fmt: skip
     rows += measure_slow("lists 1MiB", slow, rounds=3 if quick else 7)
     host.close()
-    if pooled_host is not None:
-        pooled_host.close()
-    if n_density:
-        rows.append(density(n_density))
     return rows
 
 
@@ -251,10 +179,6 @@ GOALS: dict[str, tuple[str, str, float]] = {
     "list<f64> from array / memoryview copy": (F64A, COPY, 0.0),
     "list<s64> / memoryview copy": (S64S, COPY, 2.0),
     "list<u8> floor / memoryview copy": (LIST_FLOOR, COPY, 0.0),
-    "reset()+add (µs)": (FRESH, "", 50.0),
-    "reset()+add / stock instantiate": (FRESH, STOCK_FRESH, 0.0),
-    "reset()+add, instance_slots (µs)": (FRESH_POOLED, "", 50.0),
-    "reset()+add, instance_slots / stock instantiate": (FRESH_POOLED, STOCK_FRESH, 0.0),
 }
 
 
@@ -263,7 +187,7 @@ def summarize(rows: list[Row]) -> dict[str, tuple[float, float]]:
     # leaves out the time the thread was preempted on this shared machine.
     med: dict[tuple[str, str], float] = {}
     for r in rows:
-        if r.cpu_us is not None and r.group != "density":
+        if r.cpu_us is not None:
             med[(r.group, r.name)] = r.cpu_us
     by_name: dict[str, list[tuple[str, float]]] = {}
     for (group, name), value in med.items():
@@ -275,32 +199,22 @@ def summarize(rows: list[Row]) -> dict[str, tuple[float, float]]:
                 out[key] = (value, goal)
             elif (group, base) in med:
                 out[key] = (value / med[(group, base)], goal)
-    for r in rows:
-        if r.group == "density" and r.median_us is not None:
-            out["RSS per tiny plugin (KiB)"] = (r.median_us, 100.0 * 1024 / 10_000)
-            total = r.median_us * 10_000 / 1024
-            out["10,000 tiny plugins (MiB, extrapolated)"] = (total, 100.0)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 short batches per row")
-    parser.add_argument("--density", type=int, default=10_000, metavar="N",
-                        help="tiny plugins for the density row (0: skip)")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     info = machine()
-    rows = run(args.quick, args.density)
+    rows = run(args.quick)
     print(f"machine: {info['nproc']} CPU ({info['cpu']}), load {info['loadavg']}, "
           f"Python {info['python']}, wasmtime-py {info['wasmtime']}")  # fmt: skip
     header = f"{'group':<12} {'variant':<44} {'median µs':>10} {'p90 µs':>10} {'cpu µs':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        if r.group == "density":
-            print(f"{r.group:<12} {r.name:<44} {r.median_us:>10.2f} KiB  ({r.note})")
-            continue
         print(f"{r.group:<12} {r.name:<44} {r.median_us:>10.2f} {r.p90_us:>10.2f} "
               f"{r.cpu_us or 0:>9.2f}")  # fmt: skip
     print()

@@ -38,6 +38,7 @@ _PUBLIC_ONLY = ["examples", "benchmarks", "templates", "scripts", "docs", "READM
 _ALLOWED = {
     "benchmarks/bench_oci.py": "times the OCI session and blob cache, which have no public API",
     "benchmarks/bench_bridge.py": "measures the raw ctypes call floor through _bridge.ffi",
+    "benchmarks/bench_instances.py": "measures the C-API floor of a fresh instance (_bridge.ffi)",
     "benchmarks/bench_stdio.py": "switches stdiopipe off for its callback-stream baseline",
     "benchmarks/bench_telemetry.py": "reloads _telemetry without OpenTelemetry for its baseline",
 }
