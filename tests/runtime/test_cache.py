@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import wasmtime
 from wasmtime.component import Component
 
 from wasmplug import CacheError, InvalidComponentError, Manifest, PluginHost
+from wasmplug._runtime import compiler
 from wasmplug._runtime.cache import CompileCache, code_digest
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._trust import signing
@@ -263,6 +265,28 @@ def test_precompile_fills_the_cache(
         assert plugin.call("eight") == 8
     assert compiled_messages(caplog) == []
     assert len(deserialize_inputs) == 2
+
+
+def test_the_same_component_is_compiled_once_however_many_ask_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deserialize_inputs: list[bytes]
+) -> None:
+    """Four threads ask for the same code while its (slow) compile runs: one compiles,
+    the others wait for it. They each compiled it, or read the first one's disk entry,
+    depending on timing (which made ``test_precompile_fills_the_cache`` flaky)."""
+    compiles: list[bytes] = []
+
+    class SlowCompile(Component):
+        def __init__(self, engine: wasmtime.Engine, data: bytes) -> None:
+            compiles.append(data)
+            time.sleep(0.3)  # a large component's compile: widens the window, not a timing
+            super().__init__(engine, data)
+
+    monkeypatch.setattr(compiler, "Component", SlowCompile)
+    with PluginHost(cache_dir=tmp_path / "cache", max_workers=4) as host:
+        assert host.precompile([WASM] * 4) == [SHA] * 4
+    assert len(compiles) == 1
+    assert deserialize_inputs == []
+    assert len(entries(tmp_path / "cache")) == 1
 
 
 def test_precompile_rejects_invalid_sources(tmp_path: Path) -> None:

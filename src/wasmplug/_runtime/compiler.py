@@ -37,7 +37,10 @@ class Compiler:
     """The compiled components of one engine, cached in memory and (optionally) on disk.
 
     Thread-safe: components may be compiled in parallel (``PluginHost.precompile``);
-    two threads compiling the same code both compile it, and both get the first result.
+    of two threads asking for the same code at once, one compiles it (or reads it from
+    the disk cache) and the other waits for that result (a compile of a large
+    component takes seconds: doing it twice was twice the CPU, and which thread read
+    the other's disk entry depended on timing).
 
     Args:
         engine: The engine the components are compiled for.
@@ -49,6 +52,7 @@ class Compiler:
         self.engine = engine
         self.cache = cache
         self._components: dict[str, Component] = {}
+        self._compiling: dict[str, threading.Lock] = {}  # code digest -> its compile's lock
         self._lock = threading.Lock()
 
     @classmethod
@@ -87,8 +91,27 @@ class Compiler:
         key = code_digest(data)
         with self._lock:
             cached = self._components.get(key)
-        if cached is not None:
-            return cached, "memory"
+            if cached is not None:
+                return cached, "memory"
+            gate = self._compiling.setdefault(key, threading.Lock())
+        with gate:  # one compile per component; another caller waits for it here
+            with self._lock:
+                cached = self._components.get(key)
+            if cached is not None:
+                return cached, "memory"
+            try:
+                component, source = self._load(key, data, name)
+            except BaseException:
+                with self._lock:
+                    self._compiling.pop(key, None)
+                raise
+            with self._lock:  # stored before the gate goes: a newcomer finds it in memory
+                component = self._components.setdefault(key, component)
+                self._compiling.pop(key, None)
+        return component, source
+
+    def _load(self, key: str, data: bytes, name: str) -> tuple[Component, CompileSource]:
+        """Deserialize ``data``'s entry from the disk cache, or compile it (and cache it)."""
         component = None
         source: CompileSource = "disk"
         if self.cache is not None:
@@ -119,8 +142,7 @@ class Compiler:
             log.info("compiled %s in %.2f s", name, time.perf_counter() - start)
             if self.cache is not None:
                 self.cache.put(key, bytes(component.serialize()))
-        with self._lock:
-            return self._components.setdefault(key, component), source
+        return component, source
 
     def clear(self) -> None:
         """Forget the components held in memory (the disk cache stays)."""
