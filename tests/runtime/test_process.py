@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -742,3 +743,114 @@ def test_the_builtin_http_interface_runs_in_the_application() -> None:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+# Two host-defined resource types: the plugin is lent a `counter`; `open` takes a `vault`.
+TWO_RESOURCES_WIT = """
+package demo:x@0.1.0;
+
+interface host {
+    resource counter {
+        constructor(start: u32);
+    }
+    resource vault {
+        constructor();
+    }
+    open: func(v: borrow<vault>) -> u32;
+    keep: func(c: counter) -> u32;
+}
+"""
+TWO_RESOURCES = f"""
+(component
+  (import "{bridge_support.HOST}" (instance $host
+    (export "counter" (type $c (sub resource)))
+    (export "vault" (type $v (sub resource)))
+    (export "[constructor]counter" (func (param "start" u32) (result (own $c))))
+    (export "[constructor]vault" (func (result (own $v))))
+    (export "open" (func (param "v" (borrow $v)) (result u32)))
+    (export "keep" (func (param "c" (own $c)) (result u32)))))
+  (alias export $host "counter" (type $counter))
+  (core func $drop (canon resource.drop $counter))
+  (core module $M
+    (import "h" "drop" (func $drop (param i32)))
+    (func (export "peek") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 0)))
+  (core instance $m (instantiate $M (with "h" (instance (export "drop" (func $drop))))))
+  (func (export "peek") (param "c" (borrow $counter)) (result u32)
+    (canon lift (core func $m "peek")))
+)
+"""
+
+
+class _Counter:
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+
+class _Vault:
+    secret = 42
+
+
+@pytest.mark.parametrize(
+    ("function", "why"),
+    [("open", "a counter as a vault"), ("keep", "a borrowed counter as an owned one")],
+)
+def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch, function: str, why: str
+) -> None:
+    """Regression: the objects lent to a worker were one table of ids without their
+    types, so a lying worker could hand a host function ``open(v: borrow<vault>)``
+    the ``counter`` it was lent (wasmtime would trap on that in-process), or take a
+    borrowed object as its own. The host function must never run."""
+    fakes: list[WorkerProcess] = []
+    function_id: list[int] = []
+    ready = threading.Event()
+
+    def spawn() -> WorkerProcess:
+        if fakes:
+            return spawn_worker()  # the replacement is a real worker
+        ours, theirs = socket.socketpair()
+        proc = subprocess.Popen(["sleep", "600"])
+        worker = WorkerProcess(proc, Channel(ours), tempfile.mkdtemp())
+        fakes.append(worker)
+
+        def lie() -> None:
+            chan = Channel(theirs)
+            try:
+                chan.recv()  # INIT
+                chan.send([Op.READY, proc.pid])
+                call = chan.recv()  # CALL peek, [counter id], drops
+                ready.wait(60)
+                chan.send([Op.HOSTCALL, function_id[0], [call[2][0]]])
+                chan.recv()  # RETURN
+                chan.send([Op.RESULT, 0])
+                while True:  # until killed
+                    chan.recv()
+            except (EOFError, OSError):
+                pass  # killed, or the test ended before the call
+
+        threading.Thread(target=lie, daemon=True).start()
+        return worker
+
+    monkeypatch.setattr(workers_module, "spawn_worker", spawn)
+    seen: list[object] = []
+    impl = SimpleNamespace(
+        Counter=_Counter,
+        Vault=_Vault,
+        open=lambda v: seen.append(v) or v.secret,
+        keep=lambda c: seen.append(c) or 1,
+    )
+    host.provide(bridge_support.HOST, impl, wit=TWO_RESOURCES_WIT)
+    plugin = host.load(
+        TWO_RESOURCES.encode(),
+        allow_unsigned=True,
+        manifest=bridge_support.MANIFEST,
+        limits=Limits(timeout_ms=20_000),  # not about time; finite so that a hang fails
+    )
+    assert plugin._backend is not None
+    names = [name.rpartition("#")[2] for name, _ in plugin._backend._host_calls.sigs]
+    function_id.append(names.index(function))
+    ready.set()
+    with pytest.raises(PluginCrashed, match="broke the wire protocol"):
+        plugin.call("peek", _Counter(7))
+    assert seen == [], why
+    assert plugin.call("peek", _Counter(8)) == 0  # a real worker serves the next call

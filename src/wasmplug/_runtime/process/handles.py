@@ -22,7 +22,7 @@ cannot forge into anything it was not given:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wasmplug._bridge.resources import Resource, give_back, new_handle, take_handle
 from wasmplug._bridge.wit import HandleT, ResourceRef
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from .spawn import WorkerProcess
 
-__all__ = ["CallHandles", "WorkerInstance", "retire"]
+__all__ = ["CallHandles", "Lent", "WorkerInstance", "retire"]
 
 
 class WorkerInstance:
@@ -88,6 +88,23 @@ class WorkerInstance:
         return taken
 
 
+class Lent(NamedTuple):
+    """A host-defined object the worker holds an id of (``WorkerProcess.objects``)."""
+
+    obj: Any
+    type_key: tuple[str, str]
+    """The resource type it was sent as (see :func:`_type_key`)."""
+    owned: bool
+    """Sent as ``own`` (the worker may give it back as its own), not lent as ``borrow``."""
+
+
+def _type_key(ref: ResourceRef) -> tuple[str, str]:
+    """A host-defined resource type, as both the plugin's exports and its imports name
+    it: the interface that defines it and its name (the application defines one
+    resource of each name per interface)."""
+    return (ref.interface, ref.name)
+
+
 def instance_of(worker: WorkerProcess) -> WorkerInstance | None:
     """The worker's current instance as its handles see it (``None`` before the first)."""
     inst: WorkerInstance | None = worker.instance
@@ -127,7 +144,7 @@ class CallHandles:
         worker = self.worker
         oid = worker.next_oid
         worker.next_oid += 1
-        worker.objects[oid] = obj
+        worker.objects[oid] = Lent(obj, _type_key(ty.resource), ty.owned)
         if not ty.owned:
             self.borrowed.append(oid)
         return oid
@@ -149,10 +166,16 @@ class CallHandles:
             cls = inst.resource_class(ref)
             return new_handle(cls, inst, oid, ref.name, ty.owned)
         objects = self.worker.objects
-        try:
-            return objects.pop(oid) if ty.owned else objects[oid]
-        except KeyError:
-            raise ProtocolError(f"no {ref.name} object with id {oid}") from None
+        lent = objects.get(oid)
+        # What wasmtime's handle table checks in-process: the id names an object of
+        # this resource type, and only an own handle can be given back as own.
+        if lent is None or lent.type_key != _type_key(ref):
+            raise ProtocolError(f"no {ref.name} object with id {oid}")
+        if ty.owned:
+            if not lent.owned:
+                raise ProtocolError(f"{ref.name} object {oid} was only lent to the call")
+            del objects[oid]
+        return lent.obj
 
     def end_call(self, *, undo: bool) -> None:
         """The call is over: forget host objects only borrowed for it; with ``undo``

@@ -66,7 +66,8 @@ class WorkerProcess:
     Attributes:
         pid: The worker's process id.
         chan: The channel (used by one call at a time).
-        objects: Host-defined resource objects lent to this worker, by id.
+        objects: Host-defined resource objects this worker holds ids of, by id
+            (``handles.Lent``: each with its type and whether it was sent as own).
         instance: Its current plugin instance, as guest resource handles see it
             (see :mod:`.handles`); ``None`` until it is ready.
         fresh: False after a fault discarded the worker's instance (the next
