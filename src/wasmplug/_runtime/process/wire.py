@@ -104,11 +104,12 @@ class Channel:
     """
 
     __slots__ = (
-        "_armed",
         "_buf",
         "_end",
         "_packb",
+        "_rcv_armed",
         "_send_lock",
+        "_snd_armed",
         "_sock",
         "_start",
         "_view",
@@ -119,11 +120,9 @@ class Channel:
         self.max_frame = max_frame
         self._sock = sock
         sock.settimeout(None)  # blocking: the kernel bounds each wait (_arm)
-        # Armed SO_RCVTIMEO / SO_SNDTIMEO, in seconds (None: no timeout).
-        self._armed: dict[int, float | None] = {
-            socket.SO_RCVTIMEO: None,
-            socket.SO_SNDTIMEO: None,
-        }
+        # The armed SO_RCVTIMEO / SO_SNDTIMEO, in seconds (None: no timeout).
+        self._rcv_armed: float | None = None
+        self._snd_armed: float | None = None
         # Received bytes not yet consumed are _buf[_start:_end].
         self._buf = bytearray(_BUFFER)
         self._view = memoryview(self._buf)
@@ -156,16 +155,22 @@ class Channel:
     def _sendall(self, data: bytes, deadline: float | None) -> None:
         """``sendall`` whose every wait ends by ``deadline`` (re-armed for what is left
         after a partial send; a stalled send is :class:`TimeoutError`)."""
-        sent = 0
+        armed = self._snd_armed
+        if armed is not None or deadline is not None:
+            self._snd_armed = self._arm(socket.SO_SNDTIMEO, armed, deadline)
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:  # SO_SNDTIMEO ended the wait
+            sent = 0
+        if sent == len(data):  # the rule: a frame fits the socket buffer
+            return
         with memoryview(data) as view:
-            while True:
-                self._arm(socket.SO_SNDTIMEO, deadline)
+            while sent < len(view):
+                self._snd_armed = self._arm(socket.SO_SNDTIMEO, self._snd_armed, deadline)
                 try:
                     sent += self._sock.send(view[sent:])
-                except BlockingIOError:  # SO_SNDTIMEO ended the wait
+                except BlockingIOError:
                     continue
-                if sent == len(view):
-                    return
 
     def recv(self, deadline: float | None = None) -> list[Any]:
         """Receive one message: a non-empty array whose first item is an int opcode.
@@ -196,7 +201,10 @@ class Channel:
         except Exception as e:  # every malformed-input failure, RecursionError included
             raise ProtocolError(f"undecodable frame: {type(e).__name__}: {e}") from None
         finally:
-            self._consumed(end)
+            if end == self._end and end <= _BUFFER:  # all consumed (the usual case)
+                self._start = self._end = 0
+            else:
+                self._consumed(end)
         if message.__class__ is not list or not message or message[0].__class__ is not int:
             raise ProtocolError("a message must be an array starting with an int opcode")
         return message
@@ -212,23 +220,27 @@ class Channel:
             self._buf = bytearray(_BUFFER)
             self._view = memoryview(self._buf)
 
-    def _arm(self, option: int, deadline: float | None) -> None:
+    def _arm(self, option: int, armed: float | None, deadline: float | None) -> float | None:
         """Make the socket's blocking ``option`` wait (receive or send) end by ``deadline``.
+
+        Args:
+            armed: What ``option`` is set to now (seconds; ``None``: no timeout).
+
+        Returns:
+            What it is set to after (the caller keeps it).
 
         Raises:
             TimeoutError: the deadline has passed.
         """
-        armed = self._armed[option]
         if deadline is None:
             if armed is not None:
                 self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
-                self._armed[option] = None
-            return
+            return None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
         if armed is not None and remaining - _SLACK_S <= armed <= remaining:
-            return
+            return armed
         # Armed a little short of the deadline, the next call's wait (a few µs later,
         # on the same budget) still fits, and needs no system call. The kernel rounds
         # the time up to its clock tick (1-4 ms), well inside KILL_GRACE_MS.
@@ -236,7 +248,7 @@ class Channel:
         seconds = int(timeout)
         micros = max(int((timeout - seconds) * 1e6), 1)
         self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
-        self._armed[option] = timeout
+        return timeout
 
     def _fill(self, n: int, deadline: float | None) -> None:
         """Read until the buffer holds at least ``n`` unconsumed bytes (the caller
@@ -245,9 +257,11 @@ class Channel:
             self._make_room(n)
         sock = self._sock
         while self._end - self._start < n:
-            self._arm(socket.SO_RCVTIMEO, deadline)
+            armed = self._rcv_armed
+            if armed is not None or deadline is not None:
+                self._rcv_armed = self._arm(socket.SO_RCVTIMEO, armed, deadline)
             try:
-                got = sock.recv_into(self._view[self._end :])
+                got = sock.recv_into(self._view[self._end :] if self._end else self._buf)
             except BlockingIOError:  # SO_RCVTIMEO ended the wait: the deadline, or short of it
                 continue
             except ConnectionResetError:
