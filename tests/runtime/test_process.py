@@ -10,6 +10,7 @@ sandbox, warm spares, parallel workers, and a worker that lies.
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import pytest
@@ -50,6 +51,7 @@ from wasmplug._runtime.process import spawn as spawn_module
 from wasmplug._runtime.process import workers as workers_module
 from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
 from wasmplug._runtime.process.wire import Channel, Op
+from wasmplug._sandbox import stdio as stdio_module
 from wasmplug._sandbox.http import HTTP_INTERFACE
 
 pytestmark = pytest.mark.skipif(
@@ -578,6 +580,40 @@ def _frame(obj: Any) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
+def lying_worker(
+    monkeypatch: pytest.MonkeyPatch, lie: Callable[[Channel, socket.socket, list[Any]], None]
+) -> list[WorkerProcess]:
+    """Make the next worker a fake one that starts like a real one and answers the
+    first CALL with ``lie(channel, its socket, call message)``, then waits to be killed; the
+    workers after it are real. Returns the list the fake worker is put in."""
+    fakes: list[WorkerProcess] = []
+
+    def spawn() -> WorkerProcess:
+        if fakes:
+            return spawn_worker()  # the replacement is a real worker
+        ours, theirs = socket.socketpair()
+        proc = subprocess.Popen(["sleep", "600"])
+        worker = WorkerProcess(proc, Channel(ours), tempfile.mkdtemp())
+        fakes.append(worker)
+
+        def run() -> None:
+            chan = Channel(theirs)
+            try:
+                chan.recv()  # INIT
+                chan.send([Op.READY, proc.pid])
+                lie(chan, theirs, chan.recv())
+                while True:  # until killed
+                    chan.recv()
+            except (EOFError, OSError):
+                pass  # killed, or the test ended before the call
+
+        threading.Thread(target=run, daemon=True).start()
+        return worker
+
+    monkeypatch.setattr(workers_module, "spawn_worker", spawn)
+    return fakes
+
+
 MALICIOUS = {
     "result-wrong-type": _frame([Op.RESULT, "nope"]),
     "result-out-of-range": _frame([Op.RESULT, 2**40]),
@@ -596,6 +632,8 @@ MALICIOUS = {
     "fault-host-without-failure": _frame([Op.FAULT, "host"]),
     "fault-unknown-kind": _frame([Op.FAULT, "pwned", "x"]),
     "log-bad-level": _frame([Op.LOG, "x", "y"]),
+    "log-level-of-no-stream": _frame([Op.LOG, logging.CRITICAL, "forged"]),
+    "log-float-level": _frame([Op.LOG, 20.0, "x"]),
     "drop-not-a-list": _frame([Op.DROP, 5]),
     "span-unknown-kind": _frame([Op.SPAN, 7, 1, 2]),
     "span-ends-before-it-starts": _frame([Op.SPAN, 0, 2, 1]),
@@ -609,31 +647,7 @@ def test_malformed_messages_kill_the_worker(
 ) -> None:
     """A compromised worker can only get itself killed: nothing it sends is executed,
     and no host function runs with a value that does not match its WIT type."""
-    fakes: list[WorkerProcess] = []
-
-    def spawn() -> WorkerProcess:
-        if fakes:
-            return spawn_worker()  # the replacement is a real worker
-        ours, theirs = socket.socketpair()
-        proc = subprocess.Popen(["sleep", "600"])
-        worker = WorkerProcess(proc, Channel(ours), tempfile.mkdtemp())
-        fakes.append(worker)
-
-        def lie() -> None:
-            chan = Channel(theirs)
-            chan.recv()  # INIT
-            chan.send([Op.READY, proc.pid])
-            chan.recv()  # CALL
-            theirs.sendall(reply)
-            try:
-                chan.recv()
-            except (EOFError, OSError):
-                pass
-
-        threading.Thread(target=lie, daemon=True).start()
-        return worker
-
-    monkeypatch.setattr(workers_module, "spawn_worker", spawn)
+    fakes = lying_worker(monkeypatch, lambda chan, sock, call: sock.sendall(reply))
     called: list[int] = []
     plugin = load(host, lambda x: called.append(x) or x)
     with pytest.raises(PluginCrashed, match="broke the wire protocol") as info:
@@ -801,37 +815,17 @@ def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
     types, so a lying worker could hand a host function ``open(v: borrow<vault>)``
     the ``counter`` it was lent (wasmtime would trap on that in-process), or take a
     borrowed object as its own. The host function must never run."""
-    fakes: list[WorkerProcess] = []
     function_id: list[int] = []
     ready = threading.Event()
 
-    def spawn() -> WorkerProcess:
-        if fakes:
-            return spawn_worker()  # the replacement is a real worker
-        ours, theirs = socket.socketpair()
-        proc = subprocess.Popen(["sleep", "600"])
-        worker = WorkerProcess(proc, Channel(ours), tempfile.mkdtemp())
-        fakes.append(worker)
+    def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
+        # call: CALL peek, [counter id], drops
+        ready.wait(60)
+        chan.send([Op.HOSTCALL, function_id[0], [call[2][0]]])
+        chan.recv()  # RETURN
+        chan.send([Op.RESULT, 0])
 
-        def lie() -> None:
-            chan = Channel(theirs)
-            try:
-                chan.recv()  # INIT
-                chan.send([Op.READY, proc.pid])
-                call = chan.recv()  # CALL peek, [counter id], drops
-                ready.wait(60)
-                chan.send([Op.HOSTCALL, function_id[0], [call[2][0]]])
-                chan.recv()  # RETURN
-                chan.send([Op.RESULT, 0])
-                while True:  # until killed
-                    chan.recv()
-            except (EOFError, OSError):
-                pass  # killed, or the test ended before the call
-
-        threading.Thread(target=lie, daemon=True).start()
-        return worker
-
-    monkeypatch.setattr(workers_module, "spawn_worker", spawn)
+    lying_worker(monkeypatch, lie)
     seen: list[object] = []
     impl = SimpleNamespace(
         Counter=_Counter,
@@ -854,3 +848,37 @@ def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
         plugin.call("peek", _Counter(7))
     assert seen == [], why
     assert plugin.call("peek", _Counter(8)) == 0  # a real worker serves the next call
+
+
+@pytest.mark.parametrize("stdio", ["log", "discard"])
+def test_a_worker_that_floods_log_lines_is_rate_limited_in_the_application(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stdio: Literal["log", "discard"],
+) -> None:
+    """Regression: the application logged every LOG line a worker sent, at any level it
+    chose, newlines and all: the rate limit, the cut into single lines and ``stdio =
+    "discard"`` held only as long as the worker applied them itself."""
+
+    def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
+        chan.send([Op.LOG, logging.WARNING, "forged\nERROR:root:another record"])
+        for i in range(1000):
+            chan.send([Op.LOG, logging.INFO, f"line {i}"])
+        chan.send([Op.RESULT, 0])
+
+    lying_worker(monkeypatch, lie)
+    # One rate-limit window however long the sends take on a loaded machine.
+    monkeypatch.setattr(stdio_module, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    manifest = Manifest(name="worker-test", host_interfaces=("cb",), stdio=stdio)
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as h:
+        h.provide("cb", lambda x: x)
+        plugin = h.load(WAT.encode(), allow_unsigned=True, manifest=manifest)
+        with caplog.at_level(logging.DEBUG, logger="wasmplug.plugin.worker-test"):
+            assert plugin.call("add", 1, 2) == 0  # the lie's RESULT
+    lines = [r.getMessage() for r in caplog.records if r.name == "wasmplug.plugin.worker-test"]
+    if stdio == "discard":
+        assert lines == []
+        return
+    # stderr: the record cut in two lines; stdout: GuestOutput's max_lines per second.
+    assert lines == ["forged", "ERROR:root:another record"] + [f"line {i}" for i in range(100)]

@@ -156,7 +156,9 @@ class ProcessBackend:
         self.port = port
         self.plugin = plugin = port.plugin
         self._supervisor = port.supervisor
-        self._host_calls = HostCalls(plan.resolved, plugin.name)
+        self._host_calls = HostCalls(
+            plan.resolved, plugin.name, discard_output=plugin.manifest.stdio == "discard"
+        )
         self._exports = [self._export_codec(ex.sig) for ex in port.exports]
         timeout = plugin.limits.timeout_ms
         self._timeout_ms = timeout
@@ -421,7 +423,7 @@ class ProcessBackend:
             if op == Op.HOSTCALL and frame is not None:
                 host_calls.serve(worker, frame, msg, deadline)
             elif op == Op.LOG:
-                host_calls.log(msg)
+                host_calls.log(worker, msg)
             elif op == Op.DROP:
                 host_calls.dropped(worker, msg)
             elif op == Op.SPAN:

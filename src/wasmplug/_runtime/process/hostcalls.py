@@ -12,6 +12,7 @@ the worker has unwound (as in-process: the guest never sees a Python exception).
 from __future__ import annotations
 
 import logging
+import weakref
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.hostfuncs import Invoke, answer
 from wasmplug._bridge.values import Err
 from wasmplug._bridge.wit import FuncSig, ResultT
+from wasmplug._sandbox.stdio import GuestOutput
 
 from .codec import Decode, Encode, ProtocolError, decoder, encoder
 from .handles import CallHandles
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Frame", "HostCalls", "text"]
 
 _MAX_TEXT = 1 << 16  # longest message / log line taken from a worker, in characters
+_STREAM_LEVELS = (logging.INFO, logging.WARNING)  # guest stdout, stderr (see Instance)
 
 
 def text(value: Any) -> str:
@@ -75,6 +78,8 @@ class HostCalls:
     Args:
         resolved: The plugin's resolved host imports.
         plugin_name: For the ``wasmplug.plugin.<name>`` logger of guest output.
+        discard_output: The manifest says ``stdio = "discard"``: guest output is
+            dropped here too, whatever a worker sends.
 
     Attributes:
         wanted: ``[[interface or "", [function names]], ...]``: the order the
@@ -82,7 +87,9 @@ class HostCalls:
         sigs: ``(qualified name, signature)`` of every host function.
     """
 
-    def __init__(self, resolved: ResolvedImports, plugin_name: str) -> None:
+    def __init__(
+        self, resolved: ResolvedImports, plugin_name: str, *, discard_output: bool = False
+    ) -> None:
         self._funcs: list[_HostFunc] = []
         self.wanted: list[list[Any]] = []
         self.sigs: list[tuple[str, FuncSig]] = []
@@ -98,8 +105,12 @@ class HostCalls:
             world.append(name)
         if world:
             self.wanted.append(["", world])
-        self._plugin_name = plugin_name
         self._guest_log = logging.getLogger(f"wasmplug.plugin.{plugin_name}")
+        self._discard_output = discard_output
+        # Each worker's guest stdout and stderr, as in-process (see log()).
+        self._outputs: weakref.WeakKeyDictionary[WorkerProcess, dict[int, GuestOutput]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _add(self, qualname: str, sig: FuncSig, invoke: Invoke) -> None:
         self.sigs.append((qualname, sig))
@@ -156,14 +167,27 @@ class HostCalls:
             reply = [Op.RETURN, False, f"host function {hf.qualname} raised {type(e).__name__}"]
         worker.chan.send(reply, deadline)
 
-    def log(self, msg: list[Any]) -> None:
-        """A line the guest wrote to stdout/stderr (``LOG level, text``)."""
-        if len(msg) != 3 or msg[1].__class__ is not int:
+    def log(self, worker: WorkerProcess, msg: list[Any]) -> None:
+        """A line the guest wrote to stdout or stderr (``LOG level, text``, the level
+        the in-process tier logs that stream at: INFO or WARNING).
+
+        The line goes through this worker's own :class:`GuestOutput` for that
+        stream, here in the application: the rate limit, the cut into lines of at
+        most ``MAX_LINE_BYTES`` (a record never holds a newline) and ``stdio =
+        "discard"`` hold even for a worker that ignores its own.
+        """
+        if len(msg) != 3 or msg[1].__class__ is not int or msg[1] not in _STREAM_LEVELS:
             raise ProtocolError("malformed LOG")
-        level = min(max(msg[1], logging.DEBUG), logging.ERROR)
-        # The fields in-process guest output carries (_sandbox/stdio.py).
-        extra = {"plugin": self._plugin_name, **_telemetry.log_fields()}
-        self._guest_log.log(level, "%s", text(msg[2]), extra=extra)
+        line = text(msg[2])
+        outputs = self._outputs.get(worker)
+        if outputs is None:
+            outputs = self._outputs[worker] = {}
+        out = outputs.get(msg[1])
+        if out is None:
+            out = outputs[msg[1]] = GuestOutput(
+                self._guest_log, msg[1], discard=self._discard_output
+            )
+        out(line.encode("utf-8", "replace") + b"\n")
 
     @staticmethod
     def dropped(worker: WorkerProcess, msg: list[Any]) -> None:
