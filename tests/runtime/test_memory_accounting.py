@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 import wat
 from wasmplug import InstantiationError, Limits, Manifest, Plugin, PluginHost, PluginTrapped
 from wasmplug._bridge import memcreator
 from wasmplug._bridge.memcreator import MemoryAccounting
+from wasmplug._runtime.engine import make_engine
 from wat import Func, P
 
 pytestmark = pytest.mark.skipif(
@@ -403,3 +405,74 @@ def test_the_compile_cache_keeps_the_two_engines_apart(
     with PluginHost(cache_dir=tmp_path / "cache") as default:
         assert load(default).call("size", 0) == 1
     assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()] == []
+
+
+# Core modules straight on an accounting engine: the proposals wasmtime enables there
+# (memory64, multi-memory) place memories through the creator too, and each must keep
+# the promise the compiled code relies on. (result: an int, or "trap").
+_MEM64 = """(module (memory i64 1)
+  (func (export "grow") (param i64) (result i64) (memory.grow (local.get 0)))
+  (func (export "load") (param i64) (result i32) (i32.load (local.get 0)))
+  (func (export "load-far") (param i64) (result i32) (i32.load offset=16777216 (local.get 0))))"""
+_MULTI = """(module (memory 1) (memory $b 2)
+  (func (export "grow") (param i32) (result i32) (memory.grow $b (local.get 0)))
+  (func (export "load") (param i32) (result i32) (i32.load $b (local.get 0))))"""
+_BOUNDARIES = {
+    "memory64": (
+        _MEM64,
+        [
+            ("load", PAGE - 4, 0),
+            ("load", PAGE, "trap"),
+            ("load-far", PAGE - 16, "trap"),  # the offset carries it past the size
+            ("load", 2**32 + 2**25, "trap"),  # past the reservation and its guard
+            ("grow", 2**48, -1),  # size arithmetic far past any reservation
+            ("grow", 2**63, -1),
+            ("grow", 65535, 1),  # to exactly the 4 GiB reservation
+            ("load", 2**32 - 4, 0),
+            ("grow", 1, -1),  # one page past it
+            ("load", 2**32, "trap"),
+            ("load-far", 2**32 - 4, "trap"),
+        ],
+    ),
+    "multi-memory": (
+        _MULTI,
+        [
+            ("load", 2 * PAGE - 4, 0),
+            ("load", 2 * PAGE, "trap"),
+            ("grow", 65534, 2),  # the second memory to its whole reservation
+            ("load", 2**32 - 4, 0),
+            ("grow", 1, -1),
+            ("grow", 0xFFFF_FFFF, -1),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_BOUNDARIES), ids=list(_BOUNDARIES))
+def test_memory64_and_multi_memory_keep_their_bounds(case: str) -> None:
+    text, steps = _BOUNDARIES[case]
+    acc = MemoryAccounting(lambda: "owner")
+    engine, _ = make_engine(consume_fuel=False, memory_accounting=acc)
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(2**40)
+    exports = wasmtime.Instance(store, wasmtime.Module(engine, text), []).exports(store)
+    for name, arg, expected in steps:
+        func = exports[name]
+        assert isinstance(func, wasmtime.Func)
+        if expected == "trap":
+            with pytest.raises(wasmtime.Trap, match="out of bounds memory access"):
+                func(store, arg)
+        else:
+            assert func(store, arg) == expected, (name, arg)
+    assert acc.memories_of("owner") == (1 if case == "memory64" else 2)
+    assert acc.bytes_of("owner") == (2**32 if case == "memory64" else PAGE + 2**32)
+
+
+def test_shared_memories_are_refused_by_an_accounting_engine() -> None:
+    """A shared memory (threads proposal) outlives any one store and is reached from
+    several threads at once; the creator serves memories of one store each, and the
+    engine leaves the proposal off: this pins that."""
+    engine, _ = make_engine(consume_fuel=False, memory_accounting=MemoryAccounting(lambda: None))
+    module = wasmtime.Module(engine, "(module (memory 1 2 shared))")
+    with pytest.raises(wasmtime.WasmtimeError, match="shared memory support is disabled"):
+        wasmtime.Instance(wasmtime.Store(engine), module, [])
