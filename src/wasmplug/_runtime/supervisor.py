@@ -216,6 +216,8 @@ class Supervisor:
 
     def reset(self) -> None:
         """Lift quarantine and forget the fault window (counters are kept)."""
+        if not self.quarantined and not self.consecutive and self._window is None:
+            return  # nothing to forget (the usual reset(): no lock)
         with self._lock:
             self.quarantined = False
             self.quarantine_reason = ""
