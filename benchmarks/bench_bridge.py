@@ -218,16 +218,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.group:<12} {r.name:<44} {r.median_us:>10.2f} {r.p90_us:>10.2f} "
               f"{r.cpu_us or 0:>9.2f}")  # fmt: skip
     print()
-    summary = summarize(rows)
+    report(summarize(rows), rows, info, args.json, width=42)
+    return 0
+
+
+def report(
+    summary: dict[str, tuple[float, float]],
+    rows: list[Row],
+    info: dict[str, Any],
+    json_path: str | None,
+    *,
+    width: int,
+) -> None:
+    """Print each summary figure against its goal (0: no goal), and write the JSON."""
     for key, (value, goal) in summary.items():
         verdict = "" if not goal else ("  met" if value <= goal else "  NOT met")
         target = f"goal <= {goal:g}" if goal else ""
-        print(f"{key:<42} {value:10.2f}  {target}{verdict}")
-    if args.json:
-        with open(args.json, "w") as fh:
+        print(f"{key:<{width}} {value:10.2f}  {target}{verdict}")
+    if json_path:
+        with open(json_path, "w") as fh:
             json.dump({"machine": info, "rows": [asdict(r) for r in rows],
                        "summary": summary}, fh, indent=2)  # fmt: skip
-    return 0
 
 
 if __name__ == "__main__":

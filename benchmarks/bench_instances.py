@@ -32,28 +32,22 @@ import subprocess
 import sys
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import wasmtime
+from bench_bridge import report
 from bench_calls import Case, Row, check, machine, measure
 from wasmtime.component import Component, Linker
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support.tiny_wat import TINY_WAT
 from wasmplug import Limits, PluginHost
 from wasmplug._bridge import ffi as wf
 from wasmplug._runtime import deadline
 
 MIB = 1 << 20
-TINY_WAT = """
-(component
-  (core module $m
-    (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))
-  (core instance $i (instantiate $m))
-  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
-    (canon lift (core func $i "add"))))
-"""
-"""The tiny plugin: one ``add`` export, no memory, no imports."""
 
 FRESH = "reset() + first add"
 FRESH_POOLED = "reset() + first add, instance_slots=16"
@@ -278,15 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for site, size in top:
             print(f"  {size:7.0f}  {site}")
     print()
-    summary = summarize(rows)
-    for key, (value, goal) in summary.items():
-        verdict = "" if not goal else ("  met" if value <= goal else "  NOT met")
-        target = f"goal <= {goal:g}" if goal else ""
-        print(f"{key:<52} {value:9.2f}  {target}{verdict}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"machine": info, "rows": [asdict(r) for r in rows],
-                       "summary": summary}, fh, indent=2)  # fmt: skip
+    report(summarize(rows), rows, info, args.json, width=52)
     return 0
 
 

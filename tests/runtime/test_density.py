@@ -13,19 +13,11 @@ import gc
 import threading
 import tracemalloc
 
+from support.tiny_wat import TINY_WAT
 from wasmplug import Manifest, Plugin, PluginHost, RestartPolicy
 from wasmplug._runtime.supervisor import Supervisor
 
 from .test_faults import FAULTY_WAT
-
-TINY_WAT = """
-(component
-  (core module $m
-    (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))
-  (core instance $i (instantiate $m))
-  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
-    (canon lift (core func $i "add"))))
-"""
 
 
 def _load_tiny(host: PluginHost) -> Plugin:
