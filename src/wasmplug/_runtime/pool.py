@@ -236,9 +236,12 @@ class InstancePool(Generic[P]):
             raise PluginClosedError("plugin is closed")
         inst = self._create()
         with self._live_lock:
-            if self.closed:  # closed while it was being created
+            closed = self.closed  # closed while it was being created?
+            if closed:
                 self._retired_calls += inst.calls
-                inst.close()
-                raise PluginClosedError("plugin is closed")
-            self._live.append(inst)
+            else:
+                self._live.append(inst)
+        if closed:
+            inst.close()  # not under the lock, which every pool shares
+            raise PluginClosedError("plugin is closed")
         return inst
