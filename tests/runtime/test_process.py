@@ -882,3 +882,38 @@ def test_a_worker_that_floods_log_lines_is_rate_limited_in_the_application(
         return
     # stderr: the record cut in two lines; stdout: GuestOutput's max_lines per second.
     assert lines == ["forged", "ERROR:root:another record"] + [f"line {i}" for i in range(100)]
+
+
+GOES_ON = {
+    "another-hostcall": [Op.HOSTCALL, 0, [2]],
+    "a-result": [Op.RESULT, 7],
+    "a-result-that-says-host": [Op.RESULT, "host"],
+    "another-fault": [Op.FAULT, "wasm", "wasm trap: unreachable", ""],
+}
+
+
+@pytest.mark.parametrize("after", list(GOES_ON.values()), ids=list(GOES_ON))
+def test_a_worker_cannot_go_on_after_a_host_function_failed(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch, after: list[Any]
+) -> None:
+    """Regression: in-process a host function that raises traps the guest, so the call
+    ends there with that exception. A lying worker could go on after the failure it was
+    told of: call more host functions, or end the call with a value, and the
+    application's exception was lost."""
+
+    def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
+        chan.send([Op.HOSTCALL, 0, [1]])
+        chan.recv()  # RETURN False: the host function raised
+        chan.send(after)
+
+    lying_worker(monkeypatch, lie)
+    called: list[int] = []
+
+    def cb(x: int) -> int:
+        called.append(x)
+        raise PermissionError("over quota")
+
+    plugin = load(host, cb, limits=Limits(timeout_ms=20_000))
+    with pytest.raises(PluginCrashed, match="broke the wire protocol"):
+        plugin.call("call-cb", 5)
+    assert called == [1]

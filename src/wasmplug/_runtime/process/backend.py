@@ -386,6 +386,10 @@ class ProcessBackend:
                     self._died_idle(worker)
                     raise _Undelivered from None
                 msg = self._converse(worker, frame, deadline)
+                if frame.host_exc is not None and (msg[0] != Op.FAULT or msg[1:2] != ["host"]):
+                    # In-process a failed host function traps the guest: its call can
+                    # only end in that fault, never in a value or another fault.
+                    raise ProtocolError("the call went on after a host function failed")
                 if msg[0] == Op.RESULT and len(msg) == 2:
                     dec = None if codec is None else codec.ok
                     if dec is None and msg[1] is not None:
@@ -421,6 +425,8 @@ class ProcessBackend:
             msg = chan.recv(deadline)
             op = msg[0]
             if op == Op.HOSTCALL and frame is not None:
+                if frame.host_exc is not None:  # see _run: the guest cannot go on
+                    raise ProtocolError("a host call after a host function failed")
                 host_calls.serve(worker, frame, msg, deadline)
             elif op == Op.LOG:
                 host_calls.log(worker, msg)
