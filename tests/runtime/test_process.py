@@ -188,6 +188,37 @@ def test_sigkill_mid_call_is_plugin_crashed_and_the_next_call_works(host: Plugin
     assert plugin.metrics().faults == {"crash": 1}
 
 
+def _vm_size(pid: int) -> int:
+    """The process's virtual address space, in bytes (reserved, not resident)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize")
+
+
+def test_workers_of_a_host_with_instance_slots_pool_their_own_instances(
+    tmp_path: Path, host: PluginHost
+) -> None:
+    """``instance_slots`` is the host's capacity for in-process instances: a worker
+    allocates its instances from pooling-allocator slots of its own (fresh ones after
+    reset() or a fault too) and takes none of the host's."""
+    plain = load(host)
+    with PluginHost(
+        cache_dir=tmp_path / "slots", isolation="process", spare_workers=0, instance_slots=1
+    ) as slotted:
+        plugin = load(slotted)
+        for _ in range(4):  # more fresh instances than the worker has slots
+            assert plugin.call("count") == 1
+            assert plugin.call("count") == 2
+            plugin.reset()
+        # The worker reserved its slots (address space, not memory) when it started.
+        assert _vm_size(pids(plugin)[0]) > _vm_size(pids(plain)[0]) + (1 << 31)
+        local = load(slotted, isolation="inprocess")
+        assert local.call("add", 2, 3) == 5  # the host's one slot was still free
+        with pytest.raises(InstantiationError, match="instance_slots"):
+            load(slotted, isolation="inprocess")
+
+
 def test_a_worker_killed_while_idle_is_counted_and_replaced(host: PluginHost) -> None:
     plugin = load(host)
     [pid] = pids(plugin)

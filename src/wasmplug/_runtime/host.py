@@ -89,6 +89,9 @@ class PluginHost:
             the host guide, "Instance slots"), and the engine reserves about 4 GiB of
             virtual address space per slot up front (none of it resident).
             ``None`` (the default): allocate on demand, no fixed capacity.
+            A process-isolated plugin's worker then pools its own instances, in
+            two slots of its own sized by the plugin's limits, none of them
+            counted against these.
         memory_accounting: Count the linear memory of each in-process plugin, for
             :meth:`stats` (``PluginStats.linear_memory_bytes``) and the
             ``wasmplug.memory.linear`` gauge. The host then allocates every linear

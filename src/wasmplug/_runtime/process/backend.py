@@ -131,6 +131,9 @@ class ProcessBackend:
         consume_fuel: The host's engine setting.
         memory_accounting: The host's engine setting (its engine has copy-on-write
             memory images off, and code compiled there loads only into such an engine).
+        pooling: The host has ``instance_slots``: each worker then allocates its
+            instance from wasmtime's pooling allocator too (slots of its own, sized
+            by the plugin's limits; see ``worker.WORKER_SLOTS``).
         tick_ms: The epoch tick, as in the host.
         spares: Ready workers to keep besides the ones serving calls.
 
@@ -152,6 +155,7 @@ class ProcessBackend:
         tick_ms: float,
         spares: int,
         memory_accounting: bool = False,
+        pooling: bool = False,
     ) -> None:
         self.port = port
         self.plugin = plugin = port.plugin
@@ -177,6 +181,7 @@ class ProcessBackend:
             cache.put(cache_key, bytes(component.serialize()))
         self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
         self._settings["memory_accounting"] = memory_accounting
+        self._settings["pooling"] = pooling
         self._settings["imports"] = self._host_calls.wanted
         self._settings["telemetry"] = port.telemetry is not None
         self._span_attrs = plugin_attributes(plugin, "process")

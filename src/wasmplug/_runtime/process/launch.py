@@ -66,6 +66,7 @@ def process_tier(
         engine_settings=services.engine_settings,
         consume_fuel=services.consume_fuel,
         memory_accounting=services.memory_accounting is not None,
+        pooling=services.instance_slots is not None,
         tick_ms=services.ticker.tick_ms,
         spares=spares,
     )

@@ -64,6 +64,11 @@ _LINK, _INSTANTIATE = (
 )
 _PR_SET_PDEATHSIG = 1
 _HEADROOM = 64 << 20  # bytes of address space above what start-up used, besides guest memory
+WORKER_SLOTS = 2
+"""Pooling-allocator slots of a worker of a host with ``instance_slots``: its one
+instance, and the fresh one made while the discarded one may still be referenced.
+The host's ``instance_slots`` is its capacity for in-process instances; a worker's
+instances live in the worker's own address space and do not count against it."""
 _NEVER_QUARANTINE = RestartPolicy(max_faults=2**31 - 1, window_s=1e-9)
 
 
@@ -197,6 +202,10 @@ class Server:
             max_workers=1,  # never used: acall is the application's
             # The same engine as the host's, or the code it compiled does not load.
             memory_accounting=bool(settings.get("memory_accounting")),
+            # A host with instance_slots: fresh instances (after a fault, reset())
+            # come from pooling-allocator slots here too, sized by this plugin's limits.
+            instance_slots=WORKER_SLOTS if settings.get("pooling") else None,
+            limits=Limits(**settings["limits"]),
         )
         cache = CompileCache(Path(settings["cache_dir"]), services.engine_settings)
         payload = cache.get(settings["cache_key"])
