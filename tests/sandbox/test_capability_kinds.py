@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,29 @@ def test_a_kind_that_links_with_code_is_refused_for_a_worker_at_load(tmp_path: P
         assert host.plugins == []
         plugin = host.load(component, allow_unsigned=True, manifest=manifest, isolation="process")
         assert plugin.call("argument-count") == 1  # nothing of it granted: nothing to send
+
+
+def test_the_refusal_leaves_no_temporary_compile_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a host without a compile cache writes the component to a temporary
+    one for its workers; a load refused while the worker settings were made left that
+    directory (and the compiled component in it) behind, once per attempt."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # count only this test's dirs
+    component = bytes(wasmtime.wat2wasm(ARGV_COUNTER))
+    with PluginHost(cache_dir=False, spare_workers=0) as host:
+        for _ in range(2):
+            with pytest.raises(CapabilityError, match="links into WASI with code"):
+                host.load(
+                    component,
+                    allow_unsigned=True,
+                    manifest=Manifest(name="c", test_arguments=["--fast"]),
+                    grants=Grants(test_arguments={"--fast"}),
+                    isolation="process",
+                )
+    assert list(temp.glob("wasmplug-compiled-*")) == []
 
 
 class _Flags(Capability):
