@@ -138,3 +138,38 @@ def test_faults_and_counters_are_the_general_paths(host: PluginHost) -> None:
                 spinner.call("spin")
             assert spinner.call("add", 1, 2) == 3
         assert math.isclose(spinner.call("mix", 1, 2.5), 2.5)
+
+
+def test_string_results_within_the_budget(host: PluginHost) -> None:
+    from wasmplug import ResultTooLarge
+    from wasmplug._bridge import ffi
+    from wasmplug._runtime.fastcall import LINGER
+
+    limits = Limits(max_result_bytes=LINGER + 1000)
+    with PluginHost(cache_dir=False, limits=limits) as small:
+        plugin = load(small, COMPONENT)
+        ex = find_export(plugin, "echo-text")
+        assert ex is not None
+        assert plugin.call("echo-text", "ab") == "ab"
+        (inst,) = plugin._pool.live()
+        buf = inst.buffers[ex.index]
+        assert buf.result.kind == ffi.STRING  # a short result stays until the next call
+        big = "x" * (LINGER + 1)
+        assert plugin.call("echo-text", big) == big
+        assert buf.result.kind == ffi.BOOL  # a long one is deleted at once
+        for too_big in ("y" * (LINGER + 1001), "z" * (LINGER + 50_000)):
+            with pytest.raises(ResultTooLarge):
+                plugin.call("echo-text", too_big)
+            assert buf.result.kind == ffi.BOOL
+        assert plugin.metrics().faults == {"result-size": 2}
+        assert plugin.call("echo-text", "ok") == "ok"
+        (inst,) = plugin._pool.live()
+        buf = inst.buffers[ex.index]
+        assert buf.result.kind == ffi.STRING
+        buf.free()  # what closing the instance does with buffers it does not keep
+        assert buf.result.kind == ffi.BOOL
+    with PluginHost(cache_dir=False, limits=Limits(max_result_bytes=10)) as tiny:
+        plugin = load(tiny, COMPONENT)
+        with pytest.raises(ResultTooLarge):
+            plugin.call("echo-text", "x" * 11)
+        assert plugin.call("echo-text", "x" * 10) == "x" * 10

@@ -47,8 +47,10 @@ __all__ = [
     "error_message",
     "error_message_at",
     "export_func",
+    "func_call_at",
     "func_handle",
     "new_error",
+    "ref_address",
     "store_context",
     "use_memory_creator",
     "use_pooling_allocator",
@@ -88,6 +90,20 @@ RESOURCE = f.WASMTIME_COMPONENT_RESOURCE.value
 
 # Raw ctypes functions: calling these skips wasmtime-py's Python wrappers.
 func_call = b._wasmtime_component_func_call
+func_call_at: Any = ctypes.CFUNCTYPE(
+    ctypes.c_void_p,  # wasmtime_error_t*, or None
+    ctypes.c_void_p,  # const wasmtime_component_func_t*
+    ctypes.c_void_p,  # wasmtime_context_t*
+    ctypes.c_void_p,  # const wasmtime_component_val_t* args
+    ctypes.c_size_t,
+    ctypes.c_void_p,  # wasmtime_component_val_t* results
+    ctypes.c_size_t,
+)(ctypes.cast(func_call, ctypes.c_void_p).value or 0)
+"""``wasmtime_component_func_call`` taking plain addresses (``int``) and returning the
+error's address (or ``None``): the same C function as :data:`func_call`, through a
+prototype whose argument conversion is cheap. The bindings' typed pointers cost about
+0.7 µs per call in ``from_param`` checks and the result's pointer object, a fifth of
+a scalar call. The caller keeps what the addresses point at alive."""
 set_epoch_deadline = b._wasmtime_context_set_epoch_deadline
 set_fuel = b._wasmtime_context_set_fuel
 val_delete = b._wasmtime_component_val_delete
@@ -138,7 +154,10 @@ def new_error(message: str) -> int:
 
 
 def error_from_ptr(ptr: Any) -> WasmtimeError:
-    """Take ownership of a ``wasmtime_error_t*`` as a ``WasmtimeError``."""
+    """Take ownership of a ``wasmtime_error_t*`` (a ctypes pointer, or its address as
+    :data:`func_call_at` returns it) as a ``WasmtimeError``."""
+    if isinstance(ptr, int):
+        ptr = ctypes.cast(ptr, ctypes.POINTER(b.wasmtime_error_t))
     return WasmtimeError._from_ptr(ptr)
 
 
@@ -224,6 +243,12 @@ class RawStore:
 
     def __del__(self) -> None:
         self.close()
+
+
+def ref_address(ref: Any) -> int:
+    """The address of what ``ctypes.byref(obj)`` points at (``export_func``'s result,
+    say), for :data:`func_call_at`; ``ref`` keeps ``obj`` alive."""
+    return ctypes.addressof(ref._obj)
 
 
 def export_func(instance_ref: Any, context: Any, index_ptr: Any) -> Any:

@@ -42,7 +42,16 @@ from .wit import (
     snake,
 )
 
-__all__ = ["CHUNK", "VALUE_BYTES", "lifter", "record_class"]
+__all__ = [
+    "CHUNK",
+    "VALUE_BYTES",
+    "decode_utf8",
+    "lifter",
+    "record_class",
+    "string_result",
+    "string_slot",
+    "too_large",
+]
 
 VALUE_BYTES = 32
 """What one lifted value is charged against ``Limits.max_result_bytes``, in bytes
@@ -52,11 +61,16 @@ CHUNK = 1 << 14
 """List elements lifted between two checks of the call's deadline."""
 
 
-def _too_large(b: Any) -> NoReturn:
-    raise ResultTooLarge(
+def too_large(b: Any) -> ResultTooLarge:
+    """The fault of a result larger than ``b.max_lift`` (``Limits.max_result_bytes``)."""
+    return ResultTooLarge(
         f"the lifted value is larger than Limits.max_result_bytes={b.max_lift} bytes "
         f"(strings and byte lists count their contents, other values {VALUE_BYTES} bytes each)"
     )
+
+
+def _too_large(b: Any) -> NoReturn:
+    raise too_large(b)
 
 
 def _charge(b: Any, nbytes: int) -> None:
@@ -75,6 +89,7 @@ def _past_deadline(b: Any) -> None:
 _decode_utf8: Callable[[Any, int, None], str] = ctypes.PYFUNCTYPE(
     ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_char_p
 )(("PyUnicode_DecodeUTF8", ctypes.pythonapi))
+decode_utf8 = _decode_utf8
 """``_decode_utf8(address, size, None) -> str``: CPython's ``PyUnicode_DecodeUTF8``,
 a ``str`` straight from C memory, without the intermediate ``bytes`` copy of
 ``string_at(address, size).decode()`` (and at about 60% of its cost). Raises
@@ -422,14 +437,21 @@ def lifter(t: WitType) -> Lift:
     return shared_converter(_LIFTERS, t, _build_lifter)
 
 
-def string_result(val: Any) -> Lift:
-    """A lifter for a ``string`` result that lives in ``val`` (a call buffer's
-    result slot): its size and pointer are read through aliases made once,
-    instead of through ``val.of.string`` on every call. Same budget as
-    :func:`lifter`'s."""
+def string_slot(val: Any) -> tuple[Any, Any]:
+    """``(size, data)``: ``c_size_t`` and ``c_void_p`` aliases of the length and the
+    data pointer of the string in ``val`` (a ``wasmtime_component_val_t`` that
+    outlives them), to read a string result without ``val.of.string`` per call."""
     address = ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET
     size = ctypes.c_size_t.from_address(address)
     data = ctypes.c_void_p.from_address(address + ctypes.sizeof(ctypes.c_size_t))
+    return size, data
+
+
+def string_result(val: Any) -> Lift:
+    """A lifter for a ``string`` result that lives in ``val`` (a call buffer's
+    result slot): its size and pointer are read through aliases made once
+    (:func:`string_slot`). Same budget as :func:`lifter`'s."""
+    size, data = string_slot(val)
     decode = _decode_utf8
 
     def lift(_val: Any, b: Any) -> str:

@@ -178,12 +178,19 @@ class StringParam:
     def applies(t: WitType) -> bool:
         return t == StringParam.T
 
-    def allocate(self, val: Any) -> Lower:
-        """Make ``val`` an empty string and return the lowerer that points it at a value."""
-        t = self.T
+    @staticmethod
+    def slot(val: Any) -> tuple[Any, Any]:
+        """``(data, size)``: the ``c_char_p`` and ``c_size_t`` aliases of the string in
+        ``val``, through which a lowerer points it at UTF-8 ``bytes``."""
         address = ctypes.addressof(val) + f.VAL_PAYLOAD_OFFSET
         size = ctypes.c_size_t.from_address(address)
         data = ctypes.c_char_p.from_address(address + ctypes.sizeof(ctypes.c_size_t))
+        return data, size
+
+    def allocate(self, val: Any) -> Lower:
+        """Make ``val`` an empty string and return the lowerer that points it at a value."""
+        t = self.T
+        data, size = self.slot(val)
         data.value = b""
         size.value = 0
         val.kind = f.STRING

@@ -70,7 +70,7 @@ byref = ctypes.byref
 _swap = _callctx.swap
 _current = _callctx.current
 _tls = _callctx.tls
-_func_call = f.func_call
+_func_call = f.func_call_at
 _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
@@ -300,7 +300,7 @@ class CallPath:
             self._run_drops(inst)
         buf = inst.buffers[ex.index]
         if buf is None:
-            buf = inst.buffers[ex.index] = ex.take_buffers()
+            buf = inst.buffers[ex.index] = ex.take_buffers(inst)
         i = 0
         moved = track_moves() if ex.has_handles else None
         try:
@@ -356,7 +356,7 @@ class CallPath:
             if output_ids:
                 stderr.call_fields = inst.stdout.call_fields = _telemetry.log_fields()
             err = _func_call(
-                inst.funcs[ex.index], ctx, buf.params, ex.nparams, buf.rref, ex.nresults
+                buf.func, buf.ctx, buf.params_at, ex.nparams, buf.result_at, ex.nresults
             )
             if inst.output_poll is not None:  # log the call's output before it returns
                 inst.drain_output()

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge.convert import Lift, Lower, needs_free
-from wasmplug._bridge.lift import lifter, string_result
+from wasmplug._bridge.lift import lifter, string_result, string_slot
 from wasmplug._bridge.lower import lowerer, scalar
 from wasmplug._bridge.params import RecordTemplate, StringParam
 from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
@@ -115,17 +115,26 @@ class ExportFunc:
     def __call__(self, *args: Any) -> Any:
         return (self.bound or self.plugin._bind(self))(args)
 
-    def take_buffers(self) -> Buffers:
-        """Call buffers for a new instance: a discarded instance's, or new ones."""
+    def take_buffers(self, inst: Any) -> Buffers:
+        """Call buffers for ``inst`` (an alive ``Instance``, which keeps them in
+        ``inst.buffers[self.index]`` until it closes): a discarded instance's, or new
+        ones, given the addresses of this export's function and ``inst``'s store."""
         try:
-            return self.spare.pop()
+            buf = self.spare.pop()
         except IndexError:
-            return Buffers(self)
+            buf = Buffers(self)
+        # The function struct lives in inst.funcs, the context with the store: both
+        # outlive every call made with these buffers on this instance.
+        buf.func = f.ref_address(inst.funcs[self.index])
+        buf.ctx = ctypes.cast(inst.context, ctypes.c_void_p).value
+        return buf
 
     def give_back(self, buf: Buffers) -> None:
         """Keep the buffers of a discarded instance for the next one (at most one
         per pool slot). They hold no store state: arguments are deleted or plain
-        scalars after every call, the result slot is reset to ``bool``."""
+        scalars after every call, and the result slot holds a ``bool`` or a string
+        of at most ``fastcall.LINGER`` bytes (the C API's own copy, dropped by the
+        next call that writes the slot, or by :meth:`free`)."""
         if not self.plugin.closed and len(self.spare) < self.plugin.pool_size:
             self.spare.append(buf)
         else:
@@ -255,30 +264,46 @@ class Buffers:
     """
 
     __slots__ = (
+        "ctx",
+        "func",
         "kept",
         "lift",
         "lowers",
         "packed",
         "param_refs",
         "params",
+        "params_at",
         "pvals",
         "raw",
         "result",
+        "result_at",
         "rref",
         "rslot",
+        "rstring",
         "scalar_pairs",
         "slots",
+        "strings",
     )
 
     def __init__(self, ex: ExportFunc) -> None:
+        # For f.func_call_at: the export's function and the store's context (set by
+        # ExportFunc.take_buffers for the instance using them), the argument array
+        # and the result slot, as addresses.
+        self.func = 0
+        self.ctx: int | None = None
         self.params = (f.Val * max(ex.nparams, 1))()
+        self.params_at = ctypes.addressof(self.params)
         self.pvals = [self.params[i] for i in range(ex.nparams)]
         self.param_refs = [byref(v) for v in self.pvals]
         self.lowers = list(ex.lowers)
         self.kept: list[Any] = []
+        # (data, size) aliases of each top-level string argument (StringParam.slot).
+        self.strings: list[tuple[Any, Any] | None] = [None] * ex.nparams
         for i, tpl in enumerate(ex.templates):
             if tpl is not None:
                 self.lowers[i] = tpl.allocate(self.pvals[i])
+                if isinstance(tpl, StringParam):
+                    self.strings[i] = tpl.slot(self.pvals[i])
                 if isinstance(tpl, RecordTemplate):  # C memory (a StringParam's is Python's)
                     self.kept.append(self.param_refs[i])
                 self.param_refs[i] = byref(f.Val())  # a bool: deleting it is a no-op
@@ -297,7 +322,11 @@ class Buffers:
         )
         self.result = f.Val()
         self.rref = byref(self.result)
-        self.lift = string_result(self.result) if ex.sig.result == Prim("string") else ex.lift
+        self.result_at = ctypes.addressof(self.result)
+        string = ex.sig.result == Prim("string")
+        self.lift = string_result(self.result) if string else ex.lift
+        # (size, data) aliases of a string result (lift.string_slot).
+        self.rstring = string_slot(self.result) if string else None
         rinfo = ex.result_scalar
         self.rslot = (
             None
@@ -306,14 +335,18 @@ class Buffers:
         )
 
     def free(self) -> None:
-        """Delete the values kept across calls (the instance is closing)."""
+        """Delete the values kept across calls (the instance is closing): the record
+        templates, and a result the fast path left in the result slot (fastcall.py)."""
         kept, self.kept = self.kept, []
         for ref in kept:
             f.val_delete(ref)
+        if self.result.kind != f.BOOL:
+            f.val_delete(self.rref)
+            self.result.kind = f.BOOL
 
     def __del__(self) -> None:
         # Kept values are plain C allocations (no store): safe on any thread.
-        if getattr(self, "kept", None):
+        if getattr(self, "kept", None) or getattr(self, "rstring", None):
             self.free()
 
 

@@ -48,6 +48,8 @@ from typing import Any
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge import sigguard as _sigguard
+from wasmplug._bridge.lift import decode_utf8, too_large
+from wasmplug._bridge.params import StringParam
 from wasmplug._bridge.values import Err
 from wasmplug._bridge.wit import Prim, contains_handles
 from wasmplug._errors import ErrorResult, PluginError, PluginFault, WitTypeError, WitValueError
@@ -58,7 +60,12 @@ CallPath = Any
 """A :class:`~wasmplug._runtime.callpath.CallPath` (the plugin); not imported, since
 ``callpath`` imports this module and the package's modules import without cycles."""
 
-__all__ = ["Bound", "bind"]
+__all__ = ["LINGER", "Bound", "bind"]
+
+LINGER = 1 << 16
+"""A string result of at most this many bytes is left in its call buffer's result
+slot after a call (wasmtime frees it when it writes the next result there, or
+``Buffers.free`` does); a longer one is deleted at once."""
 
 Bound = Callable[[tuple[Any, ...]], Any]
 """``bound(args)``: one call of an export with its arguments as a tuple."""
@@ -97,7 +104,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "in_flight_discard": plugin._ticker.in_flight.discard,
         "set_deadline": f.set_epoch_deadline,
         "set_fuel": f.set_fuel,
-        "func_call": f.func_call,
+        "func_call": f.func_call_at,
         "val_delete": f.val_delete,
         "deferred": _sigguard.deferred,
         "run_deferred": _sigguard.run_deferred,
@@ -111,7 +118,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "PluginFault": PluginFault,
         "ErrorResult": ErrorResult,
         "Err": Err,
-        "LOWER_ERRORS": (WitTypeError, WitValueError),
+        "LOWER_ERRORS": (WitTypeError, WitValueError, UnicodeEncodeError),
         "PACK_ERRORS": (struct.error, OverflowError),
         "INDEX": ex.index,
         "NP": n,
@@ -130,6 +137,10 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add("        return general(args)")
     if n:
         add(f"    {', '.join(args)}, = args")
+    text = [i for i, tpl in enumerate(ex.templates) if isinstance(tpl, StringParam)]
+    if text:  # a str subclass, or not a str: the general path says which
+        add(f"    if {' or '.join(f'a{i}.__class__ is not str' for i in text)}:")
+        add("        return general(args)")
     if numbers is not None:
         packer, _, kinds = numbers
         checks = []
@@ -154,7 +165,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         add("            run_drops(inst)")
     add("        buf = inst.buffers[INDEX]")
     add("        if buf is None:")
-    add("            buf = inst.buffers[INDEX] = take_buffers()")
+    add("            buf = inst.buffers[INDEX] = take_buffers(inst)")
     # 3. The arguments.
     if numbers is not None:
         packed = ", ".join(f"K{i}, a{i}" for i in range(n))
@@ -163,11 +174,23 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         add("        except PACK_ERRORS:")
         add("            return run(inst, ex, args)")
     elif n:
-        add("        lowers = buf.lowers")
-        add("        pvals = buf.pvals")
+        # A top-level string: encoded here and pointed at (StringParam); the rest
+        # by their lowerers. What either refuses, run() lowers again and reports.
+        strings = [isinstance(tpl, StringParam) for tpl in ex.templates]
+        if not all(strings):
+            add("        lowers = buf.lowers")
+            add("        pvals = buf.pvals")
+        if any(strings):
+            add("        strings = buf.strings")
         add("        try:")
         for i in range(n):
-            add(f"            lowers[{i}](a{i}, pvals[{i}], inst)")
+            if strings[i]:
+                add(f"            data, size = strings[{i}]")
+                add(f"            raw = a{i}.encode()")
+                add("            data.value = raw")
+                add("            size.value = len(raw)")
+            else:
+                add(f"            lowers[{i}](a{i}, pvals[{i}], inst)")
         add("        except LOWER_ERRORS:")
         add("            return run(inst, ex, args)")
     # 4. Deadline, fuel, the stderr tail.
@@ -189,7 +212,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add("            tls.inst = inst")
     add("            inst.caller = None")
     add("            in_flight_add(inst)")
-    add("            err = func_call(inst.funcs[INDEX], ctx, buf.params, NP, buf.rref, NR)")
+    add("            err = func_call(buf.func, buf.ctx, buf.params_at, NP, buf.result_at, NR)")
     if uses_wasi:
         add("            if inst.output_poll is not None:")
         add("                inst.drain_output()")
@@ -227,6 +250,25 @@ def _result_lines(ex: ExportFunc, g: dict[str, Any]) -> list[str]:
             return ["        return buf.rslot.value"]
         g["POST"] = post
         return ["        return POST(buf.rslot.value)"]
+    if ex.sig.result == Prim("string"):
+        # Read in place (lift.string_slot). A string of at most LINGER bytes stays
+        # in the result slot: wasmtime drops the slot's old value when it writes the
+        # next result, so deleting it now would be a second C call per call.
+        g.update(decode=decode_utf8, too_large=too_large, LINGER=LINGER)
+        return [
+            "        size, data = buf.rstring",
+            "        n = size.value",
+            "        if n > LINGER:",
+            "            value = decode(data.value, n, None) if n <= inst.max_lift else None",
+            "            val_delete(buf.rref)",
+            "            buf.result.kind = BOOL",
+            "            if value is None:",
+            "                lift_fault(inst, ex, too_large(inst))",
+            "            return value",
+            "        if n > inst.max_lift:",
+            "            lift_fault(inst, ex, too_large(inst))",
+            "        return decode(data.value, n, None) if n else ''",
+        ]
     lines = [
         "        inst.lift_left = inst.max_lift",
         "        inst.lift_deadline = 0.0",
