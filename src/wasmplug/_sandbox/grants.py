@@ -190,7 +190,7 @@ class Grants:
     Raises:
         TypeError: an unknown keyword, or a value of the wrong type.
         ValueError: a value no plugin could be given (an ``env`` name or value
-            with a NUL character or a lone surrogate, see :func:`wasi_text`).
+            with a NUL character or a lone surrogate, see ``wasi_text``).
     """
 
     granted: Mapping[str, Any]
@@ -311,7 +311,7 @@ class WasiSettings:
     Raises:
         TypeError: an item is not a ``str``.
         ValueError: a string holds a NUL character or a lone surrogate (see
-            :func:`wasi_text`), or an ``env`` item is not a ``(name, value)`` pair with
+            ``wasi_text``), or an ``env`` item is not a ``(name, value)`` pair with
             a non-empty name without ``=``.
     """
 
