@@ -174,27 +174,27 @@ class ProcessBackend:
         cap = plugin.limits.max_result_bytes
         max_frame = MAX_FRAME_BYTES if cap is None else min(MAX_FRAME_BYTES, 2 * cap + (1 << 20))
         self._tmp_cache: str | None = None
-        if cache is None:
-            self._tmp_cache = tempfile.mkdtemp(prefix="wasmplug-compiled-")
-            cache = CompileCache(Path(self._tmp_cache), engine_settings)
-        if not cache.path_for(cache_key).exists():
-            cache.put(cache_key, bytes(component.serialize()))
-        self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
-        self._settings["memory_accounting"] = memory_accounting
-        self._settings["pooling"] = pooling
-        self._settings["imports"] = self._host_calls.wanted
-        self._settings["telemetry"] = port.telemetry is not None
-        self._span_attrs = plugin_attributes(plugin, "process")
-        self._starter = WorkerStarter(
-            port,
-            self._settings,
-            max_frame=max_frame,
-            spares=spares,
-            converse=self._converse,
-            capability=self._capability,
-        )
-        self.pool: InstancePool[WorkerProcess] = InstancePool(pool_size, self._new_worker)
-        try:
+        try:  # a refusal (sandbox_to_wire) or a failed start leaves no temporary cache
+            if cache is None:
+                self._tmp_cache = tempfile.mkdtemp(prefix="wasmplug-compiled-")
+                cache = CompileCache(Path(self._tmp_cache), engine_settings)
+            if not cache.path_for(cache_key).exists():
+                cache.put(cache_key, bytes(component.serialize()))
+            self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
+            self._settings["memory_accounting"] = memory_accounting
+            self._settings["pooling"] = pooling
+            self._settings["imports"] = self._host_calls.wanted
+            self._settings["telemetry"] = port.telemetry is not None
+            self._span_attrs = plugin_attributes(plugin, "process")
+            self._starter = WorkerStarter(
+                port,
+                self._settings,
+                max_frame=max_frame,
+                spares=spares,
+                converse=self._converse,
+                capability=self._capability,
+            )
+            self.pool: InstancePool[WorkerProcess] = InstancePool(pool_size, self._new_worker)
             self.pool.prime()
         except BaseException:
             self._cleanup()
@@ -222,8 +222,8 @@ class ProcessBackend:
         worker = self._starter.take_spare()
         if worker is None:
             # Traced: a wasmplug.worker.start span, holding the worker's own link and
-            # instantiate spans (SPAN messages), under the load or call that needed it
-            # (a spare's start is a root span of its own: see WorkerStarter).
+            # instantiate spans (SPAN messages). A spare's start is not traced: it ran
+            # in the background, for no call or load in particular.
             with _telemetry.span("wasmplug.worker.start", self._span_attrs):
                 worker = self._starter.start(traced=True)
         self._starter.refill()
