@@ -114,7 +114,8 @@ def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Otel]:
 
 @pytest.fixture
 def host(otel: Otel, tmp_path: Path) -> Iterator[PluginHost]:
-    with PluginHost(cache_dir=tmp_path / "cache") as h:
+    # No warm spare: its start, in the background, is a trace of its own.
+    with PluginHost(cache_dir=tmp_path / "cache", spare_workers=0) as h:
         yield h
 
 
@@ -473,6 +474,48 @@ def test_process_tier_load_span_tree(process_host: PluginHost, otel: Otel) -> No
     assert start.end_time is not None
     assert start.start_time <= (inst.start_time or 0) <= (inst.end_time or 0) <= start.end_time
     assert otel.points("wasmplug.instantiate.duration")[0].count == 1
+
+
+def test_a_warm_spare_start_is_a_trace_of_its_own(otel: Otel, tmp_path: Path) -> None:
+    """A spare starts in the background, for no load or call: a root
+    ``wasmplug.worker.start`` span marked ``wasmplug.worker.spare``, holding the
+    worker's own stages, as a start in a load or a call does."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=1) as h:
+        h.provide("cb", lambda x: x)
+        manifest = Manifest(name="faulty", version="1.2.3", host_interfaces=("cb",))
+        plugin = h.load(FAULTY_WAT.encode(), allow_unsigned=True, manifest=manifest)
+        backend = plugin._backend
+        assert backend is not None
+        deadline = time.monotonic() + 60
+        while len(backend.worker_pids()) < 2:  # the spare is ready (its span has ended)
+            assert time.monotonic() < deadline, "no spare started"
+            time.sleep(0.01)
+        spare_trace = [s for s in otel.finished() if s.context.trace_id != _load_trace(otel)]
+        assert sorted(s.name for s in spare_trace) == [
+            "wasmplug.instantiate",
+            "wasmplug.load.link",
+            "wasmplug.worker.start",
+        ]
+        (start,) = [s for s in spare_trace if s.name == "wasmplug.worker.start"]
+        assert start.parent is None
+        assert attrs_of(start) == {
+            "wasmplug.plugin.name": "faulty",
+            "wasmplug.plugin.version": "1.2.3",
+            "wasmplug.isolation": "process",
+            "wasmplug.worker.spare": True,
+        }
+        assert all(s.parent is not None for s in spare_trace if s is not start)
+        (load_start,) = [
+            s
+            for s in otel.finished()
+            if s.name == "wasmplug.worker.start" and s.context.trace_id == _load_trace(otel)
+        ]
+        assert "wasmplug.worker.spare" not in attrs_of(load_start)
+
+
+def _load_trace(otel: Otel) -> int:
+    (load,) = [s for s in otel.finished() if s.name == "wasmplug.load"]
+    return load.context.trace_id
 
 
 def test_process_tier_trap_crash_and_restarts(process_host: PluginHost, otel: Otel) -> None:
