@@ -35,6 +35,7 @@ from bench_calls import (
     check,
     machine,
     make_floor,
+    make_lean_floor,
     measure,
 )
 from wasmtime.component import Linker, Record
@@ -55,6 +56,7 @@ WAT = COMPONENT_WAT.rstrip().removesuffix(")") + LISTS + ")\n"
 ADD = "plugin.call('add', 1, 2)"
 ADD_BOUND = "plugin.exports.add(1, 2) [bound once]"
 FLOOR = "floor: raw func_call, preallocated"
+LEAN_FLOOR = "floor: lean prototype (addresses)"
 ECHO = "plugin.call('echo', s), 1 KiB"
 REC = "plugin.call('echo-record', r)"
 REC_FLOOR = "floor: raw func_call, record prebuilt"
@@ -121,6 +123,7 @@ def run(quick: bool) -> list[Row]:
     store.set_epoch_deadline(2**62)
     stock_inst = Linker(engine).instantiate(store, plugin._component)
     floor = make_floor(stock_inst.get_func(store, "add"), store)
+    lean_floor = make_lean_floor(stock_inst.get_func(store, "add"), store)
 
     text = "wasmplug" * 128
     rec = Record()
@@ -130,7 +133,7 @@ def run(quick: bool) -> list[Row]:
     floats = [i * 0.5 for i in range(MIB // 8)]
     floats_array = array("d", floats)
     ints = [i * 7919 - 2**40 for i in range(MIB // 8)]
-    check(plugin.call("add", 1, 2) == floor() == 3, "add")
+    check(plugin.call("add", 1, 2) == floor() == lean_floor() == 3, "add")
     check(plugin.call("echo", text) == text, "echo")
     got = plugin.call("echo-record", rec)
     check(all(getattr(got, f"f{i}") == i * 7919 for i in range(NFIELDS)), "record")
@@ -149,7 +152,7 @@ def run(quick: bool) -> list[Row]:
     p = functools.partial
     groups: dict[str, list[Case]] = {
         "add": [(ADD, p(plugin.call, "add", 1, 2)), (ADD_BOUND, p(plugin.exports.add, 1, 2)),
-                (FLOOR, floor)],
+                (FLOOR, floor), (LEAN_FLOOR, lean_floor)],
         "echo": [(ADD, p(plugin.call, "add", 1, 2)), (ECHO, p(plugin.call, "echo", text))],
         "record64": [(REC, p(plugin.call, "echo-record", rec)), (REC_FLOOR, rec_floor)],
     }  # fmt: skip
@@ -171,6 +174,7 @@ def run(quick: bool) -> list[Row]:
 GOALS: dict[str, tuple[str, str, float]] = {
     # key: (row, baseline row, goal ratio); "" baseline: an absolute goal in µs / KiB
     "add / floor": (ADD, FLOOR, 1.3),
+    "add / lean-prototype floor": (ADD, LEAN_FLOOR, 0.0),
     "echo 1 KiB / add": (ECHO, ADD, 1.5),
     "record64 echo (µs)": (REC, "", 60.0),
     "record64 / its floor": (REC, REC_FLOOR, 0.0),
