@@ -219,15 +219,21 @@ def measure(
     return rows
 
 
-def make_floor(func: Any, store: wasmtime.Store) -> Callable[[], int]:
-    """``add(1, 2)`` through ``wasmtime_component_func_call`` with preallocated vals."""
+def _add_values() -> tuple[Any, Any, Any, Any, Any]:
+    """``add``'s two ``s32`` argument values and its result value, preallocated, and
+    ``c_int32`` aliases of their payloads: ``(params, result, a, b, r)``."""
     val = wb.wasmtime_component_val_t
     params, result = (val * 2)(), val()
-    s32 = wasmtime._ffi.WASMTIME_COMPONENT_S32.value
     payload = val.of.offset
     a, b = (ctypes.c_int32.from_address(ctypes.addressof(p) + payload) for p in params)
     r = ctypes.c_int32.from_address(ctypes.addressof(result) + payload)
-    params[0].kind = params[1].kind = s32
+    params[0].kind = params[1].kind = wasmtime._ffi.WASMTIME_COMPONENT_S32.value
+    return params, result, a, b, r
+
+
+def make_floor(func: Any, store: wasmtime.Store) -> Callable[[], int]:
+    """``add(1, 2)`` through ``wasmtime_component_func_call`` with preallocated vals."""
+    params, result, a, b, r = _add_values()
     call, fref, ctx = wb._wasmtime_component_func_call, ctypes.byref(func._func), store._context()
     rref = ctypes.byref(result)
 
@@ -246,13 +252,7 @@ def make_lean_floor(func: Any, store: wasmtime.Store) -> Callable[[], int]:
     plain addresses (``c_void_p``/``c_size_t`` arguments, a ``void*`` result), which
     skips the bindings' typed-pointer checks and result object (about 0.7 µs). This
     is how wasmplug calls it; ``make_floor`` is the floor through wasmtime-py's bindings."""
-    val = wb.wasmtime_component_val_t
-    params, result = (val * 2)(), val()
-    s32 = wasmtime._ffi.WASMTIME_COMPONENT_S32.value
-    payload = val.of.offset
-    a, b = (ctypes.c_int32.from_address(ctypes.addressof(p) + payload) for p in params)
-    r = ctypes.c_int32.from_address(ctypes.addressof(result) + payload)
-    params[0].kind = params[1].kind = s32
+    params, result, a, b, r = _add_values()
     vp, size = ctypes.c_void_p, ctypes.c_size_t
     address = ctypes.cast(wb._wasmtime_component_func_call, vp).value
     call = ctypes.CFUNCTYPE(vp, vp, vp, vp, size, vp, size)(address)
