@@ -222,8 +222,8 @@ class ProcessBackend:
         worker = self._starter.take_spare()
         if worker is None:
             # Traced: a wasmplug.worker.start span, holding the worker's own link and
-            # instantiate spans (SPAN messages). A spare's start is not traced: it ran
-            # in the background, for no call or load in particular.
+            # instantiate spans (SPAN messages), under the load or call that needed it
+            # (a spare's start is a root span of its own: see WorkerStarter).
             with _telemetry.span("wasmplug.worker.start", self._span_attrs):
                 worker = self._starter.start(traced=True)
         self._starter.refill()

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from wasmtime import WasmtimeError
 
+from wasmplug import _telemetry
 from wasmplug._errors import CapabilityError, InstantiationError
+from wasmplug._runtime.telemetry import plugin_attributes
 
 from .codec import ProtocolError
 from .handles import retire
@@ -153,8 +155,12 @@ class WorkerStarter:
             thread.start()
 
     def _start_spare(self) -> None:
+        # Traced when telemetry is on: a root span (no load or call asked for it),
+        # marked as a spare, holding the worker's own link and instantiate spans.
+        attrs = {**plugin_attributes(self._port.plugin, "process"), "wasmplug.worker.spare": True}
         try:
-            worker = self.start()
+            with _telemetry.span("wasmplug.worker.start", attrs):
+                worker = self.start(traced=True)
         except BaseException as e:
             if not self._port.closed:
                 log.warning("plugin %s: cannot start a spare worker: %s", self._port.plugin.name, e)
