@@ -83,8 +83,10 @@ def _parse_grant(spec: str, granted: dict[str, Any]) -> None:
         raise UsageError(f"bad --grant {spec!r}; use {_grant_usage()}")
     assert kind.grant_key is not None
     try:
-        granted[kind.grant_key] = kind.parse_cli_grant(rest, granted.get(kind.grant_key))
-    except ValueError as e:
+        value = kind.parse_cli_grant(rest, granted.get(kind.grant_key))
+        kind.convert_grant(value)  # what Grants() will check (e.g. an env value WASI can carry)
+        granted[kind.grant_key] = value
+    except (TypeError, ValueError) as e:
         raise UsageError(f"bad --grant {spec!r} ({e}); use {_grant_usage()}") from None
 
 
