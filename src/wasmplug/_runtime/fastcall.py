@@ -132,11 +132,16 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add = code.append
     # 1. Admission; anything unusual takes the general path, which raises or nests.
     add("def call(args):")
-    add("    if (len(args) != NP or plugin._closed or sup.quarantined")
-    add("            or getattr(tls, 'inst', None) is not None):")
+    add("    if plugin._closed or sup.quarantined or getattr(tls, 'inst', None) is not None:")
     add("        return general(args)")
-    if n:
-        add(f"    {', '.join(args)}, = args")
+    if n:  # a wrong arity fails to unpack (no len() call on the way that succeeds)
+        add("    try:")
+        add(f"        {', '.join(args)}, = args")
+        add("    except ValueError:")
+        add("        return general(args)")
+    else:
+        add("    if args:")
+        add("        return general(args)")
     text = [i for i, tpl in enumerate(ex.templates) if isinstance(tpl, StringParam)]
     if text:  # a str subclass, or not a str: the general path says which
         add(f"    if {' or '.join(f'a{i}.__class__ is not str' for i in text)}:")
@@ -194,14 +199,13 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         add("        except LOWER_ERRORS:")
         add("            return run(inst, ex, args)")
     # 4. Deadline, fuel, the stderr tail.
-    add("        ctx = inst.context")
     add("        epoch = ticker.epoch")
     add("        if inst.deadline_epoch != epoch:")
-    add("            set_deadline(ctx, SLICE)")
+    add("            set_deadline(inst.context, SLICE)")
     add("            inst.deadline_epoch = epoch")
     add("        inst.deadline_at = epoch + TICKS")
     if plugin._fuel is not None:
-        add("        set_fuel(ctx, FUEL)")
+        add("        set_fuel(inst.context, FUEL)")
     uses_wasi = plugin._uses_wasi
     if uses_wasi:
         add("        stderr = inst.stderr")
