@@ -461,6 +461,7 @@ def run_process(quick: bool) -> list[Row]:
             ours.send_bytes(payload)
             ours.recv_bytes()
 
+        pipe_round_trip(b"ready")  # the child has started (calibration must not time that)
         try:
             rows += measure(
                 "proc add",
