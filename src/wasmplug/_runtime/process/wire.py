@@ -89,6 +89,11 @@ class Channel:
     is then one ``send`` (its length prefix included) and, when the reply is
     already whole, one ``recv_into`` a reused buffer: no ``poll(2)`` and no
     ``fcntl``/``ioctl`` per message, which is what Python's socket timeouts cost.
+    One difference from those: a signal whose Python handler returns normally makes
+    CPython restart the system call (PEP 475) with the whole armed time again, so
+    such signals arriving faster than that time (an application's own interval
+    timer, say) would postpone a timeout; the default ``SIGINT`` handler raises and
+    ends the wait at once.
 
     ``recv`` is not thread-safe: one call at a time uses a worker (its lock), and
     the worker reads on one thread. ``send`` is: the worker forwards guest output
