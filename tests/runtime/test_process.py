@@ -253,6 +253,30 @@ def test_segfault_in_the_worker_is_plugin_crashed(host: PluginHost) -> None:
     assert plugin.metrics().restarts == 1
 
 
+def test_a_blocked_call_is_killed_while_signal_handlers_keep_interrupting_its_wait(
+    host: PluginHost,
+) -> None:
+    """A signal whose handler returns restarts the kernel-bounded wait (PEP 475) with
+    its whole armed time: an application timer firing faster than the deadline would
+    postpone it for ever, so a watchdog kills the worker anyway."""
+    plugin = load(host, limits=Limits(timeout_ms=200))
+    ticks: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda *_: ticks.append(1))
+    signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(PluginTimeout):
+            plugin.call("sleep", 60 * 10**9)
+        elapsed = time.perf_counter() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert ticks, "the timer interrupted nothing"
+    assert elapsed < 5.0, f"a 200 ms timeout took {elapsed:.3f} s"
+    assert plugin.metrics().faults == {"timeout": 1}
+    assert plugin.call("add", 1, 2) == 3
+
+
 def test_guest_blocked_in_wasi_poll_is_killed_at_its_deadline(host: PluginHost) -> None:
     plugin = load(host, limits=Limits(timeout_ms=200))
     plugin.call("sleep", 1_000_000)  # 1 ms: poll works

@@ -59,6 +59,7 @@ from .handles import CallHandles, WorkerInstance, instance_of, retire
 from .hostcalls import Frame, HostCalls, text
 from .memory import linear_memory_bytes
 from .spawn import WorkerProcess
+from .watchdog import WATCHDOG
 from .wire import MAX_FRAME_BYTES, WORKER_SPANS, Op
 from .workers import START_TIMEOUT_S, WorkerStarter
 
@@ -381,6 +382,8 @@ class ProcessBackend:
             frame.deadline_s = now + timeout_ms / 1000
         kill_after = self._kill_after
         deadline = None if kill_after is None else now + kill_after
+        if deadline is not None:
+            WATCHDOG.arm(worker, deadline)  # in case signals keep restarting the waits
         _tls.inst = frame
         try:
             try:
@@ -410,6 +413,8 @@ class ProcessBackend:
                     raise
                 raise self._lost(worker, ex, e)  # noqa: B904 - __cause__ is set by _lost
         finally:
+            if deadline is not None:
+                WATCHDOG.disarm(worker)
             _tls.inst = prev
         raise exc
 
@@ -539,7 +544,7 @@ class ProcessBackend:
         if port.closed:
             return port.error(PluginClosedError("plugin was closed during the call"), ex)
         exc: PluginFault
-        if isinstance(e, TimeoutError):
+        if isinstance(e, TimeoutError) or (worker.overdue and isinstance(e, EOFError | OSError)):
             exc = PluginTimeout(
                 f"exceeded its time limit ({self._timeout_ms:g} ms); the worker process was killed"
             )

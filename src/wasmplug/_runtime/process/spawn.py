@@ -88,6 +88,7 @@ class WorkerProcess:
         self.fresh = True
         self.traced = False  # its SPAN reports go into the application's trace (backend.py)
         self.calls = 0
+        self.overdue = False  # killed by the watchdog: its call was past its deadline
         self.lock = threading.Lock()  # held by the call using this worker (see InstancePool)
         self._reap_lock = threading.Lock()
         self._closed = False

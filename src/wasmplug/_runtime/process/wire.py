@@ -92,8 +92,9 @@ class Channel:
     One difference from those: a signal whose Python handler returns normally makes
     CPython restart the system call (PEP 475) with the whole armed time again, so
     such signals arriving faster than that time (an application's own interval
-    timer, say) would postpone a timeout; the default ``SIGINT`` handler raises and
-    ends the wait at once.
+    timer, say) would postpone a timeout: a call's waits are also watched by
+    :mod:`.watchdog`, which kills the worker. The default ``SIGINT`` handler raises
+    and ends the wait at once.
 
     ``recv`` is not thread-safe: one call at a time uses a worker (its lock), and
     the worker reads on one thread. ``send`` is: the worker forwards guest output
