@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import threading
+import time
 
 import pytest
 
@@ -173,3 +175,66 @@ def test_string_results_within_the_budget(host: PluginHost) -> None:
         with pytest.raises(ResultTooLarge):
             plugin.call("echo-text", "x" * 11)
         assert plugin.call("echo-text", "x" * 10) == "x" * 10
+
+
+# The pool's common case is inlined (InstancePool.hot_path); the cases below take
+# the pool's own methods from inside the generated function.
+
+
+def test_a_queued_instance_discarded_elsewhere_is_skipped(plugin: Plugin) -> None:
+    pool = plugin._pool
+    [inst] = pool.live()
+    assert pool.lock(inst)  # as a resource call does, while it sits idle in the queue
+    pool.discard(inst)
+    inst.lock.release()
+    assert plugin.call("add", 1, 2) == 3
+    [fresh] = pool.live()
+    assert fresh is not inst and fresh.alive
+    assert not fresh.lock.locked() and not inst.lock.locked()
+    assert plugin.call("add", 2, 2) == 4
+    assert pool.live() == [fresh]
+
+
+def test_a_call_waits_for_an_idle_instance_locked_elsewhere(plugin: Plugin) -> None:
+    pool = plugin._pool  # pool_size=1
+    [inst] = pool.live()
+    assert pool.lock(inst)
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(plugin.call("add", 3, 4)))
+    thread.start()
+    deadline = time.monotonic() + 5.0
+    while pool._slots.qsize() and time.monotonic() < deadline:  # the call took the slot
+        time.sleep(0.005)
+    assert out == []
+    inst.lock.release()
+    thread.join(5.0)
+    assert out == [7]
+    assert pool.live() == [inst]
+    assert not inst.lock.locked()
+
+
+def test_calls_past_the_pool_size_wait_for_a_busy_instance(plugin: Plugin) -> None:
+    pool = plugin._pool
+    inst = pool.checkout()  # busy: the queue is empty
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(plugin.call("add", 5, 6)))
+    thread.start()
+    thread.join(0.05)
+    assert out == []
+    pool.checkin(inst)
+    thread.join(5.0)
+    assert out == [11]
+    assert pool.live() == [inst]
+
+
+def test_an_instance_checked_in_after_close_is_discarded(plugin: Plugin) -> None:
+    pool = plugin._pool
+    [inst] = pool.live()
+    plugin.call("add", 1, 1)  # bound
+    pool.closed = True  # as close() does first, while this call would be running
+    try:
+        assert find_export(plugin, "add").bound((1, 2)) == 3
+        assert not inst.alive
+        assert pool.live() == []
+    finally:
+        plugin.close()

@@ -12,7 +12,8 @@ resolved once, as attrs generates ``__init__`` for a class:
 1. admission: the plugin is open and not quarantined, the arity is right, the
    calling thread is not inside a plugin call (nested calls take the general path,
    which checks for re-entry), and each number argument has the exact class;
-2. an instance from the pool, its pending guest destructors, its call buffers;
+2. an instance from the pool (its common case inline: ``InstancePool.hot_path``),
+   its pending guest destructors, its call buffers;
 3. the arguments: numbers with one ``struct.pack_into`` of kind bytes and payloads
    (the kinds as constants), other types by their lowerers;
 4. the epoch deadline (re-armed only when the epoch moved since it was armed: the
@@ -41,6 +42,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import linecache
+import queue
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -96,8 +98,11 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "ex": ex,
         "sup": plugin._supervisor,
         "tls": _callctx.tls,
+        "pool": plugin._pool,
         "checkout": plugin._pool.checkout,
+        "resume": plugin._pool.resume,
         "checkin": plugin._pool.checkin,
+        "Empty": queue.Empty,
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
         "in_flight_add": plugin._ticker.in_flight.add,
@@ -128,6 +133,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "FUEL": plugin._fuel,
         "BOOL": f.BOOL,
     }
+    g["take"], g["give"] = plugin._pool.hot_path()
     code: list[str] = []
     add = code.append
     # 1. Admission; anything unusual takes the general path, which raises or nests.
@@ -159,9 +165,19 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         g["pack_into"] = packer.pack_into
         for i, kind in enumerate(kinds):
             g[f"K{i}"] = kind
-    # 2. An instance, its pending destructors, its buffers.
+    # 2. An instance (pool.hot_path: the idle, unlocked, alive case inline), its
+    # pending destructors, its buffers.
     add("    try:")
-    add("        inst = checkout()")
+    add("        try:")
+    add("            inst = take()")
+    add("        except Empty:")
+    add("            inst = checkout()")
+    add("        else:")
+    add("            if inst is None or not inst.lock.acquire(False):")
+    add("                inst = resume(inst)")
+    add("            elif not inst.alive:")
+    add("                inst.lock.release()")
+    add("                inst = checkout()")
     add("    except PluginError as e:")
     add("        raise error(e, ex)")
     add("    try:")
@@ -237,7 +253,12 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add("            interrupted(inst, ex, e)")
     add("        raise")
     add("    finally:")
-    add("        checkin(inst)")
+    add("        if pool.closed:")
+    add("            checkin(inst)")
+    add("        else:")
+    add("            inst.lock.release()")
+    add("            if inst.alive:")
+    add("                give(inst)")
     source = "\n".join(code) + "\n"
     fn = _function(source, g)
     fn.__name__ = fn.__qualname__ = f"call_{ex.name}"

@@ -32,6 +32,9 @@ factory. That keeps it testable alone (tests/runtime/test_pool.py).
 
 The hot path is :meth:`checkout` then :meth:`checkin`: one ``SimpleQueue`` get
 and put, and one lock acquire and release, per call; nothing is allocated.
+Generated call functions (fastcall.py) inline the common case of both, with the
+queue's own methods from :meth:`InstancePool.hot_path`, and hand everything else
+back to :meth:`InstancePool.resume` and :meth:`checkin`.
 """
 
 from __future__ import annotations
@@ -134,11 +137,21 @@ class InstancePool(Generic[P]):
             Whatever ``create`` raises.
         """
         slots = self._slots
+        try:
+            item = slots.get_nowait()
+        except queue.Empty:
+            item = slots.get()
+        return self.resume(item)
+
+    def resume(self, item: P | None) -> P:
+        """The rest of :meth:`checkout` for a slot already taken from the queue
+        (``take()`` of :meth:`hot_path`), whose lock the caller does not hold.
+
+        Returns and raises as :meth:`checkout` does; on an error the slot is back
+        in the queue.
+        """
+        slots = self._slots
         while True:
-            try:
-                item = slots.get_nowait()
-            except queue.Empty:
-                item = slots.get()
             try:
                 if item is None:
                     item = self._new()
@@ -149,6 +162,24 @@ class InstancePool(Generic[P]):
             if item.alive:
                 return item
             item.lock.release()  # discarded while queued; its slot came back as None
+            item = slots.get()
+
+    def hot_path(self) -> tuple[Callable[[], P | None], Callable[[P], None]]:
+        """``(take, give)``: the slot queue's ``get_nowait`` and ``put``, for a caller
+        that inlines the common case of :meth:`checkout` and :meth:`checkin` (an idle
+        instance queued, its lock free, the pool open). Used as follows, nothing else:
+
+        - checkout: ``item = take()`` (``queue.Empty``: call :meth:`checkout`); if
+          ``item`` is ``None`` or ``item.lock.acquire(False)`` fails, ``item =
+          resume(item)``; else if ``item`` is not ``alive``, release its lock and call
+          :meth:`checkout` (its slot came back when it was discarded).
+        - checkin, with the lock held: if :attr:`closed`, call :meth:`checkin`; else
+          release the lock and, if ``alive``, ``give(item)``.
+
+        That is what the two methods do in that case, minus a Python frame each.
+        """
+        slots = self._slots
+        return slots.get_nowait, slots.put
 
     def checkin(self, inst: P) -> None:
         """Give back an instance taken with :meth:`checkout` (the caller holds its lock).
