@@ -104,6 +104,8 @@ def _enc_prim(t: Prim) -> Encode:
         return lambda v, _h: convert(v)  # an int, a float or a bool, as the lowerer stores
 
     def enc_string(v: Any, _h: Any) -> str:
+        if v.__class__ is str and v.isascii():  # a flag CPython keeps: valid UTF-8 as is
+            return v
         data = utf8(t, v)  # refuses what cannot be encoded, as the lowerer does
         return v if v.__class__ is str else data.decode()
 
