@@ -21,12 +21,14 @@ from support.bridge import load
 from wasmplug import (
     Limits,
     Plugin,
+    PluginError,
     PluginHost,
     PluginTimeout,
     PluginTrapped,
     WitTypeError,
     WitValueError,
 )
+from wasmplug._bridge import callctx as _callctx
 from wasmplug._runtime.plugin import find_export
 
 ADD = w.Func(
@@ -240,3 +242,45 @@ def test_an_instance_checked_in_after_close_is_discarded(plugin: Plugin) -> None
         assert pool.live() == []
     finally:
         plugin.close()
+
+
+def test_a_call_is_in_flight_for_the_ticker_exactly_while_it_runs() -> None:
+    """The thread's current-instance entry is the ticker's only "in flight" signal on
+    this path: present while the guest spins (so the deadline fires), gone after."""
+    with PluginHost(cache_dir=False, limits=Limits(timeout_ms=300)) as timed:
+        spinner = load(timed, COMPONENT)
+        ticker = timed._services.ticker
+        assert spinner.call("add", 1, 2) == 3
+        assert ticker.running() == []
+        errors: list[BaseException] = []
+
+        def spin() -> None:
+            try:
+                spinner.call("spin")
+            except PluginTimeout as e:
+                errors.append(e)
+
+        t = threading.Thread(target=spin)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not ticker.running():
+            assert time.monotonic() < deadline, "the call never showed as in flight"
+            time.sleep(0.001)
+        (inst,) = ticker.running()
+        assert getattr(inst, "plugin", None) is spinner
+        assert not ticker.in_flight  # one registration, not two
+        t.join(timeout=10)
+        assert not t.is_alive()
+        assert len(errors) == 1
+        assert ticker.running() == []
+        assert _callctx.running == {}
+
+
+def test_call_by_name_keeps_its_lookup_per_plugin(host: PluginHost) -> None:
+    one, two = load(host, COMPONENT), load(host, COMPONENT)
+    assert one.call("add", 1, 2) == 3
+    assert two.call("add", 3, 4) == 7
+    assert one._bound_calls["add"] is not two._bound_calls["add"]
+    with pytest.raises(PluginError, match="nope"):
+        one.call("nope")
+    assert "nope" not in one._bound_calls

@@ -63,7 +63,7 @@ class Sigint:
             plugin = self._inside
             deadline = time.monotonic() + 30
             while not any(
-                getattr(i, "plugin", None) is plugin for i in list(plugin._ticker.in_flight)
+                getattr(i, "plugin", None) is plugin for i in plugin._ticker.running()
             ):
                 assert time.monotonic() < deadline, "the call never entered Wasm"
                 time.sleep(0.001)

@@ -69,7 +69,6 @@ E = TypeVar("E", bound=PluginError)
 byref = ctypes.byref
 _swap = _callctx.swap
 _current = _callctx.current
-_tls = _callctx.tls
 _func_call = f.func_call_at
 _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
@@ -174,7 +173,7 @@ class CallPath:
                 f"{self.name}: {ex.name} takes {ex.nparams} argument(s) "
                 f"({', '.join(ex.param_names)}), got {len(args)}"
             )
-        cur = getattr(_tls, "inst", None)
+        cur = _current()
         if cur is not None and self._running_here(cur):
             raise self._error(
                 ReentrantCallError("called from inside one of its own host calls"), ex
@@ -342,15 +341,14 @@ class CallPath:
         if stderr.tail:
             stderr.tail = ""  # classify a fault by this call's output only
         in_flight = ticker.in_flight
-        tls = _tls
-        prev = getattr(tls, "inst", None)
+        prev = _current()
         # Guest output may be logged on another thread (the stdio pump, or wasmtime's
         # for the callback stream), where this call's span is not current: while
         # tracing, hand it the call's trace ids (_sandbox/stdio.py).
         output_ids = self._tel is not None and not stderr.discard
         # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
         try:
-            tls.inst = inst
+            _swap(inst)
             inst.caller = prev
             in_flight.add(inst)
             if output_ids:
@@ -362,7 +360,7 @@ class CallPath:
                 inst.drain_output()
         finally:
             in_flight.discard(inst)
-            tls.inst = prev
+            _swap(prev)
             if output_ids:
                 stderr.call_fields = inst.stdout.call_fields = {}
         if _deferred:

@@ -270,7 +270,7 @@ class CallThread:
         return value
 
     def _loop(self) -> None:
-        tls = _callctx.tls
+        tls, swap = _callctx.tls, _callctx.swap
         while True:
             self._go.acquire()
             job = self._job
@@ -279,14 +279,14 @@ class CallThread:
             self._job = None
             # The caller's call chain continues here: re-entry checks and
             # current_plugin() see the same chain as on the calling thread.
-            tls.inst = self._caller_inst
+            swap(self._caller_inst)
             tls.host_call_runner = self._call_on_caller
             try:
                 self._result = job()
             except BaseException as e:  # handed to the caller, never lost here
                 self._error = e
             finally:
-                tls.inst = None
+                swap(None)
                 tls.host_call_runner = None
                 self._caller_inst = None
             with self._mutex:

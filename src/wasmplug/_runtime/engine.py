@@ -9,6 +9,7 @@ import time
 from wasmtime import Config, Engine
 
 from wasmplug._bridge import ffi as f
+from wasmplug._bridge.callctx import running as _running
 from wasmplug._bridge.memcreator import MemoryAccounting
 from wasmplug._sandbox.limits import Limits
 
@@ -111,8 +112,11 @@ class EpochTicker:
     """A daemon thread that advances the engine's epoch every ``tick_ms`` while calls run.
 
     Each timed call sets its store's deadline to ``ceil(timeout_ms / tick_ms) + 1``
-    ticks and adds its instance to :attr:`in_flight` (a set: ``add`` and
-    ``discard`` are atomic under the GIL, so the call path takes no lock).
+    ticks and makes its instance current on its thread
+    (:data:`wasmplug._bridge.callctx.running`), which is how this thread sees that a
+    call is in flight: the call path's one store is both. A call path that does not
+    make its instance current adds it to :attr:`in_flight` instead (a set: ``add``
+    and ``discard`` are atomic under the GIL, so the call path takes no lock).
     ctypes releases the GIL while Wasm runs, so this thread keeps ticking
     while a guest spins in a loop, and wasmtime interrupts the guest at its
     next epoch check past the deadline.
@@ -139,11 +143,12 @@ class EpochTicker:
 
     def _run(self) -> None:
         stop, in_flight, increment = self._stop, self.in_flight, self.engine.increment_epoch
+        running = _running
         tick_s, idle_s = self._tick_s, self._idle_s
         base = time.monotonic()
         ticks = 0
         while True:
-            if in_flight:
+            if in_flight or running:
                 # Catch up on wall-clock time: a sleep of one tick overshoots by
                 # timer slack, and counting sleeps would stretch every deadline.
                 due = int((time.monotonic() - base) / tick_s)
@@ -157,6 +162,11 @@ class EpochTicker:
                 if stop.wait(idle_s):
                     return
                 base, ticks = time.monotonic(), 0
+
+    def running(self) -> list[object]:
+        """The instances (or process-tier call frames) whose calls run now: the
+        ones this thread ticks for."""
+        return [*self.in_flight, *_running.values()]
 
     def close(self) -> None:
         """Stop the thread (idempotent)."""

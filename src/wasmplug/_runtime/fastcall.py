@@ -19,8 +19,10 @@ resolved once, as attrs generates ``__init__`` for a class:
 4. the epoch deadline (re-armed only when the epoch moved since it was armed: the
    deadline is absolute, so an unmoved epoch still grants the full slice), fuel,
    the stderr tail used to classify a fault;
-5. the call, with the instance current on this thread and in flight for the epoch
-   ticker, both restored in ``finally``; a signal deferred in a callback; a fault;
+5. the call, with the instance current on this thread (``callctx.running``, which
+   the epoch ticker also reads to see that a call is in flight: one store, not a
+   second registration), restored in ``finally``; a signal deferred in a
+   callback; a fault;
 6. the counters, then the result: a scalar read through its alias, or lifted.
 
 Whatever is unusual leaves the fast path where it is detected, before any state
@@ -44,6 +46,7 @@ import hashlib
 import linecache
 import queue
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +100,8 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "plugin": plugin,
         "ex": ex,
         "sup": plugin._supervisor,
-        "tls": _callctx.tls,
+        "running": _callctx.running,
+        "get_ident": threading.get_ident,
         "pool": plugin._pool,
         "checkout": plugin._pool.checkout,
         "resume": plugin._pool.resume,
@@ -105,8 +109,6 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "Empty": queue.Empty,
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
-        "in_flight_add": plugin._ticker.in_flight.add,
-        "in_flight_discard": plugin._ticker.in_flight.discard,
         "set_deadline": f.set_epoch_deadline,
         "set_fuel": f.set_fuel,
         "func_call": f.func_call_at,
@@ -138,7 +140,8 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add = code.append
     # 1. Admission; anything unusual takes the general path, which raises or nests.
     add("def call(args):")
-    add("    if plugin._closed or sup.quarantined or getattr(tls, 'inst', None) is not None:")
+    add("    ident = get_ident()")
+    add("    if plugin._closed or sup.quarantined or ident in running:")
     add("        return general(args)")
     if n:  # a wrong arity fails to unpack (no len() call on the way that succeeds)
         add("    try:")
@@ -227,18 +230,20 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         add("        stderr = inst.stderr")
         add("        if stderr.tail:")
         add("            stderr.tail = ''")
-    # 5. The call; the thread's current instance and the in-flight set restored in finally.
+    # 5. The call, with the instance current on this thread (which is also what the
+    # epoch ticker reads to see that a call is in flight), removed in finally;
+    # admission made sure the thread had no entry. The entry is made before the try,
+    # so the finally never deletes a missing one: a signal handler (Ctrl-C) runs only
+    # at a later bytecode, inside the try.
+    add("        running[ident] = inst")
     add("        try:")
-    add("            tls.inst = inst")
     add("            inst.caller = None")
-    add("            in_flight_add(inst)")
     add("            err = func_call(buf.func, buf.ctx, buf.params_at, NP, buf.result_at, NR)")
     if uses_wasi:
         add("            if inst.output_poll is not None:")
         add("                inst.drain_output()")
     add("        finally:")
-    add("            in_flight_discard(inst)")
-    add("            tls.inst = None")
+    add("            del running[ident]")
     add("        if deferred:")
     add("            run_deferred(inst)")
     add("        if err:")

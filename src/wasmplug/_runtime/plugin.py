@@ -44,6 +44,9 @@ _STUCK_LOCK = threading.Lock()
 """Guards every plugin's set of stuck call threads (rarely taken: a thread abandoned
 or exiting), so that a plugin need not hold a lock of its own for it."""
 _NO_THREADS: frozenset[CallThread] = frozenset()
+_NO_CALLS: dict[str, Callable[[tuple[Any, ...]], Any]] = {}
+"""``Plugin._bound_calls`` before the first call: shared, empty, never written (a
+plugin makes its own dict on its first call, so 10,000 idle plugins hold none)."""
 """The stuck call threads of a plugin without call threads: none, ever."""
 _BUILD_LOCK = threading.RLock()
 """Held while a plugin builds its ``exports`` view and resource classes."""
@@ -80,6 +83,7 @@ class Plugin(CallPath):
     __slots__ = (
         "__weakref__",
         "_backend",
+        "_bound_calls",
         "_call",
         "_closed",
         "_component",
@@ -183,6 +187,7 @@ class Plugin(CallPath):
         # plugin loaded from it; the ExportFunc objects are this plugin's.
         table = self._export_table = export_table(component, shape)
         self._export_positions = table.positions
+        self._bound_calls = _NO_CALLS
         self._export_indices = table.indices
         self._exports_list = [
             ExportFunc(self, i, name, sig)
@@ -317,11 +322,24 @@ class Plugin(CallPath):
                 (counted in :meth:`metrics` as a ``"capability"`` fault).
             KeyboardInterrupt: re-raised here if a host function raised it.
         """
+        try:
+            bound = self._bound_calls[export]
+        except KeyError:
+            bound = self._bound_call(export)
+        return bound(args)
+
+    def _bound_call(self, export: str) -> Callable[[tuple[Any, ...]], Any]:
+        """The function that runs ``export``'s calls (``ExportFunc.bound``), kept by
+        name in ``_bound_calls`` so that :meth:`call` makes one dict lookup."""
         i = self._export_positions.get(export)
         if i is None:
             raise self._unknown_export(export)
         ex = self._exports_list[i]
-        return (ex.bound or self._bind(ex))(args)
+        bound = ex.bound or self._bind(ex)
+        if self._bound_calls is _NO_CALLS:
+            self._bound_calls = {}
+        self._bound_calls[export] = bound
+        return bound
 
     async def acall(self, export: str, *args: Any) -> Any:
         """Like :meth:`call`, but runs in the host's worker threads; awaiting does not

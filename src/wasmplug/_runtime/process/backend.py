@@ -75,8 +75,6 @@ log = logging.getLogger("wasmplug.process")
 KILL_GRACE_MS = 50.0
 """How long past ``Limits.timeout_ms`` the application waits before killing the worker."""
 
-_tls = _callctx.tls
-
 
 class _Undelivered(Exception):
     """The worker was gone before it got the request: it never ran; try another."""
@@ -352,7 +350,7 @@ class ProcessBackend:
             return  # discarded: the guest object went with it
         try:
             if inst.alive and worker.running:
-                prev = getattr(_tls, "inst", None)
+                prev = _callctx.current()
                 self._run(worker, None, None, [Op.DESTROY, token], prev, CallHandles(worker))
         except _Undelivered:
             pass  # the worker is gone, and the guest object with it
@@ -384,7 +382,7 @@ class ProcessBackend:
         deadline = None if kill_after is None else now + kill_after
         if deadline is not None:
             WATCHDOG.arm(worker, deadline)  # in case signals keep restarting the waits
-        _tls.inst = frame
+        _callctx.swap(frame)
         try:
             try:
                 try:
@@ -415,7 +413,7 @@ class ProcessBackend:
         finally:
             if deadline is not None:
                 WATCHDOG.disarm(worker)
-            _tls.inst = prev
+            _callctx.swap(prev)
         raise exc
 
     def _succeeded(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
@@ -620,7 +618,7 @@ class ProcessBackend:
 
     def _this_threads_workers(self) -> list[WorkerProcess]:
         workers = []
-        frame = getattr(_tls, "inst", None)
+        frame = _callctx.current()
         while frame is not None:
             if isinstance(frame, Frame) and frame.plugin is self.plugin:
                 workers.append(frame.worker)
