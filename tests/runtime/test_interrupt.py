@@ -62,9 +62,7 @@ class Sigint:
         if self._inside is not None:
             plugin = self._inside
             deadline = time.monotonic() + 30
-            while not any(
-                getattr(i, "plugin", None) is plugin for i in plugin._ticker.running()
-            ):
+            while not any(getattr(i, "plugin", None) is plugin for i in plugin._ticker.running()):
                 assert time.monotonic() < deadline, "the call never entered Wasm"
                 time.sleep(0.001)
         self.sent_at = time.perf_counter()
