@@ -972,3 +972,16 @@ def test_a_worker_cannot_go_on_after_a_host_function_failed(
     with pytest.raises(PluginCrashed, match="broke the wire protocol"):
         plugin.call("call-cb", 5)
     assert called == [1]
+
+
+def test_the_applications_ticker_rests_while_a_process_call_waits(host: PluginHost) -> None:
+    """The worker runs the Wasm on its own epoch clock, so the application's ticker does
+    not tick for a process-tier call: it used to wake every tick (1 ms) while a call
+    waited, once the call frame became this thread's entry in ``callctx.running``."""
+    plugin = load(host, limits=Limits(timeout_ms=10_000))
+    ticker = plugin._ticker
+    plugin.call("add", 1, 2)
+    before = ticker.epoch
+    plugin.call("sleep", 300 * 10**6)  # 300 ms in the worker, blocked in wasi:io/poll
+    # About 300 ticks if it ticked for the call (the old code: 299); none otherwise.
+    assert ticker.epoch - before < 30

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from typing import Any
 
 from wasmtime import Config, Engine
 
@@ -108,6 +109,17 @@ def call_ticks(timeout_ms: float | None, tick_ms: float, slice_ms: float) -> tup
     return deadline, min(deadline, deadline_ticks(slice_ms, tick_ms))
 
 
+def _needs_ticks(running: dict[int, Any]) -> bool:
+    """Whether a call in ``running`` runs Wasm on this engine's epoch clock.
+
+    A process-tier call frame (``ticks = False``) only waits for its worker, whose own
+    ticker and the application's kill deadline time it; every other entry (an
+    in-process instance) needs ticks. The values are copied first, in one C-level
+    step under the GIL, since other threads add and remove their keys meanwhile.
+    """
+    return any(getattr(inst, "ticks", True) for inst in tuple(running.values()))
+
+
 class EpochTicker:
     """A daemon thread that advances the engine's epoch every ``tick_ms`` while calls run.
 
@@ -148,7 +160,7 @@ class EpochTicker:
         base = time.monotonic()
         ticks = 0
         while True:
-            if in_flight or running:
+            if in_flight or (running and _needs_ticks(running)):
                 # Catch up on wall-clock time: a sleep of one tick overshoots by
                 # timer slack, and counting sleeps would stretch every deadline.
                 due = int((time.monotonic() - base) / tick_s)

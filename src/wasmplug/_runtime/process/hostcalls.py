@@ -53,6 +53,10 @@ class Frame:
 
     __slots__ = ("caller", "deadline_s", "host_exc", "host_func", "plugin", "worker")
 
+    ticks = False
+    """The application's epoch ticker does not tick for a frame: the worker runs the
+    Wasm, on its own epoch clock (``engine.EpochTicker``)."""
+
     def __init__(self, plugin: Plugin, caller: Any, worker: WorkerProcess) -> None:
         self.plugin = plugin
         self.caller = caller
