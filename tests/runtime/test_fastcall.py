@@ -273,7 +273,40 @@ def test_a_call_is_in_flight_for_the_ticker_exactly_while_it_runs() -> None:
         assert not t.is_alive()
         assert len(errors) == 1
         assert ticker.running() == []
-        assert _callctx.running == {}
+        assert t.ident not in _callctx.running  # (other tests' stuck threads may be)
+
+
+def test_a_ticker_ticks_only_for_its_own_hosts_calls() -> None:
+    """``callctx.running`` holds every host's calls: a call spinning in one host
+    neither shows as in flight on another host's ticker nor makes it tick."""
+    with (
+        PluginHost(cache_dir=False, limits=Limits(timeout_ms=300)) as timed,
+        PluginHost(cache_dir=False) as other,
+    ):
+        spinner = load(timed, COMPONENT)
+        assert load(other, COMPONENT).call("add", 1, 2) == 3
+        ticker, other_ticker = timed._services.ticker, other._services.ticker
+        errors: list[BaseException] = []
+
+        def spin() -> None:
+            try:
+                spinner.call("spin")
+            except PluginTimeout as e:
+                errors.append(e)
+
+        t = threading.Thread(target=spin)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not ticker.running():
+            assert time.monotonic() < deadline, "the call never showed as in flight"
+            time.sleep(0.001)
+        assert other_ticker.running() == []
+        before = other_ticker.epoch
+        t.join(timeout=10)
+        assert not t.is_alive()
+        assert len(errors) == 1
+        # About 300 ticks if it ticked for the other host's call (the old code); none here.
+        assert other_ticker.epoch - before < 30
 
 
 def test_call_by_name_keeps_its_lookup_per_plugin(host: PluginHost) -> None:

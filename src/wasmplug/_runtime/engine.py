@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import Any
 
 from wasmtime import Config, Engine
 
@@ -109,15 +108,15 @@ def call_ticks(timeout_ms: float | None, tick_ms: float, slice_ms: float) -> tup
     return deadline, min(deadline, deadline_ticks(slice_ms, tick_ms))
 
 
-def _needs_ticks(running: dict[int, Any]) -> bool:
-    """Whether a call in ``running`` runs Wasm on this engine's epoch clock.
+def _ticks_for(inst: object, ticker: EpochTicker) -> bool:
+    """Whether ``inst``, an entry of ``callctx.running``, runs Wasm on ``ticker``'s clock.
 
-    A process-tier call frame (``ticks = False``) only waits for its worker, whose own
-    ticker and the application's kill deadline time it; every other entry (an
-    in-process instance) needs ticks. The values are copied first, in one C-level
-    step under the GIL, since other threads add and remove their keys meanwhile.
+    ``callctx.running`` holds every host's calls: an in-process instance counts for its
+    own host's ticker (``inst.ticker``). A process-tier call frame (``ticker = None``)
+    only waits for its worker, whose own ticker and the application's kill deadline
+    time it. An entry of any other kind counts, to err on the side of ticking.
     """
-    return any(getattr(inst, "ticks", True) for inst in tuple(running.values()))
+    return getattr(inst, "ticker", ticker) is ticker
 
 
 class EpochTicker:
@@ -160,7 +159,7 @@ class EpochTicker:
         base = time.monotonic()
         ticks = 0
         while True:
-            if in_flight or (running and _needs_ticks(running)):
+            if in_flight or (running and self._any_running()):
                 # Catch up on wall-clock time: a sleep of one tick overshoots by
                 # timer slack, and counting sleeps would stretch every deadline.
                 due = int((time.monotonic() - base) / tick_s)
@@ -175,10 +174,15 @@ class EpochTicker:
                     return
                 base, ticks = time.monotonic(), 0
 
+    def _any_running(self) -> bool:
+        # The values are copied first, in one C-level step under the GIL: other
+        # threads add and remove their keys meanwhile.
+        return any(_ticks_for(inst, self) for inst in tuple(_running.values()))
+
     def running(self) -> list[object]:
-        """The instances (or process-tier call frames) whose calls run now: the
-        ones this thread ticks for."""
-        return [*self.in_flight, *_running.values()]
+        """The instances whose calls run now on this ticker's engine: the ones this
+        thread ticks for."""
+        return [*self.in_flight, *(i for i in tuple(_running.values()) if _ticks_for(i, self))]
 
     def close(self) -> None:
         """Stop the thread (idempotent)."""

@@ -446,6 +446,13 @@ class Instance:
             self.stdout.drain()
             self.stderr.drain()
 
+    @property
+    def ticker(self) -> EpochTicker:
+        """The epoch ticker of this instance's host: the one that ticks while it runs
+        (``callctx.running`` holds every host's calls)."""
+        ticker: EpochTicker = self.plugin._spec.ticker
+        return ticker
+
     @_sigguard.enters_wasm
     def _instantiate(self) -> Any:
         spec = self.plugin._spec

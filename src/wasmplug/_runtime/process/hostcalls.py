@@ -53,8 +53,8 @@ class Frame:
 
     __slots__ = ("caller", "deadline_s", "host_exc", "host_func", "plugin", "worker")
 
-    ticks = False
-    """The application's epoch ticker does not tick for a frame: the worker runs the
+    ticker = None
+    """No epoch ticker of the application's ticks for a frame: the worker runs the
     Wasm, on its own epoch clock (``engine.EpochTicker``)."""
 
     def __init__(self, plugin: Plugin, caller: Any, worker: WorkerProcess) -> None:
