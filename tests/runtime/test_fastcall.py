@@ -13,6 +13,7 @@ import functools
 import math
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -244,6 +245,31 @@ def test_an_instance_checked_in_after_close_is_discarded(plugin: Plugin) -> None
         plugin.close()
 
 
+class _Spin:
+    """A ``spin`` call (it times out) on a thread of its own, seen in flight on ``ticker``."""
+
+    def __init__(self, spinner: Plugin, ticker: Any) -> None:
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(spinner,))
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not ticker.running():
+            assert time.monotonic() < deadline, "the call never showed as in flight"
+            time.sleep(0.001)
+
+    def _run(self, spinner: Plugin) -> None:
+        try:
+            spinner.call("spin")
+        except PluginTimeout as e:
+            self.errors.append(e)
+
+    def join(self) -> None:
+        """Wait for the call's timeout (it must come)."""
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+        assert len(self.errors) == 1
+
+
 def test_a_call_is_in_flight_for_the_ticker_exactly_while_it_runs() -> None:
     """The thread's current-instance entry is the ticker's only "in flight" signal on
     this path: present while the guest spins (so the deadline fires), gone after."""
@@ -252,28 +278,13 @@ def test_a_call_is_in_flight_for_the_ticker_exactly_while_it_runs() -> None:
         ticker = timed._services.ticker
         assert spinner.call("add", 1, 2) == 3
         assert ticker.running() == []
-        errors: list[BaseException] = []
-
-        def spin() -> None:
-            try:
-                spinner.call("spin")
-            except PluginTimeout as e:
-                errors.append(e)
-
-        t = threading.Thread(target=spin)
-        t.start()
-        deadline = time.monotonic() + 10
-        while not ticker.running():
-            assert time.monotonic() < deadline, "the call never showed as in flight"
-            time.sleep(0.001)
+        spin = _Spin(spinner, ticker)
         (inst,) = ticker.running()
         assert getattr(inst, "plugin", None) is spinner
         assert not ticker.in_flight  # one registration, not two
-        t.join(timeout=10)
-        assert not t.is_alive()
-        assert len(errors) == 1
+        spin.join()
         assert ticker.running() == []
-        assert t.ident not in _callctx.running  # (other tests' stuck threads may be)
+        assert spin.thread.ident not in _callctx.running  # (other tests' stuck threads may be)
 
 
 def test_a_ticker_ticks_only_for_its_own_hosts_calls() -> None:
@@ -285,26 +296,11 @@ def test_a_ticker_ticks_only_for_its_own_hosts_calls() -> None:
     ):
         spinner = load(timed, COMPONENT)
         assert load(other, COMPONENT).call("add", 1, 2) == 3
-        ticker, other_ticker = timed._services.ticker, other._services.ticker
-        errors: list[BaseException] = []
-
-        def spin() -> None:
-            try:
-                spinner.call("spin")
-            except PluginTimeout as e:
-                errors.append(e)
-
-        t = threading.Thread(target=spin)
-        t.start()
-        deadline = time.monotonic() + 10
-        while not ticker.running():
-            assert time.monotonic() < deadline, "the call never showed as in flight"
-            time.sleep(0.001)
+        other_ticker = other._services.ticker
+        spin = _Spin(spinner, timed._services.ticker)
         assert other_ticker.running() == []
         before = other_ticker.epoch
-        t.join(timeout=10)
-        assert not t.is_alive()
-        assert len(errors) == 1
+        spin.join()
         # About 300 ticks if it ticked for the other host's call (the old code); none here.
         assert other_ticker.epoch - before < 30
 
