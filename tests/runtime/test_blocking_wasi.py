@@ -39,7 +39,7 @@ from wasmplug import (
     current_plugin,
 )
 from wasmplug._runtime.callthread import CLOSE_GRACE_S, MAX_STUCK_THREADS, blocking_imports
-from wasmplug._runtime.instance import store_settings
+from wasmplug._runtime.instancespec import store_settings
 
 # The promise: PluginTimeout within timeout_ms + 50 ms (idle); plus room for a loaded machine.
 SLACK_S = 0.050 + LOAD_SLACK_S
@@ -370,7 +370,7 @@ STARTUP_BLOCKS_WAT = BLOCKING_WAT.replace(
 def test_start_up_that_blocks_is_abandoned(
     host: PluginHost, monkeypatch: Any, request: pytest.FixtureRequest
 ) -> None:
-    monkeypatch.setattr("wasmplug._runtime.instance.startup_budget_ms", lambda limits: 100.0)
+    monkeypatch.setattr("wasmplug._runtime.instancespec.startup_budget_ms", lambda limits: 100.0)
     store_settings.cache_clear()  # settings are shared by equal limits: make them anew
     request.addfinalizer(store_settings.cache_clear)
     host.provide("cb", lambda x: x)

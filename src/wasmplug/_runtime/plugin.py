@@ -28,7 +28,8 @@ from .deadline import SLICE_MS
 from .engine import call_ticks
 from .exports import ExportFunc, Exports, short_interface_name
 from .exporttable import export_table
-from .instance import Instance, instance_spec
+from .instance import Instance
+from .instancespec import instance_spec
 from .pool import InstancePool
 from .resource_types import build_resource_classes
 from .services import HostServices
