@@ -25,14 +25,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from wasmtime import WasmtimeError
 from wasmtime.component import Component
 
 from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.resources import Resource, handle_instance
-from wasmplug._bridge.wit import FuncSig, ResultT
 from wasmplug._errors import (
     CapabilityError,
     ErrorResult,
@@ -52,21 +50,20 @@ from wasmplug._runtime.cache import CompileCache
 from wasmplug._runtime.faults import classify
 from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
-from wasmplug._sandbox.capabilities import sandbox_to_wire
 
-from .codec import Decode, Encode, ProtocolError, decoder, encoder
+from .codec import ExportCodec, ProtocolError, export_codec
 from .handles import CallHandles, WorkerInstance, instance_of, retire
 from .hostcalls import Frame, HostCalls, text
 from .memory import linear_memory_bytes
 from .spawn import WorkerProcess
 from .watchdog import WATCHDOG
 from .wire import MAX_FRAME_BYTES, WORKER_SPANS, Op
-from .workers import START_TIMEOUT_S, WorkerStarter
+from .workers import START_TIMEOUT_S, WorkerStarter, worker_settings
 
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
     from wasmplug._runtime.linking import ImportPlan
-    from wasmplug._runtime.plugin import Plugin, PluginPort
+    from wasmplug._runtime.plugin import PluginPort
 
 __all__ = ["KILL_GRACE_MS", "ProcessBackend"]
 
@@ -78,40 +75,6 @@ KILL_GRACE_MS = 50.0
 
 class _Undelivered(Exception):
     """The worker was gone before it got the request: it never ran; try another."""
-
-
-@attrs.frozen
-class _ExportCodec:
-    encs: list[Encode]
-    ok: Decode | None
-    err: Decode | None
-
-
-def _worker_settings(
-    plugin: Plugin,
-    plan: ImportPlan,
-    cache: CompileCache,
-    cache_key: str,
-    consume_fuel: bool,
-    tick_ms: float,
-) -> dict[str, Any]:
-    """The ``INIT`` message body: everything a worker needs to rebuild the plugin."""
-    sandbox = plugin.sandbox
-    return {
-        "name": plugin.name,
-        "sha256": plugin.sha256,
-        "cache_key": cache_key,
-        "cache_dir": str(cache.directory),
-        "consume_fuel": consume_fuel,
-        "tick_ms": tick_ms,
-        "limits": attrs.asdict(plugin.limits),
-        "stdio": plugin.manifest.stdio,
-        # What the worker links into WASI (preopens with the identity bound at load,
-        # environment...), in each capability kind's own wire form.
-        "sandbox": sandbox_to_wire(sandbox),
-        "uses_wasi": plan.uses_wasi,
-        "needs_traps": plan.needs_traps,
-    }
 
 
 class ProcessBackend:
@@ -162,7 +125,7 @@ class ProcessBackend:
         self._host_calls = HostCalls(
             plan.resolved, plugin.name, discard_output=plugin.manifest.stdio == "discard"
         )
-        self._exports = [self._export_codec(ex.sig) for ex in port.exports]
+        self._exports = [export_codec(ex.sig) for ex in port.exports]
         timeout = plugin.limits.timeout_ms
         self._timeout_ms = timeout
         self._kill_after = None if timeout is None else (timeout + KILL_GRACE_MS) / 1000.0
@@ -179,7 +142,7 @@ class ProcessBackend:
                 cache = CompileCache(Path(self._tmp_cache), engine_settings)
             if not cache.path_for(cache_key).exists():
                 cache.put(cache_key, bytes(component.serialize()))
-            self._settings = _worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
+            self._settings = worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
             self._settings["memory_accounting"] = memory_accounting
             self._settings["pooling"] = pooling
             self._settings["imports"] = self._host_calls.wanted
@@ -199,18 +162,6 @@ class ProcessBackend:
             self._cleanup()
             raise
         self._starter.refill()
-
-    @staticmethod
-    def _export_codec(sig: FuncSig) -> _ExportCodec:
-        result = sig.result
-        encs = [encoder(t) for _, t in sig.params]
-        if isinstance(result, ResultT):
-            return _ExportCodec(
-                encs,
-                None if result.ok is None else decoder(result.ok),
-                None if result.err is None else decoder(result.err),
-            )
-        return _ExportCodec(encs, None if result is None else decoder(result), None)
 
     # -- workers ------------------------------------------------------------------------
 
@@ -361,7 +312,7 @@ class ProcessBackend:
         self,
         worker: WorkerProcess,
         ex: ExportFunc | None,
-        codec: _ExportCodec | None,
+        codec: ExportCodec | None,
         request: list[Any],
         prev: Any,
         handles: CallHandles,
@@ -469,7 +420,7 @@ class ProcessBackend:
         self,
         worker: WorkerProcess,
         ex: ExportFunc | None,
-        codec: _ExportCodec | None,
+        codec: ExportCodec | None,
         frame: Frame,
         msg: list[Any],
     ) -> BaseException:

@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import attrs
+
 from wasmplug._bridge.accept import (
     byte_string,
     enum_case,
@@ -58,6 +60,7 @@ from wasmplug._bridge.values import Err, Ok, Some, Variant
 from wasmplug._bridge.wit import (
     EnumT,
     FlagsT,
+    FuncSig,
     HandleT,
     ListT,
     OptionT,
@@ -71,7 +74,16 @@ from wasmplug._bridge.wit import (
 )
 from wasmplug._errors import WitTypeError, WitValueError
 
-__all__ = ["Decode", "Encode", "Handles", "ProtocolError", "decoder", "encoder"]
+__all__ = [
+    "Decode",
+    "Encode",
+    "ExportCodec",
+    "Handles",
+    "ProtocolError",
+    "decoder",
+    "encoder",
+    "export_codec",
+]
 
 
 class ProtocolError(Exception):
@@ -465,3 +477,26 @@ def decoder(t: WitType) -> Decode:
     """The decoder (wire form → Python value, checked) for WIT type ``t``, built once
     per type and shared (:func:`~wasmplug._bridge.convert.shared_converter`)."""
     return shared_converter(_DECODERS, t, lambda t: _BUILD_DECODER[type(t)](t))
+
+
+@attrs.frozen
+class ExportCodec:
+    """One export's wire conversion: an encoder per parameter, and the decoders of its
+    result (``ok``; ``err`` too when the result is a WIT ``result``)."""
+
+    encs: list[Encode]
+    ok: Decode | None
+    err: Decode | None
+
+
+def export_codec(sig: FuncSig) -> ExportCodec:
+    """The :class:`ExportCodec` of an export with signature ``sig``."""
+    result = sig.result
+    encs = [encoder(t) for _, t in sig.params]
+    if isinstance(result, ResultT):
+        return ExportCodec(
+            encs,
+            None if result.ok is None else decoder(result.ok),
+            None if result.err is None else decoder(result.err),
+        )
+    return ExportCodec(encs, None if result is None else decoder(result), None)

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from wasmtime import WasmtimeError
 
 from wasmplug import _telemetry
 from wasmplug._errors import CapabilityError, InstantiationError
 from wasmplug._runtime.telemetry import plugin_attributes
+from wasmplug._sandbox.capabilities import sandbox_to_wire
 
 from .codec import ProtocolError
 from .handles import retire
@@ -30,9 +32,11 @@ from .spawn import WorkerProcess, spawn_worker
 from .wire import Op
 
 if TYPE_CHECKING:
-    from wasmplug._runtime.plugin import PluginPort
+    from wasmplug._runtime.cache import CompileCache
+    from wasmplug._runtime.linking import ImportPlan
+    from wasmplug._runtime.plugin import Plugin, PluginPort
 
-__all__ = ["SPARE_JOIN_TIMEOUT_S", "START_TIMEOUT_S", "WorkerStarter"]
+__all__ = ["SPARE_JOIN_TIMEOUT_S", "START_TIMEOUT_S", "WorkerStarter", "worker_settings"]
 
 log = logging.getLogger("wasmplug.process")
 
@@ -42,6 +46,33 @@ SPARE_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for spare starters once their booting workers are killed."""
 
 Converse = Callable[[WorkerProcess, None, float], list[Any]]
+
+
+def worker_settings(
+    plugin: Plugin,
+    plan: ImportPlan,
+    cache: CompileCache,
+    cache_key: str,
+    consume_fuel: bool,
+    tick_ms: float,
+) -> dict[str, Any]:
+    """The ``INIT`` message body: everything a worker needs to rebuild the plugin."""
+    sandbox = plugin.sandbox
+    return {
+        "name": plugin.name,
+        "sha256": plugin.sha256,
+        "cache_key": cache_key,
+        "cache_dir": str(cache.directory),
+        "consume_fuel": consume_fuel,
+        "tick_ms": tick_ms,
+        "limits": attrs.asdict(plugin.limits),
+        "stdio": plugin.manifest.stdio,
+        # What the worker links into WASI (preopens with the identity bound at load,
+        # environment...), in each capability kind's own wire form.
+        "sandbox": sandbox_to_wire(sandbox),
+        "uses_wasi": plan.uses_wasi,
+        "needs_traps": plan.needs_traps,
+    }
 
 
 class WorkerStarter:
