@@ -42,15 +42,16 @@ __all__ = [
     "RawStore",
     "Val",
     "ValPtr",
+    "address_arg",
+    "call_args",
     "component_types",
     "error_from_ptr",
     "error_message",
     "error_message_at",
     "export_func",
-    "func_call_at",
+    "func_call_args",
     "func_handle",
     "new_error",
-    "ref_address",
     "store_context",
     "use_memory_creator",
     "use_pooling_allocator",
@@ -90,20 +91,43 @@ RESOURCE = f.WASMTIME_COMPONENT_RESOURCE.value
 
 # Raw ctypes functions: calling these skips wasmtime-py's Python wrappers.
 func_call = b._wasmtime_component_func_call
-func_call_at: Any = ctypes.CFUNCTYPE(
-    ctypes.c_void_p,  # wasmtime_error_t*, or None
-    ctypes.c_void_p,  # const wasmtime_component_func_t*
-    ctypes.c_void_p,  # wasmtime_context_t*
-    ctypes.c_void_p,  # const wasmtime_component_val_t* args
-    ctypes.c_size_t,
-    ctypes.c_void_p,  # wasmtime_component_val_t* results
-    ctypes.c_size_t,
-)(ctypes.cast(func_call, ctypes.c_void_p).value or 0)
-"""``wasmtime_component_func_call`` taking plain addresses (``int``) and returning the
-error's address (or ``None``): the same C function as :data:`func_call`, through a
-prototype whose argument conversion is cheap. The bindings' typed pointers cost about
-0.7 µs per call in ``from_param`` checks and the result's pointer object, a fifth of
-a scalar call. The caller keeps what the addresses point at alive."""
+func_call_args: Any = ctypes.CFUNCTYPE(ctypes.c_void_p)(
+    ctypes.cast(func_call, ctypes.c_void_p).value or 0
+)
+"""``wasmtime_component_func_call`` (the same C function as :data:`func_call`) with no
+argument types, returning the error's address (or ``None``). Call it with arguments
+prebuilt once (:func:`call_args`): ctypes then passes a ``byref`` object as its
+address and a ``c_size_t`` as its value, with no ``from_param`` conversion per
+argument. Through the bindings' typed pointers a scalar call costs about 1.3 µs more;
+through ``c_void_p``/``c_size_t`` argument types (addresses as ``int``), about 0.5 µs
+more (benchmarks/README.md, "Sixth round")."""
+
+
+def address_arg(address: int) -> Any:
+    """An argument for :data:`func_call_args` that passes ``address`` (a
+    ``byref`` of a ``c_char`` placed there: it reads nothing and owns nothing, so
+    the caller keeps what it points at alive)."""
+    return ctypes.byref(ctypes.c_char.from_address(address))
+
+
+def call_args(
+    func_ref: Any, context: Any, params: Any, nparams: int, result: Any, nresults: int
+) -> tuple[Any, ...]:
+    """The six arguments of :data:`func_call_args` for one function on one store,
+    built once: ``func_ref`` (``byref`` of its ``wasmtime_component_func_t``), the
+    store's ``context`` (a pointer object), the ``params`` array (its first
+    ``nparams`` values are the arguments) and the ``result`` array or value. The
+    tuple keeps ``func_ref``, ``params`` and ``result`` alive, not the store."""
+    return (
+        func_ref,
+        address_arg(ctypes.cast(context, ctypes.c_void_p).value or 0),
+        ctypes.byref(params),
+        ctypes.c_size_t(nparams),
+        ctypes.byref(result),
+        ctypes.c_size_t(nresults),
+    )
+
+
 set_epoch_deadline = b._wasmtime_context_set_epoch_deadline
 set_fuel = b._wasmtime_context_set_fuel
 val_delete = b._wasmtime_component_val_delete
@@ -155,7 +179,7 @@ def new_error(message: str) -> int:
 
 def error_from_ptr(ptr: Any) -> WasmtimeError:
     """Take ownership of a ``wasmtime_error_t*`` (a ctypes pointer, or its address as
-    :data:`func_call_at` returns it) as a ``WasmtimeError``."""
+    :data:`func_call_args` returns it) as a ``WasmtimeError``."""
     if isinstance(ptr, int):
         ptr = ctypes.cast(ptr, ctypes.POINTER(b.wasmtime_error_t))
     return WasmtimeError._from_ptr(ptr)
@@ -243,12 +267,6 @@ class RawStore:
 
     def __del__(self) -> None:
         self.close()
-
-
-def ref_address(ref: Any) -> int:
-    """The address of what ``ctypes.byref(obj)`` points at (``export_func``'s result,
-    say), for :data:`func_call_at`; ``ref`` keeps ``obj`` alive."""
-    return ctypes.addressof(ref._obj)
 
 
 def export_func(instance_ref: Any, context: Any, index_ptr: Any) -> Any:

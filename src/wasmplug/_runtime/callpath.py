@@ -69,7 +69,7 @@ E = TypeVar("E", bound=PluginError)
 byref = ctypes.byref
 _swap = _callctx.swap
 _current = _callctx.current
-_func_call = f.func_call_at
+_func_call = f.func_call_args
 _set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
@@ -353,9 +353,7 @@ class CallPath:
             in_flight.add(inst)
             if output_ids:
                 stderr.call_fields = inst.stdout.call_fields = _telemetry.log_fields()
-            err = _func_call(
-                buf.func, buf.ctx, buf.params_at, ex.nparams, buf.result_at, ex.nresults
-            )
+            err = _func_call(*buf.args)
             if inst.output_poll is not None:  # log the call's output before it returns
                 inst.drain_output()
         finally:

@@ -125,8 +125,10 @@ class ExportFunc:
             buf = Buffers(self)
         # The function struct lives in inst.funcs, the context with the store: both
         # outlive every call made with these buffers on this instance.
-        buf.func = f.ref_address(inst.funcs[self.index])
-        buf.ctx = ctypes.cast(inst.context, ctypes.c_void_p).value
+        buf.args = f.call_args(
+            inst.funcs[self.index], inst.context, buf.params, self.nparams, buf.result,
+            self.nresults,
+        )  # fmt: skip
         return buf
 
     def give_back(self, buf: Buffers) -> None:
@@ -135,6 +137,7 @@ class ExportFunc:
         scalars after every call, and the result slot holds a ``bool`` or a string
         of at most ``fastcall.LINGER`` bytes (the C API's own copy, dropped by the
         next call that writes the slot, or by :meth:`free`)."""
+        buf.args = ()  # the discarded instance's function and store
         if not self.plugin.closed and len(self.spare) < self.plugin.pool_size:
             self.spare.append(buf)
         else:
@@ -264,19 +267,16 @@ class Buffers:
     """
 
     __slots__ = (
-        "ctx",
-        "func",
+        "args",
         "kept",
         "lift",
         "lowers",
         "packed",
         "param_refs",
         "params",
-        "params_at",
         "pvals",
         "raw",
         "result",
-        "result_at",
         "rref",
         "rslot",
         "rstring",
@@ -286,13 +286,10 @@ class Buffers:
     )
 
     def __init__(self, ex: ExportFunc) -> None:
-        # For f.func_call_at: the export's function and the store's context (set by
-        # ExportFunc.take_buffers for the instance using them), the argument array
-        # and the result slot, as addresses.
-        self.func = 0
-        self.ctx: int | None = None
+        # f.func_call_args(*args): set by ExportFunc.take_buffers for the instance
+        # using these buffers (its function and store, the arrays below).
+        self.args: tuple[Any, ...] = ()
         self.params = (f.Val * max(ex.nparams, 1))()
-        self.params_at = ctypes.addressof(self.params)
         self.pvals = [self.params[i] for i in range(ex.nparams)]
         self.param_refs = [byref(v) for v in self.pvals]
         self.lowers = list(ex.lowers)
@@ -322,7 +319,6 @@ class Buffers:
         )
         self.result = f.Val()
         self.rref = byref(self.result)
-        self.result_at = ctypes.addressof(self.result)
         string = ex.sig.result == Prim("string")
         self.lift = string_result(self.result) if string else ex.lift
         # (size, data) aliases of a string result (lift.string_slot).

@@ -111,7 +111,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "ticker": plugin._ticker,
         "set_deadline": f.set_epoch_deadline,
         "set_fuel": f.set_fuel,
-        "func_call": f.func_call_at,
+        "func_call": f.func_call_args,
         "val_delete": f.val_delete,
         "deferred": _sigguard.deferred,
         "run_deferred": _sigguard.run_deferred,
@@ -128,8 +128,6 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "LOWER_ERRORS": (WitTypeError, WitValueError, UnicodeEncodeError),
         "PACK_ERRORS": (struct.error, OverflowError),
         "INDEX": ex.index,
-        "NP": n,
-        "NR": ex.nresults,
         "SLICE": plugin._slice_ticks,
         "TICKS": plugin._deadline_ticks,
         "FUEL": plugin._fuel,
@@ -238,7 +236,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add("        running[ident] = inst")
     add("        try:")
     add("            inst.caller = None")
-    add("            err = func_call(buf.func, buf.ctx, buf.params_at, NP, buf.result_at, NR)")
+    add("            err = func_call(*buf.args)")
     if uses_wasi:
         add("            if inst.output_poll is not None:")
         add("                inst.drain_output()")
