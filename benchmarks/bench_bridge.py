@@ -34,9 +34,11 @@ from bench_calls import (
     Row,
     check,
     machine,
+    make_bare_floor,
     make_floor,
     make_lean_floor,
     measure,
+    paired,
 )
 from wasmtime.component import Linker, Record
 
@@ -57,6 +59,7 @@ ADD = "plugin.call('add', 1, 2)"
 ADD_BOUND = "plugin.exports.add(1, 2) [bound once]"
 FLOOR = "floor: raw func_call, preallocated"
 LEAN_FLOOR = "floor: lean prototype (addresses)"
+BARE_FLOOR = "floor: no argtypes (prebuilt args)"
 ECHO = "plugin.call('echo', s), 1 KiB"
 REC = "plugin.call('echo-record', r)"
 REC_FLOOR = "floor: raw func_call, record prebuilt"
@@ -124,6 +127,7 @@ def run(quick: bool) -> list[Row]:
     stock_inst = Linker(engine).instantiate(store, plugin._component)
     floor = make_floor(stock_inst.get_func(store, "add"), store)
     lean_floor = make_lean_floor(stock_inst.get_func(store, "add"), store)
+    bare_floor = make_bare_floor(stock_inst.get_func(store, "add"), store)
 
     text = "wasmplug" * 128
     rec = Record()
@@ -133,7 +137,7 @@ def run(quick: bool) -> list[Row]:
     floats = [i * 0.5 for i in range(MIB // 8)]
     floats_array = array("d", floats)
     ints = [i * 7919 - 2**40 for i in range(MIB // 8)]
-    check(plugin.call("add", 1, 2) == floor() == lean_floor() == 3, "add")
+    check(plugin.call("add", 1, 2) == floor() == lean_floor() == bare_floor() == 3, "add")
     check(plugin.call("echo", text) == text, "echo")
     got = plugin.call("echo-record", rec)
     check(all(getattr(got, f"f{i}") == i * 7919 for i in range(NFIELDS)), "record")
@@ -151,14 +155,16 @@ def run(quick: bool) -> list[Row]:
 
     p = functools.partial
     groups: dict[str, list[Case]] = {
-        "add": [(ADD, p(plugin.call, "add", 1, 2)), (ADD_BOUND, p(plugin.exports.add, 1, 2)),
-                (FLOOR, floor), (LEAN_FLOOR, lean_floor)],
+        # plugin.call next to the floors: each batch runs them back to back (paired()).
+        "add": [(ADD, p(plugin.call, "add", 1, 2)), (FLOOR, floor), (LEAN_FLOOR, lean_floor),
+                (BARE_FLOOR, bare_floor), (ADD_BOUND, p(plugin.exports.add, 1, 2))],
         "echo": [(ADD, p(plugin.call, "add", 1, 2)), (ECHO, p(plugin.call, "echo", text))],
         "record64": [(REC, p(plugin.call, "echo-record", rec)), (REC_FLOOR, rec_floor)],
     }  # fmt: skip
     rows: list[Row] = []
     for group, cases in groups.items():
-        rows += measure(group, cases, batches, batch_s, max_size)
+        n = batches * (5 if quick else 2) if group == "add" else batches  # the goal's ratios
+        rows += measure(group, cases, n, batch_s, max_size)
     # A 1 MiB list takes about a second through wasmtime's C API (about 1 µs per
     # element, see LIST_FLOOR), too slow for measure()'s 50-call calibration:
     # each case runs once per round, rounds alternate, the median is kept.
@@ -175,6 +181,7 @@ GOALS: dict[str, tuple[str, str, float]] = {
     # key: (row, baseline row, goal ratio); "" baseline: an absolute goal in µs / KiB
     "add / floor": (ADD, FLOOR, 1.3),
     "add / lean-prototype floor": (ADD, LEAN_FLOOR, 0.0),
+    "add / no-argtypes floor": (ADD, BARE_FLOOR, 0.0),
     "echo 1 KiB / add": (ECHO, ADD, 1.5),
     "record64 echo (µs)": (REC, "", 60.0),
     "record64 / its floor": (REC, REC_FLOOR, 0.0),
@@ -187,8 +194,10 @@ GOALS: dict[str, tuple[str, str, float]] = {
 
 
 def summarize(rows: list[Row]) -> dict[str, tuple[float, float]]:
-    # CPU time of the calling thread (wasmtime runs on it): unlike wall time, it
-    # leaves out the time the thread was preempted on this shared machine.
+    """``key: (value, goal)`` for :data:`GOALS`. CPU time of the calling thread (wasmtime
+    runs on it): unlike wall time, it leaves out the time the thread was preempted on
+    this shared machine. A row and its baseline timed in the same batches give the
+    median of the per-batch ratios (``bench_calls.paired``), others a ratio of medians."""
     med: dict[tuple[str, str], float] = {}
     for r in rows:
         if r.cpu_us is not None:
@@ -202,7 +211,19 @@ def summarize(rows: list[Row]) -> dict[str, tuple[float, float]]:
             if not base:
                 out[key] = (value, goal)
             elif (group, base) in med:
-                out[key] = (value / med[(group, base)], goal)
+                ratio = paired(rows, group, row, base)
+                out[key] = (value / med[(group, base)] if ratio is None else ratio.median, goal)
+    return out
+
+
+def spreads(rows: list[Row]) -> dict[str, str]:
+    """How the per-batch ratios behind :func:`summarize`'s paired figures spread."""
+    out = {}
+    for key, (row, base, _) in GOALS.items():
+        for group in {r.group for r in rows if r.name == row}:
+            ratio = paired(rows, group, row, base) if base else None
+            if ratio is not None:
+                out[key] = f"(CPU, {ratio.spread()})"
     return out
 
 
@@ -222,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.group:<12} {r.name:<44} {r.median_us:>10.2f} {r.p90_us:>10.2f} "
               f"{r.cpu_us or 0:>9.2f}")  # fmt: skip
     print()
-    report(summarize(rows), rows, info, args.json, width=42)
+    report(summarize(rows), rows, info, args.json, width=42, notes=spreads(rows))
     return 0
 
 
@@ -233,12 +254,15 @@ def report(
     json_path: str | None,
     *,
     width: int,
+    notes: dict[str, str] | None = None,
 ) -> None:
-    """Print each summary figure against its goal (0: no goal), and write the JSON."""
+    """Print each summary figure against its goal (0: no goal) and its note, and
+    write the JSON."""
     for key, (value, goal) in summary.items():
         verdict = "" if not goal else ("  met" if value <= goal else "  NOT met")
         target = f"goal <= {goal:g}" if goal else ""
-        print(f"{key:<{width}} {value:10.2f}  {target}{verdict}")
+        note = (notes or {}).get(key, "")
+        print(f"{key:<{width}} {value:10.2f}  {target}{verdict}  {note}".rstrip())
     if json_path:
         with open(json_path, "w") as fh:
             json.dump({"machine": info, "rows": [asdict(r) for r in rows],
