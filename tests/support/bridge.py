@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -24,6 +25,7 @@ from wasmplug import (
     Ok,
     Plugin,
     PluginHost,
+    RestartPolicy,
     Some,
     Variant,
 )
@@ -149,9 +151,20 @@ def f32(x: float) -> float:
 
 
 def load(
-    host: PluginHost, text: str, *, manifest: Manifest = MANIFEST, limits: Limits | None = None
+    host: PluginHost,
+    text: str,
+    *,
+    manifest: Manifest = MANIFEST,
+    limits: Limits | None = None,
+    restart_policy: RestartPolicy | None = None,
 ) -> Plugin:
-    return host.load(text.encode(), allow_unsigned=True, manifest=manifest, limits=limits)
+    return host.load(
+        text.encode(),
+        allow_unsigned=True,
+        manifest=manifest,
+        limits=limits,
+        restart_policy=restart_policy,
+    )
 
 
 def echo_funcs(keys: list[str]) -> list[w.Func]:
@@ -172,6 +185,31 @@ seen: list[tuple[str, Any]] = []
 """``(key, value)`` for every call of a host function ``h-<key>``."""
 hooks: dict[str, Callable[[Any], Any]] = {}
 """What host function ``h-<key>`` returns for its argument (default: the argument)."""
+
+
+def _host_impl(key: str) -> Callable[[Any], Any]:
+    def impl(a: Any) -> Any:
+        seen.append((key, a))
+        hook = hooks.get(key)
+        return a if hook is None else hook(a)
+
+    return impl
+
+
+NEVER_QUARANTINE = RestartPolicy(max_faults=2**31 - 1, window_s=1e-9)
+"""For a plugin shared by many tests that fault it on purpose."""
+
+
+@contextmanager
+def every_type_plugin(
+    isolation: str, restart_policy: RestartPolicy | None = None
+) -> Iterator[Plugin]:
+    """The "every type" component (see the module docstring), loaded in a host of
+    isolation tier ``isolation`` whose host functions log to ``seen`` and obey ``hooks``."""
+    text = w.component(echo_funcs(list(TYPES)), host_funcs(list(TYPES)))
+    with PluginHost(cache_dir=False, isolation=isolation, spare_workers=0) as host:  # type: ignore[arg-type]
+        host.provide(HOST, {f"h-{k}": _host_impl(k) for k in TYPES})
+        yield load(host, text, restart_policy=restart_policy)
 
 
 # A guest-defined resource ``counter`` in the exported interface ``demo:x/api``: its

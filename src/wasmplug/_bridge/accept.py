@@ -5,13 +5,16 @@ Two converters take a Python value for a WIT type: the lowerers of
 ``wasmplug._runtime.process.codec`` (into msgpack, for a worker process). Both
 call these functions, so a value is accepted, normalised or refused with the
 same :class:`~wasmplug.WitTypeError` / :class:`~wasmplug.WitValueError` message in
-either isolation tier. Fixed-size scalars share their ``convert`` functions
-(``lower.scalar``) the same way.
+either isolation tier. A scalar's ``convert`` function (:func:`scalar_converter`)
+also returns what its canonical-ABI slot stores (an ``f32`` already rounded to
+float32), so what crosses to a worker is exactly what the lowerer would write.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+import struct
 from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +27,7 @@ from .values import Err, Ok, Some, Variant
 from .wit import EnumT, FlagsT, ListT, OptionT, Prim, RecordT, ResultT, VariantT
 
 __all__ = [
+    "Convert",
     "byte_string",
     "enum_case",
     "enum_name",
@@ -34,9 +38,86 @@ __all__ = [
     "option_payload",
     "record_source",
     "result_case",
+    "round_f32",
+    "scalar_converter",
     "utf8",
     "variant_case",
 ]
+
+
+Convert = Callable[[Any], Any]
+"""``convert(value) -> raw``: check a fixed-size scalar argument and return what its
+canonical-ABI slot stores (an ``int``, ``float`` or ``bool``; a code point for ``char``)."""
+
+_F32 = struct.Struct("<f")
+
+
+def round_f32(x: float) -> float:
+    """``x`` rounded to the nearest float32, as C's ``(float)x`` (and a ``c_float`` slot)
+    does: beyond the float32 range it is infinity (``struct`` alone would raise)."""
+    try:
+        return _F32.unpack(_F32.pack(x))[0]  # type: ignore[no-any-return]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def _int_converter(t: Prim) -> Convert:
+    _, lo, hi = INT_RANGES[t.name]
+
+    def convert(v: Any) -> int:
+        if v.__class__ is not int and (not isinstance(v, int) or isinstance(v, bool)):
+            raise type_error(t, v)
+        if not lo <= v <= hi:
+            raise WitValueError(f"expects {t}: {v} is outside [{lo}, {hi}]")
+        return int(v)
+
+    return convert
+
+
+def _float_converter(t: Prim) -> Convert:
+    f32 = t.name == "f32"
+
+    def convert(v: Any) -> float:
+        if v.__class__ is not float and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise type_error(t, v)
+        try:
+            x = float(v)
+        except OverflowError:  # an int beyond the largest double
+            raise WitValueError(f"expects {t}: the int is too large for a float") from None
+        return round_f32(x) if f32 else x
+
+    return convert
+
+
+def _convert_bool(v: Any) -> bool:
+    if v.__class__ is not bool:
+        raise type_error(Prim("bool"), v)
+    return bool(v)
+
+
+def _convert_char(v: Any) -> int:
+    if not isinstance(v, str) or len(v) != 1:
+        raise type_error(Prim("char"), v)
+    code = ord(v)
+    if 0xD800 <= code <= 0xDFFF:
+        raise WitValueError(f"expects char: U+{code:04X} is a surrogate, not a scalar value")
+    return code
+
+
+def scalar_converter(t: Prim) -> Convert | None:
+    """The ``convert`` function of a fixed-size primitive (``bool``, the integers,
+    ``f32``, ``f64``, ``char``), ``None`` for ``string``. Shared by the lowerers'
+    argument slots (``lower.scalar``) and the process tier's wire encoder."""
+    name = t.name
+    if name in INT_RANGES:
+        return _int_converter(t)
+    if name in ("f32", "f64"):
+        return _float_converter(t)
+    if name == "bool":
+        return _convert_bool
+    if name == "char":
+        return _convert_char
+    return None
 
 
 def utf8(t: Prim, v: Any) -> bytes:
@@ -50,9 +131,12 @@ def utf8(t: Prim, v: Any) -> bytes:
 
 
 def byte_string(t: ListT, v: Any) -> bytes | bytearray | memoryview:
-    """A ``list<u8>`` argument: a bytes-like object, or a list or tuple of ints in [0, 255]."""
-    if isinstance(v, bytes | bytearray | memoryview):
+    """A ``list<u8>`` argument: a bytes-like object, or a list or tuple of ints in [0, 255].
+    A ``memoryview`` stands for its bytes, whatever its format and shape."""
+    if isinstance(v, bytes | bytearray):
         return v
+    if isinstance(v, memoryview):
+        return v if v.ndim == 1 and v.format == "B" else v.tobytes()
     if not isinstance(v, list | tuple):
         raise type_error(t, v)
     try:

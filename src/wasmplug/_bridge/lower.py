@@ -10,6 +10,7 @@ from wasmplug._errors import WitTypeError, WitValueError
 
 from . import ffi as f
 from .accept import (
+    Convert,
     byte_string,
     enum_case,
     field_value,
@@ -19,10 +20,11 @@ from .accept import (
     option_payload,
     record_source,
     result_case,
+    scalar_converter,
     utf8,
     variant_case,
 )
-from .convert import INT_RANGES, Lower, prefixed, shared_converter, type_error
+from .convert import Lower, prefixed, shared_converter, type_error
 from .lift import scalar_code
 from .wit import (
     EnumT,
@@ -44,9 +46,6 @@ __all__ = ["lowerer", "name_vec", "scalar"]
 byref = ctypes.byref
 
 
-Convert = Callable[[Any], Any]
-"""``convert(value) -> raw``: validate a scalar and return what its ctypes slot stores."""
-
 _SCALAR_CTYPES: dict[str, tuple[int, Any]] = {
     "bool": (f.BOOL, ctypes.c_bool),
     "s8": (f.S8, ctypes.c_int8),
@@ -61,19 +60,6 @@ _SCALAR_CTYPES: dict[str, tuple[int, Any]] = {
     "f64": (f.F64, ctypes.c_double),
     "char": (f.CHAR, ctypes.c_uint32),
 }
-
-
-def _int_converter(t: Prim) -> Convert:
-    _, lo, hi = INT_RANGES[t.name]
-
-    def convert(v: Any) -> int:
-        if v.__class__ is not int and (not isinstance(v, int) or isinstance(v, bool)):
-            raise type_error(t, v)
-        if not lo <= v <= hi:
-            raise WitValueError(f"expects {t}: {v} is outside [{lo}, {hi}]")
-        return int(v)
-
-    return convert
 
 
 _SCALARS: dict[str, tuple[int, Any, Convert, Callable[[Any], Any] | None]] = {}
@@ -101,40 +87,9 @@ def _build_scalar(t: Prim) -> tuple[int, Any, Convert, Callable[[Any], Any] | No
     if not isinstance(t, Prim) or t.name not in _SCALAR_CTYPES:
         return None
     kind, ctype = _SCALAR_CTYPES[t.name]
-    name = t.name
-    if name in INT_RANGES:
-        return kind, ctype, _int_converter(t), None
-    if name == "bool":
-
-        def convert_bool(v: Any) -> bool:
-            if v.__class__ is not bool:
-                raise type_error(t, v)
-            return bool(v)
-
-        return kind, ctype, convert_bool, None
-    if name == "char":
-
-        def convert_char(v: Any) -> int:
-            if not isinstance(v, str) or len(v) != 1:
-                raise type_error(t, v)
-            code = ord(v)
-            if 0xD800 <= code <= 0xDFFF:
-                raise WitValueError(
-                    f"expects char: U+{code:04X} is a surrogate, not a scalar value"
-                )
-            return code
-
-        return kind, ctype, convert_char, chr
-
-    def convert_float(v: Any) -> float:
-        if v.__class__ is not float and (not isinstance(v, int | float) or isinstance(v, bool)):
-            raise type_error(t, v)
-        try:
-            return float(v)
-        except OverflowError:  # an int beyond the largest double
-            raise WitValueError(f"expects {t}: the int is too large for a float") from None
-
-    return kind, ctype, convert_float, None
+    convert = scalar_converter(t)
+    assert convert is not None
+    return kind, ctype, convert, chr if t.name == "char" else None
 
 
 def _lower_prim(t: Prim) -> Lower:

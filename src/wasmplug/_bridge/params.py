@@ -61,7 +61,6 @@ class RecordTemplate:
         infos = [scalar(ft) for ft in prims]
         self.kinds = [info[0] for info in infos]  # type: ignore[index]
         self.converts = [info[2] for info in infos]  # type: ignore[index]
-        self.f32 = [i for i, ft in enumerate(prims) if ft == Prim("f32")]
         names = {ft.name for ft in prims}  # type: ignore[union-attr]
         ints = names <= set(INT_RANGES)
         floats = names <= {"f32", "f64"} | set(INT_RANGES)
@@ -146,14 +145,12 @@ class RecordTemplate:
 
     def _slow(self, v: Any, view: memoryview, packed: list[Any], *, mapping: bool) -> None:
         out = []
-        for i, (name, attr, convert) in enumerate(
-            zip(self.names, self.attrs, self.converts, strict=True)
-        ):
+        for name, attr, convert in zip(self.names, self.attrs, self.converts, strict=True):
             try:
-                raw = convert(field_value(v, name, attr, mapping))
+                # an f32 comes back rounded: struct would refuse one beyond float32's range
+                out.append(convert(field_value(v, name, attr, mapping)))
             except (WitTypeError, WitValueError) as e:
                 raise prefixed(f"field {name!r}", e) from None
-            out.append(ctypes.c_float(raw).value if i in self.f32 else raw)
         packed[3::4] = out
         self.packer.pack_into(view, 0, *packed)
 

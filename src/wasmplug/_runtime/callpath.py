@@ -101,7 +101,7 @@ def _pack_numbers(
     packed[1::2] = args
     try:
         packer.pack_into(buf.raw, 0, *packed)
-    except struct.error:
+    except (struct.error, OverflowError):  # OverflowError: an f32 beyond float32's range
         return False
     return True
 
@@ -320,9 +320,7 @@ class CallPath:
             if moved is not None:  # the call never happened: own handles stay with Python
                 end_moves(moved, undo=True)
                 end_borrows(inst)
-            raise type(e)(
-                f"{self.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
-            ).with_traceback(None) from None
+            raise ex.argument_error(self.name, i, e) from None
         if moved is not None:
             end_moves(moved, undo=False)
         ctx = inst.context

@@ -14,6 +14,7 @@ from wasmplug._bridge.lift import lifter, string_result, string_slot
 from wasmplug._bridge.lower import lowerer, scalar
 from wasmplug._bridge.params import RecordTemplate, StringParam
 from wasmplug._bridge.wit import FuncSig, Prim, ResultT, contains_handles, snake
+from wasmplug._errors import WitTypeError, WitValueError
 
 __all__ = ["ExportFunc", "Exports", "PluginCalls", "short_interface_name"]
 
@@ -114,6 +115,15 @@ class ExportFunc:
 
     def __call__(self, *args: Any) -> Any:
         return (self.bound or self.plugin._bind(self))(args)
+
+    def argument_error(
+        self, plugin: str, i: int, exc: WitTypeError | WitValueError
+    ) -> WitTypeError | WitValueError:
+        """``exc``, raised converting argument ``i``, naming ``plugin``, this export and
+        the parameter: one message in both isolation tiers."""
+        return type(exc)(
+            f"{plugin}: {self.name}: parameter {self.param_names[i]!r} {exc}"
+        ).with_traceback(None)
 
     def take_buffers(self, inst: Any) -> Buffers:
         """Call buffers for ``inst`` (an alive ``Instance``, which keeps them in

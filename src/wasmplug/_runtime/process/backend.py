@@ -258,9 +258,9 @@ class ProcessBackend:
                 for i, enc in enumerate(codec.encs):
                     wire.append(enc(args[i], handles))
             except (WitTypeError, WitValueError) as e:
-                raise type(e)(
-                    f"{plugin.name}: {ex.name}: parameter {ex.param_names[i]!r} {e}"
-                ).with_traceback(None) from None
+                raise ex.argument_error(plugin.name, i, e) from None
+            except PluginError as e:  # a stale handle: as in-process, attributed
+                raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
             inst = instance_of(worker)
             drops = inst.take_drops() if inst is not None and inst.pending_drops else []
             undo = False
