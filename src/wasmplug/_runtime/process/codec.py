@@ -35,6 +35,7 @@ guest objects stay in the worker and the application holds tokens (see
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -50,11 +51,12 @@ from wasmplug._bridge.accept import (
     option_payload,
     record_source,
     result_case,
+    round_f32,
     utf8,
     variant_case,
 )
 from wasmplug._bridge.convert import INT_RANGES, prefixed, shared_converter, type_error
-from wasmplug._bridge.lift import record_class
+from wasmplug._bridge.lift import record_class, scalar_code
 from wasmplug._bridge.lower import scalar
 from wasmplug._bridge.values import Err, Ok, Some, Variant
 from wasmplug._bridge.wit import (
@@ -306,7 +308,7 @@ def _dec_prim(t: Prim) -> Decode:
             return w
 
         return dec_bool
-    if name in ("f32", "f64"):
+    if name == "f64":
 
         def dec_float(w: Any, _h: Any) -> float:
             if w.__class__ is not float:
@@ -314,6 +316,15 @@ def _dec_prim(t: Prim) -> Decode:
             return w
 
         return dec_float
+    if name == "f32":
+
+        def dec_f32(w: Any, _h: Any) -> float:
+            # The worker lifted a float32: any other double is a lie (NaN != NaN).
+            if w.__class__ is not float or (round_f32(w) != w and w == w):
+                raise _bad(t, w)
+            return w
+
+        return dec_f32
     if name == "char":
 
         def dec_char(w: Any, _h: Any) -> str:
@@ -347,7 +358,36 @@ def _dec_list(t: ListT) -> Decode:
 
         return dec_bytes
     elem = decoder(t.element)
+    if is_number_list(t) or t.element == Prim("bool"):
+        return _dec_scalars(t, elem)
     return lambda w, h: [elem(x, h) for x in _array(w, None, t)]
+
+
+def _dec_scalars(t: ListT, elem: Decode) -> Decode:
+    """A list of numbers (or bools) checked in bulk: every item of the element's
+    Python class, then ``array`` range-checks them all in C (an ``f32`` list must
+    also survive the round trip through float32 bit for bit). Anything else goes
+    item by item, which names no item but fails at the first bad one."""
+    assert isinstance(t.element, Prim)
+    name = t.element.name
+    code = scalar_code(t.element)[0]  # type: ignore[index]
+    cls = int if name in INT_RANGES else bool if name == "bool" else float
+
+    def dec(w: Any, h: Handles) -> list[Any]:
+        if w.__class__ is not list:
+            raise _bad(t, w)
+        if set(map(type, w)) <= {cls}:
+            if cls is bool:
+                return w
+            try:
+                arr = array(code, w)
+            except OverflowError:
+                raise _bad(t, w) from None
+            if code != "f" or arr.tolist() == w:  # (a NaN goes item by item: NaN != NaN)
+                return w
+        return [elem(x, h) for x in w]
+
+    return dec
 
 
 def _dec_record(t: RecordT) -> Decode:
