@@ -121,6 +121,13 @@ class Backend(Protocol):
         thread was running), as ``CallPath._invoke`` does in-process."""
         ...
 
+    def bind(
+        self, ex: ExportFunc, general: Callable[[tuple[Any, ...]], Any]
+    ) -> Callable[[tuple[Any, ...]], Any]:
+        """The function that runs ``ex``'s calls, ``bound(args)``, as ``fastcall.bind``
+        makes it in-process (``general``: the plugin's checks, then :meth:`invoke`)."""
+        ...
+
     def drop_resource(self, inst: Any, token: int) -> None:
         """Run the guest destructor of a worker's ``own`` handle (``Resource.drop``)."""
         ...
@@ -185,7 +192,12 @@ class CallPath:
     def _bind(self, ex: ExportFunc) -> Callable[[tuple[Any, ...]], Any]:
         """Make and keep the function that runs ``ex``'s calls (``ex.bound``): generated
         for the in-process fast path when it applies (fastcall.py), else :meth:`_invoke`."""
-        bound = ex.bound = fastcall.bind(self, ex)
+        backend = self._backend
+        if backend is not None and self._tel is None:
+            bound = backend.bind(ex, functools.partial(self._invoke, ex))
+        else:
+            bound = fastcall.bind(self, ex)
+        ex.bound = bound
         return bound
 
     def _invoke(self, ex: ExportFunc, args: tuple[Any, ...]) -> Any:

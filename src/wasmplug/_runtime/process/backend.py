@@ -22,6 +22,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ from wasmplug._runtime.faults import classify
 from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
 
+from . import fastpath
 from .codec import ExportCodec, ProtocolError, export_codec
 from .handles import CallHandles, WorkerInstance, instance_of, retire
 from .hostcalls import Frame, HostCalls, text
@@ -188,15 +190,24 @@ class ProcessBackend:
         # made again on the next one.
         worker = pool.checkout()
         if not worker.fresh:
-            # The worker discarded its instance after a fault: the next call makes
-            # a new one, which is a restart for the restart policy.
             try:
-                self.port.admit_instance()
+                self._refresh(worker, None)
             except BaseException:
                 pool.checkin(worker)
                 raise
-            worker.fresh = True
         return worker
+
+    def _refresh(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
+        """The worker discarded its instance after a fault: the next call makes a new
+        one, which is a restart for the restart policy (refused: the error, attributed
+        to ``ex`` if given)."""
+        try:
+            self.port.admit_instance()
+        except PluginError as e:
+            if ex is None:
+                raise
+            raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
+        worker.fresh = True
 
     def _checkout_for(self, args: tuple[Any, ...]) -> WorkerProcess | None:
         """Lock the worker holding the first guest resource argument (or return None):
@@ -228,6 +239,14 @@ class ProcessBackend:
         self.port.fault(crash, None)
 
     # -- the call path ------------------------------------------------------------------
+
+    def bind(
+        self, ex: ExportFunc, general: Callable[[tuple[Any, ...]], Any]
+    ) -> Callable[[tuple[Any, ...]], Any]:
+        """The function that runs ``ex``'s calls (``ExportFunc.bound``): generated for
+        the common case (see :mod:`.fastpath`), else ``general`` (:meth:`invoke`
+        through ``Plugin``'s checks)."""
+        return fastpath.bind(self, ex, general)
 
     def invoke(self, ex: ExportFunc, args: tuple[Any, ...], prev: Any) -> Any:
         """Call export ``ex`` in a worker; the same contract as ``Plugin.call``, whose
@@ -342,21 +361,7 @@ class ProcessBackend:
                     # Its end of the channel was closed: the process had exited.
                     self._died_idle(worker)
                     raise _Undelivered from None
-                msg = self._converse(worker, frame, deadline)
-                if frame.host_exc is not None and (msg[0] != Op.FAULT or msg[1:2] != ["host"]):
-                    # In-process a failed host function traps the guest: its call can
-                    # only end in that fault, never in a value or another fault.
-                    raise ProtocolError("the call went on after a host function failed")
-                if msg[0] == Op.RESULT and len(msg) == 2:
-                    dec = None if codec is None else codec.ok
-                    if dec is None and msg[1] is not None:
-                        raise ProtocolError("a value for a call without a result")
-                    value = None if dec is None else dec(msg[1], handles)
-                    self._succeeded(worker, ex)
-                    return value
-                if msg[0] != Op.FAULT or len(msg) < 2:
-                    raise ProtocolError(f"unexpected opcode {msg[0]} in reply to a call")
-                exc = self._fault(worker, ex, codec, frame, msg)
+                ok, out = self._outcome(worker, ex, codec, frame, handles, deadline, None)
             except BaseException as e:
                 if e.__class__ is _Undelivered:
                     raise
@@ -365,7 +370,43 @@ class ProcessBackend:
             if deadline is not None:
                 WATCHDOG.disarm(worker)
             _callctx.swap(prev)
-        raise exc
+        if ok:
+            return out
+        raise out
+
+    def _outcome(
+        self,
+        worker: WorkerProcess,
+        ex: ExportFunc | None,
+        codec: ExportCodec | None,
+        frame: Frame,
+        handles: CallHandles,
+        deadline: float | None,
+        msg: list[Any] | None,
+    ) -> tuple[bool, Any]:
+        """Serve the worker until it replies to a call (``msg``: its first message,
+        if already received) and say what the reply means: ``(True, value)``, or
+        ``(False, exception)`` for the caller (a fault, an ``err`` result).
+
+        Raises:
+            ProtocolError, TimeoutError, EOFError, OSError: the call is lost (the
+                caller kills the worker: :meth:`_lost`).
+        """
+        msg = self._converse(worker, frame, deadline, msg)
+        if frame.host_exc is not None and (msg[0] != Op.FAULT or msg[1:2] != ["host"]):
+            # In-process a failed host function traps the guest: its call can
+            # only end in that fault, never in a value or another fault.
+            raise ProtocolError("the call went on after a host function failed")
+        if msg[0] == Op.RESULT and len(msg) == 2:
+            dec = None if codec is None else codec.ok
+            if dec is None and msg[1] is not None:
+                raise ProtocolError("a value for a call without a result")
+            value = None if dec is None else dec(msg[1], handles)
+            self._succeeded(worker, ex)
+            return True, value
+        if msg[0] != Op.FAULT or len(msg) < 2:
+            raise ProtocolError(f"unexpected opcode {msg[0]} in reply to a call")
+        return False, self._fault(worker, ex, codec, frame, msg)
 
     def _succeeded(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
         if ex is not None:
@@ -375,13 +416,19 @@ class ProcessBackend:
             sup.record_success()
 
     def _converse(
-        self, worker: WorkerProcess, frame: Frame | None, deadline: float | None
+        self,
+        worker: WorkerProcess,
+        frame: Frame | None,
+        deadline: float | None,
+        msg: list[Any] | None = None,
     ) -> list[Any]:
-        """Serve ``worker`` (host calls, log lines, drops) until it sends a final reply."""
+        """Serve ``worker`` (host calls, log lines, drops) until it sends a final reply
+        (``msg``: its first message, if already received)."""
         chan = worker.chan
         host_calls = self._host_calls
         while True:
-            msg = chan.recv(deadline)
+            if msg is None:
+                msg = chan.recv(deadline)
             op = msg[0]
             if op == Op.HOSTCALL and frame is not None:
                 if frame.host_exc is not None:  # see _run: the guest cannot go on
@@ -397,6 +444,7 @@ class ProcessBackend:
                 return msg
             else:
                 raise ProtocolError(f"unexpected opcode {op}")
+            msg = None
 
     def _span(self, worker: WorkerProcess, msg: list[Any]) -> None:
         """A stage the worker timed: a child span of the current one, with its times."""

@@ -32,37 +32,54 @@ IDLE_PERIOD_S = 0.25
 
 
 class Watchdog:
-    """Kills the workers whose calls are past their kill time."""
+    """Kills the workers whose calls are past their kill time.
+
+    Attributes:
+        armed: Kill time (``time.monotonic()``) by worker. A call arms with
+            :meth:`arm`, or inline (``fastpath``) with ``if not started: start()``
+            and one store here; it disarms with ``armed.pop(worker, None)``.
+        started: Whether this process's thread runs (a fork's child starts its own:
+            ``os.register_at_fork`` resets both, instead of a ``getpid`` per call).
+    """
 
     def __init__(self) -> None:
-        self._armed: dict[WorkerProcess, float] = {}
+        self.armed: dict[WorkerProcess, float] = {}
+        self.started = False
         self._lock = threading.Lock()
-        self._owner = -1  # the pid whose thread runs; a fork's child starts its own
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
 
     def arm(self, worker: WorkerProcess, kill_at: float) -> None:
         """Kill ``worker`` once ``time.monotonic()`` passes ``kill_at``, unless disarmed."""
-        if self._owner != os.getpid():
-            self._start()
-        self._armed[worker] = kill_at
+        if not self.started:
+            self.start()
+        self.armed[worker] = kill_at
 
     def disarm(self, worker: WorkerProcess) -> None:
-        self._armed.pop(worker, None)
+        self.armed.pop(worker, None)
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start this process's thread, if not yet started."""
         with self._lock:
-            if self._owner != os.getpid():
-                self._armed = {}
+            if not self.started:
                 thread = threading.Thread(target=self._run, name="wasmplug-watchdog", daemon=True)
                 thread.start()
-                self._owner = os.getpid()
+                self.started = True
+
+    def _forked(self) -> None:
+        # The child has none of the parent's threads, and none of its calls.
+        self.armed = {}
+        self.started = False
+        self._lock = threading.Lock()
 
     def _run(self) -> None:
         while True:
-            time.sleep(PERIOD_S if self._armed else IDLE_PERIOD_S)
+            time.sleep(PERIOD_S if self.armed else IDLE_PERIOD_S)
             now = time.monotonic()
-            for worker, kill_at in list(self._armed.items()):  # one C call: no tearing
+            armed = self.armed
+            for worker, kill_at in list(armed.items()):  # one C call: no tearing
                 if kill_at <= now:
-                    self._armed.pop(worker, None)
+                    armed.pop(worker, None)
                     worker.overdue = True
                     worker.kill()
 

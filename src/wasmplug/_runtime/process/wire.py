@@ -107,6 +107,9 @@ class Channel:
 
     Attributes:
         max_frame: Largest frame :meth:`recv` accepts, in bytes.
+        sock: The socket, for the application's per-export call functions
+            (``fastpath``), which send a whole frame with one non-blocking
+            ``send`` and leave the rest, if any, to :meth:`send_rest`.
     """
 
     __slots__ = (
@@ -116,15 +119,15 @@ class Channel:
         "_rcv_armed",
         "_send_lock",
         "_snd_armed",
-        "_sock",
         "_start",
         "_view",
         "max_frame",
+        "sock",
     )
 
     def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
-        self._sock = sock
+        self.sock = sock
         sock.settimeout(None)  # blocking: the kernel bounds each wait (_arm)
         # The armed SO_RCVTIMEO / SO_SNDTIMEO, in seconds (None: no timeout).
         self._rcv_armed: float | None = None
@@ -137,7 +140,7 @@ class Channel:
         self._send_lock = threading.Lock()
 
     def fileno(self) -> int:
-        return self._sock.fileno()
+        return self.sock.fileno()
 
     def send(self, message: Any, deadline: float | None = None) -> None:
         """Send one message.
@@ -158,6 +161,17 @@ class Channel:
                 self._sendall(_LEN.pack(len(data)), deadline)
                 self._sendall(data, deadline)
 
+    def send_rest(self, data: bytes, sent: int, deadline: float | None) -> None:
+        """Send what is left of a frame whose first ``sent`` bytes went out in one
+        non-blocking ``send`` (see :attr:`sock`); each wait ends by ``deadline``.
+
+        Raises:
+            OSError: the other end is gone (``BrokenPipeError``...).
+            TimeoutError: the deadline passed before the frame was sent.
+        """
+        with self._send_lock:
+            self._send_from(data, sent, deadline)
+
     def _sendall(self, data: bytes, deadline: float | None) -> None:
         """``sendall`` whose every wait ends by ``deadline`` (re-armed for what is left
         after a partial send; a stalled send is :class:`TimeoutError`)."""
@@ -165,16 +179,18 @@ class Channel:
         if armed is not None or deadline is not None:
             self._snd_armed = self._arm(socket.SO_SNDTIMEO, armed, deadline)
         try:
-            sent = self._sock.send(data)
+            sent = self.sock.send(data)
         except BlockingIOError:  # SO_SNDTIMEO ended the wait
             sent = 0
-        if sent == len(data):  # the rule: a frame fits the socket buffer
-            return
+        if sent != len(data):  # the rule: a frame fits the socket buffer
+            self._send_from(data, sent, deadline)
+
+    def _send_from(self, data: bytes, sent: int, deadline: float | None) -> None:
         with memoryview(data) as view:
             while sent < len(view):
                 self._snd_armed = self._arm(socket.SO_SNDTIMEO, self._snd_armed, deadline)
                 try:
-                    sent += self._sock.send(view[sent:])
+                    sent += self.sock.send(view[sent:])
                 except BlockingIOError:
                     continue
 
@@ -240,7 +256,7 @@ class Channel:
         """
         if deadline is None:
             if armed is not None:
-                self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
+                self.sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
             return None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -253,7 +269,7 @@ class Channel:
         timeout = remaining - _SLACK_S / 2 if remaining > _SLACK_S else remaining
         seconds = int(timeout)
         micros = max(int((timeout - seconds) * 1e6), 1)
-        self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
+        self.sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
         return timeout
 
     def _fill(self, n: int, deadline: float | None) -> None:
@@ -261,7 +277,7 @@ class Channel:
         checked ``n`` against the frame cap)."""
         if len(self._buf) - self._start < n:
             self._make_room(n)
-        sock = self._sock
+        sock = self.sock
         while self._end - self._start < n:
             armed = self._rcv_armed
             if armed is not None or deadline is not None:
@@ -290,6 +306,6 @@ class Channel:
 
     def close(self) -> None:
         try:
-            self._sock.close()
+            self.sock.close()
         except OSError:
             pass

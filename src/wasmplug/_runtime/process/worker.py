@@ -33,7 +33,15 @@ from wasmtime.component import Component, Linker
 
 from wasmplug._bridge.hostfuncs import Invoke, ResolvedImports, link_resolved
 from wasmplug._bridge.resources import Resource, moved_into_guest
-from wasmplug._bridge.wit import FuncSig, HandleT, InterfaceShape, read_shape
+from wasmplug._bridge.wit import (
+    FuncSig,
+    HandleT,
+    InterfaceShape,
+    Prim,
+    ResultT,
+    contains_handles,
+    read_shape,
+)
 from wasmplug._errors import (
     CapabilityError,
     ErrorResult,
@@ -48,13 +56,14 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.cache import CompileCache
+from wasmplug._runtime.exports import ExportFunc
 from wasmplug._runtime.plugin import Plugin, PluginPort
 from wasmplug._runtime.services import HostServices
 from wasmplug._sandbox.capabilities import sandbox_from_wire
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
-from .codec import Decode, Encode, ProtocolError, decoder, encoder
+from .codec import Encode, ProtocolError, decoder, encoder
 from .wire import WORKER_SPANS, Channel, Op
 
 __all__ = ["main"]
@@ -250,20 +259,70 @@ class Server:
         # made in calls (after a fault), and each is reported as it is made.
         self.report(_INSTANTIATE, first_start, time.time_ns())
         port.time_instances(self._timed_instance)
-        self.exports: list[tuple[list[Decode], Encode | None, Encode | None, bool]] = []
-        for ex in port.exports:
-            sig = ex.sig
-            result = sig.result
-            ok_enc = err_enc = None
-            if ex.returns_result:
-                assert result is not None
-                ok_enc = None if result.ok is None else encoder(result.ok)  # type: ignore[union-attr]
-                err_enc = None if result.err is None else encoder(result.err)  # type: ignore[union-attr]
-            elif result is not None:
-                ok_enc = encoder(result)
-            self.exports.append(
-                ([decoder(t) for _, t in sig.params], ok_enc, err_enc, ex.returns_result)
-            )
+        # The export table, by index (the one the application's CALL names).
+        self.calls: list[Callable[[list[Any], Any], list[Any]]] = [
+            self._server(ex) for ex in port.exports
+        ]
+
+    def _server(self, ex: ExportFunc) -> Callable[[list[Any], Any], list[Any]]:
+        """The function that serves ``CALL`` of export ``ex``: ``serve(wire args,
+        drops) -> reply``.
+
+        Values of primitive WIT types cross as they are (the application encoded
+        them, the bridge's lowerers check them as for any call), and a primitive
+        result is its own wire form; so for an export whose signature names no
+        resource handle the call is: the argument tuple, the export's in-process
+        call function (``fastcall``, made here once), the reply.
+        """
+        sig = ex.sig
+        result = sig.result
+        ok_t = err_t = None
+        if ex.returns_result:
+            assert isinstance(result, ResultT)
+            ok_t, err_t = result.ok, result.err
+        else:
+            ok_t = result
+        decs = [None if isinstance(t, Prim) else decoder(t) for _, t in sig.params]
+        ok_enc = None if ok_t is None or isinstance(ok_t, Prim) else encoder(ok_t)
+        err_enc = None if err_t is None else encoder(err_t)
+        handles = self.handles
+        failure = self._failure
+        nparams = len(decs)
+        if not contains_handles([t for _, t in sig.params] + [result]):
+            call = self.plugin._bind(ex)
+            if not any(decs):
+
+                def serve_plain(wire: list[Any], drops: Any) -> list[Any]:
+                    if drops or len(wire) != nparams:
+                        raise ProtocolError("malformed CALL")
+                    try:
+                        value = call(tuple(wire))
+                    except BaseException as e:
+                        return failure(e, err_enc)
+                    return [Op.RESULT, value if ok_enc is None else ok_enc(value, handles)]
+
+                return serve_plain
+
+        invoke = self.port.invoke
+
+        def serve(wire: list[Any], drops: Any) -> list[Any]:
+            if drops.__class__ is not list or len(wire) != nparams:
+                raise ProtocolError("malformed CALL")
+            if drops:
+                handles.release(drops)
+            try:
+                args = tuple(
+                    [w if d is None else d(w, handles) for d, w in zip(decs, wire, strict=True)]
+                )
+                value = invoke(ex, args)
+            except BaseException as e:
+                return failure(e, err_enc)
+            else:
+                return [Op.RESULT, value if ok_enc is None else ok_enc(value, handles)]
+            finally:
+                handles.end_call()
+
+        return serve
 
     # -- host imports: stand-ins that call the application ------------------------
 
@@ -341,11 +400,24 @@ class Server:
     def serve(self) -> None:
         self.serving = True
         chan = self.chan
+        recv, send = chan.recv, chan.send
+        calls = self.calls
+        dropped = self.handles.dropped
+        count = len(calls)
         while True:
-            msg = chan.recv()
+            msg = recv()
             op = msg[0]
-            if op == Op.CALL and len(msg) == 4 and msg[2].__class__ is list:
-                self._call(msg[1], msg[2], msg[3])
+            if op == Op.CALL:
+                if len(msg) != 4 or msg[2].__class__ is not list:
+                    raise ProtocolError("malformed CALL")
+                index = msg[1]
+                if index.__class__ is not int or not 0 <= index < count:
+                    raise ProtocolError("CALL of an unknown export")
+                reply = calls[index](msg[2], msg[3])
+                if dropped:
+                    self._send(reply)
+                else:
+                    send(reply)
             elif op == Op.DESTROY and len(msg) == 2:
                 self._destroy(msg[1])
             elif op == Op.RESET:
@@ -356,24 +428,6 @@ class Server:
                 _segfault()
             else:
                 raise ProtocolError(f"unexpected opcode {op}")
-
-    def _call(self, index: Any, wire: list[Any], drops: Any) -> None:
-        port = self.port
-        ex = port.exports[index]
-        decs, ok_enc, err_enc, _ = self.exports[index]
-        handles = self.handles
-        if drops:
-            handles.release(drops)
-        try:
-            args = tuple([dec(w, handles) for dec, w in zip(decs, wire, strict=True)])
-            value = port.invoke(ex, args)
-        except BaseException as e:
-            reply = self._failure(e, err_enc)
-        else:
-            reply = [Op.RESULT, None if ok_enc is None else ok_enc(value, handles)]
-        finally:
-            handles.end_call()
-        self._send(reply)
 
     def _destroy(self, token: Any) -> None:
         """Run the guest destructor of a handle the application dropped (``DESTROY``)."""

@@ -1,0 +1,184 @@
+"""The process tier's generated per-export call functions (``process/fastpath.py``).
+
+Every process-tier test calls through them too; these pin what is particular to
+them: which exports get one, that what they refuse or cannot handle fails exactly
+as on the general path, and the cases they hand over (a frame bigger than the
+socket buffer, a call without a deadline, a fork).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wat as w
+from wasmplug import (
+    Err,
+    ErrorResult,
+    Limits,
+    Ok,
+    Plugin,
+    PluginHost,
+    WitTypeError,
+    WitValueError,
+)
+from wasmplug._runtime.plugin import find_export
+from wasmplug._runtime.process.watchdog import WATCHDOG
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, /proc")
+
+ADD = w.Func(
+    "add",
+    (("a", w.P("s32")), ("b", w.P("s32"))),
+    w.P("s32"),
+    "(i32.add (local.get 0) (local.get 1))",
+)
+EXPORTS = [
+    ADD,
+    w.Func("wide", (("v", w.P("u64")),), w.P("u64")),
+    w.Func("real", (("x", w.P("f64")),), w.P("f64")),
+    w.Func("flag", (("b", w.P("bool")),), w.P("bool")),
+    w.Func("letter", (("c", w.P("char")),), w.P("char")),
+    w.Func("text", (("s", w.P("string")),), w.P("string")),
+    w.Func("blob", (("b", w.List(w.P("u8"))),), w.List(w.P("u8"))),
+    w.Func(
+        "outcome",
+        (("r", w.Result(w.P("u32"), w.P("string"))),),
+        w.Result(w.P("u32"), w.P("string")),
+    ),
+    w.Func("nothing", (), None, ""),
+]
+COMPONENT = w.component(EXPORTS).encode()
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> Iterator[Plugin]:
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        yield host.load(COMPONENT, allow_unsigned=True)
+
+
+def general(plugin: Plugin, name: str, *args: Any) -> Any:
+    """The same call through the general path (``Plugin._invoke``)."""
+    return plugin._invoke(find_export(plugin, name), args)
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "value", fn(*args)
+    except Exception as e:
+        return type(e).__name__, str(e)
+
+
+def test_handle_free_exports_get_a_generated_function(plugin: Plugin) -> None:
+    assert plugin.call("add", 2, 3) == 5
+    bound = find_export(plugin, "add").bound
+    assert bound is not None
+    assert bound.__name__ == "call_add"
+    assert bound.__code__.co_filename.startswith("<wasmplug call ")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("add", (2**31 - 1, -(2**31))),
+        ("wide", (2**64 - 1,)),
+        ("real", (1.5,)),
+        ("real", (float("inf"),)),
+        ("flag", (True,)),
+        ("letter", ("ü",)),
+        ("text", ("",)),
+        ("text", ("ascii only",)),
+        ("text", ("héllo wörld ☃",)),
+        ("blob", (b"\x00\xff" * 100,)),
+        ("outcome", (Ok(7),)),
+        ("nothing", ()),
+    ],
+    ids=lambda v: repr(v)[:20],
+)
+def test_values_cross_as_on_the_general_path(plugin: Plugin, name: str, value: Any) -> None:
+    assert outcome(plugin.call, name, *value) == outcome(
+        functools.partial(general, plugin), name, *value
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("add", (True, 1)),  # a bool is not an s32
+        ("add", (2**31, 1)),
+        ("add", (1, -(2**31) - 1)),
+        ("add", (1.0, 1)),
+        ("add", (1,)),  # arity
+        ("add", (1, 2, 3)),
+        ("wide", (-1,)),
+        ("real", (2,)),  # an int is a valid f64: the general path converts it
+        ("real", ("1.5",)),
+        ("flag", (1,)),
+        ("letter", ("ab",)),
+        ("text", ("\ud800",)),  # a lone surrogate cannot be UTF-8
+        ("text", (b"bytes",)),
+        ("blob", ("text",)),
+        ("blob", ([1, 256],)),
+    ],
+    ids=repr,
+)
+def test_refused_arguments_fail_as_on_the_general_path(
+    plugin: Plugin, name: str, args: tuple[Any, ...]
+) -> None:
+    got = outcome(plugin.call, name, *args)
+    assert got == outcome(functools.partial(general, plugin), name, *args)
+    if name != "real" or args != (2,):
+        assert got[0] in (WitTypeError.__name__, WitValueError.__name__)
+
+
+def test_an_err_result_is_error_result(plugin: Plugin) -> None:
+    with pytest.raises(ErrorResult) as info:
+        plugin.call("outcome", Err("no"))
+    assert info.value.value == "no"
+
+
+def test_a_frame_bigger_than_the_socket_buffer_is_finished_by_the_channel(
+    plugin: Plugin,
+) -> None:
+    """The frame's first ``send`` does not wait (``MSG_DONTWAIT``): what is left of an
+    8 MiB argument goes out with the deadline, and the reply is as big."""
+    text = "0123456789abcdef" * (1 << 19)
+    assert plugin.call("text", text) == text
+    assert plugin.call("add", 1, 2) == 3
+
+
+def test_a_plugin_without_a_deadline_never_arms_the_watchdog(tmp_path: Path) -> None:
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        plugin = host.load(COMPONENT, allow_unsigned=True, limits=Limits(timeout_ms=None))
+        armed: list[object] = []
+        real = type(WATCHDOG.armed)
+
+        class Spy(real):  # type: ignore[misc,valid-type]
+            def __setitem__(self, key: Any, value: Any) -> None:
+                armed.append(key)
+                super().__setitem__(key, value)
+
+        saved, WATCHDOG.armed = WATCHDOG.armed, Spy(WATCHDOG.armed)
+        try:
+            assert plugin.call("add", 1, 2) == 3
+        finally:
+            WATCHDOG.armed = saved
+        assert armed == []
+
+
+def test_the_watchdog_starts_afresh_in_a_forked_child(plugin: Plugin) -> None:
+    """``os.register_at_fork`` resets it: the child has none of the parent's threads
+    or calls, and its first call starts its own thread."""
+    assert plugin.call("add", 1, 2) == 3
+    assert WATCHDOG.started
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit status only
+        os._exit(0 if not WATCHDOG.started and not WATCHDOG.armed else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
