@@ -43,6 +43,7 @@ EXPORTS = [
     ADD,
     w.Func("wide", (("v", w.P("u64")),), w.P("u64")),
     w.Func("real", (("x", w.P("f64")),), w.P("f64")),
+    w.Func("single", (("x", w.P("f32")),), w.P("f32")),
     w.Func("flag", (("b", w.P("bool")),), w.P("bool")),
     w.Func("letter", (("c", w.P("char")),), w.P("char")),
     w.Func("text", (("s", w.P("string")),), w.P("string")),
@@ -90,6 +91,8 @@ def test_handle_free_exports_get_a_generated_function(plugin: Plugin) -> None:
         ("wide", (2**64 - 1,)),
         ("real", (1.5,)),
         ("real", (float("inf"),)),
+        ("single", (0.1,)),  # rounded to float32 on the way in
+        ("single", (1e300,)),
         ("flag", (True,)),
         ("letter", ("ü",)),
         ("text", ("",)),

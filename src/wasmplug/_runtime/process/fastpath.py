@@ -14,8 +14,8 @@ resolved once, as ``_runtime/fastcall.py`` does in-process:
 1. admission: the plugin is open and not quarantined, the calling thread is
    not inside a plugin call (a nested call takes the general path, which checks
    re-entry), the arity is right, and each argument has the exact class its
-   wire form needs (an ``int`` in the WIT type's range, a ``float``, a ``bool``,
-   an ASCII ``str``; other types go through their codec encoders);
+   wire form needs (an ``int`` in the WIT type's range, a ``float`` for ``f64``, a
+   ``bool``, an ASCII ``str``; other types go through their codec encoders);
 2. the ``CALL`` frame, packed in one ``msgpack`` call, and a worker from the
    pool (its common case inline: ``InstancePool.hot_path``);
 3. the deadline: the watchdog armed by one dict store (see :mod:`.watchdog`),
@@ -153,7 +153,7 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         if name in INT_RANGES:
             _, lo, hi = INT_RANGES[name]
             checks.append(f"a{i}.__class__ is not int or not {lo} <= a{i} <= {hi}")
-        elif name in ("f32", "f64"):
+        elif name == "f64":  # (an f32 is rounded to float32 by its encoder)
             checks.append(f"a{i}.__class__ is not float")
         elif name == "bool":
             checks.append(f"a{i}.__class__ is not bool")
