@@ -504,12 +504,14 @@ class PluginPort:
         telemetry: Its call telemetry, or ``None`` without an OpenTelemetry SDK.
         invoke: ``invoke(ex, args)``: the plugin's whole call path for export ``ex``,
             as :meth:`Plugin.call` runs it once it has found ``ex`` by name.
+        bind: ``bind(ex) -> bound``: the function :meth:`Plugin.call` runs ``ex``'s
+            calls with, ``bound(args)`` (generated for the common case: ``fastcall``).
         admit_instance: ``admit_instance()``, before a fresh instance is made: raises
             :class:`PluginQuarantinedError` while quarantined, else waits out the
             restart policy's backoff.
     """
 
-    __slots__ = ("admit_instance", "exports", "invoke", "plugin", "supervisor", "telemetry")
+    __slots__ = ("admit_instance", "bind", "exports", "invoke", "plugin", "supervisor", "telemetry")
 
     def __init__(self, plugin: Plugin) -> None:
         self.plugin = plugin
@@ -517,6 +519,7 @@ class PluginPort:
         self.supervisor = plugin._supervisor
         self.telemetry = plugin._tel
         self.invoke: Callable[[ExportFunc, tuple[Any, ...]], Any] = plugin._invoke
+        self.bind: Callable[[ExportFunc], Callable[[tuple[Any, ...]], Any]] = plugin._bind
         self.admit_instance: Callable[[], None] = plugin._admit_instance
 
     @property

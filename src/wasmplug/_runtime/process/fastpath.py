@@ -67,7 +67,9 @@ from .wire import Op
 if TYPE_CHECKING:
     from wasmplug._runtime.exports import ExportFunc
 
-    from .backend import ProcessBackend
+ProcessBackend = Any
+"""A :class:`~.backend.ProcessBackend`; not imported, since ``backend`` imports this
+module and the package's modules import without cycles."""
 
 __all__ = ["Bound", "bind"]
 

@@ -289,7 +289,7 @@ class Server:
         failure = self._failure
         nparams = len(decs)
         if not contains_handles([t for _, t in sig.params] + [result]):
-            call = self.plugin._bind(ex)
+            call = self.port.bind(ex)
             if not any(decs):
 
                 def serve_plain(wire: list[Any], drops: Any) -> list[Any]:
