@@ -307,3 +307,93 @@ def test_many_threads_never_share_an_instance(factory: Factory) -> None:
     assert live <= 3
     assert calls == 6 * 300
     assert sum(1 for f in factory.made if f.alive) == live
+
+
+# A pool of one: its instance's lock alone is a checkout (InstancePool.solo), the way
+# the generated call functions (fastcall.py) use it.
+
+
+def take_solo(pool: InstancePool[Fake]) -> Fake:
+    """What a generated call function does to take the instance of a pool of one."""
+    inst = pool.solo
+    if inst is None or not inst.lock.acquire(False):
+        return pool.checkout_solo()
+    if not inst.alive:
+        inst.lock.release()
+        return pool.checkout_solo()
+    return inst
+
+
+def test_solo_is_the_alive_instance_of_a_pool_of_one(factory: Factory) -> None:
+    assert InstancePool(2, factory).solo is None
+    pool = InstancePool(1, factory)
+    assert pool.solo is None  # made on demand
+    inst = pool.prime()
+    assert pool.solo is inst
+    assert pool.lock(inst)
+    pool.discard(inst)
+    inst.lock.release()
+    assert pool.solo is None
+    fresh = pool.checkout_solo()  # makes the next one, in the queued slot
+    assert pool.solo is fresh
+    assert fresh.lock.locked()
+    assert pool._slots.qsize() == 1
+    pool.checkin_solo(fresh)
+    assert not fresh.lock.locked()
+    assert pool.checkout() is fresh  # the queued slot holds it
+    pool.checkin(fresh)
+
+
+def test_solo_leaves_its_slot_queued_and_others_wait_for_its_lock(factory: Factory) -> None:
+    pool = InstancePool(1, factory)
+    inst = pool.prime()
+    assert take_solo(pool) is inst
+    assert pool._slots.qsize() == 1
+    waiters = [run_in_thread(pool.checkout), run_in_thread(lambda: take_solo(pool))]
+    wait_until(lambda: pool._slots.qsize() == 0)  # one took the slot, waits for the lock
+    time.sleep(0.02)
+    assert all(out == [] for _, out in waiters)
+    pool.checkin_solo(inst)
+    (first, out1), (second, out2) = waiters
+    wait_until(lambda: out1 or out2)
+    done = out1 or out2
+    assert done == [inst]
+    # Whoever got it holds it; the other still waits, until it is given back.
+    time.sleep(0.02)
+    assert len(out1) + len(out2) == 1
+    if out1:
+        pool.checkin(inst)
+    else:
+        pool.checkin_solo(inst)
+    first.join(DEADLINE_S)
+    second.join(DEADLINE_S)
+    assert out1 == out2 == [inst]
+
+
+def test_solo_taken_while_closing_is_discarded_when_given_back(factory: Factory) -> None:
+    pool = InstancePool(1, factory)
+    inst = pool.prime()
+    assert take_solo(pool) is inst
+    pool.close(skip=[inst])  # from inside the call: not waited for
+    assert inst.alive
+    pool.checkin_solo(inst)
+    assert not inst.alive
+    assert not inst.lock.locked()
+    assert pool.solo is None
+    with pytest.raises(PluginClosedError):
+        pool.checkout_solo()
+
+
+def test_close_waits_for_a_solo_call(factory: Factory) -> None:
+    pool = InstancePool(1, factory)
+    inst = pool.prime()
+    assert take_solo(pool) is inst
+    closer, _ = run_in_thread(lambda: pool.close())
+    time.sleep(0.05)
+    assert closer.is_alive(), "close() must wait for the running call"
+    assert inst.alive
+    pool.checkin_solo(inst)
+    closer.join(DEADLINE_S)
+    assert not closer.is_alive()
+    assert not inst.alive
+    assert pool.stats()[0] == 0

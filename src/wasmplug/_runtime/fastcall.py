@@ -12,8 +12,10 @@ resolved once, as attrs generates ``__init__`` for a class:
 1. admission: the plugin is open and not quarantined, the arity is right, the
    calling thread is not inside a plugin call (nested calls take the general path,
    which checks for re-entry), and each number argument has the exact class;
-2. an instance from the pool (its common case inline: ``InstancePool.hot_path``),
-   its pending guest destructors, its call buffers;
+2. an instance from the pool (a pool of one: its instance's lock alone,
+   ``InstancePool.solo``, else the general path; a larger pool: the common case
+   inline, ``InstancePool.hot_path``), its pending guest destructors, its call
+   buffers;
 3. the arguments: numbers with one ``struct.pack_into`` of kind bytes and payloads
    (the kinds as constants), other types by their lowerers;
 4. the epoch deadline (re-armed only when the epoch moved since it was armed: the
@@ -106,6 +108,8 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "checkout": plugin._pool.checkout,
         "resume": plugin._pool.resume,
         "checkin": plugin._pool.checkin,
+        "checkout_solo": plugin._pool.checkout_solo,
+        "checkin_solo": plugin._pool.checkin_solo,
         "Empty": queue.Empty,
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
@@ -166,19 +170,29 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         g["pack_into"] = packer.pack_into
         for i, kind in enumerate(kinds):
             g[f"K{i}"] = kind
-    # 2. An instance (pool.hot_path: the idle, unlocked, alive case inline), its
-    # pending destructors, its buffers.
+    # 2. An instance, its pending destructors, its buffers. A pool of one: its
+    # instance's lock alone (pool.solo; else checkout_solo, which waits for it or
+    # makes one). A larger pool: pool.hot_path, the idle, unlocked, alive case inline.
+    solo = plugin._pool.size == 1
     add("    try:")
-    add("        try:")
-    add("            inst = take()")
-    add("        except Empty:")
-    add("            inst = checkout()")
-    add("        else:")
-    add("            if inst is None or not inst.lock.acquire(False):")
-    add("                inst = resume(inst)")
-    add("            elif not inst.alive:")
-    add("                inst.lock.release()")
-    add("                inst = checkout()")
+    if solo:
+        add("        inst = pool.solo")
+        add("        if inst is None or not inst.lock.acquire(False):")
+        add("            inst = checkout_solo()")
+        add("        elif not inst.alive:")
+        add("            inst.lock.release()")
+        add("            inst = checkout_solo()")
+    else:
+        add("        try:")
+        add("            inst = take()")
+        add("        except Empty:")
+        add("            inst = checkout()")
+        add("        else:")
+        add("            if inst is None or not inst.lock.acquire(False):")
+        add("                inst = resume(inst)")
+        add("            elif not inst.alive:")
+        add("                inst.lock.release()")
+        add("                inst = checkout()")
     add("    except PluginError as e:")
     add("        raise error(e, ex)")
     add("    try:")
@@ -257,11 +271,12 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     add("        raise")
     add("    finally:")
     add("        if pool.closed:")
-    add("            checkin(inst)")
+    add(f"            {'checkin_solo' if solo else 'checkin'}(inst)")
     add("        else:")
     add("            inst.lock.release()")
-    add("            if inst.alive:")
-    add("                give(inst)")
+    if not solo:
+        add("            if inst.alive:")
+        add("                give(inst)")
     source = "\n".join(code) + "\n"
     fn = _function(source, g)
     fn.__name__ = fn.__qualname__ = f"call_{ex.name}"

@@ -35,6 +35,12 @@ and put, and one lock acquire and release, per call; nothing is allocated.
 Generated call functions (fastcall.py) inline the common case of both, with the
 queue's own methods from :meth:`InstancePool.hot_path`, and hand everything else
 back to :meth:`InstancePool.resume` and :meth:`checkin`.
+
+A pool of one (the default ``pool_size``) has a shorter one: its instance's lock
+alone is the checkout (:attr:`InstancePool.solo`). Its one slot holds that
+instance, idle or not, so the lock is what a call would wait for after taking
+the slot anyway, and the other lock holders (resource calls, :meth:`drain`) see
+such a call as they see any other.
 """
 
 from __future__ import annotations
@@ -88,7 +94,16 @@ class InstancePool(Generic[P]):
         create: Makes a new instance; may raise (the slot is then given back).
     """
 
-    __slots__ = ("_create", "_live", "_live_lock", "_retired_calls", "_slots", "closed", "size")
+    __slots__ = (
+        "_create",
+        "_live",
+        "_live_lock",
+        "_retired_calls",
+        "_slots",
+        "closed",
+        "size",
+        "solo",
+    )
 
     def __init__(self, size: int, create: Callable[[], P]) -> None:
         if size < 1:
@@ -104,6 +119,12 @@ class InstancePool(Generic[P]):
         self._live: list[P] = []
         self._live_lock = _LIVE_LOCK
         self._retired_calls = 0
+        self.solo: P | None = None
+        """A pool of one: its instance while it is alive (else ``None``). A caller
+        may use it without taking the slot: if ``solo.lock.acquire(False)``
+        succeeds and it is still ``alive``, it is the caller's until it gives it
+        back with :meth:`checkin_solo`. Any other outcome: release what was
+        acquired and call :meth:`checkout_solo`, which waits."""
 
     def prime(self) -> P:
         """Create the first instance now, idle at the head of the queue, so the
@@ -192,6 +213,24 @@ class InstancePool(Generic[P]):
         if inst.alive:
             self._slots.put(inst)
 
+    def checkout_solo(self) -> P:
+        """:meth:`checkout` for a pool of one, leaving the slot queued with the
+        instance in it: the caller holds only its lock, as after taking
+        :attr:`solo`. Give it back with :meth:`checkin_solo`.
+
+        Returns and raises as :meth:`checkout` does.
+        """
+        inst = self.checkout()
+        self._slots.put(inst)
+        return inst
+
+    def checkin_solo(self, inst: P) -> None:
+        """Give back an instance taken as :attr:`solo` (its lock alone; its slot
+        stayed queued): release the lock, discarding it first on a closed pool."""
+        if self.closed and inst.alive:
+            self._discard(inst)
+        inst.lock.release()
+
     def lock(self, inst: P) -> bool:
         """Lock a specific instance (one that owns a resource handle) for a call.
 
@@ -221,6 +260,8 @@ class InstancePool(Generic[P]):
                 return
             self._live.remove(inst)
             self._retired_calls += inst.calls
+            if self.solo is inst:
+                self.solo = None
         self._slots.put(None)
 
     def _discard(self, inst: P) -> None:
@@ -228,6 +269,8 @@ class InstancePool(Generic[P]):
             if inst in self._live:
                 self._live.remove(inst)
             self._retired_calls += inst.calls
+            if self.solo is inst:
+                self.solo = None
         inst.close()
         self._slots.put(None)
 
@@ -272,6 +315,8 @@ class InstancePool(Generic[P]):
                 self._retired_calls += inst.calls
             else:
                 self._live.append(inst)
+                if self.size == 1:
+                    self.solo = inst
         if closed:
             inst.close()  # not under the lock, which every pool shares
             raise PluginClosedError("plugin is closed")
