@@ -237,12 +237,16 @@ ERRORS = [
     pytest.param("tuple", (1, 2, 3.0), WitTypeError, "element 1", id="tuple-bad-element"),
     pytest.param("shape", "num", WitTypeError, "Variant", id="variant-from-str"),
     pytest.param("shape", Variant("nope"), WitValueError, "'nope'", id="variant-unknown-case"),
+    pytest.param(
+        "shape", Variant(["num"], 1), WitValueError, "no case named", id="variant-unhashable-case"
+    ),
     pytest.param("shape", Variant("empty", 1), WitValueError, "no payload", id="variant-payload"),
     pytest.param("shape", Variant("num", "x"), WitTypeError, "case 'num'", id="variant-bad-value"),
     pytest.param("color", "purple", WitValueError, "'purple'", id="enum-unknown"),
     pytest.param("color", 1, WitTypeError, "expects enum", id="enum-from-int"),
     pytest.param("perms", {"read", "bogus"}, WitValueError, "'bogus'", id="flags-unknown"),
     pytest.param("perms", "read", WitTypeError, "expects flags", id="flags-from-str"),
+    pytest.param("perms", [["read"]], WitTypeError, "flag names", id="flags-unhashable-item"),
     pytest.param("opt-u32", "x", WitTypeError, "expects u32", id="option-bad-payload"),
     pytest.param("opt-opt", 5, WitTypeError, "Some", id="option-option-bare"),
     pytest.param("res", 5, WitTypeError, "Ok", id="result-bare-value"),

@@ -24,7 +24,7 @@ from wasmplug._errors import WitTypeError, WitValueError
 from .convert import INT_RANGES, type_error
 from .lift import scalar_code
 from .values import Err, Ok, Some, Variant
-from .wit import EnumT, FlagsT, ListT, OptionT, Prim, RecordT, ResultT, VariantT
+from .wit import EnumT, FlagsT, ListT, OptionT, Prim, RecordT, ResultT, TupleT, VariantT
 
 __all__ = [
     "Convert",
@@ -40,6 +40,8 @@ __all__ = [
     "result_case",
     "round_f32",
     "scalar_converter",
+    "sequence",
+    "tuple_items",
     "utf8",
     "variant_case",
 ]
@@ -197,13 +199,38 @@ def field_value(v: Any, name: str, attr: str, mapping: bool) -> Any:
         raise WitTypeError("is missing") from None
 
 
-def variant_case(t: VariantT, cases: Mapping[str, Any], v: Any) -> Any:
-    """The entry of ``cases`` for a :class:`Variant` argument's case."""
+def sequence(t: ListT, v: Any) -> list[Any] | tuple[Any, ...]:
+    """A ``list<T>`` argument (``T`` other than ``u8``, see :func:`byte_string`): a list or
+    tuple, whose items the caller converts, naming the first bad one (``item i``)."""
+    if not isinstance(v, list | tuple):
+        raise type_error(t, v)
+    return v
+
+
+def tuple_items(t: TupleT, v: Any) -> list[Any] | tuple[Any, ...]:
+    """A ``tuple<...>`` argument: a tuple or list of exactly as many elements."""
+    n = len(t.elements)
+    if not isinstance(v, tuple | list) or len(v) != n:
+        raise WitTypeError(f"expects {t} (tuple of {n}), got {type(v).__name__}")
+    return v
+
+
+def variant_case(t: VariantT, cases: Mapping[str, tuple[Any, Any]], v: Any) -> tuple[Any, Any]:
+    """The entry of ``cases`` for a :class:`Variant` argument's case.
+
+    ``cases`` maps each case name to ``(key, payload converter or None)``, the
+    converter being ``None`` for a case without payload, which must then carry none.
+    """
     if not isinstance(v, Variant):
         raise type_error(t, v)
-    case = cases.get(v.case)
+    try:
+        case = cases.get(v.case)
+    except TypeError:  # an unhashable case "name"
+        case = None
     if case is None:
         raise WitValueError(f"expects {t}: no case named {v.case!r}")
+    if case[1] is None and v.value is not None:
+        raise WitValueError(f"expects {t}: case {v.case!r} has no payload")
     return case
 
 
@@ -226,7 +253,10 @@ def flag_names(t: FlagsT, v: Any) -> list[str]:
     """A ``flags`` argument (a set, frozenset, list or tuple of names) as sorted names."""
     if isinstance(v, str) or not isinstance(v, set | frozenset | list | tuple):
         raise type_error(t, v)
-    chosen = sorted({enum_name(x) for x in v}, key=str)
+    try:
+        chosen = sorted({enum_name(x) for x in v}, key=str)
+    except TypeError:  # an unhashable item
+        raise WitTypeError(f"expects {t}: its items must be flag names (str)") from None
     names = t.names
     for name in chosen:
         if name not in names:
@@ -245,9 +275,14 @@ def option_payload(t: OptionT, v: Any) -> Any:
 
 
 def result_case(t: ResultT, v: Any) -> tuple[bool, Any]:
-    """``(is_ok, payload)`` of an :class:`Ok` or :class:`Err` argument."""
+    """``(is_ok, payload)`` of an :class:`Ok` or :class:`Err` argument; a case whose
+    payload type is absent (``result<_, E>``'s ok, ``result<T>``'s err) carries none."""
     if isinstance(v, Ok):
-        return True, v.value
-    if isinstance(v, Err):
-        return False, v.value
-    raise type_error(t, v)
+        is_ok, payload = True, v.value
+    elif isinstance(v, Err):
+        is_ok, payload = False, v.value
+    else:
+        raise type_error(t, v)
+    if payload is not None and (t.ok if is_ok else t.err) is None:
+        raise WitValueError(f"expects {t}: this case carries no payload")
+    return is_ok, payload

@@ -21,10 +21,12 @@ from .accept import (
     record_source,
     result_case,
     scalar_converter,
+    sequence,
+    tuple_items,
     utf8,
     variant_case,
 )
-from .convert import Lower, prefixed, shared_converter, type_error
+from .convert import Lower, prefixed, shared_converter
 from .lift import scalar_code
 from .wit import (
     EnumT,
@@ -176,9 +178,7 @@ def _lower_list(t: ListT) -> Lower:
     elem = lowerer(t.element)
 
     def lower(v: Any, val: Any, b: Any) -> None:
-        if not isinstance(v, list | tuple):
-            raise type_error(t, v)
-        n = len(v)
+        n = len(sequence(t, v))
         lst = val.of.list
         f.vallist_new_uninit(byref(lst), n)
         _fill(val, f.LIST, lst.data, [elem] * n, v, b, "item")
@@ -266,8 +266,7 @@ def _lower_tuple(t: TupleT) -> Lower:
     n = len(elems)
 
     def lower(v: Any, val: Any, b: Any) -> None:
-        if not isinstance(v, tuple | list) or len(v) != n:
-            raise WitTypeError(f"expects {t} (tuple of {n}), got {type(v).__name__}")
+        tuple_items(t, v)
         tup = val.of.tuple
         f.valtuple_new_uninit(byref(tup), n)
         _fill(val, f.TUPLE, tup.data, elems, v, b, "element")
@@ -293,8 +292,6 @@ def _lower_variant(t: VariantT) -> Lower:
                 payload = _boxed(low, v.value, b)
             except (WitTypeError, WitValueError) as e:
                 raise prefixed(f"case {v.case!r}", e) from None
-        elif v.value is not None:
-            raise WitValueError(f"expects {t}: case {v.case!r} has no payload")
         var = val.of.variant
         f.bytes_to_vec(raw_name, var.discriminant)
         var.val = payload
@@ -348,8 +345,6 @@ def _lower_result(t: ResultT) -> Lower:
         is_ok, payload = result_case(t, v)
         low = ok if is_ok else err
         if low is None:
-            if payload is not None:
-                raise WitValueError(f"expects {t}: this case carries no payload")
             boxed = None
         else:
             try:

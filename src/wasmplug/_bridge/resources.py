@@ -196,14 +196,29 @@ def moved_into_guest(value: Resource) -> bool:
     return value._ptr is None
 
 
+def host_argument(ty: HandleT, value: Any) -> Any:
+    """An ``own``/``borrow`` argument of a host-defined resource type: the application's
+    object itself (anything but ``None`` or a guest resource handle). Checked alike in
+    both isolation tiers (here and in the process tier's handle table)."""
+    if isinstance(value, Resource) or value is None:
+        raise WitTypeError(f"expects {ty} (an instance of the provided {ty.resource.name} class)")
+    return value
+
+
+def guest_argument(ty: HandleT, value: Any) -> Resource:
+    """An ``own``/``borrow`` argument of a guest-defined resource type: a
+    :class:`Resource` handle (whether it is usable, :func:`take_handle` checks)."""
+    if not isinstance(value, Resource):
+        raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(value).__name__}")
+    return value
+
+
 def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
     """Write ``value`` as an ``own``/``borrow`` handle of ``ty`` into ``val``."""
     ref = ty.resource
     if ref.imported:
         type_id = inst.resource_type_id(ref)
-        if isinstance(value, Resource) or value is None:
-            raise WitTypeError(f"expects {ty} (an instance of the provided {ref.name} class)")
-        rep = register_host_object(value)
+        rep = register_host_object(host_argument(ty, value))
         inst.host_reps.add(rep)
         if not ty.owned:
             borrows = getattr(_moves, "borrows", None)
@@ -218,9 +233,7 @@ def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
         val.of.resource = out
         val.kind = f.RESOURCE
         return
-    if not isinstance(value, Resource):
-        raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(value).__name__}")
-    ptr = value._checked_ptr(inst)
+    ptr = guest_argument(ty, value)._checked_ptr(inst)
     if ty.owned:
         value._ptr = None  # ownership moves into the guest
         moved = getattr(_moves, "pending", None)

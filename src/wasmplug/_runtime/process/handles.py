@@ -24,9 +24,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from wasmplug._bridge.resources import Resource, give_back, new_handle, take_handle
+from wasmplug._bridge.resources import (
+    Resource,
+    give_back,
+    guest_argument,
+    host_argument,
+    new_handle,
+    take_handle,
+)
 from wasmplug._bridge.wit import HandleT, ResourceRef
-from wasmplug._errors import WitTypeError
 
 from .codec import ProtocolError
 
@@ -138,9 +144,7 @@ class CallHandles:
     def object_id(self, ty: HandleT, obj: Any) -> int:
         if not ty.resource.imported:
             return self._guest_token(ty, obj)
-        if isinstance(obj, Resource) or obj is None:
-            name = ty.resource.name
-            raise WitTypeError(f"expects {ty} (an instance of the provided {name} class)")
+        host_argument(ty, obj)
         worker = self.worker
         oid = worker.next_oid
         worker.next_oid += 1
@@ -150,8 +154,7 @@ class CallHandles:
         return oid
 
     def _guest_token(self, ty: HandleT, obj: Any) -> int:
-        if not isinstance(obj, Resource):
-            raise WitTypeError(f"expects {ty} (a wasmplug.Resource), got {type(obj).__name__}")
+        guest_argument(ty, obj)
         # Moved, stale or elsewhere: raises. An own handle is emptied (end_call gives it back).
         token: int = take_handle(obj, instance_of(self.worker), owned=ty.owned)
         if ty.owned:
