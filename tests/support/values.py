@@ -205,6 +205,7 @@ ERRORS = [
     pytest.param("string", "a\ud800", WitValueError, "UTF-8", id="string-surrogate"),
     pytest.param("bytes", [256], WitValueError, "[0, 255]", id="bytes-item-too-big"),
     pytest.param("bytes", [-1], WitValueError, "[0, 255]", id="bytes-item-negative"),
+    pytest.param("bytes", [1, True], WitValueError, "[0, 255]", id="bytes-item-bool"),
     pytest.param("bytes", "abc", WitTypeError, "list<u8>", id="bytes-from-str"),
     pytest.param("strings", ["a", 1], WitTypeError, "item 1", id="list-bad-item"),
     pytest.param("s64s", [1, True], WitTypeError, "item 1", id="int-list-with-bool"),

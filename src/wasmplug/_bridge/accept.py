@@ -1,13 +1,40 @@
 """Which Python values each WIT type accepts: the checks every argument converter shares.
 
-Two converters take a Python value for a WIT type: the lowerers of
-:mod:`.lower` (into a canonical-ABI value, in process) and the wire encoders of
-``wasmplug._runtime.process.codec`` (into msgpack, for a worker process). Both
-call these functions, so a value is accepted, normalised or refused with the
-same :class:`~wasmplug.WitTypeError` / :class:`~wasmplug.WitValueError` message in
-either isolation tier. A scalar's ``convert`` function (:func:`scalar_converter`)
-also returns what its canonical-ABI slot stores (an ``f32`` already rounded to
-float32), so what crosses to a worker is exactly what the lowerer would write.
+Two converters take a Python value for a WIT type (an export's argument, or what
+a host function returns): the lowerers of :mod:`.lower` (into a canonical-ABI
+value, in process) and the wire encoders of ``wasmplug._runtime.process.codec``
+(into msgpack, for a worker process). Both call these functions, so a value is
+accepted, normalised or refused with the same :class:`~wasmplug.WitTypeError` /
+:class:`~wasmplug.WitValueError` message in either isolation tier
+(``tests/bridge/test_tier_parity.py`` checks it, message for message). A
+scalar's ``convert`` (:func:`scalar_converter`) returns what its canonical-ABI
+slot stores, so what crosses to a worker is exactly what the lowerer would write.
+
+The rules (``docs/types.md`` has the user's view)::
+
+    bool            a bool (not 0 or 1)
+    s8..u64         an int, int subclasses included, not a bool; out of range: WitValueError
+    f32, f64        a float, or an int (not a bool); an int past the largest double:
+                    WitValueError; f32 rounds to the nearest float32 (past its range: ±inf)
+    char            a str of length 1; a surrogate: WitValueError
+    string          a str; a lone surrogate (not UTF-8): WitValueError; NUL is fine
+    list<u8>        bytes, bytearray, a memoryview (its bytes), or a list or tuple of
+                    ints in [0, 255]
+    list<number>    a list or tuple, or an array.array of the element's own typecode
+    list<T>         a list or tuple; a bad item is named ("item 3: ...")
+    record          a mapping (kebab-case key, else snake_case) or an object (snake_case
+                    attribute); not a str, bytes, number, list, tuple or None;
+                    extra keys are ignored; "field 'x': is missing"
+    tuple<...>      a tuple or list of exactly its length ("element 1: ...")
+    variant         a wasmplug.Variant of one of its cases; a case without a payload
+                    type carries None ("case 'x': ...")
+    enum            a case name, or an enum.Enum member whose value is one
+    flags           a set, frozenset, list or tuple of flag names (or such members)
+    option<T>       None, Some(x) or x itself; option<option<T>>: the outer some is Some
+    result<T, E>    Ok(x) or Err(x); a side without a payload type carries None
+    own/borrow      host-defined: the application's object (not None, not a Resource);
+                    guest-defined: a live Resource of the instance the call runs on
+                    (resources.host_argument / guest_argument, then take_handle)
 """
 
 from __future__ import annotations
@@ -142,9 +169,12 @@ def byte_string(t: ListT, v: Any) -> bytes | bytearray | memoryview:
     if not isinstance(v, list | tuple):
         raise type_error(t, v)
     try:
-        return bytes(v)
+        data = bytes(v)
     except (TypeError, ValueError):
-        raise WitValueError(f"expects {t}: items must be ints in [0, 255]") from None
+        data = None
+    if data is None or bool in set(map(type, v)):  # bytes() takes True for 1; u8 does not
+        raise WitValueError(f"expects {t}: items must be ints in [0, 255]")
+    return data
 
 
 def number_array(t: ListT) -> Callable[[Any], array[Any] | None]:

@@ -2,11 +2,10 @@
 
 Each side of the channel builds, once per WIT type, a pair of closures:
 
-* ``encoder(t)`` turns a Python value into its wire form. It accepts exactly
-  what the in-process lowerers (``_bridge.lower``) accept and raises the same
-  :class:`~wasmplug.WitTypeError` / :class:`~wasmplug.WitValueError` with the
-  same messages, so a bad argument fails identically in both isolation tiers
-  (the scalar checks are the lowerers' own ``convert`` functions).
+* ``encoder(t)`` turns a Python value into its wire form. Every check and
+  message is the in-process lowerers' own (``_bridge.accept``, and
+  ``_bridge.resources`` for handles): this module only shapes the wire form, so
+  a bad argument fails identically in both isolation tiers.
 * ``decoder(t)`` turns a wire form back into the Python value the lifters
   (``_bridge.lift``) produce. It trusts nothing: every shape, range, case index
   and handle is checked against the WIT type, and any mismatch is a
@@ -15,7 +14,8 @@ Each side of the channel builds, once per WIT type, a pair of closures:
 
 Wire forms (everything is a msgpack primitive; maps are never used)::
 
-    bool, s8..u64, f32, f64   the msgpack scalar
+    bool, s8..u64, f64        the msgpack scalar
+    f32                       float, always a float32 value (the encoder rounds it)
     char, string              str (msgpack str; UTF-8 checked by the unpacker)
     list<u8>                  bin
     list<T>, tuple<...>       array
@@ -52,6 +52,7 @@ from wasmplug._bridge.accept import (
     record_source,
     result_case,
     round_f32,
+    scalar_converter,
     sequence,
     tuple_items,
     utf8,
@@ -59,7 +60,6 @@ from wasmplug._bridge.accept import (
 )
 from wasmplug._bridge.convert import INT_RANGES, prefixed, shared_converter
 from wasmplug._bridge.lift import record_class, scalar_code
-from wasmplug._bridge.lower import scalar
 from wasmplug._bridge.values import Err, Ok, Some, Variant
 from wasmplug._bridge.wit import (
     EnumT,
@@ -112,9 +112,8 @@ Decode = Callable[[Any, Handles], Any]
 
 
 def _enc_prim(t: Prim) -> Encode:
-    info = scalar(t)
-    if info is not None:
-        convert = info[2]
+    convert = scalar_converter(t)
+    if convert is not None:
         if t.name == "char":
             return lambda v, _h: chr(convert(v))
         return lambda v, _h: convert(v)  # an int, a float or a bool, as the lowerer stores
