@@ -46,6 +46,7 @@ __all__ = [
     "CHUNK",
     "VALUE_BYTES",
     "decode_utf8",
+    "decode_utf8_from",
     "lifter",
     "record_class",
     "string_result",
@@ -95,6 +96,14 @@ a ``str`` straight from C memory, without the intermediate ``bytes`` copy of
 ``string_at(address, size).decode()`` (and at about 60% of its cost). Raises
 ``UnicodeDecodeError`` like ``bytes.decode``; wasmtime has already checked the
 guest's string when it lifted it, so that never happens here."""
+
+decode_utf8_from: Callable[[Any, Any, None], str] = ctypes.PYFUNCTYPE(ctypes.py_object)(
+    ("PyUnicode_DecodeUTF8", ctypes.pythonapi)
+)
+"""``decode_utf8_from(data, size, None) -> str``: :data:`decode_utf8` with no argument
+types, given the ``c_void_p`` and ``c_size_t`` aliases of :func:`string_slot` (made
+once): ctypes passes their current values with no conversion call per argument,
+about 0.3 µs less per call than the typed prototype."""
 
 
 def _string(vec: Any) -> str:
