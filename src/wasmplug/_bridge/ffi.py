@@ -52,6 +52,7 @@ __all__ = [
     "func_call_args",
     "func_handle",
     "new_error",
+    "set_fuel_to",
     "store_context",
     "use_memory_creator",
     "use_pooling_allocator",
@@ -130,6 +131,12 @@ def call_args(
 
 set_epoch_deadline = b._wasmtime_context_set_epoch_deadline
 set_fuel = b._wasmtime_context_set_fuel
+set_fuel_to: Any = ctypes.CFUNCTYPE(ctypes.c_void_p)(
+    ctypes.cast(set_fuel, ctypes.c_void_p).value or 0
+)
+""":data:`set_fuel` with no argument types: ``set_fuel_to(context, fuel)`` with the
+store's context (its pointer object) and a ``c_uint64`` made once, as for
+:data:`func_call_args` (about 0.5 µs less than the bindings' prototype)."""
 val_delete = b._wasmtime_component_val_delete
 val_new = b._wasmtime_component_val_new
 byte_vec_new_uninitialized = b._wasm_byte_vec_new_uninitialized

@@ -43,6 +43,7 @@ source is registered in :mod:`linecache` so that tracebacks show its lines.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import linecache
@@ -114,7 +115,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
         "set_deadline": f.set_epoch_deadline,
-        "set_fuel": f.set_fuel,
+        "set_fuel": f.set_fuel_to,
         "func_call": f.func_call_args,
         "val_delete": f.val_delete,
         "deferred": _sigguard.deferred,
@@ -134,7 +135,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "INDEX": ex.index,
         "SLICE": plugin._slice_ticks,
         "TICKS": plugin._deadline_ticks,
-        "FUEL": plugin._fuel,
+        "FUEL": None if plugin._fuel is None else ctypes.c_uint64(plugin._fuel),
         "BOOL": f.BOOL,
     }
     g["take"], g["give"] = plugin._pool.hot_path()
