@@ -622,14 +622,21 @@ def paired_summary(rows: list[Row]) -> dict[str, Paired]:
 
 
 def summarize(rows: list[Row]) -> dict[str, float]:
-    """Ratios of wall-time medians, but :data:`PAIRED`'s as medians of paired ratios."""
-    med = {r.name: r.median_us for r in rows if r.median_us is not None}
-    pairs = {
+    """Ratios of two rows. In-process rows: this thread's CPU time (the Wasm runs on
+    it, and CPU time leaves out preemption), :data:`PAIRED`'s as medians of per-batch
+    ratios, the others as ratios of medians. Process rows: wall-time medians (a
+    worker's CPU time is not this thread's)."""
+    inprocess = {"add", "echo 1KiB", "record64", "instantiate"}
+    cpu = {r.name: r.cpu_us for r in rows if r.group in inprocess and r.cpu_us is not None}
+    wall = {r.name: r.median_us for r in rows if r.median_us is not None}
+    cpu_pairs = {
         "add: stock / wasmplug": (STOCK_ADD, WP_ADD),
         "echo: wasmplug echo / wasmplug add": (WP_ECHO, WP_ADD),
         "echo: stock / wasmplug": (STOCK_ECHO, WP_ECHO),
         "echo: extism (PDK copy) / wasmplug": (EXTISM_ECHO, WP_ECHO),
         "record: stock / wasmplug": (STOCK_REC, WP_REC),
+    }
+    wall_pairs = {
         "process add / inprocess add": (PROC_ADD, WP_ADD),
         "process add / pipe round trip": (PROC_ADD, PIPE_ADD),
         "process echo / inprocess echo": (PROC_ECHO, WP_ECHO),
@@ -640,7 +647,8 @@ def summarize(rows: list[Row]) -> dict[str, float]:
         "cpu-bound speed-up: inprocess 2 vs 1": (LOCAL_BURN1, LOCAL_BURN2),
     }
     out = {key: ratio.median for key, ratio in paired_summary(rows).items()}
-    out.update((k, med[a] / med[b]) for k, (a, b) in pairs.items() if a in med and b in med)
+    for pairs, med in ((cpu_pairs, cpu), (wall_pairs, wall)):
+        out.update((k, med[a] / med[b]) for k, (a, b) in pairs.items() if a in med and b in med)
     return out
 
 
