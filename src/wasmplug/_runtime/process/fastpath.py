@@ -195,7 +195,9 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     add("    try:")
     add("        if not worker.fresh:")
     add("            refresh(worker, ex)")
-    add("        frame = Frame(plugin, None, worker)")
+    add("        frame = worker.call_frame")
+    add("        if frame is None:")
+    add("            frame = worker.call_frame = Frame(plugin, None, worker)")
     timed = kill_after is not None
     if timed:
         add("        now = monotonic()")

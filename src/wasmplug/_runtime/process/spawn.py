@@ -73,6 +73,9 @@ class WorkerProcess:
         fresh: False after a fault discarded the worker's instance (the next
             call makes a new one: a restart, for the restart policy).
         calls: Calls that returned a value or an ``err`` result.
+        alive: False once :meth:`close` was called (a plain attribute: read per call).
+        call_frame: The call frame (``hostcalls.Frame``) that ``fastpath`` reuses for
+            this worker's calls, one at a time; ``None`` until its first.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], chan: Channel, cwd: str) -> None:
@@ -91,13 +94,9 @@ class WorkerProcess:
         self.overdue = False  # killed by the watchdog: its call was past its deadline
         self.lock = threading.Lock()  # held by the call using this worker (see InstancePool)
         self._reap_lock = threading.Lock()
-        self._closed = False
+        self.alive = True
+        self.call_frame: Any = None
         self._reaped = False
-
-    @property
-    def alive(self) -> bool:
-        """False once :meth:`close` was called."""
-        return not self._closed
 
     @property
     def running(self) -> bool:
@@ -112,7 +111,7 @@ class WorkerProcess:
 
     def close(self) -> None:
         """SIGKILL the worker and reap it (idempotent)."""
-        self._closed = True
+        self.alive = False
         self.kill()
         self.reap()
 

@@ -51,6 +51,8 @@ _TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 _CHUNK = 1 << 16  # frames below this go out with their length prefix in one send
 _BUFFER = 1 << 16  # the receive buffer's size; it grows for a bigger frame, then shrinks back
 _SLACK_S = 0.002  # an armed socket timeout may end this much before the deadline
+_monotonic = time.monotonic
+_unpackb = msgpack.unpackb
 
 
 class Op:
@@ -119,6 +121,7 @@ class Channel:
         "_rcv_armed",
         "_send_lock",
         "_snd_armed",
+        "_sock",
         "_start",
         "_view",
         "max_frame",
@@ -127,7 +130,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
-        self.sock = sock
+        self._sock = self.sock = sock
         sock.settimeout(None)  # blocking: the kernel bounds each wait (_arm)
         # The armed SO_RCVTIMEO / SO_SNDTIMEO, in seconds (None: no timeout).
         self._rcv_armed: float | None = None
@@ -140,7 +143,7 @@ class Channel:
         self._send_lock = threading.Lock()
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return self._sock.fileno()
 
     def send(self, message: Any, deadline: float | None = None) -> None:
         """Send one message.
@@ -155,10 +158,16 @@ class Channel:
         """
         with self._send_lock:
             data = self._packb(message)
-            if len(data) < _CHUNK:
-                self._sendall(_LEN.pack(len(data)) + data, deadline)
-            else:  # no copy of a big payload just to prefix it
+            if len(data) >= _CHUNK:  # no copy of a big payload just to prefix it
                 self._sendall(_LEN.pack(len(data)), deadline)
+                self._sendall(data, deadline)
+                return
+            data = _LEN.pack(len(data)) + data
+            if deadline is None and self._snd_armed is None:  # no timeout: one send
+                sent = self._sock.send(data)
+                if sent != len(data):  # a signal cut it short
+                    self._send_from(data, sent, None)
+            else:
                 self._sendall(data, deadline)
 
     def send_rest(self, data: bytes, sent: int, deadline: float | None) -> None:
@@ -179,7 +188,7 @@ class Channel:
         if armed is not None or deadline is not None:
             self._snd_armed = self._arm(socket.SO_SNDTIMEO, armed, deadline)
         try:
-            sent = self.sock.send(data)
+            sent = self._sock.send(data)
         except BlockingIOError:  # SO_SNDTIMEO ended the wait
             sent = 0
         if sent != len(data):  # the rule: a frame fits the socket buffer
@@ -190,7 +199,7 @@ class Channel:
             while sent < len(view):
                 self._snd_armed = self._arm(socket.SO_SNDTIMEO, self._snd_armed, deadline)
                 try:
-                    sent += self.sock.send(view[sent:])
+                    sent += self._sock.send(view[sent:])
                 except BlockingIOError:
                     continue
 
@@ -205,6 +214,30 @@ class Channel:
             EOFError: the other end closed the channel (the worker died).
             ProtocolError: the frame is too big or is not such a message.
         """
+        if self._end == 0:
+            armed = self._rcv_armed
+            if (
+                armed is None
+                if deadline is None
+                else armed is not None and armed <= deadline - _monotonic() <= armed + _SLACK_S
+            ):
+                # The usual case, inline: nothing buffered, and the armed timeout ends
+                # the wait by the deadline (see _arm): one recv_into, which most often
+                # brings exactly one whole frame.
+                try:
+                    got = self._sock.recv_into(self._buf)
+                except BlockingIOError:  # SO_RCVTIMEO ended the wait short of the deadline
+                    got = -1
+                except ConnectionResetError:
+                    got = 0
+                if not got:
+                    raise EOFError("channel closed")
+                if got > _LEN.size:
+                    (size,) = _LEN.unpack_from(self._buf)
+                    if got == _LEN.size + size and size <= self.max_frame:
+                        return _decode(self._view[_LEN.size : got])
+                if got > 0:
+                    self._end = got
         if self._end - self._start < _LEN.size:
             self._fill(_LEN.size, deadline)
         start = self._start
@@ -217,19 +250,12 @@ class Channel:
             start = self._start
             end = start + _LEN.size + size
         try:
-            message = msgpack.unpackb(
-                self._view[start + _LEN.size : end], raw=False, strict_map_key=True
-            )
-        except Exception as e:  # every malformed-input failure, RecursionError included
-            raise ProtocolError(f"undecodable frame: {type(e).__name__}: {e}") from None
+            return _decode(self._view[start + _LEN.size : end])
         finally:
             if end == self._end and end <= _BUFFER:  # all consumed (the usual case)
                 self._start = self._end = 0
             else:
                 self._consumed(end)
-        if message.__class__ is not list or not message or message[0].__class__ is not int:
-            raise ProtocolError("a message must be an array starting with an int opcode")
-        return message
 
     def _consumed(self, end: int) -> None:
         """Forget the buffer up to ``end``; give back a buffer grown for a big frame."""
@@ -256,7 +282,7 @@ class Channel:
         """
         if deadline is None:
             if armed is not None:
-                self.sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
+                self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
             return None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -269,7 +295,7 @@ class Channel:
         timeout = remaining - _SLACK_S / 2 if remaining > _SLACK_S else remaining
         seconds = int(timeout)
         micros = max(int((timeout - seconds) * 1e6), 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
+        self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
         return timeout
 
     def _fill(self, n: int, deadline: float | None) -> None:
@@ -277,7 +303,7 @@ class Channel:
         checked ``n`` against the frame cap)."""
         if len(self._buf) - self._start < n:
             self._make_room(n)
-        sock = self.sock
+        sock = self._sock
         while self._end - self._start < n:
             armed = self._rcv_armed
             if armed is not None or deadline is not None:
@@ -306,6 +332,18 @@ class Channel:
 
     def close(self) -> None:
         try:
-            self.sock.close()
+            self._sock.close()
         except OSError:
             pass
+
+
+def _decode(data: memoryview) -> list[Any]:
+    """One message from a frame's bytes: a non-empty array whose first item is an int
+    opcode, or :class:`ProtocolError`."""
+    try:
+        message = _unpackb(data, raw=False, strict_map_key=True)
+    except Exception as e:  # every malformed-input failure, RecursionError included
+        raise ProtocolError(f"undecodable frame: {type(e).__name__}: {e}") from None
+    if message.__class__ is not list or not message or message[0].__class__ is not int:
+        raise ProtocolError("a message must be an array starting with an int opcode")
+    return message

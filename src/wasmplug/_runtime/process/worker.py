@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import resource
@@ -79,6 +80,12 @@ instance, and the fresh one made while the discarded one may still be referenced
 The host's ``instance_slots`` is its capacity for in-process instances; a worker's
 instances live in the worker's own address space and do not count against it."""
 _NEVER_QUARANTINE = RestartPolicy(max_faults=2**31 - 1, window_s=1e-9)
+
+
+Serve = Callable[[list[Any], Any], list[Any]]
+"""``serve(wire args, drops) -> reply``: one ``CALL`` of an export (see ``Server._server``)."""
+Plain = tuple[Callable[[tuple[Any, ...]], Any], int, "Encode | None"]
+"""``(call, arity, err encoder)``: a ``CALL`` the serving loop runs inline."""
 
 
 class StartError(Exception):
@@ -260,19 +267,19 @@ class Server:
         self.report(_INSTANTIATE, first_start, time.time_ns())
         port.time_instances(self._timed_instance)
         # The export table, by index (the one the application's CALL names).
-        self.calls: list[Callable[[list[Any], Any], list[Any]]] = [
-            self._server(ex) for ex in port.exports
-        ]
+        self.calls: list[tuple[Serve, Plain | None]] = [self._server(ex) for ex in port.exports]
 
-    def _server(self, ex: ExportFunc) -> Callable[[list[Any], Any], list[Any]]:
-        """The function that serves ``CALL`` of export ``ex``: ``serve(wire args,
-        drops) -> reply``.
+    def _server(self, ex: ExportFunc) -> tuple[Serve, Plain | None]:
+        """How ``CALL`` of export ``ex`` is served: ``serve(wire args, drops) -> reply``,
+        and, when the export qualifies, the ``(call, arity, err encoder)`` that the
+        serving loop runs inline instead (see :meth:`serve`).
 
         Values of primitive WIT types cross as they are (the application encoded
         them, the bridge's lowerers check them as for any call), and a primitive
-        result is its own wire form; so for an export whose signature names no
-        resource handle the call is: the argument tuple, the export's in-process
-        call function (``fastcall``, made here once), the reply.
+        result is its own wire form. So for an export whose signature names no
+        resource handle, and whose parameters and result are primitives, serving a
+        call is: the argument tuple, the export's in-process call function
+        (``PluginPort.bind``: ``fastcall``, made here once), the reply.
         """
         sig = ex.sig
         result = sig.result
@@ -288,22 +295,13 @@ class Server:
         handles = self.handles
         failure = self._failure
         nparams = len(decs)
-        if not contains_handles([t for _, t in sig.params] + [result]):
+        call: Callable[[tuple[Any, ...]], Any]
+        plain: Plain | None = None
+        if contains_handles([t for _, t in sig.params] + [result]):
+            call = functools.partial(self.port.invoke, ex)
+        else:
             call = self.port.bind(ex)
-            if not any(decs):
-
-                def serve_plain(wire: list[Any], drops: Any) -> list[Any]:
-                    if drops or len(wire) != nparams:
-                        raise ProtocolError("malformed CALL")
-                    try:
-                        value = call(tuple(wire))
-                    except BaseException as e:
-                        return failure(e, err_enc)
-                    return [Op.RESULT, value if ok_enc is None else ok_enc(value, handles)]
-
-                return serve_plain
-
-        invoke = self.port.invoke
+            plain = (call, nparams, err_enc) if ok_enc is None and not any(decs) else None
 
         def serve(wire: list[Any], drops: Any) -> list[Any]:
             if drops.__class__ is not list or len(wire) != nparams:
@@ -314,7 +312,7 @@ class Server:
                 args = tuple(
                     [w if d is None else d(w, handles) for d, w in zip(decs, wire, strict=True)]
                 )
-                value = invoke(ex, args)
+                value = call(args)
             except BaseException as e:
                 return failure(e, err_enc)
             else:
@@ -322,7 +320,7 @@ class Server:
             finally:
                 handles.end_call()
 
-        return serve
+        return serve, plain
 
     # -- host imports: stand-ins that call the application ------------------------
 
@@ -398,36 +396,57 @@ class Server:
             self.startup_spans.append([Op.SPAN, kind, start_ns, end_ns])
 
     def serve(self) -> None:
+        """Serve the application's requests until the channel closes (``EOFError``).
+
+        A ``CALL`` of an export with a plain entry (see :meth:`_server`) is run
+        inline: the least Python between two ``recv`` calls, each of which starts
+        with the caches of the other process.
+        """
         self.serving = True
         chan = self.chan
         recv, send = chan.recv, chan.send
         calls = self.calls
+        failure = self._failure
         dropped = self.handles.dropped
         count = len(calls)
+        call_op, result_op = Op.CALL, Op.RESULT
         while True:
             msg = recv()
-            op = msg[0]
-            if op == Op.CALL:
+            if msg[0] == call_op:
                 if len(msg) != 4 or msg[2].__class__ is not list:
                     raise ProtocolError("malformed CALL")
                 index = msg[1]
                 if index.__class__ is not int or not 0 <= index < count:
                     raise ProtocolError("CALL of an unknown export")
-                reply = calls[index](msg[2], msg[3])
+                serve, plain = calls[index]
+                wire = msg[2]
+                if plain is not None and not msg[3] and len(wire) == plain[1]:
+                    try:
+                        reply = [result_op, plain[0](tuple(wire))]
+                    except BaseException as e:
+                        reply = failure(e, plain[2])
+                else:
+                    reply = serve(wire, msg[3])
                 if dropped:
                     self._send(reply)
                 else:
                     send(reply)
-            elif op == Op.DESTROY and len(msg) == 2:
-                self._destroy(msg[1])
-            elif op == Op.RESET:
-                self.plugin.reset()
-                self.handles.purge()
-                self._send([Op.DONE])
-            elif op == Op.CRASH:
-                _segfault()
             else:
-                raise ProtocolError(f"unexpected opcode {op}")
+                self._request(msg)
+
+    def _request(self, msg: list[Any]) -> None:
+        """Serve a request other than ``CALL``."""
+        op = msg[0]
+        if op == Op.DESTROY and len(msg) == 2:
+            self._destroy(msg[1])
+        elif op == Op.RESET:
+            self.plugin.reset()
+            self.handles.purge()
+            self._send([Op.DONE])
+        elif op == Op.CRASH:
+            _segfault()
+        else:
+            raise ProtocolError(f"unexpected opcode {op}")
 
     def _destroy(self, token: Any) -> None:
         """Run the guest destructor of a handle the application dropped (``DESTROY``)."""
