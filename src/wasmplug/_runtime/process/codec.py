@@ -277,6 +277,20 @@ def _bad(t: WitType | str, w: Any) -> ProtocolError:
     return ProtocolError(f"expected {t}, got {type(w).__name__}")
 
 
+def _exact(t: WitType, cls: type) -> Decode:
+    """The decoder of a type whose wire form is any value of exactly class ``cls``."""
+
+    def dec(w: Any, _h: Any) -> Any:
+        if w.__class__ is not cls:
+            raise _bad(t, w)
+        return w
+
+    return dec
+
+
+_EXACT = {"bool": bool, "f64": float, "string": str}
+
+
 def _dec_prim(t: Prim) -> Decode:
     name = t.name
     if name in INT_RANGES:
@@ -288,22 +302,6 @@ def _dec_prim(t: Prim) -> Decode:
             return w
 
         return dec_int
-    if name == "bool":
-
-        def dec_bool(w: Any, _h: Any) -> bool:
-            if w.__class__ is not bool:
-                raise _bad(t, w)
-            return w
-
-        return dec_bool
-    if name == "f64":
-
-        def dec_float(w: Any, _h: Any) -> float:
-            if w.__class__ is not float:
-                raise _bad(t, w)
-            return w
-
-        return dec_float
     if name == "f32":
 
         def dec_f32(w: Any, _h: Any) -> float:
@@ -321,13 +319,7 @@ def _dec_prim(t: Prim) -> Decode:
             return w
 
         return dec_char
-
-    def dec_string(w: Any, _h: Any) -> str:
-        if w.__class__ is not str:
-            raise _bad(t, w)
-        return w
-
-    return dec_string
+    return _exact(t, _EXACT[name])
 
 
 def _array(w: Any, n: int | None, t: WitType) -> list[Any]:
@@ -338,13 +330,7 @@ def _array(w: Any, n: int | None, t: WitType) -> list[Any]:
 
 def _dec_list(t: ListT) -> Decode:
     if t.element == Prim("u8"):
-
-        def dec_bytes(w: Any, _h: Any) -> bytes:
-            if w.__class__ is not bytes:
-                raise _bad(t, w)
-            return w
-
-        return dec_bytes
+        return _exact(t, bytes)
     elem = decoder(t.element)
     if is_number_list(t) or t.element == Prim("bool"):
         return _dec_scalars(t, elem)
