@@ -44,7 +44,13 @@ CHAR = w.Func("echo-char", (("c", w.P("char")),), w.P("char"))
 TEXT = w.Func("echo-text", (("s", w.P("string")),), w.P("string"))
 FLAG = w.Func("echo-bool", (("b", w.P("bool")),), w.P("bool"))
 SPIN = w.Func("spin", (), None, "(loop $l (br $l))")
-COMPONENT = w.component([ADD, MIX, WIDE, CHAR, TEXT, FLAG, SPIN])
+BURN = w.Func(  # n iterations of a loop: fuel in proportion to n
+    "burn",
+    (("n", w.P("u32")),),
+    None,
+    "(loop $l (local.set 0 (i32.sub (local.get 0) (i32.const 1))) (br_if $l (local.get 0)))",
+)
+COMPONENT = w.component([ADD, MIX, WIDE, CHAR, TEXT, FLAG, SPIN, BURN])
 
 
 class Small(enum.IntEnum):
@@ -143,6 +149,32 @@ def test_faults_and_counters_are_the_general_paths(host: PluginHost) -> None:
                 spinner.call("spin")
             assert spinner.call("add", 1, 2) == 3
         assert math.isclose(spinner.call("mix", 1, 2.5), 2.5)
+
+
+def test_fuel_is_refilled_before_every_call() -> None:
+    from wasmplug import FuelExhausted
+
+    with PluginHost(cache_dir=False, consume_fuel=True) as fueled:
+        plugin = load(fueled, COMPONENT, limits=Limits(fuel=100_000))
+        # The largest power of two of iterations that fits the budget: each such call
+        # burns more than half of it.
+        n = 1024
+        while True:
+            try:
+                plugin.call("burn", n * 2)
+            except FuelExhausted:
+                break
+            n *= 2
+        assert n >= 4096
+        bound = find_export(plugin, "burn").bound
+        assert bound is not None
+        assert bound.__name__ == "call_burn"  # the generated path
+        plugin.call("burn", n)  # on a fresh instance (the fault discarded the last one)
+        [inst] = plugin._pool.live()
+        for _ in range(5):  # without a refill, the first of these would run out
+            plugin.call("burn", n)
+        assert plugin._pool.live() == [inst]
+        assert plugin.metrics().faults == {"fuel": 1}
 
 
 def test_string_results_within_the_budget(host: PluginHost) -> None:
