@@ -87,6 +87,8 @@ __all__ = [
     "decoder",
     "encoder",
     "export_codec",
+    "sent_as_is",
+    "wire_check",
 ]
 
 
@@ -277,31 +279,47 @@ def _bad(t: WitType | str, w: Any) -> ProtocolError:
     return ProtocolError(f"expected {t}, got {type(w).__name__}")
 
 
-def _exact(t: WitType, cls: type) -> Decode:
-    """The decoder of a type whose wire form is any value of exactly class ``cls``."""
+_EXACT = {"bool": "bool", "f64": "float", "string": "str"}
 
-    def dec(w: Any, _h: Any) -> Any:
-        if w.__class__ is not cls:
-            raise _bad(t, w)
-        return w
 
+def wire_check(t: WitType, var: str) -> str | None:
+    """For a type whose wire value is one plain Python value of a fixed class (the
+    integers, ``bool``, ``f64``, ``string``), the Python expression that is true when
+    the value named ``var`` is *not* a wire value of ``t``; ``None`` for other types.
+
+    The decoders of these types are compiled from it, and generated call code
+    (``fastpath``) inlines it: one definition of what a worker may send."""
+    name = t.name if isinstance(t, Prim) else ""
+    if name in INT_RANGES:
+        _, lo, hi = INT_RANGES[name]
+        return f"{var}.__class__ is not int or not {lo} <= {var} <= {hi}"
+    cls = _EXACT.get(name)
+    return None if cls is None else f"{var}.__class__ is not {cls}"
+
+
+def sent_as_is(t: WitType, var: str) -> str | None:
+    """Like :func:`wire_check`, for an argument: true when ``var`` is *not* already the
+    wire value its encoder would make (it then needs its encoder, which accepts or
+    refuses it); an ASCII ``str`` is its own wire form without a UTF-8 check."""
+    check = wire_check(t, var)
+    if check is not None and t == Prim("string"):
+        return f"{check} or not {var}.isascii()"
+    return check
+
+
+def _dec_inline(t: WitType, check: str) -> Decode:
+    """The decoder that refuses what ``check`` (of ``w``; our own text) says is not ``t``."""
+    g: dict[str, Any] = {"_bad": _bad, "t": t}
+    exec(f"def dec(w, _h):\n    if {check}:\n        raise _bad(t, w)\n    return w\n", g)
+    dec: Decode = g["dec"]
     return dec
 
 
-_EXACT = {"bool": bool, "f64": float, "string": str}
-
-
 def _dec_prim(t: Prim) -> Decode:
+    check = wire_check(t, "w")
+    if check is not None:
+        return _dec_inline(t, check)
     name = t.name
-    if name in INT_RANGES:
-        _, lo, hi = INT_RANGES[name]
-
-        def dec_int(w: Any, _h: Any) -> int:
-            if w.__class__ is not int or not lo <= w <= hi:
-                raise _bad(t, w)
-            return w
-
-        return dec_int
     if name == "f32":
 
         def dec_f32(w: Any, _h: Any) -> float:
@@ -319,7 +337,7 @@ def _dec_prim(t: Prim) -> Decode:
             return w
 
         return dec_char
-    return _exact(t, _EXACT[name])
+    raise AssertionError(f"no decoder for {t}")
 
 
 def _array(w: Any, n: int | None, t: WitType) -> list[Any]:
@@ -330,7 +348,7 @@ def _array(w: Any, n: int | None, t: WitType) -> list[Any]:
 
 def _dec_list(t: ListT) -> Decode:
     if t.element == Prim("u8"):
-        return _exact(t, bytes)
+        return _dec_inline(t, "w.__class__ is not bytes")
     elem = decoder(t.element)
     if is_number_list(t) or t.element == Prim("bool"):
         return _dec_scalars(t, elem)

@@ -53,12 +53,11 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from wasmplug._bridge import callctx as _callctx
-from wasmplug._bridge.convert import INT_RANGES
-from wasmplug._bridge.wit import Prim, contains_handles
+from wasmplug._bridge.wit import contains_handles
 from wasmplug._errors import PluginError, WitTypeError, WitValueError
 from wasmplug._runtime.fastcall import _compile
 
-from .codec import ProtocolError
+from .codec import ProtocolError, sent_as_is, wire_check
 from .handles import CallHandles
 from .hostcalls import Frame
 from .watchdog import WATCHDOG
@@ -151,18 +150,11 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     checks: list[str] = []
     encoded: list[int] = []
     for i, (_, t) in enumerate(ex.sig.params):
-        name = t.name if isinstance(t, Prim) else ""
-        if name in INT_RANGES:
-            _, lo, hi = INT_RANGES[name]
-            checks.append(f"a{i}.__class__ is not int or not {lo} <= a{i} <= {hi}")
-        elif name == "f64":  # (an f32 is rounded to float32 by its encoder)
-            checks.append(f"a{i}.__class__ is not float")
-        elif name == "bool":
-            checks.append(f"a{i}.__class__ is not bool")
-        elif name == "string":
-            checks.append(f"a{i}.__class__ is not str or not a{i}.isascii()")
-        else:
+        check = sent_as_is(t, f"a{i}")  # (an f32 is rounded to float32 by its encoder)
+        if check is None:
             encoded.append(i)
+        else:
+            checks.append(check)
     if checks:
         add(f"    if {' or '.join(f'({c})' for c in checks)}:")
         add("        return general(args)")
@@ -269,17 +261,12 @@ def _result_lines(ex: ExportFunc, g: dict[str, Any]) -> list[str]:
                 "    value = None",
             ]
         return ["    value = DEC(msg[1], None)"]
-    name = result.name if isinstance(result, Prim) else ""
-    if name in INT_RANGES:
-        _, lo, hi = INT_RANGES[name]
-        check = f"value.__class__ is not int or not {lo} <= value <= {hi}"
-    elif name == "string":
-        check = "value.__class__ is not str"
-    else:
+    check = wire_check(result, "value")
+    if check is None:
         g["DEC"] = g["CODEC"].ok
         return ["    value = DEC(msg[1], None)"]
     return [
         "    value = msg[1]",
         f"    if {check}:",
-        f"        raise ProtocolError('expected {name}, got ' + type(value).__name__)",
+        f"        raise ProtocolError('expected {result}, got ' + type(value).__name__)",
     ]
