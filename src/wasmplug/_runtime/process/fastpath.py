@@ -17,7 +17,8 @@ resolved once, as ``_runtime/fastcall.py`` does in-process:
    wire form needs (an ``int`` in the WIT type's range, a ``float`` for ``f64``, a
    ``bool``, an ASCII ``str``; other types go through their codec encoders);
 2. the ``CALL`` frame, packed in one ``msgpack`` call, and a worker from the
-   pool (its common case inline: ``InstancePool.hot_path``);
+   pool (its common case inline: ``InstancePool.hot_path``, or for a pool of one
+   its worker's lock alone, ``InstancePool.solo``);
 3. the deadline: the watchdog armed by one dict store (see :mod:`.watchdog`),
    the call's frame current on this thread (``callctx.running``: host calls
    and re-entry checks find it there), the frame sent with ``MSG_DONTWAIT``
@@ -169,17 +170,27 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     # 2. The frame, then a worker (pool.hot_path: the idle, unlocked, alive case inline).
     add(f"    body = packb((CALL, INDEX, {wire}, NO_DROPS))")
     add("    data = pack_len(len(body)) + body")
+    solo = pool.size == 1
     add("    try:")
-    add("        try:")
-    add("            worker = take()")
-    add("        except Empty:")
-    add("            worker = checkout()")
-    add("        else:")
-    add("            if worker is None or not worker.lock.acquire(False):")
-    add("                worker = resume(worker)")
-    add("            elif not worker.alive:")
-    add("                worker.lock.release()")
-    add("                worker = checkout()")
+    if solo:  # a pool of one: the worker's lock alone (InstancePool.solo)
+        g["checkout_solo"] = pool.checkout_solo
+        add("        worker = pool.solo")
+        add("        if worker is None or not worker.lock.acquire(False):")
+        add("            worker = checkout_solo()")
+        add("        elif not worker.alive:")
+        add("            worker.lock.release()")
+        add("            worker = checkout_solo()")
+    else:
+        add("        try:")
+        add("            worker = take()")
+        add("        except Empty:")
+        add("            worker = checkout()")
+        add("        else:")
+        add("            if worker is None or not worker.lock.acquire(False):")
+        add("                worker = resume(worker)")
+        add("            elif not worker.alive:")
+        add("                worker.lock.release()")
+        add("                worker = checkout()")
     add("    except PluginError as e:")
     add("        raise error(e, ex)")
     # 3. Deadline, frame, send; 4. the reply.
@@ -231,12 +242,19 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     if timed:
         add("            watchdog.armed.pop(worker, None)")
     add("    finally:")
-    add("        if pool.closed:")
-    add("            checkin(worker)")
-    add("        else:")
-    add("            worker.lock.release()")
-    add("            if worker.alive:")
-    add("                give(worker)")
+    if solo:
+        g["checkin_solo"] = pool.checkin_solo
+        add("        if pool.closed:")
+        add("            checkin_solo(worker)")
+        add("        else:")
+        add("            worker.lock.release()")
+    else:
+        add("        if pool.closed:")
+        add("            checkin(worker)")
+        add("        else:")
+        add("            worker.lock.release()")
+        add("            if worker.alive:")
+        add("                give(worker)")
     add("    if gone:  # it had exited before it got the call: made again on another")
     add("        return general(args)")
     add("    raise value")
