@@ -235,7 +235,15 @@ class Channel:
                 if got > _LEN.size:
                     (size,) = _LEN.unpack_from(self._buf)
                     if got == _LEN.size + size and size <= self.max_frame:
-                        return _decode(self._view[_LEN.size : got])
+                        try:  # _decode, inline
+                            message = _unpackb(
+                                self._view[_LEN.size : got], raw=False, strict_map_key=True
+                            )
+                        except Exception as e:  # RecursionError included
+                            raise _undecodable(e) from None
+                        if message.__class__ is list and message and message[0].__class__ is int:
+                            return message
+                        raise ProtocolError(_NOT_A_MESSAGE)
                 if got > 0:
                     self._end = got
         if self._end - self._start < _LEN.size:
@@ -343,7 +351,14 @@ def _decode(data: memoryview) -> list[Any]:
     try:
         message = _unpackb(data, raw=False, strict_map_key=True)
     except Exception as e:  # every malformed-input failure, RecursionError included
-        raise ProtocolError(f"undecodable frame: {type(e).__name__}: {e}") from None
+        raise _undecodable(e) from None
     if message.__class__ is not list or not message or message[0].__class__ is not int:
-        raise ProtocolError("a message must be an array starting with an int opcode")
+        raise ProtocolError(_NOT_A_MESSAGE)
     return message
+
+
+_NOT_A_MESSAGE = "a message must be an array starting with an int opcode"
+
+
+def _undecodable(e: Exception) -> ProtocolError:
+    return ProtocolError(f"undecodable frame: {type(e).__name__}: {e}")
