@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import pytest
 
+import wat as w
 from support.bridge import (
     GUEST_COUNTER,
     HOST,
@@ -34,7 +35,7 @@ from support.bridge import (
     load,
     seen,
 )
-from support.values import ERRORS, ROUND_TRIPS
+from support.values import ERRORS, GUEST_BAD_VALUES, ROUND_TRIPS
 from wasmplug import Err, Ok, Plugin, PluginHost, Some, Variant
 
 
@@ -343,3 +344,18 @@ def test_a_misused_resource_handle_fails_alike_in_both_tiers(
             plugin.reset()
         results.append((outcome(plugin, GET, handle), outcome(plugin, TAKE, handle, 0)))
     assert results[0] == results[1]
+
+
+def test_an_illegal_value_from_the_guest_fails_alike_in_both_tiers() -> None:
+    """What the guest cannot legally return (lifting traps) is the same fault, with the
+    same message, whichever process runs the guest."""
+    text = w.component(GUEST_BAD_VALUES)
+    with (
+        PluginHost(cache_dir=False) as a,
+        PluginHost(cache_dir=False, isolation="process", spare_workers=0) as b,
+    ):
+        plugins = [load(h, text, restart_policy=NEVER_QUARANTINE) for h in (a, b)]
+        for func in GUEST_BAD_VALUES:
+            inprocess, process = (outcome(p, func.name) for p in plugins)
+            assert inprocess[0] == "raised", func.name
+            assert_alike(inprocess, process)

@@ -21,8 +21,6 @@ import pytest
 
 import wat as w
 from support.bridge import (
-    COLOR,
-    STRING,
     U8,
     U32,
     Rec,
@@ -32,7 +30,7 @@ from support.bridge import (
     load,
     seen,
 )
-from support.values import ERRORS, INF, ROUND_TRIPS
+from support.values import ERRORS, GUEST_BAD_VALUES, INF, ROUND_TRIPS
 from wasmplug import (
     Err,
     ErrorResult,
@@ -121,27 +119,6 @@ def test_error_in_second_parameter_names_it(host: PluginHost) -> None:
     with pytest.raises(WitValueError, match=r"pair: parameter 'b' expects u8: 256"):
         plugin.call("pair", "x", 256)
     assert plugin.call("pair", "y", 4) == 4
-
-
-GUEST_BAD_VALUES = [
-    w.Func("bad-char", (), w.P("char"), "(i32.const 0xD800)"),
-    w.Func("bad-char-big", (), w.P("char"), "(i32.const 0x110000)"),
-    w.Func("bad-enum", (), COLOR, "(i32.const 3)"),
-    w.Func(
-        "bad-option",
-        (),
-        w.Option(U32),
-        f"(i32.store8 (i32.const {w.RET}) (i32.const 2)) (i32.const {w.RET})",
-    ),
-    # A string of one byte, 0xFF: not UTF-8.
-    w.Func(
-        "bad-string",
-        (),
-        STRING,
-        "(i32.store8 (i32.const 0) (i32.const 0xFF)) (i32.store (i32.const 16) (i32.const 0)) "
-        "(i32.store (i32.const 20) (i32.const 1)) (i32.const 16)",
-    ),
-]
 
 
 @pytest.mark.parametrize("func", GUEST_BAD_VALUES, ids=[f.name for f in GUEST_BAD_VALUES])

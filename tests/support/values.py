@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from support.bridge import FLAGS32, INT_RANGES, Hue, Rec, f32
+import wat as w
+from support.bridge import COLOR, FLAGS32, INT_RANGES, STRING, U32, Hue, Rec, f32
 from wasmplug import Err, Ok, Some, Variant, WitTypeError, WitValueError
 
-__all__ = ["ERRORS", "INF", "ROUND_TRIPS"]
+__all__ = ["ERRORS", "GUEST_BAD_VALUES", "INF", "ROUND_TRIPS"]
 
 
 def _int_cases() -> list[Any]:
@@ -255,4 +256,26 @@ ERRORS = [
     pytest.param("res", Err(5), WitTypeError, "err: expects string", id="result-bad-err"),
     pytest.param("res-list", [Ok(1), 2], WitTypeError, "item 1", id="list-result-bare"),
     pytest.param("res-unit", [Ok(1)], WitValueError, "no payload", id="result-unit-payload"),
+]
+
+
+# Exports whose guest code returns a value its WIT type does not allow (lifting traps).
+GUEST_BAD_VALUES = [
+    w.Func("bad-char", (), w.P("char"), "(i32.const 0xD800)"),
+    w.Func("bad-char-big", (), w.P("char"), "(i32.const 0x110000)"),
+    w.Func("bad-enum", (), COLOR, "(i32.const 3)"),
+    w.Func(
+        "bad-option",
+        (),
+        w.Option(U32),
+        f"(i32.store8 (i32.const {w.RET}) (i32.const 2)) (i32.const {w.RET})",
+    ),
+    # A string of one byte, 0xFF: not UTF-8.
+    w.Func(
+        "bad-string",
+        (),
+        STRING,
+        "(i32.store8 (i32.const 0) (i32.const 0xFF)) (i32.store (i32.const 16) (i32.const 0)) "
+        "(i32.store (i32.const 20) (i32.const 1)) (i32.const 16)",
+    ),
 ]
