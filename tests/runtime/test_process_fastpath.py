@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +186,35 @@ def test_the_watchdog_starts_afresh_in_a_forked_child(plugin: Plugin) -> None:
         os._exit(0 if not WATCHDOG.started and not WATCHDOG.armed else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+class _Refusing:
+    """A worker's socket whose first non-blocking ``send`` takes nothing (a full
+    socket buffer) or only half the frame."""
+
+    def __init__(self, real: socket.socket, *, half: bool) -> None:
+        self.real = real
+        self.half = half
+        self.refused = 0
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        if flags & socket.MSG_DONTWAIT and not self.refused:
+            self.refused += 1
+            if not self.half:
+                raise BlockingIOError
+            return self.real.send(data[: len(data) // 2], flags)
+        return self.real.send(data, flags)
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["nothing-taken", "half-taken"])
+def test_a_frame_the_socket_does_not_take_at_once_is_finished_by_the_channel(
+    plugin: Plugin, half: bool
+) -> None:
+    assert plugin.call("add", 1, 2) == 3
+    assert plugin._backend is not None
+    [worker] = plugin._backend.pool.live()
+    refusing = _Refusing(worker.chan.sock, half=half)
+    worker.chan.sock = refusing  # type: ignore[assignment]
+    assert plugin.call("add", 2, 3) == 5
+    assert refusing.refused == 1
+    assert plugin.call("add", 3, 4) == 7
