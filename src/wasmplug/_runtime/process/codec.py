@@ -79,6 +79,7 @@ from wasmplug._bridge.wit import (
 from wasmplug._errors import WitTypeError, WitValueError
 
 __all__ = [
+    "CHECK_NAMES",
     "Decode",
     "Encode",
     "ExportCodec",
@@ -281,18 +282,29 @@ def _bad(t: WitType | str, w: Any) -> ProtocolError:
 
 _EXACT = {"bool": "bool", "f64": "float", "string": "str"}
 
+CHECK_NAMES: dict[str, Any] = {"round_f32": round_f32}
+"""The names :func:`wire_check`'s expressions use besides the value: code that runs
+one must have them in its globals."""
+
 
 def wire_check(t: WitType, var: str) -> str | None:
-    """For a type whose wire value is one plain Python value of a fixed class (the
-    integers, ``bool``, ``f64``, ``string``), the Python expression that is true when
-    the value named ``var`` is *not* a wire value of ``t``; ``None`` for other types.
+    """For a primitive (whose wire value is one plain Python value), the Python
+    expression that is true when the value named ``var`` is *not* a wire value of
+    ``t`` (see :data:`CHECK_NAMES`); ``None`` for other types.
 
-    The decoders of these types are compiled from it, and generated call code
-    (``fastpath``) inlines it: one definition of what a worker may send."""
+    The decoders of primitives are compiled from it, and generated call code
+    (``fastpath``) inlines it: one definition of what a worker may send. An ``f32``
+    must be a float32 value (the worker lifted one; NaN != NaN); a ``char``, one
+    Unicode scalar value (msgpack's UTF-8 decoding lets no surrogate through, but
+    the type says it)."""
     name = t.name if isinstance(t, Prim) else ""
     if name in INT_RANGES:
         _, lo, hi = INT_RANGES[name]
         return f"{var}.__class__ is not int or not {lo} <= {var} <= {hi}"
+    if name == "f32":
+        return f"{var}.__class__ is not float or (round_f32({var}) != {var} and {var} == {var})"
+    if name == "char":
+        return f"{var}.__class__ is not str or len({var}) != 1 or 0xD800 <= ord({var}) <= 0xDFFF"
     cls = _EXACT.get(name)
     return None if cls is None else f"{var}.__class__ is not {cls}"
 
@@ -300,7 +312,10 @@ def wire_check(t: WitType, var: str) -> str | None:
 def sent_as_is(t: WitType, var: str) -> str | None:
     """Like :func:`wire_check`, for an argument: true when ``var`` is *not* already the
     wire value its encoder would make (it then needs its encoder, which accepts or
-    refuses it); an ASCII ``str`` is its own wire form without a UTF-8 check."""
+    refuses it); an ASCII ``str`` is its own wire form without a UTF-8 check, and an
+    ``f32`` always takes its encoder (which rounds it to float32)."""
+    if t == Prim("f32"):
+        return None
     check = wire_check(t, var)
     if check is not None and t == Prim("string"):
         return f"{check} or not {var}.isascii()"
@@ -309,7 +324,7 @@ def sent_as_is(t: WitType, var: str) -> str | None:
 
 def _dec_inline(t: WitType, check: str) -> Decode:
     """The decoder that refuses what ``check`` (of ``w``; our own text) says is not ``t``."""
-    g: dict[str, Any] = {"_bad": _bad, "t": t}
+    g: dict[str, Any] = {"_bad": _bad, "t": t, **CHECK_NAMES}
     exec(f"def dec(w, _h):\n    if {check}:\n        raise _bad(t, w)\n    return w\n", g)
     dec: Decode = g["dec"]
     return dec
@@ -317,27 +332,8 @@ def _dec_inline(t: WitType, check: str) -> Decode:
 
 def _dec_prim(t: Prim) -> Decode:
     check = wire_check(t, "w")
-    if check is not None:
-        return _dec_inline(t, check)
-    name = t.name
-    if name == "f32":
-
-        def dec_f32(w: Any, _h: Any) -> float:
-            # The worker lifted a float32: any other double is a lie (NaN != NaN).
-            if w.__class__ is not float or (round_f32(w) != w and w == w):
-                raise _bad(t, w)
-            return w
-
-        return dec_f32
-    if name == "char":
-
-        def dec_char(w: Any, _h: Any) -> str:
-            if w.__class__ is not str or len(w) != 1 or 0xD800 <= ord(w) <= 0xDFFF:
-                raise _bad(t, w)
-            return w
-
-        return dec_char
-    raise AssertionError(f"no decoder for {t}")
+    assert check is not None
+    return _dec_inline(t, check)
 
 
 def _array(w: Any, n: int | None, t: WitType) -> list[Any]:

@@ -58,7 +58,7 @@ from wasmplug._bridge.wit import contains_handles
 from wasmplug._errors import PluginError, WitTypeError, WitValueError
 from wasmplug._runtime.fastcall import _compile
 
-from .codec import ProtocolError, sent_as_is, wire_check
+from .codec import CHECK_NAMES, ProtocolError, sent_as_is, wire_check
 from .handles import CallHandles
 from .hostcalls import Frame
 from .watchdog import WATCHDOG
@@ -129,6 +129,7 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         "NO_DROPS": (),
         "TIMEOUT_S": None if timeout_ms is None else timeout_ms / 1000,
         "KILL_AFTER": kill_after,
+        **CHECK_NAMES,  # what the codec's inlined wire checks call
     }
     g["take"], g["give"] = pool.hot_path()
     n = ex.nparams
@@ -151,7 +152,7 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     checks: list[str] = []
     encoded: list[int] = []
     for i, (_, t) in enumerate(ex.sig.params):
-        check = sent_as_is(t, f"a{i}")  # (an f32 is rounded to float32 by its encoder)
+        check = sent_as_is(t, f"a{i}")
         if check is None:
             encoded.append(i)
         else:
