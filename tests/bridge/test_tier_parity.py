@@ -291,11 +291,18 @@ def test_a_host_functions_result_converts_alike_in_both_tiers(
     both: tuple[Plugin, Plugin], key: str, value: Any
 ) -> None:
     """What a host function returns is lowered into the guest (in-process) or encoded
-    for the worker (process tier) by the same rules, with the same errors."""
+    for the worker (process tier) by the same rules, with the same errors; and the
+    host function receives the same Python value in both tiers."""
     inprocess, process = both
     hooks[key] = lambda _a: value
-    results = [outcome(p, f"call-h-{key}", _VALID[key]) for p in (inprocess, process)]
-    assert_alike(*results)
+    results = []
+    for plugin in (inprocess, process):
+        seen.clear()
+        results.append(outcome(plugin, f"call-h-{key}", _VALID[key]))
+        [(_, received)] = seen
+        results.append(("value", received))
+    assert_alike(results[0], results[2])
+    assert_alike(results[1], results[3])  # the arguments the host function saw
 
 
 # -- resource handles ------------------------------------------------------------------------

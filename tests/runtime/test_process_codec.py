@@ -91,6 +91,11 @@ JUNK: list[Any] = [
     [-1, 0],
     [0.0],
     ["x"],
+    {},
+    {"x": 1},
+    {0: [0]},
+    msgpack.ExtType(1, b"x"),  # what msgpack decodes an extension type to
+    msgpack.Timestamp(0),  # and its timestamp extension (-1)
 ]
 
 
