@@ -272,6 +272,45 @@ def test_garbage_collected_handle_runs_the_destructor(counters: Plugin) -> None:
     assert counters.call("drops") == 11
 
 
+# The guest counter plus a handle-free export with a parameter that is no primitive
+# (a tuple: the process tier's worker decodes it, so the call is not its plain kind).
+GUEST_COUNTER_PAIR = GUEST_COUNTER.replace(
+    f'  (export "{API[:-1]}" (instance $api))\n',
+    f'''  (export "{API[:-1]}" (instance $api))
+  (func $sum (param "p" (tuple u32 u32)) (result u32) (canon lift (core func $m "get-plus")))
+  (export "sum" (func $sum))
+''',
+    1,
+)
+
+
+@pytest.mark.parametrize("tier", ["inprocess", "process"])
+def test_collected_handles_are_dropped_before_a_call_of_any_export(
+    tier: str, tmp_path: Path
+) -> None:
+    """Regression (process tier): a CALL carrying garbage-collected handles' drops made
+    the worker fail (FAULT "start") when the export named no handle and had only
+    primitive types (``drops``, ``call-poke``): it served those inline and refused the
+    drops. Each kind of handle-free export takes them, and the destructors run first."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation=tier, spare_workers=0) as host:  # type: ignore[arg-type]
+        host.provide(HOST, {"poke": lambda: None})
+        plugin = load(host, GUEST_COUNTER_PAIR, limits=UNHURRIED)
+        counter_cls = plugin.exports.api.Counter
+        kinds = [
+            ("call-poke", (), None),  # no parameter, no result
+            ("drops", (), "drops"),  # no parameter, a primitive result
+            ("sum", ((2, 3),), 5),  # a parameter the worker decodes
+        ]
+        for dropped, (export, args, result) in enumerate(kinds, start=1):
+            counter_cls(1)  # a temporary: collected at once, its drop pending
+            gc.collect()
+            assert len(instance_of(plugin).pending_drops) == 1
+            value = plugin.call(export, *args)
+            assert value == (dropped if result == "drops" else result)
+            assert instance_of(plugin).pending_drops == []
+            assert plugin.call("drops") == dropped  # the destructors ran
+
+
 def test_handle_dropped_inside_a_call_on_its_instance_waits(counters: Plugin) -> None:
     """A finalizer or drop() can run inside a host function of the same instance;
     neither may re-enter the guest."""
@@ -477,6 +516,21 @@ def test_host_resource_returned_to_python(host_counters: Plugin) -> None:
     assert isinstance(c, Counter)
     assert c.value == 30
     assert Counter.log == [("init", c)]
+
+
+def test_host_resources_returned_again_and_again(host_counters: Plugin) -> None:
+    """Regression (process tier): the worker's stand-in for a host object it handed
+    back as ``own`` died as the reply was built, and its DROP reached the application
+    before the RESULT naming the object: "no counter object with id 1", worker killed.
+    Handing an object back gives it up; no id stays in the application's table."""
+    made = [host_counters.call("make", i) for i in range(5)]
+    assert [c.value for c in made] == [0, 10, 20, 30, 40]
+    assert [host_counters.call("peek", c) for c in made] == [0, 10, 20, 30, 40]
+    assert host_counters.call("take", made[0]) == 0
+    assert host_counters.call("use-host", 6) == 6
+    backend = host_counters._backend
+    if backend is not None:  # each object left the worker's table as the worker let go
+        assert [w.objects for w in backend.pool.live()] == [{}]
 
 
 def test_host_resource_passed_from_python(host_counters: Plugin) -> None:

@@ -108,12 +108,20 @@ def _segfault() -> NoReturn:
 
 
 class RemoteObject:
-    """Stands in for a host-defined resource object that lives in the application."""
+    """Stands in for a host-defined resource object that lives in the application.
 
-    __slots__ = ("__weakref__", "oid")
+    Attributes:
+        oid: The application's id of the object.
+        dropped: Reports the id to the application (``DROP``) once this stand-in
+            is garbage-collected; detached when ownership goes back to the
+            application (see ``_Handles.object_id``).
+    """
 
-    def __init__(self, oid: int) -> None:
+    __slots__ = ("__weakref__", "dropped", "oid")
+
+    def __init__(self, oid: int, dropped: list[int]) -> None:
         self.oid = oid
+        self.dropped = weakref.finalize(self, dropped.append, oid)
 
     def __repr__(self) -> str:
         return f"<remote host object {self.oid}>"
@@ -145,6 +153,13 @@ class _Handles:
             return token
         if not isinstance(obj, RemoteObject):
             raise WitTypeError(f"expects {ty} (an object the application created)")
+        if ty.owned:
+            # Ownership goes back: the application forgets the id as it reads it, so
+            # this worker must never report it dropped. (When the stand-in dies is
+            # refcount timing: often just before the reply naming it is sent, so a
+            # DROP would reach the application first.)
+            obj.dropped.detach()
+            self.live.pop(obj.oid, None)
         return obj.oid
 
     def object_for(self, ty: HandleT, oid: int) -> Any:
@@ -157,9 +172,7 @@ class _Handles:
             return res
         obj = self.live.get(oid)
         if obj is None:
-            obj = RemoteObject(oid)
-            self.live[oid] = obj
-            weakref.finalize(obj, self.dropped.append, oid)
+            obj = self.live[oid] = RemoteObject(oid, self.dropped)
         return obj
 
     def release(self, tokens: list[Any]) -> None:
