@@ -714,6 +714,31 @@ def test_malformed_messages_kill_the_worker(
     assert called == [5]
 
 
+WORKER_WORDS = {
+    "its-exception": ("ProtocolError: malformed CALL", "'ProtocolError: malformed CALL'"),
+    "cut-short": ("x" * 100_000, repr("x" * 200)),
+    "a-forged-line": ("boom\nERROR:wasmplug:forged", "'boom\\nERROR:wasmplug:forged'"),
+    "not-a-string": (["boom"], "''"),
+}
+
+
+@pytest.mark.parametrize(("said", "quoted"), list(WORKER_WORDS.values()), ids=list(WORKER_WORDS))
+def test_a_worker_that_fails_mid_call_says_why(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch, said: Any, quoted: str
+) -> None:
+    """Regression: a worker whose serving loop raised reports ``FAULT "start"`` with
+    its exception and exits; the application said only "malformed FAULT 'start'". The
+    worker's words are quoted, cut to 200 characters and escaped (it is untrusted)."""
+    lying_worker(monkeypatch, lambda chan, sock, call: chan.send([Op.FAULT, "start", said]))
+    plugin = load(host, limits=Limits(timeout_ms=20_000))
+    with pytest.raises(PluginCrashed) as info:
+        plugin.call("call-cb", 5)
+    assert f"broke the wire protocol (the worker failed: {quoted}) and was killed" in str(
+        info.value
+    )
+    assert plugin.call("call-cb", 5) == 6  # a real worker serves the next call
+
+
 # -- the rest of the surface ---------------------------------------------------------------------
 
 

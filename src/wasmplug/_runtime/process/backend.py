@@ -74,6 +74,9 @@ log = logging.getLogger("wasmplug.process")
 KILL_GRACE_MS = 50.0
 """How long past ``Limits.timeout_ms`` the application waits before killing the worker."""
 
+_WORKER_WORDS = 200
+"""Characters of a failed worker's own report (``FAULT "start"``) quoted in the error."""
+
 
 class _Undelivered(Exception):
     """The worker was gone before it got the request: it never ran; try another."""
@@ -496,6 +499,11 @@ class ProcessBackend:
             return cls(text(msg[2]))
         if kind == "error" and len(msg) == 3:
             return port.error(PluginError(text(msg[2])), ex)
+        if kind == "start":
+            # The worker's serving loop raised (worker.main): it is exiting. Its own
+            # words, untrusted, cut short: what a bug in the worker leaves to go on.
+            said = msg[2] if len(msg) == 3 and msg[2].__class__ is str else ""
+            raise ProtocolError(f"the worker failed: {said[:_WORKER_WORDS]!r}")
         exc: PluginFault
         worker.fresh = False  # the worker discarded its instance...
         retire(worker, port)  # ...and with it the guest objects its handles named
