@@ -97,7 +97,6 @@ def bind(plugin: CallPath, ex: ExportFunc) -> Bound:
 def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     n = ex.nparams
     numbers = ex.numbers
-    args = [f"a{i}" for i in range(n)]
     g: dict[str, Any] = {
         "general": general,
         "plugin": plugin,
@@ -139,21 +138,9 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "BOOL": f.BOOL,
     }
     g["take"], g["give"] = plugin._pool.hot_path()
-    code: list[str] = []
-    add = code.append
     # 1. Admission; anything unusual takes the general path, which raises or nests.
-    add("def call(args):")
-    add("    ident = get_ident()")
-    add("    if plugin._closed or sup.quarantined or ident in running:")
-    add("        return general(args)")
-    if n:  # a wrong arity fails to unpack (no len() call on the way that succeeds)
-        add("    try:")
-        add(f"        {', '.join(args)}, = args")
-        add("    except ValueError:")
-        add("        return general(args)")
-    else:
-        add("    if args:")
-        add("        return general(args)")
+    code = admission(n)
+    add = code.append
     text = [i for i, tpl in enumerate(ex.templates) if isinstance(tpl, StringParam)]
     if text:  # a str subclass, or not a str: the general path says which
         add(f"    if {' or '.join(f'a{i}.__class__ is not str' for i in text)}:")
@@ -282,6 +269,30 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     fn = _function(source, g)
     fn.__name__ = fn.__qualname__ = f"call_{ex.name}"
     return fn
+
+
+def admission(n: int) -> list[str]:
+    """The first lines of a generated ``call(args)`` (this module's, and the process
+    tier's): a closed or quarantined plugin, a call already running on this thread
+    (nested: re-entry is checked there) or a wrong arity goes to ``general(args)``;
+    the ``n`` arguments are unpacked into ``a0``, ``a1``... Globals used: ``get_ident``,
+    ``plugin``, ``sup``, ``running``, ``general``."""
+    code = [
+        "def call(args):",
+        "    ident = get_ident()",
+        "    if plugin._closed or sup.quarantined or ident in running:",
+        "        return general(args)",
+    ]
+    if n:  # a wrong arity fails to unpack (no len() call on the way that succeeds)
+        code += [
+            "    try:",
+            f"        {', '.join(f'a{i}' for i in range(n))}, = args",
+            "    except ValueError:",
+            "        return general(args)",
+        ]
+    else:
+        code += ["    if args:", "        return general(args)"]
+    return code
 
 
 def _result_lines(ex: ExportFunc, g: dict[str, Any]) -> list[str]:

@@ -56,7 +56,7 @@ import msgpack
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.wit import contains_handles
 from wasmplug._errors import PluginError, WitTypeError, WitValueError
-from wasmplug._runtime.fastcall import _compile
+from wasmplug._runtime.fastcall import _compile, admission
 
 from .codec import CHECK_NAMES, ProtocolError, sent_as_is, wire_check
 from .handles import CallHandles
@@ -134,21 +134,9 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     g["take"], g["give"] = pool.hot_path()
     n = ex.nparams
     names = [f"a{i}" for i in range(n)]
-    code: list[str] = []
+    # 1. Admission (fastcall's) and the arguments' wire forms.
+    code = admission(n)
     add = code.append
-    # 1. Admission and the arguments' wire forms.
-    add("def call(args):")
-    add("    ident = get_ident()")
-    add("    if plugin._closed or sup.quarantined or ident in running:")
-    add("        return general(args)")
-    if n:
-        add("    try:")
-        add(f"        {', '.join(names)}, = args")
-        add("    except ValueError:")
-        add("        return general(args)")
-    else:
-        add("    if args:")
-        add("        return general(args)")
     checks: list[str] = []
     encoded: list[int] = []
     for i, (_, t) in enumerate(ex.sig.params):
