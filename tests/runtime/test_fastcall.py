@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import sys
 import threading
 import time
 from typing import Any
@@ -239,15 +240,60 @@ def test_a_call_waits_for_an_idle_instance_locked_elsewhere(plugin: Plugin) -> N
     out: list[object] = []
     thread = threading.Thread(target=lambda: out.append(plugin.call("add", 3, 4)))
     thread.start()
-    deadline = time.monotonic() + 5.0
-    while pool._slots.qsize() and time.monotonic() < deadline:  # the call took the slot
-        time.sleep(0.005)
+    thread.join(0.05)  # waiting for the lock (a pool of one: its slot stays queued)
+    assert thread.is_alive()
     assert out == []
+    assert pool._slots.qsize() == 1
     inst.lock.release()
     thread.join(5.0)
     assert out == [7]
     assert pool.live() == [inst]
     assert not inst.lock.locked()
+
+
+def _interrupted_at(plugin: Plugin, code: Any, k: int) -> bool:
+    """Call ``add`` with KeyboardInterrupt raised when the ``k``-th C call made by
+    ``code`` returns (where Python would run Ctrl-C's handler); whether it was."""
+    seen = 0
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        nonlocal seen
+        if event == "c_return" and frame.f_code is code:
+            seen += 1
+            if seen == k:
+                raise KeyboardInterrupt
+
+    sys.setprofile(profile)
+    try:
+        plugin.call("add", 1, 2)
+    except KeyboardInterrupt:
+        return True
+    finally:
+        sys.setprofile(None)
+    return False
+
+
+def _served_elsewhere(plugin: Plugin) -> bool:
+    """Whether a call from another thread is served (a lock or slot left held blocks it)."""
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(plugin.call("add", 2, 2)), daemon=True)
+    thread.start()
+    thread.join(5.0)
+    return out == [4]
+
+
+def test_an_interrupt_after_any_c_call_leaves_no_instance_held(plugin: Plugin) -> None:
+    """Ctrl-C landing right after any C call of the generated function (a pool of one)
+    leaves the plugin usable: no lock or slot is left held."""
+    assert plugin.call("add", 1, 2) == 3
+    bound = find_export(plugin, "add").bound
+    assert bound is not None
+    k = 1
+    while _interrupted_at(plugin, bound.__code__, k):
+        assert _served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
+        k += 1
+    assert k > 3
+    assert _served_elsewhere(plugin)
 
 
 def test_calls_past_the_pool_size_wait_for_a_busy_instance(plugin: Plugin) -> None:

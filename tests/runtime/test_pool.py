@@ -313,15 +313,24 @@ def test_many_threads_never_share_an_instance(factory: Factory) -> None:
 # the generated call functions (fastcall.py) use it.
 
 
-def take_solo(pool: InstancePool[Fake]) -> Fake:
-    """What a generated call function does to take the instance of a pool of one."""
+def solo_call(pool: InstancePool[Fake], during: object = None) -> Fake | None:
+    """What a generated call function does with a pool of one: the instance that ran
+    the call (``during()`` runs with its lock held), or ``None`` for "discarded while
+    waiting, take the general path"."""
     inst = pool.solo
-    if inst is None or not inst.lock.acquire(False):
-        return pool.checkout_solo()
-    if not inst.alive:
-        inst.lock.release()
-        return pool.checkout_solo()
-    return inst
+    if inst is None:
+        inst = pool.ready_solo()
+    with inst.lock:
+        if inst.alive:
+            try:
+                inst.calls += 1
+                if during is not None:
+                    during()  # type: ignore[operator]
+                return inst
+            finally:
+                if pool.closed:
+                    pool.discard(inst)
+    return None
 
 
 def test_solo_is_the_alive_instance_of_a_pool_of_one(factory: Factory) -> None:
@@ -334,66 +343,100 @@ def test_solo_is_the_alive_instance_of_a_pool_of_one(factory: Factory) -> None:
     pool.discard(inst)
     inst.lock.release()
     assert pool.solo is None
-    fresh = pool.checkout_solo()  # makes the next one, in the queued slot
+    fresh = pool.ready_solo()  # makes the next one, idle in the queued slot
     assert pool.solo is fresh
-    assert fresh.lock.locked()
-    assert pool._slots.qsize() == 1
-    pool.checkin_solo(fresh)
+    assert fresh is not inst
     assert not fresh.lock.locked()
+    assert pool._slots.qsize() == 1
+    assert solo_call(pool) is fresh
     assert pool.checkout() is fresh  # the queued slot holds it
     pool.checkin(fresh)
+    assert pool.stats() == (1, 1)
 
 
 def test_solo_leaves_its_slot_queued_and_others_wait_for_its_lock(factory: Factory) -> None:
     pool = InstancePool(1, factory)
     inst = pool.prime()
-    assert take_solo(pool) is inst
-    assert pool._slots.qsize() == 1
-    waiters = [run_in_thread(pool.checkout), run_in_thread(lambda: take_solo(pool))]
-    wait_until(lambda: pool._slots.qsize() == 0)  # one took the slot, waits for the lock
+    go = threading.Event()
+    running, out = run_in_thread(lambda: solo_call(pool, during=lambda: go.wait(DEADLINE_S)))
+    wait_until(inst.lock.locked)
+    assert pool._slots.qsize() == 1  # the slot stays queued, holding the instance
+    waiters = [run_in_thread(pool.checkout), run_in_thread(lambda: solo_call(pool))]
+    wait_until(lambda: pool._slots.qsize() == 0)  # the checkout took the slot
     time.sleep(0.02)
-    assert all(out == [] for _, out in waiters)
-    pool.checkin_solo(inst)
-    (first, out1), (second, out2) = waiters
-    wait_until(lambda: out1 or out2)
-    done = out1 or out2
-    assert done == [inst]
-    # Whoever got it holds it; the other still waits, until it is given back.
-    time.sleep(0.02)
-    assert len(out1) + len(out2) == 1
-    if out1:
-        pool.checkin(inst)
-    else:
-        pool.checkin_solo(inst)
-    first.join(DEADLINE_S)
-    second.join(DEADLINE_S)
-    assert out1 == out2 == [inst]
+    assert all(got == [] for _, got in waiters)
+    go.set()
+    running.join(DEADLINE_S)
+    assert out == [inst]
+    (_, out1), (second, out2) = waiters
+    wait_until(lambda: out1 != [])  # the checkout waited for the lock, then got it
+    assert out1 == [inst]
+    pool.checkin(inst)
+    second.join(DEADLINE_S)  # the solo call ran before the checkout, or now
+    assert out2 == [inst]
+    assert pool.stats() == (1, 2)
 
 
-def test_solo_taken_while_closing_is_discarded_when_given_back(factory: Factory) -> None:
+def test_solo_discarded_while_waiting_sends_the_call_elsewhere(factory: Factory) -> None:
     pool = InstancePool(1, factory)
     inst = pool.prime()
-    assert take_solo(pool) is inst
-    pool.close(skip=[inst])  # from inside the call: not waited for
-    assert inst.alive
-    pool.checkin_solo(inst)
+    assert pool.lock(inst)  # as a fault does: discard with the lock held
+    t, out = run_in_thread(lambda: solo_call(pool))
+    time.sleep(0.02)
+    pool.discard(inst)
+    inst.lock.release()
+    t.join(DEADLINE_S)
+    assert out == [None]
+    assert pool.solo is None
+
+
+def test_a_solo_call_during_close_is_discarded_when_it_ends(factory: Factory) -> None:
+    pool = InstancePool(1, factory)
+    inst = pool.prime()
+    # close() from inside the call (a host function): not waited for.
+    assert solo_call(pool, during=lambda: pool.close(skip=[inst])) is inst
     assert not inst.alive
     assert not inst.lock.locked()
     assert pool.solo is None
     with pytest.raises(PluginClosedError):
-        pool.checkout_solo()
+        pool.ready_solo()
+
+
+def test_checkout_solo_leaves_the_slot_queued_holding_it(factory: Factory) -> None:
+    # The lock-only checkout by acquire (the process tier's fast path uses it).
+    pool = InstancePool(1, factory)
+    inst = pool.checkout_solo()  # makes the instance, in the queued slot
+    assert pool.solo is inst
+    assert inst.lock.locked()
+    assert pool._slots.qsize() == 1
+    t, out = run_in_thread(pool.checkout)  # takes the slot, waits for the lock
+    wait_until(lambda: pool._slots.qsize() == 0)
+    pool.checkin_solo(inst)
+    t.join(DEADLINE_S)
+    assert out == [inst]
+    pool.checkin(inst)
+    assert not inst.lock.locked()
+    assert pool.checkout_solo() is inst
+    pool.close(skip=[inst])
+    pool.checkin_solo(inst)  # a closed pool discards it
+    assert not inst.alive
+    assert not inst.lock.locked()
 
 
 def test_close_waits_for_a_solo_call(factory: Factory) -> None:
     pool = InstancePool(1, factory)
     inst = pool.prime()
-    assert take_solo(pool) is inst
+    go = threading.Event()
+    running, out = run_in_thread(lambda: solo_call(pool, during=lambda: go.wait(DEADLINE_S)))
+    wait_until(inst.lock.locked)
     closer, _ = run_in_thread(lambda: pool.close())
     time.sleep(0.05)
     assert closer.is_alive(), "close() must wait for the running call"
     assert inst.alive
-    pool.checkin_solo(inst)
+    go.set()
+    running.join(DEADLINE_S)
     closer.join(DEADLINE_S)
     assert not closer.is_alive()
+    assert out == [inst]
     assert not inst.alive
     assert pool.stats()[0] == 0

@@ -77,16 +77,21 @@ class Counter:
 def wait_until_blocked(thread: threading.Thread, timeout_s: float = 10.0) -> None:
     """Return once ``thread`` sits still inside wasmplug's runtime (blocked), or fail.
 
-    The pool's wait may be a C call (``SimpleQueue.get``) with no Python frame of its
-    own, so "blocked" means: the innermost Python frame is in ``wasmplug/_runtime`` and
-    stays on the same line for 20 samples 1 ms apart.
+    The pool's wait may be a C call (``SimpleQueue.get``, or an instance's lock taken
+    by a generated call function, whose code is named ``<wasmplug call ...>``) with no
+    Python frame of its own, so "blocked" means: the innermost Python frame is in
+    ``wasmplug/_runtime`` or generated there, and stays on the same line for 20
+    samples 1 ms apart.
     """
     deadline = time.monotonic() + timeout_s
     last, same = None, 0
     while time.monotonic() < deadline:
         frame = sys._current_frames().get(thread.ident or -1)
         here = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
-        inside = here is not None and "wasmplug/_runtime" in here[0].replace("\\", "/")
+        inside = here is not None and (
+            "wasmplug/_runtime" in here[0].replace("\\", "/")
+            or here[0].startswith("<wasmplug call ")
+        )
         same = same + 1 if inside and here == last else 0
         if same >= 20:
             return

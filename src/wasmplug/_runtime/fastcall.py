@@ -12,10 +12,10 @@ resolved once, as attrs generates ``__init__`` for a class:
 1. admission: the plugin is open and not quarantined, the arity is right, the
    calling thread is not inside a plugin call (nested calls take the general path,
    which checks for re-entry), and each number argument has the exact class;
-2. an instance from the pool (a pool of one: its instance's lock alone,
-   ``InstancePool.solo``, else the general path; a larger pool: the common case
-   inline, ``InstancePool.hot_path``), its pending guest destructors, its call
-   buffers;
+2. an instance from the pool (a pool of one: its instance's lock alone, held by
+   a ``with`` statement, so that Ctrl-C cannot leave it held: ``InstancePool.solo``;
+   a larger pool: the common case inline, ``InstancePool.hot_path``), its pending
+   guest destructors, its call buffers;
 3. the arguments: numbers with one ``struct.pack_into`` of kind bytes and payloads
    (the kinds as constants), other types by their lowerers;
 4. the epoch deadline (re-armed only when the epoch moved since it was armed: the
@@ -108,8 +108,8 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "checkout": plugin._pool.checkout,
         "resume": plugin._pool.resume,
         "checkin": plugin._pool.checkin,
-        "checkout_solo": plugin._pool.checkout_solo,
-        "checkin_solo": plugin._pool.checkin_solo,
+        "ready_solo": plugin._pool.ready_solo,
+        "discard": plugin._pool.discard,
         "Empty": queue.Empty,
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
@@ -158,18 +158,17 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         g["pack_into"] = packer.pack_into
         for i, kind in enumerate(kinds):
             g[f"K{i}"] = kind
-    # 2. An instance, its pending destructors, its buffers. A pool of one: its
-    # instance's lock alone (pool.solo; else checkout_solo, which waits for it or
-    # makes one). A larger pool: pool.hot_path, the idle, unlocked, alive case inline.
+    # 2. An instance. A pool of one: its instance's lock alone (pool.solo), taken by a
+    # `with` statement: Python checks for signals after calls, not between a `with`
+    # statement's __enter__ and its body, so Ctrl-C cannot leave the lock held. No
+    # instance yet: pool.ready_solo makes one; a discarded one (after the wait): the
+    # general path. A larger pool: pool.hot_path, the idle, unlocked, alive case inline.
     solo = plugin._pool.size == 1
     add("    try:")
     if solo:
         add("        inst = pool.solo")
-        add("        if inst is None or not inst.lock.acquire(False):")
-        add("            inst = checkout_solo()")
-        add("        elif not inst.alive:")
-        add("            inst.lock.release()")
-        add("            inst = checkout_solo()")
+        add("        if inst is None:")
+        add("            inst = ready_solo()")
     else:
         add("        try:")
         add("            inst = take()")
@@ -183,86 +182,103 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         add("                inst = checkout()")
     add("    except PluginError as e:")
     add("        raise error(e, ex)")
-    add("    try:")
+    # Its pending destructors, its buffers, then steps 3 to 6 (indented for a pool of one).
+    body: list[str] = []
+    put = body.append
     if _may_hold_handles(plugin):
-        add("        if inst.pending_drops:")
-        add("            run_drops(inst)")
-    add("        buf = inst.buffers[INDEX]")
-    add("        if buf is None:")
-    add("            buf = inst.buffers[INDEX] = take_buffers(inst)")
+        put("        if inst.pending_drops:")
+        put("            run_drops(inst)")
+    put("        buf = inst.buffers[INDEX]")
+    put("        if buf is None:")
+    put("            buf = inst.buffers[INDEX] = take_buffers(inst)")
     # 3. The arguments.
     if numbers is not None:
         packed = ", ".join(f"K{i}, a{i}" for i in range(n))
-        add("        try:")
-        add(f"            pack_into(buf.raw, 0, {packed})")
-        add("        except PACK_ERRORS:")
-        add("            return run(inst, ex, args)")
+        put("        try:")
+        put(f"            pack_into(buf.raw, 0, {packed})")
+        put("        except PACK_ERRORS:")
+        put("            return run(inst, ex, args)")
     elif n:
         # A top-level string: encoded here and pointed at (StringParam); the rest
         # by their lowerers. What either refuses, run() lowers again and reports.
         strings = [isinstance(tpl, StringParam) for tpl in ex.templates]
         if not all(strings):
-            add("        lowers = buf.lowers")
-            add("        pvals = buf.pvals")
+            put("        lowers = buf.lowers")
+            put("        pvals = buf.pvals")
         if any(strings):
-            add("        strings = buf.strings")
-        add("        try:")
+            put("        strings = buf.strings")
+        put("        try:")
         for i in range(n):
             if strings[i]:
-                add(f"            data, size = strings[{i}]")
-                add(f"            raw = a{i}.encode()")
-                add("            data.value = raw")
-                add("            size.value = len(raw)")
+                put(f"            data, size = strings[{i}]")
+                put(f"            raw = a{i}.encode()")
+                put("            data.value = raw")
+                put("            size.value = len(raw)")
             else:
-                add(f"            lowers[{i}](a{i}, pvals[{i}], inst)")
-        add("        except LOWER_ERRORS:")
-        add("            return run(inst, ex, args)")
+                put(f"            lowers[{i}](a{i}, pvals[{i}], inst)")
+        put("        except LOWER_ERRORS:")
+        put("            return run(inst, ex, args)")
     # 4. Deadline, fuel, the stderr tail.
-    add("        epoch = ticker.epoch")
-    add("        if inst.deadline_epoch != epoch:")
-    add("            set_deadline(inst.context, SLICE)")
-    add("            inst.deadline_epoch = epoch")
-    add("        inst.deadline_at = epoch + TICKS")
+    put("        epoch = ticker.epoch")
+    put("        if inst.deadline_epoch != epoch:")
+    put("            set_deadline(inst.context, SLICE)")
+    put("            inst.deadline_epoch = epoch")
+    put("        inst.deadline_at = epoch + TICKS")
     if plugin._fuel is not None:
-        add("        set_fuel(inst.context, FUEL)")
+        put("        set_fuel(inst.context, FUEL)")
     uses_wasi = plugin._uses_wasi
     if uses_wasi:
-        add("        stderr = inst.stderr")
-        add("        if stderr.tail:")
-        add("            stderr.tail = ''")
+        put("        stderr = inst.stderr")
+        put("        if stderr.tail:")
+        put("            stderr.tail = ''")
     # 5. The call, with the instance current on this thread (which is also what the
     # epoch ticker reads to see that a call is in flight), removed in finally;
     # admission made sure the thread had no entry. The entry is made before the try,
     # so the finally never deletes a missing one: a signal handler (Ctrl-C) runs only
     # at a later bytecode, inside the try.
-    add("        running[ident] = inst")
-    add("        try:")
-    add("            inst.caller = None")
-    add("            err = func_call(*buf.args)")
+    put("        running[ident] = inst")
+    put("        try:")
+    put("            inst.caller = None")
+    put("            err = func_call(*buf.args)")
     if uses_wasi:
-        add("            if inst.output_poll is not None:")
-        add("                inst.drain_output()")
-    add("        finally:")
-    add("            del running[ident]")
-    add("        if deferred:")
-    add("            run_deferred(inst)")
-    add("        if err:")
-    add("            fault(inst, ex, err)")
+        put("            if inst.output_poll is not None:")
+        put("                inst.drain_output()")
+    put("        finally:")
+    put("            del running[ident]")
+    put("        if deferred:")
+    put("            run_deferred(inst)")
+    put("        if err:")
+    put("            fault(inst, ex, err)")
     # 6. Counters and the result.
-    add("        inst.calls += 1")
-    add("        if sup.consecutive:")
-    add("            sup.record_success()")
-    code += _result_lines(ex, g)
-    add("    except BaseException as e:")
-    add("        if not isinstance(e, Exception):")
-    add("            interrupted(inst, ex, e)")
-    add("        raise")
-    add("    finally:")
-    add("        if pool.closed:")
-    add(f"            {'checkin_solo' if solo else 'checkin'}(inst)")
-    add("        else:")
-    add("            inst.lock.release()")
-    if not solo:
+    put("        inst.calls += 1")
+    put("        if sup.consecutive:")
+    put("            sup.record_success()")
+    body += _result_lines(ex, g)
+    if solo:
+        add("    with inst.lock:")
+        add("        if inst.alive:")
+        indent = " " * 8
+    else:
+        indent = ""
+    for line in [
+        "    try:",
+        *body,
+        "    except BaseException as e:",
+        "        if not isinstance(e, Exception):",
+        "            interrupted(inst, ex, e)",
+        "        raise",
+        "    finally:",
+    ]:
+        add(indent + line)
+    if solo:
+        add("                if pool.closed:")
+        add("                    discard(inst)")
+        add("    return general(args)  # discarded while this call waited for it")
+    else:
+        add("        if pool.closed:")
+        add("            checkin(inst)")
+        add("        else:")
+        add("            inst.lock.release()")
         add("            if inst.alive:")
         add("                give(inst)")
     source = "\n".join(code) + "\n"

@@ -40,7 +40,9 @@ A pool of one (the default ``pool_size``) has a shorter one: its instance's lock
 alone is the checkout (:attr:`InstancePool.solo`). Its one slot holds that
 instance, idle or not, so the lock is what a call would wait for after taking
 the slot anyway, and the other lock holders (resource calls, :meth:`drain`) see
-such a call as they see any other.
+such a call as they see any other. Held by a ``with`` statement, the lock cannot
+be left held by a ``KeyboardInterrupt``: Python runs signal handlers after calls
+and on loops, not between a ``with`` statement's ``__enter__`` and its body.
 """
 
 from __future__ import annotations
@@ -121,10 +123,18 @@ class InstancePool(Generic[P]):
         self._retired_calls = 0
         self.solo: P | None = None
         """A pool of one: its instance while it is alive (else ``None``). A caller
-        may use it without taking the slot: if ``solo.lock.acquire(False)``
-        succeeds and it is still ``alive``, it is the caller's until it gives it
-        back with :meth:`checkin_solo`. Any other outcome: release what was
-        acquired and call :meth:`checkout_solo`, which waits."""
+        may use it without taking its slot, which stays queued holding it, in
+        either of two ways:
+
+        - ``with solo.lock:`` (waiting, as :meth:`checkout` would after taking the
+          slot; ``None``: :meth:`ready_solo` first); if it is still ``alive`` it is
+          the caller's until the ``with`` ends (on a :attr:`closed` pool,
+          :meth:`discard` it before); if not, it was discarded while the caller
+          waited: use :meth:`checkout`. Ctrl-C cannot leave the lock held.
+        - ``solo.lock.acquire(False)``: if that succeeds and it is ``alive``, it is
+          the caller's until :meth:`checkin_solo`; any other outcome: release what
+          was acquired and call :meth:`checkout_solo`, which waits. A
+          ``KeyboardInterrupt`` right after the acquire leaves the lock held."""
 
     def prime(self) -> P:
         """Create the first instance now, idle at the head of the queue, so the
@@ -213,6 +223,18 @@ class InstancePool(Generic[P]):
         if inst.alive:
             self._slots.put(inst)
 
+    def ready_solo(self) -> P:
+        """A pool of one: :attr:`solo`, made now if there is none (a fault discarded
+        it, or none was made yet), idle in its slot: :meth:`checkout`, then
+        :meth:`checkin`. The caller then takes it by its lock, as :attr:`solo`
+        says; another caller may take it first.
+
+        Raises as :meth:`checkout` does.
+        """
+        inst = self.checkout()
+        self.checkin(inst)
+        return inst
+
     def checkout_solo(self) -> P:
         """:meth:`checkout` for a pool of one, leaving the slot queued with the
         instance in it: the caller holds only its lock, as after taking
@@ -225,8 +247,9 @@ class InstancePool(Generic[P]):
         return inst
 
     def checkin_solo(self, inst: P) -> None:
-        """Give back an instance taken as :attr:`solo` (its lock alone; its slot
-        stayed queued): release the lock, discarding it first on a closed pool."""
+        """Give back an instance taken as :attr:`solo` by ``acquire`` (its lock alone;
+        its slot stayed queued): release the lock, discarding it first on a closed
+        pool."""
         if self.closed and inst.alive:
             self._discard(inst)
         inst.lock.release()
