@@ -197,12 +197,15 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         add("        deadline = now + KILL_AFTER")
         add("        if not watchdog.started:")
         add("            watchdog.start()")
-        add("        watchdog.armed[worker] = deadline")
     else:
         add("        deadline = None")
     add("        chan = worker.chan")
+    # Set before the try whose finally deletes it (a signal handler runs at a later
+    # bytecode, inside it); the watchdog is armed inside, so it is always disarmed.
     add("        running[ident] = frame")
     add("        try:")
+    if timed:
+        add("            watchdog.armed[worker] = deadline")
     add("            try:")
     add("                sent = chan.sock.send(data, DONTWAIT)")
     add("                if sent != len(data):")
