@@ -31,6 +31,7 @@ from wasmplug import (
     WitValueError,
 )
 from wasmplug._bridge import callctx as _callctx
+from wasmplug._runtime.callpath import CallPath, _pack_numbers
 from wasmplug._runtime.plugin import find_export
 
 ADD = w.Func(
@@ -251,21 +252,27 @@ def test_a_call_waits_for_an_idle_instance_locked_elsewhere(plugin: Plugin) -> N
     assert not inst.lock.locked()
 
 
-def _interrupted_at(plugin: Plugin, code: Any, k: int) -> bool:
-    """Call ``add`` with KeyboardInterrupt raised when the ``k``-th C call made by
-    ``code`` returns (where Python would run Ctrl-C's handler); whether it was."""
+def _interrupted_at(plugin: Plugin, codes: Any, k: int, *, general: bool = False) -> bool:
+    """Call ``add`` with KeyboardInterrupt raised when the ``k``-th C call made by a
+    frame running one of ``codes`` returns, where Python would run Ctrl-C's handler;
+    whether it was. ``general``: through the general path."""
     seen = 0
 
     def profile(frame: Any, event: str, _arg: Any) -> None:
         nonlocal seen
-        if event == "c_return" and frame.f_code is code:
+        if event == "c_return" and frame.f_code in codes:
             seen += 1
             if seen == k:
                 raise KeyboardInterrupt
 
+    ex = find_export(plugin, "add")
+    assert ex is not None
     sys.setprofile(profile)
     try:
-        plugin.call("add", 1, 2)
+        if general:
+            plugin._invoke(ex, (1, 2))
+        else:
+            plugin.call("add", 1, 2)
     except KeyboardInterrupt:
         return True
     finally:
@@ -289,10 +296,33 @@ def test_an_interrupt_after_any_c_call_leaves_no_instance_held(plugin: Plugin) -
     bound = find_export(plugin, "add").bound
     assert bound is not None
     k = 1
-    while _interrupted_at(plugin, bound.__code__, k):
+    while _interrupted_at(plugin, {bound.__code__}, k):
         assert _served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
         k += 1
     assert k > 3
+    assert _served_elsewhere(plugin)
+
+
+def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_held(
+    plugin: Plugin,
+) -> None:
+    """The same for the general path of a pool of one on its existing instance, at
+    every C call of its own frames (admission, the instance, lowering, the call).
+    Making a new instance (``InstancePool.resume``) still has the window."""
+    assert plugin.call("add", 1, 2) == 3
+    codes = {
+        CallPath._invoke.__code__,
+        CallPath._admit.__code__,
+        CallPath._call_solo.__code__,
+        CallPath._run.__code__,
+        _pack_numbers.__code__,
+    }
+    k = 1
+    while _interrupted_at(plugin, codes, k, general=True):
+        assert _served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
+        plugin.call("add", 1, 2)  # an instance again (making one is not under test)
+        k += 1
+    assert k > 5
     assert _served_elsewhere(plugin)
 
 

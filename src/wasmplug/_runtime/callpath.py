@@ -67,7 +67,8 @@ __all__ = ["Backend", "CallPath", "call_chain"]
 E = TypeVar("E", bound=PluginError)
 
 byref = ctypes.byref
-_swap = _callctx.swap
+_running = _callctx.running
+_get_ident = threading.get_ident
 _current = _callctx.current
 _func_call = f.func_call_args
 _set_deadline = f.set_epoch_deadline
@@ -205,6 +206,10 @@ class CallPath:
         if self._backend is not None:
             return self._backend.invoke(ex, args, cur)
         pool = self._pool
+        # A pool of one: its instance's lock alone (InstancePool.solo), held by a with
+        # statement, where Ctrl-C cannot land between taking it and the code that gives
+        # it back. Not with call threads, which may abandon an instance mid-call.
+        solo = pool.size == 1 and not self._threaded
         try:
             if ex.has_handles:
                 inst = self._checkout_for(args)
@@ -217,10 +222,12 @@ class CallPath:
                         raise
                     finally:
                         inst.lock.release()
-            inst = pool.checkout()
+            inst = (pool.solo or pool.ready_solo()) if solo else pool.checkout()
         except PluginError as e:
             # Closed or quarantined while waiting for an instance, or a stale handle.
             raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
+        if solo:
+            return self._call_solo(inst, ex, args)
         try:
             return self._call(inst, ex, args)
         except BaseException as e:
@@ -229,6 +236,26 @@ class CallPath:
             raise
         finally:
             pool.checkin(inst)
+
+    def _call_solo(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        """:meth:`_call` on the instance of a pool of one, by its lock alone."""
+        pool = self._pool
+        while True:
+            with inst.lock:
+                if inst.alive:
+                    try:
+                        return self._call(inst, ex, args)
+                    except BaseException as e:
+                        if not isinstance(e, Exception):
+                            self._interrupted(inst, ex, e)
+                        raise
+                    finally:
+                        if pool.closed:
+                            pool.discard(inst)  # as checkin() does on a closed pool
+            try:  # discarded while this call waited for it: the next one
+                inst = pool.ready_solo()
+            except PluginError as e:
+                raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
 
     def _run_on_thread(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         """:meth:`_run` on the instance's call thread, waiting at most the call's budget."""
@@ -351,14 +378,18 @@ class CallPath:
         if stderr.tail:
             stderr.tail = ""  # classify a fault by this call's output only
         in_flight = ticker.in_flight
-        prev = _current()
+        ident = _get_ident()
+        prev = _running.get(ident)
         # Guest output may be logged on another thread (the stdio pump, or wasmtime's
         # for the callback stream), where this call's span is not current: while
         # tracing, hand it the call's trace ids (_sandbox/stdio.py).
         output_ids = self._tel is not None and not stderr.discard
         # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
+        # The thread's entry first, by subscripts: Python runs a signal handler right
+        # after a call returns, so a call before it in the finally could be the last
+        # statement that runs.
         try:
-            _swap(inst)
+            _running[ident] = inst
             inst.caller = prev
             in_flight.add(inst)
             if output_ids:
@@ -367,8 +398,11 @@ class CallPath:
             if inst.output_poll is not None:  # log the call's output before it returns
                 inst.drain_output()
         finally:
+            if prev is None:
+                del _running[ident]
+            else:
+                _running[ident] = prev
             in_flight.discard(inst)
-            _swap(prev)
             if output_ids:
                 stderr.call_fields = inst.stdout.call_fields = {}
         if _deferred:
@@ -532,10 +566,11 @@ class CallPath:
         inst.deadline_epoch = epoch
         inst.deadline_at = epoch + self._deadline_ticks
         err = None
-        prev = _current()
-        # Restored in `finally`: Ctrl-C may raise anywhere in here (see _interrupted).
+        ident = _get_ident()
+        prev = _running.get(ident)
+        # Restored in `finally`, the thread's entry first (as in _run).
         try:
-            _swap(inst)
+            _running[ident] = inst
             inst.caller = prev
             ticker.in_flight.add(inst)
             while drops and not err:
@@ -546,8 +581,11 @@ class CallPath:
             self._interrupted(inst, None, e)
             raise
         finally:
+            if prev is None:
+                del _running[ident]
+            else:
+                _running[ident] = prev
             ticker.in_flight.discard(inst)
-            _swap(prev)
         if _deferred:
             _run_deferred(inst)  # a signal deferred in a callback: raise it now
         if err:

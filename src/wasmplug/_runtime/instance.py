@@ -31,8 +31,8 @@ from . import deadline as _deadline
 from .callthread import GRACE_MS, CallThread, Cancelled
 from .faults import split_backtrace
 
-_current = _callctx.current
-_swap = _callctx.swap
+_running = _callctx.running
+_get_ident = threading.get_ident
 _deferred = _sigguard.deferred
 _install_deadline = _deadline.install
 _set_epoch_deadline = f.set_epoch_deadline
@@ -280,9 +280,13 @@ class Instance:
         # not moved, the first call need not set it again (CallPath._run).
         if settings.startup_slice_ticks == settings.call_slice_ticks:
             self.deadline_epoch = epoch
-        prev = _current()
+        ident = _get_ident()
+        prev = _running.get(ident)
+        # Restored in `finally`, the thread's entry first and by subscripts (Python
+        # runs a signal handler right after a call returns: a call before it in the
+        # finally could be the last statement that runs).
         try:
-            _swap(self)
+            _running[ident] = self
             self.caller = prev
             ticker.in_flight.add(self)
             instance = self.store.instantiate_raw(spec.linker_ptr, spec.component_ptr)
@@ -298,8 +302,11 @@ class Instance:
             self.close()
             raise
         finally:
+            if prev is None:
+                del _running[ident]
+            else:
+                _running[ident] = prev
             ticker.in_flight.discard(self)
-            _swap(prev)
 
     def _instantiate_on_thread(self) -> Any:
         ct = self.call_thread
