@@ -333,6 +333,16 @@ def solo_call(pool: InstancePool[Fake], during: object = None) -> Fake | None:
     return None
 
 
+def busy_solo_call(
+    pool: InstancePool[Fake],
+) -> tuple[threading.Event, threading.Thread, list[object]]:
+    """A solo call on another thread that holds the instance until the event is set."""
+    go = threading.Event()
+    thread, out = run_in_thread(lambda: solo_call(pool, during=lambda: go.wait(DEADLINE_S)))
+    wait_until(pool.solo.lock.locked)  # type: ignore[union-attr]
+    return go, thread, out
+
+
 def test_solo_is_the_alive_instance_of_a_pool_of_one(factory: Factory) -> None:
     assert InstancePool(2, factory).solo is None
     pool = InstancePool(1, factory)
@@ -357,9 +367,7 @@ def test_solo_is_the_alive_instance_of_a_pool_of_one(factory: Factory) -> None:
 def test_solo_leaves_its_slot_queued_and_others_wait_for_its_lock(factory: Factory) -> None:
     pool = InstancePool(1, factory)
     inst = pool.prime()
-    go = threading.Event()
-    running, out = run_in_thread(lambda: solo_call(pool, during=lambda: go.wait(DEADLINE_S)))
-    wait_until(inst.lock.locked)
+    go, running, out = busy_solo_call(pool)
     assert pool._slots.qsize() == 1  # the slot stays queued, holding the instance
     waiters = [run_in_thread(pool.checkout), run_in_thread(lambda: solo_call(pool))]
     wait_until(lambda: pool._slots.qsize() == 0)  # the checkout took the slot
@@ -426,9 +434,7 @@ def test_checkout_solo_leaves_the_slot_queued_holding_it(factory: Factory) -> No
 def test_close_waits_for_a_solo_call(factory: Factory) -> None:
     pool = InstancePool(1, factory)
     inst = pool.prime()
-    go = threading.Event()
-    running, out = run_in_thread(lambda: solo_call(pool, during=lambda: go.wait(DEADLINE_S)))
-    wait_until(inst.lock.locked)
+    go, running, out = busy_solo_call(pool)
     closer, _ = run_in_thread(lambda: pool.close())
     time.sleep(0.05)
     assert closer.is_alive(), "close() must wait for the running call"

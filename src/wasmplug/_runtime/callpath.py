@@ -215,11 +215,7 @@ class CallPath:
                 inst = self._checkout_for(args)
                 if inst is not None:
                     try:
-                        return self._call(inst, ex, args)
-                    except BaseException as e:
-                        if not isinstance(e, Exception):
-                            self._interrupted(inst, ex, e)
-                        raise
+                        return self._call_guarded(inst, ex, args)
                     finally:
                         inst.lock.release()
             inst = (pool.solo or pool.ready_solo()) if solo else pool.checkout()
@@ -229,13 +225,18 @@ class CallPath:
         if solo:
             return self._call_solo(inst, ex, args)
         try:
+            return self._call_guarded(inst, ex, args)
+        finally:
+            pool.checkin(inst)
+
+    def _call_guarded(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
+        """:meth:`_call`, discarding ``inst`` if a ``BaseException`` (Ctrl-C) ends it."""
+        try:
             return self._call(inst, ex, args)
         except BaseException as e:
             if not isinstance(e, Exception):
                 self._interrupted(inst, ex, e)
             raise
-        finally:
-            pool.checkin(inst)
 
     def _call_solo(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         """:meth:`_call` on the instance of a pool of one, by its lock alone."""
@@ -244,11 +245,7 @@ class CallPath:
             with inst.lock:
                 if inst.alive:
                     try:
-                        return self._call(inst, ex, args)
-                    except BaseException as e:
-                        if not isinstance(e, Exception):
-                            self._interrupted(inst, ex, e)
-                        raise
+                        return self._call_guarded(inst, ex, args)
                     finally:
                         if pool.closed:
                             pool.discard(inst)  # as checkin() does on a closed pool
