@@ -84,6 +84,10 @@ def test_results_match_python(plugin: Plugin) -> None:
     assert plugin.call("echo-char", "é") == "é"
     assert plugin.call("echo-text", "héllo" * 300) == "héllo" * 300
     assert plugin.call("echo-text", "") == ""
+    # A result is read by its length (an embedded NUL, 4-byte UTF-8), and a shorter one
+    # after a longer one is not padded with the longer one's tail.
+    assert plugin.call("echo-text", "a\x00b\U0001d11e" * 3) == "a\x00b\U0001d11e" * 3
+    assert plugin.call("echo-text", "z") == "z"
     assert plugin.call("echo-bool", True) is True
 
 

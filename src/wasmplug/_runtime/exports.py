@@ -331,7 +331,7 @@ class Buffers:
         self.rref = byref(self.result)
         string = ex.sig.result == Prim("string")
         self.lift = string_result(self.result) if string else ex.lift
-        # (size, data) aliases of a string result (lift.string_slot).
+        # (size, chars) aliases of a string result (lift.string_slot).
         self.rstring = string_slot(self.result) if string else None
         rinfo = ex.result_scalar
         self.rslot = (

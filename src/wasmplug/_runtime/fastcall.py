@@ -56,7 +56,7 @@ from typing import Any
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge import sigguard as _sigguard
-from wasmplug._bridge.lift import decode_utf8_from, too_large
+from wasmplug._bridge.lift import too_large
 from wasmplug._bridge.params import StringParam
 from wasmplug._bridge.values import Err
 from wasmplug._bridge.wit import Prim, contains_handles
@@ -325,12 +325,14 @@ def _result_lines(ex: ExportFunc, g: dict[str, Any]) -> list[str]:
         # Read in place (lift.string_slot). A string of at most LINGER bytes stays
         # in the result slot: wasmtime drops the slot's old value when it writes the
         # next result, so deleting it now would be a second C call per call.
-        g.update(decode=decode_utf8_from, too_large=too_large, LINGER=LINGER)
+        # The bytes are sliced off the slot's pointer and decoded (lift.string_slot):
+        # no ctypes function call.
+        g.update(too_large=too_large, LINGER=LINGER)
         return [
-            "        size, data = buf.rstring",
+            "        size, chars = buf.rstring",
             "        n = size.value",
             "        if n > LINGER:",
-            "            value = decode(data, size, None) if n <= inst.max_lift else None",
+            "            value = chars[:n].decode() if n <= inst.max_lift else None",
             "            val_delete(buf.rref)",
             "            buf.result.kind = BOOL",
             "            if value is None:",
@@ -338,7 +340,7 @@ def _result_lines(ex: ExportFunc, g: dict[str, Any]) -> list[str]:
             "            return value",
             "        if n > inst.max_lift:",
             "            lift_fault(inst, ex, too_large(inst))",
-            "        return decode(data, size, None) if n else ''",
+            "        return chars[:n].decode() if n else ''",
         ]
     lines = [
         "        inst.lift_left = inst.max_lift",
