@@ -17,8 +17,9 @@ resolved once, as ``_runtime/fastcall.py`` does in-process:
    wire form needs (an ``int`` in the WIT type's range, a ``float`` for ``f64``, a
    ``bool``, an ASCII ``str``; other types go through their codec encoders);
 2. the ``CALL`` frame, packed in one ``msgpack`` call, and a worker from the
-   pool (its common case inline: ``InstancePool.hot_path``, or for a pool of one
-   its worker's lock alone, ``InstancePool.solo``);
+   pool (for a pool of one its worker's lock alone, held by a ``with`` statement
+   so that Ctrl-C cannot leave it held: ``InstancePool.solo``; else the common case
+   inline: ``InstancePool.hot_path``);
 3. the deadline: the watchdog armed by one dict store (see :mod:`.watchdog`),
    the call's frame current on this thread (``callctx.running``: host calls
    and re-entry checks find it there), the frame sent with ``MSG_DONTWAIT``
@@ -156,20 +157,20 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         add("    except ENCODE_ERRORS:")
         add("        return general(args)")
     wire = f"({', '.join(names)},)" if n else "()"
-    # 2. The frame, then a worker (pool.hot_path: the idle, unlocked, alive case inline).
+    # 2. The frame, then a worker.
     add(f"    body = packb((CALL, INDEX, {wire}, NO_DROPS))")
     add("    data = pack_len(len(body)) + body")
-    solo = pool.size == 1
     add("    try:")
-    if solo:  # a pool of one: the worker's lock alone (InstancePool.solo)
-        g["checkout_solo"] = pool.checkout_solo
+    solo = pool.size == 1
+    if solo:
+        # A pool of one: the worker's lock alone (InstancePool.solo), held by a `with`
+        # statement: Python checks for signals after calls, not between a `with`
+        # statement's __enter__ and its body, so Ctrl-C cannot leave the lock held.
+        g["ready_solo"], g["discard"] = pool.ready_solo, pool.discard
         add("        worker = pool.solo")
-        add("        if worker is None or not worker.lock.acquire(False):")
-        add("            worker = checkout_solo()")
-        add("        elif not worker.alive:")
-        add("            worker.lock.release()")
-        add("            worker = checkout_solo()")
-    else:
+        add("        if worker is None:")
+        add("            worker = ready_solo()")
+    else:  # pool.hot_path: the idle, unlocked, alive case inline
         add("        try:")
         add("            worker = take()")
         add("        except Empty:")
@@ -182,74 +183,91 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         add("                worker = checkout()")
     add("    except PluginError as e:")
     add("        raise error(e, ex)")
-    # 3. Deadline, frame, send; 4. the reply.
-    add("    gone = False")
-    add("    try:")
-    add("        if not worker.fresh:")
-    add("            refresh(worker, ex)")
-    add("        frame = worker.call_frame")
-    add("        if frame is None:")
-    add("            frame = worker.call_frame = Frame(plugin, None, worker)")
+    # 3. Deadline, frame, send; 4. the reply (its lines are indented below).
     timed = kill_after is not None
+    body = [
+        "        if not worker.fresh:",
+        "            refresh(worker, ex)",
+        "        frame = worker.call_frame",
+        "        if frame is None:",
+        "            frame = worker.call_frame = Frame(plugin, None, worker)",
+    ]
     if timed:
-        add("        now = monotonic()")
-        add("        frame.deadline_s = now + TIMEOUT_S")
-        add("        deadline = now + KILL_AFTER")
-        add("        if not watchdog.started:")
-        add("            watchdog.start()")
+        body += [
+            "        now = monotonic()",
+            "        frame.deadline_s = now + TIMEOUT_S",
+            "        deadline = now + KILL_AFTER",
+            "        if not watchdog.started:",
+            "            watchdog.start()",
+        ]
     else:
-        add("        deadline = None")
-    add("        chan = worker.chan")
-    # Set before the try whose finally deletes it (a signal handler runs at a later
-    # bytecode, inside it); the watchdog is armed inside, so it is always disarmed.
-    add("        running[ident] = frame")
-    add("        try:")
+        body.append("        deadline = None")
+    # The frame is current from before the try whose finally removes it (a signal
+    # handler runs at a later bytecode, inside it); the watchdog is armed inside.
+    body += [
+        "        chan = worker.chan",
+        "        running[ident] = frame",
+        "        try:",
+    ]
     if timed:
-        add("            watchdog.armed[worker] = deadline")
-    add("            try:")
-    add("                sent = chan.sock.send(data, DONTWAIT)")
-    add("                if sent != len(data):")
-    add("                    chan.send_rest(data, sent, deadline)")
-    add("            except BlockingIOError:  # the socket buffer is full")
-    add("                chan.send_rest(data, 0, deadline)")
-    add("            except GONE:")
-    add("                died_idle(worker)")
-    add("                gone = True")
-    add("            if not gone:")
-    add("                msg = chan.recv(deadline)")
-    add("                if msg[0] == RESULT and len(msg) == 2:")
-    code += [f"                {line}" for line in _result_lines(ex, g)]
-    add("                    worker.calls += 1")
-    add("                    if sup.consecutive:")
-    add("                        sup.record_success()")
-    add("                    return value")
-    add("                handles = CallHandles(worker)")
-    add("                ok, value = outcome(worker, ex, CODEC, frame, handles, deadline, msg)")
-    add("                if ok:")
-    add("                    return value")
-    add("        except BaseException as e:")
-    add("            raise lost(worker, ex, e)")
-    add("        finally:")
-    add("            del running[ident]")
+        body.append("            watchdog.armed[worker] = deadline")
+    body += [
+        "            try:",
+        "                sent = chan.sock.send(data, DONTWAIT)",
+        "                if sent != len(data):",
+        "                    chan.send_rest(data, sent, deadline)",
+        "            except BlockingIOError:  # the socket buffer is full",
+        "                chan.send_rest(data, 0, deadline)",
+        "            except GONE:",
+        "                died_idle(worker)",
+        "                gone = True",
+        "            if not gone:",
+        "                msg = chan.recv(deadline)",
+        "                if msg[0] == RESULT and len(msg) == 2:",
+        *[f"                {line}" for line in _result_lines(ex, g)],
+        "                    worker.calls += 1",
+        "                    if sup.consecutive:",
+        "                        sup.record_success()",
+        "                    return value",
+        "                handles = CallHandles(worker)",
+        "                ok, value = outcome(worker, ex, CODEC, frame, handles, deadline, msg)",
+        "                if ok:",
+        "                    return value",
+        "        except BaseException as e:",
+        "            raise lost(worker, ex, e)",
+        "        finally:",
+        "            del running[ident]",
+    ]
     if timed:
-        add("            watchdog.armed.pop(worker, None)")
-    add("    finally:")
+        body.append("            watchdog.armed.pop(worker, None)")
+    # 5. The worker back; a worker that had exited before it got the call (gone), or
+    # one discarded while this call waited for it: the general path, on another.
     if solo:
-        g["checkin_solo"] = pool.checkin_solo
-        add("        if pool.closed:")
-        add("            checkin_solo(worker)")
-        add("        else:")
-        add("            worker.lock.release()")
+        add("    with worker.lock:")
+        add("        if worker.alive:")
+        add("            gone = False")
+        add("            try:")
+        code += [f"        {line}" for line in body]
+        add("            finally:")
+        add("                if pool.closed:")
+        add("                    discard(worker)")
+        add("            if not gone:")
+        add("                raise value")
+        add("    return general(args)")
     else:
+        add("    gone = False")
+        add("    try:")
+        code += body
+        add("    finally:")
         add("        if pool.closed:")
         add("            checkin(worker)")
         add("        else:")
         add("            worker.lock.release()")
         add("            if worker.alive:")
         add("                give(worker)")
-    add("    if gone:  # it had exited before it got the call: made again on another")
-    add("        return general(args)")
-    add("    raise value")
+        add("    if gone:")
+        add("        return general(args)")
+        add("    raise value")
     source = "\n".join(code) + "\n"
     exec(_compile(source), g)  # our own template: no outside input
     fn: Bound = g.pop("call")
