@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import functools
 import math
-import sys
 import threading
 import time
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 import wat as w
 from support.bridge import load
+from support.interrupts import interrupted_at, served_elsewhere
 from wasmplug import (
     Limits,
     Plugin,
@@ -256,43 +256,6 @@ def test_a_call_waits_for_an_idle_instance_locked_elsewhere(plugin: Plugin) -> N
     assert not inst.lock.locked()
 
 
-def _interrupted_at(plugin: Plugin, codes: Any, k: int, *, general: bool = False) -> bool:
-    """Call ``add`` with KeyboardInterrupt raised when the ``k``-th C call made by a
-    frame running one of ``codes`` returns, where Python would run Ctrl-C's handler;
-    whether it was. ``general``: through the general path."""
-    seen = 0
-
-    def profile(frame: Any, event: str, _arg: Any) -> None:
-        nonlocal seen
-        if event == "c_return" and frame.f_code in codes:
-            seen += 1
-            if seen == k:
-                raise KeyboardInterrupt
-
-    ex = find_export(plugin, "add")
-    assert ex is not None
-    sys.setprofile(profile)
-    try:
-        if general:
-            plugin._invoke(ex, (1, 2))
-        else:
-            plugin.call("add", 1, 2)
-    except KeyboardInterrupt:
-        return True
-    finally:
-        sys.setprofile(None)
-    return False
-
-
-def _served_elsewhere(plugin: Plugin) -> bool:
-    """Whether a call from another thread is served (a lock or slot left held blocks it)."""
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(plugin.call("add", 2, 2)), daemon=True)
-    thread.start()
-    thread.join(5.0)
-    return out == [4]
-
-
 def test_an_interrupt_after_any_c_call_leaves_no_instance_held(plugin: Plugin) -> None:
     """Ctrl-C landing right after any C call of the generated function (a pool of one)
     leaves the plugin usable: no lock or slot is left held."""
@@ -300,11 +263,11 @@ def test_an_interrupt_after_any_c_call_leaves_no_instance_held(plugin: Plugin) -
     bound = find_export(plugin, "add").bound
     assert bound is not None
     k = 1
-    while _interrupted_at(plugin, {bound.__code__}, k):
-        assert _served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
+    while interrupted_at(plugin, {bound.__code__}, k):
+        assert served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
         k += 1
     assert k > 3
-    assert _served_elsewhere(plugin)
+    assert served_elsewhere(plugin)
 
 
 def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_held(
@@ -322,12 +285,12 @@ def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_he
         _pack_numbers.__code__,
     }
     k = 1
-    while _interrupted_at(plugin, codes, k, general=True):
-        assert _served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
+    while interrupted_at(plugin, codes, k, general=True):
+        assert served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
         plugin.call("add", 1, 2)  # an instance again (making one is not under test)
         k += 1
     assert k > 5
-    assert _served_elsewhere(plugin)
+    assert served_elsewhere(plugin)
 
 
 def test_calls_past_the_pool_size_wait_for_a_busy_instance(plugin: Plugin) -> None:

@@ -12,7 +12,6 @@ import functools
 import os
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 import wat as w
+from support.interrupts import interrupted_at, served_elsewhere
 from wasmplug import (
     Err,
     ErrorResult,
@@ -221,38 +221,6 @@ def test_a_frame_the_socket_does_not_take_at_once_is_finished_by_the_channel(
     assert plugin.call("add", 3, 4) == 7
 
 
-def _interrupted_at(plugin: Plugin, code: Any, k: int) -> bool:
-    """Call ``add`` with KeyboardInterrupt raised when the ``k``-th C call made by
-    ``code`` returns (where Python would run Ctrl-C's handler); whether it was."""
-    seen = 0
-
-    def profile(frame: Any, event: str, _arg: Any) -> None:
-        nonlocal seen
-        if event == "c_return" and frame.f_code is code:
-            seen += 1
-            if seen == k:
-                raise KeyboardInterrupt
-
-    sys.setprofile(profile)
-    try:
-        plugin.call("add", 1, 2)
-    except KeyboardInterrupt:
-        return True
-    finally:
-        sys.setprofile(None)
-    return False
-
-
-def _served_elsewhere(plugin: Plugin) -> bool:
-    """Whether a call from another thread is served (a lock left held blocks it; a
-    killed worker is replaced, which takes a worker's start-up)."""
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(plugin.call("add", 2, 2)), daemon=True)
-    thread.start()
-    thread.join(60.0)
-    return out == [4]
-
-
 def test_an_interrupt_after_any_c_call_leaves_no_worker_held(plugin: Plugin) -> None:
     """Ctrl-C landing right after any C call of the generated function (a pool of one)
     leaves the plugin usable: the worker's lock is not left held (after the request
@@ -261,8 +229,10 @@ def test_an_interrupt_after_any_c_call_leaves_no_worker_held(plugin: Plugin) -> 
     bound = find_export(plugin, "add").bound
     assert bound is not None
     k = 1
-    while _interrupted_at(plugin, bound.__code__, k):
-        assert _served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
+    while interrupted_at(plugin, {bound.__code__}, k):
+        assert served_elsewhere(plugin, timeout_s=60.0), (
+            f"not served after an interrupt at C call {k}"
+        )
         k += 1
     assert k > 5
-    assert _served_elsewhere(plugin)
+    assert served_elsewhere(plugin, timeout_s=60.0)
