@@ -15,7 +15,7 @@ import pytest
 from support.plugins import GREETER_HOST_INTERFACE, build_greeter
 from wasmplug import Grants, Manifest, Plugin, PluginHost
 
-pytest_plugins = ["support.skip_policy", "support.oci_registry", "pytester"]
+pytest_plugins = ["support.skip_policy", "support.oci_registry", "support.fakeworker", "pytester"]
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ import pytest
 
 import support.bridge as bridge_support
 import support.http as http_support
+from support.fakeworker import FakeWorkers, frame
+from support.workerwat import MANIFEST, WAT
 from wasmplug import (
     Grants,
     HostFunctionError,
@@ -48,8 +50,8 @@ from wasmplug import (
 )
 from wasmplug._runtime.process import backend as backend_module
 from wasmplug._runtime.process import spawn as spawn_module
-from wasmplug._runtime.process import workers as workers_module
-from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
+from wasmplug._runtime.process.budget import LOG_FRAMES_PER_S
+from wasmplug._runtime.process.spawn import WorkerProcess
 from wasmplug._runtime.process.wire import Channel, Op
 from wasmplug._sandbox import stdio as stdio_module
 from wasmplug._sandbox.http import HTTP_INTERFACE
@@ -59,52 +61,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-# add, spin, a host callback, a counter (instance state), and a guest that sleeps
-# in wasi:io/poll (host-side blocking that no epoch deadline reaches).
-WAT = r"""
-(component
-  (import "cb" (func $cb (param "x" u32) (result u32)))
-  (import "wasi:io/poll@0.2.0" (instance $poll
-    (export "pollable" (type (sub resource)))
-    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
-  (alias export $poll "pollable" (type $pollable))
-  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
-    (alias outer 1 $pollable (type))
-    (export "pollable" (type (eq 0)))
-    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
-  (core func $cb_lowered (canon lower (func $cb)))
-  (core func $block (canon lower (func $poll "[method]pollable.block")))
-  (core func $sub (canon lower (func $clock "subscribe-duration")))
-  (core func $drop (canon resource.drop $pollable))
-  (core module $m
-    (import "h" "cb" (func $cb (param i32) (result i32)))
-    (import "h" "block" (func $block (param i32)))
-    (import "h" "sub" (func $sub (param i64) (result i32)))
-    (import "h" "drop" (func $drop (param i32)))
-    (global $n (mut i32) (i32.const 0))
-    (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
-    (func (export "spin") (loop $l br $l))
-    (func (export "call-cb") (param i32) (result i32) local.get 0 call $cb)
-    (func (export "count") (result i32)
-      (global.set $n (i32.add (global.get $n) (i32.const 1))) global.get $n)
-    (func (export "sleep") (param i64) (local $p i32)
-      (local.set $p (call $sub (local.get 0)))
-      (call $block (local.get $p))
-      (call $drop (local.get $p))))
-  (core instance $i (instantiate $m (with "h" (instance
-    (export "cb" (func $cb_lowered)) (export "block" (func $block))
-    (export "sub" (func $sub)) (export "drop" (func $drop))))))
-  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
-    (canon lift (core func $i "add")))
-  (func (export "spin") (canon lift (core func $i "spin")))
-  (func (export "call-cb") (param "x" u32) (result u32) (canon lift (core func $i "call-cb")))
-  (func (export "count") (result u32) (canon lift (core func $i "count")))
-  (func (export "sleep") (param "ns" u64) (canon lift (core func $i "sleep")))
-)
-"""
-
-MANIFEST = Manifest(name="worker-test", host_interfaces=("cb",))
 
 
 @pytest.fixture
@@ -630,79 +586,65 @@ def test_workers_import_only_the_runtime() -> None:
 # -- a worker that lies --------------------------------------------------------------------------
 
 
-def _frame(obj: Any) -> bytes:
-    data = msgpack.packb(obj, use_bin_type=True)
-    return len(data).to_bytes(4, "big") + data
-
-
 def lying_worker(
-    monkeypatch: pytest.MonkeyPatch, lie: Callable[[Channel, socket.socket, list[Any]], None]
+    fake_workers: FakeWorkers, lie: Callable[[Channel, socket.socket, list[Any]], None]
 ) -> list[WorkerProcess]:
     """Make the next worker a fake one that starts like a real one and answers the
     first CALL with ``lie(channel, its socket, call message)``, then waits to be killed; the
     workers after it are real. Returns the list the fake worker is put in."""
-    fakes: list[WorkerProcess] = []
-
-    def spawn() -> WorkerProcess:
-        if fakes:
-            return spawn_worker()  # the replacement is a real worker
-        ours, theirs = socket.socketpair()
-        proc = subprocess.Popen(["sleep", "600"])
-        worker = WorkerProcess(proc, Channel(ours), tempfile.mkdtemp())
-        fakes.append(worker)
-
-        def run() -> None:
-            chan = Channel(theirs)
-            try:
-                chan.recv()  # INIT
-                chan.send([Op.READY, proc.pid])
-                lie(chan, theirs, chan.recv())
-                while True:  # until killed
-                    chan.recv()
-            except (EOFError, OSError):
-                pass  # killed, or the test ended before the call
-
-        threading.Thread(target=run, daemon=True).start()
-        return worker
-
-    monkeypatch.setattr(workers_module, "spawn_worker", spawn)
-    return fakes
+    return fake_workers.install(lambda chan, sock: lie(chan, sock, chan.recv()))
 
 
 MALICIOUS = {
-    "result-wrong-type": _frame([Op.RESULT, "nope"]),
-    "result-out-of-range": _frame([Op.RESULT, 2**40]),
-    "result-bool-for-int": _frame([Op.RESULT, True]),
-    "hostcall-unknown-function": _frame([Op.HOSTCALL, 99, [1]]),
-    "hostcall-wrong-arity": _frame([Op.HOSTCALL, 0, [1, 2]]),
-    "hostcall-bad-argument": _frame([Op.HOSTCALL, 0, ["x"]]),
-    "hostcall-negative-u32": _frame([Op.HOSTCALL, 0, [-1]]),
-    "unknown-opcode": _frame([77]),
-    "not-an-array": _frame({"op": 11}),
-    "ext-type": _frame(msgpack.ExtType(1, b"\x80\x04cos\nsystem\n")),
+    "result-wrong-type": frame([Op.RESULT, "nope"]),
+    "result-out-of-range": frame([Op.RESULT, 2**40]),
+    "result-bool-for-int": frame([Op.RESULT, True]),
+    "hostcall-unknown-function": frame([Op.HOSTCALL, 99, [1]]),
+    "hostcall-wrong-arity": frame([Op.HOSTCALL, 0, [1, 2]]),
+    "hostcall-bad-argument": frame([Op.HOSTCALL, 0, ["x"]]),
+    "hostcall-negative-u32": frame([Op.HOSTCALL, 0, [-1]]),
+    "unknown-opcode": frame([77]),
+    "not-an-array": frame({"op": 11}),
+    "ext-type": frame(msgpack.ExtType(1, b"\x80\x04cos\nsystem\n")),
     "garbage": (1).to_bytes(4, "big") + b"\xc1",
     "huge-frame": (2**32 - 1).to_bytes(4, "big"),
     "frame-over-twice-the-result-cap": (200 << 20).to_bytes(4, "big"),  # cap: 64 MiB
     "deep-nesting": (200_001).to_bytes(4, "big") + b"\x91" * 200_000 + b"\xc0",
-    "fault-host-without-failure": _frame([Op.FAULT, "host"]),
-    "fault-unknown-kind": _frame([Op.FAULT, "pwned", "x"]),
-    "log-bad-level": _frame([Op.LOG, "x", "y"]),
-    "log-level-of-no-stream": _frame([Op.LOG, logging.CRITICAL, "forged"]),
-    "log-float-level": _frame([Op.LOG, 20.0, "x"]),
-    "drop-not-a-list": _frame([Op.DROP, 5]),
-    "span-unknown-kind": _frame([Op.SPAN, 7, 1, 2]),
-    "span-ends-before-it-starts": _frame([Op.SPAN, 0, 2, 1]),
-    "span-name-not-an-index": _frame([Op.SPAN, "wasmplug.call", 1, 2]),
+    "fault-host-without-failure": frame([Op.FAULT, "host"]),
+    "fault-unknown-kind": frame([Op.FAULT, "pwned", "x"]),
+    "log-bad-level": frame([Op.LOG, "x", "y"]),
+    "log-level-of-no-stream": frame([Op.LOG, logging.CRITICAL, "forged"]),
+    "log-float-level": frame([Op.LOG, 20.0, "x"]),
+    "drop-not-a-list": frame([Op.DROP, 5]),
+    "span-unknown-kind": frame([Op.SPAN, 7, 1, 2]),
+    "span-ends-before-it-starts": frame([Op.SPAN, 0, 2, 1]),
+    "span-name-not-an-index": frame([Op.SPAN, "wasmplug.call", 1, 2]),
+    # Opcodes of another protocol state, or of the other direction.
+    "ready-in-a-call": frame([Op.READY, 1]),
+    "done-in-a-call": frame([Op.DONE]),
+    "return-from-the-worker": frame([Op.RETURN, True, 1]),
+    "call-from-the-worker": frame([Op.CALL, 0, [1, 2], []]),
+    "init-from-the-worker": frame([Op.INIT, {}]),
+    "crash-from-the-worker": frame([Op.CRASH]),
+    "hostcall-negative-function": frame([Op.HOSTCALL, -1, [1]]),
+    "hostcall-bool-function": frame([Op.HOSTCALL, True, [1]]),
+    "hostcall-huge-function": frame([Op.HOSTCALL, 2**64 - 1, [1]]),
+    "hostcall-function-by-name": frame([Op.HOSTCALL, "cb", [1]]),
+    "hostcall-args-not-a-list": frame([Op.HOSTCALL, 0, 1]),
+    # More objects than an s32 result (or a u32 argument) can be, in a frame longer
+    # than that many bytes: refused while it is decoded (see budget.py).
+    "result-of-a-million-arrays": frame([Op.RESULT, [[]] * 1_000_000]),
+    "map-in-a-big-frame": frame([Op.RESULT, {str(i): i for i in range(5000)}]),
 }
 
 
 @pytest.mark.parametrize("reply", list(MALICIOUS.values()), ids=list(MALICIOUS))
 def test_malformed_messages_kill_the_worker(
-    host: PluginHost, monkeypatch: pytest.MonkeyPatch, reply: bytes
+    host: PluginHost, fake_workers: FakeWorkers, reply: bytes
 ) -> None:
     """A compromised worker can only get itself killed: nothing it sends is executed,
     and no host function runs with a value that does not match its WIT type."""
-    fakes = lying_worker(monkeypatch, lambda chan, sock, call: sock.sendall(reply))
+    fakes = lying_worker(fake_workers, lambda chan, sock, call: sock.sendall(reply))
     called: list[int] = []
     plugin = load(host, lambda x: called.append(x) or x)
     with pytest.raises(PluginCrashed, match="broke the wire protocol") as info:
@@ -889,7 +831,7 @@ class _Vault:
     [("open", "a counter as a vault"), ("keep", "a borrowed counter as an owned one")],
 )
 def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
-    host: PluginHost, monkeypatch: pytest.MonkeyPatch, function: str, why: str
+    host: PluginHost, fake_workers: FakeWorkers, function: str, why: str
 ) -> None:
     """Regression: the objects lent to a worker were one table of ids without their
     types, so a lying worker could hand a host function ``open(v: borrow<vault>)``
@@ -905,7 +847,7 @@ def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
         chan.recv()  # RETURN
         chan.send([Op.RESULT, 0])
 
-    lying_worker(monkeypatch, lie)
+    lying_worker(fake_workers, lie)
     seen: list[object] = []
     impl = SimpleNamespace(
         Counter=_Counter,
@@ -934,20 +876,22 @@ def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
 def test_a_worker_that_floods_log_lines_is_rate_limited_in_the_application(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    fake_workers: FakeWorkers,
     caplog: pytest.LogCaptureFixture,
     stdio: Literal["log", "discard"],
 ) -> None:
     """Regression: the application logged every LOG line a worker sent, at any level it
     chose, newlines and all: the rate limit, the cut into single lines and ``stdio =
-    "discard"`` held only as long as the worker applied them itself."""
+    "discard"`` held only as long as the worker applied them itself. (More LOG frames
+    than that in a second kill the worker: tests/runtime/test_process_hostile.py.)"""
 
     def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
         chan.send([Op.LOG, logging.WARNING, "forged\nERROR:root:another record"])
-        for i in range(1000):
+        for i in range(LOG_FRAMES_PER_S - 1):
             chan.send([Op.LOG, logging.INFO, f"line {i}"])
         chan.send([Op.RESULT, 0])
 
-    lying_worker(monkeypatch, lie)
+    lying_worker(fake_workers, lie)
     # One rate-limit window however long the sends take on a loaded machine.
     monkeypatch.setattr(stdio_module, "time", SimpleNamespace(monotonic=lambda: 1000.0))
     manifest = Manifest(name="worker-test", host_interfaces=("cb",), stdio=stdio)
@@ -974,7 +918,7 @@ GOES_ON = {
 
 @pytest.mark.parametrize("after", list(GOES_ON.values()), ids=list(GOES_ON))
 def test_a_worker_cannot_go_on_after_a_host_function_failed(
-    host: PluginHost, monkeypatch: pytest.MonkeyPatch, after: list[Any]
+    host: PluginHost, fake_workers: FakeWorkers, after: list[Any]
 ) -> None:
     """Regression: in-process a host function that raises traps the guest, so the call
     ends there with that exception. A lying worker could go on after the failure it was
@@ -986,7 +930,7 @@ def test_a_worker_cannot_go_on_after_a_host_function_failed(
         chan.recv()  # RETURN False: the host function raised
         chan.send(after)
 
-    lying_worker(monkeypatch, lie)
+    lying_worker(fake_workers, lie)
     called: list[int] = []
 
     def cb(x: int) -> int:

@@ -53,6 +53,7 @@ from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
 
 from . import fastpath
+from .budget import IDLE_FRAMES, frame_objects
 from .codec import ExportCodec, ProtocolError, export_codec
 from .handles import CallHandles, WorkerInstance, instance_of, retire
 from .hostcalls import Frame, HostCalls, text
@@ -140,6 +141,9 @@ class ProcessBackend:
         # that is a lie, refused before it is read.
         cap = plugin.limits.max_result_bytes
         max_frame = MAX_FRAME_BYTES if cap is None else min(MAX_FRAME_BYTES, 2 * cap + (1 << 20))
+        # And what a frame decodes into is bounded by what these types can hold (budget.py).
+        sigs = [sig for _, sig in self._host_calls.sigs]
+        max_objects = frame_objects([ex.sig for ex in port.exports], sigs, cap) or max_frame
         self._tmp_cache: str | None = None
         try:  # a refusal (sandbox_to_wire) or a failed start leaves no temporary cache
             if cache is None:
@@ -157,6 +161,7 @@ class ProcessBackend:
                 port,
                 self._settings,
                 max_frame=max_frame,
+                max_objects=max_objects,
                 spares=spares,
                 converse=self._converse,
                 capability=self._capability,
@@ -426,9 +431,11 @@ class ProcessBackend:
         msg: list[Any] | None = None,
     ) -> list[Any]:
         """Serve ``worker`` (host calls, log lines, drops) until it sends a final reply
-        (``msg``: its first message, if already received)."""
+        (``msg``: its first message, if already received); the frames in between are
+        bounded (see :mod:`.budget`)."""
         chan = worker.chan
         host_calls = self._host_calls
+        idle = 0  # DROP and SPAN frames since the last host call
         while True:
             if msg is None:
                 msg = chan.recv(deadline)
@@ -437,12 +444,18 @@ class ProcessBackend:
                 if frame.host_exc is not None:  # see _run: the guest cannot go on
                     raise ProtocolError("a host call after a host function failed")
                 host_calls.serve(worker, frame, msg, deadline)
+                idle = 0
             elif op == Op.LOG:
+                worker.logs.tick()
                 host_calls.log(worker, msg)
-            elif op == Op.DROP:
-                host_calls.dropped(worker, msg)
-            elif op == Op.SPAN:
-                self._span(worker, msg)
+            elif op in (Op.DROP, Op.SPAN):
+                idle += 1
+                if idle > IDLE_FRAMES:
+                    raise ProtocolError(f"more than {IDLE_FRAMES} DROP/SPAN frames in a row")
+                if op == Op.DROP:
+                    host_calls.dropped(worker, msg)
+                else:
+                    self._span(worker, msg)
             elif op in (Op.RESULT, Op.FAULT, Op.READY, Op.DONE):
                 return msg
             else:

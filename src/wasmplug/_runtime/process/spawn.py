@@ -9,7 +9,9 @@ skips ``.pth`` start-up hooks) started with ``subprocess`` and:
   that is removed when the worker is reaped;
 * no inherited file descriptors but stdin/stdout/stderr on ``/dev/null`` and
   its end of a ``socketpair`` (``close_fds=True``, ``pass_fds``);
-* its own session, so a terminal's Ctrl-C reaches only the application;
+* its own session, so a terminal's Ctrl-C reaches only the application, and a
+  process group of its own: killing it kills the group, so a process a
+  compromised worker forked (and left in the group) dies with it;
 * ``PR_SET_PDEATHSIG`` = ``SIGKILL`` (set by the worker itself), so it dies with
   the application. Linux sends that signal when the *thread* that forked the
   worker exits, so every worker is forked by one long-lived daemon thread
@@ -43,9 +45,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .wire import Channel
+from .budget import LogRate
+from .wire import STALL_S, Channel
 
-__all__ = ["WorkerProcess", "spawn_worker"]
+__all__ = ["WorkerProcess", "parent_channel", "spawn_worker"]
 
 _BOOTSTRAP = (
     "import sys, types\n"
@@ -76,6 +79,7 @@ class WorkerProcess:
         alive: False once :meth:`close` was called (a plain attribute: read per call).
         call_frame: The call frame (``hostcalls.Frame``) that ``fastpath`` reuses for
             this worker's calls, one at a time; ``None`` until its first.
+        logs: The rate of its ``LOG`` frames (see :mod:`.budget`).
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], chan: Channel, cwd: str) -> None:
@@ -92,6 +96,7 @@ class WorkerProcess:
         self.traced = False  # its SPAN reports go into the application's trace (backend.py)
         self.calls = 0
         self.overdue = False  # killed by the watchdog: its call was past its deadline
+        self.logs = LogRate()
         self.lock = threading.Lock()  # held by the call using this worker (see InstancePool)
         self._reap_lock = threading.Lock()
         self.alive = True
@@ -104,10 +109,18 @@ class WorkerProcess:
         return not self._reaped and self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the worker (a call waiting on it sees EOF at once); not reaped yet."""
+        """SIGKILL the worker and its process group (a call waiting on it sees EOF at
+        once); not reaped yet."""
+        if not self._reaped and self.proc.returncode is None:
+            self._kill_group()
+
+    def _kill_group(self) -> None:
+        """SIGKILL the worker and its process group. Only while the worker is not
+        reaped: its pid, which names the group, cannot be reused before that."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            if not self._reaped and self.proc.returncode is None:
-                os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def close(self) -> None:
         """SIGKILL the worker and reap it (idempotent)."""
@@ -124,11 +137,14 @@ class WorkerProcess:
         """
         with self._reap_lock:
             if not self._reaped:
+                if self.proc.returncode is None:
+                    # What it forked into its group since it was killed (or before it
+                    # exited on its own): its zombie still holds the pid.
+                    self._kill_group()
                 try:
                     self.proc.wait(_REAP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(self.pid, signal.SIGKILL)
+                    self._kill_group()
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         self.proc.wait(_REAP_TIMEOUT_S)
                 self._reaped = True
@@ -212,7 +228,12 @@ def _start() -> WorkerProcess:
         raise
     finally:
         theirs.close()
-    return WorkerProcess(proc, Channel(ours), cwd)
+    return WorkerProcess(proc, parent_channel(ours), cwd)
+
+
+def parent_channel(sock: socket.socket) -> Channel:
+    """The application's end of a worker's channel: with the stall bound (:data:`STALL_S`)."""
+    return Channel(sock, stall_s=STALL_S)
 
 
 def _import_path() -> list[str]:

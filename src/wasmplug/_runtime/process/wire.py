@@ -6,8 +6,11 @@ format: decoding it never imports or calls anything (unlike pickle), so a
 compromised worker can send only values, and :mod:`.codec` checks each of them
 against its WIT type. Frames are capped (:data:`MAX_FRAME_BYTES`, or less: see
 ``ProcessBackend``), and the cap is checked before a byte of the frame is read;
-anything malformed is a :class:`~.codec.ProtocolError`,
-and the host kills the worker that sent it.
+so are the objects a frame decodes into (``Channel.max_objects``, see
+:mod:`.budget`). On the application's end a frame that has begun must be whole, and a
+send must be taken, within :data:`STALL_S` (plus :data:`MIN_RATE` for its size),
+whatever the call's own deadline. Anything malformed is a
+:class:`~.codec.ProtocolError`, and the host kills the worker that sent it.
 
 Messages (``[opcode, ...]``)::
 
@@ -35,16 +38,24 @@ import socket
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 
 from .codec import ProtocolError
 
-__all__ = ["MAX_FRAME_BYTES", "WORKER_SPANS", "Channel", "Op"]
+__all__ = ["MAX_FRAME_BYTES", "MIN_RATE", "STALL_S", "WORKER_SPANS", "Channel", "Op"]
 
 MAX_FRAME_BYTES = 1 << 30
 """Largest frame accepted (1 GiB); a bigger length prefix is a protocol violation."""
+
+STALL_S = 10.0
+"""On a channel with a stall bound (the application's end): the longest a frame that
+has begun may take to arrive whole, and a send to be taken, besides :data:`MIN_RATE`
+(seconds). A worker sends each frame in one piece and reads whenever the application
+writes to it, so only a worker that trickles a frame or stops reading gets near it."""
+MIN_RATE = 16 << 20
+"""The slowest rate a frame is allowed to move at, on top of :data:`STALL_S` (bytes/s)."""
 
 _LEN = struct.Struct(">I")
 _TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
@@ -107,8 +118,19 @@ class Channel:
     sleeping made calls slower (1.8-2.7 ms vs 1.0-1.4 ms: the spinning reader takes
     the core its worker needs), so the reader sleeps in ``recv`` at once.
 
+    With ``stall_s`` (the application's end of a worker's channel), a frame that has
+    begun must be whole within ``stall_s`` plus its size at :data:`MIN_RATE`, and a
+    send must be taken as fast, or :class:`~.codec.ProtocolError`: a worker cannot
+    hold a call for ever by trickling a frame a byte at a time or by not reading,
+    even a call with no time limit. Each kernel wait is then at most ``stall_s`` long
+    (a wait for a silent peer wakes that often and goes on waiting).
+
     Attributes:
         max_frame: Largest frame :meth:`recv` accepts, in bytes.
+        max_objects: Most msgpack objects one frame may decode into (see
+            :mod:`.budget`); a longer frame is decoded counting them. The default,
+            ``max_frame``, counts nothing (an object takes at least one byte).
+        stall_s: See above (``None``: no stall bound).
         sock: The socket, for the application's per-export call functions
             (``fastpath``), which send a whole frame with one non-blocking
             ``send`` and leave the rest, if any, to :meth:`send_rest`.
@@ -125,11 +147,17 @@ class Channel:
         "_start",
         "_view",
         "max_frame",
+        "max_objects",
         "sock",
+        "stall_s",
     )
 
-    def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES, stall_s: float | None = None
+    ) -> None:
         self.max_frame = max_frame
+        self.max_objects = max_frame
+        self.stall_s = stall_s
         self._sock = self.sock = sock
         sock.settimeout(None)  # blocking: the kernel bounds each wait (_arm)
         # The armed SO_RCVTIMEO / SO_SNDTIMEO, in seconds (None: no timeout).
@@ -185,7 +213,7 @@ class Channel:
         """``sendall`` whose every wait ends by ``deadline`` (re-armed for what is left
         after a partial send; a stalled send is :class:`TimeoutError`)."""
         armed = self._snd_armed
-        if armed is not None or deadline is not None:
+        if deadline is not None or armed != self.stall_s:
             self._snd_armed = self._arm(socket.SO_SNDTIMEO, armed, deadline)
         try:
             sent = self._sock.send(data)
@@ -195,13 +223,32 @@ class Channel:
             self._send_from(data, sent, deadline)
 
     def _send_from(self, data: bytes, sent: int, deadline: float | None) -> None:
+        wait, stalls = self._stall_bound(deadline, len(data) - sent)
         with memoryview(data) as view:
             while sent < len(view):
-                self._snd_armed = self._arm(socket.SO_SNDTIMEO, self._snd_armed, deadline)
+                try:
+                    self._snd_armed = self._arm(socket.SO_SNDTIMEO, self._snd_armed, wait)
+                except TimeoutError:
+                    if stalls:
+                        raise ProtocolError(
+                            f"the peer took {sent} of {len(view)} bytes in {self.stall_s:g} s"
+                            " and stopped reading"
+                        ) from None
+                    raise
                 try:
                     sent += self._sock.send(view[sent:])
                 except BlockingIOError:
                     continue
+
+    def _stall_bound(self, deadline: float | None, size: int) -> tuple[float | None, bool]:
+        """``(when to give up, whether that is the stall bound)`` for moving ``size``
+        more bytes of a frame, from now."""
+        if self.stall_s is None:
+            return deadline, False
+        by = time.monotonic() + self.stall_s + size / MIN_RATE
+        if deadline is not None and deadline <= by:
+            return deadline, False
+        return by, True
 
     def recv(self, deadline: float | None = None) -> list[Any]:
         """Receive one message: a non-empty array whose first item is an int opcode.
@@ -217,13 +264,17 @@ class Channel:
         if self._end == 0:
             armed = self._rcv_armed
             if (
-                armed is None
+                armed == self.stall_s
                 if deadline is None
-                else armed is not None and armed <= deadline - _monotonic() <= armed + _SLACK_S
+                else armed is not None
+                and (
+                    armed <= (remaining := deadline - _monotonic()) <= armed + _SLACK_S
+                    or armed == self.stall_s < remaining  # type: ignore[operator]
+                )
             ):
                 # The usual case, inline: nothing buffered, and the armed timeout ends
-                # the wait by the deadline (see _arm): one recv_into, which most often
-                # brings exactly one whole frame.
+                # the wait by the deadline, or wakes it within the stall bound (see
+                # _arm): one recv_into, which most often brings exactly one whole frame.
                 try:
                     got = self._sock.recv_into(self._buf)
                 except BlockingIOError:  # SO_RCVTIMEO ended the wait short of the deadline
@@ -234,7 +285,11 @@ class Channel:
                     raise EOFError("channel closed")
                 if got > _LEN.size:
                     (size,) = _LEN.unpack_from(self._buf)
-                    if got == _LEN.size + size and size <= self.max_frame:
+                    if (
+                        got == _LEN.size + size
+                        and size <= self.max_frame
+                        and size <= self.max_objects  # else counted (_decode_counted)
+                    ):
                         try:  # _decode, inline
                             message = _unpackb(
                                 self._view[_LEN.size : got], raw=False, strict_map_key=True
@@ -258,7 +313,9 @@ class Channel:
             start = self._start
             end = start + _LEN.size + size
         try:
-            return _decode(self._view[start + _LEN.size : end])
+            if size <= self.max_objects:  # cannot hold more objects than it has bytes
+                return _decode(self._view[start + _LEN.size : end])
+            return _decode_counted(self._view[start + _LEN.size : end], self.max_objects)
         finally:
             if end == self._end and end <= _BUFFER:  # all consumed (the usual case)
                 self._start = self._end = 0
@@ -288,23 +345,30 @@ class Channel:
         Raises:
             TimeoutError: the deadline has passed.
         """
+        cap = self.stall_s  # the longest one wait may be (None: as long as the deadline)
         if deadline is None:
-            if armed is not None:
-                self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(0, 0))
-            return None
+            if armed != cap:
+                self._set_timeout(option, 0.0 if cap is None else cap)
+            return cap
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
+        if cap is not None and remaining > cap:
+            return self._arm(option, armed, None)  # wait at most cap, then look again
         if armed is not None and remaining - _SLACK_S <= armed <= remaining:
             return armed
         # Armed a little short of the deadline, the next call's wait (a few µs later,
         # on the same budget) still fits, and needs no system call. The kernel rounds
         # the time up to its clock tick (1-4 ms), well inside KILL_GRACE_MS.
         timeout = remaining - _SLACK_S / 2 if remaining > _SLACK_S else remaining
-        seconds = int(timeout)
-        micros = max(int((timeout - seconds) * 1e6), 1)
-        self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
+        self._set_timeout(option, timeout)
         return timeout
+
+    def _set_timeout(self, option: int, timeout: float) -> None:
+        """Set ``SO_RCVTIMEO`` / ``SO_SNDTIMEO`` (``timeout`` seconds; 0: none)."""
+        seconds = int(timeout)
+        micros = max(int((timeout - seconds) * 1e6), 1) if timeout else 0
+        self._sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(seconds, micros))
 
     def _fill(self, n: int, deadline: float | None) -> None:
         """Read until the buffer holds at least ``n`` unconsumed bytes (the caller
@@ -312,10 +376,22 @@ class Channel:
         if len(self._buf) - self._start < n:
             self._make_room(n)
         sock = self._sock
+        wait, stalls = deadline, False
         while self._end - self._start < n:
+            if self._end > self._start and not stalls and self.stall_s is not None:
+                # Part of a frame is here: the rest must follow (a trickle is a stall).
+                wait, stalls = self._stall_bound(deadline, n)
             armed = self._rcv_armed
-            if armed is not None or deadline is not None:
-                self._rcv_armed = self._arm(socket.SO_RCVTIMEO, armed, deadline)
+            if wait is not None or armed != self.stall_s:
+                try:
+                    self._rcv_armed = self._arm(socket.SO_RCVTIMEO, armed, wait)
+                except TimeoutError:
+                    if stalls:
+                        raise ProtocolError(
+                            f"{self._end - self._start} bytes of a {n}-byte frame arrived"
+                            f" in {self.stall_s:g} s, and no more"
+                        ) from None
+                    raise
             try:
                 got = sock.recv_into(self._view[self._end :] if self._end else self._buf)
             except BlockingIOError:  # SO_RCVTIMEO ended the wait: the deadline, or short of it
@@ -362,3 +438,45 @@ _NOT_A_MESSAGE = "a message must be an array starting with an int opcode"
 
 def _undecodable(e: Exception) -> ProtocolError:
     return ProtocolError(f"undecodable frame: {type(e).__name__}: {e}")
+
+
+def _decode_counted(data: memoryview, max_objects: int) -> list[Any]:
+    """:func:`_decode`, refusing a frame once it has built more than ``max_objects``
+    objects.
+
+    Every object but the outermost is an element of an array (maps and extension
+    types are never sent to the application, and refused here), so the lengths of
+    the arrays, counted as each is completed, count the objects; no one array may be
+    longer than the bound either, which msgpack checks before it allocates it.
+    """
+    count = 1
+
+    def counted(items: list[Any]) -> list[Any]:
+        nonlocal count
+        count += len(items)
+        if count > max_objects:
+            raise ProtocolError(f"a frame decodes into more than {max_objects} objects")
+        return items
+
+    try:
+        message = _unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            list_hook=counted,
+            ext_hook=_no_ext,
+            max_array_len=max_objects,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except ProtocolError:
+        raise
+    except Exception as e:  # every malformed-input failure, RecursionError included
+        raise _undecodable(e) from None
+    if message.__class__ is not list or not message or message[0].__class__ is not int:
+        raise ProtocolError(_NOT_A_MESSAGE)
+    return message
+
+
+def _no_ext(code: int, data: bytes) -> NoReturn:
+    raise ProtocolError(f"a frame holds an extension type ({code})")

@@ -64,6 +64,7 @@ from wasmplug._sandbox.capabilities import sandbox_from_wire
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
+from .budget import DROP_CHUNK
 from .codec import Encode, ProtocolError, decoder, encoder
 from .wire import WORKER_SPANS, Channel, Op
 
@@ -390,7 +391,8 @@ class Server:
         dropped = self.handles.dropped
         if dropped:
             ids, dropped[:] = list(dropped), []
-            self.chan.send([Op.DROP, ids])
+            for i in range(0, len(ids), DROP_CHUNK):  # the application's bound per frame
+                self.chan.send([Op.DROP, ids[i : i + DROP_CHUNK]])
         self.chan.send(message)
 
     def _timed_instance(self, create: Callable[[], Any]) -> Any:

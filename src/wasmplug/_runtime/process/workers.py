@@ -82,6 +82,8 @@ class WorkerStarter:
         port: The plugin (its name, and whether it is closed).
         settings: The ``INIT`` message body.
         max_frame: Largest frame accepted from these workers, in bytes.
+        max_objects: Most msgpack objects one frame from them may decode into
+            (see :mod:`.budget`).
         spares: Ready workers to keep besides the ones serving calls.
         converse: Serves a worker (log lines, spans) until its final reply.
         capability: The error for a worker that refused a changed directory
@@ -94,6 +96,7 @@ class WorkerStarter:
         settings: dict[str, Any],
         *,
         max_frame: int,
+        max_objects: int,
         spares: int,
         converse: Converse,
         capability: Callable[[str], CapabilityError],
@@ -101,6 +104,7 @@ class WorkerStarter:
         self._port = port
         self._settings = settings
         self._max_frame = max_frame
+        self._max_objects = max_objects
         self._converse = converse
         self._capability = capability
         self._lock = threading.Lock()
@@ -125,6 +129,7 @@ class WorkerStarter:
         """
         worker = spawn_worker()
         worker.chan.max_frame = self._max_frame
+        worker.chan.max_objects = self._max_objects
         worker.traced = traced
         name = self._port.plugin.name
         with self._lock:

@@ -1,0 +1,168 @@
+"""The decode bound of the process tier (budget.py) against the codec's wire forms.
+
+The bound must hold every legal value (a worker lifting within
+``Limits.max_result_bytes`` can never exceed it: a legal worker is never killed) and
+must stay close to it (it is what keeps an attacker's frame small). Each case builds
+the value of its type with the most wire objects that the lift's charges allow,
+encodes it with the codec a real worker uses, and decodes it through a channel
+bounded by :func:`frame_objects`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from wasmplug._bridge.lift import VALUE_BYTES
+from wasmplug._bridge.values import Ok, Variant
+from wasmplug._bridge.wit import (
+    EnumT,
+    FuncSig,
+    ListT,
+    OptionT,
+    Prim,
+    RecordT,
+    ResultT,
+    TupleT,
+    VariantT,
+    WitType,
+)
+from wasmplug._runtime.process.budget import ENVELOPE, frame_objects, value_objects
+from wasmplug._runtime.process.codec import ProtocolError, encoder
+from wasmplug._runtime.process.wire import Channel, Op
+
+M = 64 << 10  # max_result_bytes of these cases
+
+U8, U32, STR = Prim("u8"), Prim("u32"), Prim("string")
+POINT = RecordT((("x", U32), ("y", OptionT(U32))))
+SHAPE = VariantT((("none", None), ("point", POINT), ("pair", TupleT((U32, U32)))))
+TYPES: dict[str, WitType] = {
+    "list<u32>": ListT(U32),
+    "list<string>": ListT(STR),
+    "list<list<u8>>": ListT(ListT(U8)),
+    "list<point>": ListT(POINT),
+    "list<shape>": ListT(SHAPE),
+    "list<option<result<u32, string>>>": ListT(OptionT(ResultT(U32, STR))),
+    "list<list<u32>>": ListT(ListT(U32)),
+    "record with a list": RecordT((("name", STR), ("points", ListT(POINT)))),
+    "list<enum>": ListT(EnumT(("a", "b"))),
+}
+
+
+def charged(t: WitType) -> int:
+    """Values a list element is charged for (``_bridge.lift``: a record or tuple
+    counts itself and its fields)."""
+    if isinstance(t, RecordT):
+        return 1 + sum(charged(ft) for _, ft in t.fields)
+    if isinstance(t, TupleT):
+        return 1 + sum(charged(et) for et in t.elements)
+    return 1
+
+
+def fullest(t: WitType, left: list[int]) -> Any:
+    """The value of ``t`` with the most wire objects whose lift fits ``left[0]`` bytes:
+    the outermost list takes as many elements as the charges allow (no case here has
+    a nested list with more objects per charged value than the list holding it)."""
+    if isinstance(t, ListT):
+        if t.element == U8:
+            return b""
+        weight = VALUE_BYTES * charged(t.element)
+        n, left[0] = left[0] // weight, 0  # all of it here: nested lists stay empty
+        return [fullest(t.element, left) for _ in range(n)]
+    if isinstance(t, RecordT):
+        return {name: fullest(ft, left) for name, ft in t.fields}
+    if isinstance(t, TupleT):
+        return tuple(fullest(et, left) for et in t.elements)
+    if isinstance(t, VariantT):
+        name, payload = max(t.cases, key=lambda c: objects_of(c[1]))
+        return Variant(name, None if payload is None else fullest(payload, left))
+    if isinstance(t, OptionT):
+        return fullest(t.payload, left)
+    if isinstance(t, ResultT):
+        return Ok(None if t.ok is None else fullest(t.ok, left))
+    if isinstance(t, EnumT):
+        return t.names[-1]
+    return {"u32": 2**32 - 1, "u8": 255, "string": ""}[t.name]  # type: ignore[union-attr]
+
+
+def objects_of(t: WitType | None) -> int:
+    return 0 if t is None else value_objects(t, None) or 0
+
+
+def count(wire: Any) -> int:
+    """Objects in a decoded msgpack value."""
+    if isinstance(wire, list):
+        return 1 + sum(count(w) for w in wire)
+    return 1
+
+
+class _NoHandles:
+    def object_id(self, ty: Any, obj: Any) -> int:
+        raise AssertionError
+
+    def object_for(self, ty: Any, oid: int) -> Any:
+        raise AssertionError
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Channel, socket.socket]]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    chan = Channel(ours)
+    try:
+        yield chan, theirs
+    finally:
+        chan.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("t", list(TYPES.values()), ids=list(TYPES))
+def test_the_fullest_legal_value_fits_the_bound_and_the_bound_is_tight(
+    t: WitType, pair: tuple[Channel, socket.socket]
+) -> None:
+    wire = encoder(t)(fullest(t, [M]), _NoHandles())
+    bound = value_objects(t, M)
+    assert bound is not None
+    assert count(wire) <= bound
+    assert bound <= 4 * count(wire) + 64, "the bound is far above what the type can hold"
+    # Decoded through a channel bounded for a plugin returning t, in a frame longer
+    # than the bound (so the count applies).
+    chan, peer = pair
+    chan.max_objects = frame_objects([FuncSig("f", (), t)], [], M) or 0
+    message = [Op.RESULT, wire, "x" * chan.max_objects]
+    data = msgpack.packb(message, use_bin_type=True)
+    assert len(data) > chan.max_objects
+    peer.sendall(len(data).to_bytes(4, "big") + data)
+    assert chan.recv(None) == message
+
+
+def test_types_without_lists_are_bounded_even_without_a_result_limit() -> None:
+    assert value_objects(SHAPE, None) == 2 + 1 + 1 + 2  # [case, [x, [y]]]
+    assert value_objects(ListT(U32), None) is None
+    assert frame_objects([FuncSig("f", (), U32)], [FuncSig("h", (("a", STR),), None)], None) == (
+        ENVELOPE + 2
+    )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xdc\xff\xff" + b"\x90" * 0xFFFF,  # one array longer than the bound
+        b"\xdc\x00\x10" + (b"\xdc\x00\x10" + b"\x90" * 16) * 16,  # many small ones
+        b"\x81\xa1a\x01",  # a map
+        b"\xc7\x00\x05",  # an extension type
+    ],
+    ids=["long-array", "nested-arrays", "map", "ext"],
+)
+def test_a_frame_past_the_bound_is_refused_while_it_is_decoded(
+    payload: bytes, pair: tuple[Channel, socket.socket]
+) -> None:
+    chan, peer = pair
+    chan.max_objects = 100
+    data = b"\x93\x0b" + payload + b"\xc4\xff" + b"\x00" * 255  # longer than the bound
+    peer.sendall(len(data).to_bytes(4, "big") + data)
+    with pytest.raises(ProtocolError):
+        chan.recv(None)
