@@ -666,12 +666,12 @@ WORKER_WORDS = {
 
 @pytest.mark.parametrize(("said", "quoted"), list(WORKER_WORDS.values()), ids=list(WORKER_WORDS))
 def test_a_worker_that_fails_mid_call_says_why(
-    host: PluginHost, monkeypatch: pytest.MonkeyPatch, said: Any, quoted: str
+    host: PluginHost, fake_workers: FakeWorkers, said: Any, quoted: str
 ) -> None:
     """Regression: a worker whose serving loop raised reports ``FAULT "start"`` with
     its exception and exits; the application said only "malformed FAULT 'start'". The
     worker's words are quoted, cut to 200 characters and escaped (it is untrusted)."""
-    lying_worker(monkeypatch, lambda chan, sock, call: chan.send([Op.FAULT, "start", said]))
+    lying_worker(fake_workers, lambda chan, sock, call: chan.send([Op.FAULT, "start", said]))
     plugin = load(host, limits=Limits(timeout_ms=20_000))
     with pytest.raises(PluginCrashed) as info:
         plugin.call("call-cb", 5)

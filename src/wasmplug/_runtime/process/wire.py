@@ -191,9 +191,12 @@ class Channel:
                 self._sendall(data, deadline)
                 return
             data = _LEN.pack(len(data)) + data
-            if deadline is None and self._snd_armed is None:  # no timeout: one send
-                sent = self._sock.send(data)
-                if sent != len(data):  # a signal cut it short
+            if deadline is None and self._snd_armed == self.stall_s:  # armed already: one send
+                try:
+                    sent = self._sock.send(data)
+                except BlockingIOError:  # the stall bound's SO_SNDTIMEO ended the wait
+                    sent = 0
+                if sent != len(data):  # a signal or that bound cut it short
                     self._send_from(data, sent, None)
             else:
                 self._sendall(data, deadline)
@@ -269,7 +272,7 @@ class Channel:
                 else armed is not None
                 and (
                     armed <= (remaining := deadline - _monotonic()) <= armed + _SLACK_S
-                    or armed == self.stall_s < remaining  # type: ignore[operator]
+                    or armed == self.stall_s < remaining  # type: ignore[operator]  # armed: a float
                 )
             ):
                 # The usual case, inline: nothing buffered, and the armed timeout ends
