@@ -256,18 +256,27 @@ def test_a_call_waits_for_an_idle_instance_locked_elsewhere(plugin: Plugin) -> N
     assert not inst.lock.locked()
 
 
-def test_an_interrupt_after_any_c_call_leaves_no_instance_held(plugin: Plugin) -> None:
-    """Ctrl-C landing right after any C call of the generated function (a pool of one)
-    leaves the plugin usable: no lock or slot is left held."""
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_an_interrupt_after_any_c_call_leaves_no_instance_held(
+    host: PluginHost, pool_size: int
+) -> None:
+    """Ctrl-C landing right after any C call of the generated function leaves the
+    plugin usable: no lock or slot is left held (a pool of one: its instance's lock;
+    a larger pool: a slot taken from the queue, then its instance's lock)."""
+    plugin = host.load(COMPONENT.encode(), allow_unsigned=True, pool_size=pool_size)
     assert plugin.call("add", 1, 2) == 3
     bound = find_export(plugin, "add").bound
     assert bound is not None
     k = 1
     while interrupted_at(plugin, {bound.__code__}, k):
-        assert served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
+        for _ in range(pool_size):  # every slot, in turn (first in, first out)
+            assert served_elsewhere(plugin), f"not served after an interrupt at C call {k}"
         k += 1
     assert k > 3
     assert served_elsewhere(plugin)
+    pool = plugin._pool
+    assert pool._slots.qsize() == pool_size
+    assert not any(inst.lock.locked() for inst in pool.live())
 
 
 def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_held(

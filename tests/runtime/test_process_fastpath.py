@@ -221,18 +221,28 @@ def test_a_frame_the_socket_does_not_take_at_once_is_finished_by_the_channel(
     assert plugin.call("add", 3, 4) == 7
 
 
-def test_an_interrupt_after_any_c_call_leaves_no_worker_held(plugin: Plugin) -> None:
-    """Ctrl-C landing right after any C call of the generated function (a pool of one)
-    leaves the plugin usable: the worker's lock is not left held (after the request
-    went out, the worker is killed and replaced, as on the general path)."""
-    assert plugin.call("add", 1, 2) == 3
-    bound = find_export(plugin, "add").bound
-    assert bound is not None
-    k = 1
-    while interrupted_at(plugin, {bound.__code__}, k):
-        assert served_elsewhere(plugin, timeout_s=60.0), (
-            f"not served after an interrupt at C call {k}"
-        )
-        k += 1
-    assert k > 5
-    assert served_elsewhere(plugin, timeout_s=60.0)
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_an_interrupt_after_any_c_call_leaves_no_worker_held(
+    tmp_path: Path, pool_size: int
+) -> None:
+    """Ctrl-C landing right after any C call of the generated function leaves the
+    plugin usable: no worker's lock or slot is left held (after the request went
+    out, the worker is killed and replaced, as on the general path)."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        plugin = host.load(COMPONENT, allow_unsigned=True, pool_size=pool_size)
+        assert plugin.call("add", 1, 2) == 3
+        bound = find_export(plugin, "add").bound
+        assert bound is not None
+        k = 1
+        while interrupted_at(plugin, {bound.__code__}, k):
+            for _ in range(pool_size):  # every slot, in turn (first in, first out)
+                assert served_elsewhere(plugin, timeout_s=60.0), (
+                    f"not served after an interrupt at C call {k}"
+                )
+            k += 1
+        assert k > 5
+        assert served_elsewhere(plugin, timeout_s=60.0)
+        assert plugin._backend is not None
+        pool = plugin._backend.pool
+        assert pool._slots.qsize() == pool_size
+        assert not any(worker.lock.locked() for worker in pool.live())

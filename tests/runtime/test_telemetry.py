@@ -544,11 +544,15 @@ def test_process_tier_trap_crash_and_restarts(process_host: PluginHost, otel: Ot
 
     thread = threading.Thread(target=spin)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not _worker_is_busy(backend) and time.monotonic() < deadline:
-        time.sleep(0.005)  # kill it mid-call, not while idle
-    os.kill(pid, signal.SIGKILL)
+    # Kill it mid-call: once the worker is spinning, not between the lock and the
+    # CALL (an undelivered call is made again on a new worker, which spins for ever).
+    try:
+        spinning = _worker_is_spinning(backend, pid, deadline=time.monotonic() + 30)
+    finally:
+        os.kill(pid, signal.SIGKILL)
     thread.join(10)
+    assert spinning, "the worker never started the call"
+    assert not thread.is_alive()
     assert [type(e) for e in errors] == [PluginCrashed]
     assert plugin.call("add", 1, 2) == 3  # a new worker
     assert otel.tree() == [
@@ -581,9 +585,26 @@ def test_process_tier_trap_crash_and_restarts(process_host: PluginHost, otel: Ot
     assert value("wasmplug.memory.linear").attributes["wasmplug.isolation"] == "process"
 
 
-def _worker_is_busy(backend: Any) -> bool:
-    """Whether a call holds a worker (its lock), so the kill lands mid-call."""
-    return any(w.lock.locked() for w in list(backend.pool._live))
+def _worker_is_spinning(backend: Any, pid: int, *, deadline: float) -> bool:
+    """Wait until a call holds a worker (its lock) and worker ``pid`` has then used
+    0.1 s of CPU time: only a running ``spin`` does (an idle worker sleeps in recv);
+    False at ``deadline`` (``time.monotonic()``)."""
+    start = None
+    while time.monotonic() < deadline:
+        if start is None:
+            if any(w.lock.locked() for w in list(backend.pool._live)):
+                start = _cpu_ticks(pid)
+        elif _cpu_ticks(pid) - start >= os.sysconf("SC_CLK_TCK") // 10:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU time of process ``pid`` in clock ticks (/proc/PID/stat
+    fields 14 and 15, counted after the parenthesised command name)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def test_call_thread_tier_propagates_the_context(host: PluginHost, otel: Otel) -> None:

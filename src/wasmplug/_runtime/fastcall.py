@@ -12,9 +12,10 @@ resolved once, as attrs generates ``__init__`` for a class:
 1. admission: the plugin is open and not quarantined, the arity is right, the
    calling thread is not inside a plugin call (nested calls take the general path,
    which checks for re-entry), and each number argument has the exact class;
-2. an instance from the pool (a pool of one: its instance's lock alone, held by
-   a ``with`` statement, so that Ctrl-C cannot leave it held: ``InstancePool.solo``;
-   a larger pool: the common case inline, ``InstancePool.hot_path``), its pending
+2. an instance from the pool (a pool of one: its instance's lock alone,
+   ``InstancePool.solo``; a larger pool: a slot, then its instance's lock,
+   ``InstancePool.hot_path``), each taken by a ``with`` statement so that Ctrl-C
+   cannot lose a slot or leave a lock held (:func:`holding`), its pending
    guest destructors, its call buffers;
 3. the arguments: numbers with one ``struct.pack_into`` of kind bytes and payloads
    (the kinds as constants), other types by their lowerers;
@@ -47,7 +48,6 @@ import ctypes
 import functools
 import hashlib
 import linecache
-import queue
 import struct
 import threading
 from collections.abc import Callable
@@ -68,7 +68,7 @@ CallPath = Any
 """A :class:`~wasmplug._runtime.callpath.CallPath` (the plugin); not imported, since
 ``callpath`` imports this module and the package's modules import without cycles."""
 
-__all__ = ["LINGER", "Bound", "bind"]
+__all__ = ["LINGER", "Bound", "admission", "bind", "holding"]
 
 LINGER = 1 << 16
 """A string result of at most this many bytes is left in its call buffer's result
@@ -105,12 +105,9 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "running": _callctx.running,
         "get_ident": threading.get_ident,
         "pool": plugin._pool,
-        "checkout": plugin._pool.checkout,
-        "resume": plugin._pool.resume,
-        "checkin": plugin._pool.checkin,
         "ready_solo": plugin._pool.ready_solo,
+        "new": plugin._pool.new,
         "discard": plugin._pool.discard,
-        "Empty": queue.Empty,
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
         "set_deadline": f.set_epoch_deadline,
@@ -137,7 +134,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "FUEL": None if plugin._fuel is None else ctypes.c_uint64(plugin._fuel),
         "BOOL": f.BOOL,
     }
-    g["take"], g["give"] = plugin._pool.hot_path()
+    g["slot"], g["give"] = plugin._pool.hot_path()
     # 1. Admission; anything unusual takes the general path, which raises or nests.
     code = admission(n)
     add = code.append
@@ -158,31 +155,8 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         g["pack_into"] = packer.pack_into
         for i, kind in enumerate(kinds):
             g[f"K{i}"] = kind
-    # 2. An instance. A pool of one: its instance's lock alone (pool.solo), taken by a
-    # `with` statement: Python checks for signals after calls, not between a `with`
-    # statement's __enter__ and its body, so Ctrl-C cannot leave the lock held. No
-    # instance yet: pool.ready_solo makes one; a discarded one (after the wait): the
-    # general path. A larger pool: pool.hot_path, the idle, unlocked, alive case inline.
-    solo = plugin._pool.size == 1
-    add("    try:")
-    if solo:
-        add("        inst = pool.solo")
-        add("        if inst is None:")
-        add("            inst = ready_solo()")
-    else:
-        add("        try:")
-        add("            inst = take()")
-        add("        except Empty:")
-        add("            inst = checkout()")
-        add("        else:")
-        add("            if inst is None or not inst.lock.acquire(False):")
-        add("                inst = resume(inst)")
-        add("            elif not inst.alive:")
-        add("                inst.lock.release()")
-        add("                inst = checkout()")
-    add("    except PluginError as e:")
-    add("        raise error(e, ex)")
-    # Its pending destructors, its buffers, then steps 3 to 6 (indented for a pool of one).
+    # 2. An instance (holding(), below, wraps the body: the pool's rules for Ctrl-C),
+    # its pending destructors, its buffers; then steps 3 to 6.
     body: list[str] = []
     put = body.append
     if _may_hold_handles(plugin):
@@ -254,13 +228,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     put("        if sup.consecutive:")
     put("            sup.record_success()")
     body += _result_lines(ex, g)
-    if solo:
-        add("    with inst.lock:")
-        add("        if inst.alive:")
-        indent = " " * 8
-    else:
-        indent = ""
-    for line in [
+    inner = [
         "    try:",
         *body,
         "    except BaseException as e:",
@@ -268,19 +236,10 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "            interrupted(inst, ex, e)",
         "        raise",
         "    finally:",
-    ]:
-        add(indent + line)
-    if solo:
-        add("                if pool.closed:")
-        add("                    discard(inst)")
-        add("    return general(args)  # discarded while this call waited for it")
-    else:
-        add("        if pool.closed:")
-        add("            checkin(inst)")
-        add("        else:")
-        add("            inst.lock.release()")
-        add("            if inst.alive:")
-        add("                give(inst)")
+        "        if pool.closed:",
+        "            discard(inst)",
+    ]
+    code += holding("inst", plugin._pool.size == 1, inner)
     source = "\n".join(code) + "\n"
     fn = _function(source, g)
     fn.__name__ = fn.__qualname__ = f"call_{ex.name}"
@@ -308,6 +267,56 @@ def admission(n: int) -> list[str]:
         ]
     else:
         code += ["    if args:", "        return general(args)"]
+    return code
+
+
+def holding(name: str, solo: bool, inner: list[str]) -> list[str]:
+    """The lines of a generated ``call(args)`` (this module's, and the process tier's)
+    that run ``inner`` (written at one level of indentation) with an instance of the
+    pool as ``name``, its lock held, then ``return general(args)`` if it was
+    discarded while the call waited for it.
+
+    Every step is Ctrl-C-safe: Python checks for signals after each call and on
+    loops, not between a ``with`` statement's ``__enter__`` and its body, so each
+    step that takes something (the slot, the lock) is a ``with`` whose body gives
+    it back. A pool of one: its instance's lock alone (``InstancePool.solo``; made
+    first by ``ready_solo`` if there is none). A larger pool: a slot, then its
+    instance's lock (``InstancePool.hot_path``). Globals used: ``pool``, ``ready_solo``
+    or ``slot``, ``new`` and ``give``, ``error``, ``PluginError``, ``ex``, ``general``.
+    """
+    if solo:
+        code = [
+            "    try:",
+            f"        {name} = pool.solo",
+            f"        if {name} is None:",
+            f"            {name} = ready_solo()",
+            "    except PluginError as e:",
+            "        raise error(e, ex)",
+            f"    with {name}.lock:",
+            f"        if {name}.alive:",
+        ]
+        indent = " " * 8
+    else:
+        code = [
+            f"    with slot as {name}:",
+            "        try:",
+            f"            if {name} is None:",
+            "                try:",
+            f"                    {name} = new()",
+            "                except PluginError as e:",
+            "                    raise error(e, ex)",
+            f"            with {name}.lock:",
+            f"                if {name}.alive:",
+        ]
+        indent = " " * 16
+    code += [indent + line for line in inner]
+    if not solo:
+        code += [
+            "        finally:",
+            f"            if {name} is None or {name}.alive:",
+            f"                give({name})",
+        ]
+    code.append("    return general(args)  # discarded while this call waited for it")
     return code
 
 

@@ -32,9 +32,10 @@ factory. That keeps it testable alone (tests/runtime/test_pool.py).
 
 The hot path is :meth:`checkout` then :meth:`checkin`: one ``SimpleQueue`` get
 and put, and one lock acquire and release, per call; nothing is allocated.
-Generated call functions (fastcall.py) inline the common case of both, with the
-queue's own methods from :meth:`InstancePool.hot_path`, and hand everything else
-back to :meth:`InstancePool.resume` and :meth:`checkin`.
+Generated call functions (fastcall.py) inline both with :meth:`InstancePool.hot_path`,
+whose slot is taken and lock held by ``with`` statements so that Ctrl-C cannot
+lose a slot or leave a lock held (``checkout``'s callers still can: they hold
+the lock between two statements).
 
 A pool of one (the default ``pool_size``) has a shorter one: its instance's lock
 alone is the checkout (:attr:`InstancePool.solo`). Its one slot holds that
@@ -50,6 +51,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from typing import Generic, Protocol, TypeVar
 
 from wasmplug._errors import PluginClosedError
@@ -175,8 +177,8 @@ class InstancePool(Generic[P]):
         return self.resume(item)
 
     def resume(self, item: P | None) -> P:
-        """The rest of :meth:`checkout` for a slot already taken from the queue
-        (``take()`` of :meth:`hot_path`), whose lock the caller does not hold.
+        """The rest of :meth:`checkout` for a slot already taken from the queue,
+        whose lock the caller does not hold.
 
         Returns and raises as :meth:`checkout` does; on an error the slot is back
         in the queue.
@@ -195,22 +197,50 @@ class InstancePool(Generic[P]):
             item.lock.release()  # discarded while queued; its slot came back as None
             item = slots.get()
 
-    def hot_path(self) -> tuple[Callable[[], P | None], Callable[[P], None]]:
-        """``(take, give)``: the slot queue's ``get_nowait`` and ``put``, for a caller
-        that inlines the common case of :meth:`checkout` and :meth:`checkin` (an idle
-        instance queued, its lock free, the pool open). Used as follows, nothing else:
+    def hot_path(self) -> tuple[AbstractContextManager[P | None], Callable[[P | None], None]]:
+        """``(slot, give)`` for a caller that inlines :meth:`checkout` and :meth:`checkin`
+        so that Ctrl-C cannot lose a slot or leave a lock held. Used as follows,
+        nothing else::
 
-        - checkout: ``item = take()`` (``queue.Empty``: call :meth:`checkout`); if
-          ``item`` is ``None`` or ``item.lock.acquire(False)`` fails, ``item =
-          resume(item)``; else if ``item`` is not ``alive``, release its lock and call
-          :meth:`checkout` (its slot came back when it was discarded).
-        - checkin, with the lock held: if :attr:`closed`, call :meth:`checkin`; else
-          release the lock and, if ``alive``, ``give(item)``.
+            with slot as item:            # takes a slot, waiting while all are busy
+                try:
+                    if item is None:
+                        item = pool.new()  # (PluginError: the slot goes back)
+                    with item.lock:
+                        if item.alive:
+                            ...            # the call; on a closed pool, discard(item)
+                finally:
+                    if item is None or item.alive:
+                        give(item)
+            # here: it was discarded while queued; use checkout()
 
-        That is what the two methods do in that case, minus a Python frame each.
+        ``slot``'s ``__enter__`` is the queue's own ``get`` and its ``__exit__`` a C
+        no-op: a ``with`` statement calls ``__enter__`` without checking for signals
+        after it, so a ``KeyboardInterrupt`` lands only once the taken slot is in
+        ``item`` and inside the ``try`` that gives it back (``item = take()`` can
+        lose it: Python checks after every call). The instance's lock is held by a
+        ``with`` statement for the same reason. One window stays: an interrupt as
+        :meth:`new` returns leaves its instance live without a slot (the empty slot
+        goes back; the instance is closed with the pool).
         """
         slots = self._slots
-        return slots.get_nowait, slots.put
+        # Both methods are C functions that do not bind (no __get__): the class's
+        # special methods are the queue's get and a call that ignores its arguments
+        # and returns "" (false: an exception is not swallowed).
+        taker = type(
+            "SlotTaker", (), {"__slots__": (), "__enter__": slots.get, "__exit__": "".format}
+        )
+        return taker(), slots.put
+
+    def new(self) -> P:
+        """A new instance for an empty slot the caller took (:meth:`hot_path`); its
+        lock is not held.
+
+        Raises:
+            PluginClosedError: the pool is closed.
+            Whatever ``create`` raises.
+        """
+        return self._new()
 
     def checkin(self, inst: P) -> None:
         """Give back an instance taken with :meth:`checkout` (the caller holds its lock).

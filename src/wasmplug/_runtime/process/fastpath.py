@@ -17,9 +17,8 @@ resolved once, as ``_runtime/fastcall.py`` does in-process:
    wire form needs (an ``int`` in the WIT type's range, a ``float`` for ``f64``, a
    ``bool``, an ASCII ``str``; other types go through their codec encoders);
 2. the ``CALL`` frame, packed in one ``msgpack`` call, and a worker from the
-   pool (for a pool of one its worker's lock alone, held by a ``with`` statement
-   so that Ctrl-C cannot leave it held: ``InstancePool.solo``; else the common case
-   inline: ``InstancePool.hot_path``);
+   pool, as in-process (``fastcall.holding``: its slot and lock taken by ``with``
+   statements, so that Ctrl-C cannot lose a slot or leave a lock held);
 3. the deadline: the watchdog armed by one dict store (see :mod:`.watchdog`),
    the call's frame current on this thread (``callctx.running``: host calls
    and re-entry checks find it there), the frame sent with ``MSG_DONTWAIT``
@@ -44,7 +43,6 @@ function's globals, so exports of the same shape share one compiled code object
 
 from __future__ import annotations
 
-import queue
 import socket
 import struct
 import threading
@@ -57,7 +55,7 @@ import msgpack
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.wit import contains_handles
 from wasmplug._errors import PluginError, WitTypeError, WitValueError
-from wasmplug._runtime.fastcall import _compile, admission
+from wasmplug._runtime.fastcall import _compile, admission, holding
 
 from .codec import CHECK_NAMES, ProtocolError, sent_as_is, wire_check
 from .handles import CallHandles
@@ -104,10 +102,9 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         "get_ident": threading.get_ident,
         "monotonic": time.monotonic,
         "pool": pool,
-        "checkout": pool.checkout,
-        "resume": pool.resume,
-        "checkin": pool.checkin,
-        "Empty": queue.Empty,
+        "ready_solo": pool.ready_solo,
+        "new": pool.new,
+        "discard": pool.discard,
         "refresh": backend._refresh,
         "died_idle": backend._died_idle,
         "outcome": backend._outcome,
@@ -132,7 +129,7 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         "KILL_AFTER": kill_after,
         **CHECK_NAMES,  # what the codec's inlined wire checks call
     }
-    g["take"], g["give"] = pool.hot_path()
+    g["slot"], g["give"] = pool.hot_path()
     n = ex.nparams
     names = [f"a{i}" for i in range(n)]
     # 1. Admission (fastcall's) and the arguments' wire forms.
@@ -160,29 +157,6 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     # 2. The frame, then a worker.
     add(f"    body = packb((CALL, INDEX, {wire}, NO_DROPS))")
     add("    data = pack_len(len(body)) + body")
-    add("    try:")
-    solo = pool.size == 1
-    if solo:
-        # A pool of one: the worker's lock alone (InstancePool.solo), held by a `with`
-        # statement: Python checks for signals after calls, not between a `with`
-        # statement's __enter__ and its body, so Ctrl-C cannot leave the lock held.
-        g["ready_solo"], g["discard"] = pool.ready_solo, pool.discard
-        add("        worker = pool.solo")
-        add("        if worker is None:")
-        add("            worker = ready_solo()")
-    else:  # pool.hot_path: the idle, unlocked, alive case inline
-        add("        try:")
-        add("            worker = take()")
-        add("        except Empty:")
-        add("            worker = checkout()")
-        add("        else:")
-        add("            if worker is None or not worker.lock.acquire(False):")
-        add("                worker = resume(worker)")
-        add("            elif not worker.alive:")
-        add("                worker.lock.release()")
-        add("                worker = checkout()")
-    add("    except PluginError as e:")
-    add("        raise error(e, ex)")
     # 3. Deadline, frame, send; 4. the reply (its lines are indented below).
     timed = kill_after is not None
     body = [
@@ -240,34 +214,19 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
     ]
     if timed:
         body.append("            watchdog.armed.pop(worker, None)")
-    # 5. The worker back; a worker that had exited before it got the call (gone), or
-    # one discarded while this call waited for it: the general path, on another.
-    if solo:
-        add("    with worker.lock:")
-        add("        if worker.alive:")
-        add("            gone = False")
-        add("            try:")
-        code += [f"        {line}" for line in body]
-        add("            finally:")
-        add("                if pool.closed:")
-        add("                    discard(worker)")
-        add("            if not gone:")
-        add("                raise value")
-        add("    return general(args)")
-    else:
-        add("    gone = False")
-        add("    try:")
-        code += body
-        add("    finally:")
-        add("        if pool.closed:")
-        add("            checkin(worker)")
-        add("        else:")
-        add("            worker.lock.release()")
-        add("            if worker.alive:")
-        add("                give(worker)")
-        add("    if gone:")
-        add("        return general(args)")
-        add("    raise value")
+    # 5. The worker back (holding); a worker that had exited before it got the call
+    # (gone), or one discarded while this call waited for it: the general path, on another.
+    inner = [
+        "    gone = False",
+        "    try:",
+        *body,
+        "    finally:",
+        "        if pool.closed:",
+        "            discard(worker)",
+        "    if not gone:",
+        "        raise value",
+    ]
+    code += holding("worker", pool.size == 1, inner)
     source = "\n".join(code) + "\n"
     exec(_compile(source), g)  # our own template: no outside input
     fn: Bound = g.pop("call")
