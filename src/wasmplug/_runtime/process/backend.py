@@ -26,37 +26,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wasmtime import WasmtimeError
 from wasmtime.component import Component
 
 from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge.resources import Resource, handle_instance
 from wasmplug._errors import (
-    CapabilityError,
-    ErrorResult,
-    HostFunctionError,
-    InstantiationError,
     PluginClosedError,
     PluginCrashed,
     PluginError,
     PluginFault,
     PluginTimeout,
-    ResultTooLarge,
     StaleResourceError,
     WitTypeError,
     WitValueError,
 )
 from wasmplug._runtime.cache import CompileCache
-from wasmplug._runtime.faults import classify
 from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
 
 from . import fastpath
 from .budget import IDLE_FRAMES, frame_objects
 from .codec import ExportCodec, ProtocolError, export_codec
+from .faultreply import FaultReader
 from .handles import CallHandles, WorkerInstance, instance_of, retire
-from .hostcalls import Frame, HostCalls, text
+from .hostcalls import Frame, HostCalls
 from .memory import linear_memory_bytes
 from .spawn import WorkerProcess
 from .watchdog import WATCHDOG
@@ -74,9 +68,6 @@ log = logging.getLogger("wasmplug.process")
 
 KILL_GRACE_MS = 50.0
 """How long past ``Limits.timeout_ms`` the application waits before killing the worker."""
-
-_WORKER_WORDS = 200
-"""Characters of a failed worker's own report (``FAULT "start"``) quoted in the error."""
 
 
 class _Undelivered(Exception):
@@ -135,7 +126,7 @@ class ProcessBackend:
         timeout = plugin.limits.timeout_ms
         self._timeout_ms = timeout
         self._kill_after = None if timeout is None else (timeout + KILL_GRACE_MS) / 1000.0
-        self._memory_limited = plugin.limits.memory_bytes is not None
+        self._faults = FaultReader(port, plugin.limits.memory_bytes is not None, self._succeeded)
         # The worker refuses to lift a value past max_result_bytes; msgpack adds at
         # most one byte per four (a u32 is five bytes), so anything much bigger than
         # that is a lie, refused before it is read.
@@ -164,7 +155,7 @@ class ProcessBackend:
                 max_objects=max_objects,
                 spares=spares,
                 converse=self._converse,
-                capability=self._capability,
+                capability=self._faults.capability,
             )
             self.pool: InstancePool[WorkerProcess] = InstancePool(pool_size, self._new_worker)
             self.pool.prime()
@@ -414,7 +405,7 @@ class ProcessBackend:
             return True, value
         if msg[0] != Op.FAULT or len(msg) < 2:
             raise ProtocolError(f"unexpected opcode {msg[0]} in reply to a call")
-        return False, self._fault(worker, ex, codec, frame, msg)
+        return False, self._faults.read(worker, ex, codec, frame, msg)
 
     def _succeeded(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
         if ex is not None:
@@ -474,84 +465,6 @@ class ProcessBackend:
         tel = self.port.telemetry
         if tel is not None and worker.traced:
             tel.worker_span(WORKER_SPANS[msg[1]], msg[2], msg[3])
-
-    def _capability(self, message: str) -> CapabilityError:
-        """A worker refused to create an instance: a granted directory changed (counted)."""
-        self._supervisor.record("capability", message, None)
-        return CapabilityError(message)
-
-    def _fault(
-        self,
-        worker: WorkerProcess,
-        ex: ExportFunc | None,
-        codec: ExportCodec | None,
-        frame: Frame,
-        msg: list[Any],
-    ) -> BaseException:
-        """The exception for a FAULT reply (the worker itself is fine and stays)."""
-        port = self.port
-        kind = msg[1]
-        if kind == "err" and len(msg) == 3 and codec is not None:
-            dec = codec.err
-            if dec is None and msg[2] is not None:
-                raise ProtocolError("err payload for a result without an error type")
-            value = None if dec is None else dec(msg[2], CallHandles(worker))
-            self._succeeded(worker, ex)
-            return port.error(ErrorResult(value), ex)
-        if kind == "inst" and len(msg) >= 4:
-            err = InstantiationError(text(msg[2]))
-            err.__notes__ = [text(n) for n in msg[4:]]
-            err.__cause__ = WasmtimeError(text(msg[3]))
-            return err
-        if kind == "capability" and len(msg) == 3:
-            return self._capability(text(msg[2]))
-        if kind in ("WitTypeError", "WitValueError", "StaleResourceError") and len(msg) == 3:
-            cls = {"WitTypeError": WitTypeError, "WitValueError": WitValueError}.get(
-                kind, StaleResourceError
-            )
-            return cls(text(msg[2]))
-        if kind == "error" and len(msg) == 3:
-            return port.error(PluginError(text(msg[2])), ex)
-        if kind == "start":
-            # The worker's serving loop raised (worker.main): it is exiting. Its own
-            # words, untrusted, cut short: what a bug in the worker leaves to go on.
-            said = msg[2] if len(msg) == 3 and msg[2].__class__ is str else ""
-            raise ProtocolError(f"the worker failed: {said[:_WORKER_WORDS]!r}")
-        exc: PluginFault
-        worker.fresh = False  # the worker discarded its instance...
-        retire(worker, port)  # ...and with it the guest objects its handles named
-        if kind == "host" and len(msg) == 2:
-            host_exc = frame.host_exc
-            if host_exc is None:
-                raise ProtocolError("reported a host-function fault, but none failed")
-            frame.host_exc = None
-            if not isinstance(host_exc, Exception):
-                fault = HostFunctionError(
-                    f"host function {frame.host_func} raised {type(host_exc).__name__}"
-                )
-                port.fault(fault, ex)
-                return host_exc
-            if isinstance(host_exc, PluginTimeout):  # an async host function ran out of time
-                port.fault(host_exc, ex)
-                return host_exc
-            exc = HostFunctionError(
-                f"host function {frame.host_func} raised {type(host_exc).__name__}: {host_exc}"
-            )
-            exc.__cause__ = host_exc
-        elif kind == "lift" and len(msg) == 4 and msg[2] in ("result-size", "timeout"):
-            # The worker's result exceeded Limits.max_result_bytes or the deadline
-            # while it was lifted there (see wasmplug._bridge.lift).
-            exc = (ResultTooLarge if msg[2] == "result-size" else PluginTimeout)(text(msg[3]))
-        elif kind == "wasm" and len(msg) >= 4:
-            cause, tail = text(msg[2]), text(msg[3])
-            exc = classify(cause, guest_stderr=tail, memory_limited=self._memory_limited)
-            exc.__cause__ = WasmtimeError(cause)
-            exc.guest_stderr = tail
-            for note in msg[4:]:  # e.g. "raised by the guest destructor..."
-                exc.add_note(text(note))
-        else:
-            raise ProtocolError(f"malformed FAULT {kind!r}")
-        return port.fault(exc, ex)
 
     def _lost(
         self, worker: WorkerProcess, ex: ExportFunc | None, e: BaseException
