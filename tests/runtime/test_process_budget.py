@@ -11,7 +11,6 @@ bounded by :func:`frame_objects`.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -106,17 +105,6 @@ class _NoHandles:
 
     def object_for(self, ty: Any, oid: int) -> Any:
         raise AssertionError
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[Channel, socket.socket]]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    chan = Channel(ours)
-    try:
-        yield chan, theirs
-    finally:
-        chan.close()
-        theirs.close()
 
 
 @pytest.mark.parametrize("t", list(TYPES.values()), ids=list(TYPES))

@@ -6,24 +6,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 
 import msgpack
 import pytest
 
 from wasmplug._runtime.process.codec import ProtocolError
 from wasmplug._runtime.process.wire import Channel, Op
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[Channel, socket.socket]]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    chan = Channel(ours)
-    try:
-        yield chan, theirs
-    finally:
-        chan.close()
-        theirs.close()
 
 
 def frame(message: object) -> bytes:
