@@ -284,7 +284,7 @@ def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_he
 ) -> None:
     """The same for the general path of a pool of one on its existing instance, at
     every C call of its own frames (admission, the instance, lowering, the call).
-    Making a new instance (``InstancePool.resume``) still has the window."""
+    Making a new instance (``InstancePool.checkout``) still has the window."""
     assert plugin.call("add", 1, 2) == 3
     codes = {
         CallPath._invoke.__code__,

@@ -410,27 +410,6 @@ def test_a_solo_call_during_close_is_discarded_when_it_ends(factory: Factory) ->
         pool.ready_solo()
 
 
-def test_checkout_solo_leaves_the_slot_queued_holding_it(factory: Factory) -> None:
-    # The lock-only checkout by acquire (the process tier's fast path uses it).
-    pool = InstancePool(1, factory)
-    inst = pool.checkout_solo()  # makes the instance, in the queued slot
-    assert pool.solo is inst
-    assert inst.lock.locked()
-    assert pool._slots.qsize() == 1
-    t, out = run_in_thread(pool.checkout)  # takes the slot, waits for the lock
-    wait_until(lambda: pool._slots.qsize() == 0)
-    pool.checkin_solo(inst)
-    t.join(DEADLINE_S)
-    assert out == [inst]
-    pool.checkin(inst)
-    assert not inst.lock.locked()
-    assert pool.checkout_solo() is inst
-    pool.close(skip=[inst])
-    pool.checkin_solo(inst)  # a closed pool discards it
-    assert not inst.alive
-    assert not inst.lock.locked()
-
-
 def test_close_waits_for_a_solo_call(factory: Factory) -> None:
     pool = InstancePool(1, factory)
     inst = pool.prime()

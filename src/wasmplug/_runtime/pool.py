@@ -125,18 +125,12 @@ class InstancePool(Generic[P]):
         self._retired_calls = 0
         self.solo: P | None = None
         """A pool of one: its instance while it is alive (else ``None``). A caller
-        may use it without taking its slot, which stays queued holding it, in
-        either of two ways:
-
-        - ``with solo.lock:`` (waiting, as :meth:`checkout` would after taking the
-          slot; ``None``: :meth:`ready_solo` first); if it is still ``alive`` it is
-          the caller's until the ``with`` ends (on a :attr:`closed` pool,
-          :meth:`discard` it before); if not, it was discarded while the caller
-          waited: use :meth:`checkout`. Ctrl-C cannot leave the lock held.
-        - ``solo.lock.acquire(False)``: if that succeeds and it is ``alive``, it is
-          the caller's until :meth:`checkin_solo`; any other outcome: release what
-          was acquired and call :meth:`checkout_solo`, which waits. A
-          ``KeyboardInterrupt`` right after the acquire leaves the lock held."""
+        may use it without taking its slot, which stays queued holding it: ``with
+        solo.lock:`` (waiting, as :meth:`checkout` would after taking the slot;
+        ``None``: :meth:`ready_solo` first); if it is still ``alive`` it is the
+        caller's until the ``with`` ends (on a :attr:`closed` pool, :meth:`discard`
+        it before); if not, it was discarded while the caller waited: use
+        :meth:`checkout`. Ctrl-C cannot leave the lock held."""
 
     def prime(self) -> P:
         """Create the first instance now, idle at the head of the queue, so the
@@ -170,21 +164,11 @@ class InstancePool(Generic[P]):
             Whatever ``create`` raises.
         """
         slots = self._slots
-        try:
-            item = slots.get_nowait()
-        except queue.Empty:
-            item = slots.get()
-        return self.resume(item)
-
-    def resume(self, item: P | None) -> P:
-        """The rest of :meth:`checkout` for a slot already taken from the queue,
-        whose lock the caller does not hold.
-
-        Returns and raises as :meth:`checkout` does; on an error the slot is back
-        in the queue.
-        """
-        slots = self._slots
         while True:
+            try:
+                item = slots.get_nowait()
+            except queue.Empty:
+                item = slots.get()
             try:
                 if item is None:
                     item = self._new()
@@ -195,7 +179,6 @@ class InstancePool(Generic[P]):
             if item.alive:
                 return item
             item.lock.release()  # discarded while queued; its slot came back as None
-            item = slots.get()
 
     def hot_path(self) -> tuple[AbstractContextManager[P | None], Callable[[P | None], None]]:
         """``(slot, give)`` for a caller that inlines :meth:`checkout` and :meth:`checkin`
@@ -264,25 +247,6 @@ class InstancePool(Generic[P]):
         inst = self.checkout()
         self.checkin(inst)
         return inst
-
-    def checkout_solo(self) -> P:
-        """:meth:`checkout` for a pool of one, leaving the slot queued with the
-        instance in it: the caller holds only its lock, as after taking
-        :attr:`solo`. Give it back with :meth:`checkin_solo`.
-
-        Returns and raises as :meth:`checkout` does.
-        """
-        inst = self.checkout()
-        self._slots.put(inst)
-        return inst
-
-    def checkin_solo(self, inst: P) -> None:
-        """Give back an instance taken as :attr:`solo` by ``acquire`` (its lock alone;
-        its slot stayed queued): release the lock, discarding it first on a closed
-        pool."""
-        if self.closed and inst.alive:
-            self._discard(inst)
-        inst.lock.release()
 
     def lock(self, inst: P) -> bool:
         """Lock a specific instance (one that owns a resource handle) for a call.
