@@ -17,7 +17,7 @@ from typing import Any
 from wasmplug import Plugin
 from wasmplug._runtime.plugin import find_export
 
-__all__ = ["interrupted_at", "served_elsewhere"]
+__all__ = ["interrupt_every_c_call", "interrupted_at", "served_elsewhere"]
 
 
 def interrupted_at(
@@ -57,3 +57,20 @@ def served_elsewhere(plugin: Plugin, timeout_s: float = 5.0) -> bool:
     thread.start()
     thread.join(timeout_s)
     return out == [4]
+
+
+def interrupt_every_c_call(
+    plugin: Plugin, codes: Collection[Any], pool_size: int, timeout_s: float = 5.0
+) -> int:
+    """Interrupt ``add(1, 2)`` at each C call made by a frame running one of ``codes``
+    in turn (:func:`interrupted_at` with k = 1, 2, ...), asserting after each that
+    every one of the ``pool_size`` slots still serves a call (first in, first out);
+    return how many C calls were interrupted."""
+    k = 1
+    while interrupted_at(plugin, codes, k):
+        for _ in range(pool_size):
+            assert served_elsewhere(plugin, timeout_s), (
+                f"not served after an interrupt at C call {k}"
+            )
+        k += 1
+    return k - 1
