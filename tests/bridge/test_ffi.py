@@ -51,6 +51,7 @@ SIGNATURES: dict[str, tuple[int, str | None]] = {
     "_wasmtime_context_set_epoch_deadline": (2, None),
     "_wasmtime_context_set_fuel": (2, "LP_wasmtime_error"),
     "_wasmtime_context_set_wasi": (2, "LP_wasmtime_error"),
+    "_wasmtime_engine_increment_epoch": (1, None),
     "_wasmtime_config_host_memory_creator_set": (2, None),
     "_wasmtime_config_memory_init_cow_set": (2, None),
     "_wasmtime_pooling_allocation_config_delete": (1, None),

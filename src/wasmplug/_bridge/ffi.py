@@ -45,12 +45,14 @@ __all__ = [
     "address_arg",
     "call_args",
     "component_types",
+    "engine_address",
     "error_from_ptr",
     "error_message",
     "error_message_at",
     "export_func",
     "func_call_args",
     "func_handle",
+    "increment_epoch",
     "new_error",
     "set_fuel_to",
     "store_context",
@@ -130,6 +132,21 @@ def call_args(
 
 
 set_epoch_deadline = b._wasmtime_context_set_epoch_deadline
+increment_epoch: Any = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)(
+    ctypes.cast(b._wasmtime_engine_increment_epoch, ctypes.c_void_p).value or 0
+)
+"""``increment_epoch(engine_address)``: ``wasmtime_engine_increment_epoch``, one atomic
+add, called *without* releasing the GIL (a ``PYFUNCTYPE`` function, as ctypes calls the
+Python C API). Through the bindings, each increment released the GIL and the epoch
+ticker then waited to take it back from a thread running Python: a thread switch per
+tick. Pass :func:`engine_address`."""
+
+
+def engine_address(engine: Engine) -> int:
+    """The address of ``engine``'s ``wasm_engine_t`` (valid while ``engine`` lives)."""
+    return ctypes.cast(engine.ptr(), ctypes.c_void_p).value or 0
+
+
 set_fuel = b._wasmtime_context_set_fuel
 set_fuel_to: Any = ctypes.CFUNCTYPE(ctypes.c_void_p)(
     ctypes.cast(set_fuel, ctypes.c_void_p).value or 0
