@@ -11,6 +11,8 @@ bounded by :func:`frame_objects`.
 from __future__ import annotations
 
 import socket
+import threading
+import tracemalloc
 from typing import Any
 
 import msgpack
@@ -30,7 +32,13 @@ from wasmplug._bridge.wit import (
     VariantT,
     WitType,
 )
-from wasmplug._runtime.process.budget import ENVELOPE, frame_objects, value_objects
+from wasmplug._runtime.process.budget import (
+    ENVELOPE,
+    check_frame,
+    frame_depth,
+    frame_objects,
+    value_objects,
+)
 from wasmplug._runtime.process.codec import ProtocolError, encoder
 from wasmplug._runtime.process.wire import Channel, Op
 
@@ -154,3 +162,116 @@ def test_a_frame_past_the_bound_is_refused_while_it_is_decoded(
     peer.sendall(len(data).to_bytes(4, "big") + data)
     with pytest.raises(ProtocolError):
         chan.recv(None)
+
+
+# -- depth, and the walk that counts before anything is built --------------------------------
+
+
+def depth(wire: Any) -> int:
+    """How many arrays deep a decoded msgpack value nests."""
+    if isinstance(wire, list):
+        return 1 + max((depth(w) for w in wire), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("t", list(TYPES.values()), ids=list(TYPES))
+def test_the_depth_bound_is_what_the_type_nests_to(t: WitType) -> None:
+    """The deepest legal value of each type fits the bound exactly: as a RESULT, and
+    as a host call's argument."""
+    left = [M]
+    deepest = fullest(t, [0]) if isinstance(t, ListT) else fullest(t, left)
+    wire = encoder(t)(deepest, _NoHandles())
+    if isinstance(t, ListT) and t.element != U8:
+        # One element, itself the deepest: what an empty outer list cannot show.
+        wire = [encoder(t.element)(fullest(t.element, [0]), _NoHandles())]
+    result = frame_depth([FuncSig("f", (), t)], [])
+    hostcall = frame_depth([], [FuncSig("h", (("a", t),), None)])
+    assert depth([Op.RESULT, wire]) <= result
+    assert depth([Op.HOSTCALL, 0, [wire]]) <= hostcall
+    assert hostcall == result + 1
+
+
+def test_frame_depth_of_scalar_plugins_is_the_envelope() -> None:
+    assert frame_depth([FuncSig("f", (), U32)], [FuncSig("h", (("a", STR),), None)]) == 2
+    assert frame_depth([FuncSig("f", (), ListT(ListT(U32)))], []) == 3
+    assert frame_depth([FuncSig("f", (), OptionT(POINT))], []) == 4  # [11, [[x, [y]]]]
+
+
+VALUES = {
+    "scalar": [Op.RESULT, 3],
+    "small-ints": [Op.RESULT, list(range(128)) * 8],
+    "u32-same-size": [Op.RESULT, [2**31 + i for i in range(1000)]],
+    "numbers-mixed": [
+        Op.RESULT,
+        [(5, 300, 70_000, -3, -200, 2**40, 1.5, None, True)[i % 9] for i in range(999)],
+    ],
+    "f64": [Op.RESULT, [0.5] * 100],
+    "strings": [Op.RESULT, ["ab", "é" * 40, "", "x" * 300, "y" * 70_000] * 5],
+    "bytes": [Op.RESULT, [b"", b"z" * 255, b"z" * 300, b"z" * 70_000]],
+    "nested": [Op.RESULT, [[[1, [2, None]], []], [[3, [4, [5]]]]] * 20],
+    "numbers-then-arrays": [Op.RESULT, [1] * 300 + [[2] * 20] * 3],
+}
+
+
+@pytest.mark.parametrize("value", list(VALUES.values()), ids=list(VALUES))
+def test_check_frame_counts_and_measures_exactly_what_msgpack_builds(value: Any) -> None:
+    data = msgpack.packb(value, use_bin_type=True)
+    objects, deep = count(value), depth(value)
+    for form in (data, memoryview(data)):
+        check_frame(form, objects, deep)
+        with pytest.raises(ProtocolError, match="objects"):
+            check_frame(form, objects - 1, deep)
+        with pytest.raises(ProtocolError, match="deep"):
+            check_frame(form, objects, deep - 1)
+    for cut in (1, 2, len(data) // 2):
+        with pytest.raises(ProtocolError, match="truncated"):
+            check_frame(data[:-cut], objects, deep)
+    with pytest.raises(ProtocolError, match="more than one message"):
+        check_frame(data + b"\xc0", objects, deep)
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x91\x81\x01\x02", b"\x91\xd4\x00\x00", b"\x91\xc1", b"\x92\x01\xc8\x00\x01\x05\x00"]
+)
+def test_check_frame_refuses_maps_extension_types_and_reserved_bytes(data: bytes) -> None:
+    with pytest.raises(ProtocolError, match="map, extension type or reserved byte"):
+        check_frame(data, 100, 100)
+
+
+def deep_strings(levels: int, per_level: int) -> list[Any]:
+    """Arrays nested ``levels`` deep, each holding ``per_level`` two-character strings
+    before the next: none completes before the innermost one."""
+    value: list[Any] = []
+    for _ in range(levels):
+        value = ["ab"] * per_level + [value]
+    return [Op.RESULT, value]
+
+
+@pytest.mark.parametrize(
+    ("max_depth", "why"), [(2, "nests arrays more than 2 deep"), (1000, "more than 1200 objects")]
+)
+def test_a_deep_frame_is_refused_before_anything_is_built(
+    pair: tuple[Channel, socket.socket], max_depth: int, why: str
+) -> None:
+    """Regression: objects were counted as msgpack completed each array (``list_hook``),
+    so the arrays still open held theirs uncounted: a frame 400 deep built ~20 bytes of
+    short strings per frame byte (here ~28 MiB for a 1.4 MiB frame) before anything was
+    counted. Now the frame's bytes are checked first, against the depth and the count."""
+    chan, peer = pair
+    chan.max_objects = 1200
+    chan.max_depth = max_depth
+    data = msgpack.packb(deep_strings(400, 1000), use_bin_type=True)
+    assert len(data) > 400 * 1000 * 3
+    thread = threading.Thread(target=peer.sendall, args=(len(data).to_bytes(4, "big") + data,))
+    thread.start()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match=why):
+            chan.recv(None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    # The frame itself is in the channel's buffer (twice while the buffer grows).
+    assert peak < 2 * len(data) + (1 << 20), f"{peak} bytes for a {len(data)}-byte frame"

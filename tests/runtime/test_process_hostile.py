@@ -11,6 +11,7 @@ real worker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -236,6 +237,11 @@ BLOWUPS = {
     "short-strings": ["ab"] * 100_000,
     "arrays-of-arrays": [[[]] * 1000] * 100,
     "arrays-of-strings": [["ab"] * 1000] * 100,
+    # Regression: none of these arrays completes before the innermost one, and msgpack
+    # counted objects (list_hook) only as an array completed: ~20 MiB for 0.9 MB.
+    "deep-short-strings": functools.reduce(
+        lambda inner, _: ["ab"] * 1000 + [inner], range(300), []
+    ),
 }
 
 
@@ -260,6 +266,36 @@ def test_a_frame_cannot_decode_into_far_more_than_its_type_allows(
     assert fakes[0].proc.returncode == -signal.SIGKILL
     # The old code: 5-7 MiB for these 100-300 KB frames.
     assert peak < 2 * len(data) + (1 << 20), f"{peak} bytes for a {len(data)}-byte frame"
+
+
+DEEP = b"\x91" * 1000 + b"\xc0"  # [[[...[nil]...]]], 1,000 deep: ~1 KB
+"""msgpack nests up to 1,024 deep; a repr of such a value raises RecursionError."""
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"\x92\x0b" + DEEP,  # RESULT
+        b"\x92\x0c" + DEEP,  # FAULT of a "kind" 1,000 deep
+        b"\x94\x0c\xa4inst\xa1a" + DEEP,  # FAULT "inst", its cause
+        b"\x93\x0d\x00\x91" + DEEP,  # HOSTCALL cb, its argument
+        b"\x93\x0e\x14" + DEEP,  # LOG
+        b"\x92\x0f\x91" + DEEP,  # DROP
+    ],
+    ids=["result", "fault-kind", "fault-inst", "hostcall", "log", "drop"],
+)
+def test_a_frame_nested_past_its_types_is_a_protocol_violation(
+    host: PluginHost, fake_workers: FakeWorkers, message: bytes
+) -> None:
+    """Regression: a FAULT whose kind was an array 1,000 deep made the application
+    raise a bare RecursionError (its repr, for the error message); every position
+    of a message nested deeper than its WIT types allow now kills the worker."""
+    data = len(message).to_bytes(4, "big") + message
+    fakes = fake_workers.install(answer_call(lambda chan, sock: sock.sendall(data)))
+    plugin = load(host)
+    outcome = ends(lambda: plugin.call("add", 1, 2), 60)
+    broke_the_protocol(outcome, fakes, "")
+    assert plugin.call("add", 1, 2) == 3
 
 
 # -- wrong opcodes in the other protocol states ------------------------------------------------

@@ -46,7 +46,7 @@ from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
 
 from . import fastpath
-from .budget import IDLE_FRAMES, frame_objects
+from .budget import IDLE_FRAMES, frame_depth, frame_objects
 from .codec import ExportCodec, ProtocolError, export_codec
 from .faultreply import FaultReader
 from .handles import CallHandles, WorkerInstance, instance_of, retire
@@ -132,9 +132,11 @@ class ProcessBackend:
         # that is a lie, refused before it is read.
         cap = plugin.limits.max_result_bytes
         max_frame = MAX_FRAME_BYTES if cap is None else min(MAX_FRAME_BYTES, 2 * cap + (1 << 20))
-        # And what a frame decodes into is bounded by what these types can hold (budget.py).
+        # And what a frame decodes into, and how deep it nests, by what these types
+        # can hold (budget.py).
         sigs = [sig for _, sig in self._host_calls.sigs]
-        max_objects = frame_objects([ex.sig for ex in port.exports], sigs, cap) or max_frame
+        exported = [ex.sig for ex in port.exports]
+        max_objects = frame_objects(exported, sigs, cap) or max_frame
         self._tmp_cache: str | None = None
         try:  # a refusal (sandbox_to_wire) or a failed start leaves no temporary cache
             if cache is None:
@@ -153,6 +155,7 @@ class ProcessBackend:
                 self._settings,
                 max_frame=max_frame,
                 max_objects=max_objects,
+                max_depth=frame_depth(exported, sigs),
                 spares=spares,
                 converse=self._converse,
                 capability=self._faults.capability,
@@ -482,7 +485,9 @@ class ProcessBackend:
         elif isinstance(e, EOFError | OSError):
             text, sig, code = worker.describe_exit()
             exc = PluginCrashed(f"{text} during the call", signal=sig, exit_code=code)
-        elif isinstance(e, ProtocolError):
+        elif isinstance(e, ProtocolError | RecursionError):
+            # RecursionError: something the worker sent nested past what any code
+            # walking it could follow (the codec's walks follow the WIT types).
             text, sig, code = worker.describe_exit()
             exc = PluginCrashed(
                 f"worker process {worker.pid} broke the wire protocol ({e}) and was killed",
@@ -495,7 +500,7 @@ class ProcessBackend:
             if not isinstance(e, Exception):
                 port.interrupted(ex, e)
             return e
-        exc.__cause__ = e if not isinstance(e, ProtocolError) else None
+        exc.__cause__ = None if isinstance(e, ProtocolError | RecursionError) else e
         return port.fault(exc, ex)
 
     # -- lifecycle and health --------------------------------------------------------------

@@ -142,5 +142,8 @@ class FaultReader:
             for note in msg[4:]:  # e.g. "raised by the guest destructor..."
                 exc.add_note(text(note))
         else:
-            raise ProtocolError(f"malformed FAULT {kind!r}")
+            # Named by its type unless it is a string: a repr of an array nested a
+            # thousand deep would raise RecursionError.
+            what = repr(kind[:_WORKER_WORDS]) if kind.__class__ is str else type(kind).__name__
+            raise ProtocolError(f"malformed FAULT {what}")
         return port.fault(exc, ex)

@@ -6,10 +6,11 @@ format: decoding it never imports or calls anything (unlike pickle), so a
 compromised worker can send only values, and :mod:`.codec` checks each of them
 against its WIT type. Frames are capped (:data:`MAX_FRAME_BYTES`, or less: see
 ``ProcessBackend``), and the cap is checked before a byte of the frame is read;
-so are the objects a frame decodes into (``Channel.max_objects``, see
-:mod:`.budget`). On the application's end a frame that has begun must be whole, and a
-send must be taken, within :data:`STALL_S` (plus :data:`MIN_RATE` for its size),
-whatever the call's own deadline. Anything malformed is a
+so are the objects a frame decodes into and how deep its arrays nest
+(``Channel.max_objects`` and ``max_depth``, see :mod:`.budget`). On the
+application's end a frame that has begun must be whole, and a send must be taken,
+within :data:`STALL_S` (plus :data:`MIN_RATE` for its size), whatever the call's
+own deadline. Anything malformed is a
 :class:`~.codec.ProtocolError`, and the host kills the worker that sent it.
 
 Messages (``[opcode, ...]``)::
@@ -38,10 +39,11 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import msgpack
 
+from .budget import check_frame
 from .codec import ProtocolError
 
 __all__ = ["MAX_FRAME_BYTES", "MIN_RATE", "STALL_S", "WORKER_SPANS", "Channel", "Op"]
@@ -128,8 +130,10 @@ class Channel:
     Attributes:
         max_frame: Largest frame :meth:`recv` accepts, in bytes.
         max_objects: Most msgpack objects one frame may decode into (see
-            :mod:`.budget`); a longer frame is decoded counting them. The default,
-            ``max_frame``, counts nothing (an object takes at least one byte).
+            :mod:`.budget`); a longer frame is checked (``budget.check_frame``)
+            before it is decoded. The default, ``max_frame``, checks nothing (an
+            object takes at least one byte).
+        max_depth: How deep the arrays of a frame that is checked may nest.
         stall_s: See above (``None``: no stall bound).
         sock: The socket, for the application's per-export call functions
             (``fastpath``), which send a whole frame with one non-blocking
@@ -146,6 +150,7 @@ class Channel:
         "_sock",
         "_start",
         "_view",
+        "max_depth",
         "max_frame",
         "max_objects",
         "sock",
@@ -157,6 +162,7 @@ class Channel:
     ) -> None:
         self.max_frame = max_frame
         self.max_objects = max_frame
+        self.max_depth = max_frame
         self.stall_s = stall_s
         self._sock = self.sock = sock
         sock.settimeout(None)  # blocking: the kernel bounds each wait (_arm)
@@ -291,7 +297,7 @@ class Channel:
                     if (
                         got == _LEN.size + size
                         and size <= self.max_frame
-                        and size <= self.max_objects  # else counted (_decode_counted)
+                        and size <= self.max_objects  # else checked first (check_frame)
                     ):
                         try:  # _decode, inline
                             message = _unpackb(
@@ -316,9 +322,10 @@ class Channel:
             start = self._start
             end = start + _LEN.size + size
         try:
-            if size <= self.max_objects:  # cannot hold more objects than it has bytes
-                return _decode(self._view[start + _LEN.size : end])
-            return _decode_counted(self._view[start + _LEN.size : end], self.max_objects)
+            data = self._view[start + _LEN.size : end]
+            if size > self.max_objects:  # else it cannot hold more objects than it has bytes
+                check_frame(data, self.max_objects, self.max_depth)
+            return _decode(data)
         finally:
             if end == self._end and end <= _BUFFER:  # all consumed (the usual case)
                 self._start = self._end = 0
@@ -441,45 +448,3 @@ _NOT_A_MESSAGE = "a message must be an array starting with an int opcode"
 
 def _undecodable(e: Exception) -> ProtocolError:
     return ProtocolError(f"undecodable frame: {type(e).__name__}: {e}")
-
-
-def _decode_counted(data: memoryview, max_objects: int) -> list[Any]:
-    """:func:`_decode`, refusing a frame once it has built more than ``max_objects``
-    objects.
-
-    Every object but the outermost is an element of an array (maps and extension
-    types are never sent to the application, and refused here), so the lengths of
-    the arrays, counted as each is completed, count the objects; no one array may be
-    longer than the bound either, which msgpack checks before it allocates it.
-    """
-    count = 1
-
-    def counted(items: list[Any]) -> list[Any]:
-        nonlocal count
-        count += len(items)
-        if count > max_objects:
-            raise ProtocolError(f"a frame decodes into more than {max_objects} objects")
-        return items
-
-    try:
-        message = _unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            list_hook=counted,
-            ext_hook=_no_ext,
-            max_array_len=max_objects,
-            max_map_len=0,
-            max_ext_len=0,
-        )
-    except ProtocolError:
-        raise
-    except Exception as e:  # every malformed-input failure, RecursionError included
-        raise _undecodable(e) from None
-    if message.__class__ is not list or not message or message[0].__class__ is not int:
-        raise ProtocolError(_NOT_A_MESSAGE)
-    return message
-
-
-def _no_ext(code: int, data: bytes) -> NoReturn:
-    raise ProtocolError(f"a frame holds an extension type ({code})")

@@ -84,6 +84,7 @@ class WorkerStarter:
         max_frame: Largest frame accepted from these workers, in bytes.
         max_objects: Most msgpack objects one frame from them may decode into
             (see :mod:`.budget`).
+        max_depth: How deep the arrays of one frame from them may nest.
         spares: Ready workers to keep besides the ones serving calls.
         converse: Serves a worker (log lines, spans) until its final reply.
         capability: The error for a worker that refused a changed directory
@@ -97,6 +98,7 @@ class WorkerStarter:
         *,
         max_frame: int,
         max_objects: int,
+        max_depth: int,
         spares: int,
         converse: Converse,
         capability: Callable[[str], CapabilityError],
@@ -105,6 +107,7 @@ class WorkerStarter:
         self._settings = settings
         self._max_frame = max_frame
         self._max_objects = max_objects
+        self._max_depth = max_depth
         self._converse = converse
         self._capability = capability
         self._lock = threading.Lock()
@@ -130,6 +133,7 @@ class WorkerStarter:
         worker = spawn_worker()
         worker.chan.max_frame = self._max_frame
         worker.chan.max_objects = self._max_objects
+        worker.chan.max_depth = self._max_depth
         worker.traced = traced
         name = self._port.plugin.name
         with self._lock:
