@@ -81,6 +81,7 @@ from wasmplug._runtime.supervisor import FaultRecord as FaultRecord
 from wasmplug._runtime.supervisor import PluginMetrics as PluginMetrics
 from wasmplug._sandbox.capabilities import Capability as Capability
 from wasmplug._sandbox.capabilities import Permission as Permission
+from wasmplug._sandbox.confinement import Confinement as Confinement
 from wasmplug._sandbox.grants import DirGrant as DirGrant
 from wasmplug._sandbox.grants import Grants as Grants
 from wasmplug._sandbox.grants import WasiSettings as WasiSettings
@@ -114,6 +115,7 @@ __all__ = [
     "Capability",
     "CapabilityError",
     "ComponentDescription",
+    "Confinement",
     "DigestMismatchError",
     "DirGrant",
     "DistributionError",

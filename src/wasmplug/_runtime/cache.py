@@ -25,6 +25,7 @@ are fsynced, then ``os.replace``d into place.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -39,7 +40,7 @@ from wasmplug._fsutil import write_atomic
 from wasmplug._sandbox.manifest import MANIFEST_SECTION
 from wasmplug._trust import wasm_sections as ws
 
-__all__ = ["CompileCache", "code_digest"]
+__all__ = ["CompileCache", "code_digest", "wasmtime_version"]
 
 log = logging.getLogger("wasmplug.cache")
 
@@ -55,7 +56,11 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("wasmplug")) / "compiled"
 
 
-def _wasmtime_version() -> str:
+@functools.cache
+def wasmtime_version() -> str:
+    """The installed wasmtime's version (part of every entry's key), read once per process:
+    a confined worker process can no longer list the directories on ``sys.path`` that
+    ``importlib.metadata`` reads, so it reads this before it is confined."""
     try:
         from importlib.metadata import version
 
@@ -121,7 +126,7 @@ class CompileCache:
 
     def __init__(self, directory: Path, engine_settings: str) -> None:
         self.directory = directory
-        self._salt = f"{_wasmtime_version()}|{engine_settings}|{FORMAT_VERSION}"
+        self._salt = f"{wasmtime_version()}|{engine_settings}|{FORMAT_VERSION}"
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             st = directory.stat()

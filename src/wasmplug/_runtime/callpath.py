@@ -47,6 +47,7 @@ from wasmplug._errors import (
     WitTypeError,
     WitValueError,
 )
+from wasmplug._sandbox.confinement import Confinement
 from wasmplug._sandbox.limits import Limits
 
 from . import fastcall
@@ -139,6 +140,11 @@ class Backend(Protocol):
 
     def linear_memory_bytes(self) -> int | None:
         """Linear memory of the workers' instances, in bytes (``Plugin.stats``)."""
+        ...
+
+    @property
+    def confinement(self) -> Confinement | None:
+        """How its workers are confined (``Plugin.confinement``)."""
         ...
 
     def close(self) -> None:

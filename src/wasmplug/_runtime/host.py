@@ -16,6 +16,7 @@ from wasmplug._bridge import sigguard as _sigguard
 from wasmplug._bridge.wit import read_shape
 from wasmplug._distribution.operations import install_source
 from wasmplug._errors import PluginClosedError, PluginNotFoundError
+from wasmplug._sandbox.confinement import MODES, ConfinementMode
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.grantstore import GrantPolicy, PermissionRequest
 from wasmplug._sandbox.http import HttpCapability
@@ -100,10 +101,21 @@ class PluginHost:
             copied in at instantiation, into private pages (see
             docs/observability.md, "Linear memory").
             Process-isolated plugins are always counted. Not with ``instance_slots``.
+        worker_confinement: With ``isolation="process"``, how each worker process
+            confines itself before the plugin's code first runs: a seccomp filter
+            (no new processes or programs, no signals to or tracing of other
+            processes, no sockets) and a Landlock ruleset (no files but what the
+            worker needs and the plugin's granted directories). ``"auto"`` (the
+            default) applies what the kernel supports and logs a warning about
+            the rest; ``"require"`` refuses to start a worker
+            (:class:`InstantiationError`) unless both apply; ``"off"`` applies
+            neither (for debugging a worker). :attr:`Plugin.confinement` says what
+            applied; see ``docs/crash-isolation.md``, "What a worker is confined to".
 
     Raises:
         CacheError: if ``cache_dir`` is unusable (not private or not writable).
-        ValueError: ``instance_slots`` is below 1, or given with ``memory_accounting``.
+        ValueError: ``instance_slots`` is below 1, or given with ``memory_accounting``;
+            ``worker_confinement`` is not one of ``"auto"``, ``"require"``, ``"off"``.
         OSError: ``memory_accounting`` on a platform without ``mmap`` (not POSIX).
     """
 
@@ -123,8 +135,14 @@ class PluginHost:
         spare_workers: int = 1,
         instance_slots: int | None = None,
         memory_accounting: bool = False,
+        worker_confinement: Literal["auto", "require", "off"] = "auto",
     ) -> None:
         _check_isolation(isolation)
+        if worker_confinement not in MODES:
+            raise ValueError(
+                f"worker_confinement must be one of {', '.join(MODES)}, got {worker_confinement!r}"
+            )
+        self.worker_confinement: ConfinementMode = worker_confinement
         if spare_workers < 0:
             raise ValueError(f"spare_workers must be >= 0, got {spare_workers}")
         self.isolation: Literal["inprocess", "process"] = isolation
@@ -344,6 +362,7 @@ class PluginHost:
             pool_size=pool_size,
             isolation=isolation,
             spares=self.spare_workers,
+            confinement=self.worker_confinement,
         )
         self._plugins.add(plugin)
         return plugin

@@ -17,6 +17,7 @@ from typing import Literal
 from wasmplug._bridge.wit import read_shape
 from wasmplug._errors import CapabilityError
 from wasmplug._sandbox.capabilities import resolve
+from wasmplug._sandbox.confinement import ConfinementMode
 from wasmplug._sandbox.grants import Grants
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
@@ -71,6 +72,7 @@ class Loader:
         pool_size: int,
         isolation: Literal["inprocess", "process"],
         spares: int,
+        confinement: ConfinementMode = "auto",
     ) -> Plugin:
         """Compile, sandbox, link and instantiate ``data``, which the host has verified.
 
@@ -85,6 +87,8 @@ class Loader:
             pool_size: Instances (or worker processes) serving calls, at most.
             isolation: ``"inprocess"`` or ``"process"``.
             spares: With ``"process"``, ready workers to keep besides those.
+            confinement: With ``"process"``, how workers are confined
+                (``PluginHost(worker_confinement=...)``).
 
         Raises:
             See :meth:`PluginHost.load <wasmplug.PluginHost.load>`, from
@@ -111,6 +115,7 @@ class Loader:
                     cache=self._cache,
                     cache_key=code_digest(data),
                     spares=spares,
+                    confinement=confinement,
                 )
             else:
                 with stage("link", **{"wasmplug.plugin.name": manifest.name}):

@@ -17,6 +17,7 @@ from wasmplug._bridge.hostfuncs import Linked
 from wasmplug._bridge.resources import Resource
 from wasmplug._bridge.wit import ComponentShape, FuncSig, ResourceRef, snake
 from wasmplug._errors import CapabilityError, PluginError, PluginFault
+from wasmplug._sandbox.confinement import Confinement
 from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
@@ -416,6 +417,18 @@ class Plugin(CallPath):
     def closed(self) -> bool:
         """Whether :meth:`close` has been called (on this plugin or its host)."""
         return self._closed
+
+    @property
+    def confinement(self) -> Confinement | None:
+        """How this plugin's worker processes are confined (``isolation="process"``).
+
+        Each worker applies a seccomp filter and a Landlock ruleset before the
+        plugin's code first runs, as far as the kernel supports them (see
+        ``PluginHost(worker_confinement=...)`` and ``docs/crash-isolation.md``,
+        "What a worker is confined to"). ``None`` for an in-process plugin: it
+        runs in the application's process, confined by wasmtime alone.
+        """
+        return None if self._backend is None else self._backend.confinement
 
     def metrics(self) -> PluginMetrics:
         """A snapshot of this plugin's counters."""

@@ -107,6 +107,12 @@ class BoundDir:
         """``(st_dev, st_ino)`` of the bound directory."""
         return self.dev, self.ino
 
+    def fileno(self) -> int:
+        """The held descriptor of the bound directory (valid until :meth:`close`): what a
+        worker's Landlock rule for this grant is made on, so the rule is bound to the
+        directory itself, not to its path."""
+        return self._fd
+
     def _check(self) -> None:
         """Raise :class:`CapabilityError` unless ``path`` still names the bound directory."""
         try:

@@ -8,8 +8,9 @@ serving host functions and guest output while a call waits; ``handles``: resourc
 handles that cross, host objects lent to a worker and tokens of guest objects
 held in one), starting workers and keeping warm spares (``workers``), spawning
 and reaping processes (``spawn``), the framed msgpack channel
-(``wire``), the WIT-typed wire conversion (``codec``) and the worker's main loop
-(``worker``, which runs in the child process).
+(``wire``), the WIT-typed wire conversion (``codec``), the worker's main loop
+(``worker``, which runs in the child process) and what the worker confines itself
+to before the plugin's code runs (``jail``: seccomp and Landlock).
 
 May import: ``wasmplug._runtime`` (``plugin``, ``instance``, ``engine``, ``cache``,
 ``faults``, ``exports``), ``wasmplug._sandbox``, ``wasmplug._bridge``, the leaf

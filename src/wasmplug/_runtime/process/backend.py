@@ -44,6 +44,7 @@ from wasmplug._errors import (
 from wasmplug._runtime.cache import CompileCache
 from wasmplug._runtime.pool import InstancePool
 from wasmplug._runtime.telemetry import plugin_attributes
+from wasmplug._sandbox.confinement import Confinement, ConfinementMode
 
 from . import fastpath
 from .budget import IDLE_FRAMES, frame_depth, frame_objects
@@ -95,6 +96,8 @@ class ProcessBackend:
             by the plugin's limits; see ``worker.WORKER_SLOTS``).
         tick_ms: The epoch tick, as in the host.
         spares: Ready workers to keep besides the ones serving calls.
+        confinement: How each worker confines itself (seccomp, Landlock): see
+            :mod:`.jail`.
 
     Raises:
         InstantiationError: the first worker could not start or instantiate.
@@ -115,6 +118,7 @@ class ProcessBackend:
         spares: int,
         memory_accounting: bool = False,
         pooling: bool = False,
+        confinement: ConfinementMode = "auto",
     ) -> None:
         self.port = port
         self.plugin = plugin = port.plugin
@@ -147,6 +151,7 @@ class ProcessBackend:
             self._settings = worker_settings(plugin, plan, cache, cache_key, consume_fuel, tick_ms)
             self._settings["memory_accounting"] = memory_accounting
             self._settings["pooling"] = pooling
+            self._settings["confinement"] = confinement
             self._settings["imports"] = self._host_calls.wanted
             self._settings["telemetry"] = port.telemetry is not None
             self._span_attrs = plugin_attributes(plugin, "process")
@@ -511,6 +516,11 @@ class ProcessBackend:
         sizes = [linear_memory_bytes(w.pid) for w in self.pool.live()]
         known = [n for n in sizes if n is not None]
         return sum(known) if known else None
+
+    @property
+    def confinement(self) -> Confinement | None:
+        """How the last worker that got ready is confined (all start alike)."""
+        return self._starter.confinement
 
     def worker_pids(self) -> list[int]:
         """Pids of every worker process, spares included (for tests and diagnostics)."""

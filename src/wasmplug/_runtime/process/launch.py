@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from wasmtime.component import Component, Linker
 
 from wasmplug._bridge.hostfuncs import Linked
+from wasmplug._sandbox.confinement import ConfinementMode
 
 from .backend import ProcessBackend
 
@@ -41,6 +42,7 @@ def process_tier(
     cache: CompileCache | None,
     cache_key: str,
     spares: int,
+    confinement: ConfinementMode = "auto",
 ) -> tuple[Linker, Linked, BackendFactory]:
     """The linker, links and backend factory of a plugin loaded with ``isolation="process"``.
 
@@ -52,6 +54,7 @@ def process_tier(
             private temporary one).
         cache_key: The component's key in the compile cache (``cache.code_digest``).
         spares: Ready workers to keep besides the ones serving calls.
+        confinement: How workers are confined (see :mod:`.jail`).
 
     Returns:
         An empty linker and no links (nothing is instantiated in the application),
@@ -69,5 +72,6 @@ def process_tier(
         pooling=services.instance_slots is not None,
         tick_ms=services.ticker.tick_ms,
         spares=spares,
+        confinement=confinement,
     )
     return Linker(services.engine), Linked(), factory

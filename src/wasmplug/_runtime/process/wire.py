@@ -16,7 +16,7 @@ own deadline. Anything malformed is a
 Messages (``[opcode, ...]``)::
 
     application -> worker                 worker -> application
-    INIT    {settings}                    READY    pid
+    INIT    {settings}                    READY    pid, confinement
     CALL    export, [args], [drops]       RESULT   value
     DESTROY token                         FAULT    kind, details...
     RETURN  ok, value | message           HOSTCALL function, [args]

@@ -3,7 +3,10 @@
 Started by :mod:`.spawn` as ``python -I -c BOOTSTRAP <fd> <parent pid> <package dir>``
 with an empty environment, a private working directory and no file
 descriptors but stdio (``/dev/null``) and the channel ``<fd>``. It dies with
-the application: ``PR_SET_PDEATHSIG`` (``SIGKILL``), and it exits on EOF.
+the application: ``PR_SET_PDEATHSIG`` (``SIGKILL``), and it exits on EOF. Once it
+has its settings, and before it starts a thread or runs the plugin's code, it
+confines itself (:mod:`.jail`: a seccomp filter and a Landlock ruleset) and says
+how in ``READY``.
 
 The worker runs the ordinary in-process call path (``Plugin`` and ``Instance``)
 on the compiled component it reads from the compile cache (it never compiles).
@@ -61,11 +64,14 @@ from wasmplug._runtime.exports import ExportFunc
 from wasmplug._runtime.plugin import Plugin, PluginPort
 from wasmplug._runtime.services import HostServices
 from wasmplug._sandbox.capabilities import sandbox_from_wire
+from wasmplug._sandbox.confinement import to_wire as confinement_to_wire
+from wasmplug._sandbox.grants import EffectiveSandbox
 from wasmplug._sandbox.limits import Limits, RestartPolicy
 from wasmplug._sandbox.manifest import Manifest
 
 from .budget import DROP_CHUNK
 from .codec import Encode, ProtocolError, decoder, encoder
+from .jail import confine
 from .wire import WORKER_SPANS, Channel, Op
 
 __all__ = ["main"]
@@ -218,7 +224,7 @@ class _LogForwarder(logging.Handler):
 class Server:
     """Serves one plugin's calls until the channel closes."""
 
-    def __init__(self, chan: Channel, settings: dict[str, Any]) -> None:
+    def __init__(self, chan: Channel, settings: dict[str, Any], sandbox: EffectiveSandbox) -> None:
         self.chan = chan
         self.handles = _Handles()
         # Stages timed for the application's trace (SPAN), when it traces: those of
@@ -254,7 +260,6 @@ class Server:
         if settings["needs_traps"]:
             linker.define_unknown_imports_as_traps(component)
         self.report(_LINK, link_start, time.time_ns())
-        sandbox = sandbox_from_wire(settings["sandbox"])
         first_start = time.time_ns()
         self.plugin = Plugin(
             services=services,
@@ -544,7 +549,10 @@ def main(argv: list[str]) -> None:
             raise ProtocolError("expected INIT")
         settings = msg[1]
         try:
-            server = Server(chan, settings)  # instantiates the plugin once
+            sandbox = sandbox_from_wire(settings["sandbox"])
+            # Before the guest first runs, and while this is the only thread (jail.py).
+            confinement = confine(settings["confinement"], settings["cache_entry"], sandbox)
+            server = Server(chan, settings, sandbox)  # instantiates the plugin once
         except InstantiationError as e:
             notes = getattr(e, "__notes__", [])
             chan.send([Op.FAULT, "inst", str(e), str(e.__cause__ or ""), *notes])
@@ -555,7 +563,7 @@ def main(argv: list[str]) -> None:
         _limit_memory(settings["limits"])
         for span in server.startup_spans:
             chan.send(span)
-        chan.send([Op.READY, os.getpid()])
+        chan.send([Op.READY, os.getpid(), confinement_to_wire(confinement)])
         server.serve()
     except EOFError:
         pass

@@ -24,6 +24,8 @@ from wasmplug import _telemetry
 from wasmplug._errors import CapabilityError, InstantiationError
 from wasmplug._runtime.telemetry import plugin_attributes
 from wasmplug._sandbox.capabilities import sandbox_to_wire
+from wasmplug._sandbox.confinement import Confinement
+from wasmplug._sandbox.confinement import from_wire as confinement_from_wire
 
 from .codec import ProtocolError
 from .handles import retire
@@ -63,6 +65,7 @@ def worker_settings(
         "sha256": plugin.sha256,
         "cache_key": cache_key,
         "cache_dir": str(cache.directory),
+        "cache_entry": str(cache.path_for(cache_key)),  # the one file of it a worker may read
         "consume_fuel": consume_fuel,
         "tick_ms": tick_ms,
         "limits": attrs.asdict(plugin.limits),
@@ -119,6 +122,7 @@ class WorkerStarter:
         # outlives the plugin.
         self._booting: set[WorkerProcess] = set()
         self._threads: list[threading.Thread] = []
+        self.confinement: Confinement | None = None  # what the last ready worker reported
 
     def start(self, *, traced: bool = False) -> WorkerProcess:
         """Start a worker and wait until it has instantiated the plugin.
@@ -143,6 +147,7 @@ class WorkerStarter:
             msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
             worker.traced = True  # from now on its stages belong to the calls it serves
             if msg[0] == Op.READY:
+                self._confined(confinement_from_wire(msg[2] if len(msg) > 2 else None))
                 retire(worker, self._port)  # its first instance, for guest resource handles
                 return worker
             kind = msg[1] if len(msg) > 1 else None
@@ -169,6 +174,27 @@ class WorkerStarter:
         finally:
             with self._lock:
                 self._booting.discard(worker)
+
+    def _confined(self, confinement: Confinement) -> None:
+        """Keep what a ready worker reported; warn (once) about what it lacks.
+
+        Raises:
+            InstantiationError: ``"require"``, and the worker is not fully confined
+                (it checks that itself; this is the application's own check).
+        """
+        if self._settings["confinement"] == "require" and not confinement.complete:
+            raise InstantiationError(
+                f"worker process of plugin {self._port.plugin.name!r} is not confined "
+                f"({confinement}) and worker_confinement='require'"
+            )
+        with self._lock:
+            first, self.confinement = self.confinement is None, confinement
+        if first and confinement.missing and self._settings["confinement"] != "off":
+            log.warning(
+                "plugin %s: its worker processes are only partly confined: %s",
+                self._port.plugin.name,
+                "; ".join(confinement.missing),
+            )
 
     def take_spare(self) -> WorkerProcess | None:
         """A ready spare that is still running, or ``None``."""
