@@ -4,14 +4,18 @@ ended at its deadline, whatever short calls run around it or inside it."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from support.timing import LOAD_SLACK_S
 from wasmplug import Limits, Manifest, Plugin, PluginHost, PluginTimeout
+from wasmplug._runtime import engine
 from wasmplug._runtime.engine import EpochTicker
 
 # A guest that calls the host function ``cb`` in a loop for ever, and one that adds.
@@ -124,3 +128,72 @@ def test_close_stops_the_thread_at_once_and_is_idempotent() -> None:
     for t in closers:
         t.join(timeout=5)
     assert not any(t.is_alive() for t in closers)
+
+
+def _switches(tid: int, pid: int | None = None) -> int:
+    """Voluntary context switches of thread ``tid`` (of process ``pid``: this one)."""
+    where = f"/proc/{pid}/task/{tid}" if pid is not None else f"/proc/self/task/{tid}"
+    with open(f"{where}/status") as fh:
+        for line in fh:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_ticker_with_a_wake_fd_rests_and_wakes_on_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wasmtime import Engine
+
+    monkeypatch.setattr(engine, "REST_AFTER_S", 0.05)
+    monkeypatch.setattr(engine, "REST_POLL_S", 60.0)
+    ours, theirs = socket.socketpair()
+    ticker = EpochTicker(Engine(), tick_ms=1.0, wake_fd=ours.fileno())
+    tid = ticker._thread.native_id
+    assert tid is not None
+    try:
+
+        def resting() -> bool:  # polling every 10 ms, it would switch ~10 times
+            before = _switches(tid)
+            time.sleep(0.1)
+            return _switches(tid) == before
+
+        _until(resting)
+        call = object()  # what the ticker takes for a call in flight
+        ticker.in_flight.add(call)
+        time.sleep(0.2)
+        assert ticker.epoch == 0  # not seen while it rests
+        theirs.send(b"x")  # a message on the channel: it wakes, sees the call, times it
+        _until(lambda: ticker.epoch >= 5)
+        ticker.in_flight.discard(call)
+    finally:
+        ticker.close()  # the unread byte keeps it from resting again
+        ours.close()
+        theirs.close()
+    assert not ticker._thread.is_alive()
+
+
+def test_an_idle_workers_ticker_rests(tmp_path: Path) -> None:
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        plugin = load(host, "looper", lambda x: x)
+        assert plugin.call("add", 1, 2) == 3
+        backend = plugin._backend
+        assert backend is not None
+        [pid] = backend.worker_pids()
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+
+        def quiet() -> bool:
+            before = sum(_switches(t, pid) for t in tids)
+            time.sleep(0.5)
+            # It used to poll every 10 ms: 50 wake-ups in half a second.
+            return sum(_switches(t, pid) for t in tids) - before < 10
+
+        _until(quiet)
+        assert plugin.call("add", 1, 2) == 3

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import select
 import threading
 import time
+from collections.abc import Callable
 
 from wasmtime import Config, Engine
 
@@ -14,7 +16,21 @@ from wasmplug._bridge.callctx import running as _running
 from wasmplug._bridge.memcreator import MemoryAccounting
 from wasmplug._sandbox.limits import Limits
 
-__all__ = ["EpochTicker", "call_ticks", "deadline_ticks", "make_engine", "pooling_settings"]
+__all__ = [
+    "REST_AFTER_S",
+    "REST_POLL_S",
+    "EpochTicker",
+    "call_ticks",
+    "deadline_ticks",
+    "make_engine",
+    "pooling_settings",
+]
+
+REST_AFTER_S = 0.1
+"""How long an :class:`EpochTicker` with a ``wake_fd`` polls without seeing a call
+before it rests."""
+REST_POLL_S = 0.25
+"""How long it rests at most between two looks."""
 
 _GIB = 2**30
 
@@ -148,15 +164,33 @@ class EpochTicker:
     releases: one C call per wake-up (``threading.Event.wait`` builds a condition
     waiter each time), and epochs are advanced without releasing the GIL
     (``ffi.increment_epoch``).
+
+    With ``wake_fd`` (a process-tier worker's channel: every call arrives on it as a
+    message), the thread rests after :data:`REST_AFTER_S` without a call: it waits for
+    the descriptor to become readable, or :data:`REST_POLL_S` at most, instead of
+    polling every ``idle_poll_ms``, so an idle worker wakes 4 times a second rather than
+    100. A call that began in the instant between the last look and the wait is seen
+    within :data:`REST_POLL_S`; the application's kill deadline bounds it meanwhile.
     """
 
-    def __init__(self, engine: Engine, tick_ms: float, idle_poll_ms: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tick_ms: float,
+        idle_poll_ms: float = 10.0,
+        wake_fd: int | None = None,
+    ) -> None:
         self.engine = engine
         self.tick_ms = tick_ms
         self.in_flight: set[object] = set()
         self.epoch = 0  # mirrors the engine's epoch; read without a lock (see Plugin._run)
         self._tick_s = tick_ms / 1000.0
         self._idle_s = max(idle_poll_ms, tick_ms) / 1000.0
+        self._rest: Callable[[float], object] | None = None
+        if wake_fd is not None:
+            poller = select.poll()
+            poller.register(wake_fd, select.POLLIN)
+            self._rest = poller.poll
         self._stop = threading.Lock()  # held until close() releases it
         self._stop.acquire()
         self._thread = threading.Thread(target=self._run, name="wasmplug-epoch", daemon=True)
@@ -169,16 +203,25 @@ class EpochTicker:
     def _run(self) -> None:
         stopped, monotonic = self._stop.acquire, time.monotonic
         increment, engine = f.increment_epoch, f.engine_address(self.engine)
-        tick_s, idle_s = self._tick_s, self._idle_s
+        tick_s, idle_s, rest = self._tick_s, self._idle_s, self._rest
         seen: set[tuple[object, object]] = set()  # the calls at the last look, while ticking
         base, ticks = 0.0, 0
+        quiet_until = monotonic() + REST_AFTER_S
         while True:
             calls = self._calls()
             if not calls:
                 seen, wait = set(), idle_s
+                if rest is not None and monotonic() >= quiet_until:
+                    # Until the next message (then poll for a while), or a look.
+                    if rest(REST_POLL_S * 1000):
+                        quiet_until = monotonic() + REST_AFTER_S
+                    if stopped(blocking=False):
+                        return
+                    continue
             elif not seen:  # a call nobody has timed: its time counts from now
                 seen, wait = calls, tick_s
                 base, ticks = monotonic(), 0
+                quiet_until = base + REST_AFTER_S
             elif calls.isdisjoint(seen):  # every call timed so far has ended
                 seen, wait = set(), idle_s
             else:
