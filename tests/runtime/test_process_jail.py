@@ -125,8 +125,19 @@ def test_the_worker_reports_both_mechanisms(plugin: Plugin) -> None:
         ("socket", (socket.AF_UNIX,)),
         ("socket", (socket.AF_NETLINK,)),
         ("unshare", ()),
+        ("shared-memory", ()),
     ],
-    ids=["fork", "fork-then-setsid", "execve", "inet", "inet6", "unix", "netlink", "unshare"],
+    ids=[
+        "fork",
+        "fork-then-setsid",
+        "execve",
+        "inet",
+        "inet6",
+        "unix",
+        "netlink",
+        "unshare",
+        "sysv-shm",
+    ],
 )
 def test_new_processes_programs_and_sockets_are_denied(
     plugin: Plugin, name: str, args: tuple[object, ...]
@@ -140,10 +151,26 @@ def test_other_processes_cannot_be_signalled_traced_or_read(plugin: Plugin, vict
         assert jailbreak.attack(plugin, "kill", target) == ["errno", "EPERM"]
         assert jailbreak.attack(plugin, "ptrace", target) == ["errno", "EPERM"]
         assert jailbreak.attack(plugin, "read-memory", target) == ["errno", "EPERM"]
+    # Owning a descriptor: the kernel would signal the owner whenever I/O is ready.
+    assert jailbreak.attack(plugin, "own-descriptor", os.getpid()) == ["errno", "EPERM"]
     assert jailbreak.attack(plugin, "kill", 0) == ["errno", "EPERM"]  # its process group
     assert jailbreak.attack(plugin, "kill", -1) == ["errno", "EPERM"]  # everything
     [pid] = plugin._backend.worker_pids()  # type: ignore[union-attr]
     assert jailbreak.attack(plugin, "kill", pid)[0] == "ok"  # itself: abort() works
+    still_works(plugin)
+
+
+def test_a_root_worker_keeps_no_capability_but_file_access(plugin: Plugin) -> None:
+    """Run as root (a container), a worker could lift its own memory limit
+    (CAP_SYS_RESOURCE), among much else; it keeps CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH only, which Landlock bounds. (As another user: nothing to drop.)"""
+    [pid] = plugin._backend.worker_pids()  # type: ignore[union-attr]
+    status = Path(f"/proc/{pid}/status").read_text()
+    [effective] = [line.split()[1] for line in status.splitlines() if line.startswith("CapEff")]
+    [bounding] = [line.split()[1] for line in status.splitlines() if line.startswith("CapBnd")]
+    assert int(effective, 16) & ~0x6 == 0, effective
+    if os.geteuid() == 0 and int(bounding, 16) & (1 << 24):  # root with CAP_SYS_RESOURCE
+        assert jailbreak.attack(plugin, "raise-memory-limit") == ["errno", "EPERM"]
     still_works(plugin)
 
 
@@ -172,6 +199,11 @@ def test_files_outside_the_grants_cannot_be_opened(
         assert jailbreak.attack(plugin, "listdir", str(directory)) == ["errno", "EACCES"]
     assert jailbreak.attack(plugin, "write", str(dirs["home"] / "planted")) == ["errno", "EACCES"]
     assert not (dirs["home"] / "planted").exists()
+    # Permissions are not Landlock's to govern: the seccomp filter denies changing them.
+    for path in (secret, dirs["ro"] / "data.txt"):
+        mode = path.stat().st_mode
+        assert jailbreak.attack(plugin, "chmod", str(path)) == ["errno", "EPERM"]
+        assert path.stat().st_mode == mode
     still_works(plugin)
 
 

@@ -117,6 +117,37 @@ def _read_memory(pid: int) -> str:
     return f"read the memory of {pid}"
 
 
+def _own_descriptor(pid: int) -> str:
+    """Make ``pid`` the owner of the channel: the kernel would signal it on I/O."""
+    import fcntl
+    import sys
+
+    fcntl.fcntl(int(sys.argv[1]), fcntl.F_SETOWN, pid)
+    return f"{pid} owns the channel"
+
+
+def _chmod(path: str) -> str:
+    os.chmod(path, 0o666)
+    return f"{path} is world-writable"
+
+
+def _shared_memory() -> str:
+    shmid = _libc_call("shmget", 0, 4096, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+    _libc_call("shmctl", shmid, 0, None)  # IPC_RMID
+    return "a System V shared memory segment"
+
+
+def _raise_memory_limit() -> str:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except ValueError as e:  # what CPython makes of EPERM here
+        raise PermissionError(errno.EPERM, str(e)) from None
+    return f"RLIMIT_DATA {soft}/{hard} lifted"
+
+
 def _unshare() -> str:
     _libc_call("unshare", _CLONE_NEWUSER)
     return "a user namespace"
@@ -135,6 +166,10 @@ ATTACKS: dict[str, Callable[..., str]] = {
     "ptrace": _ptrace,
     "read-memory": _read_memory,
     "unshare": _unshare,
+    "own-descriptor": _own_descriptor,
+    "chmod": _chmod,
+    "shared-memory": _shared_memory,
+    "raise-memory-limit": _raise_memory_limit,
 }
 
 

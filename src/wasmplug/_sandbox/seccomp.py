@@ -33,11 +33,13 @@ Actions (:class:`Action`):
   worker's own pid (``kill``, ``tgkill``...): a plugin may signal itself (``abort``),
   not the application or anything else of the same user;
 * ``SELF_OR_0``: as ``SELF``, or 0 (``this process``: ``prlimit64``,
-  ``sched_setaffinity``...).
+  ``sched_setaffinity``...);
+* ``COMMANDS``: ``EPERM`` for the commands (argument 1) that
+  :data:`DENIED_COMMANDS` lists for the call, else allowed (``fcntl``, ``ioctl``).
 
 Only the low 32 bits of an argument are compared: each one checked is a C ``int``
-(``pid_t``, clone's flags as ``unsigned long`` whose high bits the kernel rejects),
-which the kernel truncates the same way.
+(``pid_t``, a command; clone's flags are an ``unsigned long`` whose high bits the kernel
+rejects), which the kernel truncates the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "ARCHES",
+    "DENIED_COMMANDS",
     "POLICY",
     "Action",
     "Arch",
@@ -58,6 +61,7 @@ __all__ = [
     "build_filter",
     "host_arch",
     "install_filter",
+    "no_new_privs",
 ]
 
 
@@ -73,9 +77,23 @@ class Action(enum.Enum):
     THREADS = "threads"
     SELF = "self"
     SELF_OR_0 = "self-or-0"
+    COMMANDS = "commands"
 
 
 _D, _N, _T, _S, _S0 = Action.DENY, Action.NOSYS, Action.THREADS, Action.SELF, Action.SELF_OR_0
+_C = Action.COMMANDS
+
+F_SETOWN, F_SETOWN_EX = 8, 15
+FIOSETOWN, SIOCSPGRP, TIOCSTI = 0x8901, 0x8902, 0x5412
+DENIED_COMMANDS: Mapping[str, tuple[int, ...]] = {
+    # Making another process the owner of a descriptor: the kernel then signals it
+    # (SIGIO, or any signal F_SETSIG names) whenever I/O is ready, with the owner's
+    # permission to signal checked against the worker's own user.
+    "fcntl": (F_SETOWN, F_SETOWN_EX),
+    # The same through ioctl, and typing into a terminal (TIOCSTI).
+    "ioctl": (FIOSETOWN, SIOCSPGRP, TIOCSTI),
+}
+"""For ``COMMANDS``: the values of argument 1 (the command) that are denied."""
 
 POLICY: Mapping[str, Action] = {
     # New programs and processes (fork and vfork through clone too: THREADS).
@@ -89,8 +107,20 @@ POLICY: Mapping[str, Action] = {
     "get_robust_list": _D, "move_pages": _D, "migrate_pages": _D,
     "setpriority": _D, "ioprio_set": _D,
     "kill": _S, "tgkill": _S, "rt_sigqueueinfo": _S, "rt_tgsigqueueinfo": _S, "tkill": _D,
-    "prlimit64": _S0, "sched_setaffinity": _S0, "sched_setparam": _S0,
-    "sched_setscheduler": _S0, "sched_setattr": _S0,
+    "fcntl": _C, "ioctl": _C,
+    # System V IPC: segments, queues and semaphores of other processes of the user.
+    "shmget": _D, "shmat": _D, "shmctl": _D, "shmdt": _D, "msgget": _D, "msgsnd": _D,
+    "msgrcv": _D, "msgctl": _D, "semget": _D, "semop": _D, "semtimedop": _D, "semctl": _D,
+    # Permissions, owners and extended attributes of any file the user owns: Landlock
+    # does not govern them, and WASI cannot ask for them.
+    "chmod": _D, "fchmod": _D, "fchmodat": _D, "fchmodat2": _D, "chown": _D, "fchown": _D,
+    "lchown": _D, "fchownat": _D, "setxattr": _D, "lsetxattr": _D, "fsetxattr": _D,
+    "setxattrat": _D, "removexattr": _D, "lremovexattr": _D, "fremovexattr": _D,
+    "removexattrat": _D,
+    "prlimit64": _S0, "sched_setaffinity": _S0,
+    # Scheduling policy and priority, of any process: a real-time policy for itself
+    # (allowed for root) would starve the application's threads on a small machine.
+    "sched_setparam": _D, "sched_setscheduler": _D, "sched_setattr": _D,
     # Sockets: the worker's one channel is inherited; WASI sockets are not linked with
     # any address allowed, and HTTP runs in the application (over the channel).
     "socket": _D,
@@ -142,7 +172,13 @@ _X86_64 = Arch(
         "pidfd_getfd": 438, "pidfd_send_signal": 424, "get_robust_list": 274,
         "move_pages": 279, "migrate_pages": 256, "setpriority": 141, "ioprio_set": 251,
         "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-        "tkill": 200, "prlimit64": 302, "sched_setaffinity": 203, "sched_setparam": 142,
+        "tkill": 200, "fcntl": 72, "ioctl": 16, "shmget": 29, "shmat": 30, "shmctl": 31,
+        "shmdt": 67, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semget": 64,
+        "semop": 65, "semtimedop": 220, "semctl": 66, "chmod": 90, "fchmod": 91,
+        "fchmodat": 268, "fchmodat2": 452, "chown": 92, "fchown": 93, "lchown": 94,
+        "fchownat": 260, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
+        "setxattrat": 463, "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
+        "removexattrat": 466, "prlimit64": 302, "sched_setaffinity": 203, "sched_setparam": 142,
         "sched_setscheduler": 144, "sched_setattr": 314, "socket": 41, "unshare": 272,
         "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
@@ -169,6 +205,12 @@ _AARCH64 = Arch(
         "pidfd_send_signal": 424, "get_robust_list": 100, "move_pages": 239,
         "migrate_pages": 238, "setpriority": 140, "ioprio_set": 30, "kill": 129,
         "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240, "tkill": 130,
+        "fcntl": 25, "ioctl": 29, "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197,
+        "msgget": 186, "msgsnd": 189, "msgrcv": 188, "msgctl": 187, "semget": 190,
+        "semop": 193, "semtimedop": 192, "semctl": 191, "fchmod": 52, "fchmodat": 53,
+        "fchmodat2": 452, "fchown": 55, "fchownat": 54, "setxattr": 5, "lsetxattr": 6,
+        "fsetxattr": 7, "setxattrat": 463, "removexattr": 14, "lremovexattr": 15,
+        "fremovexattr": 16, "removexattrat": 466,
         "prlimit64": 261, "sched_setaffinity": 122, "sched_setparam": 118,
         "sched_setscheduler": 119, "sched_setattr": 274, "socket": 198, "unshare": 97,
         "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
@@ -232,7 +274,7 @@ def _errno(code: int) -> _Insn:
     return _ret(RET_ERRNO | code)
 
 
-def _body(action: Action, pid: int) -> list[_Insn]:
+def _body(action: Action, pid: int, commands: tuple[int, ...] = ()) -> list[_Insn]:
     """What runs once ``nr`` matched: ends in a return on every path."""
     deny = _errno(errno.EPERM)
     if action is Action.DENY:
@@ -244,6 +286,14 @@ def _body(action: Action, pid: int) -> list[_Insn]:
             (_LD_ABS, 0, 0, _arg(0)),
             (_JSET, 0, 2, CLONE_THREAD),  # no CLONE_THREAD: a process
             (_JSET, 1, 0, CLONE_NEW_MASK),  # a namespace
+            _ret(RET_ALLOW),
+            deny,
+        ]
+    if action is Action.COMMANDS:  # each jeq jumps to the deny at the end
+        n = len(commands)
+        return [
+            (_LD_ABS, 0, 0, _arg(1)),
+            *((_JEQ, n - i, 0, cmd) for i, cmd in enumerate(commands)),
             _ret(RET_ALLOW),
             deny,
         ]
@@ -277,7 +327,7 @@ def build_filter(arch: Arch, pid: int, policy: Mapping[str, Action] = POLICY) ->
         nr = arch.numbers.get(name)
         if nr is None:
             continue
-        body = _body(action, pid)
+        body = _body(action, pid, DENIED_COMMANDS.get(name, ()))
         # nr == call: fall into the body, which returns on every path; else jump over
         # it, to the next test with nr still loaded.
         prog += [(_JEQ, 0, len(body), nr), *body]

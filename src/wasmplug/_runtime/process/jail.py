@@ -9,6 +9,8 @@ code), it takes away, for itself and every thread it starts later:
   programs, leaving its process group, reaching other processes (``ptrace``,
   their memory, signals to any pid but its own), new sockets, namespaces, mounts
   and the kernel's administrative calls;
+* its capabilities, where it has any (an application run as root): all but the two
+  that let it read and write its granted directories as the application can;
 * with Landlock (:mod:`wasmplug._sandbox.landlock`): every file but what it
   needs, read-only (the standard library and the packages it has imported, its
   compiled component in the compile cache, ``/proc/self/status``,
@@ -27,6 +29,7 @@ the application's log), ``"require"`` refuses to start a worker without both,
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 
@@ -60,18 +63,24 @@ def confine(mode: ConfinementMode, cache_entry: str, sandbox: EffectiveSandbox) 
         return Confinement(False, 0, ("turned off (worker_confinement='off')",))
     missing: list[str] = []
     wasmtime_version()  # importlib.metadata lists sys.path directories that no rule grants
-    abi, why = landlock.abi_version() if sys.platform == "linux" else (0, "not Linux")
+    linux = sys.platform == "linux"
+    if linux and len(os.listdir("/proc/self/task")) != 1:
+        # A bug of ours: Landlock and capabilities are per thread; these would keep theirs.
+        raise ConfinementError("a worker must be confined while it has one thread")
+    abi, why = landlock.abi_version() if linux else (0, "not Linux")
     if abi:
-        threads = len(os.listdir("/proc/self/task"))
-        if threads != 1:  # a bug of ours: those threads would not be confined
-            raise ConfinementError(f"Landlock must be applied with one thread, not {threads}")
         try:
             _restrict_files(abi, cache_entry, sandbox)
         except OSError as e:
             abi, why = 0, f"the kernel refused the ruleset ({e})"
     if not abi:
         missing.append(f"landlock: {why}")
-    arch = seccomp.host_arch() if sys.platform == "linux" else None
+    if linux:
+        try:
+            _drop_capabilities()
+        except OSError as e:
+            missing.append(f"capabilities: {e}")
+    arch = seccomp.host_arch() if linux else None
     applied = False
     if arch is None:
         missing.append(f"seccomp: no system-call table for {_machine()}")
@@ -84,6 +93,53 @@ def confine(mode: ConfinementMode, cache_entry: str, sandbox: EffectiveSandbox) 
     if mode == "require" and missing:
         raise ConfinementError("cannot confine the worker: " + "; ".join(missing))
     return Confinement(applied, abi, tuple(missing))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+_CAPABILITY_VERSION_3 = 0x20080522
+_KEPT_CAPABILITIES = (1 << 1) | (1 << 2)
+"""CAP_DAC_OVERRIDE | CAP_DAC_READ_SEARCH: what lets a worker of an application run as
+root read and write its granted directories as the application can (Landlock bounds
+where); every other capability is dropped."""
+
+
+def _drop_capabilities() -> None:
+    """Drop every capability but :data:`_KEPT_CAPABILITIES` (a no-op without any).
+
+    An application run as root (in a container, say) starts its workers with every
+    capability: raising its own memory limit (``CAP_SYS_RESOURCE``), a real-time
+    priority (``CAP_SYS_NICE``), changing user (``CAP_SETUID``), and what the seccomp
+    filter does not list of ``CAP_SYS_ADMIN``. None can come back: the worker cannot
+    ``execve``, and ``no_new_privs`` is set.
+
+    Raises:
+        OSError: ``capget``/``capset`` failed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()  # version 3: two 32-bit words of each set
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    if not any(d.effective | d.permitted | d.inheritable for d in data):
+        return  # the usual case: an unprivileged user
+    data[0].effective &= _KEPT_CAPABILITIES
+    data[0].permitted &= _KEPT_CAPABILITIES
+    data[0].inheritable = 0
+    data[1].effective = data[1].permitted = data[1].inheritable = 0
+    if libc.capset(ctypes.byref(header), data) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"capset: {os.strerror(code)}")
 
 
 def _machine() -> str:
