@@ -7,6 +7,7 @@ subverted the worker into running would; then the worker must still serve calls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -14,15 +15,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support import jailbreak
 from support.fakeworker import FakeWorkers
+from support.plugins import build_prober
 from support.workerwat import MANIFEST, WAT
 from wasmplug import (
     Confinement,
     DirGrant,
+    ErrorResult,
     FilesystemRequest,
     Grants,
     InstantiationError,
@@ -31,6 +35,7 @@ from wasmplug import (
     Plugin,
     PluginHost,
     PluginTimeout,
+    PluginTrapped,
 )
 from wasmplug._sandbox import landlock, seccomp
 
@@ -43,11 +48,20 @@ needs_landlock = pytest.mark.skipif(not LANDLOCK_ABI, reason="this kernel has no
 SECRET = "-----BEGIN OPENSSH PRIVATE KEY----- (never granted)"
 
 
+@contextlib.contextmanager
+def process_host(tmp_path: Path, **kwargs: Any) -> Iterator[PluginHost]:
+    """A host of process-isolated plugins without spares, providing ``cb``."""
+    with PluginHost(
+        cache_dir=tmp_path / "cache", isolation="process", spare_workers=0, **kwargs
+    ) as h:
+        h.provide("cb", lambda x: x + 1)
+        yield h
+
+
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginHost]:
     jailbreak.install(monkeypatch)
-    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as h:
-        h.provide("cb", lambda x: x + 1)
+    with process_host(tmp_path) as h:
         yield h
 
 
@@ -231,13 +245,7 @@ def test_timeouts_and_fresh_instances_work_in_a_confined_worker(plugin: Plugin) 
 
 def test_off_is_an_escape_hatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     jailbreak.install(monkeypatch)
-    with PluginHost(
-        cache_dir=tmp_path / "cache",
-        isolation="process",
-        spare_workers=0,
-        worker_confinement="off",
-    ) as h:
-        h.provide("cb", lambda x: x + 1)
+    with process_host(tmp_path, worker_confinement="off") as h:
         plugin = h.load(WAT.encode(), allow_unsigned=True, manifest=MANIFEST)
         assert plugin.confinement == Confinement(
             False, 0, ("turned off (worker_confinement='off')",)
@@ -265,13 +273,7 @@ def test_an_unconfined_worker_is_refused_when_confinement_is_required(
     """The application checks the report too: a worker that says nothing (or lies that
     it has nothing) is killed under ``"require"``."""
     fake_workers.install(lambda chan, sock: None)
-    with PluginHost(
-        cache_dir=tmp_path / "cache",
-        isolation="process",
-        spare_workers=0,
-        worker_confinement="require",
-    ) as h:
-        h.provide("cb", lambda x: x + 1)
+    with process_host(tmp_path, worker_confinement="require") as h:
         with pytest.raises(InstantiationError, match="not confined"):
             h.load(WAT.encode(), allow_unsigned=True, manifest=MANIFEST)
     assert all(not w.running for w in fake_workers.workers)
@@ -281,8 +283,7 @@ def test_a_partly_confined_worker_is_reported_with_a_warning(
     tmp_path: Path, fake_workers: FakeWorkers, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_workers.install(lambda chan, sock: None)
-    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as h:
-        h.provide("cb", lambda x: x + 1)
+    with process_host(tmp_path) as h:
         with caplog.at_level(logging.WARNING, logger="wasmplug.process"):
             plugin = h.load(WAT.encode(), allow_unsigned=True, manifest=MANIFEST)
         assert plugin.confinement == Confinement(
@@ -337,3 +338,46 @@ def test_a_system_without_one_mechanism(tmp_path: Path, lacking: str, mode: str)
         assert (applied, abi) == (seccomp.host_arch() is not None, 0)
     elif LANDLOCK_ABI:
         assert (applied, abi) == (False, LANDLOCK_ABI)
+
+
+# -- a componentize-py plugin (CPython in Wasm, WASI heavy) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def prober_wasm() -> Path:
+    return build_prober()
+
+
+def test_a_componentize_py_plugin_runs_confined(
+    shared_host: PluginHost, prober_wasm: Path, dirs: dict[str, Path]
+) -> None:
+    """Its CPython runtime starts, reads and writes its grants, moves and links files
+    within them, and comes back after a trap (a fresh instance preopens them again)."""
+    manifest = Manifest(
+        name="prober",
+        filesystem=(FilesystemRequest("/ro", "ro"), FilesystemRequest("/rw", "rw")),
+    )
+    grants = Grants(
+        filesystem={"/ro": DirGrant(dirs["ro"], "ro"), "/rw": DirGrant(dirs["rw"], "rw")}
+    )
+    plugin = shared_host.load(
+        prober_wasm, allow_unsigned=True, manifest=manifest, grants=grants, isolation="process"
+    )
+    try:
+        confinement = plugin.confinement
+        assert confinement is not None
+        assert confinement.landlock_abi == LANDLOCK_ABI
+        assert plugin.call("read-file", "/ro/data.txt") == "granted data"
+        with pytest.raises(ErrorResult):
+            plugin.call("write-file", "/ro/new.txt", "x")
+        plugin.call("write-file", "/rw/a.txt", "from the guest")
+        plugin.call("make-dir", "/rw/sub")
+        plugin.call("move-path", "/rw/a.txt", "/rw/sub/a.txt")  # Landlock's REFER
+        plugin.call("make-symlink", "a.txt", "/rw/sub/link")
+        assert sorted(plugin.call("list-dir", "/rw/sub")) == ["a.txt", "link"]
+        assert (dirs["rw"] / "sub" / "a.txt").read_text() == "from the guest"
+        with pytest.raises(PluginTrapped):
+            plugin.call("panic", "a fresh instance next")
+        assert plugin.call("read-file", "/rw/sub/a.txt") == "from the guest"
+    finally:
+        plugin.close()
