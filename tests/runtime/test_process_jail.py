@@ -253,6 +253,16 @@ def test_off_is_an_escape_hatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert jailbreak.attack(plugin, "fork")[0] == "ok"
 
 
+@pytest.mark.skipif(
+    not (LANDLOCK_ABI and seccomp.host_arch()), reason="needs Landlock and a seccomp table"
+)
+def test_require_starts_workers_where_both_apply(tmp_path: Path) -> None:
+    with process_host(tmp_path, worker_confinement="require") as h:
+        plugin = h.load(WAT.encode(), allow_unsigned=True, manifest=MANIFEST)
+        assert plugin.confinement == Confinement(True, LANDLOCK_ABI, ())
+        assert plugin.call("call-cb", 1) == 2
+
+
 def test_confinement_is_none_in_process(tmp_path: Path) -> None:
     with PluginHost(cache_dir=tmp_path / "cache") as h:
         h.provide("cb", lambda x: x + 1)
