@@ -193,8 +193,20 @@ class EpochTicker:
             self._rest = poller.poll
         self._stop = threading.Lock()  # held until close() releases it
         self._stop.acquire()
-        self._thread = threading.Thread(target=self._run, name="wasmplug-epoch", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread, if it has not started (idempotent, thread-safe).
+
+        A host's first in-process plugin starts it: a host whose plugins all run in
+        worker processes never needs it (each worker has its own)."""
+        if self._thread is None:
+            with self._starting:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._run, name="wasmplug-epoch", daemon=True)
+                    thread.start()
+                    self._thread = thread
 
     def deadline_ticks(self, timeout_ms: float) -> int:
         """Number of ticks to pass to ``set_epoch_deadline`` for ``timeout_ms``."""
@@ -264,5 +276,7 @@ class EpochTicker:
         """Stop the thread (idempotent)."""
         with contextlib.suppress(RuntimeError):  # already released: closed before
             self._stop.release()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=2)
+        with self._starting:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)

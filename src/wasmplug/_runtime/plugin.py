@@ -223,6 +223,7 @@ class Plugin(CallPath):
             self._backend = backend(PluginPort(self), pool_size=pool_size)
             return
         # The first instance, now: start-up failures surface at load time.
+        services.ticker.start()
         self._pool.prime()
 
     # -- construction -------------------------------------------------------------
