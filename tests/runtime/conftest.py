@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import socket
+import fcntl
 from collections.abc import Iterator
 
 import pytest
 
-from wasmplug._runtime.process.wire import Channel
+from support.rawend import RawEnd
+from wasmplug._runtime.process.wire import Channel, channel_fds
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[Channel, socket.socket]]:
+def pair() -> Iterator[tuple[Channel, RawEnd]]:
     """The application's end of a process-tier channel (a :class:`Channel`) and the raw
-    socket a test plays the worker on."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    chan = Channel(ours)
+    end a test plays the worker on. The pipe to the application holds 1 MiB (64 KiB
+    by default), so a test can write a whole frame that big before it reads it."""
+    ours, theirs = channel_fds()
+    fcntl.fcntl(theirs[1], fcntl.F_SETPIPE_SZ, 1 << 20)
+    chan = Channel(*ours)
+    peer = RawEnd(*theirs)
     try:
-        yield chan, theirs
+        yield chan, peer
     finally:
         chan.close()
-        theirs.close()
+        peer.release()

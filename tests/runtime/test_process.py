@@ -10,10 +10,10 @@ sandbox, warm spares, parallel workers, and a worker that lies.
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +31,7 @@ import pytest
 import support.bridge as bridge_support
 import support.http as http_support
 from support.fakeworker import FakeWorkers, frame
+from support.rawend import RawEnd
 from support.workerwat import MANIFEST, WAT
 from wasmplug import (
     Grants,
@@ -552,11 +553,18 @@ def test_worker_has_empty_environment_private_cwd_and_no_inherited_fds(host: Plu
         cwd = os.readlink(proc / "cwd")
         assert Path(cwd).name.startswith("wasmplug-worker-")
         assert Path(cwd).stat().st_mode & 0o777 == 0o700
-        targets = {int(n): os.readlink(proc / "fd" / n) for n in os.listdir(proc / "fd")}
+        targets = _fd_targets(proc)
         assert all(targets[i] == "/dev/null" for i in (0, 1, 2))
         assert leak.name not in targets.values()
-        sockets = [t for t in targets.values() if t.startswith("socket:")]
-        assert len(sockets) == 1, targets  # the channel, and no other socket
+        assert not [t for t in targets.values() if t.startswith("socket:")], targets
+        # What it shares with the application is exactly its ends of the channel's two
+        # pipes (a pipe it made itself, for guest stdio, is not the application's).
+        ours = set(_fd_targets(Path("/proc/self")).values())
+        [worker] = plugin._backend.pool.live()  # type: ignore[union-attr]
+        chan = worker.chan
+        channel = {os.readlink(f"/proc/self/fd/{fd}") for fd in (chan.wfd, chan.fileno())}
+        shared = sorted(t for t in targets.values() if t in ours and t != "/dev/null")
+        assert shared == sorted(channel), targets
         limits = (proc / "limits").read_text()
         [data] = [line for line in limits.splitlines() if line.startswith("Max data size")]
         cap = int(data.split()[3])
@@ -566,11 +574,20 @@ def test_worker_has_empty_environment_private_cwd_and_no_inherited_fds(host: Plu
     assert not Path(cwd).exists(), "the private directory is removed with the worker"
 
 
+def _fd_targets(proc: Path) -> dict[int, str]:
+    """What each open fd of a process names (an fd closed while listing is left out)."""
+    targets = {}
+    for n in os.listdir(proc / "fd"):
+        with contextlib.suppress(FileNotFoundError):
+            targets[int(n)] = os.readlink(proc / "fd" / n)
+    return targets
+
+
 def test_workers_import_only_the_runtime() -> None:
     """A worker does not import asyncio (~8 MB), cryptography (~7.6 MB, signature
     checks happen in the application) or platformdirs: memory per worker."""
     code = spawn_module._BOOTSTRAP.replace("main(sys.argv)\n", "print(sorted(sys.modules))\n")
-    argv = ["0", "0", spawn_module._PACKAGE_DIR, *spawn_module._import_path()]
+    argv = ["0", "0", "0", spawn_module._PACKAGE_DIR, *spawn_module._import_path()]
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, *argv],
         capture_output=True,
@@ -587,10 +604,10 @@ def test_workers_import_only_the_runtime() -> None:
 
 
 def lying_worker(
-    fake_workers: FakeWorkers, lie: Callable[[Channel, socket.socket, list[Any]], None]
+    fake_workers: FakeWorkers, lie: Callable[[Channel, RawEnd, list[Any]], None]
 ) -> list[WorkerProcess]:
     """Make the next worker a fake one that starts like a real one and answers the
-    first CALL with ``lie(channel, its socket, call message)``, then waits to be killed; the
+    first CALL with ``lie(channel, its raw end, call message)``, then waits to be killed; the
     workers after it are real. Returns the list the fake worker is put in."""
     return fake_workers.install(lambda chan, sock: lie(chan, sock, chan.recv()))
 
@@ -840,7 +857,7 @@ def test_a_worker_cannot_pass_a_host_object_as_another_type_or_ownership(
     function_id: list[int] = []
     ready = threading.Event()
 
-    def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
+    def lie(chan: Channel, sock: RawEnd, call: list[Any]) -> None:
         # call: CALL peek, [counter id], drops
         ready.wait(60)
         chan.send([Op.HOSTCALL, function_id[0], [call[2][0]]])
@@ -885,7 +902,7 @@ def test_a_worker_that_floods_log_lines_is_rate_limited_in_the_application(
     "discard"`` held only as long as the worker applied them itself. (More LOG frames
     than that in a second kill the worker: tests/runtime/test_process_hostile.py.)"""
 
-    def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
+    def lie(chan: Channel, sock: RawEnd, call: list[Any]) -> None:
         chan.send([Op.LOG, logging.WARNING, "forged\nERROR:root:another record"])
         for i in range(LOG_FRAMES_PER_S - 1):
             chan.send([Op.LOG, logging.INFO, f"line {i}"])
@@ -925,7 +942,7 @@ def test_a_worker_cannot_go_on_after_a_host_function_failed(
     told of: call more host functions, or end the call with a value, and the
     application's exception was lost."""
 
-    def lie(chan: Channel, sock: socket.socket, call: list[Any]) -> None:
+    def lie(chan: Channel, sock: RawEnd, call: list[Any]) -> None:
         chan.send([Op.HOSTCALL, 0, [1]])
         chan.recv()  # RETURN False: the host function raised
         chan.send(after)

@@ -10,7 +10,6 @@ bounded by :func:`frame_objects`.
 
 from __future__ import annotations
 
-import socket
 import threading
 import tracemalloc
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from support.rawend import RawEnd
 from wasmplug._bridge.lift import VALUE_BYTES
 from wasmplug._bridge.values import Ok, Variant
 from wasmplug._bridge.wit import (
@@ -117,7 +117,7 @@ class _NoHandles:
 
 @pytest.mark.parametrize("t", list(TYPES.values()), ids=list(TYPES))
 def test_the_fullest_legal_value_fits_the_bound_and_the_bound_is_tight(
-    t: WitType, pair: tuple[Channel, socket.socket]
+    t: WitType, pair: tuple[Channel, RawEnd]
 ) -> None:
     wire = encoder(t)(fullest(t, [M]), _NoHandles())
     bound = value_objects(t, M)
@@ -132,7 +132,7 @@ def test_the_fullest_legal_value_fits_the_bound_and_the_bound_is_tight(
     data = msgpack.packb(message, use_bin_type=True)
     assert len(data) > chan.max_objects
     peer.sendall(len(data).to_bytes(4, "big") + data)
-    assert chan.recv(None) == message
+    assert chan.recv() == message
 
 
 def test_types_without_lists_are_bounded_even_without_a_result_limit() -> None:
@@ -154,14 +154,14 @@ def test_types_without_lists_are_bounded_even_without_a_result_limit() -> None:
     ids=["long-array", "nested-arrays", "map", "ext"],
 )
 def test_a_frame_past_the_bound_is_refused_while_it_is_decoded(
-    payload: bytes, pair: tuple[Channel, socket.socket]
+    payload: bytes, pair: tuple[Channel, RawEnd]
 ) -> None:
     chan, peer = pair
     chan.max_objects = 100
     data = b"\x93\x0b" + payload + b"\xc4\xff" + b"\x00" * 255  # longer than the bound
     peer.sendall(len(data).to_bytes(4, "big") + data)
     with pytest.raises(ProtocolError):
-        chan.recv(None)
+        chan.recv()
 
 
 # -- depth, and the walk that counts before anything is built --------------------------------
@@ -251,7 +251,7 @@ def deep_strings(levels: int, per_level: int) -> list[Any]:
     ("max_depth", "why"), [(2, "nests arrays more than 2 deep"), (1000, "more than 1200 objects")]
 )
 def test_a_deep_frame_is_refused_before_anything_is_built(
-    pair: tuple[Channel, socket.socket], max_depth: int, why: str
+    pair: tuple[Channel, RawEnd], max_depth: int, why: str
 ) -> None:
     """Regression: objects were counted as msgpack completed each array (``list_hook``),
     so the arrays still open held theirs uncounted: a frame 400 deep built ~20 bytes of
@@ -267,7 +267,7 @@ def test_a_deep_frame_is_refused_before_anything_is_built(
     tracemalloc.start()
     try:
         with pytest.raises(ProtocolError, match=why):
-            chan.recv(None)
+            chan.recv()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

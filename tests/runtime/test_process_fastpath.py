@@ -3,14 +3,13 @@
 Every process-tier test calls through them too; these pin what is particular to
 them: which exports get one, that what they refuse or cannot handle fails exactly
 as on the general path, and the cases they hand over (a frame bigger than the
-socket buffer, a call without a deadline, a fork).
+pipe, a call without a deadline, a fork).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,11 +147,10 @@ def test_an_err_result_is_error_result(plugin: Plugin) -> None:
     assert info.value.value == "no"
 
 
-def test_a_frame_bigger_than_the_socket_buffer_is_finished_by_the_channel(
-    plugin: Plugin,
-) -> None:
-    """The frame's first ``send`` does not wait (``MSG_DONTWAIT``): what is left of an
-    8 MiB argument goes out with the deadline, and the reply is as big."""
+def test_a_frame_bigger_than_the_pipe_is_finished_by_the_channel(plugin: Plugin) -> None:
+    """The frame's first ``os.write`` does not wait (the pipe's write end is
+    non-blocking): what is left of an 8 MiB argument goes out with the deadline, and
+    the reply is as big."""
     text = "0123456789abcdef" * (1 << 19)
     assert plugin.call("text", text) == text
     assert plugin.call("add", 1, 2) == 3
@@ -189,35 +187,29 @@ def test_the_watchdog_starts_afresh_in_a_forked_child(plugin: Plugin) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-class _Refusing:
-    """A worker's socket whose first non-blocking ``send`` takes nothing (a full
-    socket buffer) or only half the frame."""
-
-    def __init__(self, real: socket.socket, *, half: bool) -> None:
-        self.real = real
-        self.half = half
-        self.refused = 0
-
-    def send(self, data: bytes, flags: int = 0) -> int:
-        if flags & socket.MSG_DONTWAIT and not self.refused:
-            self.refused += 1
-            if not self.half:
-                raise BlockingIOError
-            return self.real.send(data[: len(data) // 2], flags)
-        return self.real.send(data, flags)
-
-
 @pytest.mark.parametrize("half", [False, True], ids=["nothing-taken", "half-taken"])
-def test_a_frame_the_socket_does_not_take_at_once_is_finished_by_the_channel(
-    plugin: Plugin, half: bool
+def test_a_frame_the_pipe_does_not_take_at_once_is_finished_by_the_channel(
+    plugin: Plugin, monkeypatch: pytest.MonkeyPatch, half: bool
 ) -> None:
+    """The generated function's one ``os.write`` finds the pipe full (nothing taken) or
+    takes part of the frame: the channel sends the rest."""
     assert plugin.call("add", 1, 2) == 3
-    assert plugin._backend is not None
-    [worker] = plugin._backend.pool.live()
-    refusing = _Refusing(worker.chan.sock, half=half)
-    worker.chan.sock = refusing  # type: ignore[assignment]
+    bound = find_export(plugin, "add").bound
+    assert bound is not None
+    real = bound.__globals__["write"]
+    refused: list[int] = []
+
+    def refusing(fd: int, data: bytes) -> int:
+        if not refused:
+            refused.append(fd)
+            if not half:
+                raise BlockingIOError
+            return int(real(fd, data[: len(data) // 2]))
+        return int(real(fd, data))
+
+    monkeypatch.setitem(bound.__globals__, "write", refusing)
     assert plugin.call("add", 2, 3) == 5
-    assert refusing.refused == 1
+    assert len(refused) == 1
     assert plugin.call("add", 3, 4) == 7
 
 

@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from support.fakeworker import FakeWorkers, frame
+from support.rawend import RawEnd
 from support.timing import LOAD_SLACK_S
 from support.workerwat import MANIFEST, WAT
 from wasmplug import InstantiationError, Limits, Plugin, PluginCrashed, PluginHost
@@ -84,10 +84,10 @@ def broke_the_protocol(outcome: BaseException | None, fakes: list[Any], why: str
     assert fakes[0].proc.returncode == -signal.SIGKILL
 
 
-def answer_call(script: Callable[[Channel, socket.socket], None]) -> Any:
+def answer_call(script: Callable[[Channel, RawEnd], None]) -> Any:
     """A fake's script: wait for the CALL, then run ``script``."""
 
-    def run(chan: Channel, sock: socket.socket) -> None:
+    def run(chan: Channel, sock: RawEnd) -> None:
         chan.recv()
         script(chan, sock)
 
@@ -105,7 +105,7 @@ def test_a_log_flood_kills_the_worker_even_without_a_time_limit(
     deadline, and with ``timeout_ms=None`` for ever (here: the old code served all of
     them and returned the lie's result)."""
 
-    def flood(chan: Channel, sock: socket.socket) -> None:
+    def flood(chan: Channel, sock: RawEnd) -> None:
         for i in range(3 * LOG_FRAMES_PER_S):
             chan.send([Op.LOG, logging.INFO, f"line {i}"])
         chan.send([Op.RESULT, 0])
@@ -128,7 +128,7 @@ def test_frames_that_make_no_progress_are_bounded(
     """Regression: DROP and SPAN frames were served in any number; a worker sending
     them without end kept a call with no time limit going for ever."""
 
-    def flood(chan: Channel, sock: socket.socket) -> None:
+    def flood(chan: Channel, sock: RawEnd) -> None:
         for _ in range(IDLE_FRAMES + 1):
             chan.send(idle)
         chan.send([Op.RESULT, 0])
@@ -143,7 +143,7 @@ def test_drops_between_host_calls_are_progress(host: PluginHost, fake_workers: F
     """The bound counts idle frames in a row: a legal worker sends a DROP before many of
     its host calls."""
 
-    def calls(chan: Channel, sock: socket.socket) -> None:
+    def calls(chan: Channel, sock: RawEnd) -> None:
         for _ in range(3):
             for _ in range(IDLE_FRAMES):
                 chan.send([Op.DROP, [1]])
@@ -166,7 +166,7 @@ def test_a_frame_trickled_a_byte_at_a_time_is_a_stall(
     wait would end, held a call with no time limit for as long as the worker liked."""
     data = frame([Op.RESULT, 0])
 
-    def trickle(chan: Channel, sock: socket.socket) -> None:
+    def trickle(chan: Channel, sock: RawEnd) -> None:
         for i in range(len(data)):  # 7 bytes over 2.8 s, against a 0.5 s bound
             sock.sendall(data[i : i + 1])
             time.sleep(0.4)
@@ -187,7 +187,7 @@ def test_a_length_prefix_with_no_frame_after_it_is_a_stall(
     monkeypatch.setattr(wire_module, "MIN_RATE", 1 << 40)
     limits = Limits(timeout_ms=None, max_result_bytes=1 << 20)  # a 3 MiB frame cap
 
-    def prefix(chan: Channel, sock: socket.socket) -> None:
+    def prefix(chan: Channel, sock: RawEnd) -> None:
         sock.sendall((3 << 20).to_bytes(4, "big") + b"\x92")
 
     fakes = fake_workers.install(answer_call(prefix))
@@ -200,10 +200,10 @@ def test_a_worker_that_stops_reading_cannot_block_the_application(
     host: PluginHost, fake_workers: FakeWorkers
 ) -> None:
     """Regression: a worker that sent host calls without reading the replies filled the
-    socket, and the application's send of the next reply blocked for ever in a call
+    channel, and the application's send of the next reply blocked for ever in a call
     with no time limit. Every send now has a deadline."""
 
-    def pipeline(chan: Channel, sock: socket.socket) -> None:
+    def pipeline(chan: Channel, sock: RawEnd) -> None:
         while True:  # until the application kills it (OSError)
             chan.send([Op.HOSTCALL, 0, [1]])
 
@@ -216,9 +216,9 @@ def test_a_worker_that_stops_reading_cannot_block_the_application(
 def test_a_worker_that_closes_the_channel_mid_frame_is_killed(
     host: PluginHost, fake_workers: FakeWorkers
 ) -> None:
-    def half(chan: Channel, sock: socket.socket) -> None:
+    def half(chan: Channel, sock: RawEnd) -> None:
         sock.sendall(frame([Op.RESULT, 3])[:-1])
-        sock.shutdown(socket.SHUT_WR)  # the process lives on
+        sock.close_write()  # the process lives on
 
     fakes = fake_workers.install(answer_call(half))
     plugin = load(host)
@@ -323,7 +323,7 @@ def test_a_worker_that_lies_while_starting_is_killed(
 def test_a_worker_that_lies_to_reset_is_discarded(
     host: PluginHost, fake_workers: FakeWorkers, reply: list[Any]
 ) -> None:
-    def lie(chan: Channel, sock: socket.socket) -> None:
+    def lie(chan: Channel, sock: RawEnd) -> None:
         assert chan.recv() == [Op.RESET]
         chan.send(reply)
 

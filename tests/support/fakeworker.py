@@ -2,15 +2,18 @@
 
 ``FakeWorkers.install(script)`` makes the next worker a plugin starts a fake one: a
 real process (``sleep`` by default, in a session of its own like a real worker)
-whose channel is served by a thread of the test running ``script(chan, sock)``, so a
+whose channel is served by a thread of the test running ``script(chan, raw)``, so a
 test can send anything a compromised worker could: any frame, at any pace, or
 nothing. The application's end of the channel is made exactly as for a real worker
-(``spawn.parent_channel``). Workers started after the fake are real.
+(``spawn.parent_channel``). When the process dies (the application killed it), the
+fake's end of the channel is closed as a real worker's would be (``RawEnd.die``):
+the application's wait for it ends with EOF. Workers started after the fake are real.
 """
 
 from __future__ import annotations
 
-import socket
+import os
+import select
 import subprocess
 import tempfile
 import threading
@@ -24,11 +27,13 @@ from wasmplug._runtime.process import spawn as spawn_module
 from wasmplug._runtime.process import workers as workers_module
 from wasmplug._runtime.process.codec import ProtocolError
 from wasmplug._runtime.process.spawn import WorkerProcess, spawn_worker
-from wasmplug._runtime.process.wire import Channel, Op
+from wasmplug._runtime.process.wire import Channel, Op, channel_fds
+
+from .rawend import RawEnd
 
 __all__ = ["FakeWorkers", "Script", "fake_workers", "frame"]
 
-Script = Callable[[Channel, socket.socket], None]
+Script = Callable[[Channel, RawEnd], None]
 """What the fake does once it has answered ``INIT`` (with ``READY`` unless told not
 to): it gets its end of the channel, framed and raw."""
 
@@ -58,34 +63,48 @@ class FakeWorkers:
         def spawn() -> WorkerProcess:
             if started:
                 return spawn_worker()  # the replacement is a real worker
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            ours, theirs = channel_fds()
             proc = subprocess.Popen(list(argv), start_new_session=True)
-            worker = WorkerProcess(proc, spawn_module.parent_channel(ours), tempfile.mkdtemp())
+            worker = WorkerProcess(proc, spawn_module.parent_channel(*ours), tempfile.mkdtemp())
             started.append(worker)
             self.workers.append(worker)
-            thread = threading.Thread(target=self._serve, args=(theirs, proc.pid, script, ready))
-            thread.daemon = True
-            self._threads.append(thread)
-            thread.start()
+            chan = Channel(*theirs)
+            end = RawEnd(*theirs, chan=chan)
+            for target, args in (
+                (self._serve, (chan, end, proc.pid, script, ready)),
+                (self._die_with, (end, proc.pid)),
+            ):
+                thread = threading.Thread(target=target, args=args, daemon=True)
+                self._threads.append(thread)
+                thread.start()
             return worker
 
         self._monkeypatch.setattr(workers_module, "spawn_worker", spawn)
         return started
 
     @staticmethod
-    def _serve(sock: socket.socket, pid: int, script: Script, ready: bool) -> None:
-        chan = Channel(sock)
+    def _serve(chan: Channel, end: RawEnd, pid: int, script: Script, ready: bool) -> None:
         try:
             chan.recv()  # INIT
             if ready:
                 chan.send([Op.READY, pid])
-            script(chan, sock)
+            script(chan, end)
             while True:  # until the application kills it
                 chan.recv()
         except (EOFError, OSError, ProtocolError):
             pass  # killed, or the test ended
         finally:
-            sock.close()
+            end.release()
+
+    @staticmethod
+    def _die_with(end: RawEnd, pid: int) -> None:
+        """Close the fake's end of the channel once its process has exited."""
+        pidfd = os.pidfd_open(pid)
+        try:
+            select.select([pidfd], [], [])  # readable once the process has exited
+        finally:
+            os.close(pidfd)
+        end.die()
 
     def close(self) -> None:
         for worker in self.workers:

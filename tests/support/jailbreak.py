@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wasmplug._runtime.process import spawn as spawn_module
+from wasmplug._runtime.process.watchdog import WATCHDOG
 from wasmplug._runtime.process.wire import Op
 
 if TYPE_CHECKING:  # not imported in the worker, which has only the runtime
@@ -215,7 +216,11 @@ def attack(plugin: Plugin, name: str, *args: Any) -> list[Any]:
     assert backend is not None
     [worker] = backend.pool.live()
     with worker.lock:
-        worker.chan.send([ATTACK, name, list(args)])
-        reply = worker.chan.recv(time.monotonic() + 60)
+        WATCHDOG.arm(worker, time.monotonic() + 60)  # kills it then: EOFError
+        try:
+            worker.chan.send([ATTACK, name, list(args)])
+            reply = worker.chan.recv()
+        finally:
+            WATCHDOG.disarm(worker)
     assert reply[0] == Op.RESULT, reply
     return list(reply[1])

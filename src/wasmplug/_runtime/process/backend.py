@@ -358,7 +358,7 @@ class ProcessBackend:
         kill_after = self._kill_after
         deadline = None if kill_after is None else now + kill_after
         if deadline is not None:
-            WATCHDOG.arm(worker, deadline)  # in case signals keep restarting the waits
+            WATCHDOG.arm(worker, deadline)  # ends the waits at the deadline
         _callctx.swap(frame)
         try:
             try:
@@ -437,7 +437,7 @@ class ProcessBackend:
         idle = 0  # DROP and SPAN frames since the last host call
         while True:
             if msg is None:
-                msg = chan.recv(deadline)
+                msg = chan.recv()  # the watchdog ends the wait (the caller armed it)
             op = msg[0]
             if op == Op.HOSTCALL and frame is not None:
                 if frame.host_exc is not None:  # see _run: the guest cannot go on
@@ -535,13 +535,17 @@ class ProcessBackend:
                 if not worker.alive:
                     continue
                 retire(worker, self.port)  # guest resource handles of it are stale now
+                deadline = time.monotonic() + START_TIMEOUT_S
+                WATCHDOG.arm(worker, deadline)
                 try:
-                    worker.chan.send([Op.RESET])
-                    msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
+                    worker.chan.send([Op.RESET], deadline)
+                    msg = self._converse(worker, None, deadline)
                     if msg[0] != Op.DONE:
                         raise ProtocolError("expected DONE")
                 except (OSError, EOFError, TimeoutError, ProtocolError):
                     self.pool.discard(worker)
+                finally:
+                    WATCHDOG.disarm(worker)
             finally:
                 worker.lock.release()
 

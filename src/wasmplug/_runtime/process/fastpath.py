@@ -19,13 +19,13 @@ resolved once, as ``_runtime/fastcall.py`` does in-process:
 2. the ``CALL`` frame, packed in one ``msgpack`` call, and a worker from the
    pool, as in-process (``fastcall.holding``: its slot and lock taken by ``with``
    statements, so that Ctrl-C cannot lose a slot or leave a lock held);
-3. the deadline: the watchdog armed by one dict store (see :mod:`.watchdog`),
-   the call's frame current on this thread (``callctx.running``: host calls
-   and re-entry checks find it there), the frame sent with ``MSG_DONTWAIT``
-   (a frame that does not fit the socket buffer at once is finished by the
+3. the deadline: the watchdog armed by one dict store and one comparison (see
+   :mod:`.watchdog`), the call's frame current on this thread (``callctx.running``:
+   host calls and re-entry checks find it there), the frame sent with one
+   ``os.write`` (a frame that does not fit the pipe at once is finished by the
    channel, with the deadline);
-4. one ``recv`` with the deadline in the kernel (``SO_RCVTIMEO``, see
-   :mod:`.wire`); a ``RESULT`` of a primitive type is checked inline, anything
+4. one ``recv``, which the watchdog ends at the deadline by killing the worker
+   (see :mod:`.wire`); a ``RESULT`` of a primitive type is checked inline, anything
    else (a host call, a log line, a fault) is served by the general path's own
    code (:meth:`ProcessBackend._outcome`) from that message on;
 5. the counters, the worker back to the pool, the result.
@@ -43,7 +43,7 @@ function's globals, so exports of the same shape share one compiled code object
 
 from __future__ import annotations
 
-import socket
+import os
 import struct
 import threading
 import time
@@ -115,8 +115,7 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         "watchdog": WATCHDOG,
         "packb": msgpack.Packer(use_bin_type=True, autoreset=True).pack,
         "pack_len": _LEN.pack,
-        "DONTWAIT": socket.MSG_DONTWAIT,
-        "GONE": (BrokenPipeError, ConnectionResetError),
+        "write": os.write,
         "PluginError": PluginError,
         "ProtocolError": ProtocolError,
         "ENCODE_ERRORS": (WitTypeError, WitValueError),
@@ -184,19 +183,23 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         "        try:",
     ]
     if timed:
-        body.append("            watchdog.armed[worker] = deadline")
+        body += [
+            "            watchdog.armed[worker] = deadline",
+            "            if deadline < watchdog.until:",
+            "                watchdog.wake()",
+        ]
     body += [
         "            try:",
-        "                sent = chan.sock.send(data, DONTWAIT)",
+        "                sent = write(chan.wfd, data)",
         "                if sent != len(data):",
         "                    chan.send_rest(data, sent, deadline)",
-        "            except BlockingIOError:  # the socket buffer is full",
+        "            except BlockingIOError:  # the pipe is full",
         "                chan.send_rest(data, 0, deadline)",
-        "            except GONE:",
+        "            except BrokenPipeError:",
         "                died_idle(worker)",
         "                gone = True",
         "            if not gone:",
-        "                msg = chan.recv(deadline)",
+        "                msg = chan.recv()  # until the reply, or EOF: the watchdog's kill",
         "                if msg[0] == RESULT and len(msg) == 2:",
         *[f"                {line}" for line in _result_lines(ex, g)],
         "                    worker.calls += 1",

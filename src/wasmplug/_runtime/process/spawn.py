@@ -8,7 +8,7 @@ skips ``.pth`` start-up hooks) started with ``subprocess`` and:
 * an empty environment, and a private working directory (``mkdtemp``, 0o700)
   that is removed when the worker is reaped;
 * no inherited file descriptors but stdin/stdout/stderr on ``/dev/null`` and
-  its end of a ``socketpair`` (``close_fds=True``, ``pass_fds``);
+  its ends of the channel's two pipes (``close_fds=True``, ``pass_fds``);
 * its own session, so a terminal's Ctrl-C reaches only the application, and a
   process group of its own: killing it kills the group, so a process a
   compromised worker forked (and left in the group) dies with it;
@@ -37,7 +37,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,15 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from .budget import LogRate
-from .wire import STALL_S, Channel
+from .wire import STALL_S, Channel, channel_fds
 
 __all__ = ["WorkerProcess", "parent_channel", "spawn_worker"]
 
 _BOOTSTRAP = (
     "import sys, types\n"
-    "sys.path[:] = sys.argv[4:]\n"
+    "sys.path[:] = sys.argv[5:]\n"
     "pkg = types.ModuleType('wasmplug')\n"
-    "pkg.__path__ = [sys.argv[3]]\n"
+    "pkg.__path__ = [sys.argv[4]]\n"
     "sys.modules['wasmplug'] = pkg\n"
     "from wasmplug._runtime.process.worker import main\n"
     "main(sys.argv)\n"
@@ -199,7 +198,11 @@ class _Spawner:
 
 def _start() -> WorkerProcess:
     cwd = tempfile.mkdtemp(prefix="wasmplug-worker-")
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        ours, theirs = channel_fds()
+    except BaseException:
+        shutil.rmtree(cwd, ignore_errors=True)
+        raise
     try:
         proc = subprocess.Popen(
             [
@@ -208,7 +211,7 @@ def _start() -> WorkerProcess:
                 "-S",
                 "-c",
                 _BOOTSTRAP,
-                str(theirs.fileno()),
+                *map(str, theirs),
                 str(os.getpid()),
                 _PACKAGE_DIR,
                 *_import_path(),
@@ -219,21 +222,24 @@ def _start() -> WorkerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if not os.environ.get("WASMPLUG_WORKER_STDERR") else None,
             close_fds=True,
-            pass_fds=(theirs.fileno(),),
+            pass_fds=theirs,
             start_new_session=True,
         )
     except BaseException:
-        ours.close()
+        for fd in ours:
+            os.close(fd)
         shutil.rmtree(cwd, ignore_errors=True)
         raise
     finally:
-        theirs.close()
-    return WorkerProcess(proc, parent_channel(ours), cwd)
+        for fd in theirs:
+            os.close(fd)
+    return WorkerProcess(proc, parent_channel(*ours), cwd)
 
 
-def parent_channel(sock: socket.socket) -> Channel:
-    """The application's end of a worker's channel: with the stall bound (:data:`STALL_S`)."""
-    return Channel(sock, stall_s=STALL_S)
+def parent_channel(rfd: int, wfd: int) -> Channel:
+    """The application's end of a worker's channel (``rfd``, ``wfd``: see
+    :func:`~.wire.channel_fds`): with the stall bound (:data:`STALL_S`)."""
+    return Channel(rfd, wfd, stall_s=STALL_S)
 
 
 def _import_path() -> list[str]:

@@ -1,16 +1,17 @@
-"""A backstop for call deadlines: one thread that kills workers past theirs.
+"""Call deadlines: one thread that kills each worker at its kill time.
 
-A call's waits on its worker end at the deadline in the kernel (``SO_RCVTIMEO``,
-see :mod:`.wire`). But a signal whose Python handler returns makes CPython restart
-the interrupted system call (PEP 475) with the whole armed time again, so an
-application timer firing faster than the deadline would postpone it for ever.
-:data:`WATCHDOG` closes that gap: a call arms it with the worker and its kill time
-(a dict store: no lock, no wake-up per call), and one daemon thread per process
-looks every :data:`PERIOD_S` (every :data:`IDLE_PERIOD_S` while nothing is armed)
-and ``SIGKILL``\\ s any worker whose time has passed, marking it ``overdue``; the
-call then sees the channel close and reports :class:`~wasmplug.PluginTimeout`.
-So a call past its deadline ends within ``IDLE_PERIOD_S + PERIOD_S`` of it even
-then; in every other case the kernel's timeout ends the wait first.
+A wait for a worker's reply blocks in ``read`` with no timeout (see :mod:`.wire`):
+what ends it at the call's deadline is this watchdog killing the worker, which
+closes its end of the channel and ends the read with EOF. A call arms
+:data:`WATCHDOG` with the worker and its kill time and disarms it when it ends;
+the call then sees EOF on a worker marked ``overdue`` and reports
+:class:`~wasmplug.PluginTimeout`.
+
+The thread sleeps until the earliest kill time armed (for ever while none is), and
+an :meth:`~Watchdog.arm` earlier than that wakes it. Back-to-back calls arm later
+and later kill times, so they arm with a dict store and one comparison: no lock,
+no wake-up per call, and an idle application's watchdog never wakes. It kills
+within a scheduling delay of the kill time, whether it was asleep or not.
 """
 
 from __future__ import annotations
@@ -23,12 +24,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .spawn import WorkerProcess
 
-__all__ = ["IDLE_PERIOD_S", "PERIOD_S", "WATCHDOG", "Watchdog"]
+__all__ = ["WATCHDOG", "Watchdog"]
 
-PERIOD_S = 0.025
-"""How often the watchdog looks while some call is armed."""
-IDLE_PERIOD_S = 0.25
-"""How often it looks while none is (an idle application wakes it 4 times a second)."""
+_NEVER = float("inf")
 
 
 class Watchdog:
@@ -36,15 +34,21 @@ class Watchdog:
 
     Attributes:
         armed: Kill time (``time.monotonic()``) by worker. A call arms with
-            :meth:`arm`, or inline (``fastpath``) with ``if not started: start()``
-            and one store here; it disarms with ``armed.pop(worker, None)``.
+            :meth:`arm`, or inline (``fastpath``) with ``if not started: start()``,
+            one store here and ``if kill_at < until: wake()``; it disarms with
+            ``armed.pop(worker, None)``.
+        until: When the thread looks next (``inf``: only when woken). It is ``inf``
+            while the thread scans ``armed``, so that an arm racing with the scan
+            wakes it again, and the earliest kill time it saw once it sleeps.
         started: Whether this process's thread runs (a fork's child starts its own:
             ``os.register_at_fork`` resets both, instead of a ``getpid`` per call).
     """
 
     def __init__(self) -> None:
         self.armed: dict[WorkerProcess, float] = {}
+        self.until = _NEVER
         self.started = False
+        self._bell = threading.Event()
         self._lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forked)
@@ -54,6 +58,12 @@ class Watchdog:
         if not self.started:
             self.start()
         self.armed[worker] = kill_at
+        if kill_at < self.until:
+            self._bell.set()
+
+    def wake(self) -> None:
+        """Make the thread look now (after an arm earlier than :attr:`until`)."""
+        self._bell.set()
 
     def disarm(self, worker: WorkerProcess) -> None:
         self.armed.pop(worker, None)
@@ -69,19 +79,36 @@ class Watchdog:
     def _forked(self) -> None:
         # The child has none of the parent's threads, and none of its calls.
         self.armed = {}
+        self.until = _NEVER
         self.started = False
+        self._bell = threading.Event()
         self._lock = threading.Lock()
 
     def _run(self) -> None:
+        bell = self._bell
         while True:
-            time.sleep(PERIOD_S if self.armed else IDLE_PERIOD_S)
+            # An arm stores its kill time, then compares it with `until`: one that
+            # stored after the snapshot below reads `until` after it was set to inf
+            # here (so it rings, after this clear), or the soonest time seen.
+            bell.clear()
+            self.until = _NEVER
             now = time.monotonic()
+            soonest = _NEVER
             armed = self.armed
             for worker, kill_at in list(armed.items()):  # one C call: no tearing
                 if kill_at <= now:
-                    armed.pop(worker, None)
-                    worker.overdue = True
-                    worker.kill()
+                    # Not if its call ended and the next one armed it meanwhile.
+                    if armed.get(worker) == kill_at:
+                        armed.pop(worker, None)
+                        worker.overdue = True
+                        worker.kill()
+                elif kill_at < soonest:
+                    soonest = kill_at
+            self.until = soonest
+            if soonest == _NEVER:
+                bell.wait()
+            else:
+                bell.wait(soonest - time.monotonic())
 
 
 WATCHDOG = Watchdog()

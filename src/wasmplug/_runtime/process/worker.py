@@ -1,12 +1,12 @@
 """The worker process: one plugin instance behind a channel to the application.
 
-Started by :mod:`.spawn` as ``python -I -c BOOTSTRAP <fd> <parent pid> <package dir>``
-with an empty environment, a private working directory and no file
-descriptors but stdio (``/dev/null``) and the channel ``<fd>``. It dies with
-the application: ``PR_SET_PDEATHSIG`` (``SIGKILL``), and it exits on EOF. Once it
-has its settings, and before it starts a thread or runs the plugin's code, it
-confines itself (:mod:`.jail`: a seccomp filter and a Landlock ruleset) and says
-how in ``READY``.
+Started by :mod:`.spawn` as ``python -I -S -c BOOTSTRAP <rfd> <wfd> <parent pid>
+<package dir> <import path...>`` with an empty environment, a private working
+directory and no file descriptors but stdio (``/dev/null``) and its ends of the
+channel's pipes, ``<rfd>`` and ``<wfd>``. It dies with the application:
+``PR_SET_PDEATHSIG`` (``SIGKILL``), and it exits on EOF. Once it has its settings,
+and before it starts a thread or runs the plugin's code, it confines itself
+(:mod:`.jail`: a seccomp filter and a Landlock ruleset) and says how in ``READY``.
 
 The worker runs the ordinary in-process call path (``Plugin`` and ``Instance``)
 on the compiled component it reads from the compile cache (it never compiles).
@@ -25,7 +25,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 import weakref
@@ -242,7 +241,7 @@ class Server:
         services = HostServices(
             consume_fuel=bool(settings["consume_fuel"]),
             tick_ms=max(float(settings["tick_ms"]), WORKER_TICK_MS),
-            ticker_wake_fd=chan.sock.fileno(),  # an idle worker's ticker rests
+            ticker_wake_fd=chan.fileno(),  # an idle worker's ticker rests
             max_workers=1,  # never used: acall is the application's
             # The same engine as the host's, or the code it compiled does not load.
             memory_accounting=bool(settings.get("memory_accounting")),
@@ -534,13 +533,13 @@ def _limit_memory(limits: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Worker entry point: ``argv = [prog, fd, parent_pid, package_dir, *sys_path]``."""
-    fd, parent_pid = int(argv[1]), int(argv[2])
+    """Worker entry point: ``argv = [prog, rfd, wfd, parent_pid, package_dir, *sys_path]``."""
+    rfd, wfd, parent_pid = int(argv[1]), int(argv[2]), int(argv[3])
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the application's to handle
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    chan = Channel(socket.socket(fileno=fd))
+    chan = Channel(rfd, wfd)
     # Only guest output goes to the application (LOG): the worker's own records
     # (its fault lines) repeat what the application logs itself, with the
     # structured fields, and would pass for lines the guest wrote.

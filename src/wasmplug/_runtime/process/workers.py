@@ -31,6 +31,7 @@ from .codec import ProtocolError
 from .handles import retire
 from .hostcalls import text
 from .spawn import WorkerProcess, spawn_worker
+from .watchdog import WATCHDOG
 from .wire import Op
 
 if TYPE_CHECKING:
@@ -142,9 +143,11 @@ class WorkerStarter:
         name = self._port.plugin.name
         with self._lock:
             self._booting.add(worker)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        WATCHDOG.arm(worker, deadline)  # kills it at the deadline, which ends the waits
         try:
-            worker.chan.send([Op.INIT, self._settings])
-            msg = self._converse(worker, None, time.monotonic() + START_TIMEOUT_S)
+            worker.chan.send([Op.INIT, self._settings], deadline)
+            msg = self._converse(worker, None, deadline)
             worker.traced = True  # from now on its stages belong to the calls it serves
             if msg[0] == Op.READY:
                 self._confined(confinement_from_wire(msg[2] if len(msg) > 2 else None))
@@ -164,7 +167,12 @@ class WorkerStarter:
             raise
         except (EOFError, OSError, TimeoutError, ProtocolError) as e:
             worker.close()
-            why = worker.describe_exit()[0] if isinstance(e, EOFError | OSError) else str(e)
+            if worker.overdue or isinstance(e, TimeoutError):
+                why = f"it was not ready within {START_TIMEOUT_S:g} s"
+            elif isinstance(e, EOFError | OSError):
+                why = worker.describe_exit()[0]
+            else:
+                why = str(e)
             raise InstantiationError(
                 f"cannot start a worker process for plugin {name!r}: {why or type(e).__name__}"
             ) from None
@@ -172,6 +180,7 @@ class WorkerStarter:
             worker.close()
             raise
         finally:
+            WATCHDOG.disarm(worker)
             with self._lock:
                 self._booting.discard(worker)
 
