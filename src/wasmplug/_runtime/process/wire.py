@@ -113,10 +113,9 @@ class Channel:
     ``unix_write_space``, whether or not it waits for room), and with one socketpair
     the sender is asleep on that very socket, in ``recv``, waiting for the reply:
     every message cost its sender a spurious wake-up. A pipe wakes writers only when
-    it was full. Measured (the ``add`` and 1 KiB ``echo`` calls of
-    ``benchmarks/bench_calls.py``, alternated runs on the 2-core VM under load): the
-    application's CPU per call fell from 32-40 µs to 14-23 µs, the wall time from
-    51-79 µs to 30-58 µs.
+    it was full. Measured (``benchmarks/bench_calls.py --group process --quick``, old
+    and new alternated on the 2-core VM under load 3.7-5): the application's CPU per
+    ``add`` call 16-28 µs against 28-48 µs, per 1 KiB echo 19-29 µs against 26-43 µs.
 
     Reads block, with no ``poll(2)`` and no timeout: a message is one ``read`` into a
     reused buffer, which most often brings exactly one whole frame (decoded from
