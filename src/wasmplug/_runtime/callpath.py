@@ -72,7 +72,6 @@ _running = _callctx.running
 _get_ident = threading.get_ident
 _current = _callctx.current
 _func_call = f.func_call_args
-_set_deadline = f.set_epoch_deadline
 _set_fuel = f.set_fuel
 _val_delete = f.val_delete
 _BOOL = f.BOOL
@@ -371,7 +370,7 @@ class CallPath:
         # since it was set, it still grants the full budget, so skip the FFI call.
         epoch = ticker.epoch
         if inst.deadline_epoch != epoch:
-            _set_deadline(ctx, self._slice_ticks)
+            ticker.arm(ctx, self._slice_ticks)
             inst.deadline_epoch = epoch
         inst.deadline_at = epoch + self._deadline_ticks
         if self._fuel is not None:
@@ -565,7 +564,7 @@ class CallPath:
         ticker = self._ticker
         ctx = inst.context
         epoch = ticker.epoch
-        _set_deadline(ctx, self._slice_ticks)
+        ticker.arm(ctx, self._slice_ticks)
         inst.deadline_epoch = epoch
         inst.deadline_at = epoch + self._deadline_ticks
         err = None

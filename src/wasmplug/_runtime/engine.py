@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import select
 import threading
 import time
-from collections.abc import Callable
 
 from wasmtime import Config, Engine
 
@@ -26,13 +24,13 @@ __all__ = [
     "pooling_settings",
 ]
 
-REST_AFTER_S = 0.1
-"""How long an :class:`EpochTicker` with a ``wake_fd`` polls without seeing a call
-before it rests."""
+REST_AFTER_S = 0.25
+"""How long an :class:`EpochTicker` polls without seeing a call before it rests."""
 REST_POLL_S = 0.25
 """How long it rests at most between two looks."""
 
 _GIB = 2**30
+_set_epoch_deadline = f.set_epoch_deadline
 
 
 def make_engine(
@@ -165,34 +163,27 @@ class EpochTicker:
     waiter each time), and epochs are advanced without releasing the GIL
     (``ffi.increment_epoch``).
 
-    With ``wake_fd`` (a process-tier worker's channel: every call arrives on it as a
-    message), the thread rests after :data:`REST_AFTER_S` without a call: it waits for
-    the descriptor to become readable, or :data:`REST_POLL_S` at most, instead of
-    polling every ``idle_poll_ms``, so an idle worker wakes 4 times a second rather than
-    100. A call that began in the instant between the last look and the wait is seen
-    within :data:`REST_POLL_S`; the application's kill deadline bounds it meanwhile.
+    After :data:`REST_AFTER_S` without a call the thread rests: it advances the epoch
+    once, so that every store's next call re-arms its deadline through :meth:`arm`,
+    which wakes it; then it waits for that, or :data:`REST_POLL_S` at most, instead of
+    polling every ``idle_poll_ms``: an idle host (or worker process) wakes 4 times a
+    second rather than 100. A call that read the epoch just before it moved (the
+    thread gives such a call one poll interval to show up before it rests) would be
+    seen within :data:`REST_POLL_S`.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        tick_ms: float,
-        idle_poll_ms: float = 10.0,
-        wake_fd: int | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, tick_ms: float, idle_poll_ms: float = 10.0) -> None:
         self.engine = engine
         self.tick_ms = tick_ms
         self.in_flight: set[object] = set()
         self.epoch = 0  # mirrors the engine's epoch; read without a lock (see Plugin._run)
+        self.resting = False  # set by the thread as it rests, cleared by wake(); read by arm()
         self._tick_s = tick_ms / 1000.0
         self._idle_s = max(idle_poll_ms, tick_ms) / 1000.0
-        self._rest: Callable[[float], object] | None = None
-        if wake_fd is not None:
-            poller = select.poll()
-            poller.register(wake_fd, select.POLLIN)
-            self._rest = poller.poll
         self._stop = threading.Lock()  # held until close() releases it
         self._stop.acquire()
+        self._wake = threading.Lock()  # held; released by wake()
+        self._wake.acquire()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
@@ -212,10 +203,28 @@ class EpochTicker:
         """Number of ticks to pass to ``set_epoch_deadline`` for ``timeout_ms``."""
         return deadline_ticks(timeout_ms, self.tick_ms)
 
+    def arm(self, context: object, ticks: int) -> None:
+        """Set a store's epoch deadline ``ticks`` ahead (``context``: its raw context),
+        before a call or an instantiation; wakes the thread if it rests.
+
+        The call paths arm a store only when the epoch moved since they last did
+        (the deadline is absolute), and the thread moves it as it starts to rest: so
+        the first call on each store after a rest wakes it, and back-to-back calls
+        make no Python call here."""
+        _set_epoch_deadline(context, ticks)
+        if self.resting:
+            self.wake()
+
+    def wake(self) -> None:
+        """End the thread's rest (if it rests; from any thread)."""
+        self.resting = False
+        with contextlib.suppress(RuntimeError):  # released already: woken already
+            self._wake.release()
+
     def _run(self) -> None:
         stopped, monotonic = self._stop.acquire, time.monotonic
         increment, engine = f.increment_epoch, f.engine_address(self.engine)
-        tick_s, idle_s, rest = self._tick_s, self._idle_s, self._rest
+        tick_s, idle_s, rest = self._tick_s, self._idle_s, self._wake.acquire
         seen: set[tuple[object, object]] = set()  # the calls at the last look, while ticking
         base, ticks = 0.0, 0
         quiet_until = monotonic() + REST_AFTER_S
@@ -223,28 +232,36 @@ class EpochTicker:
             calls = self._calls()
             if not calls:
                 seen, wait = set(), idle_s
-                if rest is not None and monotonic() >= quiet_until:
-                    # Until the next message (then poll for a while), or a look.
-                    if rest(REST_POLL_S * 1000):
-                        quiet_until = monotonic() + REST_AFTER_S
+                if self.resting:  # wait for a wake-up (arm()), or look again
+                    if rest(timeout=REST_POLL_S):
+                        quiet_until = monotonic() + REST_AFTER_S  # woken: poll a while
                     if stopped(blocking=False):
                         return
                     continue
-            elif not seen:  # a call nobody has timed: its time counts from now
-                seen, wait = calls, tick_s
-                base, ticks = monotonic(), 0
-                quiet_until = base + REST_AFTER_S
-            elif calls.isdisjoint(seen):  # every call timed so far has ended
-                seen, wait = set(), idle_s
-            else:
-                # Catch up on wall-clock time: a sleep of one tick overshoots by
-                # timer slack, and counting sleeps would stretch every deadline.
-                due = int((monotonic() - base) / tick_s)
-                while ticks < due:
+                if monotonic() >= quiet_until:
+                    # Start resting: move the epoch, so that every store's next call
+                    # re-arms its deadline and so wakes this thread; one more poll
+                    # first, for a call that read the epoch before it moved.
+                    self.resting = True
                     increment(engine)
-                    ticks += 1
                     self.epoch += 1
-                seen, wait = calls, tick_s
+            else:
+                self.resting = False  # (a call that read the epoch before it moved)
+                quiet_until = monotonic() + REST_AFTER_S
+                if not seen:  # a call nobody has timed: its time counts from now
+                    seen, wait = calls, tick_s
+                    base, ticks = monotonic(), 0
+                elif calls.isdisjoint(seen):  # every call timed so far has ended
+                    seen, wait = set(), idle_s
+                else:
+                    # Catch up on wall-clock time: a sleep of one tick overshoots by
+                    # timer slack, and counting sleeps would stretch every deadline.
+                    due = int((monotonic() - base) / tick_s)
+                    while ticks < due:
+                        increment(engine)
+                        ticks += 1
+                        self.epoch += 1
+                    seen, wait = calls, tick_s
             if stopped(timeout=wait):
                 return
 
@@ -276,6 +293,7 @@ class EpochTicker:
         """Stop the thread (idempotent)."""
         with contextlib.suppress(RuntimeError):  # already released: closed before
             self._stop.release()
+        self.wake()
         with self._starting:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():

@@ -110,7 +110,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
         "discard": plugin._pool.discard,
         "take_buffers": ex.take_buffers,
         "ticker": plugin._ticker,
-        "set_deadline": f.set_epoch_deadline,
+        "arm": plugin._ticker.arm,
         "set_fuel": f.set_fuel_to,
         "func_call": f.func_call_args,
         "val_delete": f.val_delete,
@@ -195,7 +195,7 @@ def _generate(plugin: CallPath, ex: ExportFunc, general: Bound) -> Bound:
     # 4. Deadline, fuel, the stderr tail.
     put("        epoch = ticker.epoch")
     put("        if inst.deadline_epoch != epoch:")
-    put("            set_deadline(inst.context, SLICE)")
+    put("            arm(inst.context, SLICE)")
     put("            inst.deadline_epoch = epoch")
     put("        inst.deadline_at = epoch + TICKS")
     if plugin._fuel is not None:

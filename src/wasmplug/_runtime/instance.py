@@ -35,7 +35,6 @@ _running = _callctx.running
 _get_ident = threading.get_ident
 _deferred = _sigguard.deferred
 _install_deadline = _deadline.install
-_set_epoch_deadline = f.set_epoch_deadline
 _store_limiter = f.store_limiter
 
 if TYPE_CHECKING:
@@ -275,7 +274,7 @@ class Instance:
         ticker = spec.ticker
         epoch = ticker.epoch
         self.deadline_at = epoch + settings.startup_ticks
-        _set_epoch_deadline(self.context, settings.startup_slice_ticks)
+        ticker.arm(self.context, settings.startup_slice_ticks)
         # Start-up's first slice is a call's (see StoreSettings): while the epoch has
         # not moved, the first call need not set it again (CallPath._run).
         if settings.startup_slice_ticks == settings.call_slice_ticks:

@@ -42,9 +42,6 @@ class HostServices:
         limits: The host's limits, which size each slot.
         memory_accounting: Count each plugin's linear memory (a
             :class:`~wasmplug._bridge.memcreator.MemoryAccounting` on the engine).
-        ticker_wake_fd: A descriptor on which every call arrives (a worker's
-            channel): the epoch ticker rests while idle and wakes when it is readable
-            (see :class:`~wasmplug._runtime.engine.EpochTicker`).
 
     Raises:
         ValueError: ``memory_accounting`` with ``instance_slots``.
@@ -71,7 +68,6 @@ class HostServices:
         instance_slots: int | None = None,
         limits: Limits | None = None,
         memory_accounting: bool = False,
-        ticker_wake_fd: int | None = None,
     ) -> None:
         if memory_accounting and instance_slots is not None:
             raise ValueError(
@@ -89,7 +85,7 @@ class HostServices:
         self.memory_accounting = accounting
         self.consume_fuel = consume_fuel
         self.instance_slots = instance_slots
-        self.ticker = EpochTicker(self.engine, tick_ms, wake_fd=ticker_wake_fd)
+        self.ticker = EpochTicker(self.engine, tick_ms)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers or min(8, (os.cpu_count() or 1) + 2),
             thread_name_prefix=EXECUTOR_PREFIX,

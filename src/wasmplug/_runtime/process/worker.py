@@ -241,7 +241,6 @@ class Server:
         services = HostServices(
             consume_fuel=bool(settings["consume_fuel"]),
             tick_ms=max(float(settings["tick_ms"]), WORKER_TICK_MS),
-            ticker_wake_fd=chan.fileno(),  # an idle worker's ticker rests
             max_workers=1,  # never used: acall is the application's
             # The same engine as the host's, or the code it compiled does not load.
             memory_accounting=bool(settings.get("memory_accounting")),
