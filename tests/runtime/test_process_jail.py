@@ -140,6 +140,7 @@ def test_the_worker_reports_both_mechanisms(plugin: Plugin) -> None:
         ("socket", (socket.AF_NETLINK,)),
         ("unshare", ()),
         ("shared-memory", ()),
+        ("keep-living", ()),
     ],
     ids=[
         "fork",
@@ -151,6 +152,7 @@ def test_the_worker_reports_both_mechanisms(plugin: Plugin) -> None:
         "netlink",
         "unshare",
         "sysv-shm",
+        "clear-the-death-signal",
     ],
 )
 def test_new_processes_programs_and_sockets_are_denied(

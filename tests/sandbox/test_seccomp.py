@@ -102,11 +102,17 @@ def test_signals_reach_only_the_worker_itself(arch: Arch, name: str) -> None:
     assert call(arch, "tkill", PID) == EPERM  # a thread id of any process
 
 
-def test_descriptor_owners_and_terminal_input_are_denied(arch: Arch) -> None:
-    """F_SETOWN / FIOSETOWN make the kernel signal another process on I/O."""
-    for name, commands in seccomp.DENIED_COMMANDS.items():
+def test_descriptor_owners_terminal_input_and_the_death_signal_are_kept(arch: Arch) -> None:
+    """F_SETOWN / FIOSETOWN make the kernel signal another process on I/O; without
+    PR_SET_PDEATHSIG a worker would outlive an application that was killed."""
+    for name, (arg, commands) in seccomp.DENIED_COMMANDS.items():
         for cmd in commands:
-            assert call(arch, name, 3, cmd, 1) == EPERM, (name, hex(cmd))
+            args = [3, 3, 3]
+            args[arg] = cmd
+            assert call(arch, name, *args) == EPERM, (name, hex(cmd))
+    pr_set_name, pr_get_pdeathsig, pr_set_no_new_privs = 15, 2, 38
+    for option in (pr_set_name, pr_get_pdeathsig, pr_set_no_new_privs):
+        assert call(arch, "prctl", option, 0) == ALLOW, option
     f_getfd, f_setfd, f_getfl, f_setfl, f_getown, fionbio, fionread = 1, 2, 3, 4, 9, 0x5421, 0x541B
     for cmd in (f_getfd, f_setfd, f_getfl, f_setfl, f_getown):
         assert call(arch, "fcntl", 3, cmd, 1) == ALLOW, cmd

@@ -149,6 +149,12 @@ def _raise_memory_limit() -> str:
     return f"RLIMIT_DATA {soft}/{hard} lifted"
 
 
+def _keep_living() -> str:
+    """Clear the death signal: outlive an application that was killed."""
+    _libc_call("prctl", 1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, none
+    return "no death signal"
+
+
 def _unshare() -> str:
     _libc_call("unshare", _CLONE_NEWUSER)
     return "a user namespace"
@@ -171,6 +177,7 @@ ATTACKS: dict[str, Callable[..., str]] = {
     "chmod": _chmod,
     "shared-memory": _shared_memory,
     "raise-memory-limit": _raise_memory_limit,
+    "keep-living": _keep_living,
 }
 
 

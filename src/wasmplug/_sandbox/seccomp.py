@@ -34,8 +34,9 @@ Actions (:class:`Action`):
   not the application or anything else of the same user;
 * ``SELF_OR_0``: as ``SELF``, or 0 (``this process``: ``prlimit64``,
   ``sched_setaffinity``...);
-* ``COMMANDS``: ``EPERM`` for the commands (argument 1) that
-  :data:`DENIED_COMMANDS` lists for the call, else allowed (``fcntl``, ``ioctl``).
+* ``COMMANDS``: ``EPERM`` for the commands (argument 1, or 0 for ``prctl``) that
+  :data:`DENIED_COMMANDS` lists for the call, else allowed (``fcntl``, ``ioctl``,
+  ``prctl``).
 
 Only the low 32 bits of an argument are compared: each one checked is a C ``int``
 (``pid_t``, a command; clone's flags are an ``unsigned long`` whose high bits the kernel
@@ -85,15 +86,18 @@ _C = Action.COMMANDS
 
 F_SETOWN, F_SETOWN_EX = 8, 15
 FIOSETOWN, SIOCSPGRP, TIOCSTI = 0x8901, 0x8902, 0x5412
-DENIED_COMMANDS: Mapping[str, tuple[int, ...]] = {
+PR_SET_PDEATHSIG = 1
+DENIED_COMMANDS: Mapping[str, tuple[int, tuple[int, ...]]] = {
     # Making another process the owner of a descriptor: the kernel then signals it
     # (SIGIO, or any signal F_SETSIG names) whenever I/O is ready, with the owner's
     # permission to signal checked against the worker's own user.
-    "fcntl": (F_SETOWN, F_SETOWN_EX),
+    "fcntl": (1, (F_SETOWN, F_SETOWN_EX)),
     # The same through ioctl, and typing into a terminal (TIOCSTI).
-    "ioctl": (FIOSETOWN, SIOCSPGRP, TIOCSTI),
+    "ioctl": (1, (FIOSETOWN, SIOCSPGRP, TIOCSTI)),
+    # Clearing the death signal the worker set at start, to outlive the application.
+    "prctl": (0, (PR_SET_PDEATHSIG,)),
 }
-"""For ``COMMANDS``: the values of argument 1 (the command) that are denied."""
+"""For ``COMMANDS``: ``(argument index, the values of it that are denied)``."""
 
 POLICY: Mapping[str, Action] = {
     # New programs and processes (fork and vfork through clone too: THREADS).
@@ -107,7 +111,7 @@ POLICY: Mapping[str, Action] = {
     "get_robust_list": _D, "move_pages": _D, "migrate_pages": _D,
     "setpriority": _D, "ioprio_set": _D,
     "kill": _S, "tgkill": _S, "rt_sigqueueinfo": _S, "rt_tgsigqueueinfo": _S, "tkill": _D,
-    "fcntl": _C, "ioctl": _C,
+    "fcntl": _C, "ioctl": _C, "prctl": _C,
     # System V IPC: segments, queues and semaphores of other processes of the user.
     "shmget": _D, "shmat": _D, "shmctl": _D, "shmdt": _D, "msgget": _D, "msgsnd": _D,
     "msgrcv": _D, "msgctl": _D, "semget": _D, "semop": _D, "semtimedop": _D, "semctl": _D,
@@ -172,7 +176,8 @@ _X86_64 = Arch(
         "pidfd_getfd": 438, "pidfd_send_signal": 424, "get_robust_list": 274,
         "move_pages": 279, "migrate_pages": 256, "setpriority": 141, "ioprio_set": 251,
         "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-        "tkill": 200, "fcntl": 72, "ioctl": 16, "shmget": 29, "shmat": 30, "shmctl": 31,
+        "tkill": 200, "fcntl": 72, "ioctl": 16, "prctl": 157, "shmget": 29, "shmat": 30,
+        "shmctl": 31,
         "shmdt": 67, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semget": 64,
         "semop": 65, "semtimedop": 220, "semctl": 66, "chmod": 90, "fchmod": 91,
         "fchmodat": 268, "fchmodat2": 452, "chown": 92, "fchown": 93, "lchown": 94,
@@ -205,7 +210,8 @@ _AARCH64 = Arch(
         "pidfd_send_signal": 424, "get_robust_list": 100, "move_pages": 239,
         "migrate_pages": 238, "setpriority": 140, "ioprio_set": 30, "kill": 129,
         "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240, "tkill": 130,
-        "fcntl": 25, "ioctl": 29, "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197,
+        "fcntl": 25, "ioctl": 29, "prctl": 167, "shmget": 194, "shmat": 196, "shmctl": 195,
+        "shmdt": 197,
         "msgget": 186, "msgsnd": 189, "msgrcv": 188, "msgctl": 187, "semget": 190,
         "semop": 193, "semtimedop": 192, "semctl": 191, "fchmod": 52, "fchmodat": 53,
         "fchmodat2": 452, "fchown": 55, "fchownat": 54, "setxattr": 5, "lsetxattr": 6,
@@ -274,7 +280,7 @@ def _errno(code: int) -> _Insn:
     return _ret(RET_ERRNO | code)
 
 
-def _body(action: Action, pid: int, commands: tuple[int, ...] = ()) -> list[_Insn]:
+def _body(action: Action, pid: int, commands: tuple[int, tuple[int, ...]] = (0, ())) -> list[_Insn]:
     """What runs once ``nr`` matched: ends in a return on every path."""
     deny = _errno(errno.EPERM)
     if action is Action.DENY:
@@ -290,10 +296,11 @@ def _body(action: Action, pid: int, commands: tuple[int, ...] = ()) -> list[_Ins
             deny,
         ]
     if action is Action.COMMANDS:  # each jeq jumps to the deny at the end
-        n = len(commands)
+        arg, values = commands
+        n = len(values)
         return [
-            (_LD_ABS, 0, 0, _arg(1)),
-            *((_JEQ, n - i, 0, cmd) for i, cmd in enumerate(commands)),
+            (_LD_ABS, 0, 0, _arg(arg)),
+            *((_JEQ, n - i, 0, value) for i, value in enumerate(values)),
             _ret(RET_ALLOW),
             deny,
         ]
@@ -327,7 +334,7 @@ def build_filter(arch: Arch, pid: int, policy: Mapping[str, Action] = POLICY) ->
         nr = arch.numbers.get(name)
         if nr is None:
             continue
-        body = _body(action, pid, DENIED_COMMANDS.get(name, ()))
+        body = _body(action, pid, DENIED_COMMANDS.get(name, (0, ())))
         # nr == call: fall into the body, which returns on every path; else jump over
         # it, to the next test with nr still loaded.
         prog += [(_JEQ, 0, len(body), nr), *body]
