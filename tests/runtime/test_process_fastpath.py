@@ -26,6 +26,7 @@ from wasmplug import (
     Ok,
     Plugin,
     PluginHost,
+    PluginTimeout,
     WitTypeError,
     WitValueError,
 )
@@ -210,6 +211,31 @@ def test_a_frame_the_pipe_does_not_take_at_once_is_finished_by_the_channel(
     monkeypatch.setitem(bound.__globals__, "write", refusing)
     assert plugin.call("add", 2, 3) == 5
     assert len(refused) == 1
+    assert plugin.call("add", 3, 4) == 7
+
+
+def test_a_worker_killed_at_its_deadline_while_the_frame_went_out_is_a_timeout(
+    plugin: Plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the watchdog's kill ends a send that waits for room with ``EPIPE``,
+    which the call took for a worker that had died while idle: it counted a crash and
+    made the call again on a fresh worker, with a fresh deadline."""
+    assert plugin.call("add", 1, 2) == 3
+    assert plugin._backend is not None
+    [worker] = plugin._backend.pool.live()
+    bound = find_export(plugin, "add").bound
+    assert bound is not None
+
+    def killed_meanwhile(fd: int, data: bytes) -> int:
+        worker.overdue = True  # what the watchdog does before it kills
+        worker.kill()
+        raise BrokenPipeError
+
+    monkeypatch.setitem(bound.__globals__, "write", killed_meanwhile)
+    with pytest.raises(PluginTimeout, match="worker process was killed"):
+        plugin.call("add", 2, 3)
+    monkeypatch.undo()
+    assert plugin.metrics().faults == {"timeout": 1}
     assert plugin.call("add", 3, 4) == 7
 
 

@@ -364,7 +364,9 @@ class ProcessBackend:
             try:
                 try:
                     worker.chan.send(request, deadline)
-                except (BrokenPipeError, ConnectionResetError):
+                except BrokenPipeError:
+                    if worker.overdue:  # killed at its deadline while the request went out
+                        raise
                     # Its end of the channel was closed: the process had exited.
                     self._died_idle(worker)
                     raise _Undelivered from None

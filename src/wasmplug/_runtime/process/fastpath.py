@@ -196,6 +196,8 @@ def _generate(backend: ProcessBackend, ex: ExportFunc, general: Bound) -> Bound:
         "            except BlockingIOError:  # the pipe is full",
         "                chan.send_rest(data, 0, deadline)",
         "            except BrokenPipeError:",
+        "                if worker.overdue:  # killed at its deadline while the frame went out",
+        "                    raise",
         "                died_idle(worker)",
         "                gone = True",
         "            if not gone:",
