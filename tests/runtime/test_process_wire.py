@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import struct
 import threading
 import time
@@ -123,6 +124,29 @@ def test_a_send_the_peer_does_not_take_is_a_stall(stalling: tuple[Channel, RawEn
     with pytest.raises(ProtocolError, match="stopped reading"):
         chan.send([Op.RETURN, True, b"z" * (1 << 20)])  # > the pipe's 64 KiB
     assert 0.2 <= time.monotonic() - start < 0.2 + LOAD_SLACK_S + 1.0
+
+
+def test_a_pipe_grows_once_a_frame_did_not_fit(pair: tuple[Channel, RawEnd]) -> None:
+    chan, peer = pair
+    assert fcntl.fcntl(chan.wfd, fcntl.F_GETPIPE_SZ) == 1 << 16
+    chan.send([Op.RETURN, True, b"z" * 1000])
+    assert peer.recv(1 << 16) == frame([Op.RETURN, True, b"z" * 1000])
+    assert fcntl.fcntl(chan.wfd, fcntl.F_GETPIPE_SZ) == 1 << 16  # it fitted
+    big = [Op.RETURN, True, b"z" * (300 << 10)]
+    got = bytearray()
+
+    def drain() -> None:
+        while len(got) < len(frame(big)):
+            got.extend(peer.recv(1 << 16))
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    try:
+        chan.send(big, time.monotonic() + 60)
+    finally:
+        thread.join(60)
+    assert bytes(got) == frame(big)
+    assert fcntl.fcntl(chan.wfd, fcntl.F_GETPIPE_SZ) == 1 << 18
 
 
 def test_a_closed_channel_reads_eof(pair: tuple[Channel, RawEnd]) -> None:
