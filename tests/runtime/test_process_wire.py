@@ -6,7 +6,6 @@ import fcntl
 import struct
 import threading
 import time
-from collections.abc import Iterator
 
 import msgpack
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from support.rawend import RawEnd
 from support.timing import LOAD_SLACK_S
 from wasmplug._runtime.process.codec import ProtocolError
-from wasmplug._runtime.process.wire import Channel, Op, channel_fds
+from wasmplug._runtime.process.wire import Channel, Op
 
 
 def frame(message: object) -> bytes:
@@ -94,16 +93,10 @@ def test_a_receive_waits_for_the_next_message_until_the_peer_is_gone(
 
 
 @pytest.fixture
-def stalling() -> Iterator[tuple[Channel, RawEnd]]:
-    """A channel with a 0.2 s stall bound (the application's end of a worker's)."""
-    ours, theirs = channel_fds()
-    chan = Channel(*ours, stall_s=0.2)
-    peer = RawEnd(*theirs)
-    try:
-        yield chan, peer
-    finally:
-        chan.close()
-        peer.release()
+def stalling(pair: tuple[Channel, RawEnd]) -> tuple[Channel, RawEnd]:
+    """``pair`` with a 0.2 s stall bound (as the application's end of a worker's)."""
+    pair[0].stall_s = 0.2
+    return pair
 
 
 @pytest.mark.parametrize("sent", [2, 4, 6], ids=["part-of-the-prefix", "the-prefix", "more"])
