@@ -7,7 +7,9 @@ Python class).
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from support.bridge import (
     HOST,
     load,
 )
+from support.interrupts import interrupted_at
 from wasmplug import (
     Limits,
     Manifest,
@@ -36,7 +39,10 @@ from wasmplug import (
     WitTypeError,
     WitValueError,
 )
+from wasmplug._bridge.resources import handle_instance
 from wasmplug._bridge.wit import FuncSig
+from wasmplug._runtime.callpath import CallPath
+from wasmplug._runtime.process.backend import ProcessBackend
 from wasmplug._runtime.resource_types import attr_name, build_resource_classes
 
 # ---------------------------------------------------------------------------
@@ -97,6 +103,37 @@ def test_guest_resource_constructor_and_methods(counters: Plugin) -> None:
     assert counters.exports.api["[method]counter.get"](c) == 7  # borrowing does not consume
     assert counters.call(GET, counters.call(CTOR, 2**32 - 1)) == 2**32 - 1
     assert "alive" in repr(c)
+
+
+def test_an_interrupt_in_a_handle_call_leaves_its_instance_unlocked(counters: Plugin) -> None:
+    """Regression: a call with a handle argument locked the handle's instance with
+    ``InstancePool.lock`` and released it in a later ``finally``: Ctrl-C right after
+    the lock was taken left it held, and every later call on that instance (or, in a
+    pool of one, on the plugin) waited for ever. It is held by a ``with`` statement
+    now. Interrupted at every C call of the call path's frames in turn, then the
+    handle's instance must be unlocked and the plugin serve calls."""
+    codes = {
+        CallPath._invoke.__code__,
+        CallPath._call_guarded.__code__,
+        CallPath._on_thread.__code__,
+        CallPath._run_on_thread.__code__,
+        inspect.unwrap(CallPath._run).__code__,
+        ProcessBackend._invoke_once.__code__,
+        ProcessBackend._invoke_on.__code__,
+        ProcessBackend._run.__code__,
+    }
+    k = 1
+    while True:
+        c = counters.call(CTOR, 7)
+        if not interrupted_at(counters, codes, k, call=functools.partial(counters.call, GET, c)):
+            break
+        inst = handle_instance(c)  # in-process an Instance, else its worker's
+        lock = inst.lock if counters._backend is None else inst.worker.lock
+        assert not lock.locked(), f"the instance's lock is held after C call {k}"
+        # Served again (each call must end within interrupted_at's deadline).
+        assert not interrupted_at(counters, (), 1, call=lambda: counters.call(CTOR, 1))
+        k += 1
+    assert k > (1 if counters._threaded else 3)  # (a call thread runs _run elsewhere)
 
 
 def test_guest_resource_close_runs_destructor(counters: Plugin) -> None:

@@ -33,6 +33,7 @@ from wasmplug import (
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._runtime.callpath import CallPath, _pack_numbers
 from wasmplug._runtime.plugin import find_export
+from wasmplug._runtime.pool import InstancePool
 
 ADD = w.Func(
     "add",
@@ -225,7 +226,7 @@ def test_string_results_within_the_budget(host: PluginHost) -> None:
 def test_a_queued_instance_discarded_elsewhere_is_skipped(plugin: Plugin) -> None:
     pool = plugin._pool
     [inst] = pool.live()
-    assert pool.lock(inst)  # as a resource call does, while it sits idle in the queue
+    assert inst.lock.acquire(timeout=5)  # as a resource call does, while it sits idle in the queue
     pool.discard(inst)
     inst.lock.release()
     assert plugin.call("add", 1, 2) == 3
@@ -241,7 +242,7 @@ def test_a_queued_instance_discarded_elsewhere_is_skipped(plugin: Plugin) -> Non
 def test_a_call_waits_for_an_idle_instance_locked_elsewhere(plugin: Plugin) -> None:
     pool = plugin._pool  # pool_size=1
     [inst] = pool.live()
-    assert pool.lock(inst)
+    assert inst.lock.acquire(timeout=5)
     out: list[object] = []
     thread = threading.Thread(target=lambda: out.append(plugin.call("add", 3, 4)))
     thread.start()
@@ -279,7 +280,7 @@ def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_he
 ) -> None:
     """The same for the general path of a pool of one on its existing instance, at
     every C call of its own frames (admission, the instance, lowering, the call).
-    Making a new instance (``InstancePool.checkout``) still has the window."""
+    Making a new instance: see the next test."""
     assert plugin.call("add", 1, 2) == 3
     codes = {
         CallPath._invoke.__code__,
@@ -295,6 +296,31 @@ def test_an_interrupt_after_any_c_call_of_the_general_path_leaves_no_instance_he
         k += 1
     assert k > 5
     assert served_elsewhere(plugin)
+
+
+POOL_CODES = {
+    InstancePool.run.__code__,
+    InstancePool._new.__code__,
+    InstancePool._discard.__code__,
+    InstancePool.ready_solo.__code__,
+}
+"""The pool's own frames on a call's way: taking a slot and a lock, making an instance."""
+
+
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_an_interrupt_anywhere_in_the_pool_leaves_no_instance_held_or_lost(
+    host: PluginHost, pool_size: int
+) -> None:
+    """Regression: the general path took an instance with ``InstancePool.checkout``,
+    which returned it with its lock held: Ctrl-C right after the lock was taken
+    (or as ``checkout`` returned) put the slot back with the lock still held, or kept
+    both, and the next call on that slot waited for ever; an interrupt as ``new()``
+    returned left its instance alive without a slot. Each try here makes its instance
+    (none is idle), at ``pool_size`` 1 (``ready_solo``) and 2."""
+    plugin = host.load(COMPONENT.encode(), allow_unsigned=True, pool_size=pool_size)
+    codes = POOL_CODES | {CallPath._invoke.__code__, CallPath._call_guarded.__code__}
+    assert interrupt_every_c_call(plugin, codes, pool_size, general=True, fresh=True) > 2
+    assert interrupt_every_c_call(plugin, codes, pool_size, fresh=True) > 2  # the fast path
 
 
 def test_calls_past_the_pool_size_wait_for_a_busy_instance(plugin: Plugin) -> None:

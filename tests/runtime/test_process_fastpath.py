@@ -31,6 +31,8 @@ from wasmplug import (
     WitValueError,
 )
 from wasmplug._runtime.plugin import find_export
+from wasmplug._runtime.pool import InstancePool
+from wasmplug._runtime.process.backend import ProcessBackend
 from wasmplug._runtime.process.watchdog import WATCHDOG
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, /proc")
@@ -257,3 +259,28 @@ def test_an_interrupt_after_any_c_call_leaves_no_worker_held(
         pool = plugin._backend.pool
         assert pool._slots.qsize() == pool_size
         assert not any(worker.lock.locked() for worker in pool.live())
+
+
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_an_interrupt_anywhere_in_the_general_path_leaves_no_worker_held_or_lost(
+    tmp_path: Path, pool_size: int
+) -> None:
+    """The same for the process tier's general path (``ProcessBackend.invoke``): every
+    C call of the pool's frames and of the call's own, each try making its worker.
+    Regression: it took its worker with ``InstancePool.checkout`` (see the in-process
+    test in test_fastcall.py)."""
+    codes = {
+        InstancePool.run.__code__,
+        InstancePool._new.__code__,
+        InstancePool._discard.__code__,
+        InstancePool.ready_solo.__code__,
+        ProcessBackend._invoke_once.__code__,
+        ProcessBackend._invoke_on.__code__,
+    }
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        plugin = host.load(COMPONENT, allow_unsigned=True, pool_size=pool_size)
+        assert plugin.call("add", 1, 2) == 3
+        found = interrupt_every_c_call(
+            plugin, codes, pool_size, timeout_s=60.0, general=True, fresh=True
+        )
+        assert found > 2

@@ -1,7 +1,7 @@
-"""Ctrl-C at every point of a generated call function, for the tests of both tiers.
+"""Ctrl-C at every point of a call, for the tests of both tiers.
 
 Python runs a signal handler when a call returns (and on loops), so a
-``KeyboardInterrupt`` can land right after any C call a call function makes: after
+``KeyboardInterrupt`` can land right after any C call a call path makes: after
 a lock was taken, a slot removed, a frame sent. :func:`interrupted_at` raises one
 there, the ``k``-th time, and :func:`served_elsewhere` tells whether the plugin still
 serves calls afterwards (a lock or slot left held would block them for ever).
@@ -11,22 +11,47 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from wasmplug import Plugin
 from wasmplug._runtime.plugin import find_export
+from wasmplug._runtime.pool import InstancePool
 
-__all__ = ["interrupt_every_c_call", "interrupted_at", "served_elsewhere"]
+__all__ = ["interrupt_every_c_call", "interrupted_at", "pool_of", "served_elsewhere"]
+
+CALL_DEADLINE_S = 60.0
+"""How long one interrupted call may take (a lock or slot left held by an earlier
+interrupt makes it wait for ever: the test fails instead of hanging)."""
+
+
+def pool_of(plugin: Plugin) -> InstancePool[Any]:
+    """The plugin's pool: its instances, or with ``isolation="process"`` its workers."""
+    backend = plugin._backend
+    return plugin._pool if backend is None else backend.pool
 
 
 def interrupted_at(
-    plugin: Plugin, codes: Collection[Any], k: int, *, general: bool = False
+    plugin: Plugin,
+    codes: Collection[Any],
+    k: int,
+    *,
+    general: bool = False,
+    call: Callable[[], Any] | None = None,
+    deadline_s: float = CALL_DEADLINE_S,
 ) -> bool:
-    """Call ``add(1, 2)`` with KeyboardInterrupt raised when the ``k``-th C call made by
-    a frame running one of ``codes`` returns; whether it was (``False``: the call made
-    fewer than ``k``). ``general``: through the general path (``Plugin._invoke``)."""
+    """Call ``add(1, 2)`` (or ``call()``) with KeyboardInterrupt raised when the ``k``-th
+    C call made by a frame running one of ``codes`` returns; whether it was (``False``:
+    the call made fewer than ``k``). ``general``: ``add`` through the general path
+    (``Plugin._invoke``). The call runs on a thread of its own, which must end
+    within ``deadline_s``."""
     seen = 0
+    if call is None:
+        ex = find_export(plugin, "add")
+        assert ex is not None
+        call = (
+            (lambda: plugin._invoke(ex, (1, 2))) if general else (lambda: plugin.call("add", 1, 2))
+        )
 
     def profile(frame: Any, event: str, _arg: Any) -> None:
         nonlocal seen
@@ -35,18 +60,29 @@ def interrupted_at(
             if seen == k:
                 raise KeyboardInterrupt
 
-    ex = find_export(plugin, "add")
-    assert ex is not None
-    sys.setprofile(profile)
-    try:
-        if general:
-            plugin._invoke(ex, (1, 2))
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        sys.setprofile(profile)
+        try:
+            call()
+        except BaseException as e:  # KeyboardInterrupt, or what the call raised
+            outcome.append(e)
         else:
-            plugin.call("add", 1, 2)
-    except KeyboardInterrupt:
+            outcome.append(None)
+        finally:
+            sys.setprofile(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    assert not thread.is_alive(), (
+        f"a call interrupted at C call {k} did not end within {deadline_s} s"
+    )
+    if isinstance(outcome[0], KeyboardInterrupt):
         return True
-    finally:
-        sys.setprofile(None)
+    if outcome[0] is not None:
+        raise outcome[0]
     return False
 
 
@@ -60,17 +96,33 @@ def served_elsewhere(plugin: Plugin, timeout_s: float = 5.0) -> bool:
 
 
 def interrupt_every_c_call(
-    plugin: Plugin, codes: Collection[Any], pool_size: int, timeout_s: float = 5.0
+    plugin: Plugin,
+    codes: Collection[Any],
+    pool_size: int,
+    timeout_s: float = 5.0,
+    *,
+    general: bool = False,
+    fresh: bool = False,
 ) -> int:
     """Interrupt ``add(1, 2)`` at each C call made by a frame running one of ``codes``
     in turn (:func:`interrupted_at` with k = 1, 2, ...), asserting after each that
-    every one of the ``pool_size`` slots still serves a call (first in, first out);
-    return how many C calls were interrupted."""
+    every one of the ``pool_size`` slots still serves a call (first in, first out),
+    that no instance is alive without a slot, and that no lock is left held; return
+    how many C calls were interrupted. ``fresh``: each try starts with no idle
+    instance (they are discarded), so that it makes one."""
+    pool = pool_of(plugin)
     k = 1
-    while interrupted_at(plugin, codes, k):
+    while True:
+        if fresh:
+            pool.drain(wait=False)
+        if not interrupted_at(plugin, codes, k, general=general, deadline_s=timeout_s * 4):
+            break
         for _ in range(pool_size):
             assert served_elsewhere(plugin, timeout_s), (
                 f"not served after an interrupt at C call {k}"
             )
+        assert len(pool.live()) <= pool_size, f"an instance without a slot after C call {k}"
+        assert pool._slots.qsize() == pool_size, f"a slot lost after C call {k}"
+        assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
         k += 1
     return k - 1

@@ -215,24 +215,26 @@ class CallPath:
         # statement, where Ctrl-C cannot land between taking it and the code that gives
         # it back. Not with call threads, which may abandon an instance mid-call.
         solo = pool.size == 1 and not self._threaded
+        owner = self._owner_of(args) if ex.has_handles else None
         try:
-            if ex.has_handles:
-                inst = self._checkout_for(args)
-                if inst is not None:
-                    try:
+            if owner is not None:
+                # The instance that owns the handle, by its lock (a with statement:
+                # Ctrl-C cannot leave it held).
+                inst, type_name = owner
+                with inst.lock:
+                    if inst.alive:
                         return self._call_guarded(inst, ex, args)
-                    finally:
-                        inst.lock.release()
-            inst = (pool.solo or pool.ready_solo()) if solo else pool.checkout()
+                raise StaleResourceError(
+                    f"{type_name} handle belongs to an instance that was discarded"
+                )
+            if not solo:
+                return pool.run(self._call_guarded, ex, args)
+            inst = pool.solo or pool.ready_solo()
         except PluginError as e:
-            # Closed or quarantined while waiting for an instance, or a stale handle.
+            # Closed or quarantined while waiting for an instance, a stale handle, or
+            # the call's own error (attributed already: the same values again).
             raise self._error(e, ex)  # noqa: B904 - same exception, now attributed
-        if solo:
-            return self._call_solo(inst, ex, args)
-        try:
-            return self._call_guarded(inst, ex, args)
-        finally:
-            pool.checkin(inst)
+        return self._call_solo(inst, ex, args)
 
     def _call_guarded(self, inst: Instance, ex: ExportFunc, args: tuple[Any, ...]) -> Any:
         """:meth:`_call`, discarding ``inst`` if a ``BaseException`` (Ctrl-C) ends it."""
@@ -523,19 +525,16 @@ class CallPath:
 
     # -- resource handles ---------------------------------------------------------------
 
-    def _checkout_for(self, args: tuple[Any, ...]) -> Instance | None:
-        """Lock the instance that owns the first resource argument (or return None)."""
+    def _owner_of(self, args: tuple[Any, ...]) -> tuple[Instance, str] | None:
+        """The instance that owns the first resource argument, and the handle's type
+        name (or None): the call runs there, holding its lock."""
         for arg in args:
             if isinstance(arg, Resource):
                 inst: Instance = handle_instance(arg)
                 owner: object = inst.plugin
                 if owner is not self:
                     raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
-                if not self._pool.lock(inst):
-                    raise StaleResourceError(
-                        f"{arg.type_name} handle belongs to an instance that was discarded"
-                    )
-                return inst
+                return inst, arg.type_name
         return None
 
     def _drop_resource(self, inst: Instance, ptr: Any) -> None:

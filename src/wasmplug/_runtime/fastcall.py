@@ -301,8 +301,9 @@ def holding(name: str, solo: bool, inner: list[str]) -> list[str]:
             f"    with slot as {name}:",
             "        try:",
             f"            if {name} is None:",
+            "                box = [None]",
             "                try:",
-            f"                    {name} = new()",
+            f"                    {name} = new(box)",
             "                except PluginError as e:",
             "                    raise error(e, ex)",
             f"            with {name}.lock:",
@@ -313,6 +314,8 @@ def holding(name: str, solo: bool, inner: list[str]) -> list[str]:
     if not solo:
         code += [
             "        finally:",
+            f"            if {name} is None:",
+            f"                {name} = box[0]  # made, but interrupted on its way here",
             f"            if {name} is None or {name}.alive:",
             f"                give({name})",
         ]

@@ -30,14 +30,30 @@ The pool knows nothing about Wasm: it needs an item with a ``lock``, an
 ``alive`` flag, a ``calls`` counter and ``close()`` (:class:`Pooled`), and a
 factory. That keeps it testable alone (tests/runtime/test_pool.py).
 
-The hot path is :meth:`checkout` then :meth:`checkin`: one ``SimpleQueue`` get
-and put, and one lock acquire and release, per call; nothing is allocated.
-Generated call functions (fastcall.py) inline both with :meth:`InstancePool.hot_path`,
-whose slot is taken and lock held by ``with`` statements so that Ctrl-C cannot
-lose a slot or leave a lock held (``checkout``'s callers still can: they hold
-the lock between two statements).
+A call takes a slot and its instance's lock: one ``SimpleQueue`` get and put,
+and one lock acquire and release; nothing is allocated. :meth:`run` does it for
+the general call paths, and generated call functions (fastcall.py) inline it with
+:meth:`InstancePool.hot_path`. Both hold the slot and the lock with ``with``
+statements, so that Ctrl-C cannot lose a slot or leave a lock held (see
+**Ctrl-C** below). :meth:`checkout` and :meth:`checkin` are the same steps for a
+caller that holds an instance across statements (tests, and threads other than
+the main one, where no signal handler runs).
 
-A pool of one (the default ``pool_size``) has a shorter one: its instance's lock
+**Ctrl-C.** Python runs a signal handler (``KeyboardInterrupt``) right after a
+call returns and on loops, anywhere in Python code, but not between a ``with``
+statement's ``__enter__`` and its body, nor in an assignment, a subscript or an
+operator. So every step that takes something is a ``with`` statement whose body
+gives it back (:meth:`run`, :meth:`hot_path`, resource-handle calls holding
+``inst.lock``), and the steps that record an instance are subscripts and
+operators: :meth:`new` records the instance it makes in the caller's ``box`` in
+the same breath as in the live list, so that an interrupt as it returns leaves
+it there for the caller's ``finally`` to give back with the slot.
+:meth:`discard` frees the slot in a ``finally``. One window is left, below the
+pool: an interrupt right as the factory returns a new instance loses it before
+the pool has seen it (nothing to give back; it is freed as garbage, and a
+worker process exits at the EOF on its channel).
+
+A pool of one (the default ``pool_size``) has a shorter path: its instance's lock
 alone is the checkout (:attr:`InstancePool.solo`). Its one slot holds that
 instance, idle or not, so the lock is what a call would wait for after taking
 the slot anyway, and the other lock holders (resource calls, :meth:`drain`) see
@@ -52,7 +68,7 @@ import queue
 import threading
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from wasmplug._errors import PluginClosedError
 
@@ -83,6 +99,7 @@ class Pooled(Protocol):
 
 
 P = TypeVar("P", bound=Pooled)
+R = TypeVar("R")
 
 _LIVE_LOCK = threading.Lock()
 """Guards the live-instance list of every pool: each hold is a few list operations
@@ -104,6 +121,7 @@ class InstancePool(Generic[P]):
         "_live_lock",
         "_retired_calls",
         "_slots",
+        "_taker",
         "closed",
         "size",
         "solo",
@@ -118,6 +136,12 @@ class InstancePool(Generic[P]):
         self._slots: queue.SimpleQueue[P | None] = queue.SimpleQueue()
         for _ in range(size):
             self._slots.put(None)
+        # Takes a slot in a with statement (see hot_path).
+        self._taker: AbstractContextManager[P | None] = type(
+            "SlotTaker",
+            (),
+            {"__slots__": (), "__enter__": self._slots.get, "__exit__": "".format},
+        )()
         # The instances alive now: a list, since a pool holds a few (and a plugin that
         # is loaded and idle holds one: a set would cost 216 bytes, a list 88).
         self._live: list[P] = []
@@ -165,20 +189,49 @@ class InstancePool(Generic[P]):
         """
         slots = self._slots
         while True:
-            try:
-                item = slots.get_nowait()
-            except queue.Empty:
-                item = slots.get()
+            item = slots.get()
             try:
                 if item is None:
                     item = self._new()
-                item.lock.acquire()  # on the main thread, Ctrl-C can interrupt it
+                item.lock.acquire()
             except BaseException:
                 slots.put(item)  # the empty slot, or the instance, unlocked
                 raise
             if item.alive:
                 return item
             item.lock.release()  # discarded while queued; its slot came back as None
+
+    def run(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(inst, *args)`` with an instance taken for it (made if its slot is
+        empty; waiting while all are busy) and its lock held, given back when ``fn``
+        ends, however it ends: Ctrl-C cannot lose the slot or leave the lock held
+        (see **Ctrl-C** in the module's docstring). On a closed pool the instance is
+        discarded after ``fn``.
+
+        Raises:
+            PluginClosedError: the pool was closed (before or while waiting).
+            Whatever ``create`` raises, and whatever ``fn`` raises.
+        """
+        give = self._slots.put
+        while True:
+            with self._taker as item:
+                try:
+                    if item is None:
+                        box: list[P | None] = [None]  # bound whenever item is None below
+                        item = self._new(box)
+                    with item.lock:
+                        if item.alive:
+                            try:
+                                return fn(item, *args)
+                            finally:
+                                if self.closed and item.alive:
+                                    self._discard(item)
+                finally:
+                    if item is None:
+                        item = box[0]  # made, but interrupted on its way here
+                    if item is None or item.alive:
+                        give(item)
+            # it was discarded while queued: the next slot
 
     def hot_path(self) -> tuple[AbstractContextManager[P | None], Callable[[P | None], None]]:
         """``(slot, give)`` for a caller that inlines :meth:`checkout` and :meth:`checkin`
@@ -188,42 +241,41 @@ class InstancePool(Generic[P]):
             with slot as item:            # takes a slot, waiting while all are busy
                 try:
                     if item is None:
-                        item = pool.new()  # (PluginError: the slot goes back)
+                        box = [None]
+                        item = pool.new(box)  # (PluginError: the slot goes back)
                     with item.lock:
                         if item.alive:
                             ...            # the call; on a closed pool, discard(item)
                 finally:
+                    if item is None:
+                        item = box[0]      # made, but interrupted on its way here
                     if item is None or item.alive:
                         give(item)
-            # here: it was discarded while queued; use checkout()
+            # here: it was discarded while queued; take another slot
 
         ``slot``'s ``__enter__`` is the queue's own ``get`` and its ``__exit__`` a C
         no-op: a ``with`` statement calls ``__enter__`` without checking for signals
         after it, so a ``KeyboardInterrupt`` lands only once the taken slot is in
         ``item`` and inside the ``try`` that gives it back (``item = take()`` can
         lose it: Python checks after every call). The instance's lock is held by a
-        ``with`` statement for the same reason. One window stays: an interrupt as
-        :meth:`new` returns leaves its instance live without a slot (the empty slot
-        goes back; the instance is closed with the pool).
+        ``with`` statement for the same reason. An interrupt as :meth:`new` returns
+        leaves the new instance in ``box``, where the ``finally`` finds it.
         """
-        slots = self._slots
-        # Both methods are C functions that do not bind (no __get__): the class's
-        # special methods are the queue's get and a call that ignores its arguments
-        # and returns "" (false: an exception is not swallowed).
-        taker = type(
-            "SlotTaker", (), {"__slots__": (), "__enter__": slots.get, "__exit__": "".format}
-        )
-        return taker(), slots.put
+        # Both methods of the taker are C functions that do not bind (no __get__):
+        # the class's special methods are the queue's get and a call that ignores
+        # its arguments and returns "" (false: an exception is not swallowed).
+        return self._taker, self._slots.put
 
-    def new(self) -> P:
+    def new(self, box: list[P | None]) -> P:
         """A new instance for an empty slot the caller took (:meth:`hot_path`); its
-        lock is not held.
+        lock is not held. It is also put in ``box[0]`` as it becomes live, with no
+        point in between where Ctrl-C could land.
 
         Raises:
             PluginClosedError: the pool is closed.
             Whatever ``create`` raises.
         """
-        return self._new()
+        return self._new(box)
 
     def checkin(self, inst: P) -> None:
         """Give back an instance taken with :meth:`checkout` (the caller holds its lock).
@@ -238,30 +290,14 @@ class InstancePool(Generic[P]):
 
     def ready_solo(self) -> P:
         """A pool of one: :attr:`solo`, made now if there is none (a fault discarded
-        it, or none was made yet), idle in its slot: :meth:`checkout`, then
-        :meth:`checkin`. The caller then takes it by its lock, as :attr:`solo`
-        says; another caller may take it first.
+        it, or none was made yet), idle in its slot (taken and given back by
+        :meth:`run`). The caller then takes it by its lock, as :attr:`solo` says;
+        another caller may take it first.
 
-        Raises as :meth:`checkout` does.
+        Raises as :meth:`run` does.
         """
-        inst = self.checkout()
-        self.checkin(inst)
+        inst: P = self.run(_itself)
         return inst
-
-    def lock(self, inst: P) -> bool:
-        """Lock a specific instance (one that owns a resource handle) for a call.
-
-        The instance keeps its slot: release it with ``inst.lock.release()``,
-        not :meth:`checkin`.
-
-        Returns:
-            True with the lock held; False (not held) if it was discarded.
-        """
-        inst.lock.acquire()
-        if inst.alive:
-            return True
-        inst.lock.release()
-        return False
 
     def discard(self, inst: P) -> None:
         """Close an instance whose lock the caller holds, and free its slot (idempotent)."""
@@ -282,14 +318,18 @@ class InstancePool(Generic[P]):
         self._slots.put(None)
 
     def _discard(self, inst: P) -> None:
-        with self._live_lock:
-            if inst in self._live:
-                self._live.remove(inst)
-            self._retired_calls += inst.calls
-            if self.solo is inst:
-                self.solo = None
-        inst.close()
-        self._slots.put(None)
+        try:
+            with self._live_lock:
+                if inst in self._live:
+                    self._live.remove(inst)
+                self._retired_calls += inst.calls
+                if self.solo is inst:
+                    self.solo = None
+        finally:  # even after Ctrl-C: closed (not alive), and its slot back
+            try:
+                inst.close()
+            finally:
+                self._slots.put(None)
 
     def drain(self, *, wait: bool, skip: Collection[P] = ()) -> None:
         """Discard every idle instance; with ``wait``, wait for busy ones and discard
@@ -322,7 +362,7 @@ class InstancePool(Generic[P]):
         with self._live_lock:
             return list(self._live)
 
-    def _new(self) -> P:
+    def _new(self, box: list[P | None] | None = None) -> P:
         if self.closed:
             raise PluginClosedError("plugin is closed")
         inst = self._create()
@@ -331,10 +371,18 @@ class InstancePool(Generic[P]):
             if closed:
                 self._retired_calls += inst.calls
             else:
-                self._live.append(inst)
+                # No call from here to the end of the block: Ctrl-C cannot land
+                # between the instance becoming live and its being in the box.
+                self._live += [inst]
+                if box is not None:
+                    box[0] = inst
                 if self.size == 1:
                     self.solo = inst
         if closed:
             inst.close()  # not under the lock, which every pool shares
             raise PluginClosedError("plugin is closed")
         return inst
+
+
+def _itself(inst: P) -> P:
+    return inst

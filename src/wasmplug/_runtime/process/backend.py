@@ -188,20 +188,14 @@ class ProcessBackend:
         self._starter.refill()
         return worker
 
-    def _checkout(self) -> WorkerProcess:
-        """A worker for one call (its lock held): alive, and with a fresh instance
-        due if its last call faulted."""
-        pool = self.pool
+    def _fresh(self, worker: WorkerProcess) -> WorkerProcess:
+        """``worker`` (its lock held, for one call), with a fresh instance due if its
+        last call faulted."""
         # Whether it is still running is not asked here (a wait4 per call): a worker
         # that died while idle refuses the request (_Undelivered), and the call is
         # made again on the next one.
-        worker = pool.checkout()
         if not worker.fresh:
-            try:
-                self._refresh(worker, None)
-            except BaseException:
-                pool.checkin(worker)
-                raise
+            self._refresh(worker, None)
         return worker
 
     def _refresh(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
@@ -216,25 +210,17 @@ class ProcessBackend:
             raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
         worker.fresh = True
 
-    def _checkout_for(self, args: tuple[Any, ...]) -> WorkerProcess | None:
-        """Lock the worker holding the first guest resource argument (or return None):
-        a call on a handle runs where its guest object lives."""
+    def _owner_of(self, args: tuple[Any, ...]) -> tuple[WorkerInstance, str] | None:
+        """The worker instance holding the first guest resource argument, and the
+        handle's type name (or None): a call on a handle runs where its guest object
+        lives, holding that worker's lock."""
         for arg in args:
             if isinstance(arg, Resource):
                 inst = handle_instance(arg)
                 if inst.plugin is not self.plugin:
                     raise WitValueError(f"{arg!r} belongs to plugin {inst.plugin.name!r}")
                 assert isinstance(inst, WorkerInstance)
-                worker = inst.worker
-                if inst.alive and self.pool.lock(worker):
-                    if worker.running and inst.alive:
-                        return worker
-                    if not worker.running:
-                        self._died_idle(worker)
-                    worker.lock.release()
-                raise StaleResourceError(
-                    f"{arg.type_name} handle belongs to an instance that was discarded"
-                )
+                return inst, arg.type_name
         return None
 
     def _died_idle(self, worker: WorkerProcess) -> None:
@@ -266,15 +252,36 @@ class ProcessBackend:
                 continue  # the worker was gone before it got the call: on the next one
 
     def _invoke_once(self, ex: ExportFunc, args: tuple[Any, ...], prev: Any) -> Any:
+        owner = self._owner_of(args) if ex.has_handles else None
+        try:
+            if owner is None:
+                return self.pool.run(self._invoke_on, ex, args, prev, False)
+            # The worker holding the handle's guest object, by its lock (a with
+            # statement: Ctrl-C cannot leave it held).
+            inst, type_name = owner
+            worker = inst.worker
+            with worker.lock:
+                if inst.alive:
+                    if worker.running:
+                        return self._invoke_on(worker, ex, args, prev, True)
+                    self._died_idle(worker)
+            raise StaleResourceError(
+                f"{type_name} handle belongs to an instance that was discarded"
+            )
+        except PluginError as e:
+            # Closed or quarantined while waiting for a worker, a stale handle, or the
+            # call's own error (attributed already: the same values again).
+            raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
+
+    def _invoke_on(
+        self, worker: WorkerProcess, ex: ExportFunc, args: tuple[Any, ...], prev: Any, routed: bool
+    ) -> Any:
+        """The call on ``worker``, whose lock this thread holds (``routed``: the worker
+        holding a handle argument's guest object)."""
+        if not routed:
+            self._fresh(worker)
         plugin = self.plugin
         codec = self._exports[ex.index]
-        routed = None
-        try:
-            if ex.has_handles:
-                routed = self._checkout_for(args)
-            worker = routed or self._checkout()
-        except PluginError as e:
-            raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
         handles = CallHandles(worker)
         undo = True  # until the worker has taken the arguments
         try:
@@ -285,8 +292,6 @@ class ProcessBackend:
                     wire.append(enc(args[i], handles))
             except (WitTypeError, WitValueError) as e:
                 raise ex.argument_error(plugin.name, i, e) from None
-            except PluginError as e:  # a stale handle: as in-process, attributed
-                raise self.port.error(e, ex)  # noqa: B904 - same exception, now attributed
             inst = instance_of(worker)
             drops = inst.take_drops() if inst is not None and inst.pending_drops else []
             undo = False
@@ -298,17 +303,13 @@ class ProcessBackend:
                 raise
             except _Undelivered:
                 undo = True
-                if routed is not None:  # its guest objects died with it
+                if routed:  # its guest objects died with it
                     raise StaleResourceError(
                         "the handle belongs to a worker process that exited"
                     ) from None
                 raise
         finally:
             handles.end_call(undo=undo)
-            if routed is None:
-                self.pool.checkin(worker)
-            else:
-                worker.lock.release()
 
     def drop_resource(self, inst: WorkerInstance, token: int) -> None:
         """``Resource.drop()`` on an ``own`` handle of this plugin: the guest destructor
@@ -323,16 +324,14 @@ class ProcessBackend:
             # destructor runs before the worker's next call.
             inst.pending_drops.append(token)
             return
-        if not self.pool.lock(worker):
-            return  # discarded: the guest object went with it
-        try:
-            if inst.alive and worker.running:
-                prev = _callctx.current()
+        with worker.lock:  # (a with statement: Ctrl-C cannot leave it held)
+            if not (worker.alive and inst.alive and worker.running):
+                return  # discarded: the guest object went with it
+            prev = _callctx.current()
+            try:
                 self._run(worker, None, None, [Op.DESTROY, token], prev, CallHandles(worker))
-        except _Undelivered:
-            pass  # the worker is gone, and the guest object with it
-        finally:
-            worker.lock.release()
+            except _Undelivered:
+                pass  # the worker is gone, and the guest object with it
 
     def _run(
         self,
