@@ -35,10 +35,12 @@ from wasmplug import (
     PluginHost,
     PluginTrapped,
     Resource,
+    ResourceLimitExceeded,
     StaleResourceError,
     WitTypeError,
     WitValueError,
 )
+from wasmplug._bridge import hostfuncs
 from wasmplug._bridge.resources import handle_instance
 from wasmplug._bridge.wit import FuncSig
 from wasmplug._runtime.callpath import CallPath
@@ -478,7 +480,15 @@ HOST_COUNTER = f"""
     (func (export "take") (param i32) (result i32) (local $v i32)
       (local.set $v (call $get (local.get 0)))
       (call $drop (local.get 0))
-      (local.get $v)))
+      (local.get $v))
+    ;; Construct n host counters and keep every handle.
+    (func (export "hoard") (param i32) (result i32) (local $i i32)
+      (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get 0)))
+        (drop (call $new (local.get $i)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+      (local.get $i)))
   (core instance $m (instantiate $M (with "h" (instance (export "new" (func $hnew))
     (export "get" (func $hget)) (export "make" (func $hmake)) (export "drop" (func $hdrop))))))
   (func $use (param "start" u32) (result u32) (canon lift (core func $m "use-host")))
@@ -489,6 +499,8 @@ HOST_COUNTER = f"""
   (export "peek" (func $peek))
   (func $take (param "c" (own $counter)) (result u32) (canon lift (core func $m "take")))
   (export "take" (func $take))
+  (func $hoard (param "n" u32) (result u32) (canon lift (core func $m "hoard")))
+  (export "hoard" (func $hoard))
 )
 """
 
@@ -603,3 +615,40 @@ def test_host_resource_borrow_is_not_retained(host_counters: Plugin) -> None:
     Counter.log.clear()
     gc.collect()
     assert ref() is None
+
+
+def host_objects_held(plugin: Plugin) -> int:
+    """Host objects the application keeps for the plugin's instances (in-process: the
+    bridge's table of them; process tier: each worker's)."""
+    if plugin._backend is not None:
+        return sum(len(worker.objects) for worker in plugin._backend.pool.live())
+    return sum(1 for obj in list(hostfuncs._HOST_OBJECTS.values()) if isinstance(obj, Counter))
+
+
+@pytest.mark.parametrize("isolation", ["inprocess", "process"])
+def test_a_guest_hoarding_host_objects_stops_at_the_limit(isolation: str, tmp_path: Path) -> None:
+    """Regression: a guest calling a host constructor in a loop, keeping every handle,
+    grew the application's table of host objects without bound (in the process tier
+    a worker that never reported them dropped kept them for as long as it lived).
+    ``Limits.host_objects`` bounds what one instance holds, alike in both tiers: the
+    host call past it fails the call with ResourceLimitExceeded, the instance is
+    discarded, and its objects are released."""
+    Counter.log = []
+    with PluginHost(cache_dir=tmp_path / "cache", isolation=isolation, spare_workers=0) as host:
+        host.provide(HOST, SimpleNamespace(Counter=Counter), wit=COUNTER_WIT)
+        plugin = load(host, HOST_COUNTER, limits=Limits(host_objects=8))
+        assert plugin.call("hoard", 8) == 8  # up to the limit
+        assert host_objects_held(plugin) == 8
+        with pytest.raises(ResourceLimitExceeded, match=r"Limits\.host_objects=8 ") as caught:
+            plugin.call("hoard", 1)
+        assert (caught.value.plugin, caught.value.export) == (plugin.name, "hoard")
+        assert host_objects_held(plugin) == 0  # released with the discarded instance
+        with pytest.raises(ResourceLimitExceeded, match="host_objects"):
+            plugin.call("hoard", 9)
+        assert plugin.call("hoard", 3) == 3  # a fresh instance
+        del Counter.log[:]
+
+
+def test_the_host_object_limit_defaults_to_the_table_limit() -> None:
+    assert Limits().host_objects == Limits().table_elements == 100_000
+    assert Limits.unlimited().host_objects is None

@@ -30,7 +30,12 @@ import ctypes
 import threading
 from typing import Any, Self
 
-from wasmplug._errors import StaleResourceError, WitTypeError, WitValueError
+from wasmplug._errors import (
+    ResourceLimitExceeded,
+    StaleResourceError,
+    WitTypeError,
+    WitValueError,
+)
 
 from . import ffi as f
 from .hostfuncs import forget_host_objects, host_object, register_host_object
@@ -47,6 +52,7 @@ __all__ = [
     "moved_into_guest",
     "new_handle",
     "take_handle",
+    "too_many_host_objects",
     "track_moves",
 ]
 
@@ -205,6 +211,15 @@ def host_argument(ty: HandleT, value: Any) -> Any:
     return value
 
 
+def too_many_host_objects(limit: int) -> ResourceLimitExceeded:
+    """The error for an instance that would hold more than ``limit`` host objects
+    (``Limits.host_objects``), in both isolation tiers."""
+    return ResourceLimitExceeded(
+        f"the instance would hold more than Limits.host_objects={limit} objects of "
+        "host-defined resource types at once"
+    )
+
+
 def guest_argument(ty: HandleT, value: Any) -> Resource:
     """An ``own``/``borrow`` argument of a guest-defined resource type: a
     :class:`Resource` handle (whether it is usable, :func:`take_handle` checks)."""
@@ -218,8 +233,12 @@ def lower_handle(inst: Any, ty: HandleT, value: Any, val: Any) -> None:
     ref = ty.resource
     if ref.imported:
         type_id = inst.resource_type_id(ref)
-        rep = register_host_object(host_argument(ty, value))
-        inst.host_reps.add(rep)
+        obj = host_argument(ty, value)
+        reps = inst.host_reps
+        if len(reps) >= inst.max_host_objects:
+            raise too_many_host_objects(inst.max_host_objects)
+        rep = register_host_object(obj)
+        reps.add(rep)
         if not ty.owned:
             borrows = getattr(_moves, "borrows", None)
             if borrows is not None:  # released when the call returns (see end_borrows)

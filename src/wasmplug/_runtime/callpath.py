@@ -43,6 +43,7 @@ from wasmplug._errors import (
     PluginQuarantinedError,
     PluginTimeout,
     ReentrantCallError,
+    ResourceLimitExceeded,
     StaleResourceError,
     WitTypeError,
     WitValueError,
@@ -356,13 +357,15 @@ class CallPath:
                 pvals = buf.pvals
                 for i, lower in enumerate(buf.lowers):
                     lower(args[i], pvals[i], inst)
-        except (WitTypeError, WitValueError) as e:
+        except (WitTypeError, WitValueError, ResourceLimitExceeded) as e:
             if ex.free_params:
                 for ref in buf.param_refs[:i]:
                     _val_delete(ref)
             if moved is not None:  # the call never happened: own handles stay with Python
                 end_moves(moved, undo=True)
                 end_borrows(inst)
+            if isinstance(e, ResourceLimitExceeded):  # Limits.host_objects
+                raise
             raise ex.argument_error(self.name, i, e) from None
         if moved is not None:
             end_moves(moved, undo=False)
@@ -473,7 +476,9 @@ class CallPath:
             self._supervisor.record_fault(self._error(fault, ex))
             raise host_exc
         exc: PluginFault
-        if isinstance(host_exc, PluginTimeout):  # an async host function ran out of time
+        if isinstance(host_exc, PluginTimeout | ResourceLimitExceeded):
+            # An async host function ran out of time, or a host function's result
+            # would pass Limits.host_objects: the plugin's fault, not the function's.
             exc = host_exc
         elif host_exc is not None:
             exc = HostFunctionError(

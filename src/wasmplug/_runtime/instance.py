@@ -251,6 +251,13 @@ class Instance:
             reps = self._host_reps = set()
         return reps
 
+    @property
+    def max_host_objects(self) -> int:
+        """The most :attr:`host_reps` it may hold (``Limits.host_objects``; ``2**62``:
+        no limit)."""
+        limit: int = self.plugin._spec.settings.max_host_objects
+        return limit
+
     def drain_output(self) -> None:
         """Log what the guest has written to stdout/stderr so far (see GuestOutput.drain).
 

@@ -48,12 +48,14 @@ class StoreSettings:
         startup_slice_ticks: The first deadline slice of start-up, in ticks.
         call_slice_ticks: A call's deadline slice (``plugin._slice_ticks``), in ticks.
         max_lift: ``Limits.max_result_bytes`` (``2**62``: no limit).
+        max_host_objects: ``Limits.host_objects`` (``2**62``: no limit).
     """
 
     __slots__ = (
         "call_slice_ticks",
         "fuel",
         "limiter",
+        "max_host_objects",
         "max_lift",
         "startup_ms",
         "startup_slice_ticks",
@@ -85,6 +87,8 @@ class StoreSettings:
         self.call_slice_ticks = slice_ticks
         limit = limits.max_result_bytes
         self.max_lift = 2**62 if limit is None else int(limit)
+        objects = limits.host_objects
+        self.max_host_objects = 2**62 if objects is None else int(objects)
 
 
 @functools.lru_cache(maxsize=256)

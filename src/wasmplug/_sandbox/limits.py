@@ -66,6 +66,14 @@ class Limits:
             function call) may take once lifted, in bytes: string and byte-list
             contents plus 32 bytes per value, about what wasmtime's value tree
             holds. Exceeding it raises :class:`~wasmplug.ResultTooLarge`.
+        host_objects: Most objects of the application's host-defined resource
+            types (the plugin imports them) one instance may hold handles to at once,
+            ``own`` and ``borrow``, in both isolation tiers (the default matches
+            ``table_elements``). A host function whose result would pass it fails
+            the call with :class:`~wasmplug.ResourceLimitExceeded` (the guest traps,
+            the instance is discarded and its objects released); so does a call
+            whose arguments would. A guest calling a host constructor in a loop
+            otherwise grows the application's object table without bound.
     """
 
     timeout_ms: float | None = attrs.field(default=1000, validator=_positive_or_none)
@@ -76,6 +84,7 @@ class Limits:
     tables: int | None = attrs.field(default=16, validator=_positive_or_none)
     memories: int | None = attrs.field(default=1, validator=_positive_or_none)
     max_result_bytes: int | None = attrs.field(default=64 * 2**20, validator=_positive_or_none)
+    host_objects: int | None = attrs.field(default=100_000, validator=_positive_or_none)
 
     @property
     def per_memory_bytes(self) -> int | None:

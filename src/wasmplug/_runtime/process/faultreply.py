@@ -24,6 +24,7 @@ from wasmplug._errors import (
     PluginError,
     PluginFault,
     PluginTimeout,
+    ResourceLimitExceeded,
     ResultTooLarge,
     StaleResourceError,
     WitTypeError,
@@ -123,7 +124,9 @@ class FaultReader:
                 )
                 port.fault(fault, ex)
                 return host_exc
-            if isinstance(host_exc, PluginTimeout):  # an async host function ran out of time
+            if isinstance(host_exc, PluginTimeout | ResourceLimitExceeded):
+                # An async host function ran out of time, or a host function's result
+                # would pass Limits.host_objects (as in-process: the plugin's fault).
                 port.fault(host_exc, ex)
                 return host_exc
             exc = HostFunctionError(

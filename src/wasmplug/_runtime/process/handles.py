@@ -31,6 +31,7 @@ from wasmplug._bridge.resources import (
     host_argument,
     new_handle,
     take_handle,
+    too_many_host_objects,
 )
 from wasmplug._bridge.wit import HandleT, ResourceRef
 
@@ -123,6 +124,9 @@ def retire(worker: WorkerProcess, port: PluginPort) -> None:
     if old is not None:
         old.current = False
         old.pending_drops.clear()  # the worker frees those guest objects itself
+    # The host objects it held ids of went with its instance (a worker that kept
+    # ids and never reported them dropped cannot keep them alive here).
+    worker.objects.clear()
     worker.instance = WorkerInstance(port, worker)
 
 
@@ -146,6 +150,10 @@ class CallHandles:
             return self._guest_token(ty, obj)
         host_argument(ty, obj)
         worker = self.worker
+        # Limits.host_objects, as in-process (_bridge.resources.lower_handle).
+        limit = worker.instance.plugin.limits.host_objects
+        if limit is not None and len(worker.objects) >= limit:
+            raise too_many_host_objects(limit)
         oid = worker.next_oid
         worker.next_oid += 1
         worker.objects[oid] = Lent(obj, _type_key(ty.resource), ty.owned)
