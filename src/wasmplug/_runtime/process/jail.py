@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 
 from wasmplug._runtime.cache import wasmtime_version
 from wasmplug._sandbox import landlock, seccomp
@@ -64,7 +65,7 @@ def confine(mode: ConfinementMode, cache_entry: str, sandbox: EffectiveSandbox) 
     missing: list[str] = []
     wasmtime_version()  # importlib.metadata lists sys.path directories that no rule grants
     linux = sys.platform == "linux"
-    if linux and len(os.listdir("/proc/self/task")) != 1:
+    if linux and _threads() != 1:
         # A bug of ours: Landlock and capabilities are per thread; these would keep theirs.
         raise ConfinementError("a worker must be confined while it has one thread")
     abi, why = landlock.abi_version() if linux else (0, "not Linux")
@@ -140,6 +141,14 @@ def _drop_capabilities() -> None:
     if libc.capset(ctypes.byref(header), data) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"capset: {os.strerror(code)}")
+
+
+def _threads() -> int:
+    """Threads of this process (Python's own count where ``/proc`` is not mounted)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def _machine() -> str:
