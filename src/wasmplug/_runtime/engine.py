@@ -24,8 +24,12 @@ __all__ = [
     "pooling_settings",
 ]
 
-REST_AFTER_S = 0.25
-"""How long an :class:`EpochTicker` polls without seeing a call before it rests."""
+REST_AFTER_S = 1.0
+"""How long an :class:`EpochTicker` polls without seeing a call before it rests. The
+first call after a rest wakes it, and that costs the call tens of microseconds on a
+VM (the woken thread takes the GIL as the call releases it to run the guest: a call
+made 300 ms after the last one took 180-200 µs instead of 115-140): an application
+that calls at least once a second never pays it."""
 REST_POLL_S = 0.25
 """How long it rests at most between two looks."""
 
@@ -167,7 +171,8 @@ class EpochTicker:
     once, so that every store's next call re-arms its deadline through :meth:`arm`,
     which wakes it; then it waits for that, or :data:`REST_POLL_S` at most, instead of
     polling every ``idle_poll_ms``: an idle host (or worker process) wakes 4 times a
-    second rather than 100. A call that read the epoch just before it moved (the
+    second rather than 100 (the first call after a rest pays for waking it, see
+    :data:`REST_AFTER_S`). A call that read the epoch just before it moved (the
     thread gives such a call one poll interval to show up before it rests) would be
     seen within :data:`REST_POLL_S`.
     """
@@ -232,13 +237,14 @@ class EpochTicker:
             calls = self._calls()
             if not calls:
                 seen, wait = set(), idle_s
-                if self.resting:  # wait for a wake-up (arm()), or look again
-                    if rest(timeout=REST_POLL_S):
-                        quiet_until = monotonic() + REST_AFTER_S  # woken: poll a while
-                    if stopped(blocking=False):
-                        return
-                    continue
-                if monotonic() >= quiet_until:
+                if self.resting:  # wait for a wake-up (arm(), close()), or look again
+                    if not rest(timeout=REST_POLL_S):
+                        continue
+                    # Woken: poll for a while, from one poll interval on (a look now
+                    # would take the GIL from the call that woke this thread, which is
+                    # about to run: tens of microseconds).
+                    quiet_until = monotonic() + REST_AFTER_S
+                elif monotonic() >= quiet_until:
                     # Start resting: move the epoch, so that every store's next call
                     # re-arms its deadline and so wakes this thread; one more poll
                     # first, for a call that read the epoch before it moved.
