@@ -49,6 +49,7 @@ from wasmplug import (
     StaleResourceError,
     current_plugin,
 )
+from wasmplug._runtime.plugin import find_export
 from wasmplug._runtime.process import backend as backend_module
 from wasmplug._runtime.process import spawn as spawn_module
 from wasmplug._runtime.process.budget import LOG_FRAMES_PER_S
@@ -696,6 +697,30 @@ def test_a_worker_that_fails_mid_call_says_why(
         info.value
     )
     assert plugin.call("call-cb", 5) == 6  # a real worker serves the next call
+
+
+@pytest.mark.parametrize("drops", [0, None, "", False], ids=["zero", "nil", "empty-str", "false"])
+def test_the_worker_refuses_a_call_whose_drops_are_not_a_list(host: PluginHost, drops: Any) -> None:
+    """``drops`` must be a list on every way a worker serves a CALL. Regression: the
+    inline branch of its serving loop (an export of primitives) took any empty value,
+    where ``serve`` refused it as a malformed CALL."""
+    plugin = load(host)
+    assert plugin.call("add", 1, 2) == 3
+    assert plugin._backend is not None
+    [worker] = plugin._backend.pool.live()
+    index = find_export(plugin, "add").index
+    replies: list[Any] = []
+    with worker.lock:
+        worker.chan.send([Op.CALL, index, [1, 2], drops])
+        reader = threading.Thread(target=lambda: replies.append(worker.chan.recv()), daemon=True)
+        reader.start()
+        reader.join(30)
+        plugin._backend.pool.discard(worker)  # it exits after saying why (ends the read)
+    reader.join(30)
+    [reply] = replies
+    assert reply[:2] == [Op.FAULT, "start"], reply
+    assert "malformed CALL" in reply[2]
+    assert plugin.call("add", 1, 2) == 3
 
 
 # -- the rest of the surface ---------------------------------------------------------------------

@@ -436,6 +436,7 @@ class Server:
         dropped = self.handles.dropped
         count = len(calls)
         call_op, result_op = Op.CALL, Op.RESULT
+        no_drops: list[int] = []  # what serve() takes as no drops (a list, and empty)
         while True:
             msg = recv()
             if msg[0] == call_op:
@@ -446,7 +447,7 @@ class Server:
                     raise ProtocolError("CALL of an unknown export")
                 serve, plain = calls[index]
                 wire = msg[2]
-                if plain is not None and not msg[3] and len(wire) == plain[1]:
+                if plain is not None and msg[3] == no_drops and len(wire) == plain[1]:
                     try:
                         reply = [result_op, plain[0](tuple(wire))]
                     except BaseException as e:
