@@ -38,6 +38,8 @@ from wasmplug import (
     PluginTrapped,
 )
 from wasmplug._sandbox import landlock, seccomp
+from wasmplug._sandbox.confinement import from_wire as confinement_from_wire
+from wasmplug._sandbox.confinement import to_wire as confinement_to_wire
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="seccomp and Landlock are Linux's"
@@ -302,6 +304,37 @@ def test_a_partly_confined_worker_is_reported_with_a_warning(
             False, 0, ("the worker did not report how it is confined",)
         )
         assert "only partly confined" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        None,
+        [True, 7],
+        [1, 7, []],  # an int for a bool
+        [True, True, []],  # a bool for an int
+        [True, -1, []],
+        [True, 7, "none"],
+        [True, 7, [1]],
+        [True, 7, ["x" * 501]],
+        [True, 7, ["x"] * 9],
+        {"seccomp": True},
+    ],
+    ids=repr,
+)
+def test_a_malformed_report_counts_as_nothing_applied(report: object) -> None:
+    """What a worker says in READY is parsed strictly (a lying worker gains nothing)."""
+    assert confinement_from_wire(report) == Confinement(
+        False, 0, ("the worker did not report how it is confined",)
+    )
+    assert confinement_from_wire([True, 7, ["a"]]) == Confinement(True, 7, ("a",))
+
+
+def test_a_report_is_cut_to_what_the_application_reads() -> None:
+    long = Confinement(False, 0, tuple("x" * 900 for _ in range(12)))
+    assert confinement_from_wire(confinement_to_wire(long)) == Confinement(
+        False, 0, ("x" * 500,) * 8
+    )
 
 
 CONFINE = """

@@ -15,6 +15,7 @@ __all__ = ["MODES", "Confinement", "ConfinementMode", "from_wire", "to_wire"]
 
 ConfinementMode = Literal["auto", "require", "off"]
 MODES: tuple[ConfinementMode, ...] = ("auto", "require", "off")
+_MAX_LINES, _MAX_LINE = 8, 500  # what a report from a worker may hold
 
 
 @attrs.frozen
@@ -58,13 +59,14 @@ def from_wire(data: Any) -> Confinement:
         and data[1].__class__ is int
         and 0 <= data[1] < 1000
         and data[2].__class__ is list
-        and len(data[2]) <= 8
-        and all(m.__class__ is str and len(m) <= 500 for m in data[2])
+        and len(data[2]) <= _MAX_LINES
+        and all(m.__class__ is str and len(m) <= _MAX_LINE for m in data[2])
     ):
         return Confinement(data[0], data[1], tuple(data[2]))
     return Confinement(False, 0, ("the worker did not report how it is confined",))
 
 
 def to_wire(confinement: Confinement) -> list[Any]:
-    """The report a worker sends in ``READY`` (see :func:`from_wire`)."""
-    return [confinement.seccomp, confinement.landlock_abi, list(confinement.missing)]
+    """The report a worker sends in ``READY`` (see :func:`from_wire`), within its bounds."""
+    missing = [m[:_MAX_LINE] for m in confinement.missing[:_MAX_LINES]]
+    return [confinement.seccomp, confinement.landlock_abi, missing]
