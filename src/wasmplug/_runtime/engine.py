@@ -27,9 +27,9 @@ __all__ = [
 REST_AFTER_S = 1.0
 """How long an :class:`EpochTicker` polls without seeing a call before it rests. The
 first call after a rest wakes it, and that costs the call tens of microseconds on a
-VM (the woken thread takes the GIL as the call releases it to run the guest: a call
-made 300 ms after the last one took 180-200 µs instead of 115-140): an application
-that calls at least once a second never pays it."""
+VM (the woken thread takes the GIL as the call releases it to run the guest: an
+in-process ``add`` made after a rest took 165-200 µs instead of 115-150): an
+application that calls at least once a second never pays it."""
 REST_POLL_S = 0.25
 """How long it rests at most between two looks."""
 
