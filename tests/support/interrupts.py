@@ -18,7 +18,13 @@ from wasmplug import Plugin
 from wasmplug._runtime.plugin import find_export
 from wasmplug._runtime.pool import InstancePool
 
-__all__ = ["interrupt_every_c_call", "interrupted_at", "pool_of", "served_elsewhere"]
+__all__ = [
+    "interrupt_every_c_call",
+    "interrupted_at",
+    "pool_of",
+    "served_elsewhere",
+    "unwedge",
+]
 
 CALL_DEADLINE_S = 60.0
 """How long one interrupted call may take (a lock or slot left held by an earlier
@@ -76,9 +82,9 @@ def interrupted_at(
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(deadline_s)
-    assert not thread.is_alive(), (
-        f"a call interrupted at C call {k} did not end within {deadline_s} s"
-    )
+    if thread.is_alive():
+        unwedge(plugin)
+        raise AssertionError(f"a call interrupted at C call {k} did not end within {deadline_s} s")
     if isinstance(outcome[0], KeyboardInterrupt):
         return True
     if outcome[0] is not None:
@@ -117,12 +123,25 @@ def interrupt_every_c_call(
             pool.drain(wait=False)
         if not interrupted_at(plugin, codes, k, general=general, deadline_s=timeout_s * 4):
             break
-        for _ in range(pool_size):
-            assert served_elsewhere(plugin, timeout_s), (
-                f"not served after an interrupt at C call {k}"
-            )
-        assert len(pool.live()) <= pool_size, f"an instance without a slot after C call {k}"
-        assert pool._slots.qsize() == pool_size, f"a slot lost after C call {k}"
-        assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
+        try:
+            for _ in range(pool_size):
+                assert served_elsewhere(plugin, timeout_s), (
+                    f"not served after an interrupt at C call {k}"
+                )
+            assert len(pool.live()) <= pool_size, f"an instance without a slot after C call {k}"
+            assert pool._slots.qsize() == pool_size, f"a slot lost after C call {k}"
+            assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
+        except AssertionError:
+            unwedge(plugin)
+            raise
         k += 1
     return k - 1
+
+
+def unwedge(plugin: Plugin) -> None:
+    """After a failed check: release the locks an interrupt left held, so that the
+    test's teardown (``close()`` waits for every instance's lock) ends instead of
+    waiting for ever (``threading.Lock`` may be released by any thread)."""
+    for inst in pool_of(plugin).live():
+        if inst.lock.locked():
+            inst.lock.release()
