@@ -26,12 +26,14 @@ from support.bridge import (
     HOST,
     load,
 )
+from support.fakeworker import FakeWorkers
 from support.interrupts import interrupted_at
 from wasmplug import (
     Limits,
     Manifest,
     Plugin,
     PluginClosedError,
+    PluginCrashed,
     PluginHost,
     PluginTrapped,
     Resource,
@@ -45,6 +47,7 @@ from wasmplug._bridge.resources import handle_instance
 from wasmplug._bridge.wit import FuncSig
 from wasmplug._runtime.callpath import CallPath
 from wasmplug._runtime.process.backend import ProcessBackend
+from wasmplug._runtime.process.wire import Channel, Op
 from wasmplug._runtime.resource_types import attr_name, build_resource_classes
 
 # ---------------------------------------------------------------------------
@@ -652,3 +655,38 @@ def test_a_guest_hoarding_host_objects_stops_at_the_limit(isolation: str, tmp_pa
 def test_the_host_object_limit_defaults_to_the_table_limit() -> None:
     assert Limits().host_objects == Limits().table_elements == 100_000
     assert Limits.unlimited().host_objects is None
+
+
+def test_a_worker_that_never_reports_host_objects_dropped_is_bounded(
+    tmp_path: Path, fake_workers: FakeWorkers
+) -> None:
+    """A compromised worker calls the host constructor in a loop and never reports an
+    id dropped: the host call past ``Limits.host_objects`` fails, the worker that
+    goes on anyway is killed, and the application keeps none of the objects."""
+    replies: list[bool] = []
+    ctor: list[int] = []
+
+    def hoard(chan: Channel, _end: Any) -> None:
+        chan.recv()  # the CALL
+        for i in range(20):
+            chan.send([Op.HOSTCALL, ctor[0], [i]])
+            reply = chan.recv()
+            replies.append(reply[1])
+            if not reply[1]:
+                break
+        chan.send([Op.HOSTCALL, ctor[0], [99]])  # it carries on regardless
+
+    fake_workers.install(hoard)
+    Counter.log = []
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        host.provide(HOST, SimpleNamespace(Counter=Counter), wit=COUNTER_WIT)
+        plugin = load(host, HOST_COUNTER, limits=Limits(host_objects=8))
+        assert plugin._backend is not None
+        [(_, names)] = plugin._backend._host_calls.wanted
+        ctor.append(names.index("[constructor]counter"))
+        with pytest.raises(PluginCrashed, match="a host call after a host function failed"):
+            plugin.call("use-host", 1)
+        assert replies == [True] * 8 + [False]
+        assert host_objects_held(plugin) == 0
+        assert plugin.call("hoard", 3) == 3  # a real worker
+        del Counter.log[:]
