@@ -575,6 +575,32 @@ def test_worker_has_empty_environment_private_cwd_and_no_inherited_fds(host: Plu
     assert not Path(cwd).exists(), "the private directory is removed with the worker"
 
 
+def test_a_fork_while_a_worker_starts_keeps_none_of_its_channel() -> None:
+    """A child the application forks (without exec) while a worker is being started
+    must not keep the worker's ends of the channel: with its copy of the worker's write
+    end alive, the worker's death would never reach the application as end of file."""
+    ours, theirs = spawn_module._STARTING.open()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report by exit status only
+            os._exit(0 if all(map(_closed, theirs)) and not any(map(_closed, ours)) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not any(map(_closed, theirs))  # the parent's are its own to pass on
+    finally:
+        spawn_module._STARTING.close(theirs)
+        for fd in ours:
+            os.close(fd)
+
+
+def _closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
 def _fd_targets(proc: Path) -> dict[int, str]:
     """What each open fd of a process names (an fd closed while listing is left out)."""
     targets = {}

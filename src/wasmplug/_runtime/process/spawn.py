@@ -196,10 +196,57 @@ class _Spawner:
                     fut.set_exception(e)
 
 
+class _Starting:
+    """The worker's ends of the channels of workers being started (the application
+    holds them until ``subprocess`` has passed them on).
+
+    A process the application forks in that window without ``exec`` (``os.fork``,
+    ``multiprocessing``'s fork start method, a pre-forking server) would keep a copy
+    of the worker's write end for as long as it lives, and then the worker's death
+    would never reach the application as end of file: a call waiting on it would
+    wait for ever. So the child of every ``os.fork`` closes those copies
+    (``os.register_at_fork``), and the fds are opened and closed under a lock that a
+    fork takes first, so that no fork sees them half-recorded.
+    """
+
+    def __init__(self) -> None:
+        self.fds: set[int] = set()
+        self.lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=self.lock.acquire,
+                after_in_parent=self.lock.release,
+                after_in_child=self._forked,
+            )
+
+    def open(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """A new channel's fds (see :func:`~.wire.channel_fds`), the worker's recorded."""
+        with self.lock:
+            ours, theirs = channel_fds()
+            self.fds.update(theirs)
+        return ours, theirs
+
+    def close(self, theirs: tuple[int, int]) -> None:
+        with self.lock:
+            self.fds.difference_update(theirs)
+            for fd in theirs:
+                os.close(fd)
+
+    def _forked(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+        self.lock.release()  # taken by the forking thread, whose copy this child runs
+
+
+_STARTING = _Starting()
+
+
 def _start() -> WorkerProcess:
     cwd = tempfile.mkdtemp(prefix="wasmplug-worker-")
     try:
-        ours, theirs = channel_fds()
+        ours, theirs = _STARTING.open()
     except BaseException:
         shutil.rmtree(cwd, ignore_errors=True)
         raise
@@ -231,8 +278,7 @@ def _start() -> WorkerProcess:
         shutil.rmtree(cwd, ignore_errors=True)
         raise
     finally:
-        for fd in theirs:
-            os.close(fd)
+        _STARTING.close(theirs)
     return WorkerProcess(proc, parent_channel(*ours), cwd)
 
 

@@ -125,11 +125,12 @@ class Channel:
     *next* message. On the application's end that is the job of :mod:`.watchdog`:
     every wait for a worker runs while the worker is armed with its kill time, and
     killing the worker closes its end of the pipe, which ends the read with EOF. (EOF
-    needs every copy of that end closed: the worker's process group dies with it, and
-    a worker confined by the jail cannot fork.) A signal whose Python handler returns
-    restarts the read (PEP 475); the kill ends it all the same, and the default
-    ``SIGINT`` handler raises at once. A poll before each read would cost the
-    application 4-6 µs of CPU per call (measured as above).
+    needs every copy of that end closed: the worker's process group dies with it, a
+    worker confined by the jail cannot fork, and a process the application forks
+    while a worker starts closes its copies: ``spawn._Starting``.) A signal whose
+    Python handler returns restarts the read (PEP 475); the kill ends it all the same,
+    and the default ``SIGINT`` handler raises at once. A poll before each read would
+    cost the application 4-6 µs of CPU per call (measured as above).
 
     The write end is non-blocking: a frame that does not fit the pipe waits for room
     in ``poll(2)``, by the deadline of :meth:`send`. A pipe holds 64 KiB, and 256 KiB
