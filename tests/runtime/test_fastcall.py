@@ -19,7 +19,12 @@ import pytest
 
 import wat as w
 from support.bridge import load
-from support.interrupts import interrupt_every_c_call, interrupted_at, served_elsewhere
+from support.interrupts import (
+    interrupt_every_c_call,
+    interrupt_every_reset,
+    interrupted_at,
+    served_elsewhere,
+)
 from wasmplug import (
     Limits,
     Plugin,
@@ -321,6 +326,19 @@ def test_an_interrupt_anywhere_in_the_pool_leaves_no_instance_held_or_lost(
     codes = POOL_CODES | {CallPath._invoke.__code__, CallPath._call_guarded.__code__}
     assert interrupt_every_c_call(plugin, codes, pool_size, general=True, fresh=True) > 2
     assert interrupt_every_c_call(plugin, codes, pool_size, fresh=True) > 2  # the fast path
+
+
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_an_interrupt_during_reset_leaves_no_instance_held(
+    host: PluginHost, pool_size: int
+) -> None:
+    """Regression: ``InstancePool.drain`` (``reset()``, ``close()``) took each idle
+    instance's lock with ``acquire(blocking=False)`` and released it in a ``try``
+    after: Ctrl-C right after the acquire left the lock held, and the next call on
+    that instance waited for ever."""
+    plugin = host.load(COMPONENT.encode(), allow_unsigned=True, pool_size=pool_size)
+    codes = {InstancePool.drain.__code__, InstancePool._discard.__code__}
+    assert interrupt_every_reset(plugin, codes, pool_size) >= 2
 
 
 def test_calls_past_the_pool_size_wait_for_a_busy_instance(plugin: Plugin) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import wat as w
-from support.interrupts import interrupt_every_c_call, served_elsewhere
+from support.interrupts import interrupt_every_c_call, interrupt_every_reset, served_elsewhere
 from wasmplug import (
     Err,
     ErrorResult,
@@ -284,3 +284,12 @@ def test_an_interrupt_anywhere_in_the_general_path_leaves_no_worker_held_or_lost
             plugin, codes, pool_size, timeout_s=60.0, general=True, fresh=True
         )
         assert found > 2
+
+
+def test_an_interrupt_during_reset_leaves_no_worker_held(tmp_path: Path) -> None:
+    """The same for ``ProcessBackend.reset``, which took each idle worker's lock with
+    ``acquire(blocking=False)`` before the ``try`` that released it."""
+    with PluginHost(cache_dir=tmp_path / "cache", isolation="process", spare_workers=0) as host:
+        plugin = host.load(COMPONENT, allow_unsigned=True, pool_size=2)
+        codes = {ProcessBackend.reset.__code__, ProcessBackend._reset.__code__}
+        assert interrupt_every_reset(plugin, codes, 2) >= 2

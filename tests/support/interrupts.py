@@ -20,6 +20,7 @@ from wasmplug._runtime.pool import InstancePool
 
 __all__ = [
     "interrupt_every_c_call",
+    "interrupt_every_reset",
     "interrupted_at",
     "pool_of",
     "served_elsewhere",
@@ -129,13 +130,42 @@ def interrupt_every_c_call(
                     f"not served after an interrupt at C call {k}"
                 )
             assert len(pool.live()) <= pool_size, f"an instance without a slot after C call {k}"
-            assert pool._slots.qsize() == pool_size, f"a slot lost after C call {k}"
+            assert slots(pool) == pool_size, f"a slot lost after C call {k}"
             assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
         except AssertionError:
             unwedge(plugin)
             raise
         k += 1
     return k - 1
+
+
+def interrupt_every_reset(plugin: Plugin, codes: Collection[Any], pool_size: int) -> int:
+    """:func:`interrupt_every_c_call` for ``plugin.reset()`` with every instance idle
+    (each made by a call first); how many C calls were interrupted."""
+    pool = pool_of(plugin)
+    k = 1
+    while True:
+        for _ in range(pool_size):  # first in, first out: each slot gets its instance
+            assert served_elsewhere(plugin, 60.0)
+        if not interrupted_at(plugin, codes, k, call=plugin.reset):
+            return k - 1
+        try:
+            assert slots(pool) == pool_size, f"a slot lost after C call {k}"
+            assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
+        except AssertionError:
+            unwedge(plugin)
+            raise
+        k += 1
+
+
+def slots(pool: InstancePool[Any]) -> int:
+    """The slots in the pool's queue (while no call runs), not counting the stale
+    entries of instances discarded while they were queued (a slot came back for each)."""
+    queue = pool._slots
+    items = [queue.get_nowait() for _ in range(queue.qsize())]
+    for item in items:
+        queue.put(item)
+    return sum(1 for item in items if item is None or item.alive)
 
 
 def unwedge(plugin: Plugin) -> None:

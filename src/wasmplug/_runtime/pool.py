@@ -64,6 +64,7 @@ and on loops, not between a ``with`` statement's ``__enter__`` and its body.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Callable, Collection
@@ -72,7 +73,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from wasmplug._errors import PluginClosedError
 
-__all__ = ["InstancePool", "Pooled"]
+__all__ = ["InstancePool", "Pooled", "taking"]
 
 
 class Pooled(Protocol):
@@ -100,6 +101,16 @@ class Pooled(Protocol):
 
 P = TypeVar("P", bound=Pooled)
 R = TypeVar("R")
+
+
+def taking(lock: threading.Lock, blocking: bool) -> AbstractContextManager[bool]:
+    """``with taking(lock, blocking) as got:``: ``lock.acquire(blocking)`` as a ``with``
+    statement's ``__enter__`` (a C call: no point where Ctrl-C could land between
+    taking the lock and the body); the body releases it in a ``finally`` if ``got``.
+    For a lock that may be busy and must not be waited for (``with lock:`` waits)."""
+    enter = functools.partial(lock.acquire, blocking)  # C, and does not bind
+    return type("Taking", (), {"__slots__": (), "__enter__": enter, "__exit__": "".format})()  # type: ignore[no-any-return]
+
 
 _LIVE_LOCK = threading.Lock()
 """Guards the live-instance list of every pool: each hold is a few list operations
@@ -338,12 +349,13 @@ class InstancePool(Generic[P]):
         with self._live_lock:
             live = list(self._live)
         for inst in live:
-            if inst.lock.acquire(blocking=wait and inst not in skip):
-                try:
-                    if inst.alive:
-                        self._discard(inst)
-                finally:
-                    inst.lock.release()
+            with taking(inst.lock, wait and inst not in skip) as got:
+                if got:
+                    try:
+                        if inst.alive:
+                            self._discard(inst)
+                    finally:
+                        inst.lock.release()
 
     def close(self, *, skip: Collection[P] = ()) -> None:
         """Refuse new instances, wait for running calls, and discard every instance."""

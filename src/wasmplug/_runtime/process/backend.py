@@ -42,7 +42,7 @@ from wasmplug._errors import (
     WitValueError,
 )
 from wasmplug._runtime.cache import CompileCache
-from wasmplug._runtime.pool import InstancePool
+from wasmplug._runtime.pool import InstancePool, taking
 from wasmplug._runtime.telemetry import plugin_attributes
 from wasmplug._sandbox.confinement import Confinement, ConfinementMode
 
@@ -530,25 +530,30 @@ class ProcessBackend:
     def reset(self) -> None:
         """Make idle workers discard their instances; the next call starts fresh."""
         for worker in self.pool.live():
-            if not worker.lock.acquire(blocking=False):
-                continue  # busy: its call goes on
-            try:
-                if not worker.alive:
-                    continue
-                retire(worker, self.port)  # guest resource handles of it are stale now
-                deadline = time.monotonic() + START_TIMEOUT_S
-                WATCHDOG.arm(worker, deadline)
+            with taking(worker.lock, False) as got:  # (Ctrl-C cannot leave it held)
+                if not got:
+                    continue  # busy: its call goes on
                 try:
-                    worker.chan.send([Op.RESET], deadline)
-                    msg = self._converse(worker, None, deadline)
-                    if msg[0] != Op.DONE:
-                        raise ProtocolError("expected DONE")
-                except (OSError, EOFError, TimeoutError, ProtocolError):
-                    self.pool.discard(worker)
+                    self._reset(worker)
                 finally:
-                    WATCHDOG.disarm(worker)
-            finally:
-                worker.lock.release()
+                    worker.lock.release()
+
+    def _reset(self, worker: WorkerProcess) -> None:
+        """Make ``worker`` (its lock held) discard its instance, or discard it."""
+        if not worker.alive:
+            return
+        retire(worker, self.port)  # guest resource handles of it are stale now
+        deadline = time.monotonic() + START_TIMEOUT_S
+        WATCHDOG.arm(worker, deadline)
+        try:
+            worker.chan.send([Op.RESET], deadline)
+            msg = self._converse(worker, None, deadline)
+            if msg[0] != Op.DONE:
+                raise ProtocolError("expected DONE")
+        except (OSError, EOFError, TimeoutError, ProtocolError):
+            self.pool.discard(worker)
+        finally:
+            WATCHDOG.disarm(worker)
 
     def close(self) -> None:
         """Kill and reap every worker at once; calls still running raise
