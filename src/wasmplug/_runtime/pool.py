@@ -108,7 +108,8 @@ def taking(lock: threading.Lock, blocking: bool) -> AbstractContextManager[bool]
     statement's ``__enter__`` (a C call: no point where Ctrl-C could land between
     taking the lock and the body); the body releases it in a ``finally`` if ``got``.
     For a lock that may be busy and must not be waited for (``with lock:`` waits)."""
-    enter = functools.partial(lock.acquire, blocking)  # C, and does not bind
+    # A C callable; staticmethod keeps it unbound (partial binds from Python 3.14 on).
+    enter = staticmethod(functools.partial(lock.acquire, blocking))
     return type("Taking", (), {"__slots__": (), "__enter__": enter, "__exit__": "".format})()  # type: ignore[no-any-return]
 
 
