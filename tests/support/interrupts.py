@@ -19,6 +19,7 @@ from wasmplug._runtime.plugin import find_export
 from wasmplug._runtime.pool import InstancePool
 
 __all__ = [
+    "check_held",
     "interrupt_every_c_call",
     "interrupt_every_reset",
     "interrupted_at",
@@ -130,11 +131,10 @@ def interrupt_every_c_call(
                     f"not served after an interrupt at C call {k}"
                 )
             assert len(pool.live()) <= pool_size, f"an instance without a slot after C call {k}"
-            assert slots(pool) == pool_size, f"a slot lost after C call {k}"
-            assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
         except AssertionError:
             unwedge(plugin)
             raise
+        check_held(plugin, pool_size, k)
         k += 1
     return k - 1
 
@@ -142,20 +142,26 @@ def interrupt_every_c_call(
 def interrupt_every_reset(plugin: Plugin, codes: Collection[Any], pool_size: int) -> int:
     """:func:`interrupt_every_c_call` for ``plugin.reset()`` with every instance idle
     (each made by a call first); how many C calls were interrupted."""
-    pool = pool_of(plugin)
     k = 1
     while True:
         for _ in range(pool_size):  # first in, first out: each slot gets its instance
             assert served_elsewhere(plugin, 60.0)
         if not interrupted_at(plugin, codes, k, call=plugin.reset):
             return k - 1
-        try:
-            assert slots(pool) == pool_size, f"a slot lost after C call {k}"
-            assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
-        except AssertionError:
-            unwedge(plugin)
-            raise
+        check_held(plugin, pool_size, k)
         k += 1
+
+
+def check_held(plugin: Plugin, pool_size: int, k: int) -> None:
+    """Assert that every slot is back and no lock is held after an interrupt at C call
+    ``k`` (else :func:`unwedge`, then fail)."""
+    pool = pool_of(plugin)
+    try:
+        assert slots(pool) == pool_size, f"a slot lost after C call {k}"
+        assert not any(inst.lock.locked() for inst in pool.live()), f"a lock held after {k}"
+    except AssertionError:
+        unwedge(plugin)
+        raise
 
 
 def slots(pool: InstancePool[Any]) -> int:
