@@ -113,6 +113,19 @@ def taking(lock: threading.Lock, blocking: bool) -> AbstractContextManager[bool]
     return type("Taking", (), {"__slots__": (), "__enter__": enter, "__exit__": "".format})()  # type: ignore[no-any-return]
 
 
+class _Slots(queue.SimpleQueue):  # type: ignore[type-arg]
+    """A pool's slot queue that is also its slot taker: ``with slots as item:`` takes
+    a slot, waiting while all are busy. Both special methods are C functions that do
+    not bind to a Python frame: ``__enter__`` is the queue's own ``get`` and
+    ``__exit__`` a call that ignores its arguments and returns ``""`` (false: an
+    exception is not swallowed). One class for every pool: a class made per pool
+    cost each loaded plugin 1.7 KiB."""
+
+    __slots__ = ()
+    __enter__ = queue.SimpleQueue.get
+    __exit__ = "".format
+
+
 _LIVE_LOCK = threading.Lock()
 """Guards the live-instance list of every pool: each hold is a few list operations
 (no instance is created or closed under it), so one lock serves all the pools of a
@@ -133,7 +146,6 @@ class InstancePool(Generic[P]):
         "_live_lock",
         "_retired_calls",
         "_slots",
-        "_taker",
         "closed",
         "size",
         "solo",
@@ -145,15 +157,10 @@ class InstancePool(Generic[P]):
         self.size = size
         self.closed = False
         self._create = create
-        self._slots: queue.SimpleQueue[P | None] = queue.SimpleQueue()
+        # Also takes a slot in a with statement (see hot_path).
+        self._slots: queue.SimpleQueue[P | None] = _Slots()
         for _ in range(size):
             self._slots.put(None)
-        # Takes a slot in a with statement (see hot_path).
-        self._taker: AbstractContextManager[P | None] = type(
-            "SlotTaker",
-            (),
-            {"__slots__": (), "__enter__": self._slots.get, "__exit__": "".format},
-        )()
         # The instances alive now: a list, since a pool holds a few (and a plugin that
         # is loaded and idle holds one: a set would cost 216 bytes, a list 88).
         self._live: list[P] = []
@@ -226,7 +233,7 @@ class InstancePool(Generic[P]):
         """
         give = self._slots.put
         while True:
-            with self._taker as item:
+            with self._slots as item:  # type: ignore[attr-defined]
                 try:
                     if item is None:
                         box: list[P | None] = [None]  # bound whenever item is None below
@@ -273,10 +280,7 @@ class InstancePool(Generic[P]):
         ``with`` statement for the same reason. An interrupt as :meth:`new` returns
         leaves the new instance in ``box``, where the ``finally`` finds it.
         """
-        # Both methods of the taker are C functions that do not bind (no __get__):
-        # the class's special methods are the queue's get and a call that ignores
-        # its arguments and returns "" (false: an exception is not swallowed).
-        return self._taker, self._slots.put
+        return self._slots, self._slots.put  # type: ignore[return-value]  # _Slots
 
     def new(self, box: list[P | None]) -> P:
         """A new instance for an empty slot the caller took (:meth:`hot_path`); its
