@@ -426,3 +426,60 @@ def test_a_componentize_py_plugin_runs_confined(
         assert plugin.call("read-file", "/rw/sub/a.txt") == "from the guest"
     finally:
         plugin.close()
+
+
+# -- a virtual environment -------------------------------------------------------------
+
+IN_VENV = """
+from wasmplug import PluginHost
+ADD = '''(component
+  (core module $m
+    (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))
+  (core instance $i (instantiate $m))
+  (func (export "add") (param "a" s32) (param "b" s32) (result s32)
+    (canon lift (core func $i "add"))))'''
+import sys
+with PluginHost(cache_dir=sys.argv[1], isolation="process", worker_confinement="require") as h:
+    plugin = h.load(ADD.encode(), allow_unsigned=True)
+    print(plugin.call("add", 20, 22), plugin.confinement.landlock_abi)
+"""
+
+
+@pytest.mark.skipif(
+    not (LANDLOCK_ABI and seccomp.host_arch()), reason="needs Landlock and a seccomp table"
+)
+def test_a_confined_worker_starts_in_a_virtual_environment(tmp_path: Path) -> None:
+    """A venv's site-packages lies outside the standard library's directory, and no
+    rule grants it (only the packages imported from it). The worker still finds its
+    compile-cache entry: the cache key's wasmtime version (``importlib.metadata``,
+    which lists each ``sys.path`` directory) is read before the worker is confined.
+    Read after, it came out different and the worker failed to start."""
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    python = venv / "bin" / "python"
+    ours = Path(sysconfig.get_path("purelib"))
+    theirs = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()
+    )  # fmt: skip
+    assert theirs.is_relative_to(venv)
+    # This interpreter's packages, installed in the venv (as links: the same files).
+    for entry in ours.iterdir():
+        if not (theirs / entry.name).exists():
+            (theirs / entry.name).symlink_to(entry)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    out = subprocess.run(
+        [str(python), "-c", IN_VENV, str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["42", str(LANDLOCK_ABI)]
