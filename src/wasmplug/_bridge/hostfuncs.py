@@ -22,6 +22,7 @@ import attrs
 from wasmtime.component import Linker, LinkerInstance, ResourceType
 
 from wasmplug import _telemetry
+from wasmplug._errors import HostFunctionError, PluginFault, PluginTimeout, ResourceLimitExceeded
 
 from . import callctx as _callctx
 from . import ffi as f
@@ -32,10 +33,29 @@ from .lower import lowerer
 from .values import Err, Ok
 from .wit import FuncSig, InterfaceShape, ResultT
 
-__all__ = ["Invoke", "Linked", "ResolvedImports", "answer", "link_resolved"]
+__all__ = ["Invoke", "Linked", "ResolvedImports", "answer", "host_fault", "link_resolved"]
 
 Invoke = Callable[[list[Any]], Any]
 """``invoke(args)``: run one host function with its lifted arguments."""
+
+
+def host_fault(qualname: str, host_exc: Exception) -> PluginFault:
+    """The fault a call ends with when its host function ``qualname`` raised
+    ``host_exc``: the one rule of both tiers.
+
+    An async host function's :class:`~wasmplug.PluginTimeout`, and the
+    :class:`~wasmplug.ResourceLimitExceeded` of a result past ``Limits.host_objects``,
+    are the plugin's fault and end the call as themselves; anything else is the host
+    function's, a :class:`~wasmplug.HostFunctionError` with ``host_exc`` as its
+    ``__cause__``.
+    """
+    if isinstance(host_exc, PluginTimeout | ResourceLimitExceeded):
+        return host_exc
+    exc = HostFunctionError(
+        f"host function {qualname} raised {type(host_exc).__name__}: {host_exc}"
+    )
+    exc.__cause__ = host_exc
+    return exc
 
 
 def answer(qualname: str, out: Any, *, has_result: bool, returns_result: bool) -> Any:

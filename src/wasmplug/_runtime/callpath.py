@@ -25,6 +25,7 @@ from wasmplug import _telemetry
 from wasmplug._bridge import callctx as _callctx
 from wasmplug._bridge import ffi as f
 from wasmplug._bridge import sigguard as _sigguard
+from wasmplug._bridge.hostfuncs import host_fault
 from wasmplug._bridge.resources import (
     Resource,
     end_borrows,
@@ -476,15 +477,8 @@ class CallPath:
             self._supervisor.record_fault(self._error(fault, ex))
             raise host_exc
         exc: PluginFault
-        if isinstance(host_exc, PluginTimeout | ResourceLimitExceeded):
-            # An async host function ran out of time, or a host function's result
-            # would pass Limits.host_objects: the plugin's fault, not the function's.
-            exc = host_exc
-        elif host_exc is not None:
-            exc = HostFunctionError(
-                f"host function {inst.host_func} raised {type(host_exc).__name__}: {host_exc}"
-            )
-            exc.__cause__ = host_exc
+        if host_exc is not None:
+            exc = host_fault(inst.host_func, host_exc)
         else:
             exc = classify(
                 str(cause), guest_stderr=tail, memory_limited=self.limits.memory_bytes is not None

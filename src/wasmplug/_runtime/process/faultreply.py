@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wasmtime import WasmtimeError
 
+from wasmplug._bridge.hostfuncs import host_fault
 from wasmplug._errors import (
     CapabilityError,
     ErrorResult,
@@ -24,7 +25,6 @@ from wasmplug._errors import (
     PluginError,
     PluginFault,
     PluginTimeout,
-    ResourceLimitExceeded,
     ResultTooLarge,
     StaleResourceError,
     WitTypeError,
@@ -124,15 +124,7 @@ class FaultReader:
                 )
                 port.fault(fault, ex)
                 return host_exc
-            if isinstance(host_exc, PluginTimeout | ResourceLimitExceeded):
-                # An async host function ran out of time, or a host function's result
-                # would pass Limits.host_objects (as in-process: the plugin's fault).
-                port.fault(host_exc, ex)
-                return host_exc
-            exc = HostFunctionError(
-                f"host function {frame.host_func} raised {type(host_exc).__name__}: {host_exc}"
-            )
-            exc.__cause__ = host_exc
+            exc = host_fault(frame.host_func, host_exc)  # as in-process
         elif kind == "lift" and len(msg) == 4 and msg[2] in ("result-size", "timeout"):
             # The worker's result exceeded Limits.max_result_bytes or the deadline
             # while it was lifted there (see wasmplug._bridge.lift).
