@@ -188,15 +188,14 @@ class ProcessBackend:
         self._starter.refill()
         return worker
 
-    def _fresh(self, worker: WorkerProcess) -> WorkerProcess:
-        """``worker`` (its lock held, for one call), with a fresh instance due if its
-        last call faulted."""
+    def _fresh(self, worker: WorkerProcess) -> None:
+        """Give ``worker`` (its lock held, for one call) a fresh instance if its last
+        call faulted."""
         # Whether it is still running is not asked here (a wait4 per call): a worker
         # that died while idle refuses the request (_Undelivered), and the call is
         # made again on the next one.
         if not worker.fresh:
             self._refresh(worker, None)
-        return worker
 
     def _refresh(self, worker: WorkerProcess, ex: ExportFunc | None) -> None:
         """The worker discarded its instance after a fault: the next call makes a new
