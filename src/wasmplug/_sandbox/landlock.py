@@ -34,6 +34,7 @@ import stat
 import struct
 from collections.abc import Iterable
 
+from .seccomp import libc as _libc
 from .seccomp import no_new_privs
 
 __all__ = [
@@ -98,12 +99,6 @@ class LandlockError(OSError):
 
 Rule = tuple[int, int]
 """``(open descriptor of a file or directory, access rights beneath it)``."""
-
-
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
 
 
 def _check(rc: int, what: str) -> int:

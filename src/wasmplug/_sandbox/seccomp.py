@@ -48,6 +48,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno
+import functools
 import platform
 import struct
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ __all__ = [
     "build_filter",
     "host_arch",
     "install_filter",
+    "libc",
     "no_new_privs",
 ]
 
@@ -355,14 +357,22 @@ class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, with ``errno`` kept for :func:`ctypes.get_errno` and ``syscall``
+    returning a ``long`` (for this module, :mod:`.landlock` and the worker's jail)."""
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.syscall.restype = ctypes.c_long
+    return lib
+
+
 def no_new_privs() -> None:
     """``prctl(PR_SET_NO_NEW_PRIVS, 1)``: needed by seccomp and Landlock without privileges.
 
     Raises:
         SeccompError: the kernel refused it.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         code = ctypes.get_errno()
         raise SeccompError(code, f"PR_SET_NO_NEW_PRIVS: {errno.errorcode.get(code, code)}")
 
@@ -380,9 +390,7 @@ def install_filter(arch: Arch, program: bytes) -> None:
     no_new_privs()
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // _INSN.size, ctypes.cast(buf, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    rc = libc.syscall(
+    rc = libc().syscall(
         ctypes.c_long(arch.numbers["seccomp"]),
         ctypes.c_long(_SECCOMP_SET_MODE_FILTER),
         ctypes.c_long(_SECCOMP_FILTER_FLAG_TSYNC),

@@ -127,7 +127,7 @@ def _drop_capabilities() -> None:
     Raises:
         OSError: ``capget``/``capset`` failed.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = seccomp.libc()
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()  # version 3: two 32-bit words of each set
     if libc.capget(ctypes.byref(header), data) != 0:
